@@ -1,0 +1,95 @@
+"""Errors of the pipeline language.
+
+Every problem a user can cause with a pipeline file is one of these; nothing else escapes
+`load`, `resolve`, `validate` or `plan`::
+
+    PipelineError                     any problem with a pipeline; carries a Location when known
+    ├── LoadError                     the file cannot be read or is not YAML
+    ├── IncludeError                  include: a missing file, a cycle, an unsupported kind
+    ├── ExtendsError                  extends: an unknown template or a cycle
+    ├── ValidationError               a keyword or value is wrong (may hold several problems)
+    │   └── UnsupportedKeywordError   GitLab has the keyword, kapal does not support it yet
+    ├── ExpressionError               a `rules: if:` expression does not parse
+    └── PlanError                     the jobs cannot be planned (needs cycle, unknown need, ...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a problem is: file, 1-based line and column, and the keyword path when known."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+    keyword: str = ""
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.column}"
+        return self.file
+
+
+class PipelineError(Exception):
+    """A problem with a pipeline file that the user can fix."""
+
+    def __init__(self, message: str, location: Location | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+
+    def __str__(self) -> str:
+        if self.location is None:
+            return self.message
+        return f"{self.location}: {self.message}"
+
+    @property
+    def problems(self) -> list[PipelineError]:
+        """The individual problems this error stands for (itself, unless it groups several)."""
+        return [self]
+
+
+class LoadError(PipelineError):
+    """The file cannot be read or is not valid YAML."""
+
+
+class IncludeError(PipelineError):
+    """An `include:` cannot be resolved."""
+
+
+class ExtendsError(PipelineError):
+    """An `extends:` names an unknown template or forms a cycle."""
+
+
+class ValidationError(PipelineError):
+    """One or more keywords or values are wrong."""
+
+    def __init__(
+        self,
+        message: str,
+        location: Location | None = None,
+        *,
+        problems: list[PipelineError] | None = None,
+    ) -> None:
+        super().__init__(message, location)
+        self._problems = problems
+
+    @property
+    def problems(self) -> list[PipelineError]:
+        """Each problem found, in file order."""
+        return list(self._problems) if self._problems else [self]
+
+
+class UnsupportedKeywordError(ValidationError):
+    """A keyword GitLab CI has that kapal does not support yet."""
+
+
+class ExpressionError(PipelineError):
+    """A `rules: if:` (or `workflow: rules: if:`) expression does not parse."""
+
+
+class PlanError(PipelineError):
+    """The jobs cannot be put in order: a `needs` cycle, an unknown job, an empty pipeline..."""

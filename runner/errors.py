@@ -1,0 +1,86 @@
+"""Errors of the runner.
+
+Expected failures (a bad image reference, a registry refusing a push, a Dockerfile that does not
+parse, a missing runc) are `RunnerError`s with a message a person can act on. A container that exits
+non-zero is *not* an error: it is a result, recorded as such.
+
+    RunnerError                     any problem executing pipelines that kapal can explain
+    ├── ImageError                  the image store and image handling
+    │   ├── ImageReferenceError     an image reference does not parse
+    │   ├── ImageNotFoundError      an image is in neither the store nor a registry
+    │   ├── CorruptBlobError        a blob's content does not match its digest
+    │   └── ArchiveError            an image archive is truncated or malformed
+    ├── RegistryError               a registry answered with an error or cannot be reached
+    │   └── RegistryAuthError       401/403 from a registry
+    ├── BootstrapError              mmdebstrap is missing or failed
+    ├── ContainerRuntimeError       the container runtime (runc missing, bundle failed, ...)
+    │   └── ContainerStartError     a container could not be started
+    ├── BuildError                  an image build failed
+    │   ├── DockerfileError         the Dockerfile does not parse or is invalid (file:line)
+    │   └── BuildStepError          a RUN step exited non-zero (step, exit code, last lines)
+    └── EngineError                 running a pipeline failed for a reason outside the jobs
+
+Subpackages may add subclasses beneath these; they never raise a bare `Exception` for user input.
+"""
+
+from __future__ import annotations
+
+
+class RunnerError(Exception):
+    """A problem executing pipelines that kapal can explain to the user."""
+
+
+class ImageError(RunnerError):
+    """A problem with an image or the image store."""
+
+
+class ImageReferenceError(ImageError):
+    """An image reference does not follow the docker reference grammar."""
+
+
+class ImageNotFoundError(ImageError):
+    """An image is in neither the local store nor a configured registry."""
+
+
+class CorruptBlobError(ImageError):
+    """A blob's content does not match the digest that names it."""
+
+
+class ArchiveError(ImageError):
+    """An image archive (docker-archive or OCI layout) is truncated or malformed."""
+
+
+class RegistryError(RunnerError):
+    """A registry answered with an error or could not be reached."""
+
+
+class RegistryAuthError(RegistryError):
+    """A registry refused the credentials (401/403)."""
+
+
+class BootstrapError(RunnerError):
+    """A base image could not be bootstrapped (mmdebstrap missing or failing)."""
+
+
+class ContainerRuntimeError(RunnerError):
+    """The container runtime failed (runc missing, bundle invalid, mount failed...)."""
+
+
+class ContainerStartError(ContainerRuntimeError):
+    """A container could not be started."""
+
+
+class BuildError(RunnerError):
+    """An image build failed."""
+
+
+class DockerfileError(BuildError):
+    """The Dockerfile does not parse or is invalid; the message names file:line."""
+
+
+class BuildStepError(BuildError):
+    """A RUN step exited non-zero."""
+
+
+class EngineError(RunnerError):
+    """Running a pipeline failed for a reason outside the jobs themselves."""

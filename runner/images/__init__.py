@@ -1,0 +1,1 @@
+"""The OCI image store: references, blobs, layers, import/export, registry client, bootstrap."""

@@ -1,0 +1,1 @@
+"""Containers: the Backend protocol, the embedded runc backend and the fake backend."""
