@@ -1,9 +1,213 @@
-"""Sub-commands of `kapal` for this package (registered by `web.cli`)."""
+"""Sub-commands of `kapal` for this package (registered by `web.cli`): `lint` and `plan`.
+
+Exit codes: 0 valid, 1 the pipeline has problems, 2 usage errors (bad options, no such file).
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.context import PIPELINE_SOURCES, TriggerContext
+from pipeline.document import PIPELINE_FILE_NAMES, Document, load
+from pipeline.errors import PipelineError
+from pipeline.plan import Plan
+from pipeline.planner import plan as plan_pipeline
+from pipeline.validate import validate_collecting
+
+_VAR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
+_MAX_LISTED_FILES = 100_000
+
+
+def _pipeline_path(path: Path | None) -> Path:
+    """The file to read: PATH itself, the pipeline file of directory PATH, or of the cwd."""
+    target = path if path is not None else Path.cwd()
+    if target.is_dir():
+        for name in PIPELINE_FILE_NAMES:
+            if (target / name).is_file():
+                return target / name
+        _usage(f"no pipeline file in {target}: expected .kapal.yml or .gitlab-ci.yml")
+    if not target.exists():
+        _usage(f"{target}: no such file")
+    return target
+
+
+def _usage(message: str) -> None:
+    typer.echo(f"kapal: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _print_problems(problems: list[PipelineError]) -> None:
+    for problem in problems:
+        typer.echo(str(problem))
+
+
+def _load(path: Path) -> Document:
+    try:
+        return load(path)
+    except PipelineError as exc:
+        _print_problems(exc.problems)
+        raise typer.Exit(1) from None
+
+
+def lint_command(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="Pipeline file or project directory (default: the current one)."),
+    ] = None,
+) -> None:
+    """Check a pipeline file; print each problem as file:line:col: message."""
+    path = _pipeline_path(file)
+    document = _load(path)
+    config, problems = validate_collecting(document)
+    if problems or config is None:
+        _print_problems(problems)
+        count = len(problems)
+        typer.echo(f"{path}: {count} problem{'s' if count != 1 else ''}", err=True)
+        raise typer.Exit(1)
+    jobs = len(config.jobs)
+    typer.echo(f"{path}: valid ({jobs} job{'s' if jobs != 1 else ''})")
+
+
+def _git_head(root: Path) -> tuple[str | None, str | None]:
+    """(branch, sha) of a git working tree at `root`, read from .git without running git."""
+    git = root / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+    except OSError:
+        return None, None
+    if not head.startswith("ref: refs/heads/"):
+        return None, head if re.fullmatch(r"[0-9a-f]{40}", head) else None
+    branch = head.removeprefix("ref: refs/heads/")
+    try:
+        return branch, (git / "refs" / "heads" / branch).read_text().strip()
+    except OSError:
+        pass
+    try:
+        for line in (git / "packed-refs").read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1] == f"refs/heads/{branch}":
+                return branch, parts[0]
+    except OSError:
+        pass
+    return branch, None
+
+
+def _project_files(root: Path) -> tuple[str, ...]:
+    """Paths of the project's files relative to `root` (for `rules: exists`), .git left out."""
+    found: list[str] = []
+    for current, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        rel = Path(current).relative_to(root)
+        for name in sorted(files):
+            found.append(str(rel / name) if str(rel) != "." else name)
+            if len(found) >= _MAX_LISTED_FILES:
+                return tuple(found)
+    return tuple(found)
+
+
+def plan_command(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Pipeline file or project directory (default: the current one)."),
+    ] = None,
+    branch: Annotated[str | None, typer.Option(help="Plan for a push to this branch.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Plan for this tag.")] = None,
+    source: Annotated[
+        str, typer.Option(help="CI_PIPELINE_SOURCE: push, web, api, schedule, ...")
+    ] = "push",
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="Extra variable NAME=VALUE (repeatable).")
+    ] = None,
+    changed: Annotated[
+        list[str] | None,
+        typer.Option("--changed", help="A changed file, for rules: changes (repeatable)."),
+    ] = None,
+    default_branch: Annotated[str, typer.Option(help="CI_DEFAULT_BRANCH.")] = "main",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show what a pipeline would run for a trigger: stages, jobs, skipped jobs and why, needs."""
+    if branch is not None and tag is not None:
+        _usage("give --branch or --tag, not both")
+    if source not in PIPELINE_SOURCES:
+        _usage(f"unknown --source {source!r}; use one of {', '.join(PIPELINE_SOURCES)}")
+    variables: list[tuple[str, str]] = []
+    for item in var or []:
+        match = _VAR.fullmatch(item)
+        if match is None:
+            _usage(f"--var {item!r} must look like NAME=VALUE")
+        else:
+            variables.append((match[1], match[2]))
+    file = _pipeline_path(path)
+    document = _load(file)
+    root = Path(document.root_dir)
+    head_branch, head_sha = _git_head(root)
+    if branch is None and tag is None:
+        branch = head_branch or default_branch
+    context = TriggerContext(
+        source=source,
+        branch=branch,
+        tag=tag,
+        commit_sha=head_sha or TriggerContext.commit_sha,
+        default_branch=default_branch,
+        project_name=root.name or "project",
+        project_dir=f"/builds/{root.name or 'project'}",
+        changed_files=tuple(changed) if changed else None,
+        project_files=_project_files(root),
+        variables=tuple(variables),
+    )
+    try:
+        result = plan_pipeline(document, context)
+    except PipelineError as exc:
+        _print_problems(exc.problems)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(result.to_json(indent=2))
+        return
+    _show(result, file)
+
+
+def _show(result: Plan, file: Path) -> None:
+    console = Console(width=max(120, Console().width), highlight=False)
+    ref = f"tag {result.ref!r}" if result.is_tag else f"branch {result.ref!r}"
+    console.print(f"[bold]{file}[/bold]: {result.source} pipeline for {ref}")
+    if not result.created:
+        console.print(f"[yellow]no pipeline[/yellow]: {result.skip_reason}")
+        return
+    stages = [s for s in result.stages if any(j.stage == s for j in result.jobs)]
+    console.print("stages: " + " → ".join(stages))
+    table = Table(show_lines=False)
+    for column in ("stage", "job", "runs", "needs / waits for", "why skipped"):
+        table.add_column(column, overflow="fold")
+    for job in result.jobs:
+        if job.runs:
+            status: str = "manual" if job.manual else job.when
+            if job.allow_failure:
+                status += " (may fail)"
+            if job.needs is not None:
+                after = "needs: " + (", ".join(n.job for n in job.needs) or "nothing")
+            else:
+                after = ", ".join(job.waits_for) if job.waits_for else "-"
+            table.add_row(job.stage, job.name, status, after, "")
+        else:
+            table.add_row(job.stage, job.name, "[dim]skipped[/dim]", "", job.skip_reason or "")
+    console.print(table)
+    edges = [(a, b) for a, b in result.edges() if result.job(b).needs is not None]
+    if edges:
+        console.print("needs edges:")
+        for upstream, downstream in edges:
+            console.print(f"  {upstream} → {downstream}")
+    runs = len(result.runnable_jobs())
+    console.print(f"{runs} job(s) run, {len(result.jobs) - runs} skipped")
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's sub-commands to the `kapal` application."""
+    app.command("lint")(lint_command)
+    app.command("plan")(plan_command)

@@ -88,7 +88,23 @@ class UnsupportedKeywordError(ValidationError):
 
 
 class ExpressionError(PipelineError):
-    """A `rules: if:` (or `workflow: rules: if:`) expression does not parse."""
+    """A `rules: if:` (or `workflow: rules: if:`) expression does not parse.
+
+    `expression` is the text and `column` the 1-based column inside it where the problem is,
+    so a caller that knows where the expression sits in the file can point at the exact spot.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        location: Location | None = None,
+        *,
+        expression: str = "",
+        column: int = 0,
+    ) -> None:
+        super().__init__(message, location)
+        self.expression = expression
+        self.column = column
 
 
 class PlanError(PipelineError):

@@ -9,9 +9,12 @@ non-zero is *not* an error: it is a result, recorded as such.
     │   ├── ImageReferenceError     an image reference does not parse
     │   ├── ImageNotFoundError      an image is in neither the store nor a registry
     │   ├── CorruptBlobError        a blob's content does not match its digest
-    │   └── ArchiveError            an image archive is truncated or malformed
+    │   ├── ArchiveError            an image archive is truncated or malformed
+    │   ├── MediaTypeError          a manifest or layer has a media type kapal does not handle
+    │   └── StoreFullError          no space left on the device holding the image store
     ├── RegistryError               a registry answered with an error or cannot be reached
-    │   └── RegistryAuthError       401/403 from a registry
+    │   ├── RegistryAuthError       401/403 from a registry
+    │   └── RegistryStatusError     any other error status (404, 5xx...); `.status` holds it
     ├── BootstrapError              mmdebstrap is missing or failed
     ├── ContainerRuntimeError       the container runtime (runc missing, bundle failed, ...)
     │   └── ContainerStartError     a container could not be started
@@ -19,6 +22,10 @@ non-zero is *not* an error: it is a result, recorded as such.
     │   ├── DockerfileError         the Dockerfile does not parse or is invalid (file:line)
     │   └── BuildStepError          a RUN step exited non-zero (step, exit code, last lines)
     └── EngineError                 running a pipeline failed for a reason outside the jobs
+        ├── WorkspaceError          the workspace cannot be made (missing commit, remote down)
+        ├── SecretsError            a secrets file cannot be read or a secret cannot be masked
+        ├── ServiceError            a service container did not start or open its ports
+        └── UnknownJobError         `--job` names a job the pipeline does not have
 
 Subpackages may add subclasses beneath these; they never raise a bare `Exception` for user input.
 """
@@ -50,12 +57,28 @@ class ArchiveError(ImageError):
     """An image archive (docker-archive or OCI layout) is truncated or malformed."""
 
 
+class MediaTypeError(ImageError):
+    """A manifest, config or layer has a media type kapal does not handle."""
+
+
+class StoreFullError(ImageError):
+    """The device holding the image store has no space left; nothing half-written was kept."""
+
+
 class RegistryError(RunnerError):
     """A registry answered with an error or could not be reached."""
 
 
 class RegistryAuthError(RegistryError):
     """A registry refused the credentials (401/403)."""
+
+
+class RegistryStatusError(RegistryError):
+    """A registry answered with an error status other than 401/403 (kept in `.status`)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class BootstrapError(RunnerError):
@@ -84,3 +107,19 @@ class BuildStepError(BuildError):
 
 class EngineError(RunnerError):
     """Running a pipeline failed for a reason outside the jobs themselves."""
+
+
+class WorkspaceError(EngineError):
+    """The job workspace cannot be prepared (unreachable remote, missing commit, copy failed)."""
+
+
+class SecretsError(EngineError):
+    """A secrets file cannot be read, or a secret is too short to be masked."""
+
+
+class ServiceError(EngineError):
+    """A service container did not start or did not open its ports in time."""
+
+
+class UnknownJobError(EngineError):
+    """A job named on the command line is not in the pipeline."""

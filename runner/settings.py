@@ -23,6 +23,13 @@ class RunnerSettings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     runtime: str = ""  # path or name of the OCI runtime; empty: detect runc/crun
     insecure_registries: list[str] = Field(default_factory=list)
+    # Registries `image:` references are pulled from when not in the local store, in order.
+    # A reference naming one of them pulls from it; a docker.io one is looked up in each (mirrors).
+    # Empty (the default): kapal never pulls on its own; `kapal image pull` still works.
+    pull_registries: list[str] = Field(default_factory=list)
+    # Registry credentials, docker config.json format ({"auths": {"host:port": {"auth": ...}}}).
+    # None: ~/.docker/config.json.
+    registry_auth_file: Path | None = None
 
     @property
     def images_dir(self) -> Path:

@@ -1,1 +1,41 @@
-"""The OCI image store: references, blobs, layers, import/export, registry client, bootstrap."""
+"""The OCI image store: references, blobs, layers, import/export, registry client, bootstrap.
+
+Typical use::
+
+    store = ImageStore(RunnerSettings().images_dir)
+    image = store.resolve("debian:bookworm")        # ImageNotFoundError says how to get it
+    lowerdirs = store.unpacked_layers(image)        # bottom-first, ready for overlayfs
+    image.config["config"]["Env"], image.config["config"].get("Cmd")
+
+A build adds layers and commits them inside one session, so `gc()` cannot run in between::
+
+    with store.session():
+        layer = store.add_layer(tar_path, compressed=False)
+        image = store.commit(config, [*parent.layers, layer], tags=["app:1.0"])
+
+A job's `image:` goes through `ImageResolver(store, settings).resolve(name)`: the local store,
+then `settings.pull_registries`, then an `ImageNotFoundError` saying how to get the image.
+"""
+
+from runner.images.archives import export_images, import_archive
+from runner.images.bootstrap import bootstrap_busybox, bootstrap_debian
+from runner.images.image import Image, LayerDescriptor
+from runner.images.reference import Reference
+from runner.images.registry import RegistryClient
+from runner.images.resolve import ImageResolver
+from runner.images.store import GcReport, ImageStore, TaggedImage
+
+__all__ = [
+    "GcReport",
+    "Image",
+    "ImageResolver",
+    "ImageStore",
+    "LayerDescriptor",
+    "Reference",
+    "RegistryClient",
+    "TaggedImage",
+    "bootstrap_busybox",
+    "bootstrap_debian",
+    "export_images",
+    "import_archive",
+]

@@ -1,0 +1,1 @@
+"""hello: a small web application that greets visitors and counts visits in Redis."""

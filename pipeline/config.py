@@ -1,0 +1,115 @@
+"""The validated pipeline: typed, checked configuration that `plan()` turns into a `Plan`.
+
+`validate()` builds a `PipelineConfig` from a resolved document. Unlike `Plan` it still holds
+what depends on the trigger (rules, only/except, parallel, needs by base name) and where each
+item was written, so planning errors can point at the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.errors import Location
+from pipeline.plan import Job
+
+DEFAULT_STAGES = ("build", "test", "deploy")
+
+
+@dataclass(frozen=True)
+class VariableDef:
+    """A variable as written in the file (`value` already a string)."""
+
+    name: str
+    value: str
+    expand: bool = True
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One entry of `rules:` or `workflow: rules:`."""
+
+    location: Location
+    if_text: str | None = None
+    changes: tuple[str, ...] | None = None
+    exists: tuple[str, ...] | None = None
+    when: str | None = None
+    allow_failure: bool | None = None
+    allow_failure_exit_codes: tuple[int, ...] = ()
+    variables: tuple[VariableDef, ...] = ()
+
+    def describe(self, index: int) -> str:
+        """How a skip reason names this rule: its number and its conditions."""
+        parts = []
+        if self.if_text is not None:
+            parts.append(f"if: {self.if_text}")
+        if self.changes is not None:
+            parts.append(f"changes: {list(self.changes)}")
+        if self.exists is not None:
+            parts.append(f"exists: {list(self.exists)}")
+        shown = ", ".join(parts) if parts else "no condition"
+        return f"rule {index + 1} ({shown})"
+
+
+@dataclass(frozen=True)
+class RefFilter:
+    """`only:` or `except:` with its refs, variables expressions and changes patterns."""
+
+    location: Location
+    refs: tuple[str, ...] | None = None
+    variables: tuple[str, ...] | None = None
+    changes: tuple[str, ...] | None = None
+
+
+MatrixEntry = tuple[tuple[str, tuple[str, ...]], ...]
+"""One item of `parallel: matrix:`: (variable, values) pairs in the order written."""
+
+
+@dataclass(frozen=True)
+class NeedConfig:
+    """One `needs:` entry by base job name, optionally narrowed to matrix instances."""
+
+    job: str
+    location: Location
+    artifacts: bool = True
+    optional: bool = False
+    matrix: tuple[MatrixEntry, ...] | None = None
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One job as written (not yet expanded for `parallel`, not yet filtered by rules)."""
+
+    name: str
+    location: Location
+    template: Job
+    variables: tuple[VariableDef, ...] = ()
+    inherit_variables: bool | tuple[str, ...] = True
+    rules: tuple[RuleConfig, ...] | None = None
+    only: RefFilter | None = None
+    except_: RefFilter | None = None
+    when: str = "on_success"
+    allow_failure: bool | None = None
+    allow_failure_exit_codes: tuple[int, ...] = ()
+    parallel: int | None = None
+    matrix: tuple[MatrixEntry, ...] | None = None
+    needs: tuple[NeedConfig, ...] | None = None
+    dependencies: tuple[tuple[str, Location], ...] | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A whole validated pipeline file."""
+
+    path: str
+    stages: tuple[str, ...]
+    variables: tuple[VariableDef, ...]
+    jobs: tuple[JobConfig, ...]
+    workflow_rules: tuple[RuleConfig, ...] | None = None
+    workflow_name: str | None = None
+
+    def job(self, name: str) -> JobConfig:
+        """The job called `name` (before parallel expansion); KeyError when there is none."""
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise KeyError(name)

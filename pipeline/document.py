@@ -1,0 +1,377 @@
+"""Loading pipeline files into plain values that remember where each came from.
+
+`load(path)` parses YAML into `YMap` (a dict), `YList` (a list) and scalars (str, int, float,
+bool, None). Each container keeps the `Location` of itself, of each key and of each value, so
+every later error can name file:line:col even after `include`/`extends` moved values around.
+Anchors, aliases and merge keys (`<<`) are resolved while loading; recursive aliases and
+alias bombs are rejected. GitLab's `!reference [job, keyword]` tag becomes a `Reference`,
+replaced by `resolve()`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from pipeline.errors import LoadError, Location, UnsupportedKeywordError
+
+MAX_NODES = 200_000
+MAX_FILE_BYTES = 4 * 1024 * 1024
+PIPELINE_FILE_NAMES = (".kapal.yml", ".gitlab-ci.yml")
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    _STR_TAG,
+    "tag:yaml.org,2002:timestamp",
+}
+
+
+class YMap(dict[Any, Any]):
+    """A YAML mapping: a dict that also knows where it, its keys and its values are."""
+
+    def __init__(self, location: Location) -> None:
+        super().__init__()
+        self.location = location
+        self.key_locations: dict[Any, Location] = {}
+        self.value_locations: dict[Any, Location] = {}
+
+    def set(self, key: Any, value: Any, key_location: Location, value_location: Location) -> None:
+        """Set `key` to `value`, remembering both positions."""
+        self[key] = value
+        self.key_locations[key] = key_location
+        self.value_locations[key] = value_location
+
+    def key_at(self, key: Any) -> Location:
+        """Where `key` is written (the mapping's own location when unknown)."""
+        return self.key_locations.get(key, self.location)
+
+    def value_at(self, key: Any) -> Location:
+        """Where the value of `key` is written (the key's location when unknown)."""
+        return self.value_locations.get(key, self.key_at(key))
+
+    def copy_entry(self, source: YMap, key: Any) -> None:
+        """Copy `key` from `source` with its positions."""
+        self.set(key, source[key], source.key_at(key), source.value_at(key))
+
+    def shallow_copy(self) -> YMap:
+        """A new YMap with the same entries and positions."""
+        out = YMap(self.location)
+        for key in self:
+            out.copy_entry(self, key)
+        return out
+
+
+class YList(list[Any]):
+    """A YAML sequence: a list that also knows where it and each item are."""
+
+    def __init__(self, location: Location) -> None:
+        super().__init__()
+        self.location = location
+        self.item_locations: list[Location] = []
+
+    def add(self, value: Any, location: Location) -> None:
+        """Append `value`, remembering its position."""
+        self.append(value)
+        self.item_locations.append(location)
+
+    def item_at(self, index: int) -> Location:
+        """Where item `index` is written (the list's own location when unknown)."""
+        if 0 <= index < len(self.item_locations):
+            return self.item_locations[index]
+        return self.location
+
+
+@dataclass(frozen=True)
+class Reference:
+    """GitLab's `!reference [job, keyword, ...]`: a value to copy from elsewhere in the file."""
+
+    path: tuple[str, ...]
+    location: Location
+
+
+@dataclass
+class Document:
+    """A loaded pipeline file: its top-level mapping, where it lives, and what resolve() did."""
+
+    path: str
+    root_dir: str
+    data: YMap
+    resolved: bool = False
+    included_files: tuple[str, ...] = field(default_factory=tuple)
+
+
+def find_pipeline_file(directory: str | Path) -> Path:
+    """The pipeline file of a project: `.kapal.yml`, else `.gitlab-ci.yml`; LoadError if none."""
+    base = Path(directory)
+    for name in PIPELINE_FILE_NAMES:
+        candidate = base / name
+        if candidate.is_file():
+            return candidate
+    raise LoadError(
+        f"no pipeline file in {base}: create .kapal.yml (or .gitlab-ci.yml)",
+        Location(str(base)),
+    )
+
+
+def read_text(path: Path, shown: str) -> str:
+    """Read a pipeline file as UTF-8 text; LoadError with an actionable message otherwise."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise LoadError(f"file not found: {shown}", Location(shown)) from None
+    except IsADirectoryError:
+        raise LoadError(f"{shown} is a directory, not a pipeline file", Location(shown)) from None
+    except OSError as exc:
+        raise LoadError(f"cannot read {shown}: {exc.strerror}", Location(shown)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise LoadError(
+            f"{shown} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; "
+            "a pipeline file that big is a mistake",
+            Location(shown),
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoadError(
+            f"{shown} is not UTF-8 text (byte {exc.start}); save it as UTF-8", Location(shown)
+        ) from None
+
+
+def load(path: str | Path, *, root_dir: str | Path | None = None) -> Document:
+    """Load a pipeline file (or the pipeline file of a directory) without resolving it."""
+    target = Path(path)
+    if target.is_dir():
+        target = find_pipeline_file(target)
+    shown = str(path) if not Path(path).is_dir() else str(target)
+    text = read_text(target, shown)
+    root = Path(root_dir) if root_dir is not None else target.resolve().parent
+    data = parse_yaml(text, shown)
+    return Document(path=shown, root_dir=str(root), data=as_top_level(data, shown))
+
+
+def loads(text: str, filename: str = ".kapal.yml", root_dir: str | Path = ".") -> Document:
+    """Load a pipeline from text (for tests and tools); `filename` is used in messages."""
+    data = parse_yaml(text, filename)
+    return Document(path=filename, root_dir=str(root_dir), data=as_top_level(data, filename))
+
+
+def as_top_level(data: Any, filename: str) -> YMap:
+    """Check that a parsed file is a mapping (an empty file is an empty mapping)."""
+    if data is None:
+        return YMap(Location(filename, 1, 1))
+    if not isinstance(data, YMap):
+        where = getattr(data, "location", Location(filename, 1, 1))
+        raise LoadError(
+            "the top level of a pipeline file must be a mapping of keywords and jobs "
+            f"(found {describe(data)})",
+            where,
+        )
+    return data
+
+
+def describe(value: Any) -> str:
+    """A short human name for the type of a loaded value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, YMap | dict):
+        return "a mapping"
+    if isinstance(value, YList | list):
+        return "a list"
+    if isinstance(value, Reference):
+        return "a !reference"
+    return type(value).__name__
+
+
+def parse_yaml(text: str, filename: str) -> Any:
+    """Parse one YAML document into YMap/YList/scalars with positions; LoadError on any problem."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise LoadError(f"invalid YAML: {problem}", loc) from None
+    except yaml.YAMLError as exc:
+        raise LoadError(f"invalid YAML: {exc}", Location(filename)) from None
+    except RecursionError:
+        raise LoadError("invalid YAML: nested too deeply", Location(filename)) from None
+    if not nodes:
+        return None
+    if len(nodes) > 1:
+        first = nodes[0]
+        loc = Location(filename, first.start_mark.line + 1, first.start_mark.column + 1)
+        if isinstance(first, MappingNode) and any(
+            isinstance(k, ScalarNode) and k.value == "spec" for k, _ in first.value
+        ):
+            raise UnsupportedKeywordError(
+                "`spec: inputs` (configuration inputs) is not supported by kapal yet; "
+                "use variables instead",
+                loc,
+            )
+        raise LoadError(
+            f"a pipeline file holds one YAML document, found {len(nodes)}; remove the '---' lines",
+            loc,
+        )
+    return _Builder(filename).build(nodes[0])
+
+
+class _Builder:
+    """Turns a composed node graph into positioned values, once per node (aliases share)."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.done: dict[int, Any] = {}
+        self.sizes: dict[int, int] = {}
+        self.active: set[int] = set()
+        self.constructor = yaml.SafeLoader("")
+
+    def loc(self, node: Node) -> Location:
+        return Location(self.filename, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def build(self, node: Node) -> Any:
+        if self._size(node, 0) > MAX_NODES:
+            raise LoadError(
+                f"the document expands to more than {MAX_NODES} values (an alias bomb?)",
+                self.loc(node),
+            )
+        return self._value(node, 0)
+
+    def _size(self, node: Node, depth: int) -> int:
+        # Counted with aliases expanded, so `&a [*b, *b, ...]` chains cannot blow up memory later.
+        key = id(node)
+        if key in self.sizes:
+            return self.sizes[key]
+        if key in self.active:
+            raise LoadError("a YAML alias refers to itself (recursive anchor)", self.loc(node))
+        if depth > 200:
+            raise LoadError("the document is nested too deeply (over 200 levels)", self.loc(node))
+        self.active.add(key)
+        try:
+            total = 1
+            if isinstance(node, SequenceNode):
+                for child in node.value:
+                    total += self._size(child, depth + 1)
+                    if total > MAX_NODES:
+                        break
+            elif isinstance(node, MappingNode):
+                for k, v in node.value:
+                    total += self._size(k, depth + 1) + self._size(v, depth + 1)
+                    if total > MAX_NODES:
+                        break
+        finally:
+            self.active.discard(key)
+        self.sizes[key] = total
+        return total
+
+    def _value(self, node: Node, depth: int) -> Any:
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        if isinstance(node, ScalarNode):
+            value = self._scalar(node)
+        elif isinstance(node, SequenceNode):
+            value = self._sequence(node, depth)
+        elif isinstance(node, MappingNode):
+            value = self._mapping(node, depth)
+        else:  # pragma: no cover - composer yields only these three
+            raise LoadError("unexpected YAML node", self.loc(node))
+        self.done[key] = value
+        return value
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        tag = node.tag
+        if tag == "!reference":
+            raise LoadError(
+                "!reference takes a list like !reference [.template, script]", self.loc(node)
+            )
+        if tag not in _SCALAR_TAGS:
+            raise LoadError(
+                f"unsupported YAML tag {tag!r}: kapal reads plain YAML plus !reference",
+                self.loc(node),
+            )
+        if tag == "tag:yaml.org,2002:timestamp":
+            return node.value
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except (ConstructorError, ValueError, OverflowError) as exc:
+            raise LoadError(f"invalid YAML value {node.value!r}: {exc}", self.loc(node)) from None
+        if isinstance(value, datetime.date):  # pragma: no cover - handled by the tag check
+            return node.value
+        return value
+
+    def _sequence(self, node: SequenceNode, depth: int) -> Any:
+        if node.tag == "!reference":
+            parts: list[str] = []
+            for child in node.value:
+                if not isinstance(child, ScalarNode) or child.tag != _STR_TAG:
+                    raise LoadError(
+                        "!reference items must be plain names, like !reference [.setup, script]",
+                        self.loc(child),
+                    )
+                parts.append(child.value)
+            if not parts:
+                raise LoadError("!reference needs at least a job name", self.loc(node))
+            return Reference(tuple(parts), self.loc(node))
+        if node.tag != "tag:yaml.org,2002:seq":
+            raise LoadError(f"unsupported YAML tag {node.tag!r} on a list", self.loc(node))
+        out = YList(self.loc(node))
+        for child in node.value:
+            out.add(self._value(child, depth + 1), self.loc(child))
+        return out
+
+    def _mapping(self, node: MappingNode, depth: int) -> Any:
+        if node.tag != "tag:yaml.org,2002:map":
+            raise LoadError(f"unsupported YAML tag {node.tag!r} on a mapping", self.loc(node))
+        out = YMap(self.loc(node))
+        merged: list[YMap] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.extend(self._merge_sources(value_node, depth))
+                continue
+            if not isinstance(key_node, ScalarNode):
+                raise LoadError(
+                    "a mapping key must be a plain name, not a list or mapping", self.loc(key_node)
+                )
+            key = self._scalar(key_node)
+            value = self._value(value_node, depth + 1)
+            out.set(key, value, self.loc(key_node), self.loc(value_node))
+        if not merged:
+            return out
+        # `<<` keys: the mapping's own keys win, then earlier merge sources win over later ones.
+        result = YMap(out.location)
+        for source in reversed(merged):
+            for key in source:
+                result.copy_entry(source, key)
+        for key in out:
+            result.copy_entry(out, key)
+        return result
+
+    def _merge_sources(self, node: Node, depth: int) -> list[YMap]:
+        value = self._value(node, depth + 1)
+        if isinstance(value, YMap):
+            return [value]
+        if isinstance(value, YList) and all(isinstance(item, YMap) for item in value):
+            return list(value)
+        raise LoadError(
+            "a merge key (<<) takes a mapping or a list of mappings, like <<: *defaults",
+            self.loc(node),
+        )

@@ -1,0 +1,205 @@
+"""Path globs for `rules: changes` and `rules: exists`, matched as GitLab matches them.
+
+GitLab calls Ruby's `File.fnmatch?(glob, path, FNM_PATHNAME | FNM_DOTMATCH | FNM_EXTGLOB)`:
+
+- `*` matches any run of characters except `/` (dot files included), `?` one such character;
+- `**/` at the start of a path segment matches zero or more whole directories; anywhere else
+  `**` is just `*`, so `dir/**` matches `dir/a` but not `dir/a/b` (write `dir/**/*`);
+- `[abc]`, `[a-z]`, `[!abc]`, `[^abc]` match one character; an unclosed `[` matches nothing;
+- `{a,b}` alternatives, nested; an unbalanced `{` is literal;
+- `\\x` matches `x` literally; the whole path must match; case matters.
+
+Lifecycle: `compile_glob` turns one pattern into a `Glob` (cheap; callers may keep it), and
+`matches_changes` / `matches_exists` answer a rule's question for a list of paths.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from pipeline.errors import ValidationError
+
+__all__ = ["MAX_BRACE_ALTERNATIVES", "Glob", "compile_glob", "matches_changes", "matches_exists"]
+
+MAX_BRACE_ALTERNATIVES = 1024
+"""A pattern whose `{a,b}` braces expand to more alternatives than this is refused."""
+
+_NEVER = "(?!)"
+
+
+@dataclass(frozen=True)
+class Glob:
+    """One compiled glob pattern."""
+
+    pattern: str
+    regex: re.Pattern[str] = field(compare=False, repr=False)
+
+    def matches(self, path: str) -> bool:
+        """Whether `path` (relative, `/`-separated) matches the whole pattern."""
+        return self.regex.fullmatch(path) is not None
+
+
+def compile_glob(pattern: str) -> Glob:
+    """Compile a pattern; `ValidationError` when its braces expand beyond reason."""
+    alternatives = _expand_braces(pattern)
+    regex = "|".join(f"(?:{_translate(alt)})" for alt in alternatives)
+    return Glob(pattern=pattern, regex=re.compile(regex, re.DOTALL))
+
+
+def matches_changes(patterns: Iterable[str], changed_paths: Collection[str] | None) -> bool:
+    """`rules: changes`: true when any changed path matches any pattern.
+
+    `changed_paths` None means the trigger has no list of changes (a tag, a schedule, a web or
+    API pipeline, a first push): GitLab then treats `changes` as true.
+    """
+    if changed_paths is None:
+        return True
+    globs = [compile_glob(pattern) for pattern in patterns]
+    return any(glob.matches(path) for path in changed_paths for glob in globs)
+
+
+def matches_exists(patterns: Iterable[str], project_files: Collection[str]) -> bool:
+    """`rules: exists`: true when any file of the project matches any pattern."""
+    globs = [compile_glob(pattern) for pattern in patterns]
+    return any(glob.matches(path) for path in project_files for glob in globs)
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    """Ruby's brace expansion: the first balanced `{...}` split on its top-level commas."""
+    results: list[str] = []
+    pending = [pattern]
+    while pending:
+        current = pending.pop()
+        span = _first_brace(current)
+        if span is None:
+            results.append(current)
+        else:
+            start, end, commas = span
+            prefix, suffix = current[:start], current[end + 1 :]
+            bounds = [start, *commas, end]
+            pending.extend(
+                prefix + current[bounds[i] + 1 : bounds[i + 1]] + suffix
+                for i in reversed(range(len(bounds) - 1))
+            )
+        if len(results) + len(pending) > MAX_BRACE_ALTERNATIVES:
+            raise ValidationError(
+                f"the glob {pattern!r} expands to more than {MAX_BRACE_ALTERNATIVES} "
+                "alternatives through its {...} braces; list fewer patterns"
+            )
+    return results
+
+
+def _first_brace(pattern: str) -> tuple[int, int, list[int]] | None:
+    """(index of `{`, index of its `}`, top-level commas between) or None if none balance."""
+    index, start, depth = 0, -1, 0
+    commas: list[int] = []
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "{":
+            if depth == 0:
+                start, commas = index, []
+            depth += 1
+        elif char == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                return start, index, commas
+        elif char == "," and depth == 1:
+            commas.append(index)
+        index += 1
+    return None
+
+
+def _translate(pattern: str) -> str:
+    """One brace-free glob as a regular expression over the whole path."""
+    segments = pattern.split("/")
+    parts: list[str] = []
+    index = 0
+    while index < len(segments):
+        segment = segments[index]
+        if segment == "**" and index < len(segments) - 1:
+            # Consecutive `**/` collapse; together they match any number of directories.
+            while index < len(segments) - 1 and segments[index] == "**":
+                index += 1
+            parts.append("(?:[^/]*/)*" + _segment(segments[index]))
+        else:
+            parts.append(_segment(segment))
+        index += 1
+        if index < len(segments):
+            parts.append("/")
+    return "".join(parts)
+
+
+def _segment(segment: str) -> str:
+    """One path segment (no `/`) of a glob as a regular expression."""
+    out: list[str] = []
+    index = 0
+    while index < len(segment):
+        char = segment[index]
+        if char == "*":
+            while index < len(segment) and segment[index] == "*":
+                index += 1
+            out.append("[^/]*")
+            continue
+        if char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            bracket, index = _bracket(segment, index)
+            out.append(bracket)
+            continue
+        elif char == "\\" and index + 1 < len(segment):
+            index += 1
+            out.append(re.escape(segment[index]))
+        else:
+            out.append(re.escape(char))
+        index += 1
+    return "".join(out)
+
+
+def _bracket(segment: str, start: int) -> tuple[str, int]:
+    """The class starting at `segment[start] == "["` and the index after it."""
+    index = start + 1
+    negate = index < len(segment) and segment[index] in "!^"
+    if negate:
+        index += 1
+    items: list[str] = []
+    while True:
+        if index >= len(segment):
+            # Ruby's fnmatch fails the whole match at an unclosed bracket.
+            return _NEVER, len(segment)
+        char = segment[index]
+        if char == "]":
+            break
+        low, index = _bracket_char(segment, index)
+        if low is None:
+            return _NEVER, len(segment)
+        if index + 1 < len(segment) and segment[index] == "-" and segment[index + 1] != "]":
+            high, index = _bracket_char(segment, index + 1)
+            if high is None:
+                return _NEVER, len(segment)
+            if high >= low:
+                items.append(f"{_class_char(low)}-{_class_char(high)}")
+        else:
+            items.append(_class_char(low))
+    index += 1
+    if not items:
+        # `[]` or a class of empty ranges matches nothing; negated, anything but `/`.
+        return ("[^/]" if negate else _NEVER), index
+    return ("[^/" if negate else "[") + "".join(items) + "]", index
+
+
+def _bracket_char(segment: str, index: int) -> tuple[str | None, int]:
+    """One (possibly escaped) character inside a bracket and the index after it."""
+    if segment[index] == "\\":
+        index += 1
+        if index >= len(segment):
+            return None, index
+    return segment[index], index + 1
+
+
+def _class_char(char: str) -> str:
+    return char if char.isalnum() else "\\" + char

@@ -1,0 +1,417 @@
+"""`plan()`: evaluate a validated pipeline against a trigger and produce the `Plan`.
+
+Order, as GitLab does it: `workflow: rules` decide whether there is a pipeline at all; each job
+is expanded for `parallel` / `parallel: matrix` (so rules can see matrix variables); `rules` or
+`only`/`except` decide whether each instance is added, with which `when`, `allow_failure` and
+extra variables; `needs` and `dependencies` are resolved to concrete job names; each running
+job gets `waits_for` (its needs, or every running job of earlier stages); cycles are reported.
+
+Variable precedence, lowest first (later wins): predefined, pipeline (`variables:` at the top,
+as `inherit: variables` allows, then `workflow: rules: variables`), job, matrix, rules, trigger
+(the context's variables, like GitLab's pipeline/schedule variables).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping
+
+from pipeline.config import (
+    JobConfig,
+    MatrixEntry,
+    NeedConfig,
+    PipelineConfig,
+    RefFilter,
+    RuleConfig,
+    VariableDef,
+)
+from pipeline.context import TriggerContext
+from pipeline.document import Document
+from pipeline.errors import ExpressionError, Location, PlanError
+from pipeline.expressions import evaluate
+from pipeline.globs import matches_changes, matches_exists
+from pipeline.keywords import ONLY_REF_KEYWORDS
+from pipeline.plan import Job, Need, Plan, Variable
+from pipeline.predefined import job_variables, pipeline_variables
+from pipeline.regex import compile_regex, split_regex_literal
+from pipeline.validate import find_cycle, validate
+
+_DEFAULT_ONLY = ("branches", "tags")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Instance:
+    config: JobConfig
+    name: str
+    index: int | None
+    total: int | None
+    matrix: tuple[tuple[str, str], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decision:
+    runs: bool
+    reason: str | None = None
+    when: str = "on_success"
+    allow_failure: bool = False
+    exit_codes: tuple[int, ...] = ()
+    variables: tuple[VariableDef, ...] = ()
+    explicit_allow_failure: bool = False
+
+
+def plan(document: Document | PipelineConfig, context: TriggerContext) -> Plan:
+    """Plan a pipeline for a trigger; PipelineError (only) when the file or the plan is wrong."""
+    config = document if isinstance(document, PipelineConfig) else validate(document)
+    try:
+        return _Planner(config, context).run()
+    except RecursionError:
+        raise PlanError(
+            "the pipeline is too deeply nested to plan", Location(config.path)
+        ) from None
+
+
+def _as_variables(defs: tuple[VariableDef, ...], source: str) -> tuple[Variable, ...]:
+    return tuple(Variable(d.name, d.value, source, d.expand) for d in defs)  # type: ignore[arg-type]
+
+
+def _as_dict(variables: tuple[Variable, ...]) -> dict[str, str]:
+    return {v.name: v.value for v in variables}
+
+
+class _Planner:
+    def __init__(self, config: PipelineConfig, context: TriggerContext) -> None:
+        self.config = config
+        self.context = context
+        self.trigger = tuple(Variable(k, v, "trigger") for k, v in context.variables)
+        self.predefined = pipeline_variables(
+            context, config_path=config.path, workflow_name=config.workflow_name
+        )
+
+    def run(self) -> Plan:
+        config = self.config
+        file_vars = _as_variables(config.variables, "pipeline")
+        workflow = self.workflow(_as_dict(self.predefined + file_vars + self.trigger))
+        workflow_vars = _as_variables(workflow.variables, "rule")
+        pipeline_vars = self.predefined + file_vars + workflow_vars + self.trigger
+        instances = [inst for job in config.jobs for inst in self.expand(job)]
+        stage_order = {stage: i for i, stage in enumerate(config.stages)}
+        instances.sort(key=lambda inst: stage_order.get(inst.config.template.stage, 0))
+        jobs: list[Job] = []
+        for position, inst in enumerate(instances, start=1):
+            jobs.append(self.job(inst, position, file_vars + workflow_vars, workflow))
+        jobs = self.link(jobs, instances, stage_order)
+        return Plan(
+            stages=config.stages,
+            jobs=tuple(jobs),
+            variables=pipeline_vars,
+            source=self.context.source,
+            ref=self.context.ref,
+            is_tag=self.context.tag is not None,
+            commit_sha=self.context.commit_sha,
+            pipeline_file=config.path,
+            workflow_name=config.workflow_name,
+            skip_reason=None if workflow.runs else workflow.reason,
+        )
+
+    # workflow and job decisions ------------------------------------------------------------
+    def workflow(self, variables: Mapping[str, str]) -> _Decision:
+        rules = self.config.workflow_rules
+        if rules is None:
+            return _Decision(True)
+        decision = self.rules(rules, variables, "workflow: rules", default_when="always")
+        if not decision.runs:
+            return dataclasses.replace(decision, reason=f"workflow: {decision.reason}")
+        return decision
+
+    def rules(
+        self,
+        rules: tuple[RuleConfig, ...],
+        variables: Mapping[str, str],
+        what: str,
+        default_when: str,
+    ) -> _Decision:
+        for i, rule in enumerate(rules):
+            if not self.rule_matches(rule, variables):
+                continue
+            when = rule.when or default_when
+            if when == "never":
+                return _Decision(False, f"{rule.describe(i)} says when: never")
+            return _Decision(
+                True,
+                when=when,
+                allow_failure=bool(rule.allow_failure),
+                exit_codes=rule.allow_failure_exit_codes,
+                variables=rule.variables,
+                explicit_allow_failure=rule.allow_failure is not None,
+            )
+        return _Decision(False, f"no rule of {what} matched")
+
+    def rule_matches(self, rule: RuleConfig, variables: Mapping[str, str]) -> bool:
+        if rule.if_text is not None and not self.expression(rule.if_text, variables, rule.location):
+            return False
+        if rule.changes is not None and not matches_changes(
+            rule.changes, self.context.changed_files
+        ):
+            return False
+        return rule.exists is None or matches_exists(rule.exists, self.context.project_files or ())
+
+    def expression(self, text: str, variables: Mapping[str, str], where: Location) -> bool:
+        try:
+            return evaluate(text, variables)
+        except ExpressionError as exc:
+            raise ExpressionError(f"{exc.message} (in {text!r})", where) from None
+
+    def decide(self, inst: _Instance, variables: Mapping[str, str]) -> _Decision:
+        job = inst.config
+        if job.rules is not None:
+            decision = self.rules(job.rules, variables, "rules", default_when=job.when)
+            if not decision.runs:
+                return dataclasses.replace(decision, reason=f"rules: {decision.reason}")
+            if not decision.explicit_allow_failure and job.allow_failure is not None:
+                return dataclasses.replace(
+                    decision,
+                    allow_failure=job.allow_failure,
+                    exit_codes=job.allow_failure_exit_codes,
+                )
+            return decision
+        refused = self.only_except(job, variables)
+        if refused is not None:
+            return _Decision(False, refused)
+        allow = job.allow_failure
+        if allow is None:
+            # GitLab: a manual job without rules may fail without failing the pipeline.
+            allow = job.when == "manual"
+        return _Decision(
+            True, when=job.when, allow_failure=allow, exit_codes=job.allow_failure_exit_codes
+        )
+
+    def only_except(self, job: JobConfig, variables: Mapping[str, str]) -> str | None:
+        only = job.only
+        if only is None and job.except_ is None:
+            if not self.refs_match(_DEFAULT_ONLY):
+                return (
+                    f"jobs without rules/only run for branches and tags, and this is a "
+                    f"{self.context.source} pipeline for {self.describe_ref()}; add `rules:` to "
+                    "run it here"
+                )
+            return None
+        if only is not None:
+            failed = self.filter_fails(only, variables)
+            if failed is not None:
+                return f"only: {failed}"
+        elif not self.refs_match(_DEFAULT_ONLY):
+            return f"only (default branches, tags): {self.describe_ref()} is neither"
+        if job.except_ is not None and self.filter_fails(job.except_, variables) is None:
+            return f"except: {self.describe_filter(job.except_)} matched {self.describe_ref()}"
+        return None
+
+    def filter_fails(self, flt: RefFilter, variables: Mapping[str, str]) -> str | None:
+        """Why a filter does not match (None when every part of it matches)."""
+        refs = flt.refs if flt.refs is not None else _DEFAULT_ONLY
+        if not self.refs_match(refs):
+            return f"refs {list(refs)} do not match {self.describe_ref()}"
+        if flt.variables is not None and not any(
+            self.expression(e, variables, flt.location) for e in flt.variables
+        ):
+            return f"variables {list(flt.variables)} are all false"
+        if flt.changes is not None and not matches_changes(flt.changes, self.context.changed_files):
+            return f"changes {list(flt.changes)} match no changed file"
+        return None
+
+    def describe_filter(self, flt: RefFilter) -> str:
+        parts = []
+        if flt.refs is not None:
+            parts.append(f"refs {list(flt.refs)}")
+        if flt.variables is not None:
+            parts.append(f"variables {list(flt.variables)}")
+        if flt.changes is not None:
+            parts.append(f"changes {list(flt.changes)}")
+        return ", ".join(parts)
+
+    def describe_ref(self) -> str:
+        ctx = self.context
+        if ctx.tag is not None:
+            return f"tag {ctx.tag!r}"
+        if ctx.branch is not None:
+            return f"branch {ctx.branch!r}"
+        return "no ref"
+
+    def refs_match(self, refs: tuple[str, ...]) -> bool:
+        ctx = self.context
+        is_mr = ctx.source == "merge_request_event"
+        for ref in refs:
+            if ref == "branches" and ctx.branch is not None and ctx.tag is None and not is_mr:
+                return True
+            if ref == "tags" and ctx.tag is not None:
+                return True
+            if ONLY_REF_KEYWORDS.get(ref) == ctx.source:
+                return True
+            literal = split_regex_literal(ref)
+            if literal is not None:
+                try:
+                    if compile_regex(*literal).search(ctx.ref):
+                        return True
+                except ExpressionError as exc:
+                    raise PlanError(f"only/except: {exc.message}") from None
+            elif ref == ctx.ref and ref and ref not in ("branches", "tags"):
+                return True
+        return False
+
+    # parallel ------------------------------------------------------------------------------
+    def expand(self, job: JobConfig) -> list[_Instance]:
+        if job.parallel is not None:
+            n = job.parallel
+            return [_Instance(job, f"{job.name} {i}/{n}", i, n, ()) for i in range(1, n + 1)]
+        if job.matrix is not None:
+            combos = [combo for entry in job.matrix for combo in _combinations(entry)]
+            total = len(combos)
+            return [
+                _Instance(job, f"{job.name}: [{', '.join(v for _, v in combo)}]", i, total, combo)
+                for i, combo in enumerate(combos, start=1)
+            ]
+        return [_Instance(job, job.name, None, None, ())]
+
+    # one job -------------------------------------------------------------------------------
+    def job(
+        self,
+        inst: _Instance,
+        position: int,
+        pipeline_vars: tuple[Variable, ...],
+        workflow: _Decision,
+    ) -> Job:
+        cfg = inst.config
+        template = cfg.template
+        inherited = self.inherited(pipeline_vars, cfg.inherit_variables)
+        job_vars = _as_variables(cfg.variables, "job")
+        matrix_vars = tuple(Variable(k, v, "matrix") for k, v in inst.matrix)
+        env = template.environment
+        base_predefined = self.predefined + job_variables(
+            name=inst.name,
+            stage=template.stage,
+            job_id=position,
+            node_index=inst.index,
+            node_total=inst.total,
+            manual=False,
+            environment=(env.name, env.url, env.action) if env else None,
+        )
+        visible = base_predefined + inherited + job_vars + matrix_vars + self.trigger
+        if not workflow.runs:
+            decision = _Decision(False, workflow.reason)
+        else:
+            decision = self.decide(inst, _as_dict(visible))
+        rule_vars = _as_variables(decision.variables, "rule")
+        predefined = base_predefined
+        if decision.when == "manual" and decision.runs:
+            predefined = (*base_predefined, Variable("CI_JOB_MANUAL", "true", "predefined"))
+        variables = predefined + inherited + job_vars + matrix_vars + rule_vars + self.trigger
+        return dataclasses.replace(
+            template,
+            name=inst.name,
+            variables=variables,
+            when=decision.when if decision.runs else cfg.when,  # type: ignore[arg-type]
+            allow_failure=decision.allow_failure,
+            allow_failure_exit_codes=decision.exit_codes,
+            parallel_index=inst.index,
+            parallel_total=inst.total,
+            skip_reason=None if decision.runs else decision.reason,
+        )
+
+    def inherited(
+        self, variables: tuple[Variable, ...], inherit: bool | tuple[str, ...]
+    ) -> tuple[Variable, ...]:
+        if inherit is True:
+            return variables
+        if inherit is False:
+            return tuple(v for v in variables if v.source == "rule")
+        return tuple(v for v in variables if v.source == "rule" or v.name in inherit)
+
+    # needs and the DAG ---------------------------------------------------------------------
+    def link(
+        self, jobs: list[Job], instances: list[_Instance], stage_order: dict[str, int]
+    ) -> list[Job]:
+        by_base: dict[str, list[tuple[Job, _Instance]]] = {}
+        for job, inst in zip(jobs, instances, strict=True):
+            by_base.setdefault(inst.config.name, []).append((job, inst))
+        linked: list[Job] = []
+        for job, inst in zip(jobs, instances, strict=True):
+            if not job.runs:
+                linked.append(job)
+                continue
+            needs = None
+            if inst.config.needs is not None:
+                needs = tuple(
+                    need
+                    for cfg_need in inst.config.needs
+                    for need in self.resolve_need(job, cfg_need, by_base)
+                )
+            dependencies = None
+            if inst.config.dependencies is not None:
+                dependencies = tuple(
+                    target.name
+                    for dep, where in inst.config.dependencies
+                    for target in self.running(dep, by_base, job.name, where, "dependencies")
+                )
+            if needs is not None:
+                waits = tuple(n.job for n in needs)
+            else:
+                mine = stage_order.get(job.stage, 0)
+                waits = tuple(
+                    other.name
+                    for other in jobs
+                    if other.runs and stage_order.get(other.stage, 0) < mine
+                )
+            linked.append(
+                dataclasses.replace(job, needs=needs, dependencies=dependencies, waits_for=waits)
+            )
+        graph = {job.name: list(job.waits_for) for job in linked if job.runs}
+        cycle = find_cycle(graph)
+        if cycle:
+            raise PlanError(f"needs cycle: {' → '.join(cycle)}", Location(self.config.path))
+        return linked
+
+    def resolve_need(
+        self, job: Job, need: NeedConfig, by_base: dict[str, list[tuple[Job, _Instance]]]
+    ) -> list[Need]:
+        candidates = by_base.get(need.job, [])
+        if need.matrix is not None:
+            wanted = [dict(combo) for entry in need.matrix for combo in _combinations(entry)]
+            candidates = [(j, i) for j, i in candidates if dict(i.matrix) in wanted]
+            if not candidates and not need.optional:
+                raise PlanError(
+                    f"{job.name}: needs: no instance of {need.job!r} has the matrix values "
+                    "asked for",
+                    need.location,
+                )
+        running = [j for j, _ in candidates if j.runs]
+        if not running and not need.optional:
+            why = candidates[0][0].skip_reason if candidates else "it does not exist"
+            raise PlanError(
+                f"{job.name}: needs {need.job!r}, which is not in this pipeline ({why}); "
+                "make the need `optional: true` or give both jobs the same rules",
+                need.location,
+            )
+        return [Need(j.name, need.artifacts, need.optional) for j in running]
+
+    def running(
+        self,
+        base: str,
+        by_base: dict[str, list[tuple[Job, _Instance]]],
+        name: str,
+        where: Location,
+        keyword: str,
+    ) -> list[Job]:
+        candidates = [j for j, _ in by_base.get(base, [])]
+        running = [j for j in candidates if j.runs]
+        if not running:
+            why = candidates[0].skip_reason if candidates else "it does not exist"
+            raise PlanError(f"{name}: {keyword}: {base!r} is not in this pipeline ({why})", where)
+        return running
+
+
+def _combinations(entry: MatrixEntry) -> list[tuple[tuple[str, str], ...]]:
+    names = [name for name, _ in entry]
+    return [
+        tuple(zip(names, values, strict=True))
+        for values in itertools.product(*(values for _, values in entry))
+    ]

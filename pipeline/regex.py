@@ -1,0 +1,399 @@
+"""GitLab's `/regex/flags` literals: RE2 syntax checked and translated to Python's `re`.
+
+GitLab evaluates `=~`, `!~` and `only: refs: /regex/` with RE2. Python's `re` reads most of
+RE2's syntax the same way; where the two differ this module translates (`$` is end of text,
+`\\z`, `\\Q...\\E`, `\\x{...}`, `[[:alpha:]]`, `(?<name>...)`, literal `{`, the `U` flag) or
+rejects with a message naming the construct (backreferences, lookaround, `\\p{...}`), so a pattern
+never silently means something else. Matching is ASCII for `\\w`, `\\d`, `\\s` and `\\b` as in RE2.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pipeline.errors import ExpressionError
+
+__all__ = ["RE2_MAX_REPEAT", "Regex", "compile_regex", "split_regex_literal"]
+
+RE2_MAX_REPEAT = 1000
+"""RE2 rejects a counted repetition above this (`a{1001}`)."""
+
+# The shape GitLab's lexer accepts: at least two characters between the slashes, the last of
+# them not a backslash, a slash inside written as `\/`, then flags from [ismU].
+_LITERAL = re.compile(r"/((?:[^/]|\\/)+[^\\])/([ismU]*)")
+
+_POSIX_CLASSES = {
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "ascii": "\\x00-\\x7f",
+    "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": "\\t\\n\\v\\f\\r ",
+    "upper": "A-Z",
+    "word": "0-9A-Za-z_",
+    "xdigit": "0-9A-Fa-f",
+}
+_SIMPLE_ESCAPES = {"a": "\a", "f": "\f", "t": "\t", "n": "\n", "r": "\r", "v": "\v"}
+_CLASS_SHORTHANDS = {
+    "d": "0-9",
+    "w": "0-9A-Za-z_",
+    "s": "\\t\\n\\f\\r ",
+    "D": "\\D",
+    "W": "\\W",
+    "S": "\\S",
+}
+_RE2_FLAGS = set("imsU")
+
+
+@dataclass(frozen=True)
+class Regex:
+    """A compiled GitLab regular expression: the text as written and its Python translation."""
+
+    body: str
+    flags: str
+    compiled: re.Pattern[str] = field(compare=False, repr=False)
+
+    def search(self, text: str) -> bool:
+        """True when the pattern matches anywhere in `text` (GitLab's `scan(...).present?`)."""
+        return self.compiled.search(text) is not None
+
+    def __str__(self) -> str:
+        return f"/{self.body}/{self.flags}"
+
+
+def split_regex_literal(text: str) -> tuple[str, str] | None:
+    """Split `/body/flags` into (body with `\\/` unescaped, flags), or None if not that shape."""
+    match = _LITERAL.fullmatch(text)
+    if match is None:
+        return None
+    return match.group(1).replace("\\/", "/"), match.group(2)
+
+
+def compile_regex(body: str, flags: str = "") -> Regex:
+    """Compile an RE2 pattern body with GitLab flags (i, m, s, U) for Python.
+
+    Raises `ExpressionError` whose `column` is the 1-based position in `body` of the problem,
+    or 0 when only the pattern as a whole can be blamed.
+    """
+    unknown = sorted(set(flags) - _RE2_FLAGS)
+    if unknown:
+        raise ExpressionError(
+            f"unknown regular expression flag {unknown[0]!r}: use i, m, s or U",
+            expression=body,
+            column=len(body) + 1,
+        )
+    translated = _Translator(body, flags).translate()
+    py_flags = re.ASCII
+    if "i" in flags:
+        py_flags |= re.IGNORECASE
+    if "m" in flags:
+        py_flags |= re.MULTILINE
+    if "s" in flags:
+        py_flags |= re.DOTALL
+    try:
+        compiled = re.compile(translated, py_flags)
+    except re.error as exc:
+        # The translation keeps the structure, so `re`'s complaint (unbalanced parenthesis,
+        # nothing to repeat, bad range...) describes the pattern as written.
+        raise ExpressionError(
+            f"invalid regular expression /{body}/: {exc.msg}",
+            expression=body,
+            column=0,
+        ) from None
+    except (OverflowError, RecursionError):
+        raise ExpressionError(
+            f"regular expression /{body}/ is too large or too deeply nested",
+            expression=body,
+            column=0,
+        ) from None
+    return Regex(body=body, flags=flags, compiled=compiled)
+
+
+class _Translator:
+    """One pass over an RE2 pattern, writing the equivalent Python pattern."""
+
+    def __init__(self, body: str, flags: str) -> None:
+        self.src = body
+        self.pos = 0
+        self.out: list[str] = []
+        # Per open group: was multi-line mode on outside it (restored at its `)`).
+        self.multiline_stack: list[bool] = []
+        self.multiline = "m" in flags
+        self.ungreedy = "U" in flags
+
+    def fail(self, message: str, at: int | None = None) -> ExpressionError:
+        """An error naming the regular expression and the column of the problem."""
+        column = (self.pos if at is None else at) + 1
+        return ExpressionError(
+            f"invalid regular expression /{self.src}/ at column {column} of the pattern: {message}",
+            expression=self.src,
+            column=column,
+        )
+
+    def translate(self) -> str:
+        """The Python pattern, or ExpressionError for what RE2 or kapal does not accept."""
+        src = self.src
+        while self.pos < len(src):
+            char = src[self.pos]
+            if char == "\\":
+                self.escape()
+            elif char == "[":
+                self.char_class()
+            elif char == "(":
+                self.group_open()
+            elif char == ")":
+                if self.multiline_stack:
+                    self.multiline = self.multiline_stack.pop()
+                self.out.append(")")
+                self.pos += 1
+            elif char == "$":
+                self.out.append("$" if self.multiline else "\\Z")
+                self.pos += 1
+            elif char in "*+?":
+                self.pos += 1
+                self.quantifier_suffix(char)
+            elif char == "{":
+                self.brace()
+            else:
+                self.out.append(re.escape(char) if char in "#& ~\t\n\r\v\f" else char)
+                self.pos += 1
+        return "".join(self.out)
+
+    def quantifier_suffix(self, quantifier: str) -> None:
+        """Emit a quantifier, applying `U` (ungreedy) and rejecting possessive forms."""
+        lazy = self.src.startswith("?", self.pos)
+        if lazy:
+            self.pos += 1
+        elif self.src.startswith("+", self.pos):
+            raise self.fail("possessive quantifiers (`*+`, `++`, `?+`) are not RE2 syntax")
+        greedy = lazy if self.ungreedy else not lazy
+        self.out.append(quantifier if greedy else quantifier + "?")
+
+    def brace(self) -> None:
+        """A counted repetition `{n}`, `{n,}`, `{n,m}`; any other `{` is a literal as in RE2."""
+        match = re.compile(r"\{(\d+)(,(\d*))?\}").match(self.src, self.pos)
+        if match is None:
+            self.out.append("\\{")
+            self.pos += 1
+            return
+        low = int(match.group(1))
+        high = int(match.group(3)) if match.group(3) else low
+        if max(low, high) > RE2_MAX_REPEAT:
+            raise self.fail(f"a counted repetition above {RE2_MAX_REPEAT} is not allowed by RE2")
+        if match.group(3) and high < low:
+            raise self.fail(f"bad repetition {{{low},{high}}}: the maximum is below the minimum")
+        self.pos = match.end()
+        self.quantifier_suffix(match.group(0))
+
+    def group_open(self) -> None:
+        """`(`, `(?:`, `(?P<name>`, `(?<name>`, `(?flags)`, `(?flags:`; reject the rest."""
+        src, start = self.src, self.pos
+        self.multiline_stack.append(self.multiline)
+        if not src.startswith("(?", start):
+            self.out.append("(")
+            self.pos += 1
+            return
+        rest = src[start + 2 :]
+        named = re.match(r"P?<([A-Za-z_][A-Za-z0-9_]*)>", rest)
+        if named:
+            self.out.append(f"(?P<{named.group(1)}>")
+            self.pos = start + 2 + named.end()
+            return
+        if rest.startswith(("=", "!", "<=", "<!")):
+            raise self.fail("lookahead and lookbehind are not supported by RE2", start)
+        if rest.startswith("P="):
+            raise self.fail("backreferences are not supported by RE2", start)
+        if rest.startswith(">"):
+            raise self.fail("atomic groups are not supported by RE2", start)
+        if rest.startswith("#"):
+            raise self.fail("comments `(?#...)` are not supported by RE2", start)
+        flag_group = re.match(r"([imsU]*)(?:-([imsU]*))?([:)])", rest)
+        if flag_group is None or not (flag_group.group(1) or flag_group.group(2)):
+            if rest.startswith(":"):
+                self.out.append("(?:")
+                self.pos = start + 3
+                return
+            raise self.fail("unknown group syntax after `(?`", start)
+        on, off, end = flag_group.group(1), flag_group.group(2) or "", flag_group.group(3)
+        if "U" in on + off:
+            raise self.fail("kapal supports the U flag only after the closing slash", start)
+        if end == ")":
+            # RE2 lets `(?i)` change the flags for the rest of the group; Python only accepts
+            # global flags at the very start, so keep that one place and reject the others.
+            if start != 0 or off:
+                raise self.fail(
+                    "inline flags `(?i)` are only supported at the start of the pattern; "
+                    "use a scoped group `(?i:...)` or the flags after the closing slash",
+                    start,
+                )
+            self.multiline_stack.pop()
+            self.multiline = self.multiline or "m" in on
+            self.out.append(f"(?{on})")
+        else:
+            if "m" in on:
+                self.multiline = True
+            if "m" in off:
+                self.multiline = False
+            self.out.append(f"(?{on}-{off}:" if off else f"(?{on}:")
+        self.pos = start + 2 + flag_group.end()
+
+    def escape(self) -> None:
+        """A backslash escape outside a character class."""
+        src, start = self.src, self.pos
+        if start + 1 >= len(src):
+            raise self.fail("trailing backslash", start)
+        char = src[start + 1]
+        self.pos = start + 2
+        if char in "dDwWbBA":
+            self.out.append("\\" + char)
+        elif char == "s":
+            self.out.append("[\\t\\n\\f\\r ]")
+        elif char == "S":
+            self.out.append("[^\\t\\n\\f\\r ]")
+        elif char == "z":
+            self.out.append("\\Z")
+        elif char == "Q":
+            end = src.find("\\E", self.pos)
+            literal = src[self.pos :] if end < 0 else src[self.pos : end]
+            self.out.append(re.escape(literal))
+            self.pos = len(src) if end < 0 else end + 2
+        elif char == "E":
+            pass  # a stray \E is ignored by RE2
+        else:
+            self.out.append(re.escape(self.escaped_char(char, start)))
+
+    def escaped_char(self, char: str, start: int) -> str:
+        """The one character an escape stands for (`\\n`, `\\x41`, `\\101`, `\\.`...)."""
+        if char in _SIMPLE_ESCAPES:
+            return _SIMPLE_ESCAPES[char]
+        if char == "x":
+            return self.hex_escape(start)
+        if char.isdigit():
+            return self.octal_escape(char, start)
+        if char in "pP":
+            raise self.fail(
+                "Unicode classes like \\pL or \\p{Greek} are not supported by kapal yet; "
+                "use an explicit class such as [A-Za-z]",
+                start,
+            )
+        if char.isascii() and char.isalnum():
+            raise self.fail(f"unknown escape \\{char}", start)
+        return char
+
+    def hex_escape(self, start: int) -> str:
+        """The character of `\\xhh` or `\\x{h...}`."""
+        src = self.src
+        if src.startswith("{", self.pos):
+            end = src.find("}", self.pos)
+            digits = src[self.pos + 1 : end] if end > 0 else ""
+            if not digits or not re.fullmatch(r"[0-9A-Fa-f]{1,6}", digits):
+                raise self.fail("bad \\x{...} escape: write 1 to 6 hex digits in braces", start)
+            self.pos = end + 1
+        else:
+            digits = src[self.pos : self.pos + 2]
+            if not re.fullmatch(r"[0-9A-Fa-f]{2}", digits):
+                raise self.fail("bad \\x escape: write two hex digits, like \\x40", start)
+            self.pos += 2
+        code = int(digits, 16)
+        if code > 0x10FFFF:
+            raise self.fail("\\x{...} escape beyond the last Unicode code point", start)
+        return chr(code)
+
+    def octal_escape(self, first: str, start: int) -> str:
+        """`\\0`, `\\012`, `\\123` are octal; `\\1` to `\\9` alone would be backreferences."""
+        digits = re.match(r"[0-7]{0,2}", self.src[self.pos :])
+        tail = digits.group(0) if digits else ""
+        if first == "0" or (first in "1234567" and len(tail) == 2):
+            self.pos += len(tail)
+            return chr(int(first + tail, 8))
+        raise self.fail("backreferences like \\1 are not supported by RE2", start)
+
+    def char_class(self) -> None:
+        """A bracket expression, rebuilt item by item so Python reads it exactly as RE2 does."""
+        src, start = self.src, self.pos
+        self.pos += 1
+        parts = ["["]
+        if src.startswith("^", self.pos):
+            parts.append("^")
+            self.pos += 1
+        first = True
+        while True:
+            if self.pos >= len(src):
+                raise self.fail("missing ] to close the character class", start)
+            if src[self.pos] == "]" and not first:
+                self.pos += 1
+                break
+            first = False
+            if src.startswith("[:", self.pos):
+                posix = self.posix_class()
+                if posix is not None:
+                    parts.append(posix)
+                    continue
+            low = self.class_atom()
+            if isinstance(low, str):
+                parts.append(low)
+                continue
+            if (
+                src.startswith("-", self.pos)
+                and self.pos + 1 < len(src)
+                and src[self.pos + 1] != "]"
+            ):
+                range_at = self.pos
+                self.pos += 1
+                high = self.class_atom()
+                if isinstance(high, str):
+                    raise self.fail("a range cannot end with a class like \\d", range_at)
+                if high < low:
+                    raise self.fail("bad character range: its end is before its start", range_at)
+                parts.append(f"{_class_char(low)}-{_class_char(high)}")
+            else:
+                parts.append(_class_char(low))
+        parts.append("]")
+        self.out.append("".join(parts))
+
+    def posix_class(self) -> str | None:
+        """`[:alpha:]` inside a class as explicit ranges; None when `[:` starts no such class."""
+        src = self.src
+        end = src.find(":]", self.pos + 2)
+        name = src[self.pos + 2 : end] if end > 0 else ""
+        if not re.fullmatch(r"\^?[a-z]+", name):
+            return None
+        if name.startswith("^"):
+            raise self.fail("negated POSIX classes like [:^alpha:] are not supported by kapal")
+        if name not in _POSIX_CLASSES:
+            raise self.fail(f"unknown POSIX class [:{name}:]")
+        self.pos = end + 2
+        return _POSIX_CLASSES[name]
+
+    def class_atom(self) -> int | str:
+        """One item of a class: a code point, or the text of a shorthand like `\\d`."""
+        src, start = self.src, self.pos
+        char = src[start]
+        if char != "\\":
+            self.pos += 1
+            return ord(char)
+        if start + 1 >= len(src):
+            raise self.fail("trailing backslash", start)
+        escaped = src[start + 1]
+        self.pos = start + 2
+        if escaped in _CLASS_SHORTHANDS:
+            return _CLASS_SHORTHANDS[escaped]
+        if escaped in "bzAQE":
+            raise self.fail(f"\\{escaped} is not allowed inside a character class", start)
+        return ord(self.escaped_char(escaped, start))
+
+
+def _class_char(code: int) -> str:
+    """One character written safely inside a Python character class."""
+    char = chr(code)
+    if char.isascii() and char.isalnum():
+        return char
+    if char.isascii() and char.isprintable():
+        return "\\" + char
+    return f"\\U{code:08x}"

@@ -1,0 +1,459 @@
+"""`resolve()`: turn a loaded file into one self-contained configuration.
+
+In GitLab's order: `include: local` files are deep-merged under the main file, then `extends`
+(multi-level, last parent wins, hashes deep-merged, arrays and scalars replaced), then
+`!reference` tags, then `default:` (and the deprecated top-level `image`, `services`,
+`before_script`, `after_script`, `cache`) copied into jobs that lack the keyword, as `inherit:
+default:` allows. Problems are collected so `kapal lint` can show them all at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pipeline.document import (
+    Document,
+    Reference,
+    YList,
+    YMap,
+    describe,
+    parse_yaml,
+    read_text,
+)
+from pipeline.errors import ExtendsError, IncludeError, Location, PipelineError, ValidationError
+from pipeline.keywords import DEFAULT_KEYWORDS, GLOBAL_KEYWORDS, LEGACY_GLOBAL_DEFAULTS
+
+MAX_INCLUDES = 150
+MAX_EXTENDS_DEPTH = 11
+MAX_REFERENCE_DEPTH = 10
+
+_UNSUPPORTED_INCLUDES = {
+    "remote": "copy the file into the repository and use `include: local`",
+    "template": "copy GitLab's template into the repository and use `include: local`",
+    "project": "copy the file into this repository and use `include: local`",
+    "component": "copy the component's configuration into the repository",
+    "file": "`include: file` belongs to `include: project`; use `include: local`",
+    "ref": "`include: ref` belongs to `include: project`; use `include: local`",
+}
+
+
+def deep_merge(base: YMap, override: YMap) -> YMap:
+    """GitLab's deep merge: mappings merged key by key, anything else replaced by `override`."""
+    out = base.shallow_copy()
+    out.location = override.location
+    for key in override:
+        old = out.get(key)
+        new = override[key]
+        if isinstance(old, YMap) and isinstance(new, YMap):
+            out.set(key, deep_merge(old, new), override.key_at(key), override.value_at(key))
+        else:
+            out.copy_entry(override, key)
+    return out
+
+
+def is_job_key(key: Any, value: Any = None) -> bool:
+    """True when a top-level entry is a job or a hidden template rather than a global keyword."""
+    return not (isinstance(key, str) and key in GLOBAL_KEYWORDS)
+
+
+@dataclass
+class _Resolver:
+    root_dir: Path
+    problems: list[PipelineError] = field(default_factory=list)
+    include_count: int = 0
+
+    # include -------------------------------------------------------------------------------
+    def with_includes(
+        self, data: YMap, path: str, stack: tuple[str, ...]
+    ) -> tuple[YMap, list[str]]:
+        if "include" not in data:
+            return data, []
+        entries = self._include_entries(data)
+        merged: YMap | None = None
+        files: list[str] = []
+        for shown, loc in entries:
+            for target in self._expand_local(shown, loc):
+                rel = str(target.relative_to(self.root_dir))
+                if rel in stack:
+                    cycle = " → ".join([*stack[stack.index(rel) :], rel])
+                    self.problems.append(IncludeError(f"include cycle: {cycle}", loc))
+                    continue
+                self.include_count += 1
+                if self.include_count > MAX_INCLUDES:
+                    self.problems.append(
+                        IncludeError(f"more than {MAX_INCLUDES} included files", loc)
+                    )
+                    return data, files
+                sub = self._load_included(target, rel, loc)
+                if sub is None:
+                    continue
+                sub, nested = self.with_includes(sub, rel, (*stack, rel))
+                files.extend([rel, *nested])
+                merged = sub if merged is None else deep_merge(merged, sub)
+        own = YMap(data.location)
+        for key in data:
+            if key != "include":
+                own.copy_entry(data, key)
+        return (own if merged is None else deep_merge(merged, own)), files
+
+    def _include_entries(self, data: YMap) -> list[tuple[str, Location]]:
+        value = data["include"]
+        loc = data.value_at("include")
+        items: list[tuple[Any, Location]]
+        if isinstance(value, YList):
+            items = [(item, value.item_at(i)) for i, item in enumerate(value)]
+        else:
+            items = [(value, loc)]
+        out: list[tuple[str, Location]] = []
+        for item, where in items:
+            if isinstance(item, str):
+                if item.startswith(("http://", "https://")):
+                    self.problems.append(
+                        IncludeError(
+                            "include of a URL (`include: remote`) is not supported by kapal yet; "
+                            + _UNSUPPORTED_INCLUDES["remote"],
+                            where,
+                        )
+                    )
+                    continue
+                out.append((item, where))
+            elif isinstance(item, YMap):
+                local = self._include_mapping(item)
+                if local is not None:
+                    out.append((local, item.value_at("local")))
+            else:
+                self.problems.append(
+                    IncludeError(
+                        f"include: expected a file path or a mapping like {{local: path}}, "
+                        f"found {describe(item)}",
+                        where,
+                    )
+                )
+        return out
+
+    def _include_mapping(self, item: YMap) -> str | None:
+        for key in item:
+            if key in _UNSUPPORTED_INCLUDES:
+                self.problems.append(
+                    IncludeError(
+                        f"`include: {key}` is not supported by kapal yet; "
+                        + _UNSUPPORTED_INCLUDES[key],
+                        item.key_at(key),
+                    )
+                )
+                return None
+        for key in item:
+            if key in ("rules", "inputs"):
+                self.problems.append(
+                    IncludeError(
+                        f"`include: {key}` is not supported by kapal yet; "
+                        "include the file unconditionally",
+                        item.key_at(key),
+                    )
+                )
+                return None
+            if key != "local":
+                hint = _suggest(key, ["local"])
+                self.problems.append(
+                    IncludeError(f"unknown include keyword {key!r}{hint}", item.key_at(key))
+                )
+                return None
+        if "local" not in item:
+            self.problems.append(
+                IncludeError("include: a mapping needs `local: path/to/file.yml`", item.location)
+            )
+            return None
+        local = item["local"]
+        if not isinstance(local, str) or not local:
+            self.problems.append(
+                IncludeError(
+                    f"include: local expects a file path, found {describe(local)}",
+                    item.value_at("local"),
+                )
+            )
+            return None
+        return local
+
+    def _expand_local(self, shown: str, loc: Location) -> list[Path]:
+        rel = PurePosixPath(shown.lstrip("/"))
+        if ".." in rel.parts:
+            self.problems.append(
+                IncludeError(
+                    f"include: {shown!r} points outside the project; local includes are "
+                    "relative to the project root",
+                    loc,
+                )
+            )
+            return []
+        if rel.suffix not in (".yml", ".yaml"):
+            self.problems.append(
+                IncludeError(f"include: {shown!r} must be a .yml or .yaml file", loc)
+            )
+            return []
+        if any(ch in str(rel) for ch in "*?["):
+            try:
+                found = sorted(p for p in self.root_dir.glob(str(rel)) if p.is_file())
+            except (ValueError, OSError) as exc:
+                self.problems.append(IncludeError(f"include: bad pattern {shown!r}: {exc}", loc))
+                return []
+            if not found:
+                self.problems.append(IncludeError(f"include: no file matches {shown!r}", loc))
+            return found
+        target = self.root_dir / rel
+        if not target.is_file():
+            self.problems.append(
+                IncludeError(
+                    f"include: file {shown!r} not found (local includes are relative to "
+                    f"the project root {self.root_dir})",
+                    loc,
+                )
+            )
+            return []
+        return [target]
+
+    def _load_included(self, target: Path, rel: str, loc: Location) -> YMap | None:
+        try:
+            data = parse_yaml(read_text(target, rel), rel)
+        except PipelineError as exc:
+            self.problems.append(exc)
+            return None
+        if data is None:
+            return YMap(Location(rel, 1, 1))
+        if not isinstance(data, YMap):
+            self.problems.append(
+                IncludeError(
+                    f"included file {rel} must contain a mapping, found {describe(data)}", loc
+                )
+            )
+            return None
+        return data
+
+    # extends -------------------------------------------------------------------------------
+    def with_extends(self, data: YMap) -> YMap:
+        out = YMap(data.location)
+        done: dict[Any, YMap] = {}
+        for key in data:
+            value = data[key]
+            if is_job_key(key, value) and isinstance(value, YMap) and "extends" in value:
+                out.set(
+                    key, self._extended(data, key, (), done), data.key_at(key), data.value_at(key)
+                )
+            else:
+                out.copy_entry(data, key)
+        return out
+
+    def _extended(
+        self, data: YMap, key: Any, chain: tuple[Any, ...], done: dict[Any, YMap]
+    ) -> YMap:
+        if key in done:
+            return done[key]
+        job: YMap = data[key]
+        if "extends" not in job:
+            return job
+        parents_value = job["extends"]
+        where = job.value_at("extends")
+        if isinstance(parents_value, str):
+            parents: list[tuple[str, Location]] = [(parents_value, where)]
+        elif isinstance(parents_value, YList) and all(isinstance(p, str) for p in parents_value):
+            parents = [(p, parents_value.item_at(i)) for i, p in enumerate(parents_value)]
+        else:
+            self.problems.append(
+                ExtendsError(
+                    "extends: expected a job name or a list of job names, found "
+                    + describe(parents_value),
+                    where,
+                )
+            )
+            parents = []
+        if len(chain) >= MAX_EXTENDS_DEPTH:
+            self.problems.append(
+                ExtendsError(
+                    f"extends: more than {MAX_EXTENDS_DEPTH} levels of inheritance "
+                    f"({' → '.join(map(str, (*chain, key)))}); flatten some templates",
+                    where,
+                )
+            )
+            parents = []
+        merged: YMap | None = None
+        for parent, ploc in parents:
+            if parent in (*chain, key):
+                if parent == key:
+                    cycle = f"{key} → {key}"
+                else:
+                    cycle = " → ".join(map(str, (*chain[chain.index(parent) :], key, parent)))
+                self.problems.append(ExtendsError(f"extends cycle: {cycle}", ploc))
+                continue
+            target = data.get(parent)
+            if parent not in data or not is_job_key(parent, target):
+                candidates = [str(k) for k, v in data.items() if is_job_key(k, v)]
+                self.problems.append(
+                    ExtendsError(
+                        f"{key!s} extends unknown job or template {parent!r}"
+                        + _suggest(parent, candidates),
+                        ploc,
+                    )
+                )
+                continue
+            if not isinstance(target, YMap):
+                self.problems.append(
+                    ExtendsError(
+                        f"{key!s} extends {parent!r}, which is {describe(target)}, not a mapping",
+                        ploc,
+                    )
+                )
+                continue
+            resolved = self._extended(data, parent, (*chain, key), done)
+            merged = resolved if merged is None else deep_merge(merged, resolved)
+        own = YMap(job.location)
+        for k in job:
+            if k != "extends":
+                own.copy_entry(job, k)
+        result = own if merged is None else deep_merge(merged, own)
+        result.location = job.location
+        done[key] = result
+        return result
+
+    # !reference ----------------------------------------------------------------------------
+    def with_references(self, data: YMap) -> YMap:
+        return self._replace_refs(data, data, 0)  # type: ignore[no-any-return]
+
+    def _replace_refs(self, value: Any, root: YMap, depth: int) -> Any:
+        if isinstance(value, Reference):
+            return self._follow(value, root, depth)
+        if isinstance(value, YMap):
+            if not any(isinstance(v, YMap | YList | Reference) for v in value.values()):
+                return value
+            out = YMap(value.location)
+            for key in value:
+                new = self._replace_refs(value[key], root, depth)
+                out.set(key, new, value.key_at(key), value.value_at(key))
+            return out
+        if isinstance(value, YList):
+            if not any(isinstance(v, YMap | YList | Reference) for v in value):
+                return value
+            lst = YList(value.location)
+            for i, item in enumerate(value):
+                new = self._replace_refs(item, root, depth)
+                if isinstance(item, Reference) and isinstance(new, YList):
+                    # GitLab splices a referenced list into the list that holds the reference.
+                    for j, sub in enumerate(new):
+                        lst.add(sub, new.item_at(j))
+                else:
+                    lst.add(new, value.item_at(i))
+            return lst
+        return value
+
+    def _follow(self, ref: Reference, root: YMap, depth: int) -> Any:
+        if depth >= MAX_REFERENCE_DEPTH:
+            self.problems.append(
+                ValidationError(
+                    f"!reference nested more than {MAX_REFERENCE_DEPTH} levels deep (a cycle?)",
+                    ref.location,
+                )
+            )
+            return None
+        node: Any = root
+        for i, part in enumerate(ref.path):
+            if not isinstance(node, YMap) or part not in node:
+                shown = ", ".join(ref.path[: i + 1])
+                self.problems.append(
+                    ValidationError(f"!reference [{shown}] points to nothing", ref.location)
+                )
+                return None
+            node = node[part]
+        return self._replace_refs(node, root, depth + 1)
+
+    # default -------------------------------------------------------------------------------
+    def with_defaults(self, data: YMap) -> YMap:
+        defaults = YMap(data.location)
+        for key in LEGACY_GLOBAL_DEFAULTS:
+            if key in data:
+                defaults.copy_entry(data, key)
+        block = data.get("default")
+        if isinstance(block, YMap):
+            for key in block:
+                if key in DEFAULT_KEYWORDS:
+                    defaults.copy_entry(block, key)
+        if not defaults:
+            return data
+        out = YMap(data.location)
+        for key in data:
+            value = data[key]
+            if (
+                isinstance(key, str)
+                and not key.startswith(".")
+                and key not in GLOBAL_KEYWORDS
+                and isinstance(value, YMap)
+            ):
+                out.set(key, _apply_defaults(value, defaults), data.key_at(key), data.value_at(key))
+            else:
+                out.copy_entry(data, key)
+        return out
+
+
+def _apply_defaults(job: YMap, defaults: YMap) -> YMap:
+    allowed = _inherited_defaults(job)
+    missing = [k for k in defaults if k not in job and (allowed is None or k in allowed)]
+    if not missing:
+        return job
+    out = job.shallow_copy()
+    for key in missing:
+        out.copy_entry(defaults, key)
+    return out
+
+
+def _inherited_defaults(job: YMap) -> set[str] | None:
+    """Which default keywords a job takes: None for all (GitLab's `inherit: default:`)."""
+    inherit = job.get("inherit")
+    if not isinstance(inherit, YMap) or "default" not in inherit:
+        return None
+    value = inherit["default"]
+    if value is False:
+        return set()
+    if isinstance(value, YList):
+        return {v for v in value if isinstance(v, str)}
+    return None
+
+
+def _suggest(word: Any, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def resolve_collecting(document: Document) -> tuple[Document, list[PipelineError]]:
+    """Resolve a document and return it with every problem found (for `kapal lint`)."""
+    if document.resolved:
+        return document, []
+    resolver = _Resolver(Path(document.root_dir))
+    data, files = resolver.with_includes(document.data, document.path, (_self_rel(document),))
+    data = resolver.with_extends(data)
+    data = resolver.with_references(data)
+    data = resolver.with_defaults(data)
+    resolved = Document(
+        path=document.path,
+        root_dir=document.root_dir,
+        data=data,
+        resolved=True,
+        included_files=tuple(files),
+    )
+    return resolved, resolver.problems
+
+
+def _self_rel(document: Document) -> str:
+    try:
+        return str(Path(document.path).resolve().relative_to(Path(document.root_dir).resolve()))
+    except (ValueError, OSError):
+        return document.path
+
+
+def resolve(document: Document) -> Document:
+    """Apply include, extends, !reference and default; raise the problems found, grouped."""
+    resolved, problems = resolve_collecting(document)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ValidationError(f"{len(problems)} problems in the pipeline", problems=problems)
+    return resolved

@@ -1,0 +1,1406 @@
+"""`validate()`: check every keyword and value of a resolved document, build a `PipelineConfig`.
+
+Each problem names file:line:col and the keyword path (`build: retry: max`), and all problems
+are collected: `validate()` raises one `ValidationError` holding them, `validate_collecting()`
+returns them for `kapal lint`. Types are checked before values are used, so no input reaches
+anything but a `PipelineError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from pipeline.config import (
+    DEFAULT_STAGES,
+    JobConfig,
+    MatrixEntry,
+    NeedConfig,
+    PipelineConfig,
+    RefFilter,
+    RuleConfig,
+    VariableDef,
+)
+from pipeline.document import Document, YList, YMap, describe
+from pipeline.durations import parse_duration
+from pipeline.errors import (
+    ExpressionError,
+    Location,
+    PipelineError,
+    PlanError,
+    UnsupportedKeywordError,
+    ValidationError,
+)
+from pipeline.expressions import parse_expression
+from pipeline.globs import compile_glob
+from pipeline.keywords import (
+    DEFAULT_KEYWORDS,
+    GLOBAL_KEYWORDS,
+    JOB_KEYWORDS,
+    JOB_WHEN,
+    RETRY_WHEN,
+    RULE_KEYWORDS,
+    RULE_WHEN,
+    UNSUPPORTED_GLOBAL_KEYWORDS,
+    UNSUPPORTED_JOB_KEYWORDS,
+    UNSUPPORTED_RULE_KEYWORDS,
+    UNSUPPORTED_WORKFLOW_KEYWORDS,
+    WORKFLOW_KEYWORDS,
+)
+from pipeline.plan import (
+    ArtifactsSpec,
+    BuildSpec,
+    CacheSpec,
+    DeployServiceSpec,
+    DeploySpec,
+    EnvironmentSpec,
+    ImageSpec,
+    Job,
+    RetrySpec,
+    ServiceSpec,
+    Variable,
+)
+from pipeline.regex import compile_regex, split_regex_literal
+from pipeline.resolve import resolve_collecting
+
+MAX_PARALLEL = 200
+MAX_NEEDS = 50
+MAX_CACHES = 4
+MAX_TIMEOUT = 30 * 86400
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_T = TypeVar("_T")
+
+_SERVICE_KEYS = {"name", "alias", "variables", "command", "entrypoint"}
+_IMAGE_KEYS = {"name", "entrypoint"}
+_ARTIFACT_KEYS = {"paths", "exclude", "expire_in", "when", "untracked", "name", "reports"}
+_UNSUPPORTED_ARTIFACT_KEYS = {
+    "expose_as": "`artifacts: expose_as` is not supported by kapal yet",
+    "public": "`artifacts: public` is not supported by kapal yet",
+    "access": "`artifacts: access` is not supported by kapal yet",
+}
+_CACHE_KEYS = {"key", "paths", "policy", "when", "untracked"}
+_UNSUPPORTED_CACHE_KEYS = {
+    "fallback_keys": "`cache: fallback_keys` is not supported by kapal yet",
+    "unprotect": "`cache: unprotect` is not supported by kapal yet",
+}
+_ENVIRONMENT_KEYS = {"name", "url", "action"}
+_UNSUPPORTED_ENVIRONMENT_KEYS = {
+    k: f"`environment: {k}` is not supported by kapal yet"
+    for k in ("on_stop", "auto_stop_in", "kubernetes", "deployment_tier")
+}
+_UNSUPPORTED_IMAGE_KEYS = {
+    "pull_policy": "`pull_policy` is not supported by kapal yet; kapal pulls images it lacks",
+    "docker": "`docker:` executor options are not supported by kapal yet",
+    "kubernetes": "`kubernetes:` executor options are not supported by kapal yet",
+}
+_BUILD_KEYS = {"context", "dockerfile", "tags", "build_args", "target", "push"}
+_DEPLOY_KEYS = {"image", "to", "service"}
+_DEPLOY_SERVICE_KEYS = {"name", "port", "health"}
+_ENVIRONMENT_ACTIONS = ("start", "prepare", "stop", "verify", "access")
+_CACHE_POLICIES = ("pull-push", "pull", "push")
+_ARTIFACT_WHEN = ("on_success", "on_failure", "always")
+
+
+def _suggest(word: Any, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), sorted(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Checker:
+    """Collects problems while reading values of known types."""
+
+    def __init__(self) -> None:
+        self.problems: list[PipelineError] = []
+
+    def error(self, message: str, location: Location, keyword: str) -> None:
+        loc = Location(location.file, location.line, location.column, keyword)
+        self.problems.append(ValidationError(f"{keyword}: {message}" if keyword else message, loc))
+
+    def unsupported(self, message: str, location: Location, keyword: str) -> None:
+        loc = Location(location.file, location.line, location.column, keyword)
+        self.problems.append(UnsupportedKeywordError(f"{keyword}: {message}", loc))
+
+    def keys(
+        self,
+        mapping: YMap,
+        allowed: Iterable[str],
+        unsupported: dict[str, str],
+        path: str,
+    ) -> None:
+        """Report keys of `mapping` that are not names, unknown, or known but unsupported."""
+        allowed_set = set(allowed)
+        for key in mapping:
+            where = mapping.key_at(key)
+            if not isinstance(key, str):
+                self.error(f"keyword {key!r} is {describe(key)}; keywords are names", where, path)
+            elif key in unsupported:
+                self.unsupported(unsupported[key], where, f"{path}: {key}" if path else key)
+            elif key not in allowed_set:
+                hint = _suggest(key, allowed_set | set(unsupported))
+                self.error(f"unknown keyword {key!r}{hint}", where, path)
+
+    def typed(
+        self,
+        mapping: YMap,
+        key: str,
+        kind: type[_T] | tuple[type, ...],
+        path: str,
+        expected: str,
+    ) -> _T | None:
+        """`mapping[key]` when present and of `kind` (bools are not ints); None otherwise."""
+        if key not in mapping:
+            return None
+        value = mapping[key]
+        if isinstance(value, kind) and not (
+            isinstance(value, bool) and kind in (int, (int,), (int, float), float)
+        ):
+            return value  # type: ignore[return-value]
+        self.error(f"expected {expected}, found {describe(value)}", mapping.value_at(key), path)
+        return None
+
+    def string(self, mapping: YMap, key: str, path: str) -> str | None:
+        """A string value; numbers are accepted and turned into text, like GitLab does."""
+        if key not in mapping:
+            return None
+        value = mapping[key]
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _number_text(value)
+        self.error(f"expected a string, found {describe(value)}", mapping.value_at(key), path)
+        return None
+
+    def strings(
+        self, mapping: YMap, key: str, path: str, *, allow_single: bool = True
+    ) -> tuple[str, ...] | None:
+        """A list of strings (or one string when `allow_single`)."""
+        if key not in mapping:
+            return None
+        value = mapping[key]
+        where = mapping.value_at(key)
+        if isinstance(value, str) and allow_single:
+            return (value,)
+        if not isinstance(value, YList):
+            want = "a string or a list of strings" if allow_single else "a list of strings"
+            self.error(f"expected {want}, found {describe(value)}", where, path)
+            return None
+        out: list[str] = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, int | float) and not isinstance(item, bool):
+                out.append(_number_text(item))
+            else:
+                self.error(
+                    f"item {i + 1} should be a string, found {describe(item)}",
+                    value.item_at(i),
+                    path,
+                )
+        return tuple(out)
+
+    def script(self, mapping: YMap, key: str, path: str) -> tuple[str, ...] | None:
+        """A script: a string or a list of strings, nested lists flattened (up to 10 levels)."""
+        if key not in mapping:
+            return None
+        value = mapping[key]
+        where = mapping.value_at(key)
+        if isinstance(value, str):
+            return (value,)
+        if not isinstance(value, YList):
+            self.error(
+                f"expected a string or a list of strings, found {describe(value)}", where, path
+            )
+            return None
+        out: list[str] = []
+        self._flatten(value, out, path, 0)
+        return tuple(out)
+
+    def _flatten(self, value: YList, out: list[str], path: str, depth: int) -> None:
+        for i, item in enumerate(value):
+            where = value.item_at(i)
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, YList) and depth < 10:
+                self._flatten(item, out, path, depth + 1)
+            elif isinstance(item, YMap):
+                self.error(
+                    "a script line became a mapping: an unquoted line containing ': ' is read "
+                    "as a key; quote the whole line",
+                    where,
+                    path,
+                )
+            elif isinstance(item, int | float) and not isinstance(item, bool):
+                out.append(_number_text(item))
+            else:
+                self.error(f"script lines must be strings, found {describe(item)}", where, path)
+
+    def boolean(self, mapping: YMap, key: str, path: str) -> bool | None:
+        """A true/false value."""
+        return self.typed(mapping, key, bool, path, "true or false")
+
+    def choice(self, mapping: YMap, key: str, choices: Iterable[str], path: str) -> str | None:
+        """A string among `choices`, with a suggestion otherwise."""
+        value = self.string(mapping, key, path)
+        options = tuple(choices)
+        if value is None:
+            return None
+        if value not in options:
+            hint = _suggest(value, options)
+            self.error(
+                f"{value!r} is not one of {', '.join(options)}{hint}", mapping.value_at(key), path
+            )
+            return None
+        return value
+
+    def variables(self, mapping: YMap, key: str, path: str) -> tuple[VariableDef, ...]:
+        """A `variables:` mapping: names to strings/numbers or `{value, description, expand}`."""
+        if key not in mapping:
+            return ()
+        value = mapping[key]
+        if value is None:
+            return ()
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a mapping of NAME: value, found {describe(value)}",
+                mapping.value_at(key),
+                path,
+            )
+            return ()
+        out: list[VariableDef] = []
+        for name in value:
+            where = value.value_at(name)
+            if not isinstance(name, str) or not _VARIABLE_NAME.fullmatch(name):
+                self.error(
+                    f"variable name {name!r} may only contain letters, digits and '_' "
+                    "and must not start with a digit",
+                    value.key_at(name),
+                    path,
+                )
+                continue
+            item = value[name]
+            sub = f"{path}: {name}"
+            if isinstance(item, YMap):
+                self.keys(item, ("value", "description", "expand", "options"), {}, sub)
+                text = self.string(item, "value", sub)
+                expand = self.boolean(item, "expand", sub)
+                self.typed(item, "description", str, sub, "a string")
+                options = self.strings(item, "options", sub, allow_single=False)
+                if options is not None and text is not None and text not in options:
+                    self.error(
+                        f"value {text!r} is not one of its options", item.value_at("value"), sub
+                    )
+                out.append(VariableDef(name, text or "", True if expand is None else expand))
+            elif isinstance(item, str):
+                out.append(VariableDef(name, item))
+            elif isinstance(item, int | float) and not isinstance(item, bool):
+                out.append(VariableDef(name, _number_text(item)))
+            elif item is None:
+                out.append(VariableDef(name, ""))
+            else:
+                self.error(
+                    f"value must be a string or a number, found {describe(item)} "
+                    '(quote it: "true")',
+                    where,
+                    sub,
+                )
+        return tuple(out)
+
+    def expression(self, mapping: YMap, key: str, path: str) -> str | None:
+        """An `if:` expression, parsed now so that syntax errors point at the file."""
+        text = self.typed(mapping, key, str, path, "an expression string")
+        if text is None:
+            return None
+        try:
+            parse_expression(text)
+        except ExpressionError as exc:
+            where = mapping.value_at(key)
+            loc = Location(where.file, where.line, where.column, path)
+            self.problems.append(ExpressionError(f"{path}: {exc.message}", loc))
+            return None
+        except (RecursionError, ValueError):
+            self.error("the expression is too complex or malformed", mapping.value_at(key), path)
+            return None
+        return text
+
+
+def _number_text(value: int | float) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value)) if "e" not in repr(value) else repr(value)
+    return str(value)
+
+
+class _Validator(_Checker):
+    def __init__(self, document: Document) -> None:
+        super().__init__()
+        self.document = document
+        self.data = document.data
+
+    # pipeline ------------------------------------------------------------------------------
+    def run(self) -> PipelineConfig:
+        data = self.data
+        for key in data:
+            if isinstance(key, str) and key in UNSUPPORTED_GLOBAL_KEYWORDS:
+                self.unsupported(UNSUPPORTED_GLOBAL_KEYWORDS[key], data.key_at(key), key)
+        stages = self.stages()
+        variables = self.variables(data, "variables", "variables")
+        workflow_rules, workflow_name = self.workflow()
+        if "default" in data:
+            default = data["default"]
+            if isinstance(default, YMap):
+                self.keys(default, DEFAULT_KEYWORDS, UNSUPPORTED_JOB_KEYWORDS, "default")
+                self.job_values(default, "default", is_default=True)
+            elif default is not None:
+                self.error(
+                    f"expected a mapping of job keywords, found {describe(default)}",
+                    data.value_at("default"),
+                    "default",
+                )
+        jobs: list[JobConfig] = []
+        for key in data:
+            value = data[key]
+            if isinstance(key, str) and key in GLOBAL_KEYWORDS:
+                continue
+            where = data.key_at(key)
+            if not isinstance(key, str):
+                self.error(
+                    f"job name {key!r} is {describe(key)}; quote it to make it a name",
+                    where,
+                    str(key),
+                )
+                continue
+            if key.startswith("."):
+                continue
+            if not isinstance(value, YMap):
+                hint = _suggest(key, GLOBAL_KEYWORDS)
+                if hint:
+                    self.error(f"unknown keyword {key!r}{hint}", where, key)
+                else:
+                    self.error(
+                        f"job {key!r} must be a mapping of keywords (script:, stage:, ...), "
+                        f"found {describe(value)}",
+                        data.value_at(key),
+                        key,
+                    )
+                continue
+            if not key.strip() or len(key) > 255:
+                self.error("job names must be 1 to 255 characters", where, key)
+                continue
+            jobs.append(self.job(key, value, stages))
+        if not jobs and not self.problems:
+            self.error(
+                "the pipeline has no jobs: add a job with a `script:` "
+                "(names starting with '.' are templates, not jobs)",
+                data.location,
+                "",
+            )
+        self.check_needs(jobs, stages)
+        return PipelineConfig(
+            path=self.document.path,
+            stages=stages,
+            variables=variables,
+            jobs=tuple(jobs),
+            workflow_rules=workflow_rules,
+            workflow_name=workflow_name,
+        )
+
+    def stages(self) -> tuple[str, ...]:
+        names = self.strings(self.data, "stages", "stages", allow_single=False)
+        if names is None:
+            names = DEFAULT_STAGES
+        seen: list[str] = []
+        for name in names:
+            if name not in seen and name not in (".pre", ".post"):
+                seen.append(name)
+        return (".pre", *seen, ".post")
+
+    def workflow(self) -> tuple[tuple[RuleConfig, ...] | None, str | None]:
+        if "workflow" not in self.data:
+            return None, None
+        value = self.data["workflow"]
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a mapping with rules:, found {describe(value)}",
+                self.data.value_at("workflow"),
+                "workflow",
+            )
+            return None, None
+        self.keys(value, WORKFLOW_KEYWORDS, UNSUPPORTED_WORKFLOW_KEYWORDS, "workflow")
+        name = self.string(value, "name", "workflow: name")
+        rules = self.rules(value, "workflow: rules", workflow=True)
+        return rules, name
+
+    # rules ---------------------------------------------------------------------------------
+    def rules(
+        self, mapping: YMap, path: str, *, workflow: bool = False
+    ) -> tuple[RuleConfig, ...] | None:
+        if "rules" not in mapping:
+            return None
+        value = mapping["rules"]
+        if not isinstance(value, YList):
+            self.error(
+                f"expected a list of rules (- if: ...), found {describe(value)}",
+                mapping.value_at("rules"),
+                path,
+            )
+            return None
+        out: list[RuleConfig] = []
+        for i, item in enumerate(value):
+            where = value.item_at(i)
+            sub = f"{path}[{i + 1}]"
+            if not isinstance(item, YMap):
+                self.error(
+                    "each rule must be a mapping (if:, changes:, when: ...), found "
+                    + describe(item),
+                    where,
+                    sub,
+                )
+                continue
+            allowed = (
+                {"if", "changes", "exists", "when", "variables"} if workflow else RULE_KEYWORDS
+            )
+            self.keys(item, allowed, UNSUPPORTED_RULE_KEYWORDS, sub)
+            if_text = self.expression(item, "if", f"{sub}: if")
+            when = self.when(item, f"{sub}: when", RULE_WHEN)
+            if workflow and when not in (None, "always", "never"):
+                self.error(
+                    "in workflow: rules, when can only be always or never",
+                    item.value_at("when"),
+                    f"{sub}: when",
+                )
+            allow, codes = self.allow_failure(item, f"{sub}: allow_failure")
+            out.append(
+                RuleConfig(
+                    location=where,
+                    if_text=if_text,
+                    changes=self.paths_condition(item, "changes", f"{sub}: changes"),
+                    exists=self.paths_condition(item, "exists", f"{sub}: exists"),
+                    when=when,
+                    allow_failure=allow,
+                    allow_failure_exit_codes=codes,
+                    variables=self.variables(item, "variables", f"{sub}: variables"),
+                )
+            )
+        return tuple(out)
+
+    def paths_condition(self, mapping: YMap, key: str, path: str) -> tuple[str, ...] | None:
+        patterns = self._paths_condition(mapping, key, path)
+        for pattern in patterns or ():
+            try:
+                compile_glob(pattern)
+            except PipelineError as exc:
+                self.error(exc.message, mapping.value_at(key), path)
+        return patterns
+
+    def _paths_condition(self, mapping: YMap, key: str, path: str) -> tuple[str, ...] | None:
+        if key not in mapping:
+            return None
+        value = mapping[key]
+        if isinstance(value, YMap):
+            unsupported = {
+                "compare_to": f"`{key}: compare_to` is not supported by kapal yet",
+                "project": f"`{key}: project` is not supported by kapal yet",
+                "ref": f"`{key}: ref` is not supported by kapal yet",
+            }
+            self.keys(value, {"paths"}, unsupported, path)
+            if "paths" not in value:
+                self.error("expected `paths:` with a list of patterns", value.location, path)
+                return None
+            return self.strings(value, "paths", path, allow_single=False)
+        return self.strings(mapping, key, path, allow_single=False)
+
+    def when(self, mapping: YMap, path: str, choices: tuple[str, ...]) -> str | None:
+        if "when" not in mapping:
+            return None
+        if mapping["when"] == "delayed":
+            self.unsupported(
+                "`when: delayed` is not supported by kapal yet; use `when: manual` "
+                "or a scheduled pipeline",
+                mapping.value_at("when"),
+                path,
+            )
+            return None
+        return self.choice(mapping, "when", choices, path)
+
+    def allow_failure(self, mapping: YMap, path: str) -> tuple[bool | None, tuple[int, ...]]:
+        if "allow_failure" not in mapping:
+            return None, ()
+        value = mapping["allow_failure"]
+        if isinstance(value, bool):
+            return value, ()
+        if isinstance(value, YMap):
+            self.keys(value, {"exit_codes"}, {}, path)
+            codes = self.exit_codes(value, f"{path}: exit_codes")
+            return False, codes
+        self.error(
+            f"expected true, false or {{exit_codes: [...]}}, found {describe(value)}",
+            mapping.value_at("allow_failure"),
+            path,
+        )
+        return None, ()
+
+    def exit_codes(self, mapping: YMap, path: str) -> tuple[int, ...]:
+        if "exit_codes" not in mapping:
+            self.error("expected exit_codes: a number or a list of numbers", mapping.location, path)
+            return ()
+        value = mapping["exit_codes"]
+        items = list(value) if isinstance(value, YList) else [value]
+        out: list[int] = []
+        for item in items:
+            if isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 255:
+                out.append(item)
+            else:
+                self.error(
+                    f"exit codes are numbers from 0 to 255, found {item!r}",
+                    mapping.value_at("exit_codes"),
+                    path,
+                )
+        return tuple(out)
+
+    def ref_filter(self, job: YMap, key: str, path: str) -> RefFilter | None:
+        if key not in job:
+            return None
+        value = job[key]
+        where = job.value_at(key)
+        if isinstance(value, str | YList):
+            refs = self.refs(job, key, path)
+            return RefFilter(where, refs=refs) if refs is not None else None
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a list of refs or a mapping with refs/variables/changes, "
+                f"found {describe(value)}",
+                where,
+                path,
+            )
+            return None
+        self.keys(
+            value,
+            {"refs", "variables", "changes"},
+            {"kubernetes": f"`{key}: kubernetes` is not supported by kapal yet"},
+            path,
+        )
+        variables = self.strings(value, "variables", f"{path}: variables")
+        for expr in variables or ():
+            try:
+                parse_expression(expr)
+            except ExpressionError as exc:
+                self.problems.append(ExpressionError(f"{path}: variables: {exc.message}", where))
+        return RefFilter(
+            where,
+            refs=self.refs(value, "refs", f"{path}: refs"),
+            variables=variables,
+            changes=self.paths_condition(value, "changes", f"{path}: changes"),
+        )
+
+    def refs(self, mapping: YMap, key: str, path: str) -> tuple[str, ...] | None:
+        refs = self.strings(mapping, key, path)
+        for ref in refs or ():
+            literal = split_regex_literal(ref)
+            if literal is None:
+                continue
+            try:
+                compile_regex(*literal)
+            except ExpressionError as exc:
+                self.error(exc.message, mapping.value_at(key), path)
+        return refs
+
+    # jobs ----------------------------------------------------------------------------------
+    def job(self, name: str, job: YMap, stages: tuple[str, ...]) -> JobConfig:
+        self.keys(job, JOB_KEYWORDS - {"extends"}, UNSUPPORTED_JOB_KEYWORDS, name)
+        stage = self.string(job, "stage", f"{name}: stage") or "test"
+        if "stage" in job and stage not in stages:
+            shown = ", ".join(s for s in stages if s not in (".pre", ".post"))
+            self.error(
+                f"stage {stage!r} is not in stages ({shown}){_suggest(stage, stages)}; "
+                "add it to `stages:`",
+                job.value_at("stage"),
+                f"{name}: stage",
+            )
+        values = self.job_values(job, name, is_default=False)
+        has_build = "build" in job
+        has_deploy = "deploy" in job
+        if has_build and has_deploy:
+            self.error(
+                "a job has either `build:` or `deploy:`, not both; split it into two jobs",
+                job.key_at("deploy"),
+                name,
+            )
+        if (has_build or has_deploy) and "script" in job:
+            kind = "build" if has_build else "deploy"
+            self.error(
+                f"a `{kind}:` job runs kapal's {kind}er, not a script; "
+                "move the commands into another job",
+                job.key_at("script"),
+                name,
+            )
+        if not (has_build or has_deploy) and not values.get("script"):
+            if "script" in job:
+                self.error("script: must not be empty", job.value_at("script"), f"{name}: script")
+            else:
+                self.error(
+                    "job has no `script:` (or `build:`/`deploy:`); add the commands to run",
+                    job.location,
+                    name,
+                )
+        rules = self.rules(job, f"{name}: rules")
+        only = self.ref_filter(job, "only", f"{name}: only")
+        except_ = self.ref_filter(job, "except", f"{name}: except")
+        if rules is not None and (only is not None or except_ is not None):
+            self.error(
+                "`rules:` cannot be used with `only:`/`except:`; express the condition in rules",
+                job.key_at("rules"),
+                name,
+            )
+        when = self.when(job, f"{name}: when", JOB_WHEN) or "on_success"
+        if "start_in" in job:
+            self.unsupported(
+                "`start_in` only works with `when: delayed`, which kapal does not support yet",
+                job.key_at("start_in"),
+                f"{name}: start_in",
+            )
+        allow, codes = self.allow_failure(job, f"{name}: allow_failure")
+        parallel, matrix = self.parallel(job, f"{name}: parallel")
+        needs = self.needs(job, f"{name}: needs")
+        dependencies = None
+        if "dependencies" in job:
+            deps = self.strings(job, "dependencies", f"{name}: dependencies", allow_single=False)
+            value = job["dependencies"]
+            if deps is not None and isinstance(value, YList):
+                dependencies = tuple((d, value.item_at(i)) for i, d in enumerate(deps))
+        inherit_variables = self.inherit(job, f"{name}: inherit")
+        variables = self.variables(job, "variables", f"{name}: variables")
+        template = Job(name=name, stage=stage, base_name=name, **values)
+        return JobConfig(
+            name=name,
+            location=job.location,
+            template=template,
+            variables=variables,
+            inherit_variables=inherit_variables,
+            rules=rules,
+            only=only,
+            except_=except_,
+            when=when,
+            allow_failure=allow,
+            allow_failure_exit_codes=codes,
+            parallel=parallel,
+            matrix=matrix,
+            needs=needs,
+            dependencies=dependencies,
+        )
+
+    def job_values(self, job: YMap, name: str, *, is_default: bool) -> dict[str, Any]:
+        """The plan fields a job (or `default:`) sets directly, checked."""
+        out: dict[str, Any] = {}
+        p = f"{name}: "
+        for key in ("script", "before_script", "after_script"):
+            lines = self.script(job, key, p + key)
+            if lines is not None:
+                out[key] = lines
+        if (image := self.image(job, p + "image")) is not None:
+            out["image"] = image
+        if (services := self.services(job, p + "services")) is not None:
+            out["services"] = services
+        if (retry := self.retry(job, p + "retry")) is not None:
+            out["retry"] = retry
+        if "timeout" in job:
+            out["timeout_seconds"] = self.duration(job, "timeout", p + "timeout", MAX_TIMEOUT)
+        if (artifacts := self.artifacts(job, p + "artifacts")) is not None:
+            out["artifacts"] = artifacts
+        if (caches := self.caches(job, p + "cache")) is not None:
+            out["caches"] = caches
+        if (interruptible := self.boolean(job, "interruptible", p + "interruptible")) is not None:
+            out["interruptible"] = interruptible
+        if (tags := self.strings(job, "tags", p + "tags")) is not None:
+            out["tags"] = tags
+        if is_default:
+            return out
+        if (env := self.environment(job, p + "environment")) is not None:
+            out["environment"] = env
+        if (group := self.string(job, "resource_group", p + "resource_group")) is not None:
+            out["resource_group"] = group
+        if (coverage := self.typed(job, "coverage", str, p + "coverage", "a /regex/")) is not None:
+            if not (len(coverage) >= 2 and coverage.startswith("/") and coverage.endswith("/")):
+                self.error(
+                    "coverage must be a regular expression between slashes, "
+                    "like /TOTAL.*\\s(\\d+%)/",
+                    job.value_at("coverage"),
+                    p + "coverage",
+                )
+            out["coverage"] = coverage
+        if (network := self.choice(job, "network", ("none", "host"), p + "network")) is not None:
+            out["network"] = network
+        if (build := self.build(job, p + "build")) is not None:
+            out["build"] = build
+        if (deploy := self.deploy(job, p + "deploy")) is not None:
+            out["deploy"] = deploy
+        return out
+
+    def image(self, job: YMap, path: str) -> ImageSpec | None:
+        if "image" not in job:
+            return None
+        value = job["image"]
+        if isinstance(value, str) and value.strip():
+            return ImageSpec(name=value, has_variables="$" in value)
+        if isinstance(value, YMap):
+            self.keys(value, _IMAGE_KEYS, _UNSUPPORTED_IMAGE_KEYS, path)
+            name = self.string(value, "name", f"{path}: name")
+            if not name:
+                self.error("an image needs a non-empty `name:`", value.location, path)
+                return None
+            entrypoint = self.strings(value, "entrypoint", f"{path}: entrypoint")
+            return ImageSpec(name=name, entrypoint=entrypoint, has_variables="$" in name)
+        self.error(
+            f"expected an image name or {{name:, entrypoint:}}, found {describe(value)}",
+            job.value_at("image"),
+            path,
+        )
+        return None
+
+    def services(self, job: YMap, path: str) -> tuple[ServiceSpec, ...] | None:
+        if "services" not in job:
+            return None
+        value = job["services"]
+        if not isinstance(value, YList):
+            self.error(
+                f"expected a list of services, found {describe(value)}",
+                job.value_at("services"),
+                path,
+            )
+            return None
+        out: list[ServiceSpec] = []
+        for i, item in enumerate(value):
+            where = value.item_at(i)
+            if isinstance(item, str) and item.strip():
+                out.append(ServiceSpec(item, _default_aliases(item), has_variables="$" in item))
+                continue
+            if not isinstance(item, YMap):
+                self.error(
+                    f"each service is an image name or {{name:, alias:}}, found {describe(item)}",
+                    where,
+                    path,
+                )
+                continue
+            self.keys(item, _SERVICE_KEYS, _UNSUPPORTED_IMAGE_KEYS, path)
+            name = self.string(item, "name", f"{path}: name")
+            if not name:
+                self.error("a service needs a non-empty `name:`", item.location, path)
+                continue
+            alias_text = self.string(item, "alias", f"{path}: alias")
+            aliases = (
+                tuple(a.strip() for a in alias_text.split(",") if a.strip())
+                if alias_text
+                else _default_aliases(name)
+            )
+            variables = tuple(
+                Variable(v.name, v.value, "service", v.expand)
+                for v in self.variables(item, "variables", f"{path}: variables")
+            )
+            out.append(
+                ServiceSpec(
+                    name=name,
+                    aliases=aliases,
+                    variables=variables,
+                    command=self.strings(item, "command", f"{path}: command"),
+                    entrypoint=self.strings(item, "entrypoint", f"{path}: entrypoint"),
+                    has_variables="$" in name,
+                )
+            )
+        return tuple(out)
+
+    def retry(self, job: YMap, path: str) -> RetrySpec | None:
+        if "retry" not in job:
+            return None
+        value = job["retry"]
+        where = job.value_at("retry")
+        if isinstance(value, YMap):
+            self.keys(value, {"max", "when", "exit_codes"}, {}, path)
+            maximum = self.retry_max(value.get("max", 0), value.value_at("max"), f"{path}: max")
+            when = self.strings(value, "when", f"{path}: when") or ("always",)
+            for item in when:
+                if item not in RETRY_WHEN:
+                    self.error(
+                        f"{item!r} is not a retry reason{_suggest(item, RETRY_WHEN)}; "
+                        f"use one of {', '.join(RETRY_WHEN)}",
+                        value.value_at("when"),
+                        f"{path}: when",
+                    )
+            codes = self.exit_codes(value, f"{path}: exit_codes") if "exit_codes" in value else ()
+            return RetrySpec(max=maximum, when=when, exit_codes=codes)
+        return RetrySpec(max=self.retry_max(value, where, path))
+
+    def retry_max(self, value: Any, where: Location, path: str) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
+            return value
+        self.error(f"retry must be 0, 1 or 2 (as in GitLab), found {value!r}", where, path)
+        return 0
+
+    def duration(self, mapping: YMap, key: str, path: str, maximum: int) -> int | None:
+        value = mapping[key]
+        seconds: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            seconds = value
+        elif isinstance(value, str):
+            seconds = parse_duration(value)
+        if seconds is None or seconds <= 0:
+            self.error(
+                f'{value!r} is not a duration; write it like "1h 30m", "10 minutes" or 3600',
+                mapping.value_at(key),
+                path,
+            )
+            return None
+        if seconds > maximum:
+            self.error(
+                f"{value!r} is longer than the maximum of {maximum // 86400} days",
+                mapping.value_at(key),
+                path,
+            )
+            return None
+        return seconds
+
+    def artifacts(self, job: YMap, path: str) -> ArtifactsSpec | None:
+        if "artifacts" not in job:
+            return None
+        value = job["artifacts"]
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a mapping (paths:, when:, expire_in: ...), found {describe(value)}",
+                job.value_at("artifacts"),
+                path,
+            )
+            return None
+        self.keys(value, _ARTIFACT_KEYS, _UNSUPPORTED_ARTIFACT_KEYS, path)
+        expire_in = self.string(value, "expire_in", f"{path}: expire_in")
+        expire_seconds = None
+        if expire_in is not None and expire_in.strip().lower() != "never":
+            expire_seconds = self.duration(value, "expire_in", f"{path}: expire_in", 10**10)
+        junit: tuple[str, ...] = ()
+        if "reports" in value:
+            reports = value["reports"]
+            if isinstance(reports, YMap):
+                unsupported = {
+                    k: f"`artifacts: reports: {k}` is not supported by kapal yet; only junit is"
+                    for k in reports
+                    if isinstance(k, str) and k != "junit"
+                }
+                self.keys(reports, {"junit"}, unsupported, f"{path}: reports")
+                junit = self.strings(reports, "junit", f"{path}: reports: junit") or ()
+            else:
+                self.error(
+                    f"expected a mapping like {{junit: report.xml}}, found {describe(reports)}",
+                    value.value_at("reports"),
+                    f"{path}: reports",
+                )
+        return ArtifactsSpec(
+            paths=self.strings(value, "paths", f"{path}: paths", allow_single=False) or (),
+            exclude=self.strings(value, "exclude", f"{path}: exclude", allow_single=False) or (),
+            when=self.choice(value, "when", _ARTIFACT_WHEN, f"{path}: when") or "on_success",  # type: ignore[arg-type]
+            expire_in=expire_in,
+            expire_in_seconds=expire_seconds,
+            untracked=self.boolean(value, "untracked", f"{path}: untracked") or False,
+            name=self.string(value, "name", f"{path}: name"),
+            junit=junit,
+        )
+
+    def caches(self, job: YMap, path: str) -> tuple[CacheSpec, ...] | None:
+        if "cache" not in job:
+            return None
+        value = job["cache"]
+        where = job.value_at("cache")
+        if isinstance(value, YMap):
+            items: list[tuple[Any, Location]] = [(value, where)]
+        elif isinstance(value, YList):
+            items = [(item, value.item_at(i)) for i, item in enumerate(value)]
+            if len(items) > MAX_CACHES:
+                self.error(f"at most {MAX_CACHES} caches per job (as in GitLab)", where, path)
+        else:
+            self.error(
+                f"expected a mapping (key:, paths:) or a list of them, found {describe(value)}",
+                where,
+                path,
+            )
+            return None
+        out: list[CacheSpec] = []
+        for item, loc in items:
+            if not isinstance(item, YMap):
+                self.error(
+                    f"each cache is a mapping (key:, paths:), found {describe(item)}", loc, path
+                )
+                continue
+            self.keys(item, _CACHE_KEYS, _UNSUPPORTED_CACHE_KEYS, path)
+            key = "default"
+            key_files: tuple[str, ...] = ()
+            prefix = None
+            if "key" in item and isinstance(item["key"], YMap):
+                kmap = item["key"]
+                self.keys(kmap, {"files", "prefix"}, {}, f"{path}: key")
+                key_files = (
+                    self.strings(kmap, "files", f"{path}: key: files", allow_single=False) or ()
+                )
+                if not 1 <= len(key_files) <= 2:
+                    self.error(
+                        "key: files takes one or two files", kmap.location, f"{path}: key: files"
+                    )
+                prefix = self.string(kmap, "prefix", f"{path}: key: prefix")
+            elif "key" in item:
+                key = self.string(item, "key", f"{path}: key") or "default"
+                if "/" in key or key.strip(".") == "":
+                    self.error(
+                        "a cache key may not contain '/' or be only dots",
+                        item.value_at("key"),
+                        f"{path}: key",
+                    )
+            out.append(
+                CacheSpec(
+                    key=key,
+                    key_files=key_files,
+                    key_prefix=prefix,
+                    paths=self.strings(item, "paths", f"{path}: paths", allow_single=False) or (),
+                    policy=self.choice(item, "policy", _CACHE_POLICIES, f"{path}: policy")
+                    or "pull-push",  # type: ignore[arg-type]
+                    when=self.choice(item, "when", _ARTIFACT_WHEN, f"{path}: when") or "on_success",  # type: ignore[arg-type]
+                    untracked=self.boolean(item, "untracked", f"{path}: untracked") or False,
+                )
+            )
+        return tuple(out)
+
+    def environment(self, job: YMap, path: str) -> EnvironmentSpec | None:
+        if "environment" not in job:
+            return None
+        value = job["environment"]
+        if isinstance(value, str) and value.strip():
+            return EnvironmentSpec(name=value)
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected an environment name or {{name:, url:}}, found {describe(value)}",
+                job.value_at("environment"),
+                path,
+            )
+            return None
+        self.keys(value, _ENVIRONMENT_KEYS, _UNSUPPORTED_ENVIRONMENT_KEYS, path)
+        name = self.string(value, "name", f"{path}: name")
+        if not name:
+            self.error("an environment needs a `name:`", value.location, path)
+            return None
+        action = self.choice(value, "action", _ENVIRONMENT_ACTIONS, f"{path}: action")
+        return EnvironmentSpec(
+            name=name,
+            url=self.string(value, "url", f"{path}: url"),
+            action=action or "start",  # type: ignore[arg-type]
+        )
+
+    def build(self, job: YMap, path: str) -> BuildSpec | None:
+        if "build" not in job:
+            return None
+        value = job["build"]
+        if value is None:
+            return BuildSpec()
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a mapping (context:, dockerfile:, tags:), found {describe(value)}",
+                job.value_at("build"),
+                path,
+            )
+            return None
+        self.keys(value, _BUILD_KEYS, {}, path)
+        args = self.variables(value, "build_args", f"{path}: build_args")
+        tags = self.strings(value, "tags", f"{path}: tags") or ()
+        push = self.boolean(value, "push", f"{path}: push") or False
+        if push and not tags:
+            self.error("push: true needs at least one tag to push", value.value_at("push"), path)
+        return BuildSpec(
+            context=self.string(value, "context", f"{path}: context") or ".",
+            dockerfile=self.string(value, "dockerfile", f"{path}: dockerfile") or "Dockerfile",
+            tags=tags,
+            build_args=tuple((a.name, a.value) for a in args),
+            target=self.string(value, "target", f"{path}: target"),
+            push=push,
+        )
+
+    def deploy(self, job: YMap, path: str) -> DeploySpec | None:
+        if "deploy" not in job:
+            return None
+        value = job["deploy"]
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a mapping (image:, to:, service:), found {describe(value)}",
+                job.value_at("deploy"),
+                path,
+            )
+            return None
+        self.keys(value, _DEPLOY_KEYS, {}, path)
+        image = self.string(value, "image", f"{path}: image")
+        if not image:
+            self.error("deploy needs `image:`, the image to ship", value.location, path)
+            return None
+        to = self.string(value, "to", f"{path}: to")
+        service = None
+        if "service" in value:
+            svc = value["service"]
+            sub = f"{path}: service"
+            if isinstance(svc, YMap):
+                self.keys(svc, _DEPLOY_SERVICE_KEYS, {}, sub)
+                sname = self.string(svc, "name", f"{sub}: name")
+                port = self.typed(svc, "port", int, f"{sub}: port", "a port number")
+                if port is not None and not 1 <= port <= 65535:
+                    self.error("a port is between 1 and 65535", svc.value_at("port"), sub)
+                if not sname:
+                    self.error("a deploy service needs a `name:`", svc.location, sub)
+                else:
+                    service = DeployServiceSpec(
+                        name=sname, port=port, health=self.string(svc, "health", f"{sub}: health")
+                    )
+            else:
+                self.error(
+                    f"expected a mapping (name:, port:, health:), found {describe(svc)}",
+                    value.value_at("service"),
+                    sub,
+                )
+        if to is None and service is None:
+            self.error(
+                "deploy needs `to:` (a registry reference) or `service:`", value.location, path
+            )
+        return DeploySpec(image=image, to=to, service=service)
+
+    def inherit(self, job: YMap, path: str) -> bool | tuple[str, ...]:
+        if "inherit" not in job:
+            return True
+        value = job["inherit"]
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a mapping (default:, variables:), found {describe(value)}",
+                job.value_at("inherit"),
+                path,
+            )
+            return True
+        self.keys(value, {"default", "variables"}, {}, path)
+        result: bool | tuple[str, ...] = True
+        for key in ("default", "variables"):
+            if key not in value:
+                continue
+            item = value[key]
+            if isinstance(item, bool):
+                chosen: bool | tuple[str, ...] = item
+            elif isinstance(item, YList):
+                chosen = self.strings(value, key, f"{path}: {key}") or ()
+                if key == "default":
+                    for name in chosen:
+                        if name not in DEFAULT_KEYWORDS:
+                            self.error(
+                                f"{name!r} is not a default keyword"
+                                + _suggest(name, DEFAULT_KEYWORDS),
+                                value.value_at(key),
+                                f"{path}: {key}",
+                            )
+            else:
+                self.error(
+                    f"expected true, false or a list, found {describe(item)}",
+                    value.value_at(key),
+                    f"{path}: {key}",
+                )
+                continue
+            if key == "variables":
+                result = chosen
+        return result
+
+    def parallel(self, job: YMap, path: str) -> tuple[int | None, tuple[MatrixEntry, ...] | None]:
+        if "parallel" not in job:
+            return None, None
+        value = job["parallel"]
+        where = job.value_at("parallel")
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 1 <= value <= MAX_PARALLEL:
+                self.error(
+                    f"parallel must be between 1 and {MAX_PARALLEL}, found {value}", where, path
+                )
+                return None, None
+            return value, None
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a number or {{matrix: [...]}}, found {describe(value)}", where, path
+            )
+            return None, None
+        self.keys(value, {"matrix"}, {}, path)
+        matrix = value.get("matrix")
+        sub = f"{path}: matrix"
+        if not isinstance(matrix, YList) or not matrix:
+            self.error(
+                "matrix must be a non-empty list of mappings like - PYTHON: ['3.11', '3.12']",
+                value.value_at("matrix") if "matrix" in value else where,
+                sub,
+            )
+            return None, None
+        entries = self.matrix_entries(matrix, sub)
+        if entries is None:
+            return None, None
+        total = 0
+        for entry in entries:
+            count = 1
+            for _, values in entry:
+                count *= len(values)
+            total += count
+        if total > MAX_PARALLEL:
+            self.error(f"the matrix makes {total} jobs; the maximum is {MAX_PARALLEL}", where, sub)
+            return None, None
+        return None, entries
+
+    def matrix_entries(self, matrix: YList, path: str) -> tuple[MatrixEntry, ...] | None:
+        entries: list[MatrixEntry] = []
+        ok = True
+        for i, item in enumerate(matrix):
+            where = matrix.item_at(i)
+            if not isinstance(item, YMap) or not item:
+                self.error(
+                    f"matrix item {i + 1} must be a mapping of VARIABLE: values, found "
+                    f"{describe(item)}",
+                    where,
+                    path,
+                )
+                ok = False
+                continue
+            entry: list[tuple[str, tuple[str, ...]]] = []
+            for name in item:
+                if not isinstance(name, str) or not _VARIABLE_NAME.fullmatch(name):
+                    self.error(
+                        f"matrix variable name {name!r} is not valid", item.key_at(name), path
+                    )
+                    ok = False
+                    continue
+                raw = item[name]
+                values = list(raw) if isinstance(raw, YList) else [raw]
+                texts: list[str] = []
+                for v in values:
+                    if isinstance(v, str):
+                        texts.append(v)
+                    elif isinstance(v, int | float) and not isinstance(v, bool):
+                        texts.append(_number_text(v))
+                    else:
+                        self.error(
+                            f"matrix values must be strings or numbers, found {describe(v)}",
+                            item.value_at(name),
+                            f"{path}: {name}",
+                        )
+                        ok = False
+                if not values:
+                    self.error(
+                        "a matrix variable needs at least one value", item.value_at(name), path
+                    )
+                    ok = False
+                entry.append((name, tuple(texts)))
+            entries.append(tuple(entry))
+        return tuple(entries) if ok else None
+
+    def needs(self, job: YMap, path: str) -> tuple[NeedConfig, ...] | None:
+        if "needs" not in job:
+            return None
+        value = job["needs"]
+        where = job.value_at("needs")
+        if value is None:
+            return ()
+        if not isinstance(value, YList):
+            self.error(f"expected a list of job names, found {describe(value)}", where, path)
+            return None
+        if len(value) > MAX_NEEDS:
+            self.error(f"at most {MAX_NEEDS} needs per job (as in GitLab)", where, path)
+        out: list[NeedConfig] = []
+        for i, item in enumerate(value):
+            loc = value.item_at(i)
+            if isinstance(item, str):
+                out.append(NeedConfig(item, loc))
+                continue
+            if not isinstance(item, YMap):
+                self.error(
+                    f"each need is a job name or {{job:, artifacts:, optional:}}, found "
+                    f"{describe(item)}",
+                    loc,
+                    path,
+                )
+                continue
+            unsupported = {
+                "pipeline": "`needs: pipeline` (artifacts of another pipeline) is not supported "
+                "by kapal yet",
+                "project": "`needs: project` (another project's artifacts) is not supported by "
+                "kapal yet",
+            }
+            self.keys(item, {"job", "artifacts", "optional", "parallel", "ref"}, unsupported, path)
+            if "ref" in item:
+                self.unsupported(
+                    "`needs: ref` is not supported by kapal yet", item.key_at("ref"), path
+                )
+            if any(k in item for k in unsupported) or "ref" in item:
+                continue
+            name = self.string(item, "job", f"{path}: job")
+            if not name:
+                self.error("a need needs `job:`, the name of the job", item.location, path)
+                continue
+            matrix = None
+            if "parallel" in item:
+                par = item["parallel"]
+                if isinstance(par, YMap) and isinstance(par.get("matrix"), YList):
+                    self.keys(par, {"matrix"}, {}, f"{path}: parallel")
+                    matrix = self.matrix_entries(par["matrix"], f"{path}: parallel: matrix")
+                else:
+                    self.error(
+                        "expected parallel: {matrix: [...]}",
+                        item.value_at("parallel"),
+                        f"{path}: parallel",
+                    )
+            out.append(
+                NeedConfig(
+                    job=name,
+                    location=item.value_at("job"),
+                    artifacts=_bool_or(self.boolean(item, "artifacts", f"{path}: artifacts"), True),
+                    optional=_bool_or(self.boolean(item, "optional", f"{path}: optional"), False),
+                    matrix=matrix,
+                )
+            )
+        return tuple(out)
+
+    def check_needs(self, jobs: list[JobConfig], stages: tuple[str, ...]) -> None:
+        by_name = {job.name: job for job in jobs}
+        order = {stage: i for i, stage in enumerate(stages)}
+        for job in jobs:
+            for need in job.needs or ():
+                target = by_name.get(need.job)
+                where = need.location
+                path = f"{job.name}: needs"
+                if target is None:
+                    if need.optional:
+                        continue
+                    hidden = (
+                        " (names starting with '.' are templates, not jobs)"
+                        if need.job.startswith(".")
+                        else ""
+                    )
+                    self.error(
+                        f"{need.job!r} is not a job in this pipeline"
+                        f"{_suggest(need.job, by_name)}{hidden}",
+                        where,
+                        path,
+                    )
+                    continue
+                if target.name == job.name:
+                    self.problems.append(
+                        PlanError(
+                            f"{path}: needs cycle: {job.name} → {job.name}",
+                            Location(where.file, where.line, where.column, path),
+                        )
+                    )
+                    continue
+                if order.get(target.template.stage, 0) > order.get(job.template.stage, 0):
+                    self.error(
+                        f"{need.job!r} is in the later stage {target.template.stage!r}; "
+                        f"a job can only need jobs of earlier stages or its own stage "
+                        f"({job.template.stage!r})",
+                        where,
+                        path,
+                    )
+            for dep, where in job.dependencies or ():
+                target = by_name.get(dep)
+                path = f"{job.name}: dependencies"
+                if target is None:
+                    self.error(
+                        f"{dep!r} is not a job in this pipeline{_suggest(dep, by_name)}",
+                        where,
+                        path,
+                    )
+                    continue
+                if job.needs is None and order.get(target.template.stage, 0) >= order.get(
+                    job.template.stage, 0
+                ):
+                    self.error(
+                        f"{dep!r} is not in an earlier stage, so its artifacts cannot be ready",
+                        where,
+                        path,
+                    )
+        self.check_cycles(jobs)
+
+    def check_cycles(self, jobs: list[JobConfig]) -> None:
+        graph = {job.name: [n.job for n in job.needs or () if n.job != job.name] for job in jobs}
+        cycle = find_cycle(graph)
+        if cycle:
+            first = next(job for job in jobs if job.name == cycle[0])
+            need = next(n for n in first.needs or () if n.job == cycle[1])
+            loc = need.location
+            self.problems.append(
+                PlanError(
+                    f"{cycle[0]}: needs: needs cycle: {' → '.join(cycle)}",
+                    Location(loc.file, loc.line, loc.column, f"{cycle[0]}: needs"),
+                )
+            )
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in a graph of name -> names it points to, as [a, b, ..., a]; None when acyclic."""
+    state: dict[str, int] = {}
+    for start in graph:
+        if state.get(start):
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path: list[str] = []
+        while stack:
+            node, index = stack.pop()
+            if index == 0:
+                state[node] = 1
+                path.append(node)
+            edges = [e for e in graph.get(node, []) if e in graph]
+            if index < len(edges):
+                stack.append((node, index + 1))
+                nxt = edges[index]
+                if state.get(nxt) == 1:
+                    return [*path[path.index(nxt) :], nxt]
+                if not state.get(nxt):
+                    stack.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+    return None
+
+
+def _bool_or(value: bool | None, default: bool) -> bool:
+    return default if value is None else value
+
+
+def _default_aliases(image: str) -> tuple[str, ...]:
+    """GitLab's default service aliases: image without tag/digest, '/' as '__' and as '-'."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: len(name) - len(last[-1])] + last[-1].split(":", 1)[0]
+    first = name.replace("/", "__")
+    second = name.replace("/", "-")
+    return (first,) if first == second else (first, second)
+
+
+def validate_collecting(document: Document) -> tuple[PipelineConfig | None, list[PipelineError]]:
+    """Resolve (if needed) and validate; return the config (None when invalid) and all problems."""
+    try:
+        resolved, problems = resolve_collecting(document)
+        validator = _Validator(resolved)
+        config = validator.run()
+    except RecursionError:
+        loc = Location(document.path)
+        return None, [ValidationError("the pipeline is nested too deeply to read", loc)]
+    problems = problems + validator.problems
+    problems.sort(key=lambda p: _sort_key(p.location))
+    return (None if problems else config), problems
+
+
+def _sort_key(location: Location | None) -> tuple[str, int, int]:
+    if location is None:
+        return ("", 0, 0)
+    return (location.file, location.line, location.column)
+
+
+def validate(document: Document) -> PipelineConfig:
+    """Check a document (resolving it first if needed); ValidationError lists every problem."""
+    config, problems = validate_collecting(document)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems or config is None:
+        raise ValidationError(
+            f"{len(problems)} problems in {document.path}:\n" + "\n".join(str(p) for p in problems),
+            Location(document.path),
+            problems=problems,
+        )
+    return config

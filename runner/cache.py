@@ -1,0 +1,79 @@
+"""Job caches: files kept between runs under a key, restored before and saved after a job."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+
+from runner.artifacts import collect_paths, copy_files
+
+
+class CachePolicy(StrEnum):
+    """When a job uses its cache, as GitLab's `cache: policy`."""
+
+    PULL = "pull"
+    PUSH = "push"
+    PULL_PUSH = "pull-push"
+
+    @property
+    def pulls(self) -> bool:
+        """Whether the cache is restored before the job."""
+        return self in (CachePolicy.PULL, CachePolicy.PULL_PUSH)
+
+    @property
+    def pushes(self) -> bool:
+        """Whether the cache is saved after the job."""
+        return self in (CachePolicy.PUSH, CachePolicy.PULL_PUSH)
+
+
+def cache_dir_name(key: str) -> str:
+    """A directory name for a cache key (unsafe characters replaced, never empty)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", key.strip()) or "default"
+    return "_" + name if name.startswith(".") else name
+
+
+class CacheStore:
+    """Caches kept as directory trees under `root`, one per key, shared by every run.
+
+    `save` builds the new tree beside the old one and swaps it in with a rename, so a job
+    restoring while another saves sees either the old or the new cache, never a half-written one.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def restore(self, key: str, workspace: Path) -> list[str]:
+        """Copy the cache for `key` into `workspace`; return the files restored (none on a miss)."""
+        source = self.root / cache_dir_name(key)
+        try:
+            files = sorted(
+                p.relative_to(source).as_posix()
+                for p in source.rglob("*")
+                if p.is_file() or p.is_symlink()
+            )
+        except FileNotFoundError:
+            return []
+        copy_files(source, files, workspace)
+        return files
+
+    def save(self, key: str, workspace: Path, paths: Sequence[str]) -> list[str]:
+        """Replace the cache for `key` with `paths` from `workspace`; return the files saved."""
+        files = collect_paths(workspace, paths)
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / cache_dir_name(key)
+        staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=self.root))
+        try:
+            copy_files(workspace, files, staging)
+            old = Path(tempfile.mkdtemp(prefix=".old-", dir=self.root))
+            old.rmdir()
+            if target.exists():
+                target.rename(old)
+            staging.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return files

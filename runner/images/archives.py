@@ -1,0 +1,156 @@
+"""Image archives on disk: reading them safely, writing them deterministically and atomically.
+
+`import_archive` recognises an OCI image layout (a directory or a tar of one, as `skopeo copy
+oci-archive:` writes) and a `docker save` archive (plain or gzip); `export_images` writes either.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from runner.errors import ArchiveError
+from runner.images.blobs import store_full_error
+from runner.images.image import Image
+from runner.images.reference import Reference
+from runner.images.store import ImageStore
+
+FORMATS = ("docker", "oci")
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether the file at `path` starts with the gzip magic bytes."""
+    with path.open("rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+@contextmanager
+def extracted(archive: Path, tmp: Path) -> Iterator[Path]:
+    """Unpack an archive tar (plain or gzip) into a temp dir, refusing unsafe members."""
+    if not archive.exists():
+        raise ArchiveError(f"{archive}: no such file")
+    work = Path(tempfile.mkdtemp(dir=tmp, prefix="archive-"))
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                tar.extractall(work, filter="data")
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise ArchiveError(
+                f"{archive}: the archive is truncated or not a tar ({exc}); nothing was imported. "
+                "Export or download it again."
+            ) from exc
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise store_full_error(tmp, exc) from exc
+            raise
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_tree_tar(source: Path, out: Path) -> None:
+    """Tar the tree at `source` into `out`: sorted, numeric owners 0, mtime 0; atomic."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    os.close(fd)
+    part = Path(name)
+    try:
+        with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
+            for path in sorted(source.rglob("*")):
+                info = tar.gettarinfo(str(path), str(path.relative_to(source)))
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0
+                info.mode = 0o755 if info.isdir() else 0o644
+                if info.isreg():
+                    with path.open("rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+        os.replace(part, out)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise store_full_error(out.parent, exc) from exc
+        raise
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def import_archive(store: ImageStore, path: Path, tag: str | None = None) -> list[Image]:
+    """Import every image of an OCI layout (dir or tar) or docker-save archive; return them.
+
+    `tag` names the image when the archive does not (or renames it when it holds exactly one).
+    """
+    from runner.images import docker_archive, oci_layout
+
+    tag_ref = Reference.parse(tag) if tag else None
+    with store.session():
+        if path.is_dir():
+            return oci_layout.import_layout(store, path, tag_ref, str(path))
+        with extracted(path, store.tmp) as root:
+            if (root / "index.json").is_file() and (root / "oci-layout").is_file():
+                try:
+                    return oci_layout.import_layout(store, root, tag_ref, str(path))
+                except oci_layout.UnnamedLayoutError:
+                    if not (root / "manifest.json").is_file():
+                        raise
+            if (root / "manifest.json").is_file():
+                return docker_archive.import_docker_archive(store, root, tag_ref, str(path))
+            raise ArchiveError(
+                f"{path}: neither a docker-save archive (no manifest.json) nor an OCI image "
+                "layout (no index.json and oci-layout); nothing was imported"
+            )
+
+
+def export_images(
+    store: ImageStore,
+    references: Sequence[str],
+    out: Path,
+    fmt: str = "docker",
+    *,
+    as_directory: bool = False,
+) -> list[Image]:
+    """Write images to `out`: a docker-save tar (`docker`), or an OCI layout (`oci`).
+
+    For `oci`, the layout is written as the directory `out` when `as_directory` is set or `out`
+    is an existing directory (blobs already there are kept); otherwise `out` is an oci-archive tar.
+    A tar is written atomically: nothing is left at `out` if writing fails.
+    """
+    from runner.images import docker_archive, oci_layout
+
+    if fmt not in FORMATS:
+        raise ArchiveError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    images = [store.resolve(r) for r in references]
+    refs = [Reference.parse(r) for r in references]
+    work = Path(tempfile.mkdtemp(dir=store.tmp, prefix="export-"))
+    try:
+        if fmt == "docker":
+            docker_archive.write_docker_archive(store, images, refs, work)
+            write_tree_tar(work, out)
+        elif as_directory or out.is_dir():
+            oci_layout.write_layout(store, images, refs, work)
+            out.mkdir(parents=True, exist_ok=True)
+            for entry in sorted(work.rglob("*")):
+                target = out / entry.relative_to(work)
+                if entry.is_dir():
+                    target.mkdir(exist_ok=True)
+                elif not target.exists() or entry.name in ("index.json", "oci-layout"):
+                    shutil.copyfile(entry, target)
+        else:
+            oci_layout.write_layout(store, images, refs, work)
+            write_tree_tar(work, out)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise store_full_error(out.parent, exc) from exc
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return images

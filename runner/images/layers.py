@@ -1,0 +1,199 @@
+"""Layer tars: checking them (digests, paths, truncation) and unpacking them for overlayfs.
+
+Unpacking turns OCI whiteouts into overlayfs ones: `.wh.x` becomes a 0/0 character device `x`,
+`.wh..wh..opq` becomes the `trusted.overlay.opaque=y` xattr on its directory. Extraction is done by
+GNU tar as root (owners, modes, devices, xattrs kept) after a Python pass has rejected members that
+would escape the layer directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import posixpath
+import shutil
+import subprocess
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.errors import ArchiveError, StoreFullError
+from runner.images.blobs import CHUNK
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+
+class _HashingReader:
+    """A file-like reader that hashes the raw bytes and the (decompressed) tar stream it yields."""
+
+    def __init__(self, path: Path, gzip: bool) -> None:
+        self._file = path.open("rb")
+        self._gzip = gzip
+        self._inflate = zlib.decompressobj(wbits=47) if gzip else None
+        self._pending = b""
+        self._eof = False
+        self.raw_hash = hashlib.sha256()
+        self.raw_size = 0
+        self.tar_hash = hashlib.sha256()
+
+    def _fill(self) -> bytes:
+        raw = self._file.read(CHUNK)
+        self.raw_hash.update(raw)
+        self.raw_size += len(raw)
+        if self._inflate is None:
+            if not raw:
+                self._eof = True
+            return raw
+        if not raw:
+            self._eof = True
+            out = self._inflate.flush()
+            if not self._inflate.eof:
+                raise ArchiveError("the gzip stream ends early (truncated layer)")
+            return out
+        out = self._inflate.decompress(raw)
+        # A gzip file may hold several members back to back.
+        while self._inflate.eof and self._inflate.unused_data:
+            rest = self._inflate.unused_data
+            self._inflate = zlib.decompressobj(wbits=47)
+            out += self._inflate.decompress(rest)
+        return out
+
+    def read(self, size: int = -1) -> bytes:
+        """Return up to `size` bytes of the tar stream (all that is left when negative)."""
+        while not self._eof and (size < 0 or len(self._pending) < size):
+            self._pending += self._fill()
+        if size < 0:
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:size], self._pending[size:]
+        self.tar_hash.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end so the hashes cover the whole blob."""
+        while self.read(CHUNK):
+            pass
+
+    def close(self) -> None:
+        """Close the underlying file."""
+        self._file.close()
+
+
+@dataclass
+class LayerScan:
+    """What a pass over a layer blob found: its digests and the whiteouts to convert."""
+
+    digest: str
+    size: int
+    diff_id: str
+    whiteouts: list[str] = field(default_factory=list)
+    opaque_dirs: list[str] = field(default_factory=list)
+
+
+def _clean(name: str, where: str) -> str:
+    path = posixpath.normpath(name.lstrip("/")) if name.strip("/") else "."
+    if path == ".." or path.startswith("../"):
+        raise ArchiveError(f"{where}: member {name!r} points outside the layer; refusing it")
+    return path
+
+
+def scan_layer(path: Path, gzip: bool, where: str) -> LayerScan:
+    """Read a layer blob once: its digest, diff_id, whiteouts; reject truncated or unsafe tars."""
+    reader = _HashingReader(path, gzip)
+    whiteouts: list[str] = []
+    opaque: list[str] = []
+    symlinks: set[str] = set()
+    try:
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    name = _clean(member.name, where)
+                    parent = posixpath.dirname(name)
+                    while parent not in ("", "."):
+                        if parent in symlinks:
+                            raise ArchiveError(
+                                f"{where}: member {member.name!r} lies under the symlink "
+                                f"{parent!r} of the same layer; refusing it"
+                            )
+                        parent = posixpath.dirname(parent)
+                    if member.issym():
+                        symlinks.add(name)
+                    if member.islnk():
+                        _clean(member.linkname, where)
+                    base = posixpath.basename(name)
+                    if base == OPAQUE_MARKER:
+                        opaque.append(posixpath.dirname(name) or ".")
+                    elif base.startswith(WHITEOUT_PREFIX):
+                        whiteouts.append(name)
+            reader.drain()
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise ArchiveError(
+                f"{where}: the layer tar is truncated or malformed ({exc}); get the image again"
+            ) from exc
+        except ArchiveError as exc:
+            if "truncated" in str(exc) and not str(exc).startswith(where):
+                raise ArchiveError(f"{where}: {exc}; get the image again") from exc
+            raise
+    finally:
+        reader.close()
+    return LayerScan(
+        digest="sha256:" + reader.raw_hash.hexdigest(),
+        size=reader.raw_size,
+        diff_id="sha256:" + reader.tar_hash.hexdigest(),
+        whiteouts=whiteouts,
+        opaque_dirs=opaque,
+    )
+
+
+def _convert_whiteouts(dest: Path, scan: LayerScan) -> None:
+    for name in scan.opaque_dirs:
+        directory = dest / name
+        (directory / OPAQUE_MARKER).unlink(missing_ok=True)
+        os.setxattr(directory, "trusted.overlay.opaque", b"y")
+    for name in scan.whiteouts:
+        marker = dest / name
+        target = marker.with_name(marker.name[len(WHITEOUT_PREFIX) :])
+        marker.unlink(missing_ok=True)
+        if not target.exists() and not target.is_symlink():
+            os.mknod(target, 0o600 | 0o020000, os.makedev(0, 0))
+
+
+def unpack_layer(blob: Path, gzip: bool, dest: Path, scan: LayerScan, where: str) -> None:
+    """Extract a scanned layer blob into the empty directory `dest`, overlayfs-ready."""
+    dest.mkdir(mode=0o755)
+    command = [
+        "tar",
+        "--extract",
+        "--file",
+        str(blob),
+        "--directory",
+        str(dest),
+        "--numeric-owner",
+        "--same-owner",
+        "--same-permissions",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--no-overwrite-dir",
+        "--warning=no-unknown-keyword",
+    ]
+    if gzip:
+        command.append("--gzip")
+    if shutil.which("tar") is None:
+        raise ArchiveError("GNU tar is needed to unpack layers; install Debian's `tar` package")
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        if "No space left on device" in result.stderr:
+            raise StoreFullError(
+                f"no space left on the device holding {dest.parent} while unpacking {where}; "
+                "free some space (`kapal image gc`) or point KAPAL_DATA_DIR elsewhere"
+            )
+        raise ArchiveError(f"{where}: unpacking the layer failed: {result.stderr.strip()[-500:]}")
+    try:
+        _convert_whiteouts(dest, scan)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreFullError(f"no space left while unpacking {where} into {dest}") from exc
+        raise

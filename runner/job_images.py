@@ -1,0 +1,204 @@
+"""Images as the engine needs them: a job's `image:` resolved to overlay layers and defaults.
+
+`ImageProvider` is the engine's view of the image store and the builder; `StoreImageProvider`
+adapts `runner.images.ImageStore` (and a build function) to it, `FakeImageProvider` serves tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from runner.build.builder import Builder as DockerfileBuilder
+from runner.build.builder import BuildOptions
+from runner.build.cache import LayerCache
+from runner.errors import BuildError, ImageNotFoundError
+from runner.images.reference import Reference
+from runner.images.store import ImageStore
+from runner.runtime.backend import Backend, ImageDefaults
+from runner.runtime.backend import LogLine as BackendLogLine
+
+
+@dataclass(frozen=True)
+class RunnableImage:
+    """An image ready to run: its overlay lower dirs (bottom-first), config defaults, ports."""
+
+    reference: str
+    layers: tuple[Path, ...]
+    defaults: ImageDefaults
+    exposed_ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a `build:` job asks the builder for (paths on the host, tags already expanded)."""
+
+    context: Path
+    dockerfile: Path
+    tags: tuple[str, ...]
+    build_args: Mapping[str, str]
+    target: str | None = None
+
+
+BuildLog = Callable[[str], None]
+
+
+class ImageProvider(Protocol):
+    """Finds and builds images for the engine; every method may be called from any thread."""
+
+    def available(self, name: str) -> bool:
+        """Whether `name` can be resolved now (`ImageReferenceError` when it does not parse)."""
+        ...
+
+    def resolve(self, name: str) -> RunnableImage:
+        """The image `name`, unpacked; `ImageNotFoundError` with the fix when it is missing."""
+        ...
+
+    def build(self, request: BuildRequest, log: BuildLog) -> str:
+        """Build an image, tag it, send progress lines to `log`; return its digest."""
+        ...
+
+
+def exposed_ports(config: Mapping[str, Any]) -> tuple[int, ...]:
+    """The TCP ports an OCI image config EXPOSEs (`"6379/tcp"` keys of `config.ExposedPorts`)."""
+    inner = config.get("config") or {}
+    ports: list[int] = []
+    for key in inner.get("ExposedPorts") or {}:
+        number, _, proto = str(key).partition("/")
+        if (proto or "tcp") == "tcp" and number.isdigit():
+            ports.append(int(number))
+    return tuple(sorted(set(ports)))
+
+
+Builder = Callable[[ImageStore, BuildRequest, BuildLog], str]
+
+
+class StoreImageProvider:
+    """Images from the local `ImageStore`; builds through `builder` when one is given."""
+
+    def __init__(self, store: ImageStore, builder: Builder | None = None) -> None:
+        self.store = store
+        self._builder = builder
+
+    def available(self, name: str) -> bool:
+        """Whether the store holds `name`."""
+        return self.store.exists(Reference.parse(name))
+
+    def resolve(self, name: str) -> RunnableImage:
+        """Resolve `name` in the store and unpack its layers."""
+        image = self.store.resolve(Reference.parse(name))
+        layers = tuple(self.store.unpacked_layers(image))
+        return RunnableImage(
+            reference=name,
+            layers=layers,
+            defaults=ImageDefaults.from_image_config(image.config),
+            exposed_ports=exposed_ports(image.config),
+        )
+
+    def build(self, request: BuildRequest, log: BuildLog) -> str:
+        """Build with the configured builder."""
+        if self._builder is None:
+            raise BuildError("this kapal has no image builder configured for build: jobs")
+        return self._builder(self.store, request, log)
+
+
+@dataclass
+class FakeImageProvider:
+    """In-memory images for engine tests; `build` records the request and adds its tags."""
+
+    images: dict[str, RunnableImage] = field(default_factory=dict)
+    builds: list[BuildRequest] = field(default_factory=list)
+    build_output: Sequence[str] = ("building", "done")
+    build_error: Exception | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(
+        self, name: str, *, ports: tuple[int, ...] = (), defaults: ImageDefaults | None = None
+    ) -> None:
+        """Make `name` available."""
+        self.images[name] = RunnableImage(
+            reference=name,
+            layers=(Path("/nonexistent") / name.replace("/", "_"),),
+            defaults=defaults or ImageDefaults(),
+            exposed_ports=ports,
+        )
+
+    def available(self, name: str) -> bool:
+        """Whether `name` was added (or built)."""
+        Reference.parse(name)
+        with self._lock:
+            return name in self.images
+
+    def resolve(self, name: str) -> RunnableImage:
+        """The added image or `ImageNotFoundError`."""
+        with self._lock:
+            found = self.images.get(name)
+        if found is None:
+            raise ImageNotFoundError(f"image {name} not found")
+        return found
+
+    def build(self, request: BuildRequest, log: BuildLog) -> str:
+        """Record the build, print `build_output`, add the tags (or raise `build_error`)."""
+        with self._lock:
+            self.builds.append(request)
+        for line in self.build_output:
+            log(line)
+        if self.build_error is not None:
+            raise self.build_error
+        for tag in request.tags:
+            self.add(tag)
+        return "sha256:" + "0" * 64
+
+
+class _BuildLogReporter:
+    """Turns the builder's progress into plain log lines for a `build:` job."""
+
+    def __init__(self, log: BuildLog) -> None:
+        self._log = log
+
+    def step(self, number: int, total: int, stage: str, text: str) -> None:
+        """A step begins."""
+        prefix = f"[{stage}] " if stage else ""
+        self._log(f"{prefix}step {number}/{total}: {text}")
+
+    def cached(self) -> None:
+        """The current step was a cache hit."""
+        self._log("  cached")
+
+    def line(self, line: BackendLogLine) -> None:
+        """A line of RUN output."""
+        self._log(line.text)
+
+    def done(self, seconds: float) -> None:
+        """The current step finished."""
+
+    def note(self, text: str) -> None:
+        """A warning or note."""
+        self._log(f"note: {text}")
+
+
+def embedded_builder(backend: Backend, build_cache_dir: Path) -> Builder:
+    """A `Builder` function running kapal's Dockerfile builder with `backend` for RUN steps."""
+
+    def build(store: ImageStore, request: BuildRequest, log: BuildLog) -> str:
+        builder = DockerfileBuilder(
+            store=store,
+            cache=LayerCache(build_cache_dir),
+            backend=backend,
+            reporter=_BuildLogReporter(log),
+        )
+        result = builder.build(
+            BuildOptions(
+                context=request.context,
+                dockerfile=request.dockerfile,
+                tags=request.tags,
+                build_args=dict(request.build_args),
+                target=request.target,
+            )
+        )
+        return result.image.digest
+
+    return build

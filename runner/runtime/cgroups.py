@@ -1,0 +1,156 @@
+"""cgroup v1 (and hybrid) groups for containers: a kapal-owned parent per container.
+
+runc puts the container in `<parent>/ctr` (a cgroupsPath relative to kapal's own cgroups, so
+nested workers work) and applies the CPU and pids limits there. The memory limit is set on the
+parent instead: the kernel then raises the OOM event on the parent, which outlives runc's leaf,
+so kapal can tell an OOM kill from any other SIGKILL after the container is gone (as Docker does
+on cgroup v1, through `cgroup.event_control`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import ContainerStartError
+
+LEAF = "ctr"
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy and this process's group in it."""
+
+    controllers: frozenset[str]
+    own_dir: Path
+
+
+def current_hierarchies() -> list[Hierarchy]:
+    """The cgroup hierarchies this process belongs to, with its own group directory in each."""
+    mounts: dict[frozenset[str], tuple[str, str]] = {}
+    with open("/proc/self/mountinfo", encoding="utf-8") as info:
+        for line in info:
+            pre, _, post = line.partition(" - ")
+            fields, post_fields = pre.split(), post.split()
+            if len(post_fields) < 3:
+                continue
+            fstype, options = post_fields[0], post_fields[2]
+            if fstype == "cgroup2":
+                mounts.setdefault(frozenset(), (fields[3], fields[4]))
+            elif fstype == "cgroup":
+                names = {o for o in options.split(",") if o not in ("rw", "ro")}
+                keep = {o for o in names if o.startswith("name=") or "=" not in o}
+                mounts.setdefault(frozenset(keep), (fields[3], fields[4]))
+    found: list[Hierarchy] = []
+    with open("/proc/self/cgroup", encoding="utf-8") as groups:
+        for line in groups:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            key = frozenset(c for c in controllers.split(",") if c)
+            if key not in mounts:
+                continue
+            root, mount_point = mounts[key]
+            relative = os.path.relpath(path, root) if path.startswith(root) else path.lstrip("/")
+            found.append(Hierarchy(key, Path(mount_point) / relative))
+    return found
+
+
+class ContainerCgroup:
+    """The parent cgroups of one container; create before runc runs, `remove` after.
+
+    Lifecycle: `create()` (memory limit + OOM event armed) → runc runs in `runc_path` →
+    `oom_killed()` → `remove()` (always, in `finally`; idempotent).
+    """
+
+    def __init__(self, name: str, dirs: list[Path], memory_limit: int | None) -> None:
+        self.name = name
+        self.dirs = dirs
+        self.memory_limit = memory_limit
+        self._event_fd: int | None = None
+
+    @classmethod
+    def for_container(cls, container_id: str, memory_limit: int | None) -> ContainerCgroup:
+        """Describe the cgroups of a container (nothing is created yet)."""
+        name = f"kapal-{container_id}"
+        dirs = [h.own_dir / name for h in current_hierarchies()]
+        return cls(name, dirs, memory_limit)
+
+    @property
+    def runc_path(self) -> str:
+        """The cgroupsPath to give runc (relative: below this process's own groups)."""
+        return f"{self.name}/{LEAF}"
+
+    def _memory_dir(self) -> Path | None:
+        for directory in self.dirs:
+            if (directory.parent / "memory.limit_in_bytes").exists():
+                return directory
+        return None
+
+    def create(self) -> None:
+        """Create the memory parent, set its limit and arm the OOM event."""
+        memory = self._memory_dir()
+        if memory is None:
+            if self.memory_limit is not None:
+                raise ContainerStartError(
+                    "a memory limit was asked for but no cgroup v1 memory controller is mounted"
+                )
+            return
+        try:
+            memory.mkdir(exist_ok=True)
+            if self.memory_limit is not None:
+                (memory / "memory.limit_in_bytes").write_text(str(self.memory_limit))
+                swap = memory / "memory.memsw.limit_in_bytes"
+                if swap.exists():
+                    swap.write_text(str(self.memory_limit))
+            control = os.open(memory / "memory.oom_control", os.O_RDONLY)
+            try:
+                self._event_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                (memory / "cgroup.event_control").write_text(f"{self._event_fd} {control}")
+            finally:
+                os.close(control)
+        except OSError as err:
+            raise ContainerStartError(
+                f"cannot set up the container's memory cgroup {memory}: {err.strerror}"
+            ) from err
+
+    def oom_killed(self) -> bool:
+        """True when the kernel's OOM killer ran in this container's memory group."""
+        if self._event_fd is None:
+            return False
+        try:
+            return os.eventfd_read(self._event_fd) > 0
+        except BlockingIOError:
+            return False
+
+    def remove(self) -> None:
+        """Kill anything left in the groups and remove them (idempotent)."""
+        if self._event_fd is not None:
+            os.close(self._event_fd)
+            self._event_fd = None
+        remove_cgroup_dirs(self.dirs)
+
+
+def remove_cgroup_dirs(dirs: list[Path]) -> None:
+    """Remove container cgroups `dirs` and their leaves, killing any process still in them."""
+    for directory in dirs:
+        leaf = directory / LEAF
+        for group in (leaf, directory):
+            if not group.is_dir():
+                continue
+            for _ in range(50):
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    _kill_members(group)
+                    time.sleep(0.02)
+
+
+def _kill_members(group: Path) -> None:
+    with contextlib.suppress(OSError):
+        for pid in (group / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)

@@ -1,0 +1,430 @@
+"""`EmbeddedBackend`: containers as OCI bundles run by runc, no daemon.
+
+Per sandbox (job): a directory `<containers_dir>/sb-<id>` holding the pinned network namespace
+(none for `network: host`) and, for host networking, a copy of the host's resolv.conf.
+Per container: `<containers_dir>/ct-<id>` holding config.json, the overlay mount point `rootfs`,
+the overlay `upper` (unless the spec brings its own) and `work` dirs, the generated /etc/hosts, the
+runc log and `owner.json` (who made it and what it holds, for `kapal gc`). runc keeps its state
+under `<containers_dir>/runc-state`. Everything is removed when the container ends (`wait`) or the
+sandbox is torn down; what a killed worker left is removed by `kapal gc` (runner.runtime.gc).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.errors import ContainerRuntimeError, ContainerStartError
+from runner.runtime.backend import (
+    Container,
+    ContainerSpec,
+    ExitStatus,
+    LogLine,
+    Sandbox,
+    SandboxSpec,
+    Stream,
+)
+from runner.runtime.bundle import BundleConfig, write_bundle
+from runner.runtime.cgroups import ContainerCgroup
+from runner.runtime.netns import create_netns, remove_netns
+from runner.runtime.overlay import mount_overlay
+from runner.runtime.ownership import Owner, write_owner
+from runner.runtime.runc import Runc, find_runtime
+from runner.runtime.syscalls import unmount_if_mounted
+from runner.runtime.users import resolve_user
+from runner.settings import RunnerSettings
+
+_READ_SIZE = 65536
+_KILL_RETRY = 0.01
+
+
+@dataclass
+class _SandboxState:
+    sandbox: Sandbox
+    directory: Path
+    netns: Path | None
+    resolv_conf: Path | None
+    containers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _ContainerState:
+    container: Container
+    directory: Path
+    rootfs: Path
+    upper: Path
+    cgroup: ContainerCgroup
+    log: Path
+    proc: subprocess.Popen[bytes]
+    started: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    logs_claimed: bool = False
+    canceled: bool = False
+    timed_out: bool = False
+    stopping: bool = False
+    timer: threading.Timer | None = None
+    status: ExitStatus | None = None
+
+
+class EmbeddedBackend:
+    """Runs containers with runc over overlayfs; see `runner.runtime.backend` for the lifecycle."""
+
+    def __init__(self, settings: RunnerSettings | None = None) -> None:
+        settings = settings or RunnerSettings()
+        self._root = settings.containers_dir
+        self._runc = Runc(find_runtime(settings.runtime), self._root / "runc-state")
+        self._lock = threading.Lock()
+        self._sandboxes: dict[str, _SandboxState] = {}
+        self._containers: dict[str, _ContainerState] = {}
+
+    @property
+    def runc(self) -> Runc:
+        """The runtime binary and state directory in use."""
+        return self._runc
+
+    # -- sandboxes -------------------------------------------------------------------------
+
+    def setup(self, spec: SandboxSpec) -> Sandbox:
+        """Create the sandbox's directory and network namespace (unless `network: host`)."""
+        sandbox = Sandbox(id=uuid.uuid4().hex[:12], spec=spec)
+        directory = self._root / f"sb-{sandbox.id}"
+        directory.mkdir(parents=True)
+        netns = None if spec.network == "host" else directory / "netns"
+        write_owner(directory, Owner.current(netns=str(netns) if netns else None))
+        try:
+            resolv = None
+            if netns is not None:
+                create_netns(netns)
+            else:
+                resolv = directory / "resolv.conf"
+                host_resolv = Path("/etc/resolv.conf")
+                resolv.write_text(host_resolv.read_text() if host_resolv.exists() else "")
+        except BaseException:
+            self._remove_sandbox_files(directory, netns)
+            raise
+        with self._lock:
+            self._sandboxes[sandbox.id] = _SandboxState(sandbox, directory, netns, resolv)
+        return sandbox
+
+    def teardown(self, sandbox: Sandbox) -> None:
+        """Kill and reap the sandbox's containers, then remove its namespace and files."""
+        with self._lock:
+            state = self._sandboxes.pop(sandbox.id, None)
+        if state is None:
+            return
+        try:
+            for container_id in state.containers:
+                with self._lock:
+                    container = self._containers.get(container_id)
+                if container is None:
+                    continue
+                try:
+                    self.stop(container.container, grace=0.0)
+                    self.wait(container.container)
+                finally:
+                    with self._lock:
+                        self._containers.pop(container_id, None)
+        finally:
+            self._remove_sandbox_files(state.directory, state.netns)
+
+    @staticmethod
+    def _remove_sandbox_files(directory: Path, netns: Path | None) -> None:
+        try:
+            if netns is not None:
+                remove_netns(netns)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    # -- containers ------------------------------------------------------------------------
+
+    def start(self, sandbox: Sandbox, spec: ContainerSpec) -> Container:
+        """Mount the rootfs, write the bundle and start `runc run`; see the Backend docstring."""
+        with self._lock:
+            box = self._sandboxes.get(sandbox.id)
+        if box is None:
+            raise ContainerRuntimeError(f"sandbox {sandbox.id} was torn down or never set up")
+        container = Container(id=uuid.uuid4().hex[:12], sandbox_id=sandbox.id, spec=spec)
+        directory = self._root / f"ct-{container.id}"
+        directory.mkdir(parents=True)
+        rootfs = directory / "rootfs"
+        upper = spec.upper_dir if spec.upper_dir is not None else directory / "upper"
+        cgroup = ContainerCgroup.for_container(container.id, spec.limits.memory_bytes)
+        owner = Owner.current(
+            rootfs=str(rootfs), cgroups=[str(d) for d in cgroup.dirs], runc_id=container.id
+        )
+        write_owner(directory, owner)
+        try:
+            proc = self._launch(box, container, directory, rootfs, upper, cgroup)
+        except BaseException as err:
+            self._release(container.id, directory, rootfs, cgroup)
+            if isinstance(err, OSError):
+                raise ContainerStartError(f"cannot start container {spec.name}: {err}") from err
+            raise
+        state = _ContainerState(
+            container=container,
+            directory=directory,
+            rootfs=rootfs,
+            upper=upper,
+            cgroup=cgroup,
+            log=directory / "runc.log",
+            proc=proc,
+            started=time.monotonic(),
+        )
+        if spec.timeout is not None:
+            state.timer = threading.Timer(spec.timeout, self._expire, args=(state,))
+            state.timer.daemon = True
+            state.timer.start()
+        with self._lock:
+            self._containers[container.id] = state
+            box.containers.append(container.id)
+        return container
+
+    def _launch(
+        self,
+        box: _SandboxState,
+        container: Container,
+        directory: Path,
+        rootfs: Path,
+        upper: Path,
+        cgroup: ContainerCgroup,
+    ) -> subprocess.Popen[bytes]:
+        spec = container.spec
+        if spec.upper_dir is not None and spec.upper_dir.exists() and any(upper.iterdir()):
+            raise ContainerStartError(f"the upper dir {upper} for {spec.name} is not empty")
+        lowers = list(spec.layers) or ([spec.rootfs] if spec.rootfs is not None else [])
+        argv = spec.argv()
+        if not argv:
+            raise ContainerStartError(
+                f"no command for {spec.name}: the image has no Entrypoint or Cmd and none was "
+                "given; pass a command (kapal exec IMAGE -- CMD...) or set the job's script"
+            )
+        cwd = spec.working_dir()
+        if not cwd.startswith("/"):
+            raise ContainerStartError(f"working directory {cwd!r} must be an absolute path")
+        mount_overlay(lowers, upper, directory / "work", rootfs)
+        user = resolve_user(rootfs, spec.user_spec())
+        hostname = spec.hostname or _hostname(spec.name)
+        hosts = directory / "hosts"
+        hosts.write_text(
+            "127.0.0.1\tlocalhost "
+            + " ".join(dict.fromkeys([hostname, *box.sandbox.spec.aliases]))
+            + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        )
+        files = [(hosts, "/etc/hosts")]
+        if box.resolv_conf is not None:
+            files.append((box.resolv_conf, "/etc/resolv.conf"))
+        for mount in spec.mounts:
+            if not mount.source.exists():
+                raise ContainerStartError(
+                    f"cannot mount {mount.source} into {spec.name}: it does not exist on the host"
+                )
+        cgroup.create()
+        write_bundle(
+            directory,
+            BundleConfig(
+                argv=argv,
+                env=spec.environment(),
+                cwd=cwd,
+                user=user,
+                hostname=hostname,
+                mounts=spec.mounts,
+                files=files,
+                netns=box.netns,
+                cgroups_path=cgroup.runc_path,
+                cpus=spec.limits.cpus,
+                pids=spec.limits.pids,
+            ),
+        )
+        return subprocess.Popen(
+            self._runc.run_command(container.id, directory, directory / "runc.log"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=directory,
+            start_new_session=True,
+        )
+
+    def logs(self, container: Container) -> Iterator[LogLine]:
+        """Yield output lines as they are written; ends when the container's output closes."""
+        state = self._state(container)
+        with state.lock:
+            if state.logs_claimed:
+                raise ContainerRuntimeError(
+                    f"the logs of container {container.spec.name} are already being read"
+                )
+            state.logs_claimed = True
+        return self._read_output(state)
+
+    def _read_output(self, state: _ContainerState) -> Iterator[LogLine]:
+        pipes = {"stdout": state.proc.stdout, "stderr": state.proc.stderr}
+        selector = selectors.DefaultSelector()
+        pending: dict[Stream, bytes] = {}
+        finished = False
+        try:
+            for name, pipe in pipes.items():
+                if pipe is not None and not pipe.closed:
+                    selector.register(pipe.fileno(), selectors.EVENT_READ, name)
+                    pending[name] = b""  # type: ignore[index]
+            while selector.get_map():
+                for key, _ in selector.select():
+                    stream: Stream = key.data
+                    chunk = os.read(key.fd, _READ_SIZE)
+                    now = time.time()
+                    if not chunk:
+                        selector.unregister(key.fd)
+                        if pending[stream]:
+                            yield LogLine(stream, now, _decode(pending[stream]))
+                        pending[stream] = b""
+                        continue
+                    *lines, pending[stream] = (pending[stream] + chunk).split(b"\n")
+                    for line in lines:
+                        yield LogLine(stream, now, _decode(line))
+            finished = True
+        finally:
+            selector.close()
+            if finished:
+                for pipe in pipes.values():
+                    if pipe is not None:
+                        pipe.close()
+            else:
+                # The reader gave up early: let `wait` drain what is left.
+                with state.lock:
+                    state.logs_claimed = False
+
+    def wait(self, container: Container) -> ExitStatus:
+        """Wait for the container's end, release its resources, and return how it ended."""
+        state = self._state(container)
+        with state.lock:
+            drain = not state.logs_claimed and state.status is None
+            if drain:
+                state.logs_claimed = True
+        if drain:
+            for _ in self._read_output(state):
+                pass
+        state.proc.wait()
+        return self._finish(state)
+
+    def stop(self, container: Container, grace: float = 1.0) -> None:
+        """SIGTERM the container's init (forwarded by runc), SIGKILL after `grace` seconds."""
+        state = self._state(container)
+        with state.lock:
+            if state.proc.poll() is not None or state.status is not None:
+                return
+            if not state.timed_out:
+                state.canceled = True
+        self._terminate(state, grace)
+
+    def _expire(self, state: _ContainerState) -> None:
+        with state.lock:
+            if state.proc.poll() is not None or state.canceled:
+                return
+            state.timed_out = True
+        self._terminate(state, 0.0)
+
+    def _terminate(self, state: _ContainerState, grace: float) -> None:
+        if grace > 0:
+            with contextlib.suppress(ProcessLookupError):
+                state.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                state.proc.wait(timeout=grace)
+                return
+        # runc may not have created the container yet: retry until it exits.
+        while state.proc.poll() is None:
+            if not self._runc.kill(state.container.id, "KILL"):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    state.proc.wait(timeout=_KILL_RETRY)
+
+    def _finish(self, state: _ContainerState) -> ExitStatus:
+        with state.lock:
+            if state.status is not None:
+                return state.status
+            if state.timer is not None:
+                state.timer.cancel()
+            code = state.proc.returncode
+            error = _runc_error(state.log)
+            if error is not None:
+                code = _start_failure_code(error, code)
+            memory = state.container.spec.limits.memory_bytes
+            oom = state.cgroup.oom_killed() and code != 0
+            spec = state.container.spec
+            state.status = ExitStatus(
+                exit_code=code,
+                duration=time.monotonic() - state.started,
+                oom_killed=oom and not state.canceled and not state.timed_out,
+                timed_out=state.timed_out,
+                canceled=state.canceled,
+                timeout=spec.timeout,
+                memory_limit=memory,
+                error=error if not (state.canceled or state.timed_out) else None,
+            )
+        self._release(state.container.id, state.directory, state.rootfs, state.cgroup)
+        return state.status
+
+    def _release(
+        self, container_id: str, directory: Path, rootfs: Path, cgroup: ContainerCgroup
+    ) -> None:
+        try:
+            self._runc.delete(container_id)
+        finally:
+            try:
+                cgroup.remove()
+            finally:
+                try:
+                    unmount_if_mounted(str(rootfs))
+                finally:
+                    shutil.rmtree(directory, ignore_errors=True)
+
+    def _state(self, container: Container) -> _ContainerState:
+        with self._lock:
+            state = self._containers.get(container.id)
+        if state is None:
+            raise ContainerRuntimeError(
+                f"unknown container {container.spec.name} ({container.id}): it was never started "
+                "here or has already been waited for"
+            )
+        return state
+
+
+def _decode(line: bytes) -> str:
+    return line.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
+def _hostname(name: str) -> str:
+    cleaned = re.sub(r"[^a-zA-Z0-9-]+", "-", name).strip("-")[:63]
+    return cleaned or "container"
+
+
+def _start_failure_code(error: str, code: int) -> int:
+    """Exit codes a shell would give: 127 command not found, 126 not executable."""
+    if "no such file" in error or "executable file not found" in error:
+        return 127
+    if "permission denied" in error:
+        return 126
+    return code
+
+
+def _runc_error(log: Path) -> str | None:
+    """The message of runc's own failure ("runc run failed: ..."), if it logged one."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            message = str(entry.get("msg", ""))
+            if entry.get("level") in ("error", "fatal") and "run failed" in message:
+                return message.removeprefix("runc run failed: ")
+    return None

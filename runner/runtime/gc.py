@@ -1,0 +1,87 @@
+"""`kapal gc`: remove what crashed workers left behind (runc state, mounts, cgroups, netns, dirs).
+
+Only directories whose owner process (see `runner.runtime.ownership`) is gone are touched, so
+`gc` is safe to run while other workers use the same data dir.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.errors import ContainerRuntimeError
+from runner.runtime.cgroups import remove_cgroup_dirs
+from runner.runtime.netns import remove_netns
+from runner.runtime.ownership import read_owner
+from runner.runtime.runc import Runc, find_runtime
+from runner.runtime.syscalls import unmount_if_mounted
+from runner.settings import RunnerSettings
+
+_OWNERLESS_GRACE = 60.0
+
+
+@dataclass
+class GcReport:
+    """What `collect` removed."""
+
+    containers: list[str] = field(default_factory=list)
+    sandboxes: list[str] = field(default_factory=list)
+    runc_states: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for a person."""
+        return (
+            f"removed {len(self.containers)} container(s), {len(self.sandboxes)} sandbox(es), "
+            f"{len(self.runc_states)} orphaned runc state(s)"
+        )
+
+
+def collect(settings: RunnerSettings) -> GcReport:
+    """Remove every container and sandbox of `settings.data_dir` whose owner process is gone."""
+    report = GcReport()
+    root = settings.containers_dir
+    if not root.is_dir():
+        return report
+    runc: Runc | None
+    try:
+        runc = Runc(find_runtime(settings.runtime), root / "runc-state")
+    except ContainerRuntimeError as err:
+        runc = None
+        report.warnings.append(f"runc state not checked: {err}")
+    live: set[str] = set()
+    for directory in sorted(root.glob("ct-*")):
+        owner = read_owner(directory)
+        container_id = directory.name.removeprefix("ct-")
+        if (owner is not None and owner.alive()) or (owner is None and _young(directory)):
+            live.add(container_id)
+            continue
+        if runc is not None:
+            runc.delete(container_id)
+        remove_cgroup_dirs([Path(p) for p in owner.cgroups] if owner else [])
+        unmount_if_mounted(str(directory / "rootfs"))
+        shutil.rmtree(directory, ignore_errors=True)
+        report.containers.append(container_id)
+    for directory in sorted(root.glob("sb-*")):
+        owner = read_owner(directory)
+        if (owner is not None and owner.alive()) or (owner is None and _young(directory)):
+            continue
+        remove_netns(directory / "netns")
+        shutil.rmtree(directory, ignore_errors=True)
+        report.sandboxes.append(directory.name.removeprefix("sb-"))
+    if runc is not None:
+        for container_id in runc.list_ids():
+            if container_id not in live:
+                runc.delete(container_id)
+                report.runc_states.append(container_id)
+    return report
+
+
+def _young(directory: Path) -> bool:
+    # A directory without its owner record may be one a live worker is creating right now.
+    try:
+        return time.time() - directory.stat().st_mtime < _OWNERLESS_GRACE
+    except FileNotFoundError:
+        return True

@@ -1,0 +1,55 @@
+"""`run_container`: run one container in its own sandbox and wait for it (builder, `kapal exec`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from runner.runtime.backend import (
+    Backend,
+    ContainerSpec,
+    ExitStatus,
+    LogLine,
+    NetworkMode,
+    SandboxSpec,
+)
+
+
+def run_container(
+    backend: Backend,
+    spec: ContainerSpec,
+    *,
+    on_line: Callable[[LogLine], None] | None = None,
+    network: NetworkMode = "none",
+    cancel: threading.Event | None = None,
+) -> ExitStatus:
+    """Run `spec` to completion in a fresh sandbox, passing each output line to `on_line`.
+
+    Setting `cancel` (from another thread) stops the container; the returned status then says
+    `canceled`. The sandbox is torn down before this returns, whatever happens.
+    """
+    sandbox = backend.setup(SandboxSpec(name=spec.name, network=network))
+    watcher: threading.Thread | None = None
+    done = threading.Event()
+    try:
+        container = backend.start(sandbox, spec)
+        if cancel is not None:
+            watched = cancel
+
+            def watch() -> None:
+                while not done.is_set():
+                    if watched.wait(0.05):
+                        backend.stop(container)
+                        return
+
+            watcher = threading.Thread(target=watch, name=f"cancel-{container.id}", daemon=True)
+            watcher.start()
+        if on_line is not None:
+            for line in backend.logs(container):
+                on_line(line)
+        return backend.wait(container)
+    finally:
+        done.set()
+        if watcher is not None:
+            watcher.join()
+        backend.teardown(sandbox)

@@ -1,0 +1,67 @@
+"""`owner.json`: which process made a container or sandbox directory and what it holds.
+
+Written before any resource is created, so `kapal gc` can undo a start that a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+OWNER_FILE = "owner.json"
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime) counts from the end of the command name, which may hold spaces.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process that owns a directory, and the resources behind it."""
+
+    pid: int
+    start_time: int
+    rootfs: str | None = None
+    netns: str | None = None
+    runc_id: str | None = None
+    cgroups: list[str] = field(default_factory=list)
+
+    @classmethod
+    def current(
+        cls,
+        *,
+        rootfs: str | None = None,
+        netns: str | None = None,
+        runc_id: str | None = None,
+        cgroups: list[str] | None = None,
+    ) -> Owner:
+        """An owner record for this process."""
+        pid = os.getpid()
+        return cls(pid, _start_time(pid) or 0, rootfs, netns, runc_id, cgroups or [])
+
+    def alive(self) -> bool:
+        """True when the owning process still runs (same pid and start time)."""
+        return _start_time(self.pid) == self.start_time
+
+
+def write_owner(directory: Path, owner: Owner) -> None:
+    """Record `owner` in `directory` atomically."""
+    temporary = directory / f".{OWNER_FILE}.tmp"
+    temporary.write_text(json.dumps(asdict(owner)))
+    temporary.replace(directory / OWNER_FILE)
+
+
+def read_owner(directory: Path) -> Owner | None:
+    """The owner recorded in `directory`, or None when missing or unreadable."""
+    try:
+        data = json.loads((directory / OWNER_FILE).read_text())
+        return Owner(**data)
+    except (OSError, ValueError, TypeError):
+        return None

@@ -1,0 +1,250 @@
+"""Property tests: whatever the pipeline file, load → validate → plan raises only PipelineError.
+
+Inputs: random YAML documents (nested dicts/lists/scalars, with GitLab keywords as keys often
+enough to get past the top-level checks), random text built from YAML syntax, and random
+mutations of the valid files (tests/pipeline/fixtures/valid and tests/pipeline/realworld):
+a key deleted, a value's type changed, a job duplicated, a garbage keyword inserted, the
+indentation of a line broken. Each input is planned under several triggers and linted.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import Plan, PipelineError, TriggerContext, lint, loads, plan, validate
+
+HERE = Path(__file__).parent
+VALID_FILES = sorted(
+    {
+        *(HERE / "fixtures" / "valid").rglob("*.yml"),
+        *(HERE / "fixtures" / "valid").rglob("*.yaml"),
+        *(HERE / "realworld").glob("*.yml"),
+        HERE / "realworld" / "templates-project" / ".gitlab-ci.yml",
+    }
+)
+
+CONTEXTS = (
+    TriggerContext(source="push", branch="main"),
+    TriggerContext(source="push", tag="v1.0.0", changed_files=None),
+    TriggerContext(
+        source="merge_request_event",
+        branch="feature/x",
+        changed_files=("src/app.py", "docs/index.md", "web/a.ts"),
+        project_files=("Dockerfile", "src/app.py", "README.md"),
+        variables=(("CI_MERGE_REQUEST_IID", "7"), ("CI_MERGE_REQUEST_LABELS", "a,b")),
+    ),
+    TriggerContext(source="schedule", branch="dev", variables=(("DEPLOY", "true"),)),
+)
+
+KEYWORDS = [
+    "stages", "variables", "default", "include", "workflow", "image", "services", "script",
+    "before_script", "after_script", "stage", "needs", "dependencies", "rules", "if", "changes",
+    "exists", "when", "only", "except", "refs", "allow_failure", "exit_codes", "retry", "max",
+    "timeout", "artifacts", "paths", "reports", "junit", "expire_in", "cache", "key", "files",
+    "policy", "parallel", "matrix", "environment", "name", "url", "action", "extends", "local",
+    "interruptible", "resource_group", "tags", "build", "deploy", "context", "dockerfile",
+    "build_args", "push", "to", "service", "port", "health", "job", "optional", "value",
+    "description", "alias", "entrypoint", "command", "compare_to", "trigger", "inherit",
+    ".template", "job1", "job2", "test", "build-job", "<<",
+]  # fmt: skip
+SCALAR_WORDS = [
+    "main", "build", "test", "deploy", ".pre", ".post", "manual", "never", "always",
+    "on_success", "on_failure", "delayed", "1h 30m", "10m", "forever", "3", "-1",
+    "$CI_COMMIT_BRANCH", '$CI_COMMIT_BRANCH == "main"', "$X =~ /^v[0-9]+/", "$A ==", "(",
+    "/^feature-.*/", "/[a/", "**/*.py", "{a,b}/*", "[", "job1", "job2", "test", ".template",
+    "python:3.12", "postgres:15", "echo hi", "tags", "branches", "schedules", "merge_requests",
+    "pull", "push", "pull-push", "start", "stop", "x" * 70, "", " ", "null", "~", "ÿ",
+]  # fmt: skip
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(SCALAR_WORDS),
+    st.text(max_size=12),
+)
+_keys = st.one_of(st.sampled_from(KEYWORDS), st.text(max_size=8), st.integers(-2, 3))
+_documents = st.recursive(
+    _scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(_keys, children, max_size=5),
+    ),
+    max_leaves=25,
+)
+_top_level = st.dictionaries(st.sampled_from(KEYWORDS), _documents, min_size=1, max_size=6)
+
+_YAML_PIECES = [
+    "stages:", "job:", "  script:", "    - echo", "- ", "  ", "\n", ":", " ", "[", "]", "{", "}",
+    ",", "&a ", "*a", "<<: *a", "!reference [job, script]", "!!str ", "!!python/name:os.system",
+    "'", '"', "#", "---", "...", "%YAML 1.1", "? ", "|", ">", "\t", "rules:", "  - if: ",
+    "needs: [", "extends: ", "include: ", "local: x.yml", "$A == 'b'", "when: manual",
+    "parallel: 3", "matrix:", "0x1F", "1e400", ".inf", "~", "null", "yes", "\x00", "\ufeff",
+]  # fmt: skip
+_raw_text = st.one_of(
+    st.text(max_size=200),
+    st.lists(st.sampled_from(_YAML_PIECES), max_size=40).map("".join),
+)
+
+
+def _check(text: str, root_dir: Path = HERE) -> None:
+    """Load, validate, lint and plan under every context; only PipelineError may escape."""
+    for_lint = _lint(text, root_dir)
+    assert all(isinstance(problem, PipelineError) for problem in for_lint)
+    try:
+        document = loads(text, filename=".gitlab-ci.yml", root_dir=root_dir)
+        config = validate(document)
+    except PipelineError:
+        return
+    for context in CONTEXTS:
+        try:
+            the_plan = plan(config, context)
+        except PipelineError:
+            continue
+        assert Plan.from_json(the_plan.to_json()) == the_plan
+
+
+def _lint(text: str, root_dir: Path) -> list[PipelineError]:
+    try:
+        document = loads(text, filename=".gitlab-ci.yml", root_dir=root_dir)
+    except PipelineError as exc:
+        return exc.problems
+    return lint(document)
+
+
+def _dump(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@FUZZ
+@given(_documents)
+def test_random_yaml_documents(data: Any) -> None:
+    """Any YAML value at all as the whole file."""
+    _check(_dump(data))
+
+
+@FUZZ
+@given(_top_level)
+def test_random_keyword_documents(data: dict[str, Any]) -> None:
+    """Mappings keyed by GitLab keywords and job names, with random values below."""
+    _check(_dump(data))
+
+
+@FUZZ
+@given(_raw_text)
+def test_random_text(text: str) -> None:
+    """Arbitrary text, much of it made of YAML syntax."""
+    _check(text)
+
+
+# -- mutations of valid files ----------------------------------------------------------------
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside a loaded document."""
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.extend(_paths(value, (*prefix, key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found.extend(_paths(value, (*prefix, index)))
+    return found
+
+
+def _parent(root: Any, path: tuple[Any, ...]) -> Any:
+    node = root
+    for step in path[:-1]:
+        node = node[step]
+    return node
+
+
+@st.composite
+def _structural_mutation(draw: st.DrawFn) -> tuple[str, Path]:
+    """A valid file, loaded as plain data, mutated one to three times, dumped again."""
+    source = draw(st.sampled_from(VALID_FILES))
+    data = yaml.safe_load(source.read_text())
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(data)
+        if not isinstance(data, dict) or not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent = _parent(data, path)
+        kind = draw(st.sampled_from(["delete", "retype", "duplicate", "garbage", "rename"]))
+        if kind == "delete":
+            del parent[path[-1]]
+        elif kind == "retype":
+            parent[path[-1]] = draw(_documents)
+        elif kind == "duplicate" and isinstance(parent, dict):
+            new_key = draw(st.sampled_from([*KEYWORDS, f"{path[-1]}-copy"]))
+            parent[new_key] = copy.deepcopy(parent[path[-1]])
+        elif kind == "duplicate" and isinstance(parent, list):
+            parent.append(copy.deepcopy(parent[path[-1]]))
+        elif kind == "garbage" and isinstance(parent, dict):
+            parent[draw(st.sampled_from([*KEYWORDS, "scriptt", "need", "rule"]))] = draw(_scalars)
+        elif kind == "rename" and isinstance(parent, dict):
+            value = parent.pop(path[-1])
+            parent[draw(_keys)] = value
+    return _dump(data), source.parent
+
+
+@st.composite
+def _text_mutation(draw: st.DrawFn) -> tuple[str, Path]:
+    """A valid file with lines re-indented, deleted, duplicated or with garbage spliced in."""
+    source = draw(st.sampled_from(VALID_FILES))
+    lines = source.read_text().splitlines()
+    for _ in range(draw(st.integers(1, 3))):
+        if not lines:
+            break
+        index = draw(st.integers(0, len(lines) - 1))
+        kind = draw(st.sampled_from(["indent", "dedent", "delete", "duplicate", "splice"]))
+        if kind == "indent":
+            lines[index] = " " * draw(st.integers(1, 5)) + lines[index]
+        elif kind == "dedent":
+            lines[index] = lines[index].lstrip()
+        elif kind == "delete":
+            del lines[index]
+        elif kind == "duplicate":
+            lines.insert(index, lines[index])
+        else:
+            column = draw(st.integers(0, len(lines[index])))
+            piece = draw(st.sampled_from(_YAML_PIECES))
+            lines[index] = lines[index][:column] + piece + lines[index][column:]
+    return "\n".join(lines) + "\n", source.parent
+
+
+def test_valid_files_are_found() -> None:
+    """The mutation tests start from real files (the real-world set at least)."""
+    assert len(VALID_FILES) >= 6
+    for source in VALID_FILES:
+        _check(source.read_text(), source.parent)
+
+
+@FUZZ
+@given(_structural_mutation())
+def test_structural_mutations_of_valid_files(case: tuple[str, Path]) -> None:
+    """Valid files with keys deleted, values retyped, jobs duplicated, garbage keywords."""
+    text, root = case
+    _check(text, root)
+
+
+@FUZZ
+@given(_text_mutation())
+def test_text_mutations_of_valid_files(case: tuple[str, Path]) -> None:
+    """Valid files with broken indentation, lost or doubled lines, syntax spliced in."""
+    text, root = case
+    _check(text, root)

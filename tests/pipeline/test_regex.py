@@ -1,0 +1,126 @@
+"""GitLab `/regex/flags` literals: RE2 syntax read the way RE2 reads it, or refused clearly.
+
+Reference: RE2's syntax page (github.com/google/re2/wiki/Syntax), which GitLab's job_rules.md
+names as the syntax of `=~` / `!~`, and GitLab's Pattern lexeme for the literal's shape.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import ExpressionError
+from pipeline.regex import compile_regex, split_regex_literal
+
+
+@pytest.mark.parametrize(
+    ("literal", "expected"),
+    [
+        ("/^main$/", ("^main$", "")),
+        ("/release/i", ("release", "i")),
+        ("/a.b/msU", ("a.b", "msU")),
+        (r"/feature\/x/", ("feature/x", "")),
+        ("/./", None),  # GitLab: single-character regexes are not supported
+        ("//", None),
+        ("/ab\\/", None),  # the last character before the slash may not be a backslash
+        ("/ab/x", None),  # unknown flag
+        ("ab", None),
+        ("/ab", None),
+    ],
+)
+def test_literal_shape(literal: str, expected: tuple[str, str] | None) -> None:
+    """The shape GitLab's lexer accepts: two or more characters, `\\/` for a slash, flags ismU."""
+    assert split_regex_literal(literal) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "flags", "text", "expected"),
+    [
+        ("^main$", "", "main\n", False),  # RE2 `$` without m: end of text only
+        ("^a$", "m", "x\na\ny", True),
+        ("a{,3}", "", "a{,3}", True),  # `{,n}` is a literal in RE2
+        ("a{2}", "", "aa", True),
+        ("x{", "", "x{", True),
+        (r"\x{263a}", "", "\u263a", True),
+        (r"\x41", "", "A", True),
+        (r"\101", "", "A", True),  # octal
+        (r"\Qa.b*\E", "", "a.b*", True),
+        (r"\Qa.b*\E", "", "aXbb", False),
+        (r"x\z", "", "x\n", False),
+        ("[[:alpha:]]+[[:digit:]]", "", "ab1", True),
+        ("[[:punct:]]", "", "a", False),
+        ("(?<v>[0-9]+)", "", "v12", True),
+        ("(?P<v>[0-9]+)", "", "v12", True),
+        ("(?i)MAIN", "", "main", True),
+        ("(?i:MA)IN", "", "maIN", True),
+        ("(?i:MA)IN", "", "main", False),
+        (r"\d+", "", "\u0663", False),  # RE2's \d is ASCII only
+        (r"\s", "", "\v", False),  # RE2's \s is [\t\n\f\r ]
+        ("[a-c&&x]", "", "&", True),  # no set operations: & is a character
+        ("[]a]", "", "]", True),
+        ("[^]a]", "", "]", False),
+        (r"[\d_]", "", "_", True),
+        ("a.c", "", "a\nc", False),
+        ("a.c", "s", "a\nc", True),
+        ("fo+", "i", "FOO", True),
+        ("#x", "", "#x", True),
+    ],
+)
+def test_matching(body: str, flags: str, text: str, expected: bool) -> None:
+    """Each pattern matches (search) as RE2 would."""
+    assert compile_regex(body, flags).search(text) is expected
+
+
+def test_ungreedy_flag_swaps_greediness() -> None:
+    """RE2 `U`: `x*` is lazy and `x*?` greedy."""
+    assert compile_regex("a.+b", "U").compiled.match("a1b2b").group(0) == "a1b"  # type: ignore[union-attr]
+    assert compile_regex("a.+?b", "U").compiled.match("a1b2b").group(0) == "a1b2b"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("body", "column", "fragment"),
+    [
+        ("a(?=b)", 2, "lookahead"),
+        ("(?<!a)b", 1, "lookbehind"),
+        (r"(a)\1", 4, "backreferences"),
+        ("(?P=n)", 1, "backreferences"),
+        ("(?>a)", 1, "atomic"),
+        ("(?#c)", 1, "comments"),
+        (r"\pL", 1, "Unicode classes"),
+        (r"\p{Greek}", 1, "Unicode classes"),
+        ("a{1001}", 2, "above 1000"),
+        ("a{3,2}", 2, "maximum is below the minimum"),
+        ("a*+", 3, "possessive"),
+        ("[a", 1, "missing ]"),
+        ("[b-a]", 3, "end is before its start"),
+        ("[[:nope:]]", 2, "unknown POSIX class"),
+        ("[[:^alpha:]]", 2, "negated POSIX"),
+        ("a(?i)b", 2, "only supported at the start"),
+        ("(?U:a)", 1, "U flag"),
+        (r"\k", 1, "unknown escape"),
+        (r"\x4", 1, "two hex digits"),
+        (r"\x{110000}", 1, "beyond the last Unicode"),
+        ("\\", 1, "trailing backslash"),
+        ("(ab", 0, "unterminated subpattern"),
+        ("ab)", 0, "unbalanced parenthesis"),
+        ("*a", 0, "nothing to repeat"),
+    ],
+)
+def test_refused_with_column(body: str, column: int, fragment: str) -> None:
+    """What RE2 (or kapal's translation) does not accept is an ExpressionError naming it; the
+    column is inside the pattern, or 0 when only the whole pattern can be blamed."""
+    with pytest.raises(ExpressionError) as caught:
+        compile_regex(body)
+    assert fragment in caught.value.message
+    assert caught.value.column == column
+    assert caught.value.expression == body
+
+
+def test_unknown_flag_refused() -> None:
+    """Flags are i, m, s, U only."""
+    with pytest.raises(ExpressionError, match="unknown regular expression flag 'x'"):
+        compile_regex("ab", "x")
+
+
+def test_str_shows_the_literal() -> None:
+    """A compiled regex prints as it was written."""
+    assert str(compile_regex("^v[0-9]+", "i")) == "/^v[0-9]+/i"

@@ -1,0 +1,96 @@
+"""Fixtures for the container runtime tests: a real runc backend on the busybox image.
+
+Every backend handed out records the containers it starts; after each test, `leftovers` checks
+that none of them left runc state, a mount, a cgroup or a directory behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from runner.images import ImageStore
+from runner.runtime.backend import Container, ContainerSpec, ImageDefaults, Sandbox, SandboxSpec
+from runner.runtime.cgroups import current_hierarchies
+from runner.runtime.embedded import EmbeddedBackend
+from runner.runtime.syscalls import mount_points
+from runner.settings import RunnerSettings
+
+
+@dataclass(frozen=True)
+class BusyboxImage:
+    """The shared busybox image as a backend sees it."""
+
+    layers: tuple[Path, ...]
+    defaults: ImageDefaults
+
+    def spec(self, *command: str, **overrides: object) -> ContainerSpec:
+        """A ContainerSpec on this image running `command`."""
+        fields: dict[str, object] = {"layers": self.layers, "image": self.defaults}
+        fields.update(overrides)
+        return ContainerSpec(command=command or None, **fields)  # type: ignore[arg-type]
+
+
+class RecordingBackend(EmbeddedBackend):
+    """The embedded backend, remembering every container and sandbox it made."""
+
+    def __init__(self, settings: RunnerSettings) -> None:
+        super().__init__(settings)
+        self.container_ids: list[str] = []
+        self.sandbox_ids: list[str] = []
+
+    def setup(self, spec: SandboxSpec) -> Sandbox:
+        """Set up and record the sandbox."""
+        sandbox = super().setup(spec)
+        self.sandbox_ids.append(sandbox.id)
+        return sandbox
+
+    def start(self, sandbox: Sandbox, spec: ContainerSpec) -> Container:
+        """Start and record the container."""
+        container = super().start(sandbox, spec)
+        self.container_ids.append(container.id)
+        return container
+
+
+def leftovers(
+    settings: RunnerSettings, container_ids: list[str], sandbox_ids: list[str]
+) -> list[str]:
+    """Everything the given containers and sandboxes left behind (empty when clean)."""
+    root = settings.containers_dir
+    found: list[str] = []
+    state = root / "runc-state"
+    mounts = mount_points()
+    for cid in container_ids:
+        if (state / cid).exists():
+            found.append(f"runc state of {cid}")
+        if (root / f"ct-{cid}").exists():
+            found.append(f"directory ct-{cid}")
+        found += [f"mount {m}" for m in mounts if f"ct-{cid}" in m]
+        for hierarchy in current_hierarchies():
+            if (hierarchy.own_dir / f"kapal-{cid}").exists():
+                found.append(f"cgroup {hierarchy.own_dir / f'kapal-{cid}'}")
+    for sid in sandbox_ids:
+        if (root / f"sb-{sid}").exists():
+            found.append(f"directory sb-{sid}")
+        found += [f"mount {m}" for m in mounts if f"sb-{sid}" in m]
+    return found
+
+
+@pytest.fixture(scope="session")
+def busybox(image_store: ImageStore, busybox_image: str) -> BusyboxImage:
+    """The busybox image's layers and config defaults."""
+    image = image_store.resolve(busybox_image)
+    layers = tuple(image_store.unpacked_layers(image))
+    return BusyboxImage(layers, ImageDefaults.from_image_config(image.config))
+
+
+@pytest.fixture
+def backend(kapal_settings: RunnerSettings) -> Iterator[RecordingBackend]:
+    """An embedded backend; the test fails if any of its containers leaves something behind."""
+    recording = RecordingBackend(kapal_settings)
+    yield recording
+    left = leftovers(kapal_settings, recording.container_ids, recording.sandbox_ids)
+    assert left == [], f"left behind: {left}"

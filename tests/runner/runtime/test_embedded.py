@@ -1,0 +1,216 @@
+"""The embedded backend on real runc and overlayfs: processes, output, image config, files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.errors import ContainerStartError
+from runner.runtime.backend import (
+    ContainerSpec,
+    ExitStatus,
+    ImageDefaults,
+    LogLine,
+    Mount,
+    SandboxSpec,
+)
+from runner.runtime.oneshot import run_container
+from tests.runner.runtime.conftest import BusyboxImage, RecordingBackend
+
+
+def run(backend: RecordingBackend, spec: ContainerSpec) -> tuple[list[LogLine], ExitStatus]:
+    """Run `spec` in its own sandbox; return its lines and status."""
+    lines: list[LogLine] = []
+    status = run_container(backend, spec, on_line=lines.append)
+    return lines, status
+
+
+def texts(lines: list[LogLine], stream: str = "stdout") -> list[str]:
+    return [line.text for line in lines if line.stream == stream]
+
+
+def test_exit_code_and_streams(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    lines, status = run(backend, busybox.spec("sh", "-c", "echo out; echo err >&2; exit 3"))
+    assert status.exit_code == 3
+    assert not status.ok
+    assert status.describe() == "exited with code 3"
+    assert texts(lines, "stdout") == ["out"]
+    assert texts(lines, "stderr") == ["err"]
+    assert all(line.timestamp > 0 for line in lines)
+
+
+def test_success_and_partial_last_line(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    lines, status = run(backend, busybox.spec("printf", "a\\nb\\nno-newline"))
+    assert status.ok
+    assert texts(lines) == ["a", "b", "no-newline"]
+
+
+def test_env_cwd_user(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    spec = busybox.spec(
+        "sh",
+        "-c",
+        'echo "$GREETING $PATH"; pwd; id -u; id -g; echo "$HOME"',
+        env={"GREETING": "hello"},
+        cwd="/srv/work",
+        user="nobody",
+    )
+    lines, status = run(backend, spec)
+    assert status.ok, lines
+    out = texts(lines)
+    assert out[0].startswith("hello /")  # the image's PATH is kept
+    assert out[1:] == ["/srv/work", "65534", "65534", "/nonexistent"]
+
+
+def test_numeric_user_and_group(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    lines, _ = run(backend, busybox.spec("sh", "-c", "id -u; id -g", user="1234:4321"))
+    assert texts(lines) == ["1234", "4321"]
+
+
+def test_unknown_user_is_a_clear_error(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    with pytest.raises(ContainerStartError, match="user 'ghost' is not in the image's /etc/passwd"):
+        run(backend, busybox.spec("true", user="ghost"))
+
+
+def test_image_entrypoint_and_cmd(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    image = ImageDefaults(
+        env=busybox.defaults.env, entrypoint=("echo", "entry"), cmd=("default-cmd",)
+    )
+    lines, _ = run(backend, busybox.spec(image=image))
+    assert texts(lines) == ["entry default-cmd"]
+    lines, _ = run(backend, busybox.spec("given", image=image))
+    assert texts(lines) == ["entry given"]
+    # GitLab's `image: {entrypoint: [""]}`: no entrypoint, the command runs alone.
+    lines, _ = run(backend, busybox.spec("echo", "alone", image=image, entrypoint=("",)))
+    assert texts(lines) == ["alone"]
+    # A new entrypoint drops the image's Cmd, as `docker run --entrypoint` does.
+    lines, _ = run(backend, busybox.spec(image=image, entrypoint=("echo", "new")))
+    assert texts(lines) == ["new"]
+
+
+def test_image_env_working_dir_and_user(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    image = ImageDefaults(
+        env=(*busybox.defaults.env, "FROM_IMAGE=1", "OVERRIDDEN=image"),
+        working_dir="/app",
+        user="65534",
+        cmd=("sh", "-c", 'echo "$FROM_IMAGE $OVERRIDDEN"; pwd; id -u'),
+    )
+    lines, _ = run(backend, busybox.spec(image=image, env={"OVERRIDDEN": "job"}))
+    assert texts(lines) == ["1 job", "/app", "65534"]
+
+
+def test_command_not_found(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    _, status = run(backend, busybox.spec("no-such-command"))
+    assert status.exit_code == 127
+    assert "no-such-command" in status.describe()
+    assert status.describe().startswith("could not start")
+
+
+def test_no_command_is_a_clear_error(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    with pytest.raises(ContainerStartError, match=r"no command for .*: the image has no"):
+        run(backend, busybox.spec(image=ImageDefaults()))
+
+
+def test_line_arrives_before_the_process_exits(
+    backend: RecordingBackend, busybox: BusyboxImage, tmp_path: Path
+) -> None:
+    # The container waits for a file that the test only creates after reading "ready".
+    spec = busybox.spec(
+        "sh",
+        "-c",
+        "echo ready; while [ ! -e /shared/go ]; do sleep 0.05; done; echo done",
+        mounts=(Mount(tmp_path, "/shared"),),
+    )
+    sandbox = backend.setup(SandboxSpec())
+    try:
+        container = backend.start(sandbox, spec)
+        seen: list[str] = []
+        for line in backend.logs(container):
+            seen.append(line.text)
+            if line.text == "ready":
+                (tmp_path / "go").touch()
+        assert seen == ["ready", "done"]
+        assert backend.wait(container).ok
+    finally:
+        backend.teardown(sandbox)
+
+
+def test_wait_without_logs_drains_output(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    # 1 MiB of output: more than a pipe buffer, so the container blocks unless someone drains.
+    sandbox = backend.setup(SandboxSpec())
+    try:
+        container = backend.start(sandbox, busybox.spec("head", "-c", "1048576", "/dev/zero"))
+        status = backend.wait(container)
+        assert status.ok
+        assert backend.wait(container) == status  # waiting twice gives the same answer
+    finally:
+        backend.teardown(sandbox)
+
+
+def test_bind_mounts_and_read_only(
+    backend: RecordingBackend, busybox: BusyboxImage, tmp_path: Path
+) -> None:
+    (tmp_path / "rw").mkdir()
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "input.txt").write_text("from host\n")
+    spec = busybox.spec(
+        "sh",
+        "-c",
+        "cat /in/input.txt; echo written > /out/result.txt; echo x > /in/nope.txt || echo refused",
+        mounts=(Mount(tmp_path / "ro", "/in", read_only=True), Mount(tmp_path / "rw", "/out")),
+    )
+    lines, status = run(backend, spec)
+    assert status.ok
+    assert texts(lines) == ["from host", "refused"]
+    assert (tmp_path / "rw" / "result.txt").read_text() == "written\n"
+    assert not (tmp_path / "ro" / "nope.txt").exists()
+
+
+def test_missing_mount_source(
+    backend: RecordingBackend, busybox: BusyboxImage, tmp_path: Path
+) -> None:
+    spec = busybox.spec("true", mounts=(Mount(tmp_path / "absent", "/x"),))
+    with pytest.raises(ContainerStartError, match=r"absent into .*: it does not exist on the host"):
+        run(backend, spec)
+
+
+def test_writes_stay_in_the_container(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    lines, status = run(backend, busybox.spec("sh", "-c", "rm /bin/ls && echo > /etc/passwd"))
+    assert status.ok
+    # The image's layers are untouched: the next container still has both.
+    lines, status = run(backend, busybox.spec("sh", "-c", "ls /bin/ls && grep -c root /etc/passwd"))
+    assert texts(lines) == ["/bin/ls", "1"]
+
+
+def test_kept_upper_dir_holds_the_changes(
+    backend: RecordingBackend, busybox: BusyboxImage, tmp_path: Path
+) -> None:
+    upper = tmp_path / "upper"
+    spec = busybox.spec("sh", "-c", "echo new > /created.txt; rm /etc/hostname", upper_dir=upper)
+    _, status = run(backend, spec)
+    assert status.ok
+    assert (upper / "created.txt").read_text() == "new\n"
+    whiteout = upper / "etc" / "hostname"
+    assert whiteout.is_char_device() and whiteout.stat().st_rdev == 0
+
+
+def test_hostname_hosts_and_isolation(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    spec = busybox.spec(
+        "sh", "-c", "hostname; grep -c db /etc/hosts; ps -o pid | wc -l", hostname="job-1"
+    )
+    lines: list[LogLine] = []
+    sandbox = backend.setup(SandboxSpec(aliases=("db",)))
+    try:
+        container = backend.start(sandbox, spec)
+        lines = list(backend.logs(container))
+        backend.wait(container)
+    finally:
+        backend.teardown(sandbox)
+    # Own hostname, the alias resolves, and the pid namespace shows only this shell + ps (+header).
+    assert texts(lines)[:2] == ["job-1", "1"]
+    assert int(texts(lines)[2]) <= 4
+
+
+def test_rootfs_directory(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    lines, _ = run(backend, busybox.spec("echo", "hi", layers=(), rootfs=busybox.layers[0]))
+    assert texts(lines) == ["hi"]

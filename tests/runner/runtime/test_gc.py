@@ -1,0 +1,89 @@
+"""`kapal gc` after a worker was killed with SIGKILL in the middle of a container."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from runner.runtime.embedded import EmbeddedBackend
+from runner.settings import RunnerSettings
+from tests.runner.runtime.conftest import BusyboxImage, leftovers
+
+WORKER = """
+import sys, time
+from pathlib import Path
+from runner.runtime.backend import ContainerSpec, Limits, SandboxSpec
+from runner.runtime.embedded import EmbeddedBackend
+from runner.settings import RunnerSettings
+
+backend = EmbeddedBackend(RunnerSettings(data_dir=Path(sys.argv[1])))
+sandbox = backend.setup(SandboxSpec(aliases=("db",)))
+spec = ContainerSpec(
+    layers=tuple(Path(p) for p in sys.argv[2:]),
+    command=("sh", "-c", "echo running; sleep 600"),
+    limits=Limits(memory_bytes=64 << 20),
+)
+container = backend.start(sandbox, spec)
+for line in backend.logs(container):
+    print(container.id, sandbox.id, line.text, flush=True)
+    break
+time.sleep(600)
+"""
+
+
+def test_gc_cleans_after_a_killed_worker(
+    kapal_settings: RunnerSettings, kapal_env: dict[str, str], busybox: BusyboxImage
+) -> None:
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(kapal_settings.data_dir), *map(str, busybox.layers)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[3],
+    )
+    try:
+        assert worker.stdout is not None
+        container_id, sandbox_id, text = worker.stdout.readline().split()
+        assert text == "running"
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        if worker.stdout is not None:
+            worker.stdout.close()
+    left = leftovers(kapal_settings, [container_id], [sandbox_id])
+    assert any(item.startswith("runc state") for item in left), left
+    assert any(item.startswith("mount") for item in left), left
+    assert any(item.startswith("cgroup") for item in left), left
+
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "kapal"), "gc"],
+        env=kapal_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 container(s), 1 sandbox(es)" in done.stdout
+    assert leftovers(kapal_settings, [container_id], [sandbox_id]) == []
+
+
+def test_gc_leaves_live_containers_alone(
+    kapal_settings: RunnerSettings, busybox: BusyboxImage
+) -> None:
+    from runner.runtime.backend import SandboxSpec
+    from runner.runtime.gc import collect
+
+    backend = EmbeddedBackend(kapal_settings)
+    sandbox = backend.setup(SandboxSpec())
+    try:
+        container = backend.start(sandbox, busybox.spec("sh", "-c", "echo ready; sleep 600"))
+        assert next(iter(backend.logs(container))).text == "ready"
+        report = collect(kapal_settings)
+        assert container.id not in report.containers
+        assert sandbox.id not in report.sandboxes
+        assert backend.runc.has_state(container.id)
+    finally:
+        backend.teardown(sandbox)
+    assert leftovers(kapal_settings, [container.id], [sandbox.id]) == []
