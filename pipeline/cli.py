@@ -5,13 +5,13 @@ Exit codes: 0 valid, 1 the pipeline has problems, 2 usage errors (bad options, n
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.context import PIPELINE_SOURCES, TriggerContext
@@ -22,7 +22,6 @@ from pipeline.planner import plan as plan_pipeline
 from pipeline.validate import validate_collecting
 
 _VAR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
-_MAX_LISTED_FILES = 100_000
 
 
 def _pipeline_path(path: Path | None) -> Path:
@@ -99,19 +98,6 @@ def _git_head(root: Path) -> tuple[str | None, str | None]:
     return branch, None
 
 
-def _project_files(root: Path) -> tuple[str, ...]:
-    """Paths of the project's files relative to `root` (for `rules: exists`), .git left out."""
-    found: list[str] = []
-    for current, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d != ".git")
-        rel = Path(current).relative_to(root)
-        for name in sorted(files):
-            found.append(str(rel / name) if str(rel) != "." else name)
-            if len(found) >= _MAX_LISTED_FILES:
-                return tuple(found)
-    return tuple(found)
-
-
 def plan_command(
     path: Annotated[
         Path | None,
@@ -159,7 +145,6 @@ def plan_command(
         project_name=root.name or "project",
         project_dir=f"/builds/{root.name or 'project'}",
         changed_files=tuple(changed) if changed else None,
-        project_files=_project_files(root),
         variables=tuple(variables),
     )
     try:
@@ -176,12 +161,12 @@ def plan_command(
 def _show(result: Plan, file: Path) -> None:
     console = Console(width=max(120, Console().width), highlight=False)
     ref = f"tag {result.ref!r}" if result.is_tag else f"branch {result.ref!r}"
-    console.print(f"[bold]{file}[/bold]: {result.source} pipeline for {ref}")
+    console.print(f"[bold]{escape(str(file))}[/bold]: {result.source} pipeline for {escape(ref)}")
     if not result.created:
-        console.print(f"[yellow]no pipeline[/yellow]: {result.skip_reason}")
+        console.print(f"[yellow]no pipeline[/yellow]: {escape(result.skip_reason or '')}")
         return
     stages = [s for s in result.stages if any(j.stage == s for j in result.jobs)]
-    console.print("stages: " + " → ".join(stages))
+    console.print(escape("stages: " + " → ".join(stages)))
     table = Table(show_lines=False)
     for column in ("stage", "job", "runs", "needs / waits for", "why skipped"):
         table.add_column(column, overflow="fold")
@@ -194,15 +179,21 @@ def _show(result: Plan, file: Path) -> None:
                 after = "needs: " + (", ".join(n.job for n in job.needs) or "nothing")
             else:
                 after = ", ".join(job.waits_for) if job.waits_for else "-"
-            table.add_row(job.stage, job.name, status, after, "")
+            table.add_row(escape(job.stage), escape(job.name), status, escape(after), "")
         else:
-            table.add_row(job.stage, job.name, "[dim]skipped[/dim]", "", job.skip_reason or "")
+            table.add_row(
+                escape(job.stage),
+                escape(job.name),
+                "[dim]skipped[/dim]",
+                "",
+                escape(job.skip_reason or ""),
+            )
     console.print(table)
     edges = [(a, b) for a, b in result.edges() if result.job(b).needs is not None]
     if edges:
         console.print("needs edges:")
         for upstream, downstream in edges:
-            console.print(f"  {upstream} → {downstream}")
+            console.print(f"  {escape(upstream)} → {escape(downstream)}")
     runs = len(result.runnable_jobs())
     console.print(f"{runs} job(s) run, {len(result.jobs) - runs} skipped")
 

@@ -106,6 +106,7 @@ class PipelineConfig:
     jobs: tuple[JobConfig, ...]
     workflow_rules: tuple[RuleConfig, ...] | None = None
     workflow_name: str | None = None
+    root_dir: str = ""
 
     def job(self, name: str) -> JobConfig:
         """The job called `name` (before parallel expansion); KeyError when there is none."""

@@ -35,9 +35,9 @@ class TriggerContext:
 
     `branch` and `tag` are exclusive (a tag pipeline has no branch). `changed_files` is None when
     unknown (GitLab then treats every `changes:` as matching); `project_files` is None when
-    unknown (then `exists:` never matches). `variables` are extra variables in order (`--var`,
-    CI_MERGE_REQUEST_*, a schedule's variables); they override file variables like GitLab's
-    trigger/schedule variables do.
+    unknown (then `exists:` looks at the files under the pipeline file's directory).
+    `variables` are extra variables in order (`--var`, CI_MERGE_REQUEST_*, a schedule's
+    variables); they override file variables like GitLab's trigger/schedule variables do.
     """
 
     source: str = "push"

@@ -34,7 +34,12 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:float",
     _STR_TAG,
     "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:value",
+    _MERGE_TAG,
 }
+# Plain scalars PyYAML would turn into dates, or resolves to YAML 1.1's `=` and `<<` tags, are
+# text for GitLab.
+_TEXT_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value", _MERGE_TAG}
 
 
 class YMap(dict[Any, Any]):
@@ -209,6 +214,11 @@ def parse_yaml(text: str, filename: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename)
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context and exc.context_mark is not None:
+            cm = exc.context_mark
+            problem += f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
+        if "'\\t'" in problem:
+            problem += "; indent with spaces, YAML does not allow tabs there"
         raise LoadError(f"invalid YAML: {problem}", loc) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid YAML: {exc}", Location(filename)) from None
@@ -308,7 +318,7 @@ class _Builder:
                 f"unsupported YAML tag {tag!r}: kapal reads plain YAML plus !reference",
                 self.loc(node),
             )
-        if tag == "tag:yaml.org,2002:timestamp":
+        if tag in _TEXT_TAGS:
             return node.value
         try:
             value = self.constructor.construct_object(node, deep=True)
@@ -345,7 +355,7 @@ class _Builder:
         merged: list[YMap] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                merged.extend(self._merge_sources(value_node, depth))
+                merged.extend(self._merge_sources(value_node, key_node, depth))
                 continue
             if not isinstance(key_node, ScalarNode):
                 raise LoadError(
@@ -365,7 +375,7 @@ class _Builder:
             result.copy_entry(out, key)
         return result
 
-    def _merge_sources(self, node: Node, depth: int) -> list[YMap]:
+    def _merge_sources(self, node: Node, key: Node, depth: int) -> list[YMap]:
         value = self._value(node, depth + 1)
         if isinstance(value, YMap):
             return [value]
@@ -373,5 +383,5 @@ class _Builder:
             return list(value)
         raise LoadError(
             "a merge key (<<) takes a mapping or a list of mappings, like <<: *defaults",
-            self.loc(node),
+            self.loc(key),
         )

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from pipeline.config import (
     JobConfig,
@@ -38,6 +40,7 @@ from pipeline.regex import compile_regex, split_regex_literal
 from pipeline.validate import find_cycle, validate
 
 _DEFAULT_ONLY = ("branches", "tags")
+MAX_LISTED_FILES = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +61,7 @@ class _Decision:
     exit_codes: tuple[int, ...] = ()
     variables: tuple[VariableDef, ...] = ()
     explicit_allow_failure: bool = False
+    rule_sets_when: bool = False
 
 
 def plan(document: Document | PipelineConfig, context: TriggerContext) -> Plan:
@@ -84,6 +88,7 @@ class _Planner:
         self.config = config
         self.context = context
         self.trigger = tuple(Variable(k, v, "trigger") for k, v in context.variables)
+        self._listed: tuple[str, ...] | None = None
         self.predefined = pipeline_variables(
             context, config_path=config.path, workflow_name=config.workflow_name
         )
@@ -144,6 +149,7 @@ class _Planner:
                 exit_codes=rule.allow_failure_exit_codes,
                 variables=rule.variables,
                 explicit_allow_failure=rule.allow_failure is not None,
+                rule_sets_when=rule.when is not None,
             )
         return _Decision(False, f"no rule of {what} matched")
 
@@ -154,7 +160,15 @@ class _Planner:
             rule.changes, self.context.changed_files
         ):
             return False
-        return rule.exists is None or matches_exists(rule.exists, self.context.project_files or ())
+        return rule.exists is None or matches_exists(rule.exists, self.project_files())
+
+    def project_files(self) -> tuple[str, ...]:
+        """The context's project files, else the files under the pipeline's root directory."""
+        if self.context.project_files is not None:
+            return self.context.project_files
+        if self._listed is None:
+            self._listed = list_project_files(self.config.root_dir) if self.config.root_dir else ()
+        return self._listed
 
     def expression(self, text: str, variables: Mapping[str, str], where: Location) -> bool:
         try:
@@ -168,13 +182,18 @@ class _Planner:
             decision = self.rules(job.rules, variables, "rules", default_when=job.when)
             if not decision.runs:
                 return dataclasses.replace(decision, reason=f"rules: {decision.reason}")
-            if not decision.explicit_allow_failure and job.allow_failure is not None:
+            if decision.explicit_allow_failure:
+                return decision
+            if job.allow_failure is not None:
                 return dataclasses.replace(
                     decision,
                     allow_failure=job.allow_failure,
                     exit_codes=job.allow_failure_exit_codes,
                 )
-            return decision
+            # GitLab: `when: manual` written in a rule blocks (allow_failure false); written at
+            # the job level it stays optional (allow_failure true) even when rules are used.
+            optional = not decision.rule_sets_when and decision.when == "manual"
+            return dataclasses.replace(decision, allow_failure=optional)
         refused = self.only_except(job, variables)
         if refused is not None:
             return _Decision(False, refused)
@@ -202,8 +221,22 @@ class _Planner:
                 return f"only: {failed}"
         elif not self.refs_match(_DEFAULT_ONLY):
             return f"only (default branches, tags): {self.describe_ref()} is neither"
-        if job.except_ is not None and self.filter_fails(job.except_, variables) is None:
-            return f"except: {self.describe_filter(job.except_)} matched {self.describe_ref()}"
+        if job.except_ is not None:
+            matched = self.except_matches(job.except_, variables)
+            if matched is not None:
+                return f"except: {matched}"
+        return None
+
+    def except_matches(self, flt: RefFilter, variables: Mapping[str, str]) -> str | None:
+        """What part of an `except:` matches (GitLab excludes when any of its keys matches)."""
+        if flt.refs is not None and self.refs_match(flt.refs):
+            return f"refs {list(flt.refs)} match {self.describe_ref()}"
+        if flt.variables is not None:
+            for expr in flt.variables:
+                if self.expression(expr, variables, flt.location):
+                    return f"variables: {expr} is true"
+        if flt.changes is not None and matches_changes(flt.changes, self.context.changed_files):
+            return f"changes {list(flt.changes)} match the changed files"
         return None
 
     def filter_fails(self, flt: RefFilter, variables: Mapping[str, str]) -> str | None:
@@ -218,16 +251,6 @@ class _Planner:
         if flt.changes is not None and not matches_changes(flt.changes, self.context.changed_files):
             return f"changes {list(flt.changes)} match no changed file"
         return None
-
-    def describe_filter(self, flt: RefFilter) -> str:
-        parts = []
-        if flt.refs is not None:
-            parts.append(f"refs {list(flt.refs)}")
-        if flt.variables is not None:
-            parts.append(f"variables {list(flt.variables)}")
-        if flt.changes is not None:
-            parts.append(f"changes {list(flt.changes)}")
-        return ", ".join(parts)
 
     def describe_ref(self) -> str:
         ctx = self.context
@@ -407,6 +430,20 @@ class _Planner:
             why = candidates[0].skip_reason if candidates else "it does not exist"
             raise PlanError(f"{name}: {keyword}: {base!r} is not in this pipeline ({why})", where)
         return running
+
+
+def list_project_files(root: str | Path, limit: int = MAX_LISTED_FILES) -> tuple[str, ...]:
+    """Paths of the files under `root`, relative and sorted, `.git` left out (for `exists:`)."""
+    base = Path(root)
+    found: list[str] = []
+    for current, dirs, files in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        rel = Path(current).relative_to(base)
+        for name in sorted(files):
+            found.append((rel / name).as_posix() if rel.parts else name)
+            if len(found) >= limit:
+                return tuple(found)
+    return tuple(found)
 
 
 def _combinations(entry: MatrixEntry) -> list[tuple[tuple[str, str], ...]]:

@@ -9,6 +9,7 @@ default:` allows. Problems are collected so `kapal lint` can show them all at on
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -253,6 +254,7 @@ class _Resolver:
         job: YMap = data[key]
         if "extends" not in job:
             return job
+        problems_before = len(self.problems)
         parents_value = job["extends"]
         where = job.value_at("extends")
         if isinstance(parents_value, str):
@@ -262,7 +264,7 @@ class _Resolver:
         else:
             self.problems.append(
                 ExtendsError(
-                    "extends: expected a job name or a list of job names, found "
+                    f"{key!s}: extends: expected a job name or a list of job names, found "
                     + describe(parents_value),
                     where,
                 )
@@ -271,7 +273,7 @@ class _Resolver:
         if len(chain) >= MAX_EXTENDS_DEPTH:
             self.problems.append(
                 ExtendsError(
-                    f"extends: more than {MAX_EXTENDS_DEPTH} levels of inheritance "
+                    f"{key!s}: extends: more than {MAX_EXTENDS_DEPTH} levels of inheritance "
                     f"({' → '.join(map(str, (*chain, key)))}); flatten some templates",
                     where,
                 )
@@ -284,14 +286,14 @@ class _Resolver:
                     cycle = f"{key} → {key}"
                 else:
                     cycle = " → ".join(map(str, (*chain[chain.index(parent) :], key, parent)))
-                self.problems.append(ExtendsError(f"extends cycle: {cycle}", ploc))
+                self.problems.append(ExtendsError(f"{key!s}: extends: cycle {cycle}", ploc))
                 continue
             target = data.get(parent)
             if parent not in data or not is_job_key(parent, target):
                 candidates = [str(k) for k, v in data.items() if is_job_key(k, v)]
                 self.problems.append(
                     ExtendsError(
-                        f"{key!s} extends unknown job or template {parent!r}"
+                        f"{key!s}: extends: unknown job or template {parent!r}"
                         + _suggest(parent, candidates),
                         ploc,
                     )
@@ -300,7 +302,7 @@ class _Resolver:
             if not isinstance(target, YMap):
                 self.problems.append(
                     ExtendsError(
-                        f"{key!s} extends {parent!r}, which is {describe(target)}, not a mapping",
+                        f"{key!s}: extends: {parent!r} is {describe(target)}, not a mapping",
                         ploc,
                     )
                 )
@@ -308,8 +310,11 @@ class _Resolver:
             resolved = self._extended(data, parent, (*chain, key), done)
             merged = resolved if merged is None else deep_merge(merged, resolved)
         own = YMap(job.location)
+        # A job whose `extends` failed keeps the keyword, so validation knows the job is
+        # incomplete and does not add "no script" to the real problem.
+        failed = len(self.problems) > problems_before
         for k in job:
-            if k != "extends":
+            if k != "extends" or failed:
                 own.copy_entry(job, k)
         result = own if merged is None else deep_merge(merged, own)
         result.location = job.location
@@ -439,6 +444,13 @@ def resolve_collecting(document: Document) -> tuple[Document, list[PipelineError
         resolved=True,
         included_files=tuple(files),
     )
+    for problem in resolver.problems:
+        loc = problem.location
+        if loc is not None and not loc.keyword:
+            keyword = {IncludeError: "include", ExtendsError: "extends"}.get(
+                type(problem), "!reference"
+            )
+            problem.location = dataclasses.replace(loc, keyword=keyword)
     return resolved, resolver.problems
 
 

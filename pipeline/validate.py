@@ -40,6 +40,7 @@ from pipeline.keywords import (
     GLOBAL_KEYWORDS,
     JOB_KEYWORDS,
     JOB_WHEN,
+    LEGACY_GLOBAL_DEFAULTS,
     RETRY_WHEN,
     RULE_KEYWORDS,
     RULE_WHEN,
@@ -98,6 +99,8 @@ _UNSUPPORTED_IMAGE_KEYS = {
 _BUILD_KEYS = {"context", "dockerfile", "tags", "build_args", "target", "push"}
 _DEPLOY_KEYS = {"image", "to", "service"}
 _DEPLOY_SERVICE_KEYS = {"name", "port", "health"}
+# A job with one of these already has a problem that explains its missing `script:`.
+_INCOMPLETE_MARKERS = {"extends", "trigger", "run"}
 _ENVIRONMENT_ACTIONS = ("start", "prepare", "stop", "verify", "access")
 _CACHE_POLICIES = ("pull-push", "pull", "push")
 _ARTIFACT_WHEN = ("on_success", "on_failure", "always")
@@ -346,6 +349,21 @@ class _Validator(_Checker):
         stages = self.stages()
         variables = self.variables(data, "variables", "variables")
         workflow_rules, workflow_name = self.workflow()
+        legacy = YMap(data.location)
+        for key in LEGACY_GLOBAL_DEFAULTS:
+            if key not in data:
+                continue
+            value = data[key]
+            if isinstance(value, YMap) and "script" in value:
+                self.error(
+                    f"{key!r} is a global keyword (a default for every job), not a job name; "
+                    "rename the job",
+                    data.key_at(key),
+                    key,
+                )
+                continue
+            legacy.copy_entry(data, key)
+        self.job_values(legacy, "", is_default=True)
         if "default" in data:
             default = data["default"]
             if isinstance(default, YMap):
@@ -403,6 +421,7 @@ class _Validator(_Checker):
             jobs=tuple(jobs),
             workflow_rules=workflow_rules,
             workflow_name=workflow_name,
+            root_dir=self.document.root_dir,
         )
 
     def stages(self) -> tuple[str, ...]:
@@ -607,16 +626,24 @@ class _Validator(_Checker):
 
     # jobs ----------------------------------------------------------------------------------
     def job(self, name: str, job: YMap, stages: tuple[str, ...]) -> JobConfig:
-        self.keys(job, JOB_KEYWORDS - {"extends"}, UNSUPPORTED_JOB_KEYWORDS, name)
+        self.keys(job, JOB_KEYWORDS, UNSUPPORTED_JOB_KEYWORDS, name)
         stage = self.string(job, "stage", f"{name}: stage") or "test"
-        if "stage" in job and stage not in stages:
+        if stage not in stages:
             shown = ", ".join(s for s in stages if s not in (".pre", ".post"))
-            self.error(
-                f"stage {stage!r} is not in stages ({shown}){_suggest(stage, stages)}; "
-                "add it to `stages:`",
-                job.value_at("stage"),
-                f"{name}: stage",
-            )
+            if "stage" in job:
+                self.error(
+                    f"stage {stage!r} is not in stages ({shown}){_suggest(stage, stages)}; "
+                    "add it to `stages:`",
+                    job.value_at("stage"),
+                    f"{name}: stage",
+                )
+            else:
+                self.error(
+                    f"the job has no `stage:` so it is in 'test', which is not in stages "
+                    f"({shown}); give the job a stage or add 'test' to `stages:`",
+                    job.location,
+                    name,
+                )
         values = self.job_values(job, name, is_default=False)
         has_build = "build" in job
         has_deploy = "deploy" in job
@@ -635,9 +662,9 @@ class _Validator(_Checker):
                 name,
             )
         if not (has_build or has_deploy) and not values.get("script"):
-            if "script" in job:
-                self.error("script: must not be empty", job.value_at("script"), f"{name}: script")
-            else:
+            if job.get("script") in ("", []):
+                self.error("must not be empty", job.value_at("script"), f"{name}: script")
+            elif "script" not in job and not self._explained_missing_script(job):
                 self.error(
                     "job has no `script:` (or `build:`/`deploy:`); add the commands to run",
                     job.location,
@@ -689,10 +716,20 @@ class _Validator(_Checker):
             dependencies=dependencies,
         )
 
+    def _explained_missing_script(self, job: YMap) -> bool:
+        """True when another problem of this job already explains its missing `script:`."""
+        if _INCOMPLETE_MARKERS & set(job):
+            return True
+        typos = [k for k in job if isinstance(k, str) and k not in JOB_KEYWORDS]
+        return any(
+            difflib.get_close_matches(k, ("script", "build", "deploy"), n=1, cutoff=0.6)
+            for k in typos
+        )
+
     def job_values(self, job: YMap, name: str, *, is_default: bool) -> dict[str, Any]:
         """The plan fields a job (or `default:`) sets directly, checked."""
         out: dict[str, Any] = {}
-        p = f"{name}: "
+        p = f"{name}: " if name else ""
         for key in ("script", "before_script", "after_script"):
             lines = self.script(job, key, p + key)
             if lines is not None:
@@ -1381,8 +1418,17 @@ def validate_collecting(document: Document) -> tuple[PipelineConfig | None, list
     except RecursionError:
         loc = Location(document.path)
         return None, [ValidationError("the pipeline is nested too deeply to read", loc)]
-    problems = problems + validator.problems
-    problems.sort(key=lambda p: _sort_key(p.location))
+    # One problem per position: a broken value (a !reference to nothing, say) is reported once,
+    # not again by every check that then finds it missing.
+    seen: set[tuple[str, int, int]] = set()
+    unique: list[PipelineError] = []
+    for problem in problems + validator.problems:
+        key = _sort_key(problem.location)
+        if key[1] and key in seen:
+            continue
+        seen.add(key)
+        unique.append(problem)
+    problems = sorted(unique, key=lambda p: _sort_key(p.location))
     return (None if problems else config), problems
 
 
@@ -1399,7 +1445,7 @@ def validate(document: Document) -> PipelineConfig:
         raise problems[0]
     if problems or config is None:
         raise ValidationError(
-            f"{len(problems)} problems in {document.path}:\n" + "\n".join(str(p) for p in problems),
+            f"{len(problems)} problems:\n" + "\n".join(str(p) for p in problems),
             Location(document.path),
             problems=problems,
         )

@@ -178,7 +178,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a pipeline here: every job in a container, no server needed."""
         console = Console()
-        err = Console(stderr=True)
         if source not in pipeline.PIPELINE_SOURCES:
             raise typer.BadParameter(
                 f"{source!r} is not a pipeline source; use one of: "
@@ -204,10 +203,10 @@ def register(app: typer.Typer) -> None:
             )
         except PipelineError as exc:
             for problem in exc.problems:
-                err.print(f"[red]error:[/] {problem}", highlight=False, markup=True)
+                typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except RunnerError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         raise typer.Exit(code)
 

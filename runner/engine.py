@@ -7,6 +7,7 @@ services, scripts, retries, timeouts, artifacts and caches; the backend owns con
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import shutil
@@ -285,6 +286,7 @@ class Engine:
         )
         self.work_dir.mkdir(parents=True, exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(prefix=f"pipeline-{pipeline_id}-", dir=self.work_dir))
+        self._cleanup = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kapal-cleanup")
         try:
             self._source_dir = run_dir / "source"
             self._source_dir.mkdir()
@@ -297,6 +299,7 @@ class Engine:
                     self._set_status(job, JobStatus.CREATED)
             self._schedule([job for job in plan.runnable_jobs() if job.name in selected])
         finally:
+            self._cleanup.shutdown(wait=True)
             if not self.options.keep_work_dir:
                 shutil.rmtree(run_dir, ignore_errors=True)
         status = self._pipeline_status()
@@ -328,12 +331,18 @@ class Engine:
                     status, reason = decision
                     self._set_status(job, status, reason=reason)
                     if status is JobStatus.PENDING:
-                        futures.append(pool.submit(self._run_job, job))
+                        future = pool.submit(self._run_job, job)
+                        future.add_done_callback(self._wake)
+                        futures.append(future)
                 if not waiting and all(f.done() for f in futures):
                     break
                 self._lock.wait(timeout=1.0)
         for future in futures:
             future.result()
+
+    def _wake(self, _: Future[None]) -> None:
+        with self._lock:
+            self._lock.notify_all()
 
     def _decide(self, job: Job) -> tuple[JobStatus, str] | None:
         """A waiting job's next status and why; None while its upstream jobs still run."""
@@ -533,7 +542,9 @@ class Engine:
                 self._save_caches(job, workspace, values, outcome)
             return outcome
         finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
+            if not self.options.keep_work_dir:
+                # removing a workspace is slow on some file systems: off the critical path
+                self._cleanup.submit(shutil.rmtree, job_dir, ignore_errors=True)
 
     # -- artifacts and caches --------------------------------------------------------------
 
@@ -706,9 +717,10 @@ class Engine:
                 aliases=tuple(aliases),
             )
         )
+        service_logs: list[_ServiceLog] = []
         try:
             for svc, svc_image, name in services:
-                self._start_service(job, sandbox, svc_image, name, svc, values)
+                self._start_service(job, sandbox, svc_image, name, svc, values, service_logs)
             outcome = self._run_step(job, sandbox, image, mounts, values)
             if job.after_script and outcome.status != JobStatus.CANCELED:
                 self._run_after_script(job, sandbox, image, mounts, values, outcome)
@@ -720,6 +732,8 @@ class Engine:
                 with contextlib.suppress(RunnerError):
                     self.backend.stop(container, grace=self.options.stop_grace)
             self.backend.teardown(sandbox)
+            for service_log in service_logs:
+                service_log.thread.join()
 
     def _track(self, job: Job, container: Container) -> None:
         with self._lock:
@@ -742,6 +756,7 @@ class Engine:
         name: str,
         svc: ServiceSpec,
         values: Mapping[str, str],
+        service_logs: list[_ServiceLog],
     ) -> None:
         env = dict(values)
         env.update(resolve_variables((*job.variables, *svc.variables)))
@@ -757,6 +772,8 @@ class Engine:
         )
         container = self.backend.start(sandbox, spec)
         self._track(job, container)
+        service_log = _ServiceLog(self.backend, container, self._masker)
+        service_logs.append(service_log)
         if not image.exposed_ports:
             return
         probe = ContainerSpec(
@@ -776,15 +793,23 @@ class Engine:
                 probe,
                 image.exposed_ports,
                 timeout=self.options.service_timeout,
-                alive=lambda: not self._canceled.is_set(),
+                alive=lambda: service_log.thread.is_alive() and not self._canceled.is_set(),
             )
         except ContainerStartError as exc:
             raise ServiceError(
                 f"cannot check the ports of service {name} (its image needs `cat`): {exc}"
             ) from None
         if closed and not self._canceled.is_set():
+            for line in service_log.tail():
+                self._log(job, f"[service {name}] {line}")
+            closed_ports = ", ".join(map(str, sorted(closed)))
+            if not service_log.thread.is_alive():
+                raise ServiceError(
+                    f"service {name} exited before listening on port(s) {closed_ports}; "
+                    "its last output is in the job log"
+                )
             raise ServiceError(
-                f"service {name} did not listen on port(s) {', '.join(map(str, sorted(closed)))} "
+                f"service {name} did not listen on port(s) {closed_ports} "
                 f"within {format_duration(self.options.service_timeout)}; check its command and "
                 "its log, or raise the service timeout"
             )
@@ -865,6 +890,27 @@ class Engine:
             return self.backend.wait(container)
         finally:
             self._untrack(job, container)
+
+
+class _ServiceLog:
+    """Drains a service container's output in a thread, keeping the last lines for errors."""
+
+    def __init__(self, backend: Backend, container: Container, masker: SecretMasker) -> None:
+        self._lines: collections.deque[str] = collections.deque(maxlen=20)
+        self._masker = masker
+        self.thread = threading.Thread(
+            target=self._drain, args=(backend, container), name="kapal-service-log", daemon=True
+        )
+        self.thread.start()
+
+    def _drain(self, backend: Backend, container: Container) -> None:
+        with contextlib.suppress(RunnerError):
+            for entry in backend.logs(container):
+                self._lines.append(self._masker.mask(entry.text))
+
+    def tail(self) -> list[str]:
+        """The last lines the service printed (masked)."""
+        return list(self._lines)
 
 
 def _outcome_of(status: ExitStatus) -> _Outcome:

@@ -92,13 +92,16 @@ def import_archive(store: ImageStore, path: Path, tag: str | None = None) -> lis
     from runner.images import docker_archive, oci_layout
 
     tag_ref = Reference.parse(tag) if tag else None
+    repo_only = bool(tag) and "@" not in str(tag) and ":" not in str(tag).rsplit("/", 1)[-1]
     with store.session():
         if path.is_dir():
-            return oci_layout.import_layout(store, path, tag_ref, str(path))
+            return oci_layout.import_layout(store, path, tag_ref, str(path), repo_only=repo_only)
         with extracted(path, store.tmp) as root:
             if (root / "index.json").is_file() and (root / "oci-layout").is_file():
                 try:
-                    return oci_layout.import_layout(store, root, tag_ref, str(path))
+                    return oci_layout.import_layout(
+                        store, root, tag_ref, str(path), repo_only=repo_only
+                    )
                 except oci_layout.UnnamedLayoutError:
                     if not (root / "manifest.json").is_file():
                         raise

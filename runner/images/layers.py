@@ -31,45 +31,48 @@ class _HashingReader:
 
     def __init__(self, path: Path, gzip: bool) -> None:
         self._file = path.open("rb")
-        self._gzip = gzip
         self._inflate = zlib.decompressobj(wbits=47) if gzip else None
-        self._pending = b""
+        self._buffer = bytearray()
+        self._position = 0
         self._eof = False
-        self.raw_hash = hashlib.sha256()
-        self.raw_size = 0
         self.tar_hash = hashlib.sha256()
+        # An uncompressed blob is its own tar stream: one hash serves for both digests.
+        self.raw_hash = hashlib.sha256() if gzip else self.tar_hash
+        self.raw_size = 0
 
     def _fill(self) -> bytes:
         raw = self._file.read(CHUNK)
-        self.raw_hash.update(raw)
         self.raw_size += len(raw)
         if self._inflate is None:
-            if not raw:
-                self._eof = True
+            self._eof = not raw
+            self.tar_hash.update(raw)
             return raw
+        self.raw_hash.update(raw)
         if not raw:
             self._eof = True
             out = self._inflate.flush()
             if not self._inflate.eof:
                 raise ArchiveError("the gzip stream ends early (truncated layer)")
-            return out
-        out = self._inflate.decompress(raw)
-        # A gzip file may hold several members back to back.
-        while self._inflate.eof and self._inflate.unused_data:
-            rest = self._inflate.unused_data
-            self._inflate = zlib.decompressobj(wbits=47)
-            out += self._inflate.decompress(rest)
+        else:
+            out = self._inflate.decompress(raw)
+            # A gzip file may hold several members back to back.
+            while self._inflate.eof and self._inflate.unused_data:
+                rest = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(wbits=47)
+                out += self._inflate.decompress(rest)
+        self.tar_hash.update(out)
         return out
 
     def read(self, size: int = -1) -> bytes:
         """Return up to `size` bytes of the tar stream (all that is left when negative)."""
-        while not self._eof and (size < 0 or len(self._pending) < size):
-            self._pending += self._fill()
-        if size < 0:
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:size], self._pending[size:]
-        self.tar_hash.update(data)
+        while not self._eof and (size < 0 or len(self._buffer) - self._position < size):
+            if self._position > CHUNK:
+                del self._buffer[: self._position]
+                self._position = 0
+            self._buffer += self._fill()
+        end = len(self._buffer) if size < 0 else min(len(self._buffer), self._position + size)
+        data = bytes(self._buffer[self._position : end])
+        self._position = end
         return data
 
     def drain(self) -> None:
@@ -185,7 +188,8 @@ def unpack_layer(blob: Path, gzip: bool, dest: Path, scan: LayerScan, where: str
         raise ArchiveError("GNU tar is needed to unpack layers; install Debian's `tar` package")
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        if "No space left on device" in result.stderr:
+        # GNU tar says "Wrote only N of M bytes" when a write comes up short (ENOSPC).
+        if "No space left on device" in result.stderr or "Wrote only" in result.stderr:
             raise StoreFullError(
                 f"no space left on the device holding {dest.parent} while unpacking {where}; "
                 "free some space (`kapal image gc`) or point KAPAL_DATA_DIR elsewhere"

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ArchiveError, CorruptBlobError
+from runner.errors import ArchiveError
 from runner.images import mediatypes as mt
 from runner.images.image import Image
 from runner.images.platforms import pick_platform
@@ -43,18 +43,21 @@ def _read_json(path: Path, where: str) -> dict[str, Any]:
     return value
 
 
-def _name_for(desc: dict[str, Any], tag: Reference | None, count: int, where: str) -> Reference:
+def _name_for(
+    desc: dict[str, Any], tag: Reference | None, repo_only: bool, count: int, where: str
+) -> Reference:
     annotations = desc.get("annotations") or {}
+    ref_name = str(annotations.get(REF_NAME, ""))
+    tag_like = bool(ref_name) and "/" not in ref_name and ":" not in ref_name
+    if tag is not None and repo_only and tag_like:
+        return tag.with_tag(ref_name)
     if tag is not None and count == 1:
         return tag
     full = annotations.get(CONTAINERD_NAME)
     if full:
         return Reference.parse(str(full))
-    ref_name = str(annotations.get(REF_NAME, ""))
-    if "/" in ref_name or (":" in ref_name and not ref_name.startswith(":")):
+    if ref_name and not tag_like:
         return Reference.parse(ref_name)
-    if ref_name and tag is not None:
-        return tag.with_tag(ref_name)
     raise UnnamedLayoutError(
         f"{where}: the image {desc.get('digest')} is named only by the tag {ref_name!r}"
         if ref_name
@@ -62,8 +65,13 @@ def _name_for(desc: dict[str, Any], tag: Reference | None, count: int, where: st
     ) from None
 
 
-def import_layout(store: ImageStore, root: Path, tag: Reference | None, where: str) -> list[Image]:
-    """Import the images an OCI layout's index.json lists (blobs verified); tag each one."""
+def import_layout(
+    store: ImageStore, root: Path, tag: Reference | None, where: str, *, repo_only: bool = False
+) -> list[Image]:
+    """Import the images an OCI layout's index.json lists (blobs verified); tag each one.
+
+    `tag` names them; when it is `repo_only` (written without a tag), the layout's tags are kept.
+    """
     layout = _read_json(root / "oci-layout", where)
     if layout.get("imageLayoutVersion") != "1.0.0":
         raise ArchiveError(f"{where}: unsupported imageLayoutVersion {layout!r}")
@@ -74,7 +82,7 @@ def import_layout(store: ImageStore, root: Path, tag: Reference | None, where: s
     images = []
     for desc in entries:
         try:
-            name = _name_for(desc, tag, len(entries), where)
+            name = _name_for(desc, tag, repo_only, len(entries), where)
         except UnnamedLayoutError as exc:
             raise UnnamedLayoutError(f"{exc}; name it with `--tag NAME:TAG`") from None
         manifest_desc = desc
@@ -103,14 +111,12 @@ def import_layout(store: ImageStore, root: Path, tag: Reference | None, where: s
         for layer, diff_id in zip(layers, diff_ids, strict=True):
             gzip = mt.layer_is_gzip(str(layer.get("mediaType", "")), where)
             layer_digest = str(layer["digest"])
-            added = store.add_layer(
-                _blob_path(root, layer_digest, where), compressed=gzip, expected_diff_id=diff_id
+            store.add_layer(
+                _blob_path(root, layer_digest, where),
+                compressed=gzip,
+                expected_diff_id=diff_id,
+                expected_digest=layer_digest,
             )
-            if added.digest != layer_digest:
-                raise CorruptBlobError(
-                    f"{where}: layer blob {layer_digest} hashes to {added.digest}; the layout is "
-                    "corrupt, nothing was tagged"
-                )
         images.append(store.add_manifest(manifest_bytes, [name], f"{where}: manifest {digest}"))
     return images
 

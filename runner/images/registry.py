@@ -96,8 +96,10 @@ def load_credentials(path: Path | None, registry: str) -> Credentials | None:
 
 def is_local_host(registry: str) -> bool:
     """Whether `registry` (host[:port]) is this machine: localhost, 127.0.0.0/8 or ::1."""
-    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
-    host = host.strip("[]")
+    if registry.startswith("["):
+        host = registry[1:].partition("]")[0]
+    else:
+        host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -186,7 +188,7 @@ class RegistryClient:
             return
         if scheme != "bearer" or "realm" not in params:
             raise self._auth_error(ref, response, "it sent no usable auth challenge")
-        query = {"scope": params.get("scope") or scope}
+        query = {"scope": scope}  # what this operation needs (a challenge may name less)
         if params.get("service"):
             query["service"] = params["service"]
         auth = (creds.username, creds.password) if creds else None

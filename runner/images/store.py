@@ -296,11 +296,21 @@ class ImageStore:
     # -- writing ---------------------------------------------------------------------------
 
     def add_layer(
-        self, tar_path: Path, *, compressed: bool, expected_diff_id: str | None = None
+        self,
+        tar_path: Path,
+        *,
+        compressed: bool,
+        expected_diff_id: str | None = None,
+        expected_digest: str | None = None,
     ) -> LayerDescriptor:
         """Store a layer tar (gzip if `compressed`); return its descriptor (digest, diff_id)."""
         where = f"layer {tar_path}"
         scan = scan_layer(tar_path, compressed, where)
+        if expected_digest is not None and expected_digest != scan.digest:
+            raise CorruptBlobError(
+                f"{where}: content does not match its digest (expected {expected_digest}, got "
+                f"{scan.digest}); the source is corrupt, nothing was stored"
+            )
         if expected_diff_id is not None and expected_diff_id != scan.diff_id:
             raise ArchiveError(
                 f"{where}: its uncompressed content hashes to {scan.diff_id}, but the image config "

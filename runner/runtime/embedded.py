@@ -47,7 +47,9 @@ from runner.runtime.users import resolve_user
 from runner.settings import RunnerSettings
 
 _READ_SIZE = 65536
+_MAX_LINE = 1 << 20
 _KILL_RETRY = 0.01
+_KILL_WAIT = 1.0
 
 
 @dataclass
@@ -89,6 +91,10 @@ class EmbeddedBackend:
         self._sandboxes: dict[str, _SandboxState] = {}
         self._containers: dict[str, _ContainerState] = {}
 
+    def _new_id(self) -> str:
+        """A fresh id for a sandbox or container (12 hex digits, like Docker's short ids)."""
+        return uuid.uuid4().hex[:12]
+
     @property
     def runc(self) -> Runc:
         """The runtime binary and state directory in use."""
@@ -98,7 +104,7 @@ class EmbeddedBackend:
 
     def setup(self, spec: SandboxSpec) -> Sandbox:
         """Create the sandbox's directory and network namespace (unless `network: host`)."""
-        sandbox = Sandbox(id=uuid.uuid4().hex[:12], spec=spec)
+        sandbox = Sandbox(id=self._new_id(), spec=spec)
         directory = self._root / f"sb-{sandbox.id}"
         directory.mkdir(parents=True)
         netns = None if spec.network == "host" else directory / "netns"
@@ -155,7 +161,7 @@ class EmbeddedBackend:
             box = self._sandboxes.get(sandbox.id)
         if box is None:
             raise ContainerRuntimeError(f"sandbox {sandbox.id} was torn down or never set up")
-        container = Container(id=uuid.uuid4().hex[:12], sandbox_id=sandbox.id, spec=spec)
+        container = Container(id=self._new_id(), sandbox_id=sandbox.id, spec=spec)
         directory = self._root / f"ct-{container.id}"
         directory.mkdir(parents=True)
         rootfs = directory / "rootfs"
@@ -288,7 +294,12 @@ class EmbeddedBackend:
                             yield LogLine(stream, now, _decode(pending[stream]))
                         pending[stream] = b""
                         continue
-                    *lines, pending[stream] = (pending[stream] + chunk).split(b"\n")
+                    *lines, rest = (pending[stream] + chunk).split(b"\n")
+                    # Output without newlines must not grow without bound: cut long lines.
+                    while len(rest) >= _MAX_LINE:
+                        lines.append(rest[:_MAX_LINE])
+                        rest = rest[_MAX_LINE:]
+                    pending[stream] = rest
                     for line in lines:
                         yield LogLine(stream, now, _decode(line))
             finished = True
@@ -342,9 +353,9 @@ class EmbeddedBackend:
                 return
         # runc may not have created the container yet: retry until it exits.
         while state.proc.poll() is None:
-            if not self._runc.kill(state.container.id, "KILL"):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    state.proc.wait(timeout=_KILL_RETRY)
+            killed = self._runc.kill(state.container.id, "KILL")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                state.proc.wait(timeout=_KILL_WAIT if killed else _KILL_RETRY)
 
     def _finish(self, state: _ContainerState) -> ExitStatus:
         with state.lock:
@@ -353,6 +364,8 @@ class EmbeddedBackend:
             if state.timer is not None:
                 state.timer.cancel()
             code = state.proc.returncode
+            if code < 0:  # runc itself died of a signal: report it as a shell would
+                code = 128 - code
             error = _runc_error(state.log)
             if error is not None:
                 code = _start_failure_code(error, code)

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import Plan, PipelineError, TriggerContext, lint, loads, plan, validate
+from pipeline import PipelineError, Plan, TriggerContext, lint, loads, plan, validate
 
 HERE = Path(__file__).parent
 VALID_FILES = sorted(
@@ -119,25 +119,48 @@ def _lint(text: str, root_dir: Path) -> list[PipelineError]:
     return lint(document)
 
 
+class _Reference(list[Any]):
+    """A `!reference [job, key]` kept through a plain-data round trip."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps `!reference` tags (the valid fixtures use them)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that writes `!reference` tags back."""
+
+
+_Loader.add_constructor(
+    "!reference",
+    lambda loader, node: _Reference(loader.construct_sequence(node, deep=True)),  # type: ignore[arg-type]
+)
+_Dumper.add_representer(
+    _Reference, lambda dumper, data: dumper.represent_sequence("!reference", list(data))
+)
+
+
 def _dump(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
+# Bounded so the whole file stays around a minute on a busy 2-core machine.
 FUZZ = settings(
     max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+FUZZ_LIGHT = settings(FUZZ, max_examples=150)
 
 
-@FUZZ
+@FUZZ_LIGHT
 @given(_documents)
 def test_random_yaml_documents(data: Any) -> None:
     """Any YAML value at all as the whole file."""
     _check(_dump(data))
 
 
-@FUZZ
+@FUZZ_LIGHT
 @given(_top_level)
 def test_random_keyword_documents(data: dict[str, Any]) -> None:
     """Mappings keyed by GitLab keywords and job names, with random values below."""
@@ -149,6 +172,127 @@ def test_random_keyword_documents(data: dict[str, Any]) -> None:
 def test_random_text(text: str) -> None:
     """Arbitrary text, much of it made of YAML syntax."""
     _check(text)
+
+
+# -- plausible pipelines: mostly valid, so the planner is reached ----------------------------
+
+JOB_NAMES = ["lint", "unit", "e2e", "pack", "ship", ".base", "missing"]
+STAGES = ["build", "test", "deploy", ".pre", ".post", "nope"]
+EXPRESSIONS = [
+    "$CI_COMMIT_BRANCH",
+    "$CI_COMMIT_TAG",
+    '$CI_COMMIT_BRANCH == "main"',
+    "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
+    '$CI_PIPELINE_SOURCE == "merge_request_event"',
+    '$CI_PIPELINE_SOURCE == "schedule" || $DEPLOY == "true"',
+    "$CI_MERGE_REQUEST_LABELS =~ /(^|,)b(,|$)/",
+    "$CI_COMMIT_REF_NAME !~ /^release-/i && ($X || $Y == null)",
+    "$PATTERN_VAR =~ $CI_COMMIT_BRANCH",
+    "$A ==",
+    "(",
+]
+
+
+def _sometimes(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Usually a plausible value, now and then anything at all."""
+    # one_of() would pick the garbage branch far more often than one time in N.
+    return st.integers(0, 19).flatmap(lambda pick: _documents if pick == 7 else strategy)
+
+
+_when = st.sampled_from(["on_success", "on_failure", "always", "manual", "never", "delayed"])
+_rule = st.fixed_dictionaries(
+    {},
+    optional={
+        "if": st.sampled_from(EXPRESSIONS),
+        "changes": st.lists(st.sampled_from(["src/**/*", "*.md", "{web,api}/**", "[", "docs/"])),
+        "exists": st.lists(st.sampled_from(["Dockerfile", "**/*.py", "nothing"]), max_size=2),
+        "when": _when,
+        "allow_failure": st.booleans(),
+        "variables": st.dictionaries(st.sampled_from(["X", "Y", "DEPLOY"]), st.text(max_size=3)),
+    },
+)
+
+
+def _without_allow_failure(rule: dict[str, Any]) -> dict[str, Any]:
+    """`workflow: rules` take no `allow_failure`."""
+    return {key: value for key, value in rule.items() if key != "allow_failure"}
+
+
+_need = st.one_of(
+    st.sampled_from(JOB_NAMES),
+    st.fixed_dictionaries(
+        {"job": st.sampled_from(JOB_NAMES)},
+        optional={"optional": st.booleans(), "artifacts": st.booleans()},
+    ),
+)
+_parallel = st.one_of(
+    st.integers(0, 4),
+    st.fixed_dictionaries(
+        {
+            "matrix": st.lists(
+                st.dictionaries(
+                    st.sampled_from(["PY", "DB"]),
+                    st.one_of(
+                        st.sampled_from(["3.11", "pg"]),
+                        st.lists(st.sampled_from(["3.11", "3.12", "pg", "my"]), max_size=3),
+                    ),
+                    min_size=1,
+                ),
+                min_size=1,
+                max_size=3,
+            )
+        }
+    ),
+)
+_job = st.fixed_dictionaries(
+    {"script": _sometimes(st.lists(st.sampled_from(["echo hi", "make test"]), min_size=1))},
+    optional={
+        "stage": _sometimes(st.sampled_from(STAGES)),
+        "rules": _sometimes(st.lists(_rule, max_size=3)),
+        "needs": _sometimes(st.lists(_need, max_size=3)),
+        "dependencies": _sometimes(st.lists(st.sampled_from(JOB_NAMES), max_size=2)),
+        "when": _sometimes(_when),
+        "allow_failure": _sometimes(st.booleans()),
+        "parallel": _sometimes(_parallel),
+        "extends": _sometimes(st.sampled_from(JOB_NAMES)),
+        "only": _sometimes(
+            st.lists(st.sampled_from(["main", "tags", "branches", "/^feat/", "schedules"]))
+        ),
+        "except": _sometimes(st.lists(st.sampled_from(["main", "tags", "merge_requests"]))),
+        "retry": _sometimes(st.integers(0, 3)),
+        "timeout": _sometimes(st.sampled_from(["10m", "1h 30m", "2 days", "soon"])),
+        "environment": _sometimes(st.sampled_from(["production", "review/$CI_COMMIT_REF_SLUG"])),
+        "variables": _sometimes(st.dictionaries(st.sampled_from(["X", "PY"]), st.text(max_size=3))),
+        "image": _sometimes(st.sampled_from(["python:3.12", "alpine"])),
+    },
+)
+
+
+def _flatten_jobs(doc: dict[str, Any]) -> dict[str, Any]:
+    """Put the generated jobs at the top level beside the global keywords."""
+    jobs: dict[str, Any] = doc["jobs"]
+    return {**{key: value for key, value in doc.items() if key != "jobs"}, **jobs}
+
+
+_pipelines = st.fixed_dictionaries(
+    {
+        "stages": _sometimes(st.just(["build", "test", "deploy"])),
+        "jobs": st.dictionaries(st.sampled_from(JOB_NAMES), _job, min_size=1, max_size=5),
+    },
+    optional={
+        "workflow": st.fixed_dictionaries(
+            {"rules": st.lists(_rule.map(_without_allow_failure), max_size=3)}
+        ),
+        "variables": st.dictionaries(st.sampled_from(["X", "DEPLOY"]), st.text(max_size=3)),
+    },
+).map(lambda doc: _flatten_jobs(doc))
+
+
+@FUZZ
+@given(_pipelines)
+def test_plausible_pipelines(data: dict[str, Any]) -> None:
+    """Pipelines shaped like real ones with random choices: rules, needs, matrices, extends."""
+    _check(_dump(data))
 
 
 # -- mutations of valid files ----------------------------------------------------------------
@@ -177,7 +321,7 @@ def _parent(root: Any, path: tuple[Any, ...]) -> Any:
 def _structural_mutation(draw: st.DrawFn) -> tuple[str, Path]:
     """A valid file, loaded as plain data, mutated one to three times, dumped again."""
     source = draw(st.sampled_from(VALID_FILES))
-    data = yaml.safe_load(source.read_text())
+    data = yaml.load(source.read_text(), Loader=_Loader)  # a SafeLoader subclass
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(data)
         if not isinstance(data, dict) or not paths:
@@ -234,7 +378,7 @@ def test_valid_files_are_found() -> None:
         _check(source.read_text(), source.parent)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=250)
 @given(_structural_mutation())
 def test_structural_mutations_of_valid_files(case: tuple[str, Path]) -> None:
     """Valid files with keys deleted, values retyped, jobs duplicated, garbage keywords."""
@@ -242,7 +386,7 @@ def test_structural_mutations_of_valid_files(case: tuple[str, Path]) -> None:
     _check(text, root)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=250)
 @given(_text_mutation())
 def test_text_mutations_of_valid_files(case: tuple[str, Path]) -> None:
     """Valid files with broken indentation, lost or doubled lines, syntax spliced in."""

@@ -28,7 +28,9 @@ def job(name: str, stage: str = "test", script: tuple[str, ...] = ("true",), **f
     return Job(name=name, stage=stage, base_name=name, script=script, **fields)
 
 
-def plan(*jobs: Job, stages: tuple[str, ...] = STAGES, variables: dict[str, str] | None = None) -> Plan:
+def plan(
+    *jobs: Job, stages: tuple[str, ...] = STAGES, variables: dict[str, str] | None = None
+) -> Plan:
     """A plan of `jobs`, `waits_for` computed like GitLab: needs, or every earlier stage's jobs."""
     done: list[Job] = []
     for j in jobs:
@@ -41,9 +43,7 @@ def plan(*jobs: Job, stages: tuple[str, ...] = STAGES, variables: dict[str, str]
     pipeline_vars = tuple(
         Variable(name=k, value=v, source="pipeline") for k, v in (variables or {}).items()
     )
-    with_vars = tuple(
-        Job(**{**j.__dict__, "variables": pipeline_vars + j.variables}) for j in done
-    )
+    with_vars = tuple(Job(**{**j.__dict__, "variables": pipeline_vars + j.variables}) for j in done)
     return Plan(stages=stages, jobs=with_vars, variables=pipeline_vars)
 
 
@@ -80,7 +80,7 @@ class Harness:
         for path in self.project.iterdir():
             (dest / path.name).write_bytes(path.read_bytes())
 
-    def run(self, the_plan: Plan, pipeline_id: int = 1, **options: Any):  # noqa: ANN201
+    def run(self, the_plan: Plan, pipeline_id: int = 1, **options: Any):
         """Run the plan; return the `PipelineResult`."""
         return self.engine(**options).run(the_plan, self.source, pipeline_id=pipeline_id)
 

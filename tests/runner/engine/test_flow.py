@@ -78,7 +78,9 @@ def test_artifacts_pass_to_jobs_that_need_them(harness: Harness) -> None:
     harness.backend.script(named("without"), check("without"))
     result = harness.run(
         plan(
-            job("compile", "build", artifacts=ArtifactsSpec(paths=("dist/",), exclude=("**/*.log",))),
+            job(
+                "compile", "build", artifacts=ArtifactsSpec(paths=("dist/",), exclude=("**/*.log",))
+            ),
             job("with", needs=("compile",)),
             job("without", needs=(Need(job="compile", artifacts=False),)),
         )

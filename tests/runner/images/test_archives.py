@@ -166,12 +166,11 @@ def test_corrupt_blob_in_layout_is_refused(store: ImageStore, tmp_path: Path) ->
     layout = _export_layout(store, tmp_path)
     image = store.resolve("app:1")
     blob = layout / "blobs" / "sha256" / image.layers[0].digest[7:]
-    data = bytearray(blob.read_bytes())
-    data[600] ^= 0xFF
+    data = blob.read_bytes()
     blob.unlink()  # it is a hard link into the store: replace, do not modify in place
-    blob.write_bytes(bytes(data))
+    blob.write_bytes(data.replace(b"base\n", b"BASE\n"))
     other = ImageStore(tmp_path / "other")
-    with pytest.raises((CorruptBlobError, ArchiveError)):
+    with pytest.raises(CorruptBlobError, match=image.layers[0].digest):
         import_archive(other, layout)
     assert other.list_images() == []
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runner.images import ImageStore
-from runner.runtime.backend import Container, ContainerSpec, ImageDefaults, Sandbox, SandboxSpec
+from runner.runtime.backend import ContainerSpec, ImageDefaults, Sandbox, SandboxSpec
 from runner.runtime.cgroups import current_hierarchies
 from runner.runtime.embedded import EmbeddedBackend
 from runner.runtime.syscalls import mount_points
@@ -35,24 +35,26 @@ class BusyboxImage:
 
 
 class RecordingBackend(EmbeddedBackend):
-    """The embedded backend, remembering every container and sandbox it made."""
+    """The embedded backend, remembering every id it handed out (even for failed starts)."""
 
     def __init__(self, settings: RunnerSettings) -> None:
         super().__init__(settings)
         self.container_ids: list[str] = []
         self.sandbox_ids: list[str] = []
+        self._next_is_sandbox = False
+
+    def _new_id(self) -> str:
+        new = super()._new_id()
+        (self.sandbox_ids if self._next_is_sandbox else self.container_ids).append(new)
+        return new
 
     def setup(self, spec: SandboxSpec) -> Sandbox:
         """Set up and record the sandbox."""
-        sandbox = super().setup(spec)
-        self.sandbox_ids.append(sandbox.id)
-        return sandbox
-
-    def start(self, sandbox: Sandbox, spec: ContainerSpec) -> Container:
-        """Start and record the container."""
-        container = super().start(sandbox, spec)
-        self.container_ids.append(container.id)
-        return container
+        self._next_is_sandbox = True
+        try:
+            return super().setup(spec)
+        finally:
+            self._next_is_sandbox = False
 
 
 def leftovers(

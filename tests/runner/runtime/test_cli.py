@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from runner.runtime.syscalls import mount_points
+from runner.settings import RunnerSettings
+from web.cli import build_app
 
 KAPAL = str(Path(sys.executable).parent / "kapal")
 
@@ -84,18 +91,33 @@ def test_timeout(kapal_env: dict[str, str], busybox_image: str) -> None:
     ],
 )
 def test_bad_input(
-    kapal_env: dict[str, str], busybox_image: str, args: list[str], message: str
+    kapal_data_dir: Path,
+    busybox_image: str,
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # In-process (the CLI's start-up dominates a subprocess); one subprocess case is below.
+    monkeypatch.setenv("KAPAL_DATA_DIR", str(kapal_data_dir))
     args = [busybox_image if a == "IMAGE" else a for a in args]
-    done = kapal(kapal_env, "exec", *args)
+    result = CliRunner().invoke(build_app(), ["exec", *args])
+    assert result.exit_code == 125
+    assert result.stderr.startswith("kapal exec: error: ")
+    assert message in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_bad_input_in_a_subprocess(kapal_env: dict[str, str]) -> None:
+    done = kapal(kapal_env, "exec", "no-such-image:1.0", "--", "true")
     assert done.returncode == 125
-    assert done.stderr.startswith("kapal exec: error: ")
-    assert message in done.stderr
+    assert done.stderr.startswith("kapal exec: error: image 'no-such-image:1.0' is not in")
     assert "Traceback" not in done.stderr
 
 
-def test_missing_runc(kapal_env: dict[str, str], busybox_image: str) -> None:
-    env = dict(kapal_env, PATH="/nonexistent")
+def test_missing_runc(kapal_env: dict[str, str], busybox_image: str, tmp_path: Path) -> None:
+    # A PATH with git (gitpython wants it) and nothing else: no runc, no crun.
+    (tmp_path / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    env = dict(kapal_env, PATH=str(tmp_path))
     done = kapal(env, "exec", busybox_image, "--", "true")
     assert done.returncode == 125
     assert "no OCI runtime found" in done.stderr
@@ -107,3 +129,28 @@ def test_configured_runtime_missing(kapal_env: dict[str, str], busybox_image: st
     done = kapal(env, "exec", busybox_image, "--", "true")
     assert done.returncode == 125
     assert "'/opt/nowhere/runc' (KAPAL_RUNTIME) was not found" in done.stderr
+
+
+def test_sigterm_cancels_and_cleans_up(
+    kapal_env: dict[str, str], kapal_settings: RunnerSettings, busybox_image: str
+) -> None:
+    process = subprocess.Popen(
+        [KAPAL, "exec", busybox_image, "--", "sh", "-c", "echo ready; sleep 600"],
+        env=kapal_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130
+    assert "kapal exec: canceled" in stderr
+    root = kapal_settings.containers_dir
+    assert sorted(p.name for p in root.glob("[cs][tb]-*")) == []
+    assert not [m for m in mount_points() if m.startswith(str(root))]

@@ -214,3 +214,9 @@ def test_hostname_hosts_and_isolation(backend: RecordingBackend, busybox: Busybo
 def test_rootfs_directory(backend: RecordingBackend, busybox: BusyboxImage) -> None:
     lines, _ = run(backend, busybox.spec("echo", "hi", layers=(), rootfs=busybox.layers[0]))
     assert texts(lines) == ["hi"]
+
+
+def test_endless_line_is_cut(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    lines, status = run(backend, busybox.spec("sh", "-c", "head -c 2500000 /dev/zero | tr '\\0' x"))
+    assert status.ok
+    assert [len(line) for line in texts(lines)] == [1 << 20, 1 << 20, 2500000 - (2 << 20)]

@@ -1,0 +1,174 @@
+"""Per-container start overhead: kapal's backend, `kapal exec`, bare `runc run`, `docker run`.
+
+Run as a script (as root): `.venv/bin/python bench/container_start.py [--runs N] [--no-docker]`.
+Each variant runs `true` in a busybox container N times (after 3 warm-up runs); the table shows
+the median and p90 wall time per container and the ratios against bare runc and docker, and the
+figures are written to bench/results/container_start.json.
+
+    (a) backend   EmbeddedBackend in-process: setup sandbox + start + wait + teardown
+    (b) exec      `kapal exec busybox:latest true` as a subprocess (includes Python start-up)
+    (c) runc      `runc run` of a bundle from `runc spec` over the same busybox root filesystem
+    (d) docker    `docker run --rm --network=none` of the same rootfs (`docker import`), on a
+                  private dockerd started for the run (skipped when docker.io is not installed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runner.images import ImageStore, bootstrap_busybox  # noqa: E402
+from runner.images.bootstrap import write_busybox_tar  # noqa: E402
+from runner.runtime.backend import ContainerSpec, ImageDefaults  # noqa: E402
+from runner.runtime.embedded import EmbeddedBackend  # noqa: E402
+from runner.runtime.oneshot import run_container  # noqa: E402
+from runner.settings import RunnerSettings  # noqa: E402
+from tests.support.dockerd import DockerUnavailable, running_dockerd  # noqa: E402
+
+WARMUP = 3
+
+
+def measure(run: Callable[[], None], runs: int) -> list[float]:
+    """Wall time of `runs` calls of `run`, after warm-up calls."""
+    for _ in range(WARMUP):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    """Median and p90 in milliseconds."""
+    ordered = sorted(times)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return {"median_ms": statistics.median(ordered) * 1000, "p90_ms": p90 * 1000}
+
+
+def checked(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], None]:
+    """A callable running `argv` and failing loudly if it fails."""
+
+    def run() -> None:
+        done = subprocess.run(argv, capture_output=True, env=env, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.decode()[-500:]}")
+
+    return run
+
+
+def main() -> None:
+    """Run the benchmark, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--no-docker", action="store_true")
+    args = parser.parse_args()
+
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="kapal-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        settings = RunnerSettings(data_dir=tmp / "data")
+        store = ImageStore(settings.images_dir)
+        image = bootstrap_busybox(store, "busybox:latest")
+        layers = tuple(store.unpacked_layers(image))
+        defaults = ImageDefaults.from_image_config(image.config)
+
+        # (a) the backend in-process
+        backend = EmbeddedBackend(settings)
+        spec = ContainerSpec(layers=layers, image=defaults, command=("true",))
+
+        def in_process() -> None:
+            status = run_container(backend, spec)
+            if not status.ok:
+                raise SystemExit(f"backend run failed: {status.describe()}")
+
+        results["backend"] = summary(measure(in_process, args.runs))
+
+        # (b) kapal exec as a subprocess
+        env = dict(os.environ, KAPAL_DATA_DIR=str(settings.data_dir))
+        kapal = str(Path(sys.executable).parent / "kapal")
+        results["exec"] = summary(
+            measure(checked([kapal, "exec", "busybox:latest", "--", "true"], env), args.runs)
+        )
+
+        # (c) bare runc on the same root filesystem
+        tar_path = tmp / "busybox.tar"
+        write_busybox_tar(tar_path, 0)
+        bundle = tmp / "bundle"
+        (bundle / "rootfs").mkdir(parents=True)
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(bundle / "rootfs", filter="tar")
+        subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+        config = json.loads((bundle / "config.json").read_text())
+        config["process"]["terminal"] = False
+        config["process"]["args"] = ["true"]
+        (bundle / "config.json").write_text(json.dumps(config))
+        state = tmp / "runc-state"
+        results["runc"] = summary(
+            measure(
+                checked(["runc", "--root", str(state), "run", "--bundle", str(bundle), "bench"]),
+                args.runs,
+            )
+        )
+
+        # (d) docker run on a private engine
+        if not args.no_docker:
+            try:
+                with running_dockerd() as engine:
+                    engine.docker("import", str(tar_path), "kapal-bench-busybox")
+                    results["docker"] = summary(
+                        measure(
+                            checked(
+                                engine.command(
+                                    "run", "--rm", "--network=none", "kapal-bench-busybox", "true"
+                                )
+                            ),
+                            args.runs,
+                        )
+                    )
+            except DockerUnavailable as err:
+                print(f"docker skipped: {err}")
+
+    runc = results["runc"]["median_ms"]
+    docker = results.get("docker", {}).get("median_ms")
+    print(f"container start overhead, `true` in busybox, {args.runs} runs (ms)")
+    print(f"{'variant':<10}{'median':>10}{'p90':>10}{'x runc':>10}{'docker/x':>10}")
+    for name, figures in results.items():
+        figures["vs_runc"] = figures["median_ms"] / runc
+        if docker is not None:
+            figures["docker_speedup"] = docker / figures["median_ms"]
+        speedup = f"{figures['docker_speedup']:.2f}" if docker is not None else "-"
+        print(
+            f"{name:<10}{figures['median_ms']:>10.1f}{figures['p90_ms']:>10.1f}"
+            f"{figures['vs_runc']:>10.2f}{speedup:>10}"
+        )
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "container_start",
+        "runs": args.runs,
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": results,
+        "targets": {"backend_vs_runc_max": 2.0, "docker_speedup_min": 4.0},
+    }
+    (out_dir / "container_start.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written {out_dir / 'container_start.json'}")
+
+
+if __name__ == "__main__":
+    main()

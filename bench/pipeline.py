@@ -1,0 +1,199 @@
+"""Benchmark: a pipeline of 20 trivial jobs in 4 stages vs the same containers under bare runc.
+
+    .venv/bin/python bench/pipeline.py [--rounds N]
+
+Measures, on the busybox image (bootstrapped into a temporary data dir):
+
+- bare runc: `runc run` of a busybox bundle running `true`, 20 times in sequence, and in the
+  pipeline's shape (4 stages of 5 containers started in parallel);
+- kapal: the engine running the 20-job pipeline on the embedded runtime, once with one job at a
+  time (per-job cost comparable to bare runc in sequence) and once with 5 at a time (the
+  pipeline's natural shape, comparable to bare runc staged).
+
+Prints a table with the ratios and writes JSON to bench/results/. The best of N rounds is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pipeline  # noqa: E402
+from runner.artifacts import ArtifactStore  # noqa: E402
+from runner.cache import CacheStore  # noqa: E402
+from runner.engine import Engine, EngineOptions  # noqa: E402
+from runner.images import ImageStore, bootstrap_busybox  # noqa: E402
+from runner.job_images import StoreImageProvider  # noqa: E402
+from runner.recorder import NullRecorder  # noqa: E402
+from runner.runtime.embedded import EmbeddedBackend  # noqa: E402
+from runner.runtime.runc import find_runtime  # noqa: E402
+from runner.settings import RunnerSettings  # noqa: E402
+from runner.workspace import copy_working_tree  # noqa: E402
+
+STAGES = 4
+PER_STAGE = 5
+JOBS = STAGES * PER_STAGE
+
+
+def pipeline_yaml() -> str:
+    """20 jobs running `true`, 5 in each of 4 stages."""
+    lines = [f"stages: [{', '.join(f's{i}' for i in range(STAGES))}]", "image: busybox:latest"]
+    for stage in range(STAGES):
+        for n in range(PER_STAGE):
+            lines += [f"job-{stage}-{n}:", f"  stage: s{stage}", '  script: ["true"]']
+    return "\n".join(lines) + "\n"
+
+
+def bare_bundle(rootfs: Path, bundle: Path, runc: Path) -> None:
+    """A runc bundle over the busybox rootfs (read-only), running `true`."""
+    bundle.mkdir(parents=True)
+    subprocess.run([str(runc), "spec", "--bundle", str(bundle)], check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"] = {"path": str(rootfs), "readonly": True}
+    config["process"]["args"] = ["/bin/true"]
+    config["process"]["terminal"] = False
+    (bundle / "config.json").write_text(json.dumps(config))
+
+
+def bare_run(runc: Path, state: Path, bundle: Path, name: str) -> None:
+    """One `runc run` to completion."""
+    subprocess.run(
+        [str(runc), "--root", str(state), "run", "--bundle", str(bundle), name],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def time_bare(runc: Path, state: Path, bundle: Path, staged: bool) -> float:
+    """Seconds for 20 bare containers, in sequence or as 4 stages of 5 in parallel."""
+    start = time.perf_counter()
+    if not staged:
+        for i in range(JOBS):
+            bare_run(runc, state, bundle, f"bench-seq-{i}")
+        return time.perf_counter() - start
+    with ThreadPoolExecutor(max_workers=PER_STAGE) as pool:
+        for stage in range(STAGES):
+            names = [f"bench-par-{stage}-{n}" for n in range(PER_STAGE)]
+            list(pool.map(lambda name: bare_run(runc, state, bundle, name), names))
+    return time.perf_counter() - start
+
+
+def time_kapal(settings: RunnerSettings, project: Path, concurrency: int, work: Path) -> float:
+    """Seconds for the engine to run the 20-job pipeline with `concurrency` jobs at a time."""
+    store = ImageStore(settings.images_dir)
+    context = pipeline.TriggerContext(branch="main", project_dir="/builds/bench")
+    the_plan = pipeline.plan(pipeline.load(project / ".kapal.yml"), context)
+    engine = Engine(
+        backend=EmbeddedBackend(settings),
+        images=StoreImageProvider(store),
+        recorder=NullRecorder(),
+        work_dir=work / "runs",
+        artifacts=ArtifactStore(work / "artifacts"),
+        caches=CacheStore(work / "cache"),
+        options=EngineOptions(concurrency=concurrency, project_dir="/builds/bench"),
+    )
+    start = time.perf_counter()
+    result = engine.run(the_plan, lambda dest: copy_working_tree(project, dest))
+    elapsed = time.perf_counter() - start
+    if not result.passed:
+        raise SystemExit(f"the benchmark pipeline failed: {result.jobs}")
+    return elapsed
+
+
+def main() -> None:
+    """Run the benchmark, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the best is kept")
+    args = parser.parse_args()
+    runc = find_runtime("")
+    with tempfile.TemporaryDirectory(prefix="kapal-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        settings = RunnerSettings(data_dir=tmp / "data")
+        store = ImageStore(settings.images_dir)
+        image = bootstrap_busybox(store, "busybox:latest")
+        rootfs = store.unpacked_layers(image)[0]
+        bundle = tmp / "bundle"
+        bare_bundle(rootfs, bundle, runc)
+        state = tmp / "runc-state"
+        project = tmp / "project"
+        project.mkdir()
+        (project / ".kapal.yml").write_text(pipeline_yaml())
+        # one warm-up of each, so first-use costs (layer unpack, page cache) are not measured
+        time_bare(runc, state, bundle, staged=False)
+        time_kapal(settings, project, 1, tmp)
+        best: dict[str, float] = {}
+        for _ in range(args.rounds):
+            rounds = {
+                "bare_sequential": time_bare(runc, state, bundle, staged=False),
+                "bare_staged": time_bare(runc, state, bundle, staged=True),
+                "kapal_one_at_a_time": time_kapal(settings, project, 1, tmp),
+                "kapal_staged": time_kapal(settings, project, PER_STAGE, tmp),
+            }
+            for key, value in rounds.items():
+                best[key] = min(best.get(key, value), value)
+        shutil.rmtree(tmp / "data" / "containers", ignore_errors=True)
+    per_job = {
+        "bare_runc": best["bare_sequential"] / JOBS,
+        "kapal": best["kapal_one_at_a_time"] / JOBS,
+    }
+    ratios = {
+        "per_job_kapal_vs_bare": per_job["kapal"] / per_job["bare_runc"],
+        "staged_total_kapal_vs_bare": best["kapal_staged"] / best["bare_staged"],
+    }
+    print(
+        f"pipeline of {JOBS} trivial jobs in {STAGES} stages (busybox `true`), "
+        f"best of {args.rounds}"
+    )
+    print(f"{'measure':<40} {'seconds':>9}")
+    rows = [
+        ("bare runc, 20 in sequence", best["bare_sequential"]),
+        ("bare runc, 4 stages x 5 parallel", best["bare_staged"]),
+        ("kapal engine, 1 job at a time", best["kapal_one_at_a_time"]),
+        ("kapal engine, 5 jobs at a time", best["kapal_staged"]),
+        ("per job: bare runc", per_job["bare_runc"]),
+        ("per job: kapal", per_job["kapal"]),
+    ]
+    for label, value in rows:
+        print(f"{label:<40} {value:>9.3f}")
+    print(
+        f"per-job ratio kapal / bare runc:         {ratios['per_job_kapal_vs_bare']:.2f}x"
+        " (target <= 2x)"
+    )
+    print(f"staged total ratio kapal / bare runc:    {ratios['staged_total_kapal_vs_bare']:.2f}x")
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"pipeline-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "pipeline",
+                "jobs": JOBS,
+                "stages": STAGES,
+                "rounds": args.rounds,
+                "seconds": best,
+                "per_job_seconds": per_job,
+                "ratios": ratios,
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The engine on the embedded runtime (real runc): one pipeline exercising the job features.
+
+Busybox jobs keep this cheap: each container costs tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pipeline
+from runner.artifacts import ArtifactStore
+from runner.cache import CacheStore
+from runner.engine import Engine, EngineOptions, PipelineResult
+from runner.images.store import ImageStore
+from runner.job_images import StoreImageProvider
+from runner.recorder import JobStatus, MemoryRecorder, PipelineStatus
+from runner.settings import RunnerSettings
+from runner.workspace import copy_working_tree
+from tests.runner.runtime.conftest import RecordingBackend, leftovers
+
+SECRET = "e2e-secret-0123456789"
+
+PIPELINE = """
+stages: [build, test, report]
+image: busybox:latest
+variables: {GREETING: hello}
+
+compile:
+  stage: build
+  script:
+    - mkdir -p dist .cache
+    - echo "$GREETING built" > dist/app.txt
+    - echo "runs=$(cat .cache/runs 2>/dev/null || echo 0)"
+    - echo $(( $(cat .cache/runs 2>/dev/null || echo 0) + 1 )) > .cache/runs
+  artifacts: {paths: [dist/]}
+  cache: {key: "runs-$CI_COMMIT_REF_SLUG", paths: [.cache/]}
+
+uses-artifact:
+  stage: test
+  needs: [compile]
+  script:
+    - cat dist/app.txt
+    - test "$(cat dist/app.txt)" = "hello built"
+    - test "$CI_PROJECT_DIR" = "$(pwd)"
+
+flaky:
+  stage: test
+  retry: 2
+  script:
+    - echo "attempt $CI_JOB_ATTEMPT"
+    - test "$CI_JOB_ATTEMPT" -ge 2
+
+slow:
+  stage: test
+  timeout: 2s
+  allow_failure: true
+  script: [sleep 30]
+
+allowed:
+  stage: test
+  allow_failure: {exit_codes: [3]}
+  script: ["echo before", "exit 3", "echo never"]
+
+talks-secret:
+  stage: test
+  script:
+    - echo "the token is $TOKEN"
+    - echo "$TOKEN" | fold -w 12
+  after_script: ["echo after-script saw $CI_JOB_STATUS"]
+
+on-failure:
+  stage: report
+  when: on_failure
+  script: [echo should not run]
+
+always:
+  stage: report
+  when: always
+  script: [echo always runs]
+
+approve:
+  stage: report
+  when: manual
+  script: [echo approved]
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / ".kapal.yml").write_text(PIPELINE)
+    return root
+
+
+@pytest.fixture
+def engine_parts(
+    kapal_settings: RunnerSettings, image_store: ImageStore, busybox_image: str, tmp_path: Path
+) -> Iterator[tuple[RecordingBackend, StoreImageProvider, ArtifactStore, CacheStore]]:
+    backend = RecordingBackend(kapal_settings)
+    yield (
+        backend,
+        StoreImageProvider(image_store),
+        ArtifactStore(tmp_path / "artifacts"),
+        CacheStore(tmp_path / "cache"),
+    )
+    left = leftovers(kapal_settings, backend.container_ids, backend.sandbox_ids)
+    assert left == [], f"left behind: {left}"
+
+
+def run(
+    project: Path, parts: tuple, tmp_path: Path, pipeline_id: int
+) -> tuple[PipelineResult, MemoryRecorder]:
+    backend, images, artifacts, caches = parts
+    recorder = MemoryRecorder()
+    context = pipeline.TriggerContext(
+        branch="main", project_dir="/builds/project", pipeline_id=pipeline_id
+    )
+    the_plan = pipeline.plan(pipeline.load(project / ".kapal.yml"), context)
+    engine = Engine(
+        backend=backend,
+        images=images,
+        recorder=recorder,
+        work_dir=tmp_path / "work",
+        artifacts=artifacts,
+        caches=caches,
+        options=EngineOptions(
+            concurrency=3, project_dir="/builds/project", secrets={"TOKEN": SECRET}
+        ),
+    )
+    result = engine.run(
+        the_plan, lambda dest: copy_working_tree(project, dest), pipeline_id=pipeline_id
+    )
+    return result, recorder
+
+
+def test_job_features_on_the_real_runtime(
+    project: Path, engine_parts: tuple, tmp_path: Path
+) -> None:
+    result, recorder = run(project, engine_parts, tmp_path, 1)
+    jobs = result.jobs
+    assert result.status == PipelineStatus.SUCCESS, {
+        n: (j.status, j.reason) for n, j in jobs.items()
+    }
+
+    assert jobs["compile"].status == JobStatus.SUCCESS
+    assert "runs=0" in recorder.log("compile")
+    assert jobs["uses-artifact"].status == JobStatus.SUCCESS
+    assert "hello built" in recorder.log("uses-artifact")
+
+    assert jobs["flaky"].status == JobStatus.SUCCESS and jobs["flaky"].attempts == 2
+    assert recorder.statuses("flaky").count(JobStatus.FAILED) == 1
+
+    assert jobs["slow"].status == JobStatus.FAILED and jobs["slow"].allowed_failure
+    assert "timed out after 2s" in jobs["slow"].reason
+
+    assert jobs["allowed"].status == JobStatus.FAILED and jobs["allowed"].exit_code == 3
+    assert jobs["allowed"].allowed_failure
+    assert recorder.log("allowed")[-3:] == ["$ echo before", "before", "$ exit 3"]
+
+    log = recorder.log("talks-secret")
+    assert "the token is [MASKED]" in log
+    assert "after-script saw success" in log
+    assert SECRET not in repr(recorder.events)
+    # split across two lines of output, both halves are masked
+    assert log[log.index('$ echo "$TOKEN" | fold -w 12') + 1 :][:2] == ["[MASKED]", "[MASKED]"]
+    assert SECRET[:12] not in repr(recorder.events) and SECRET[12:] not in repr(recorder.events)
+
+    assert jobs["on-failure"].status == JobStatus.SKIPPED
+    assert jobs["always"].status == JobStatus.SUCCESS
+    assert jobs["approve"].status == JobStatus.MANUAL
+
+    # the cache saved by the first run is restored by the second
+    result, recorder = run(project, engine_parts, tmp_path, 2)
+    assert result.jobs["compile"].status == JobStatus.SUCCESS
+    assert "runs=1" in recorder.log("compile")
+
+
+def test_a_failure_skips_later_jobs_and_runs_on_failure(
+    project: Path, engine_parts: tuple, tmp_path: Path
+) -> None:
+    (project / ".kapal.yml").write_text(
+        PIPELINE.replace('test "$(cat dist/app.txt)" = "hello built"', "exit 42")
+    )
+    result, _ = run(project, engine_parts, tmp_path, 1)
+    assert result.status == PipelineStatus.FAILED
+    assert result.jobs["uses-artifact"].status == JobStatus.FAILED
+    assert result.jobs["uses-artifact"].exit_code == 42
+    assert result.jobs["on-failure"].status == JobStatus.SUCCESS
+    assert result.jobs["always"].status == JobStatus.SUCCESS
+    assert result.jobs["approve"].status == JobStatus.SKIPPED

@@ -1,0 +1,125 @@
+"""`kapal lint` and `kapal plan` through typer's runner: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from pipeline import cli
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        """kapal (the pipeline commands only)."""
+
+    cli.register(app)
+    return app
+
+
+def _run(app: typer.Typer, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_lint_valid_file_exits_0(app: typer.Typer) -> None:
+    code, out, _ = _run(app, "lint", str(FIXTURES / "valid" / "python_library.yml"))
+    assert code == 0
+    assert "valid (4 jobs)" in out
+
+
+def test_lint_prints_every_problem_with_position_and_exits_1(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    path = tmp_path / ".kapal.yml"
+    path.write_text("build:\n  scirpt: make\n  retry: 7\ntest:\n  script: t\n  when: sometimes\n")
+    code, out, err = _run(app, "lint", str(path))
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{path}:2:3: build: unknown keyword 'scirpt'")
+    assert any(line.startswith(f"{path}:3:10: build: retry:") for line in lines)
+    assert any(line.startswith(f"{path}:6:9: test: when:") for line in lines)
+    assert "problems" in err
+
+
+def test_lint_directory_finds_the_pipeline_file(app: typer.Typer, tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text("job:\n  script: echo\n")
+    code, out, _ = _run(app, "lint", str(tmp_path))
+    assert code == 0 and ".gitlab-ci.yml" in out
+
+
+def test_lint_usage_errors_exit_2(app: typer.Typer, tmp_path: Path) -> None:
+    code, _, err = _run(app, "lint", str(tmp_path / "missing.yml"))
+    assert code == 2 and "no such file" in err
+    code, _, err = _run(app, "lint", str(tmp_path))
+    assert code == 2 and "no pipeline file" in err
+    code, _, _ = _run(app, "lint", "--bogus")
+    assert code == 2
+
+
+def test_plan_json_lists_jobs_as_gitlab_names_them(app: typer.Typer) -> None:
+    code, out, _ = _run(
+        app, "plan", str(FIXTURES / "valid" / "parallel_needs.yml"), "--branch", "main", "--json"
+    )
+    assert code == 0
+    data = json.loads(out)
+    names = [job["name"] for job in data["jobs"]]
+    assert names[:3] == ["compile 1/3", "compile 2/3", "compile 3/3"]
+    assert "grid: [aws, monitoring]" in names
+    report = next(job for job in data["jobs"] if job["name"] == "aws-report")
+    assert [n["job"] for n in report["needs"]] == ["grid: [aws, app]", "shard 1/2", "shard 2/2"]
+    assert report["when"] == "on_success" and report["allow_failure"] is False
+
+
+def test_plan_table_shows_skipped_jobs_and_why(app: typer.Typer) -> None:
+    code, out, _ = _run(app, "plan", str(FIXTURES / "valid" / "only_except.yml"), "--tag", "v1.0")
+    assert code == 0
+    assert "skipped" in out
+    assert "only: refs ['schedules'] do not match tag 'v1.0'" in out
+    assert "2 job(s) run, 2 skipped" in out
+    assert "only: variables" in out
+
+
+def test_plan_source_and_vars(app: typer.Typer) -> None:
+    path = str(FIXTURES / "valid" / "only_except.yml")
+    code, out, _ = _run(app, "plan", path, "--source", "schedule", "--branch", "main", "--json")
+    assert code == 0
+    jobs = {j["name"]: j for j in json.loads(out)["jobs"]}
+    assert jobs["nightly"]["skip_reason"] is None
+    code, out, _ = _run(app, "plan", path, "--tag", "v1", "--var", "RELEASE=no", "--json")
+    jobs = {j["name"]: j for j in json.loads(out)["jobs"]}
+    assert jobs["release"]["skip_reason"].startswith("only: variables")
+
+
+def test_plan_usage_errors_exit_2(app: typer.Typer) -> None:
+    path = str(FIXTURES / "valid" / "only_except.yml")
+    assert _run(app, "plan", path, "--branch", "a", "--tag", "b")[0] == 2
+    code, _, err = _run(app, "plan", path, "--source", "pigeon")
+    assert code == 2 and "unknown --source" in err
+    code, _, err = _run(app, "plan", path, "--var", "no-equals")
+    assert code == 2 and "NAME=VALUE" in err
+
+
+def test_plan_of_invalid_file_exits_1(app: typer.Typer) -> None:
+    path = FIXTURES / "invalid" / "needs_cycle.yml"
+    code, out, _ = _run(app, "plan", str(path))
+    assert code == 1
+    assert f"{path}:4:11: a: needs: needs cycle: a → b → a" in out
+
+
+def test_plan_without_pipeline_says_why(app: typer.Typer, tmp_path: Path) -> None:
+    (tmp_path / ".kapal.yml").write_text(
+        "workflow:\n  rules:\n    - if: $CI_COMMIT_TAG\njob:\n  script: s\n"
+    )
+    code, out, _ = _run(app, "plan", str(tmp_path), "--branch", "main")
+    assert code == 0
+    assert "no pipeline: workflow: no rule of workflow: rules matched" in out

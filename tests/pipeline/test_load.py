@@ -1,0 +1,144 @@
+"""Loading YAML with positions: anchors, merge keys, !reference, and hostile input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import (
+    LoadError,
+    PipelineError,
+    TriggerContext,
+    find_pipeline_file,
+    lint,
+    load,
+    loads,
+    plan,
+    resolve,
+)
+from pipeline.document import MAX_NODES, YList, YMap
+
+
+def test_positions_are_kept_for_keys_and_values() -> None:
+    doc = loads("build:\n  stage: build\n  script:\n    - make\n", "ci.yml")
+    job = doc.data["build"]
+    assert isinstance(job, YMap)
+    assert (job.key_at("stage").line, job.key_at("stage").column) == (2, 3)
+    assert (job.value_at("stage").line, job.value_at("stage").column) == (2, 10)
+    script = job["script"]
+    assert isinstance(script, YList)
+    assert (script.item_at(0).line, script.item_at(0).column) == (4, 7)
+    assert job.key_at("stage").file == "ci.yml"
+
+
+def test_merge_keys_own_keys_win_and_first_source_wins() -> None:
+    doc = loads(
+        ".a: &a {x: a1, y: a2}\n.b: &b {x: b1, z: b3}\n"
+        "job:\n  <<: [*a, *b]\n  y: own\n  script: s\n"
+    )
+    job = doc.data["job"]
+    assert (job["x"], job["y"], job["z"]) == ("a1", "own", "b3")
+
+
+def test_aliases_share_values_and_scalars_keep_yaml_types() -> None:
+    doc = loads("v: &v [1, 2.5, true, null, '08']\nw: *v\n")
+    assert doc.data["v"] == [1, 2.5, True, None, "08"]
+    assert doc.data["w"] == doc.data["v"]
+
+
+def test_timestamps_stay_text() -> None:
+    doc = loads("variables:\n  DAY: 2024-01-02\njob:\n  script: echo\n")
+    assert doc.data["variables"]["DAY"] == "2024-01-02"
+
+
+def test_yaml_11_oddities_are_text() -> None:
+    doc = loads("job:\n  script: [=, <<, !!str 5, ! x]\n")
+    assert list(doc.data["job"]["script"]) == ["=", "<<", "5", "x"]
+
+
+def test_alias_bomb_is_rejected_not_expanded() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
+    with pytest.raises(LoadError, match="alias bomb"):
+        loads("\n".join(lines) + "\n")
+    assert MAX_NODES < 10**8
+
+
+def test_recursive_alias_is_a_load_error() -> None:
+    with pytest.raises(LoadError, match="refers to itself"):
+        loads("a: &a\n  b: *a\n")
+
+
+def test_reference_tag_is_resolved_and_spliced_into_lists() -> None:
+    doc = resolve(
+        loads(
+            ".s:\n  script: [one, two]\njob:\n  script:\n    - !reference [.s, script]\n"
+            "    - three\n"
+        )
+    )
+    assert list(doc.data["job"]["script"]) == ["one", "two", "three"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- a\n- b\n",
+        "just a string\n",
+        "42\n",
+        "build: [unclosed\n",
+        "? [a, b]\n: c\n",
+        "a: !!binary aGVsbG8=\n",
+        "a: !!python/object:os.system {}\n",
+        "\x00\x01\x02",
+        "a: 1\n---\nb: 2\n",
+        "&a [*a]\n",
+        "job: {script: [*undefined]}\n",
+        "[" * 1000 + "]" * 1000,
+        "job:\n  script: echo\n  parallel: 99999999999999999999999\n",
+        "1: {script: x}\nnull: {script: y}\ntrue: {script: z}\n",
+        "job:\n  script: null\n  image: null\n  services: null\n  needs: null\n",
+    ],
+)
+def test_hostile_input_only_raises_pipeline_errors(text: str) -> None:
+    try:
+        plan(loads(text), TriggerContext(branch="main"))
+    except PipelineError as exc:
+        assert str(exc)
+    problems = lint(loads(text)) if _loads_ok(text) else []
+    assert all(isinstance(p, PipelineError) for p in problems)
+
+
+def _loads_ok(text: str) -> bool:
+    try:
+        loads(text)
+    except PipelineError:
+        return False
+    return True
+
+
+def test_binary_file_is_a_load_error(tmp_path: Path) -> None:
+    path = tmp_path / ".kapal.yml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(LoadError, match="not UTF-8"):
+        load(path)
+
+
+def test_missing_file_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match="file not found"):
+        load(tmp_path / "nope.yml")
+
+
+def test_find_pipeline_file_prefers_kapal_yml(tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text("a:\n  script: x\n")
+    assert find_pipeline_file(tmp_path).name == ".gitlab-ci.yml"
+    (tmp_path / ".kapal.yml").write_text("a:\n  script: x\n")
+    assert find_pipeline_file(tmp_path).name == ".kapal.yml"
+    assert load(tmp_path).path.endswith(".kapal.yml")
+
+
+def test_no_pipeline_file_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match="no pipeline file"):
+        find_pipeline_file(tmp_path)
