@@ -118,7 +118,7 @@ def run(work: Path, repeat: int) -> None:
     results: dict[str, dict[str, list[float]]] = {}
     with docker_daemon() as docker:
         docker.run("load", "-i", str(archive))
-        docker_build = ["docker", "build", "-q", "--network", "none", "-t", "bench-app:docker"]
+        docker_build = docker.command("build", "-q", "--network", "none", "-t", "bench-app:docker")
         denv = docker.env()
         runners: dict[str, Callable[[bool], None]] = {
             "kapal (CLI)": lambda cold: _run(
@@ -142,6 +142,8 @@ def run(work: Path, repeat: int) -> None:
                 timings["one file changed"].append(_timed(lambda b=build: b(False)))
             results[name] = timings
             print(f"measured {name}", flush=True)
+    version = [str(ROOT / ".venv" / "bin" / "kapal"), "version"]
+    startup = statistics.median(_timed(lambda: _run(version, kapal_env)) for _ in range(repeat))
     medians = {n: {s: statistics.median(v) for s, v in t.items()} for n, t in results.items()}
     print()
     print(f"{'scenario':<18}" + "".join(f"{n:>20}" for n in medians) + "  ratio CLI/docker")
@@ -150,6 +152,7 @@ def run(work: Path, repeat: int) -> None:
         ratio = medians["kapal (CLI)"][scenario] / medians["docker build"][scenario]
         inproc = medians["kapal (in-process)"][scenario] / medians["docker build"][scenario]
         print(f"{scenario:<18}{row}  {ratio:6.2f}x  (in-process {inproc:.2f}x)")
+    print(f"\n`kapal version` (CLI start-up alone): {startup:.3f}s")
     out = ROOT / "bench" / "results" / "build.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -161,6 +164,7 @@ def run(work: Path, repeat: int) -> None:
                 "repeat": repeat,
                 "seconds": results,
                 "median_seconds": medians,
+                "kapal_cli_startup_seconds": startup,
                 "ratio_vs_docker": {
                     n: {s: medians[n][s] / medians["docker build"][s] for s in medians[n]}
                     for n in medians

@@ -1,7 +1,8 @@
 """Per-container start overhead: kapal's backend, `kapal exec`, bare `runc run`, `docker run`.
 
 Run as a script (as root): `.venv/bin/python bench/container_start.py [--runs N] [--no-docker]`.
-Each variant runs `true` in a busybox container N times (after 3 warm-up runs); the table shows
+Each variant runs `true` in a busybox container N times (after 3 warm-up runs; the variants take
+turns, round by round, so that load from elsewhere hits them alike); the table shows
 the median and p90 wall time per container and the ratios against bare runc and docker, and the
 figures are written to bench/results/container_start.json.
 
@@ -25,6 +26,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,18 +41,6 @@ from runner.settings import RunnerSettings  # noqa: E402
 from tests.support.dockerd import DockerUnavailable, running_dockerd  # noqa: E402
 
 WARMUP = 3
-
-
-def measure(run: Callable[[], None], runs: int) -> list[float]:
-    """Wall time of `runs` calls of `run`, after warm-up calls."""
-    for _ in range(WARMUP):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def summary(times: list[float]) -> dict[str, float]:
@@ -78,8 +68,9 @@ def main() -> None:
     parser.add_argument("--no-docker", action="store_true")
     args = parser.parse_args()
 
-    results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="kapal-bench-") as tmp_name:
+    variants: dict[str, Callable[[], None]] = {}
+    times: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="kapal-bench-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         settings = RunnerSettings(data_dir=tmp / "data")
         store = ImageStore(settings.images_dir)
@@ -96,14 +87,12 @@ def main() -> None:
             if not status.ok:
                 raise SystemExit(f"backend run failed: {status.describe()}")
 
-        results["backend"] = summary(measure(in_process, args.runs))
+        variants["backend"] = in_process
 
         # (b) kapal exec as a subprocess
         env = dict(os.environ, KAPAL_DATA_DIR=str(settings.data_dir))
         kapal = str(Path(sys.executable).parent / "kapal")
-        results["exec"] = summary(
-            measure(checked([kapal, "exec", "busybox:latest", "--", "true"], env), args.runs)
-        )
+        variants["exec"] = checked([kapal, "exec", "busybox:latest", "--", "true"], env)
 
         # (c) bare runc on the same root filesystem
         tar_path = tmp / "busybox.tar"
@@ -118,31 +107,33 @@ def main() -> None:
         config["process"]["args"] = ["true"]
         (bundle / "config.json").write_text(json.dumps(config))
         state = tmp / "runc-state"
-        results["runc"] = summary(
-            measure(
-                checked(["runc", "--root", str(state), "run", "--bundle", str(bundle), "bench"]),
-                args.runs,
-            )
+        variants["runc"] = checked(
+            ["runc", "--root", str(state), "run", "--bundle", str(bundle), "bench"]
         )
 
         # (d) docker run on a private engine
         if not args.no_docker:
             try:
-                with running_dockerd() as engine:
-                    engine.docker("import", str(tar_path), "kapal-bench-busybox")
-                    results["docker"] = summary(
-                        measure(
-                            checked(
-                                engine.command(
-                                    "run", "--rm", "--network=none", "kapal-bench-busybox", "true"
-                                )
-                            ),
-                            args.runs,
-                        )
-                    )
+                engine = stack.enter_context(running_dockerd())
+                engine.docker("import", str(tar_path), "kapal-bench-busybox")
+                variants["docker"] = checked(
+                    engine.command("run", "--rm", "--network=none", "kapal-bench-busybox", "true")
+                )
             except DockerUnavailable as err:
                 print(f"docker skipped: {err}")
 
+        # Interleaved rounds, so that load from elsewhere hits every variant alike.
+        for run in variants.values():
+            for _ in range(WARMUP):
+                run()
+        times = {name: [] for name in variants}
+        for _ in range(args.runs):
+            for name, run in variants.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+
+    results = {name: summary(values) for name, values in times.items()}
     runc = results["runc"]["median_ms"]
     docker = results.get("docker", {}).get("median_ms")
     print(f"container start overhead, `true` in busybox, {args.runs} runs (ms)")

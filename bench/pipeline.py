@@ -6,6 +6,8 @@ Measures, on the busybox image (bootstrapped into a temporary data dir):
 
 - bare runc: `runc run` of a busybox bundle running `true`, 20 times in sequence, and in the
   pipeline's shape (4 stages of 5 containers started in parallel);
+- the embedded backend alone: setup, start, logs, wait, teardown of the same 20 containers in
+  sequence (what the runtime costs, without the engine);
 - kapal: the engine running the 20-job pipeline on the embedded runtime, once with one job at a
   time (per-job cost comparable to bare runc in sequence) and once with 5 at a time (the
   pipeline's natural shape, comparable to bare runc staged).
@@ -37,6 +39,7 @@ from runner.engine import Engine, EngineOptions  # noqa: E402
 from runner.images import ImageStore, bootstrap_busybox  # noqa: E402
 from runner.job_images import StoreImageProvider  # noqa: E402
 from runner.recorder import NullRecorder  # noqa: E402
+from runner.runtime.backend import ContainerSpec, ImageDefaults, SandboxSpec  # noqa: E402
 from runner.runtime.embedded import EmbeddedBackend  # noqa: E402
 from runner.runtime.runc import find_runtime  # noqa: E402
 from runner.settings import RunnerSettings  # noqa: E402
@@ -91,6 +94,29 @@ def time_bare(runc: Path, state: Path, bundle: Path, staged: bool) -> float:
     return time.perf_counter() - start
 
 
+def time_backend(settings: RunnerSettings, store: ImageStore) -> float:
+    """Seconds for 20 sequential containers through the embedded backend alone (no engine)."""
+    backend = EmbeddedBackend(settings)
+    image = store.resolve("busybox:latest")
+    spec = ContainerSpec(
+        name="bench",
+        layers=tuple(store.unpacked_layers(image)),
+        image=ImageDefaults.from_image_config(image.config),
+        command=("true",),
+    )
+    start = time.perf_counter()
+    for i in range(JOBS):
+        sandbox = backend.setup(SandboxSpec(name=f"bench-{i}"))
+        try:
+            container = backend.start(sandbox, spec)
+            for _ in backend.logs(container):
+                pass
+            backend.wait(container)
+        finally:
+            backend.teardown(sandbox)
+    return time.perf_counter() - start
+
+
 def time_kapal(settings: RunnerSettings, project: Path, concurrency: int, work: Path) -> float:
     """Seconds for the engine to run the 20-job pipeline with `concurrency` jobs at a time."""
     store = ImageStore(settings.images_dir)
@@ -139,6 +165,7 @@ def main() -> None:
             rounds = {
                 "bare_sequential": time_bare(runc, state, bundle, staged=False),
                 "bare_staged": time_bare(runc, state, bundle, staged=True),
+                "backend_sequential": time_backend(settings, store),
                 "kapal_one_at_a_time": time_kapal(settings, project, 1, tmp),
                 "kapal_staged": time_kapal(settings, project, PER_STAGE, tmp),
             }
@@ -147,6 +174,7 @@ def main() -> None:
         shutil.rmtree(tmp / "data" / "containers", ignore_errors=True)
     per_job = {
         "bare_runc": best["bare_sequential"] / JOBS,
+        "backend_alone": best["backend_sequential"] / JOBS,
         "kapal": best["kapal_one_at_a_time"] / JOBS,
     }
     ratios = {
@@ -161,10 +189,13 @@ def main() -> None:
     rows = [
         ("bare runc, 20 in sequence", best["bare_sequential"]),
         ("bare runc, 4 stages x 5 parallel", best["bare_staged"]),
+        ("embedded backend, 20 in sequence", best["backend_sequential"]),
         ("kapal engine, 1 job at a time", best["kapal_one_at_a_time"]),
         ("kapal engine, 5 jobs at a time", best["kapal_staged"]),
         ("per job: bare runc", per_job["bare_runc"]),
-        ("per job: kapal", per_job["kapal"]),
+        ("per job: embedded backend alone", per_job["backend_alone"]),
+        ("per job: kapal engine", per_job["kapal"]),
+        ("per job: engine's own share", per_job["kapal"] - per_job["backend_alone"]),
     ]
     for label, value in rows:
         print(f"{label:<40} {value:>9.3f}")

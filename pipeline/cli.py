@@ -26,7 +26,7 @@ _VAR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 
 def _pipeline_path(path: Path | None) -> Path:
     """The file to read: PATH itself, the pipeline file of directory PATH, or of the cwd."""
-    target = path if path is not None else Path.cwd()
+    target = path if path is not None else Path(".")
     if target.is_dir():
         for name in PIPELINE_FILE_NAMES:
             if (target / name).is_file():
@@ -52,6 +52,7 @@ def _load(path: Path) -> Document:
         return load(path)
     except PipelineError as exc:
         _print_problems(exc.problems)
+        typer.echo(f"{path}: cannot be read as a pipeline", err=True)
         raise typer.Exit(1) from None
 
 

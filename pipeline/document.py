@@ -50,6 +50,9 @@ class YMap(dict[Any, Any]):
         self.location = location
         self.key_locations: dict[Any, Location] = {}
         self.value_locations: dict[Any, Location] = {}
+        # For one-line scalars whose text sits verbatim in the file: how many columns after the
+        # value's position the text starts (1 past an opening quote), to point inside it.
+        self.text_offsets: dict[Any, int] = {}
 
     def set(self, key: Any, value: Any, key_location: Location, value_location: Location) -> None:
         """Set `key` to `value`, remembering both positions."""
@@ -68,6 +71,18 @@ class YMap(dict[Any, Any]):
     def copy_entry(self, source: YMap, key: Any) -> None:
         """Copy `key` from `source` with its positions."""
         self.set(key, source[key], source.key_at(key), source.value_at(key))
+        if key in source.text_offsets:
+            self.text_offsets[key] = source.text_offsets[key]
+        else:
+            self.text_offsets.pop(key, None)
+
+    def text_at(self, key: Any, column: int) -> Location:
+        """Where the 1-based `column` of the string value of `key` is, when it can be known."""
+        where = self.value_at(key)
+        offset = self.text_offsets.get(key)
+        if offset is None or column < 1:
+            return where
+        return Location(where.file, where.line, where.column + offset + column - 1, where.keyword)
 
     def shallow_copy(self) -> YMap:
         """A new YMap with the same entries and positions."""
@@ -132,7 +147,13 @@ def find_pipeline_file(directory: str | Path) -> Path:
 def read_text(path: Path, shown: str) -> str:
     """Read a pipeline file as UTF-8 text; LoadError with an actionable message otherwise."""
     try:
-        raw = path.read_bytes()
+        # Read at most one byte past the limit: /dev/zero or a huge file must not fill memory.
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except ValueError:  # a NUL byte in the path
+        raise LoadError(
+            f"cannot read {shown!r}: the path contains a NUL byte", Location(shown)
+        ) from None
     except FileNotFoundError:
         raise LoadError(f"file not found: {shown}", Location(shown)) from None
     except IsADirectoryError:
@@ -156,9 +177,13 @@ def read_text(path: Path, shown: str) -> str:
 def load(path: str | Path, *, root_dir: str | Path | None = None) -> Document:
     """Load a pipeline file (or the pipeline file of a directory) without resolving it."""
     target = Path(path)
-    if target.is_dir():
+    try:
+        is_dir = target.is_dir()
+    except OSError:  # e.g. ENAMETOOLONG: read_text below reports it as a LoadError
+        is_dir = False
+    if is_dir:
         target = find_pipeline_file(target)
-    shown = str(path) if not Path(path).is_dir() else str(target)
+    shown = str(target) if is_dir else str(path)
     text = read_text(target, shown)
     root = Path(root_dir) if root_dir is not None else target.resolve().parent
     data = parse_yaml(text, shown)
@@ -244,6 +269,20 @@ def parse_yaml(text: str, filename: str) -> Any:
     return _Builder(filename).build(nodes[0])
 
 
+def _text_offset(node: Node) -> int | None:
+    """Columns from a scalar's position to its text, when the text is written verbatim."""
+    if not isinstance(node, ScalarNode) or node.start_mark.line != node.end_mark.line:
+        return None
+    text = node.value
+    if node.style is None:
+        return 0
+    if node.style == "'" and "'" not in text:
+        return 1
+    if node.style == '"' and "\\" not in text and '"' not in text:
+        return 1
+    return None
+
+
 class _Builder:
     """Turns a composed node graph into positioned values, once per node (aliases share)."""
 
@@ -255,9 +294,11 @@ class _Builder:
         self.constructor = yaml.SafeLoader("")
 
     def loc(self, node: Node) -> Location:
+        """The 1-based position of a node in this file."""
         return Location(self.filename, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def build(self, node: Node) -> Any:
+        """Positioned values for a document's root node (size checked first)."""
         if self._size(node, 0) > MAX_NODES:
             raise LoadError(
                 f"the document expands to more than {MAX_NODES} values (an alias bomb?)",
@@ -364,6 +405,9 @@ class _Builder:
             key = self._scalar(key_node)
             value = self._value(value_node, depth + 1)
             out.set(key, value, self.loc(key_node), self.loc(value_node))
+            offset = _text_offset(value_node)
+            if offset is not None:
+                out.text_offsets[key] = offset
         if not merged:
             return out
         # `<<` keys: the mapping's own keys win, then earlier merge sources win over later ones.

@@ -5,9 +5,14 @@ GitLab calls Ruby's `File.fnmatch?(glob, path, FNM_PATHNAME | FNM_DOTMATCH | FNM
 - `*` matches any run of characters except `/` (dot files included), `?` one such character;
 - `**/` at the start of a path segment matches zero or more whole directories; anywhere else
   `**` is just `*`, so `dir/**` matches `dir/a` but not `dir/a/b` (write `dir/**/*`);
-- `[abc]`, `[a-z]`, `[!abc]`, `[^abc]` match one character; an unclosed `[` matches nothing;
-- `{a,b}` alternatives, nested; an unbalanced `{` is literal;
-- `\\x` matches `x` literally; the whole path must match; case matters.
+- `[abc]`, `[a-z]`, `[!abc]`, `[^abc]` match one character other than `/`; an unclosed `[`
+  matches nothing; a bracket may even contain `/` (the pattern is not split inside it);
+- `{a,b}` alternatives, nested; a `{` never closed makes the pattern match nothing, a lone
+  `}` is literal;
+- `\\x` matches `x` literally, `\\/` is a separator, a trailing `\\` is ignored; the whole
+  path must match; case matters.
+
+tests/pipeline/test_globs.py compares these answers with Ruby's own File.fnmatch.
 
 Lifecycle: `compile_glob` turns one pattern into a `Glob` (cheap; callers may keep it), and
 `matches_changes` / `matches_exists` answer a rule's question for a list of paths.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pipeline.errors import ValidationError
 
@@ -44,7 +50,7 @@ class Glob:
 def compile_glob(pattern: str) -> Glob:
     """Compile a pattern; `ValidationError` when its braces expand beyond reason."""
     alternatives = _expand_braces(pattern)
-    regex = "|".join(f"(?:{_translate(alt)})" for alt in alternatives)
+    regex = "|".join(f"(?:{_translate(alt)})" for alt in alternatives) or _NEVER
     return Glob(pattern=pattern, regex=re.compile(regex, re.DOTALL))
 
 
@@ -75,6 +81,8 @@ def _expand_braces(pattern: str) -> list[str]:
         span = _first_brace(current)
         if span is None:
             results.append(current)
+        elif span == "unbalanced":
+            pass  # Ruby matches nothing with a `{` that is never closed
         else:
             start, end, commas = span
             prefix, suffix = current[:start], current[end + 1 :]
@@ -91,8 +99,8 @@ def _expand_braces(pattern: str) -> list[str]:
     return results
 
 
-def _first_brace(pattern: str) -> tuple[int, int, list[int]] | None:
-    """(index of `{`, index of its `}`, top-level commas between) or None if none balance."""
+def _first_brace(pattern: str) -> tuple[int, int, list[int]] | Literal["unbalanced"] | None:
+    """(index of `{`, index of its `}`, top-level commas between); None without any `{`."""
     index, start, depth = 0, -1, 0
     commas: list[int] = []
     while index < len(pattern):
@@ -111,12 +119,72 @@ def _first_brace(pattern: str) -> tuple[int, int, list[int]] | None:
         elif char == "," and depth == 1:
             commas.append(index)
         index += 1
+    return "unbalanced" if start >= 0 else None
+
+
+def _normalise_escapes(pattern: str) -> str:
+    """Ruby drops a trailing lone backslash, and `\\/` is a path separator like `/`."""
+    out: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            if index + 1 >= len(pattern):
+                break
+            following = pattern[index + 1]
+            out.append(following if following == "/" else char + following)
+            index += 2
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _segments(pattern: str) -> list[str] | None:
+    """The pattern split at `/`, a bracket expression staying whole even when it holds a `/`
+    (as in Ruby); None when a bracket is never closed, which makes Ruby match nothing."""
+    segments: list[str] = []
+    current: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            current.append(pattern[index : index + 2])
+            index += 2
+        elif char == "[":
+            end = _bracket_end(pattern, index)
+            if end is None:
+                return None
+            current.append(pattern[index:end])
+            index = end
+        elif char == "/":
+            segments.append("".join(current))
+            current = []
+            index += 1
+        else:
+            current.append(char)
+            index += 1
+    segments.append("".join(current))
+    return segments
+
+
+def _bracket_end(pattern: str, start: int) -> int | None:
+    """The index just after the `]` closing the bracket at `start`, or None."""
+    index = start + 1
+    if index < len(pattern) and pattern[index] in "!^":
+        index += 1
+    while index < len(pattern):
+        if pattern[index] == "]":
+            return index + 1
+        index += 2 if pattern[index] == "\\" else 1
     return None
 
 
 def _translate(pattern: str) -> str:
     """One brace-free glob as a regular expression over the whole path."""
-    segments = pattern.split("/")
+    segments = _segments(_normalise_escapes(pattern))
+    if segments is None:
+        return _NEVER
     parts: list[str] = []
     index = 0
     while index < len(segments):
@@ -135,7 +203,7 @@ def _translate(pattern: str) -> str:
 
 
 def _segment(segment: str) -> str:
-    """One path segment (no `/`) of a glob as a regular expression."""
+    """One path segment of a glob as a regular expression (a `/` only inside brackets)."""
     out: list[str] = []
     index = 0
     while index < len(segment):
@@ -189,7 +257,8 @@ def _bracket(segment: str, start: int) -> tuple[str, int]:
     if not items:
         # `[]` or a class of empty ranges matches nothing; negated, anything but `/`.
         return ("[^/]" if negate else _NEVER), index
-    return ("[^/" if negate else "[") + "".join(items) + "]", index
+    # A bracket never matches the `/` between path segments, even one that lists it.
+    return ("[^/" if negate else "(?!/)[") + "".join(items) + "]", index
 
 
 def _bracket_char(segment: str, index: int) -> tuple[str | None, int]:

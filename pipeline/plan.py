@@ -20,7 +20,8 @@ Shape::
         └── skip_reason: why the job does not run (None when it runs)
 
 Variable values are stored as written (after YAML, before `$VAR` expansion); the runner expands
-them at run time against the job's own variables, the way GitLab's runner does.
+them at run time against the job's own variables, the way GitLab's runner does. CI_JOB_ID is the
+job's 1-based position in the plan; a runner that has real job ids replaces it.
 """
 
 from __future__ import annotations

@@ -94,6 +94,7 @@ class _Planner:
         )
 
     def run(self) -> Plan:
+        """Build the whole plan."""
         config = self.config
         file_vars = _as_variables(config.variables, "pipeline")
         workflow = self.workflow(_as_dict(self.predefined + file_vars + self.trigger))
@@ -121,6 +122,7 @@ class _Planner:
 
     # workflow and job decisions ------------------------------------------------------------
     def workflow(self, variables: Mapping[str, str]) -> _Decision:
+        """Whether `workflow: rules` create the pipeline, and with which variables."""
         rules = self.config.workflow_rules
         if rules is None:
             return _Decision(True)
@@ -136,6 +138,7 @@ class _Planner:
         what: str,
         default_when: str,
     ) -> _Decision:
+        """The decision of the first matching rule (not added when none matches)."""
         for i, rule in enumerate(rules):
             if not self.rule_matches(rule, variables):
                 continue
@@ -154,6 +157,7 @@ class _Planner:
         return _Decision(False, f"no rule of {what} matched")
 
     def rule_matches(self, rule: RuleConfig, variables: Mapping[str, str]) -> bool:
+        """True when every condition of a rule (if, changes, exists) holds."""
         if rule.if_text is not None and not self.expression(rule.if_text, variables, rule.location):
             return False
         if rule.changes is not None and not matches_changes(
@@ -171,12 +175,14 @@ class _Planner:
         return self._listed
 
     def expression(self, text: str, variables: Mapping[str, str], where: Location) -> bool:
+        """Evaluate an `if:` expression, errors pointing at where it is written."""
         try:
             return evaluate(text, variables)
         except ExpressionError as exc:
             raise ExpressionError(f"{exc.message} (in {text!r})", where) from None
 
     def decide(self, inst: _Instance, variables: Mapping[str, str]) -> _Decision:
+        """Whether a job instance is added, with its when and allow_failure."""
         job = inst.config
         if job.rules is not None:
             decision = self.rules(job.rules, variables, "rules", default_when=job.when)
@@ -206,6 +212,7 @@ class _Planner:
         )
 
     def only_except(self, job: JobConfig, variables: Mapping[str, str]) -> str | None:
+        """Why `only`/`except` (or their defaults) leave a job out, or None."""
         only = job.only
         if only is None and job.except_ is None:
             if not self.refs_match(_DEFAULT_ONLY):
@@ -253,6 +260,7 @@ class _Planner:
         return None
 
     def describe_ref(self) -> str:
+        """The trigger's ref as skip reasons show it."""
         ctx = self.context
         if ctx.tag is not None:
             return f"tag {ctx.tag!r}"
@@ -261,6 +269,7 @@ class _Planner:
         return "no ref"
 
     def refs_match(self, refs: tuple[str, ...]) -> bool:
+        """True when any `only`/`except` ref entry matches the trigger."""
         ctx = self.context
         is_mr = ctx.source == "merge_request_event"
         for ref in refs:
@@ -283,6 +292,7 @@ class _Planner:
 
     # parallel ------------------------------------------------------------------------------
     def expand(self, job: JobConfig) -> list[_Instance]:
+        """The instances of a job: one, `parallel: N` of them, or one per matrix cell."""
         if job.parallel is not None:
             n = job.parallel
             return [_Instance(job, f"{job.name} {i}/{n}", i, n, ()) for i in range(1, n + 1)]
@@ -303,6 +313,7 @@ class _Planner:
         pipeline_vars: tuple[Variable, ...],
         workflow: _Decision,
     ) -> Job:
+        """The plan `Job` of one instance: variables, decision, parallel index."""
         cfg = inst.config
         template = cfg.template
         inherited = self.inherited(pipeline_vars, cfg.inherit_variables)
@@ -343,6 +354,7 @@ class _Planner:
     def inherited(
         self, variables: tuple[Variable, ...], inherit: bool | tuple[str, ...]
     ) -> tuple[Variable, ...]:
+        """The pipeline variables a job inherits (`inherit: variables`)."""
         if inherit is True:
             return variables
         if inherit is False:
@@ -353,6 +365,7 @@ class _Planner:
     def link(
         self, jobs: list[Job], instances: list[_Instance], stage_order: dict[str, int]
     ) -> list[Job]:
+        """Resolve needs and dependencies to concrete jobs, compute `waits_for`."""
         by_base: dict[str, list[tuple[Job, _Instance]]] = {}
         for job, inst in zip(jobs, instances, strict=True):
             by_base.setdefault(inst.config.name, []).append((job, inst))
@@ -396,6 +409,7 @@ class _Planner:
     def resolve_need(
         self, job: Job, need: NeedConfig, by_base: dict[str, list[tuple[Job, _Instance]]]
     ) -> list[Need]:
+        """The concrete running jobs one `needs:` entry stands for."""
         candidates = by_base.get(need.job, [])
         if need.matrix is not None:
             wanted = [dict(combo) for entry in need.matrix for combo in _combinations(entry)]
@@ -424,6 +438,7 @@ class _Planner:
         where: Location,
         keyword: str,
     ) -> list[Job]:
+        """The running instances of a job named by `dependencies:`."""
         candidates = [j for j, _ in by_base.get(base, [])]
         running = [j for j in candidates if j.runs]
         if not running:

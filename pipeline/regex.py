@@ -115,17 +115,37 @@ def compile_regex(body: str, flags: str = "") -> Regex:
     return Regex(body=body, flags=flags, compiled=compiled)
 
 
+@dataclass
+class _Scope:
+    """The flags in force inside one group, and the inline-flag groups kapal opened in it."""
+
+    multiline: bool
+    ungreedy: bool
+    inline_openers: list[str] = field(default_factory=list)
+
+
+_ASSERTIONS = frozenset({"^", "$", "\\Z", "\\A", "\\b"})
+
+
 class _Translator:
-    """One pass over an RE2 pattern, writing the equivalent Python pattern."""
+    """One pass over an RE2 pattern, writing the equivalent Python pattern.
+
+    RE2's `(?i)` changes the flags until the end of the enclosing group, across `|`; Python
+    only has scoped groups `(?i:...)`, so each such change opens one, closed (and reopened
+    after each `|`) where the RE2 group ends.
+    """
 
     def __init__(self, body: str, flags: str) -> None:
         self.src = body
         self.pos = 0
         self.out: list[str] = []
-        # Per open group: was multi-line mode on outside it (restored at its `)`).
-        self.multiline_stack: list[bool] = []
-        self.multiline = "m" in flags
-        self.ungreedy = "U" in flags
+        self.scopes = [_Scope(multiline="m" in flags, ungreedy="U" in flags)]
+        # True right after `(?i)` was written, until the next item.
+        self.just_opened_flags = False
+
+    @property
+    def scope(self) -> _Scope:
+        return self.scopes[-1]
 
     def fail(self, message: str, at: int | None = None) -> ExpressionError:
         """An error naming the regular expression and the column of the problem."""
@@ -141,6 +161,7 @@ class _Translator:
         src = self.src
         while self.pos < len(src):
             char = src[self.pos]
+            opened_before = self.just_opened_flags
             if char == "\\":
                 self.escape()
             elif char == "[":
@@ -148,12 +169,13 @@ class _Translator:
             elif char == "(":
                 self.group_open()
             elif char == ")":
-                if self.multiline_stack:
-                    self.multiline = self.multiline_stack.pop()
-                self.out.append(")")
+                self.group_close()
+            elif char == "|":
+                openers = self.scope.inline_openers
+                self.out.append(")" * len(openers) + "|" + "".join(openers))
                 self.pos += 1
             elif char == "$":
-                self.out.append("$" if self.multiline else "\\Z")
+                self.out.append("$" if self.scope.multiline else "\\Z")
                 self.pos += 1
             elif char in "*+?":
                 self.pos += 1
@@ -163,17 +185,39 @@ class _Translator:
             else:
                 self.out.append(re.escape(char) if char in "#& ~\t\n\r\v\f" else char)
                 self.pos += 1
+            if opened_before:
+                self.just_opened_flags = False
+        self.out.append(")" * len(self.scope.inline_openers))
         return "".join(self.out)
+
+    def group_close(self) -> None:
+        """`)`: close the inline-flag groups of this group, then the group itself."""
+        self.out.append(")" * len(self.scope.inline_openers) + ")")
+        if len(self.scopes) > 1:
+            self.scopes.pop()
+        self.pos += 1
 
     def quantifier_suffix(self, quantifier: str) -> None:
         """Emit a quantifier, applying `U` (ungreedy) and rejecting possessive forms."""
+        start = self.pos - len(quantifier)
         lazy = self.src.startswith("?", self.pos)
         if lazy:
             self.pos += 1
         elif self.src.startswith("+", self.pos):
             raise self.fail("possessive quantifiers (`*+`, `++`, `?+`) are not RE2 syntax")
-        greedy = lazy if self.ungreedy else not lazy
+        opener = None
+        if self.out and self.out[-1] in self.scope.inline_openers and self.just_opened_flags:
+            # RE2 lets a quantifier follow `(?i)`: it repeats the atom before the flags.
+            opener = self.out.pop()
+        if not self.out:
+            raise self.fail("nothing to repeat before this quantifier", start)
+        if self.out and self.out[-1] in _ASSERTIONS:
+            # RE2 repeats an assertion (`^*`, `\\b+`); Python wants it in a group first.
+            self.out[-1] = f"(?:{self.out[-1]})"
+        greedy = lazy if self.scope.ungreedy else not lazy
         self.out.append(quantifier if greedy else quantifier + "?")
+        if opener is not None:
+            self.out.append(opener)
 
     def brace(self) -> None:
         """A counted repetition `{n}`, `{n,}`, `{n,m}`; any other `{` is a literal as in RE2."""
@@ -194,14 +238,16 @@ class _Translator:
     def group_open(self) -> None:
         """`(`, `(?:`, `(?P<name>`, `(?<name>`, `(?flags)`, `(?flags:`; reject the rest."""
         src, start = self.src, self.pos
-        self.multiline_stack.append(self.multiline)
+        outer = self.scope
         if not src.startswith("(?", start):
+            self.scopes.append(_Scope(outer.multiline, outer.ungreedy))
             self.out.append("(")
             self.pos += 1
             return
         rest = src[start + 2 :]
         named = re.match(r"P?<([A-Za-z_][A-Za-z0-9_]*)>", rest)
         if named:
+            self.scopes.append(_Scope(outer.multiline, outer.ungreedy))
             self.out.append(f"(?P<{named.group(1)}>")
             self.pos = start + 2 + named.end()
             return
@@ -214,34 +260,23 @@ class _Translator:
         if rest.startswith("#"):
             raise self.fail("comments `(?#...)` are not supported by RE2", start)
         flag_group = re.match(r"([imsU]*)(?:-([imsU]*))?([:)])", rest)
-        if flag_group is None or not (flag_group.group(1) or flag_group.group(2)):
-            if rest.startswith(":"):
-                self.out.append("(?:")
-                self.pos = start + 3
-                return
-            raise self.fail("unknown group syntax after `(?`", start)
+        if flag_group is None:
+            raise self.fail("unknown group syntax after `(?`: RE2 knows i, m, s and U", start)
         on, off, end = flag_group.group(1), flag_group.group(2) or "", flag_group.group(3)
-        if "U" in on + off:
-            raise self.fail("kapal supports the U flag only after the closing slash", start)
-        if end == ")":
-            # RE2 lets `(?i)` change the flags for the rest of the group; Python only accepts
-            # global flags at the very start, so keep that one place and reject the others.
-            if start != 0 or off:
-                raise self.fail(
-                    "inline flags `(?i)` are only supported at the start of the pattern; "
-                    "use a scoped group `(?i:...)` or the flags after the closing slash",
-                    start,
-                )
-            self.multiline_stack.pop()
-            self.multiline = self.multiline or "m" in on
-            self.out.append(f"(?{on})")
-        else:
-            if "m" in on:
-                self.multiline = True
-            if "m" in off:
-                self.multiline = False
-            self.out.append(f"(?{on}-{off}:" if off else f"(?{on}:")
         self.pos = start + 2 + flag_group.end()
+        multiline = (outer.multiline or "m" in on) and "m" not in off
+        ungreedy = (outer.ungreedy or "U" in on) and "U" not in off
+        # U is applied by kapal itself (quantifiers swapped); Python gets the other flags.
+        py_on, py_off = on.replace("U", ""), off.replace("U", "")
+        opener = f"(?{py_on}-{py_off}:" if py_off else f"(?{py_on}:"
+        if end == ":":
+            self.scopes.append(_Scope(multiline, ungreedy))
+            self.out.append(opener)
+        else:
+            outer.multiline, outer.ungreedy = multiline, ungreedy
+            outer.inline_openers.append(opener)
+            self.out.append(opener)
+            self.just_opened_flags = True
 
     def escape(self) -> None:
         """A backslash escape outside a character class."""
@@ -250,7 +285,10 @@ class _Translator:
             raise self.fail("trailing backslash", start)
         char = src[start + 1]
         self.pos = start + 2
-        if char in "dDwWbBA":
+        if char == "B":
+            # Python's \B never matches in the empty string; RE2's does.
+            self.out.append("(?:\\B|\\A\\Z)")
+        elif char in "dDwWbA":
             self.out.append("\\" + char)
         elif char == "s":
             self.out.append("[\\t\\n\\f\\r ]")
@@ -264,7 +302,9 @@ class _Translator:
             self.out.append(re.escape(literal))
             self.pos = len(src) if end < 0 else end + 2
         elif char == "E":
-            pass  # a stray \E is ignored by RE2
+            raise self.fail("\\E without a \\Q before it", start)
+        elif char == "C":
+            raise self.fail("\\C (any byte) is not supported by kapal", start)
         else:
             self.out.append(re.escape(self.escaped_char(char, start)))
 
@@ -282,7 +322,7 @@ class _Translator:
                 "use an explicit class such as [A-Za-z]",
                 start,
             )
-        if char.isascii() and char.isalnum():
+        if not char.isascii() or char.isalnum():
             raise self.fail(f"unknown escape \\{char}", start)
         return char
 
@@ -306,10 +346,10 @@ class _Translator:
         return chr(code)
 
     def octal_escape(self, first: str, start: int) -> str:
-        """`\\0`, `\\012`, `\\123` are octal; `\\1` to `\\9` alone would be backreferences."""
+        """`\\0`, `\\12`, `\\123` are octal; `\\1` to `\\9` alone would be backreferences."""
         digits = re.match(r"[0-7]{0,2}", self.src[self.pos :])
         tail = digits.group(0) if digits else ""
-        if first == "0" or (first in "1234567" and len(tail) == 2):
+        if first == "0" or (first in "1234567" and tail):
             self.pos += len(tail)
             return chr(int(first + tail, 8))
         raise self.fail("backreferences like \\1 are not supported by RE2", start)
@@ -361,12 +401,13 @@ class _Translator:
         """`[:alpha:]` inside a class as explicit ranges; None when `[:` starts no such class."""
         src = self.src
         end = src.find(":]", self.pos + 2)
-        name = src[self.pos + 2 : end] if end > 0 else ""
-        if not re.fullmatch(r"\^?[a-z]+", name):
+        if end < 0:
             return None
-        if name.startswith("^"):
+        name = src[self.pos + 2 : end]
+        if name.startswith("^") and name[1:] in _POSIX_CLASSES:
             raise self.fail("negated POSIX classes like [:^alpha:] are not supported by kapal")
         if name not in _POSIX_CLASSES:
+            # RE2 reads any `[:...:]` in a class as a POSIX class name.
             raise self.fail(f"unknown POSIX class [:{name}:]")
         self.pos = end + 2
         return _POSIX_CLASSES[name]

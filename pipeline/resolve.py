@@ -63,6 +63,7 @@ def is_job_key(key: Any, value: Any = None) -> bool:
 @dataclass
 class _Resolver:
     root_dir: Path
+    shown_dir: str = ""
     problems: list[PipelineError] = field(default_factory=list)
     include_count: int = 0
 
@@ -70,6 +71,7 @@ class _Resolver:
     def with_includes(
         self, data: YMap, path: str, stack: tuple[str, ...]
     ) -> tuple[YMap, list[str]]:
+        """The file's mapping with its `include: local` files merged under it."""
         if "include" not in data:
             return data, []
         entries = self._include_entries(data)
@@ -204,7 +206,11 @@ class _Resolver:
                 self.problems.append(IncludeError(f"include: no file matches {shown!r}", loc))
             return found
         target = self.root_dir / rel
-        if not target.is_file():
+        try:
+            exists = target.is_file()
+        except OSError:  # e.g. a name longer than the file system allows (ENAMETOOLONG)
+            exists = False
+        if not exists:
             self.problems.append(
                 IncludeError(
                     f"include: file {shown!r} not found (local includes are relative to "
@@ -217,12 +223,14 @@ class _Resolver:
 
     def _load_included(self, target: Path, rel: str, loc: Location) -> YMap | None:
         try:
-            data = parse_yaml(read_text(target, rel), rel)
+            # Shown beside the main file as the user named it, so positions can be opened.
+            shown = str(PurePosixPath(self.shown_dir) / rel) if self.shown_dir else rel
+            data = parse_yaml(read_text(target, shown), shown)
         except PipelineError as exc:
             self.problems.append(exc)
             return None
         if data is None:
-            return YMap(Location(rel, 1, 1))
+            return YMap(Location(shown, 1, 1))
         if not isinstance(data, YMap):
             self.problems.append(
                 IncludeError(
@@ -234,6 +242,7 @@ class _Resolver:
 
     # extends -------------------------------------------------------------------------------
     def with_extends(self, data: YMap) -> YMap:
+        """Every job and template with its `extends` chain merged in."""
         out = YMap(data.location)
         done: dict[Any, YMap] = {}
         for key in data:
@@ -323,6 +332,7 @@ class _Resolver:
 
     # !reference ----------------------------------------------------------------------------
     def with_references(self, data: YMap) -> YMap:
+        """The mapping with every `!reference` replaced by what it points to."""
         return self._replace_refs(data, data, 0)  # type: ignore[no-any-return]
 
     def _replace_refs(self, value: Any, root: YMap, depth: int) -> Any:
@@ -373,6 +383,7 @@ class _Resolver:
 
     # default -------------------------------------------------------------------------------
     def with_defaults(self, data: YMap) -> YMap:
+        """Every job with the `default:` keywords it lacks and may inherit."""
         defaults = YMap(data.location)
         for key in LEGACY_GLOBAL_DEFAULTS:
             if key in data:
@@ -432,7 +443,7 @@ def resolve_collecting(document: Document) -> tuple[Document, list[PipelineError
     """Resolve a document and return it with every problem found (for `kapal lint`)."""
     if document.resolved:
         return document, []
-    resolver = _Resolver(Path(document.root_dir))
+    resolver = _Resolver(Path(document.root_dir), _shown_dir(document))
     data, files = resolver.with_includes(document.data, document.path, (_self_rel(document),))
     data = resolver.with_extends(data)
     data = resolver.with_references(data)
@@ -452,6 +463,17 @@ def resolve_collecting(document: Document) -> tuple[Document, list[PipelineError
             )
             problem.location = dataclasses.replace(loc, keyword=keyword)
     return resolved, resolver.problems
+
+
+def _shown_dir(document: Document) -> str:
+    """The directory of the main file as the user named it, when it is the project root."""
+    shown = Path(document.path).parent
+    try:
+        if shown.resolve() != Path(document.root_dir).resolve():
+            return ""
+    except OSError:
+        return ""
+    return "" if str(shown) == "." else shown.as_posix()
 
 
 def _self_rel(document: Document) -> str:

@@ -118,10 +118,12 @@ class _Checker:
         self.problems: list[PipelineError] = []
 
     def error(self, message: str, location: Location, keyword: str) -> None:
+        """Record a problem at `location` under the keyword path."""
         loc = Location(location.file, location.line, location.column, keyword)
         self.problems.append(ValidationError(f"{keyword}: {message}" if keyword else message, loc))
 
     def unsupported(self, message: str, location: Location, keyword: str) -> None:
+        """Record a GitLab keyword kapal does not support yet."""
         loc = Location(location.file, location.line, location.column, keyword)
         self.problems.append(UnsupportedKeywordError(f"{keyword}: {message}", loc))
 
@@ -318,7 +320,7 @@ class _Checker:
         try:
             parse_expression(text)
         except ExpressionError as exc:
-            where = mapping.value_at(key)
+            where = mapping.text_at(key, exc.column)
             loc = Location(where.file, where.line, where.column, path)
             self.problems.append(ExpressionError(f"{path}: {exc.message}", loc))
             return None
@@ -342,6 +344,7 @@ class _Validator(_Checker):
 
     # pipeline ------------------------------------------------------------------------------
     def run(self) -> PipelineConfig:
+        """Check the whole document and build its `PipelineConfig`."""
         data = self.data
         for key in data:
             if isinstance(key, str) and key in UNSUPPORTED_GLOBAL_KEYWORDS:
@@ -425,6 +428,7 @@ class _Validator(_Checker):
         )
 
     def stages(self) -> tuple[str, ...]:
+        """The stages, with `.pre` first and `.post` last as GitLab adds them."""
         names = self.strings(self.data, "stages", "stages", allow_single=False)
         if names is None:
             names = DEFAULT_STAGES
@@ -435,6 +439,7 @@ class _Validator(_Checker):
         return (".pre", *seen, ".post")
 
     def workflow(self) -> tuple[tuple[RuleConfig, ...] | None, str | None]:
+        """`workflow: rules` and `workflow: name`."""
         if "workflow" not in self.data:
             return None, None
         value = self.data["workflow"]
@@ -454,6 +459,7 @@ class _Validator(_Checker):
     def rules(
         self, mapping: YMap, path: str, *, workflow: bool = False
     ) -> tuple[RuleConfig, ...] | None:
+        """A `rules:` list (of a job or of `workflow:`)."""
         if "rules" not in mapping:
             return None
         value = mapping["rules"]
@@ -504,6 +510,7 @@ class _Validator(_Checker):
         return tuple(out)
 
     def paths_condition(self, mapping: YMap, key: str, path: str) -> tuple[str, ...] | None:
+        """The glob patterns of `changes:`/`exists:`, each compiled once to check it."""
         patterns = self._paths_condition(mapping, key, path)
         for pattern in patterns or ():
             try:
@@ -530,6 +537,7 @@ class _Validator(_Checker):
         return self.strings(mapping, key, path, allow_single=False)
 
     def when(self, mapping: YMap, path: str, choices: tuple[str, ...]) -> str | None:
+        """A `when:` value (`delayed` reported as unsupported)."""
         if "when" not in mapping:
             return None
         if mapping["when"] == "delayed":
@@ -543,6 +551,7 @@ class _Validator(_Checker):
         return self.choice(mapping, "when", choices, path)
 
     def allow_failure(self, mapping: YMap, path: str) -> tuple[bool | None, tuple[int, ...]]:
+        """`allow_failure:` as (allowed, exit codes)."""
         if "allow_failure" not in mapping:
             return None, ()
         value = mapping["allow_failure"]
@@ -560,6 +569,7 @@ class _Validator(_Checker):
         return None, ()
 
     def exit_codes(self, mapping: YMap, path: str) -> tuple[int, ...]:
+        """`exit_codes:` as a tuple of numbers 0-255."""
         if "exit_codes" not in mapping:
             self.error("expected exit_codes: a number or a list of numbers", mapping.location, path)
             return ()
@@ -578,6 +588,7 @@ class _Validator(_Checker):
         return tuple(out)
 
     def ref_filter(self, job: YMap, key: str, path: str) -> RefFilter | None:
+        """An `only:` or `except:` value."""
         if key not in job:
             return None
         value = job[key]
@@ -613,10 +624,18 @@ class _Validator(_Checker):
         )
 
     def refs(self, mapping: YMap, key: str, path: str) -> tuple[str, ...] | None:
+        """The refs of `only`/`except`, regex literals checked."""
         refs = self.strings(mapping, key, path)
         for ref in refs or ():
             literal = split_regex_literal(ref)
             if literal is None:
+                if "@" in ref:
+                    self.unsupported(
+                        f"{ref!r}: `ref@project` refs are not supported by kapal yet; "
+                        "kapal runs one project, drop the '@...' part",
+                        mapping.value_at(key),
+                        path,
+                    )
                 continue
             try:
                 compile_regex(*literal)
@@ -626,6 +645,7 @@ class _Validator(_Checker):
 
     # jobs ----------------------------------------------------------------------------------
     def job(self, name: str, job: YMap, stages: tuple[str, ...]) -> JobConfig:
+        """One job as a `JobConfig`."""
         self.keys(job, JOB_KEYWORDS, UNSUPPORTED_JOB_KEYWORDS, name)
         stage = self.string(job, "stage", f"{name}: stage") or "test"
         if stage not in stages:
@@ -774,6 +794,7 @@ class _Validator(_Checker):
         return out
 
     def image(self, job: YMap, path: str) -> ImageSpec | None:
+        """`image:` as an ImageSpec."""
         if "image" not in job:
             return None
         value = job["image"]
@@ -795,6 +816,7 @@ class _Validator(_Checker):
         return None
 
     def services(self, job: YMap, path: str) -> tuple[ServiceSpec, ...] | None:
+        """`services:` as ServiceSpecs with GitLab's default aliases."""
         if "services" not in job:
             return None
         value = job["services"]
@@ -846,6 +868,7 @@ class _Validator(_Checker):
         return tuple(out)
 
     def retry(self, job: YMap, path: str) -> RetrySpec | None:
+        """`retry:` as a RetrySpec."""
         if "retry" not in job:
             return None
         value = job["retry"]
@@ -867,12 +890,14 @@ class _Validator(_Checker):
         return RetrySpec(max=self.retry_max(value, where, path))
 
     def retry_max(self, value: Any, where: Location, path: str) -> int:
+        """A retry count, 0 to 2 like GitLab."""
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
             return value
         self.error(f"retry must be 0, 1 or 2 (as in GitLab), found {value!r}", where, path)
         return 0
 
     def duration(self, mapping: YMap, key: str, path: str, maximum: int) -> int | None:
+        """A duration value in seconds, at most `maximum`."""
         value = mapping[key]
         seconds: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
@@ -896,6 +921,7 @@ class _Validator(_Checker):
         return seconds
 
     def artifacts(self, job: YMap, path: str) -> ArtifactsSpec | None:
+        """`artifacts:` as an ArtifactsSpec."""
         if "artifacts" not in job:
             return None
         value = job["artifacts"]
@@ -940,6 +966,7 @@ class _Validator(_Checker):
         )
 
     def caches(self, job: YMap, path: str) -> tuple[CacheSpec, ...] | None:
+        """`cache:` (one or a list) as CacheSpecs."""
         if "cache" not in job:
             return None
         value = job["cache"]
@@ -1002,6 +1029,7 @@ class _Validator(_Checker):
         return tuple(out)
 
     def environment(self, job: YMap, path: str) -> EnvironmentSpec | None:
+        """`environment:` as an EnvironmentSpec."""
         if "environment" not in job:
             return None
         value = job["environment"]
@@ -1027,6 +1055,7 @@ class _Validator(_Checker):
         )
 
     def build(self, job: YMap, path: str) -> BuildSpec | None:
+        """kapal's `build:` as a BuildSpec."""
         if "build" not in job:
             return None
         value = job["build"]
@@ -1055,6 +1084,7 @@ class _Validator(_Checker):
         )
 
     def deploy(self, job: YMap, path: str) -> DeploySpec | None:
+        """kapal's `deploy:` as a DeploySpec."""
         if "deploy" not in job:
             return None
         value = job["deploy"]
@@ -1100,6 +1130,7 @@ class _Validator(_Checker):
         return DeploySpec(image=image, to=to, service=service)
 
     def inherit(self, job: YMap, path: str) -> bool | tuple[str, ...]:
+        """`inherit:`; returns what `inherit: variables` allows."""
         if "inherit" not in job:
             return True
         value = job["inherit"]
@@ -1141,6 +1172,7 @@ class _Validator(_Checker):
         return result
 
     def parallel(self, job: YMap, path: str) -> tuple[int | None, tuple[MatrixEntry, ...] | None]:
+        """`parallel:` as (N, None) or (None, matrix entries)."""
         if "parallel" not in job:
             return None, None
         value = job["parallel"]
@@ -1182,6 +1214,7 @@ class _Validator(_Checker):
         return None, entries
 
     def matrix_entries(self, matrix: YList, path: str) -> tuple[MatrixEntry, ...] | None:
+        """The items of a `matrix:` list, values as strings."""
         entries: list[MatrixEntry] = []
         ok = True
         for i, item in enumerate(matrix):
@@ -1228,6 +1261,7 @@ class _Validator(_Checker):
         return tuple(entries) if ok else None
 
     def needs(self, job: YMap, path: str) -> tuple[NeedConfig, ...] | None:
+        """`needs:` as NeedConfigs by base job name."""
         if "needs" not in job:
             return None
         value = job["needs"]
@@ -1294,6 +1328,7 @@ class _Validator(_Checker):
         return tuple(out)
 
     def check_needs(self, jobs: list[JobConfig], stages: tuple[str, ...]) -> None:
+        """Needs and dependencies name existing jobs of earlier-or-same stages."""
         by_name = {job.name: job for job in jobs}
         order = {stage: i for i, stage in enumerate(stages)}
         for job in jobs:
@@ -1353,6 +1388,7 @@ class _Validator(_Checker):
         self.check_cycles(jobs)
 
     def check_cycles(self, jobs: list[JobConfig]) -> None:
+        """Report a needs cycle, named."""
         graph = {job.name: [n.job for n in job.needs or () if n.job != job.name] for job in jobs}
         cycle = find_cycle(graph)
         if cycle:

@@ -172,6 +172,19 @@ class ArtifactStore:
         copy_files(source, files, workspace)
         return files
 
+    def prune(self, keep: int) -> list[int]:
+        """Remove the artifacts of all but the `keep` most recent pipelines; return those removed.
+
+        "Recent" is by pipeline id. Local runs call this so the store does not grow without end.
+        """
+        if not self.root.is_dir():
+            return []
+        ids = sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit())
+        removed = ids[: max(0, len(ids) - keep)]
+        for pipeline_id in removed:
+            shutil.rmtree(self.root / str(pipeline_id), ignore_errors=True)
+        return removed
+
     def files(self, pipeline_id: int, job: str) -> list[str]:
         """The files `job` stored, relative to its workspace."""
         source = self._job_dir(pipeline_id, job)

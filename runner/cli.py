@@ -24,6 +24,7 @@ from runner.artifacts import ArtifactStore
 from runner.cache import CacheStore
 from runner.engine import Engine, EngineOptions, PipelineResult
 from runner.errors import RunnerError
+from runner.images.resolve import ImageResolver
 from runner.images.store import ImageStore
 from runner.job_images import StoreImageProvider, embedded_builder
 from runner.recorder import PipelineStatus
@@ -33,11 +34,12 @@ from runner.runtime.fake import FakeBackend
 from runner.secrets import load_secrets
 from runner.settings import RunnerSettings
 from runner.terminal import LiveRecorder, PlainRecorder
-from runner.workspace import copy_working_tree, working_tree_files
+from runner.workspace import WorkingTreeSource, working_tree_files
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_CANCELED = 130
+LOCAL_PIPELINES_KEPT = 20  # artifacts of older local runs are removed
 
 
 def _git(directory: Path, *args: str) -> str:
@@ -260,14 +262,17 @@ def _run(
         recorder: LiveRecorder | PlainRecorder = LiveRecorder(console, only)
     else:
         recorder = PlainRecorder(sys.stdout, only)
+    artifacts = ArtifactStore(settings.data_dir / "artifacts")
+    caches = CacheStore(settings.data_dir / "cache")
+    resolver = ImageResolver(store, settings)
     if dry_run:
         engine = Engine(
             backend=FakeBackend(),
-            images=StoreImageProvider(store),
+            images=StoreImageProvider(store, resolver=resolver),
             recorder=recorder,
             work_dir=settings.data_dir / "runs",
-            artifacts=ArtifactStore(settings.data_dir / "artifacts"),
-            caches=CacheStore(settings.data_dir / "cache"),
+            artifacts=artifacts,
+            caches=caches,
             options=options,
         )
         selected = engine.selected_jobs(the_plan)
@@ -278,18 +283,21 @@ def _run(
     backend = EmbeddedBackend(settings)
     engine = Engine(
         backend=backend,
-        images=StoreImageProvider(store, embedded_builder(backend, settings.build_cache_dir)),
+        images=StoreImageProvider(
+            store, embedded_builder(backend, settings.build_cache_dir), resolver
+        ),
         recorder=recorder,
         work_dir=settings.data_dir / "runs",
-        artifacts=ArtifactStore(settings.data_dir / "artifacts"),
-        caches=CacheStore(settings.data_dir / "cache"),
+        artifacts=artifacts,
+        caches=caches,
         options=options,
     )
+    artifacts.prune(keep=LOCAL_PIPELINES_KEPT - 1)
     live = recorder if isinstance(recorder, LiveRecorder) else nullcontext()
     with cancel_on_signals(engine, console), live:
         result = engine.run(
             the_plan,
-            lambda dest: copy_working_tree(project, dest),
+            WorkingTreeSource(project),
             pipeline_id=pipeline_id,
         )
     console.print()

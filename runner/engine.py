@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import shutil
 import tempfile
@@ -27,6 +28,8 @@ from runner.errors import (
     ContainerStartError,
     EngineError,
     ImageError,
+    ImageNotFoundError,
+    ImageReferenceError,
     RunnerError,
     ServiceError,
     UnknownJobError,
@@ -124,12 +127,14 @@ class _Outcome:
 
 
 class _LockedRecorder:
+    """Serialises calls to a recorder, as the `Recorder` protocol promises its implementations."""
+
     def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
         self._lock = threading.Lock()
 
     def record(self, event: Event) -> None:
-        # a recorder that fails drops the event; the run goes on
+        """Pass the event on, one at a time; a recorder that fails drops it, the run goes on."""
         with self._lock, contextlib.suppress(Exception):
             self._recorder.record(event)
 
@@ -166,6 +171,7 @@ class Engine:
         self._canceled = threading.Event()
         self._containers: dict[str, list[Container]] = {}
         self._results: dict[str, JobResult] = {}
+        self._busy_groups: set[str] = set()
         self._plan: Plan | None = None
 
     # -- public ----------------------------------------------------------------------------
@@ -216,6 +222,8 @@ class Engine:
         for job in jobs:
             if job.build is not None or job.deploy is not None:
                 continue
+            if job.manual and not (self.options.manual or job.name in self.options.only):
+                continue  # it will wait for a person; its image is checked when it runs
             values = self._job_variables(job, 0)
             if job.image is None:
                 raise EngineError(
@@ -230,13 +238,17 @@ class Engine:
                     )
                 if _normalise(name) in built:
                     continue
-                if not self.images.available(name):
+                try:
+                    found = self.images.available(name)
+                except ImageReferenceError as exc:
+                    raise ImageReferenceError(f"job {job.name!r}: {exc}") from None
+                if not found:
                     missing.setdefault(name, []).append(job.name)
         if missing:
             lines = [
                 f"  {name} (used by {', '.join(sorted(set(u)))})" for name, u in missing.items()
             ]
-            raise ImageError(
+            raise ImageNotFoundError(
                 "images not in the local store:\n"
                 + "\n".join(lines)
                 + "\nget them with `kapal image bootstrap NAME [--include PKGS]` or "
@@ -272,6 +284,8 @@ class Engine:
         jobs = self.selected_jobs(plan)
         self.check_images(plan, jobs)
         selected = {job.name for job in jobs}
+        self._containers = {}
+        self._busy_groups = set()
         self._plan = plan
         self._pipeline_id = pipeline_id
         self._job_ids = {job.name: pipeline_id * 1000 + i for i, job in enumerate(plan.jobs, 1)}
@@ -290,7 +304,12 @@ class Engine:
         try:
             self._source_dir = run_dir / "source"
             self._source_dir.mkdir()
-            source(self._source_dir)
+            try:
+                source(self._source_dir)
+            except RunnerError:
+                duration = time.monotonic() - started
+                self.recorder.record(PipelineFinished(PipelineStatus.FAILED, duration))
+                raise
             self._run_dir = run_dir
             for job in plan.runnable_jobs():
                 if job.name not in selected:
@@ -303,6 +322,7 @@ class Engine:
             if not self.options.keep_work_dir:
                 shutil.rmtree(run_dir, ignore_errors=True)
         status = self._pipeline_status()
+        self._canceled.clear()  # the next run starts afresh
         duration = time.monotonic() - started
         self.recorder.record(PipelineFinished(status=status, duration=duration))
         return PipelineResult(status=status, jobs=dict(self._results), duration=duration)
@@ -327,8 +347,12 @@ class Engine:
                     decision = self._decide(job)
                     if decision is None:
                         continue
-                    del waiting[name]
                     status, reason = decision
+                    if status is JobStatus.PENDING and job.resource_group:
+                        if job.resource_group in self._busy_groups:
+                            continue  # one job of a resource group at a time
+                        self._busy_groups.add(job.resource_group)
+                    del waiting[name]
                     self._set_status(job, status, reason=reason)
                     if status is JobStatus.PENDING:
                         future = pool.submit(self._run_job, job)
@@ -363,6 +387,14 @@ class Engine:
         if when == "on_success":
             if failed:
                 return JobStatus.SKIPPED, f"{failed} failed"
+            assert self._plan is not None
+            for name in job.waits_for:
+                result = self._results.get(name)
+                blocking = result is not None and result.status == JobStatus.MANUAL
+                if blocking and not self._plan.job(name).allow_failure:
+                    return JobStatus.SKIPPED, (
+                        f"blocked by the manual job {name} (run it with --job {name!r} or --manual)"
+                    )
             if job.needs is not None:
                 for need in job.needs:
                     result = self._results.get(need.job)
@@ -482,14 +514,17 @@ class Engine:
                 allowed = outcome.exit_code in job.allow_failure_exit_codes
             else:
                 allowed = job.allow_failure
-        self._set_status(
-            job,
-            outcome.status,
-            reason=outcome.reason,
-            exit_code=outcome.exit_code,
-            duration=time.monotonic() - started,
-            allowed_failure=allowed,
-        )
+        with self._lock:
+            if job.resource_group:
+                self._busy_groups.discard(job.resource_group)
+            self._set_status(
+                job,
+                outcome.status,
+                reason=outcome.reason,
+                exit_code=outcome.exit_code,
+                duration=time.monotonic() - started,
+                allowed_failure=allowed,
+            )
 
     def _job_variables(self, job: Job, attempt: int) -> dict[str, str]:
         project_dir = self.options.project_dir
@@ -582,18 +617,29 @@ class Engine:
                 except (ValueError, OSError) as exc:
                     self._log(job, f"kapal: cannot read the JUnit report {rel}: {exc}")
             if reports:
-                self.recorder.record(TestReport(job=job.name, cases=tuple(cases)))
+                mask = self._masker.mask
+                masked = tuple(
+                    dataclasses.replace(
+                        case,
+                        name=mask(case.name),
+                        classname=mask(case.classname),
+                        message=mask(case.message),
+                    )
+                    for case in cases
+                )
+                self.recorder.record(TestReport(job=job.name, cases=masked))
+        # reports are kept whatever the result, as GitLab does; paths follow `when`
         wanted = {"always": True, "on_success": succeeded, "on_failure": not succeeded}[spec.when]
-        if not wanted:
-            return
-        files = collect_paths(workspace, (*spec.paths, *spec.junit), spec.exclude)
+        paths = (*spec.paths, *spec.junit) if wanted else spec.junit
+        files = collect_paths(workspace, paths, spec.exclude)
         if not files:
-            if spec.paths:
+            if wanted and spec.paths:
                 self._log(job, "kapal: no files matched the artifacts paths")
             return
         stored = self.artifacts.save(self._pipeline_id, job.name, workspace, files)
         self._log(job, f"kapal: stored {len(files)} artifact file(s) ({stored.size} bytes)")
-        self.recorder.record(ArtifactStored(job=job.name, files=stored.files, size=stored.size))
+        shown = tuple(self._masker.mask(name) for name in stored.files)
+        self.recorder.record(ArtifactStored(job=job.name, files=shown, size=stored.size))
 
     def _cache_key(self, job: Job, spec_index: int, values: Mapping[str, str]) -> str:
         spec = job.caches[spec_index]

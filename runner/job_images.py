@@ -16,7 +16,9 @@ from runner.build.builder import Builder as DockerfileBuilder
 from runner.build.builder import BuildOptions
 from runner.build.cache import LayerCache
 from runner.errors import BuildError, ImageNotFoundError
+from runner.images.image import Image
 from runner.images.reference import Reference
+from runner.images.resolve import ImageResolver
 from runner.images.store import ImageStore
 from runner.runtime.backend import Backend, ImageDefaults
 from runner.runtime.backend import LogLine as BackendLogLine
@@ -77,19 +79,42 @@ Builder = Callable[[ImageStore, BuildRequest, BuildLog], str]
 
 
 class StoreImageProvider:
-    """Images from the local `ImageStore`; builds through `builder` when one is given."""
+    """Images from the local `ImageStore`, pulled through `resolver` when one is given (see
+    `runner.images.ImageResolver`: the configured pull registries); builds through `builder`."""
 
-    def __init__(self, store: ImageStore, builder: Builder | None = None) -> None:
+    def __init__(
+        self,
+        store: ImageStore,
+        builder: Builder | None = None,
+        resolver: ImageResolver | None = None,
+    ) -> None:
         self.store = store
         self._builder = builder
+        self._resolver = resolver
+        self._lock = threading.Lock()  # the resolver serves one thread at a time
+
+    def _image(self, name: str) -> Image:
+        ref = Reference.parse(name)
+        if self._resolver is None:
+            return self.store.resolve(ref)
+        with self._lock:
+            return self._resolver.resolve(ref)
 
     def available(self, name: str) -> bool:
-        """Whether the store holds `name`."""
-        return self.store.exists(Reference.parse(name))
+        """Whether the store holds `name`, or a configured registry gave it."""
+        if self.store.exists(Reference.parse(name)):
+            return True
+        if self._resolver is None:
+            return False
+        try:
+            self._image(name)
+        except ImageNotFoundError:
+            return False
+        return True
 
     def resolve(self, name: str) -> RunnableImage:
-        """Resolve `name` in the store and unpack its layers."""
-        image = self.store.resolve(Reference.parse(name))
+        """Resolve `name` (pulling it when allowed) and unpack its layers."""
+        image = self._image(name)
         layers = tuple(self.store.unpacked_layers(image))
         return RunnableImage(
             reference=name,

@@ -51,6 +51,7 @@ class _JobRow:
     tests: str = ""
 
     def elapsed(self) -> float | None:
+        """Seconds the job took, or has been running so far."""
         if self.duration is not None:
             return self.duration
         if self.started is not None and self.status == JobStatus.RUNNING:
@@ -58,6 +59,7 @@ class _JobRow:
         return None
 
     def status_text(self) -> str:
+        """The status as shown: with "(allowed)" and the attempt number when they matter."""
         text = self.status.value
         if self.status == JobStatus.FAILED and self.allowed_failure:
             text += " (allowed)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
@@ -135,3 +136,27 @@ def _remote_unreachable(exc: git.GitCommandError) -> bool:
             "failed to connect",
         )
     )
+
+
+@dataclass(frozen=True)
+class WorkingTreeSource:
+    """A `WorkspaceSource` for `kapal run`: the working tree at `path`, committed or not."""
+
+    path: Path
+
+    def __call__(self, destination: Path) -> None:
+        """Copy the working tree into `destination`."""
+        copy_working_tree(self.path, destination)
+
+
+@dataclass(frozen=True)
+class GitCommitSource:
+    """A `WorkspaceSource` for server runs: `url` cloned at `commit` (shallow where possible)."""
+
+    url: str
+    commit: str
+    submodules: bool = False
+
+    def __call__(self, destination: Path) -> None:
+        """Clone into `destination`."""
+        clone_at_commit(self.url, self.commit, destination, submodules=self.submodules).close()

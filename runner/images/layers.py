@@ -103,6 +103,17 @@ def _clean(name: str, where: str) -> str:
     return path
 
 
+def _check_not_under_symlink(path: str, shown: str, symlinks: set[str], where: str) -> None:
+    parent = posixpath.dirname(path)
+    while parent not in ("", "."):
+        if parent in symlinks:
+            raise ArchiveError(
+                f"{where}: member {shown!r} lies under the symlink {parent!r} of the same layer; "
+                "refusing it"
+            )
+        parent = posixpath.dirname(parent)
+
+
 def scan_layer(path: Path, gzip: bool, where: str) -> LayerScan:
     """Read a layer blob once: its digest, diff_id, whiteouts; reject truncated or unsafe tars."""
     reader = _HashingReader(path, gzip)
@@ -114,18 +125,14 @@ def scan_layer(path: Path, gzip: bool, where: str) -> LayerScan:
             with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
                 for member in tar:
                     name = _clean(member.name, where)
-                    parent = posixpath.dirname(name)
-                    while parent not in ("", "."):
-                        if parent in symlinks:
-                            raise ArchiveError(
-                                f"{where}: member {member.name!r} lies under the symlink "
-                                f"{parent!r} of the same layer; refusing it"
-                            )
-                        parent = posixpath.dirname(parent)
+                    _check_not_under_symlink(name, member.name, symlinks, where)
                     if member.issym():
                         symlinks.add(name)
                     if member.islnk():
-                        _clean(member.linkname, where)
+                        # link() follows symlinks in the target's directories: a hard link
+                        # through one could reach a file of the host.
+                        target = _clean(member.linkname, where)
+                        _check_not_under_symlink(target, member.linkname, symlinks, where)
                     base = posixpath.basename(name)
                     if base == OPAQUE_MARKER:
                         opaque.append(posixpath.dirname(name) or ".")

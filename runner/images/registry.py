@@ -342,7 +342,7 @@ class RegistryClient:
                 mt.layer_is_gzip(str(layer.get("mediaType", "")), f"{ref.familiar}")
             for desc in [manifest["config"], *layers]:
                 self._fetch_blob(ref, store, str(desc["digest"]), int(desc.get("size", 0)))
-            tags = [ref.with_tag(ref.tag)] if ref.tag else []
+            tags = [ref.with_tag(ref.tag)] if ref.tag else [ref]
             image = store.add_manifest(body, tags, f"manifest of {ref.familiar}")
         return image
 

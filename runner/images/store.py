@@ -157,11 +157,16 @@ class ImageStore:
         return {Reference.parse(k): v for k, v in self._read_tags().items()}
 
     def tag(self, image: Image | str, reference: Reference | str) -> Reference:
-        """Point the tag `reference` at `image` (an Image or a manifest digest)."""
+        """Point the tag `reference` at `image` (an Image or a manifest digest).
+
+        A digest reference (`name@sha256:…`, as a pull by digest leaves) is kept as a name too, so
+        `gc()` keeps the image; it resolves by its digest.
+        """
         ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
-        if ref.tag is None:
+        if ref.tag is not None:
+            ref = ref.with_tag(ref.tag)
+        elif ref.digest is None:
             raise ImageError(f"cannot tag with {ref}: a tag needs a name like `app:1.0`")
-        ref = ref.with_tag(ref.tag)
         digest = image.digest if isinstance(image, Image) else image
         self.get(digest)
         with self._lock:
@@ -176,7 +181,7 @@ class ImageStore:
         with self._lock:
             tags = self._read_tags()
             if ref.digest is not None:
-                gone = [k for k, v in tags.items() if v == ref.digest]
+                gone = [k for k, v in tags.items() if ref.digest in (v, k.partition("@")[2])]
             else:
                 gone = [k for k in tags if k == str(ref)]
             if not gone:
@@ -443,12 +448,14 @@ class ImageStore:
     def _referenced(self) -> tuple[set[str], set[str]]:
         blobs: set[str] = set()
         diff_ids: set[str] = set()
-        for digest in set(self._read_tags().values()):
+        tags = self._read_tags()
+        blobs.update(k.partition("@")[2] for k in tags if "@" in k)  # pinned indexes, manifests
+        for digest in set(tags.values()):
             try:
                 image = self.get(digest)
             except ImageError:
                 continue
-            blobs.update({digest, image.config_digest})
+            blobs.update({digest, image.digest, image.config_digest})
             blobs.update(x.digest for x in image.layers)
             diff_ids.update(x.diff_id for x in image.layers)
         return blobs, diff_ids

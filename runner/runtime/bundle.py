@@ -102,6 +102,13 @@ def _standard_mounts() -> list[dict[str, Any]]:
             "source": "sysfs",
             "options": ["nosuid", "noexec", "nodev", "ro"],
         },
+        {
+            # The container's own groups, read-only (tools read their limits there).
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        },
     ]
 
 

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from runner.errors import ContainerRuntimeError, ContainerStartError
 from runner.runtime.backend import (
@@ -195,6 +196,18 @@ class EmbeddedBackend:
         with self._lock:
             self._containers[container.id] = state
             box.containers.append(container.id)
+            torn_down = sandbox.id not in self._sandboxes
+        if torn_down:
+            # teardown ran while this container was starting: it must not outlive the sandbox.
+            try:
+                self.stop(container, grace=0.0)
+                self.wait(container)
+            finally:
+                with self._lock:
+                    self._containers.pop(container.id, None)
+            raise ContainerRuntimeError(
+                f"sandbox {sandbox.id} was torn down while {spec.name} started"
+            )
         return container
 
     def _launch(
@@ -274,7 +287,10 @@ class EmbeddedBackend:
         return self._read_output(state)
 
     def _read_output(self, state: _ContainerState) -> Iterator[LogLine]:
-        pipes = {"stdout": state.proc.stdout, "stderr": state.proc.stderr}
+        pipes: dict[Stream, IO[bytes] | None] = {
+            "stdout": state.proc.stdout,
+            "stderr": state.proc.stderr,
+        }
         selector = selectors.DefaultSelector()
         pending: dict[Stream, bytes] = {}
         finished = False
@@ -282,7 +298,7 @@ class EmbeddedBackend:
             for name, pipe in pipes.items():
                 if pipe is not None and not pipe.closed:
                     selector.register(pipe.fileno(), selectors.EVENT_READ, name)
-                    pending[name] = b""  # type: ignore[index]
+                    pending[name] = b""
             while selector.get_map():
                 for key, _ in selector.select():
                     stream: Stream = key.data

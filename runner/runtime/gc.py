@@ -80,7 +80,7 @@ def collect(settings: RunnerSettings) -> GcReport:
 
 
 def _young(directory: Path) -> bool:
-    # A directory without its owner record may be one a live worker is creating right now.
+    # A directory without a readable owner record may be one a live worker is creating now.
     try:
         return time.time() - directory.stat().st_mtime < _OWNERLESS_GRACE
     except FileNotFoundError:

@@ -52,10 +52,16 @@ class Owner:
 
 
 def write_owner(directory: Path, owner: Owner) -> None:
-    """Record `owner` in `directory` atomically."""
-    temporary = directory / f".{OWNER_FILE}.tmp"
-    temporary.write_text(json.dumps(asdict(owner)))
-    temporary.replace(directory / OWNER_FILE)
+    """Record `owner` in the new `directory` (one write; a reader may see it half-written).
+
+    No write-and-rename: this runs for every container and each metadata operation costs.
+    `kapal gc` treats an unreadable record like a missing one (see `runner.runtime.gc`).
+    """
+    fd = os.open(directory / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, json.dumps(asdict(owner)).encode())
+    finally:
+        os.close(fd)
 
 
 def read_owner(directory: Path) -> Owner | None:

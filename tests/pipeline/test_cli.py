@@ -123,3 +123,14 @@ def test_plan_without_pipeline_says_why(app: typer.Typer, tmp_path: Path) -> Non
     code, out, _ = _run(app, "plan", str(tmp_path), "--branch", "main")
     assert code == 0
     assert "no pipeline: workflow: no rule of workflow: rules matched" in out
+
+
+def test_lint_names_included_files_beside_the_main_file(app: typer.Typer, tmp_path: Path) -> None:
+    (tmp_path / "ci").mkdir()
+    (tmp_path / ".kapal.yml").write_text("include: ci/jobs.yml\n")
+    (tmp_path / "ci" / "jobs.yml").write_text("job:\n  script: s\n  retry: 9\n")
+    code, out, _ = _run(app, "lint", str(tmp_path))
+    assert code == 1
+    assert out.startswith(
+        f"{tmp_path / 'ci' / 'jobs.yml'}:3:10: job: retry: retry must be 0, 1 or 2"
+    )

@@ -216,6 +216,13 @@ def test_right_side_that_is_not_a_regex_is_a_substring_check() -> None:
     assert holds('"5" !~ "1234"')
 
 
+def test_quoted_regex_on_the_right_is_a_regex() -> None:
+    """Impl. (Matches: every right side goes through Pattern.build_and_evaluate): a quoted
+    `"/^ab/"` is matched as the regular expression it spells."""
+    assert holds('$teststring =~ "/^ab/"')
+    assert not holds('$teststring =~ "/^b/"')
+
+
 def test_variable_holding_an_invalid_regex_falls_back_to_substring() -> None:
     """Impl. (Pattern.build_and_evaluate): a value that is not a valid `/regex/` is used as text,
     so no error happens at evaluation time."""

@@ -13,11 +13,23 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import PipelineError, Plan, TriggerContext, lint, loads, plan, validate
+from pipeline import (
+    IncludeError,
+    LoadError,
+    PipelineError,
+    Plan,
+    TriggerContext,
+    lint,
+    load,
+    loads,
+    plan,
+    validate,
+)
 
 HERE = Path(__file__).parent
 VALID_FILES = sorted(
@@ -172,6 +184,34 @@ def test_random_keyword_documents(data: dict[str, Any]) -> None:
 def test_random_text(text: str) -> None:
     """Arbitrary text, much of it made of YAML syntax."""
     _check(text)
+
+
+# -- escapes found by fuzzing, kept as regressions ------------------------------------------
+
+
+def test_include_with_a_name_longer_than_the_file_system_allows() -> None:
+    """Found by fuzzing: `include: local:` with a 300-character name raised OSError
+    (ENAMETOOLONG) from Path.is_file() in resolve; now it is "file not found"."""
+    text = "include:\n  - local: " + "a" * 300 + ".yml\njob:\n  script: [x]\n"
+    problems = _lint(text, HERE)
+    assert [type(problem) for problem in problems] == [IncludeError]
+    assert "not found" in problems[0].message
+    _check(text)
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("a" * 5000 + ".yml", "File name too long"),  # OSError from Path.is_dir()
+        ("x\0y.yml", "NUL byte"),  # ValueError from open()
+        ("/dev/zero", "larger than"),  # read_bytes() never returned: memory filled up
+    ],
+)
+def test_load_paths_the_system_refuses(path: str, fragment: str) -> None:
+    """Found while fuzzing `load()`'s path argument: each is now a LoadError."""
+    with pytest.raises(LoadError, match=fragment):
+        load(path)
+    assert isinstance(lint(path)[0], LoadError)
 
 
 # -- plausible pipelines: mostly valid, so the planner is reached ----------------------------

@@ -70,6 +70,28 @@ def test_matching(body: str, flags: str, text: str, expected: bool) -> None:
     assert compile_regex(body, flags).search(text) is expected
 
 
+@pytest.mark.parametrize(
+    ("body", "text", "expected"),
+    [
+        ("a(?i)b", "aB", True),
+        ("a(?i)b", "Ab", False),
+        ("(?i)a(?-i)b", "Ab", True),
+        ("(?i)a(?-i)b", "AB", False),
+        ("^a(?i)b|c$", "xC", True),  # the flag lasts across `|` to the end of the group
+        ("(x(?i)y)z", "xYz", True),
+        ("(x(?i)y)z", "xYZ", False),  # ...and stops where the group ends
+        ("(?m:^b$)", "a\nb\nc", True),
+        ("^b$", "a\nb\nc", False),
+        ("\\B", "", True),  # Python's own \B never matches the empty string
+        ("^*a", "a", True),  # RE2 repeats assertions
+        ("a\\b+", "a b", True),
+    ],
+)
+def test_inline_flags_and_assertions(body: str, text: str, expected: bool) -> None:
+    """RE2's mid-pattern `(?i)`, scoped flags and repeated assertions, read as RE2 reads them."""
+    assert compile_regex(body).search(text) is expected
+
+
 def test_ungreedy_flag_swaps_greediness() -> None:
     """RE2 `U`: `x*` is lazy and `x*?` greedy."""
     assert compile_regex("a.+b", "U").compiled.match("a1b2b").group(0) == "a1b"  # type: ignore[union-attr]
@@ -94,15 +116,16 @@ def test_ungreedy_flag_swaps_greediness() -> None:
         ("[b-a]", 3, "end is before its start"),
         ("[[:nope:]]", 2, "unknown POSIX class"),
         ("[[:^alpha:]]", 2, "negated POSIX"),
-        ("a(?i)b", 2, "only supported at the start"),
-        ("(?U:a)", 1, "U flag"),
         (r"\k", 1, "unknown escape"),
         (r"\x4", 1, "two hex digits"),
         (r"\x{110000}", 1, "beyond the last Unicode"),
         ("\\", 1, "trailing backslash"),
         ("(ab", 0, "unterminated subpattern"),
         ("ab)", 0, "unbalanced parenthesis"),
-        ("*a", 0, "nothing to repeat"),
+        ("*a", 1, "nothing to repeat"),
+        (r"a\E", 2, "without a \\Q"),
+        ("\\é", 1, "unknown escape"),
+        ("[[:x-y:]]", 2, "unknown POSIX class"),
     ],
 )
 def test_refused_with_column(body: str, column: int, fragment: str) -> None:

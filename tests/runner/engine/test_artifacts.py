@@ -80,3 +80,13 @@ def test_junit_testsuites_with_errors_and_skips() -> None:
 def test_junit_that_is_not_xml_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="not a JUnit XML report"):
         parse_junit("<testsuite>")
+
+
+def test_prune_keeps_the_most_recent_pipelines(
+    tree: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    store = ArtifactStore(tmp_path_factory.mktemp("store"))
+    for pipeline_id in (3, 10, 7, 12):
+        store.save(pipeline_id, "job", tree, ["report.xml"])
+    assert store.prune(keep=2) == [3, 7]
+    assert [store.has(i, "job") for i in (3, 7, 10, 12)] == [False, False, True, True]

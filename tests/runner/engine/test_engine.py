@@ -344,3 +344,56 @@ def test_recorder_sees_each_job_through_its_statuses(harness: Harness) -> None:
     ]
     (final,) = [e for e in harness.recorder.of_type(JobStatusChanged) if e.status.finished]
     assert final.exit_code == 0 and final.duration is not None
+
+
+def test_a_blocking_manual_job_holds_later_stages(harness: Harness) -> None:
+    result = harness.run(
+        plan(job("gate", "build", when="manual", allow_failure=False), job("unit"))
+    )
+    assert result.jobs["gate"].status == JobStatus.MANUAL
+    assert result.jobs["unit"].status == JobStatus.SKIPPED
+    assert "blocked by the manual job gate" in result.jobs["unit"].reason
+
+
+def test_resource_group_jobs_never_overlap(harness: Harness) -> None:
+    for name in ("deploy-a", "deploy-b", "free"):
+        harness.backend.script(named(name), FakeBehaviour(delay=0.2))
+    result = harness.run(
+        plan(
+            job("deploy-a", resource_group="prod"),
+            job("deploy-b", resource_group="prod"),
+            job("free"),
+        )
+    )
+    assert result.passed
+    w = running_windows(harness)
+    a, b, free = w["deploy-a"], w["deploy-b"], w["free"]
+    assert a[1] < b[0] or b[1] < a[0]  # one after the other
+    assert free[0] < max(a[0], b[0])  # the free job did not wait for the group
+
+
+def test_a_workspace_that_cannot_be_made_ends_the_pipeline_cleanly(harness: Harness) -> None:
+    from runner.errors import WorkspaceError
+    from runner.recorder import PipelineFinished
+
+    def broken(dest: object) -> None:
+        raise WorkspaceError("commit abc is not in repo.git")
+
+    engine = harness.engine()
+    with pytest.raises(WorkspaceError):
+        engine.run(plan(job("unit")), broken)
+    assert isinstance(harness.recorder.events[-1], PipelineFinished)
+    assert harness.backend.started == []
+
+
+def test_stage_runs_that_stage_and_what_it_waits_for(harness: Harness) -> None:
+    result = harness.run(
+        plan(job("compile", "build"), job("unit"), job("lint"), job("publish", "deploy")),
+        stage="test",
+    )
+    assert [n for n, r in result.jobs.items() if r.status == JobStatus.SUCCESS] == [
+        "compile",
+        "unit",
+        "lint",
+    ]
+    assert result.jobs["publish"].status == JobStatus.SKIPPED

@@ -122,6 +122,20 @@ def test_junit_reports_become_test_cases(harness: Harness) -> None:
     ]
     assert report.cases[1].message == "assert 'bye' == 'hi'"
     assert report.cases[1].duration == 0.5 and report.failed == 1
+
+
+def test_test_reports_are_masked_too(harness: Harness) -> None:
+    def write_report(spec: Any) -> FakeBehaviour:
+        (workspace_of(spec) / "report.xml").write_text(JUNIT.replace("'bye'", repr(SECRET)))
+        return FakeBehaviour(exit_code=1)
+
+    harness.backend.script(named("unit"), write_report)
+    harness.run(
+        plan(job("unit", artifacts=ArtifactsSpec(junit=("report.xml",)))),
+        secrets={"TOKEN": SECRET},
+    )
+    (report,) = harness.recorder.of_type(TestReport)
+    assert report.cases[1].message == "assert '[MASKED]' == 'hi'"
     assert harness.artifacts.files(1, "unit") == ["report.xml"]
 
 

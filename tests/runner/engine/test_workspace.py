@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import WorkspaceError
-from runner.workspace import clone_at_commit, copy_working_tree
+from runner.workspace import GitCommitSource, clone_at_commit, copy_working_tree
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -73,3 +73,9 @@ def test_clone_errors_say_what_is_wrong(repo: Path, tmp_path: Path) -> None:
         clone_at_commit(str(repo), "0" * 40, tmp_path / "c1")
     with pytest.raises(WorkspaceError, match="cannot reach the git remote"):
         clone_at_commit(str(tmp_path / "nowhere"), "0" * 40, tmp_path / "c2")
+
+
+def test_git_commit_source_fills_a_workspace(repo: Path, tmp_path: Path) -> None:
+    sha = git(repo, "rev-parse", "HEAD")
+    GitCommitSource(str(repo), sha)(tmp_path / "ws")
+    assert (tmp_path / "ws" / "app.py").read_text() == "v1\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -106,14 +107,16 @@ def test_chunked_upload(
     assert pulled.digest == source.resolve("app:1").digest
 
 
-def _put_index(registry: str, repo_ref: Reference, tag: str, manifests: list[dict]) -> None:
+def _put_index(registry: str, repo_ref: Reference, tag: str, manifests: list[dict]) -> str:
     index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}
+    body = json.dumps(index).encode()
     response = httpx.put(
         f"http://{registry}/v2/{repo_ref.repository}/manifests/{tag}",
-        content=json.dumps(index).encode(),
+        content=body,
         headers={"Content-Type": mt.OCI_INDEX},
     )
     assert response.status_code == 201, response.text
+    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def test_manifest_list_picks_linux_amd64(
@@ -136,7 +139,7 @@ def test_manifest_list_picks_linux_amd64(
                 "platform": {"os": "linux", "architecture": arch},
             }
 
-        _put_index(registry, repo, "multi", [desc(other, "arm64"), desc(image, "amd64")])
+        index = _put_index(registry, repo, "multi", [desc(other, "arm64"), desc(image, "amd64")])
         _put_index(registry, repo, "armonly", [desc(other, "arm64")])
         target = ImageStore(tmp_path / "t")
         pulled = client.pull(repo.with_tag("multi"), target)
@@ -144,6 +147,14 @@ def test_manifest_list_picks_linux_amd64(
         assert target.resolve(repo.with_tag("multi")).config["config"]["Cmd"] == ["/bin/sh"]
         with pytest.raises(ImageError, match=r"no linux/amd64 image \(it has: linux/arm64\)"):
             client.pull(repo.with_tag("armonly"), target)
+        by_digest = ImageStore(tmp_path / "by-digest")
+        pinned = repo.with_digest(index)
+        assert client.pull(pinned, by_digest).digest == image.digest
+    assert by_digest.gc().blobs == 0  # a pull by digest keeps its image
+    assert by_digest.resolve(pinned).digest == image.digest
+    assert [t.reference for t in by_digest.list_images()] == [pinned]
+    by_digest.remove(pinned)
+    assert list(by_digest.blobs.digests()) == []
 
 
 def test_pull_missing_image_is_a_clear_error(registry: str, tmp_path: Path) -> None:

@@ -180,6 +180,13 @@ def test_unpacked_layers_work_as_overlay_lowerdirs(tmp_path: Path) -> None:
             "under the symlink",
         ),
         ([Entry("h", tarfile.LNKTYPE, linkname="../../etc/shadow")], "outside the layer"),
+        (
+            [
+                Entry("s", tarfile.SYMTYPE, linkname="/etc"),
+                Entry("h", tarfile.LNKTYPE, linkname="s/shadow"),
+            ],
+            "under the symlink",
+        ),
     ],
 )
 def test_unsafe_layers_are_refused(tmp_path: Path, entries: list[Entry], complaint: str) -> None:

@@ -15,6 +15,10 @@ from runner.runtime.syscalls import mount_points
 from runner.settings import RunnerSettings
 from web.cli import build_app
 
+# A hung container must fail the test, not the CI run.
+pytestmark = pytest.mark.timeout(180)
+
+
 KAPAL = str(Path(sys.executable).parent / "kapal")
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
-from runner.errors import ContainerStartError
+from runner.errors import ContainerRuntimeError, ContainerStartError
+from runner.images import ImageStore
 from runner.runtime.backend import (
     ContainerSpec,
     ExitStatus,
@@ -18,6 +20,9 @@ from runner.runtime.backend import (
 from runner.runtime.oneshot import run_container
 from tests.runner.runtime.conftest import BusyboxImage, RecordingBackend
 
+# A hung container must fail the test, not the CI run.
+pytestmark = pytest.mark.timeout(180)
+
 
 def run(backend: RecordingBackend, spec: ContainerSpec) -> tuple[list[LogLine], ExitStatus]:
     """Run `spec` in its own sandbox; return its lines and status."""
@@ -27,6 +32,7 @@ def run(backend: RecordingBackend, spec: ContainerSpec) -> tuple[list[LogLine], 
 
 
 def texts(lines: list[LogLine], stream: str = "stdout") -> list[str]:
+    """The texts of the lines of one stream."""
     return [line.text for line in lines if line.stream == stream]
 
 
@@ -220,3 +226,49 @@ def test_endless_line_is_cut(backend: RecordingBackend, busybox: BusyboxImage) -
     lines, status = run(backend, busybox.spec("sh", "-c", "head -c 2500000 /dev/zero | tr '\\0' x"))
     assert status.ok
     assert [len(line) for line in texts(lines)] == [1 << 20, 1 << 20, 2500000 - (2 << 20)]
+
+
+def test_parallel_sandboxes(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    # The engine runs jobs in threads: four sandboxes at once, each with its own port 8000.
+    results: dict[int, list[str]] = {}
+
+    def job(number: int) -> None:
+        script = (
+            f"(echo job-{number} | nc -l -p 8000 &); "
+            "for i in $(seq 400); do nc 127.0.0.1 8000 && exit; sleep 0.05; done; exit 1"
+        )
+        lines, status = run(backend, busybox.spec("sh", "-c", script))
+        results[number] = [*texts(lines), status.describe()]
+
+    threads = [threading.Thread(target=job, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {n: [f"job-{n}", "exited with code 0"] for n in range(4)}
+
+
+def test_handles_after_teardown(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    sandbox = backend.setup(SandboxSpec())
+    container = backend.start(sandbox, busybox.spec("true"))
+    backend.teardown(sandbox)
+    backend.teardown(sandbox)  # harmless
+    with pytest.raises(ContainerRuntimeError, match="torn down or never set up"):
+        backend.start(sandbox, busybox.spec("true"))
+    with pytest.raises(ContainerRuntimeError, match="unknown container"):
+        backend.wait(container)
+
+
+def test_debian_image_user_and_python(
+    backend: RecordingBackend, image_store: ImageStore, debian_image: str
+) -> None:
+    image = image_store.resolve(debian_image)
+    spec = ContainerSpec(
+        layers=tuple(image_store.unpacked_layers(image)),
+        image=ImageDefaults.from_image_config(image.config),
+        command=("python3", "-c", "import os, pwd; print(pwd.getpwuid(os.getuid()).pw_name)"),
+        user="nobody",
+    )
+    lines, status = run(backend, spec)
+    assert status.ok, lines
+    assert texts(lines) == ["nobody"]

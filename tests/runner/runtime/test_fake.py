@@ -13,6 +13,7 @@ from runner.runtime.oneshot import run_container
 
 
 def spec(*command: str, **fields: object) -> ContainerSpec:
+    """A spec running `command` (no image needed by the fake)."""
     return ContainerSpec(command=command, **fields)  # type: ignore[arg-type]
 
 

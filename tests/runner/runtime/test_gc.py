@@ -8,9 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from runner.runtime.embedded import EmbeddedBackend
 from runner.settings import RunnerSettings
 from tests.runner.runtime.conftest import BusyboxImage, leftovers
+
+# A hung container must fail the test, not the CI run.
+pytestmark = pytest.mark.timeout(180)
+
 
 WORKER = """
 import sys, time

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from runner.runtime.backend import Limits, SandboxSpec
 from runner.runtime.cgroups import LEAF, current_hierarchies
 from runner.runtime.oneshot import run_container
 from tests.runner.runtime.conftest import BusyboxImage, RecordingBackend
+
+# A hung container must fail the test, not the CI run.
+pytestmark = pytest.mark.timeout(180)
 
 
 def test_memory_limit_reports_oom(backend: RecordingBackend, busybox: BusyboxImage) -> None:
@@ -61,9 +66,27 @@ def test_cpu_limit_is_applied(backend: RecordingBackend, busybox: BusyboxImage) 
         )
         assert next(iter(backend.logs(container))).text == "ready"
         cpu = next(h for h in current_hierarchies() if "cpu" in h.controllers)
-        group = cpu.own_dir / f"kapal-{container.id}" / LEAF
+        group = cpu.own_dir / f"kapal-{container.id}"  # no memory limit: runc's group only
+        assert not (group / LEAF).exists()
         assert (group / "cpu.cfs_quota_us").read_text().strip() == "150000"
         assert (group / "cpu.cfs_period_us").read_text().strip() == "100000"
+    finally:
+        backend.teardown(sandbox)
+
+
+def test_memory_limit_uses_a_parent_group(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    sandbox = backend.setup(SandboxSpec())
+    try:
+        limits = Limits(memory_bytes=48 << 20, pids=20)
+        container = backend.start(
+            sandbox, busybox.spec("sh", "-c", "echo ready; sleep 600", limits=limits)
+        )
+        assert next(iter(backend.logs(container))).text == "ready"
+        by_controller = {name: h for h in current_hierarchies() for name in h.controllers}
+        parent = by_controller["memory"].own_dir / f"kapal-{container.id}"
+        assert (parent / "memory.limit_in_bytes").read_text().strip() == str(48 << 20)
+        leaf = by_controller["pids"].own_dir / f"kapal-{container.id}" / LEAF
+        assert (leaf / "pids.max").read_text().strip() == "20"
     finally:
         backend.teardown(sandbox)
 
@@ -121,3 +144,15 @@ def test_cancel_event_of_run_container(backend: RecordingBackend, busybox: Busyb
     )
     assert status.canceled
     assert not status.ok
+
+
+def test_container_sees_its_own_limits(backend: RecordingBackend, busybox: BusyboxImage) -> None:
+    lines: list[str] = []
+    limit = "/sys/fs/cgroup/pids/pids.max"
+    script = f"cat {limit}; (echo 99 > {limit}) 2>/dev/null || echo ro"
+    run_container(
+        backend,
+        busybox.spec("sh", "-c", script, limits=Limits(pids=33)),
+        on_line=lambda line: lines.append(line.text),
+    )
+    assert lines == ["33", "ro"]

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from runner.runtime.backend import LogLine, SandboxSpec
 from tests.runner.runtime.conftest import BusyboxImage, RecordingBackend
+
+# A hung container must fail the test, not the CI run.
+pytestmark = pytest.mark.timeout(180)
 
 
 def host_interfaces() -> set[str]:
@@ -40,7 +45,7 @@ def test_service_reached_by_alias(backend: RecordingBackend, busybox: BusyboxIma
                 "sh",
                 "-c",
                 # The server may not listen yet: retry, as a job waiting for its service would.
-                "for i in $(seq 100); do nc db 5432 && exit 0; sleep 0.05; done; exit 1",
+                "for i in $(seq 400); do nc db 5432 && exit 0; sleep 0.05; done; exit 1",
                 name="job",
             ),
         )
@@ -81,7 +86,7 @@ def test_separate_sandboxes_do_not_share(backend: RecordingBackend, busybox: Bus
         probe = backend.start(
             first,
             busybox.spec(
-                "sh", "-c", "for i in $(seq 100); do nc 127.0.0.1 7000 && exit; sleep 0.05; done"
+                "sh", "-c", "for i in $(seq 400); do nc 127.0.0.1 7000 && exit; sleep 0.05; done"
             ),
         )
         probe_lines = [line.text for line in backend.logs(probe) if line.stream == "stdout"]
