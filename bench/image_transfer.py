@@ -3,7 +3,13 @@
 Measures, on the same machine and the same Debian minbase+python3 image (bootstrapped with
 mmdebstrap, cached under /var/cache/kapal-tests): push to and pull from a local docker-registry
 (kapal vs `skopeo copy`), and unpacking the image for use (kapal's `unpacked_layers` vs
-`umoci unpack`). Prints a table and writes JSON (`--json PATH`, default bench/image_transfer.json).
+`umoci unpack`). Prints a table and writes JSON (`--json PATH`, default
+bench/results/image_transfer.json).
+
+Caveats that the ratios carry: kapal stores and pushes bootstrapped layers uncompressed, while
+skopeo gzips an uncompressed layer when it pushes it (more CPU, fewer bytes); each push round goes
+to a new, empty registry so neither tool can skip blobs; umoci unpack also writes a runtime config
+and an mtree manifest of the rootfs.
 
     .venv/bin/python -m bench.image_transfer [--rounds 3]
 """
@@ -55,7 +61,7 @@ def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=Path("bench/image_transfer.json"))
+    parser.add_argument("--json", type=Path, default=Path("bench/results/image_transfer.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kapal-bench-"))
     try:

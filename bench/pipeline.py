@@ -206,11 +206,12 @@ def main() -> None:
     print(f"staged total ratio kapal / bare runc:    {ratios['staged_total_kapal_vs_bare']:.2f}x")
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    out = results / f"pipeline-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out = results / "pipeline.json"
     out.write_text(
         json.dumps(
             {
                 "benchmark": "pipeline",
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "jobs": JOBS,
                 "stages": STAGES,
                 "rounds": args.rounds,

@@ -176,6 +176,13 @@ def read_text(path: Path, shown: str) -> str:
 
 def load(path: str | Path, *, root_dir: str | Path | None = None) -> Document:
     """Load a pipeline file (or the pipeline file of a directory) without resolving it."""
+    try:
+        return _load(Path(path), root_dir)
+    except ValueError as exc:  # a path with a NUL byte, say
+        raise LoadError(f"cannot read {str(path)!r}: {exc}", Location(repr(str(path)))) from None
+
+
+def _load(path: Path, root_dir: str | Path | None) -> Document:
     target = Path(path)
     try:
         is_dir = target.is_dir()

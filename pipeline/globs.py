@@ -21,16 +21,32 @@ Lifecycle: `compile_glob` turns one pattern into a `Glob` (cheap; callers may ke
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline.errors import ValidationError
 
-__all__ = ["MAX_BRACE_ALTERNATIVES", "Glob", "compile_glob", "matches_changes", "matches_exists"]
+__all__ = [
+    "MAX_BRACE_ALTERNATIVES",
+    "MAX_EXISTS_COMPARISONS",
+    "Glob",
+    "compile_glob",
+    "expand_existing",
+    "matches_changes",
+    "matches_exists",
+]
 
 MAX_BRACE_ALTERNATIVES = 1024
 """A pattern whose `{a,b}` braces expand to more alternatives than this is refused."""
+
+MAX_EXISTS_COMPARISONS = 10_000
+"""GitLab stops comparing `exists` wildcard patterns after this many and assumes a match."""
+
+# GitLab's ExpandVariables: `$$` and `%%` stay as they are.
+_VARIABLE_REFERENCE = re.compile(
+    r"\$\$|%%|\$([A-Za-z_][A-Za-z0-9_]*)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|%([A-Za-z_][A-Za-z0-9_]*)%"
+)
 
 _NEVER = "(?!)"
 
@@ -54,22 +70,83 @@ def compile_glob(pattern: str) -> Glob:
     return Glob(pattern=pattern, regex=re.compile(regex, re.DOTALL))
 
 
-def matches_changes(patterns: Iterable[str], changed_paths: Collection[str] | None) -> bool:
+def matches_changes(
+    patterns: Iterable[str],
+    changed_paths: Collection[str] | None,
+    *,
+    variables: Mapping[str, str] | None = None,
+) -> bool:
     """`rules: changes`: true when any changed path matches any pattern.
 
     `changed_paths` None means the trigger has no list of changes (a tag, a schedule, a web or
-    API pipeline, a first push): GitLab then treats `changes` as true.
+    API pipeline, a first push): GitLab then treats `changes` as true. `$VAR` in a pattern is
+    replaced when `variables` defines it and left as written otherwise, as GitLab does.
     """
     if changed_paths is None:
         return True
-    globs = [compile_glob(pattern) for pattern in patterns]
+    globs = [compile_glob(expand_existing(pattern, variables)) for pattern in patterns]
     return any(glob.matches(path) for path in changed_paths for glob in globs)
 
 
-def matches_exists(patterns: Iterable[str], project_files: Collection[str]) -> bool:
-    """`rules: exists`: true when any file of the project matches any pattern."""
-    globs = [compile_glob(pattern) for pattern in patterns]
-    return any(glob.matches(path) for path in project_files for glob in globs)
+def matches_exists(
+    patterns: Iterable[str],
+    project_files: Collection[str],
+    *,
+    variables: Mapping[str, str] | None = None,
+) -> bool:
+    """`rules: exists`: true when any file of the project matches any pattern.
+
+    As in GitLab: a pattern without wildcards is an exact path, `**/*.ext` checks the file
+    name's ending, and after `MAX_EXISTS_COMPARISONS` wildcard comparisons the rule is taken
+    as matching. `$VAR` is replaced when `variables` defines it.
+    """
+    expanded = [expand_existing(pattern, variables) for pattern in patterns]
+    exact = {pattern for pattern in expanded if not _has_wildcards(pattern)}
+    endings = [
+        pattern.removeprefix("**/*")
+        for pattern in expanded
+        if pattern not in exact and _is_ending_glob(pattern)
+    ]
+    globs = [
+        compile_glob(pattern)
+        for pattern in expanded
+        if pattern not in exact and not _is_ending_glob(pattern)
+    ]
+    if exact.intersection(project_files):
+        return True
+    if endings and any(path.endswith(tuple(endings)) for path in project_files):
+        return True
+    comparisons = 0
+    for glob in globs:
+        for path in project_files:
+            comparisons += 1
+            if comparisons > MAX_EXISTS_COMPARISONS or glob.matches(path):
+                return True
+    return False
+
+
+def expand_existing(text: str, variables: Mapping[str, str] | None) -> str:
+    """`$VAR`, `${VAR}` and `%VAR%` replaced by the variables that exist; the rest untouched."""
+    if not variables:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(3)
+        if name is None or name not in variables:
+            return match.group(0)
+        return variables[name]
+
+    return _VARIABLE_REFERENCE.sub(replace, text)
+
+
+def _has_wildcards(pattern: str) -> bool:
+    return any(char in pattern for char in "*?[{")
+
+
+def _is_ending_glob(pattern: str) -> bool:
+    """`**/*.js`-like patterns, which GitLab answers with `path.end_with?(".js")`."""
+    ending = pattern.removeprefix("**/*")
+    return ending.startswith(".") and "/" not in ending and not _has_wildcards(ending)
 
 
 def _expand_braces(pattern: str) -> list[str]:

@@ -31,7 +31,7 @@ import functools
 import json
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -306,75 +306,109 @@ def _dump(value: Any) -> Any:
     return value
 
 
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    # get_type_hints is slow; the dataclasses here never change, so resolving once is enough.
-    return typing.get_type_hints(cls)
+_Reader = Callable[[Any, str], Any]
 
 
 def _load(tp: Any, value: Any, where: str) -> Any:
+    return _reader(tp)(value, where)
+
+
+@functools.cache
+def _reader(tp: Any) -> _Reader:
+    """A function reading JSON data as type `tp` (built once per type: plans can be large)."""
     origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _dataclass_reader(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _union_reader(typing.get_args(tp))
+    if origin is Literal:
+        choices = typing.get_args(tp)
+
+        def read_literal(value: Any, where: str) -> Any:
+            if value not in choices:
+                raise PlanError(f"{where}: {value!r} is not one of {choices}")
+            return value
+
+        return read_literal
+    if origin is tuple:
+        return _tuple_reader(typing.get_args(tp))
+    if tp in _SCALARS:
+        kind, wanted = _SCALARS[tp]
+
+        def read_scalar(value: Any, where: str) -> Any:
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise PlanError(f"{where}: expected {wanted}")
+            return value
+
+        return read_scalar
+    raise PlanError(f"cannot read a value of type {tp!r}")  # pragma: no cover
+
+
+_SCALARS: dict[Any, tuple[type, str]] = {
+    bool: (bool, "true or false"),
+    int: (int, "an integer"),
+    str: (str, "a string"),
+    type(None): (type(None), "null"),
+}
+
+
+def _dataclass_reader(cls: type) -> _Reader:
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, _reader(hints[f.name])) for f in dataclasses.fields(cls)]
+    names = {name for name, _ in fields}
+
+    def read(value: Any, where: str) -> Any:
         if not isinstance(value, dict):
-            raise PlanError(f"{where}: expected an object for {tp.__name__}")
-        hints = _hints(tp)
-        kwargs: dict[str, Any] = {}
-        names = {f.name for f in dataclasses.fields(tp)}
+            raise PlanError(f"{where}: expected an object for {cls.__name__}")
         unknown = set(value) - names
         if unknown:
             raise PlanError(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
-        for f in dataclasses.fields(tp):
-            if f.name in value:
-                kwargs[f.name] = _load(hints[f.name], value[f.name], f"{where}.{f.name}")
+        kwargs = {
+            name: reader(value[name], f"{where}.{name}") for name, reader in fields if name in value
+        }
         try:
-            return tp(**kwargs)
+            return cls(**kwargs)
         except TypeError as exc:
             raise PlanError(f"{where}: {exc}") from None
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
+
+    return read
+
+
+def _union_reader(args: tuple[Any, ...]) -> _Reader:
+    optional = type(None) in args
+    readers = [_reader(arg) for arg in args if arg is not type(None)]
+
+    def read(value: Any, where: str) -> Any:
+        if value is None and optional:
             return None
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for reader in readers:
             try:
-                return _load(arg, value, where)
+                return reader(value, where)
             except PlanError as exc:
                 errors.append(exc.message)
         raise PlanError(errors[0] if errors else f"{where}: unexpected null")
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise PlanError(f"{where}: {value!r} is not one of {typing.get_args(tp)}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise PlanError(f"{where}: expected a list")
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_load(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
-        if len(args) != len(value):
-            raise PlanError(f"{where}: expected {len(args)} items")
+
+    return read
+
+
+def _tuple_reader(args: tuple[Any, ...]) -> _Reader:
+    if len(args) == 2 and args[1] is Ellipsis:
+        item = _reader(args[0])
+
+        def read_all(value: Any, where: str) -> Any:
+            if not isinstance(value, list):
+                raise PlanError(f"{where}: expected a list")
+            return tuple(item(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+        return read_all
+    items = [_reader(arg) for arg in args]
+
+    def read_fixed(value: Any, where: str) -> Any:
+        if not isinstance(value, list) or len(value) != len(items):
+            raise PlanError(f"{where}: expected a list of {len(items)} items")
         return tuple(
-            _load(a, item, f"{where}[{i}]")
-            for i, (a, item) in enumerate(zip(args, value, strict=True))
+            r(v, f"{where}[{i}]") for i, (r, v) in enumerate(zip(items, value, strict=True))
         )
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise PlanError(f"{where}: expected true or false")
-        return value
-    if tp is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise PlanError(f"{where}: expected an integer")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise PlanError(f"{where}: expected a string")
-        return value
-    if tp is type(None):
-        if value is not None:
-            raise PlanError(f"{where}: expected null")
-        return None
-    raise PlanError(f"{where}: cannot read a value of type {tp!r}")  # pragma: no cover
+
+    return read_fixed

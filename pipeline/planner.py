@@ -31,7 +31,7 @@ from pipeline.config import (
 from pipeline.context import TriggerContext
 from pipeline.document import Document
 from pipeline.errors import ExpressionError, Location, PlanError
-from pipeline.expressions import evaluate
+from pipeline.expressions import Expression, evaluate, parse_expression
 from pipeline.globs import matches_changes, matches_exists
 from pipeline.keywords import ONLY_REF_KEYWORDS
 from pipeline.plan import Job, Need, Plan, Variable
@@ -89,6 +89,7 @@ class _Planner:
         self.context = context
         self.trigger = tuple(Variable(k, v, "trigger") for k, v in context.variables)
         self._listed: tuple[str, ...] | None = None
+        self._parsed: dict[str, Expression] = {}
         self.predefined = pipeline_variables(
             context, config_path=config.path, workflow_name=config.workflow_name
         )
@@ -126,16 +127,15 @@ class _Planner:
         rules = self.config.workflow_rules
         if rules is None:
             return _Decision(True)
-        decision = self.rules(rules, variables, "workflow: rules", default_when="always")
+        decision = self.rules(rules, variables, default_when="always")
         if not decision.runs:
-            return dataclasses.replace(decision, reason=f"workflow: {decision.reason}")
+            return dataclasses.replace(decision, reason=f"workflow: rules: {decision.reason}")
         return decision
 
     def rules(
         self,
         rules: tuple[RuleConfig, ...],
         variables: Mapping[str, str],
-        what: str,
         default_when: str,
     ) -> _Decision:
         """The decision of the first matching rule (not added when none matches)."""
@@ -154,7 +154,7 @@ class _Planner:
                 explicit_allow_failure=rule.allow_failure is not None,
                 rule_sets_when=rule.when is not None,
             )
-        return _Decision(False, f"no rule of {what} matched")
+        return _Decision(False, "no rule matched")
 
     def rule_matches(self, rule: RuleConfig, variables: Mapping[str, str]) -> bool:
         """True when every condition of a rule (if, changes, exists) holds."""
@@ -177,7 +177,10 @@ class _Planner:
     def expression(self, text: str, variables: Mapping[str, str], where: Location) -> bool:
         """Evaluate an `if:` expression, errors pointing at where it is written."""
         try:
-            return evaluate(text, variables)
+            parsed = self._parsed.get(text)
+            if parsed is None:
+                parsed = self._parsed[text] = parse_expression(text)
+            return evaluate(parsed, variables)
         except ExpressionError as exc:
             raise ExpressionError(f"{exc.message} (in {text!r})", where) from None
 
@@ -185,7 +188,7 @@ class _Planner:
         """Whether a job instance is added, with its when and allow_failure."""
         job = inst.config
         if job.rules is not None:
-            decision = self.rules(job.rules, variables, "rules", default_when=job.when)
+            decision = self.rules(job.rules, variables, default_when=job.when)
             if not decision.runs:
                 return dataclasses.replace(decision, reason=f"rules: {decision.reason}")
             if decision.explicit_allow_failure:
@@ -369,6 +372,17 @@ class _Planner:
         by_base: dict[str, list[tuple[Job, _Instance]]] = {}
         for job, inst in zip(jobs, instances, strict=True):
             by_base.setdefault(inst.config.name, []).append((job, inst))
+        # Jobs are sorted by stage, so "every running job of an earlier stage" is a prefix.
+        earlier: dict[int, tuple[str, ...]] = {}
+        running_so_far: list[str] = []
+        current = None
+        for job in jobs:
+            order = stage_order.get(job.stage, 0)
+            if order != current:
+                earlier[order] = tuple(running_so_far)
+                current = order
+            if job.runs:
+                running_so_far.append(job.name)
         linked: list[Job] = []
         for job, inst in zip(jobs, instances, strict=True):
             if not job.runs:
@@ -391,16 +405,16 @@ class _Planner:
             if needs is not None:
                 waits = tuple(n.job for n in needs)
             else:
-                mine = stage_order.get(job.stage, 0)
-                waits = tuple(
-                    other.name
-                    for other in jobs
-                    if other.runs and stage_order.get(other.stage, 0) < mine
-                )
+                waits = earlier[stage_order.get(job.stage, 0)]
             linked.append(
                 dataclasses.replace(job, needs=needs, dependencies=dependencies, waits_for=waits)
             )
-        graph = {job.name: list(job.waits_for) for job in linked if job.runs}
+        # Stage edges point to strictly earlier stages, so only `needs` edges can close a cycle.
+        graph = {
+            job.name: [n.job for n in job.needs]
+            for job in linked
+            if job.runs and job.needs is not None
+        }
         cycle = find_cycle(graph)
         if cycle:
             raise PlanError(f"needs cycle: {' → '.join(cycle)}", Location(self.config.path))

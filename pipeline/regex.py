@@ -2,9 +2,12 @@
 
 GitLab evaluates `=~`, `!~` and `only: refs: /regex/` with RE2. Python's `re` reads most of
 RE2's syntax the same way; where the two differ this module translates (`$` is end of text,
-`\\z`, `\\Q...\\E`, `\\x{...}`, `[[:alpha:]]`, `(?<name>...)`, literal `{`, the `U` flag) or
-rejects with a message naming the construct (backreferences, lookaround, `\\p{...}`), so a pattern
-never silently means something else. Matching is ASCII for `\\w`, `\\d`, `\\s` and `\\b` as in RE2.
+`\\z`, `\\Q...\\E`, `\\x{...}`, `[[:alpha:]]`, `(?<name>...)`, a literal `{`, mid-pattern `(?i)`,
+the `U` flag, repeated assertions like `^*`, `\\B` in empty text) or refuses with a message naming
+the construct (backreferences, lookaround: RE2 has none; `\\pL`, `[[:^alpha:]]`, `\\C`: kapal has
+none yet), so a pattern never silently means something else. `\\w`, `\\d`, `\\s`, `\\b` are
+ASCII as in RE2; case folding under `i` is ASCII only (RE2 folds Unicode).
+tests/pipeline/test_regex.py compares the answers with RE2 itself (google-re2).
 """
 
 from __future__ import annotations

@@ -471,7 +471,7 @@ def _shown_dir(document: Document) -> str:
     try:
         if shown.resolve() != Path(document.root_dir).resolve():
             return ""
-    except OSError:
+    except (OSError, ValueError):
         return ""
     return "" if str(shown) == "." else shown.as_posix()
 

@@ -370,7 +370,7 @@ class _Validator(_Checker):
         if "default" in data:
             default = data["default"]
             if isinstance(default, YMap):
-                self.keys(default, DEFAULT_KEYWORDS, UNSUPPORTED_JOB_KEYWORDS, "default")
+                self.default_keys(default)
                 self.job_values(default, "default", is_default=True)
             elif default is not None:
                 self.error(
@@ -437,6 +437,29 @@ class _Validator(_Checker):
             if name not in seen and name not in (".pre", ".post"):
                 seen.append(name)
         return (".pre", *seen, ".post")
+
+    def default_keys(self, default: YMap) -> None:
+        """Report keys of `default:` that are not default keywords (job-only ones say so)."""
+        for key in default:
+            if key == "variables":
+                self.error(
+                    "`default:` has no variables; put variables for every job in the "
+                    "top-level `variables:`",
+                    default.key_at(key),
+                    "default",
+                )
+            elif isinstance(key, str) and key in JOB_KEYWORDS and key not in DEFAULT_KEYWORDS:
+                self.error(
+                    f"{key!r} cannot have a default; set it in each job (or in a template "
+                    "the jobs extend)",
+                    default.key_at(key),
+                    "default",
+                )
+        others = YMap(default.location)
+        for key in default:
+            if not (isinstance(key, str) and key in JOB_KEYWORDS - DEFAULT_KEYWORDS):
+                others.copy_entry(default, key)
+        self.keys(others, DEFAULT_KEYWORDS, UNSUPPORTED_JOB_KEYWORDS, "default")
 
     def workflow(self) -> tuple[tuple[RuleConfig, ...] | None, str | None]:
         """`workflow: rules` and `workflow: name`."""
@@ -544,6 +567,14 @@ class _Validator(_Checker):
             self.unsupported(
                 "`when: delayed` is not supported by kapal yet; use `when: manual` "
                 "or a scheduled pipeline",
+                mapping.value_at("when"),
+                path,
+            )
+            return None
+        if mapping["when"] == "never" and "never" not in choices:
+            self.error(
+                "`when: never` only works inside `rules:`; write `rules: [{when: never}]` "
+                "or remove the job",
                 mapping.value_at("when"),
                 path,
             )
@@ -779,8 +810,7 @@ class _Validator(_Checker):
         if (coverage := self.typed(job, "coverage", str, p + "coverage", "a /regex/")) is not None:
             if not (len(coverage) >= 2 and coverage.startswith("/") and coverage.endswith("/")):
                 self.error(
-                    "coverage must be a regular expression between slashes, "
-                    "like /TOTAL.*\\s(\\d+%)/",
+                    "must be a regular expression between slashes, like /TOTAL.*\\s(\\d+%)/",
                     job.value_at("coverage"),
                     p + "coverage",
                 )
@@ -893,7 +923,7 @@ class _Validator(_Checker):
         """A retry count, 0 to 2 like GitLab."""
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
             return value
-        self.error(f"retry must be 0, 1 or 2 (as in GitLab), found {value!r}", where, path)
+        self.error(f"must be 0, 1 or 2 (as in GitLab), found {value!r}", where, path)
         return 0
 
     def duration(self, mapping: YMap, key: str, path: str, maximum: int) -> int | None:
@@ -1002,9 +1032,7 @@ class _Validator(_Checker):
                     self.strings(kmap, "files", f"{path}: key: files", allow_single=False) or ()
                 )
                 if not 1 <= len(key_files) <= 2:
-                    self.error(
-                        "key: files takes one or two files", kmap.location, f"{path}: key: files"
-                    )
+                    self.error("takes one or two files", kmap.location, f"{path}: key: files")
                 prefix = self.string(kmap, "prefix", f"{path}: key: prefix")
             elif "key" in item:
                 key = self.string(item, "key", f"{path}: key") or "default"
@@ -1098,7 +1126,7 @@ class _Validator(_Checker):
         self.keys(value, _DEPLOY_KEYS, {}, path)
         image = self.string(value, "image", f"{path}: image")
         if not image:
-            self.error("deploy needs `image:`, the image to ship", value.location, path)
+            self.error("needs `image:`, the image to ship", value.location, path)
             return None
         to = self.string(value, "to", f"{path}: to")
         service = None
@@ -1124,9 +1152,7 @@ class _Validator(_Checker):
                     sub,
                 )
         if to is None and service is None:
-            self.error(
-                "deploy needs `to:` (a registry reference) or `service:`", value.location, path
-            )
+            self.error("needs `to:` (a registry reference) or `service:`", value.location, path)
         return DeploySpec(image=image, to=to, service=service)
 
     def inherit(self, job: YMap, path: str) -> bool | tuple[str, ...]:
@@ -1179,9 +1205,7 @@ class _Validator(_Checker):
         where = job.value_at("parallel")
         if isinstance(value, int) and not isinstance(value, bool):
             if not 1 <= value <= MAX_PARALLEL:
-                self.error(
-                    f"parallel must be between 1 and {MAX_PARALLEL}, found {value}", where, path
-                )
+                self.error(f"must be between 1 and {MAX_PARALLEL}, found {value}", where, path)
                 return None, None
             return value, None
         if not isinstance(value, YMap):
@@ -1194,7 +1218,7 @@ class _Validator(_Checker):
         sub = f"{path}: matrix"
         if not isinstance(matrix, YList) or not matrix:
             self.error(
-                "matrix must be a non-empty list of mappings like - PYTHON: ['3.11', '3.12']",
+                "must be a non-empty list of mappings like - PYTHON: ['3.11', '3.12']",
                 value.value_at("matrix") if "matrix" in value else where,
                 sub,
             )
@@ -1406,6 +1430,7 @@ class _Validator(_Checker):
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     """A cycle in a graph of name -> names it points to, as [a, b, ..., a]; None when acyclic."""
     state: dict[str, int] = {}
+    edges_of = {node: [e for e in targets if e in graph] for node, targets in graph.items()}
     for start in graph:
         if state.get(start):
             continue
@@ -1416,7 +1441,7 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
             if index == 0:
                 state[node] = 1
                 path.append(node)
-            edges = [e for e in graph.get(node, []) if e in graph]
+            edges = edges_of[node]
             if index < len(edges):
                 stack.append((node, index + 1))
                 nxt = edges[index]

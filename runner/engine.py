@@ -173,6 +173,12 @@ class Engine:
         self._results: dict[str, JobResult] = {}
         self._busy_groups: set[str] = set()
         self._plan: Plan | None = None
+        # per run, set by `run`
+        self._pipeline_id = 0
+        self._job_ids: dict[str, int] = {}
+        self._run_dir = work_dir
+        self._source_dir = work_dir
+        self._cleanup = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kapal-cleanup")
 
     # -- public ----------------------------------------------------------------------------
 
@@ -539,7 +545,7 @@ class Engine:
             defaults["CI_NODE_TOTAL"] = str(job.parallel_total)
         # what only the engine knows wins over the plan's placeholders
         forced = {
-            "CI_JOB_ID": str(getattr(self, "_job_ids", {}).get(job.name, 0)),
+            "CI_JOB_ID": str(self._job_ids.get(job.name, 0)),
             "CI_JOB_ATTEMPT": str(attempt),
             "CI_PROJECT_DIR": project_dir,
             "CI_BUILDS_DIR": str(Path(project_dir).parent),
@@ -875,7 +881,7 @@ class Engine:
             image=image.defaults,
             entrypoint=job.image.entrypoint if job.image else None,
             command=("sh", f"{SCRIPT_DIR}/step_script"),
-            env=dict(values),
+            env={**values, "CI_JOB_STATUS": "running"},
             cwd=self.options.project_dir,
             hostname=_slug(job.name)[:63] or "job",
             mounts=mounts,

@@ -50,13 +50,15 @@ class SecretMasker:
         self.mark(text, masked)
         return render(text, masked)
 
-    def ends_with_secret_prefix(self, line: str) -> bool:
-        """Whether `line` ends with the beginning of a secret (the rest may be on the next line)."""
+    def pending_prefix(self, text: str) -> int:
+        """Length of the longest end of `text` that begins a secret without completing it."""
+        longest = 0
         for pattern in self.patterns:
-            for size in range(min(len(pattern) - 1, len(line)), 0, -1):
-                if line.endswith(pattern[:size]):
-                    return True
-        return False
+            for size in range(min(len(pattern) - 1, len(text)), longest, -1):
+                if text.endswith(pattern[:size]):
+                    longest = size
+                    break
+        return longest
 
 
 def render(text: str, masked: list[bool]) -> str:
@@ -78,16 +80,19 @@ def render(text: str, masked: list[bool]) -> str:
 
 
 class LineMasker:
-    """Masks a stream of output lines, also when a secret is split across two lines.
+    """Masks a stream of output lines, also when a secret is split across lines.
 
     Lifecycle: `push` each complete line as it arrives and print what it returns; `flush` once at
-    the end of the stream. A line that ends with the start of a secret is held back until the next
-    line arrives, so the two halves can be recognised together; every other line passes at once.
+    the end of the stream. Lines that end with the beginning of a secret are held back until the
+    following lines show whether the secret continues there, so the pieces can be recognised
+    together; every other line passes at once.
     """
+
+    _MAX_HELD = 64  # a secret split over more lines than this is not recognised
 
     def __init__(self, masker: SecretMasker) -> None:
         self._masker = masker
-        self._held: tuple[str, list[bool]] | None = None
+        self._held: list[tuple[str, list[bool]]] = []
 
     def push(self, line: str) -> list[str]:
         """Take one line (without its newline); return the lines now safe to show."""
@@ -95,24 +100,33 @@ class LineMasker:
             return [line]
         masked = [False] * len(line)
         self._masker.mark(line, masked)
+        self._held.append((line, masked))
+        if len(self._held) > 1:
+            joined = "".join(text for text, _ in self._held)
+            joined_mask = [flag for _, flags in self._held for flag in flags]
+            self._masker.mark(joined, joined_mask)
+            start = 0
+            for index, (text, _) in enumerate(self._held):
+                self._held[index] = (text, joined_mask[start : start + len(text)])
+                start += len(text)
+        return self._release()
+
+    def _release(self) -> list[str]:
+        joined = "".join(text for text, _ in self._held)
+        boundary = len(joined) - self._masker.pending_prefix(joined)
         out: list[str] = []
-        if self._held is not None:
-            held_text, held_mask = self._held
-            joined_mask = held_mask + masked
-            self._masker.mark(held_text + line, joined_mask, boundary=len(held_text))
-            held_mask, masked = joined_mask[: len(held_text)], joined_mask[len(held_text) :]
-            out.append(render(held_text, held_mask))
-            self._held = None
-        if self._masker.ends_with_secret_prefix(line):
-            self._held = (line, masked)
-        else:
-            out.append(render(line, masked))
+        end = 0
+        while self._held:
+            text, flags = self._held[0]
+            end += len(text)
+            if end > boundary and len(self._held) <= self._MAX_HELD:
+                break  # this line may hold the start of a secret that continues below
+            out.append(render(text, flags))
+            self._held.pop(0)
         return out
 
     def flush(self) -> list[str]:
-        """Return the held-back line, if any; call once when the stream ends."""
-        if self._held is None:
-            return []
-        text, masked = self._held
-        self._held = None
-        return [render(text, masked)]
+        """Return the held-back lines, if any; call once when the stream ends."""
+        out = [render(text, flags) for text, flags in self._held]
+        self._held = []
+        return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from runner.errors import ServiceError
 from runner.runtime.backend import Backend, ContainerSpec, Sandbox
 
 PROBE_COMMAND = ("cat", "/proc/net/tcp", "/proc/net/tcp6")
@@ -69,14 +70,21 @@ def wait_for_ports(
 
     Each check runs `probe` (a container of the service's image printing `/proc/net/tcp`) in the
     sandbox, so it sees the sandbox's network namespace. Stops early when `alive()` turns false
-    (the service exited or the job was canceled).
+    (the service exited or the job was canceled). Raises `ServiceError` when the probe itself
+    cannot run (no `cat` in the image).
     """
     wanted = set(ports)
     deadline = time.monotonic() + timeout
     while wanted:
         container = backend.start(sandbox, probe)
         lines = [entry.text for entry in backend.logs(container)]
-        backend.wait(container)
+        status = backend.wait(container)
+        if not lines and status.exit_code != 0 and not status.canceled:
+            raise ServiceError(
+                f"cannot check the ports of {probe.name.removeprefix('probe-')}: "
+                f"`{' '.join(probe.argv())}` {status.describe()} in its image "
+                "(kapal needs `cat` in a service image that EXPOSEs ports)"
+            )
         wanted -= listening_ports(lines)
         if not wanted or time.monotonic() >= deadline or not alive():
             break

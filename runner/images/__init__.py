@@ -4,7 +4,9 @@ Typical use::
 
     store = ImageStore(RunnerSettings().images_dir)
     image = store.resolve("debian:bookworm")        # ImageNotFoundError says how to get it
-    lowerdirs = store.unpacked_layers(image)        # bottom-first, ready for overlayfs
+    with store.session():                           # no gc between unpacking and mounting
+        lowerdirs = store.unpacked_layers(image)    # bottom-first, ready for overlayfs
+        ...mount the overlay (lowerdir = reversed(lowerdirs))...
     image.config["config"]["Env"], image.config["config"].get("Cmd")
 
 A build adds layers and commits them inside one session, so `gc()` cannot run in between::

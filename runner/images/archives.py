@@ -18,18 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runner.errors import ArchiveError
+from runner.images import docker_archive, oci_layout
 from runner.images.blobs import store_full_error
 from runner.images.image import Image
 from runner.images.reference import Reference
 from runner.images.store import ImageStore
 
 FORMATS = ("docker", "oci")
-
-
-def is_gzip(path: Path) -> bool:
-    """Whether the file at `path` starts with the gzip magic bytes."""
-    with path.open("rb") as f:
-        return f.read(2) == b"\x1f\x8b"
 
 
 @contextmanager
@@ -89,8 +84,6 @@ def import_archive(store: ImageStore, path: Path, tag: str | None = None) -> lis
 
     `tag` names the image when the archive does not (or renames it when it holds exactly one).
     """
-    from runner.images import docker_archive, oci_layout
-
     tag_ref = Reference.parse(tag) if tag else None
     repo_only = bool(tag) and "@" not in str(tag) and ":" not in str(tag).rsplit("/", 1)[-1]
     with store.session():
@@ -127,10 +120,10 @@ def export_images(
     is an existing directory (blobs already there are kept); otherwise `out` is an oci-archive tar.
     A tar is written atomically: nothing is left at `out` if writing fails.
     """
-    from runner.images import docker_archive, oci_layout
-
     if fmt not in FORMATS:
         raise ArchiveError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if out.is_dir() and fmt != "oci":
+        raise ArchiveError(f"{out} is a directory; give a file name for the {fmt} archive")
     images = [store.resolve(r) for r in references]
     refs = [Reference.parse(r) for r in references]
     work = Path(tempfile.mkdtemp(dir=store.tmp, prefix="export-"))

@@ -39,6 +39,10 @@ def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
         except RunnerError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+        except OSError as exc:  # a file the user named: missing, unreadable, a directory...
+            where = f": {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 

@@ -36,6 +36,9 @@ class Image:
     layers: tuple[LayerDescriptor, ...]
     reference: Reference | None = field(default=None, compare=False)
 
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
     @property
     def media_type(self) -> str:
         """The manifest's media type (OCI or Docker v2)."""

@@ -269,8 +269,9 @@ class RegistryClient:
                 return
             finally:
                 response.close()
-        assert last is not None
-        raise self._status_error(method, url, ref, last)
+        if last is not None:
+            raise self._status_error(method, url, ref, last)
+        raise RegistryError(f"registry {ref.registry} kept refusing {method} {url}; giving up")
 
     def _status_error(
         self, method: str, url: str, ref: Reference, response: httpx.Response

@@ -12,7 +12,9 @@ Concurrency: blobs and unpacked layers appear by atomic rename only after they a
 verified, so readers never see half-written content. `tags.json` is rewritten (temp file + rename)
 under `store.lock`. Every writer holds `gc.lock` shared for as long as it has blobs that nothing
 references yet (`with store.session():`); `gc()` takes it exclusively, so it never deletes what a
-concurrent import, pull or build is about to commit.
+concurrent import, pull or build is about to commit. `gc()` also keeps every unpacked layer that a
+mounted overlay uses (read from /proc/self/mountinfo); a runtime that unpacks and then mounts does
+both inside one `session()` so no gc can slip in between.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """`EmbeddedBackend`: containers as OCI bundles run by runc, no daemon.
 
-Per sandbox (job): a directory `<containers_dir>/sb-<id>` holding the pinned network namespace
-(none for `network: host`) and, for host networking, a copy of the host's resolv.conf.
-Per container: `<containers_dir>/ct-<id>` holding config.json, the overlay mount point `rootfs`,
-the overlay `upper` (unless the spec brings its own) and `work` dirs, the generated /etc/hosts, the
-runc log and `owner.json` (who made it and what it holds, for `kapal gc`). runc keeps its state
-under `<containers_dir>/runc-state`. Everything is removed when the container ends (`wait`) or the
-sandbox is torn down; what a killed worker left is removed by `kapal gc` (runner.runtime.gc).
+Directories (see `runner.runtime.paths`): per sandbox (job), `<run>/sb-<id>` holding the pinned
+network namespace (none for `network: host`) and, for host networking, a copy of the host's
+resolv.conf. Per container, `<run>/ct-<id>` holding config.json, the overlay mount point `rootfs`,
+the generated /etc/hosts, the runc log and `owner.json` (who made it and what it holds, for
+`kapal gc`), and `<containers_dir>/ct-<id>` on disk holding the overlay `upper` (unless the spec
+brings its own) and `work` dirs. runc keeps its state under `<run>/runc-state`. Everything is
+removed when the container ends (`wait`) or the sandbox is torn down; what a killed worker left is
+removed by `kapal gc` (runner.runtime.gc).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from runner.runtime.cgroups import ContainerCgroup
 from runner.runtime.netns import create_netns, remove_netns
 from runner.runtime.overlay import mount_overlay
 from runner.runtime.ownership import Owner, write_owner
+from runner.runtime.paths import RuntimePaths
 from runner.runtime.runc import Runc, find_runtime
 from runner.runtime.syscalls import unmount_if_mounted
 from runner.runtime.users import resolve_user
@@ -66,6 +68,7 @@ class _SandboxState:
 class _ContainerState:
     container: Container
     directory: Path
+    disk: Path
     rootfs: Path
     upper: Path
     cgroup: ContainerCgroup
@@ -86,8 +89,9 @@ class EmbeddedBackend:
 
     def __init__(self, settings: RunnerSettings | None = None) -> None:
         settings = settings or RunnerSettings()
-        self._root = settings.containers_dir
-        self._runc = Runc(find_runtime(settings.runtime), self._root / "runc-state")
+        runtime = find_runtime(settings.runtime)
+        self._paths = RuntimePaths.for_settings(settings)
+        self._runc = Runc(runtime, self._paths.runc_state)
         self._lock = threading.Lock()
         self._sandboxes: dict[str, _SandboxState] = {}
         self._containers: dict[str, _ContainerState] = {}
@@ -101,12 +105,17 @@ class EmbeddedBackend:
         """The runtime binary and state directory in use."""
         return self._runc
 
+    @property
+    def paths(self) -> RuntimePaths:
+        """Where this backend keeps runtime files and overlay dirs."""
+        return self._paths
+
     # -- sandboxes -------------------------------------------------------------------------
 
     def setup(self, spec: SandboxSpec) -> Sandbox:
         """Create the sandbox's directory and network namespace (unless `network: host`)."""
         sandbox = Sandbox(id=self._new_id(), spec=spec)
-        directory = self._root / f"sb-{sandbox.id}"
+        directory = self._paths.sandbox_dir(sandbox.id)
         directory.mkdir(parents=True)
         netns = None if spec.network == "host" else directory / "netns"
         write_owner(directory, Owner.current(netns=str(netns) if netns else None))
@@ -163,25 +172,30 @@ class EmbeddedBackend:
         if box is None:
             raise ContainerRuntimeError(f"sandbox {sandbox.id} was torn down or never set up")
         container = Container(id=self._new_id(), sandbox_id=sandbox.id, spec=spec)
-        directory = self._root / f"ct-{container.id}"
+        directory = self._paths.container_run_dir(container.id)
+        disk = self._paths.container_disk_dir(container.id)
         directory.mkdir(parents=True)
         rootfs = directory / "rootfs"
-        upper = spec.upper_dir if spec.upper_dir is not None else directory / "upper"
+        upper = spec.upper_dir if spec.upper_dir is not None else disk / "upper"
         cgroup = ContainerCgroup.for_container(container.id, spec.limits.memory_bytes)
         owner = Owner.current(
-            rootfs=str(rootfs), cgroups=[str(d) for d in cgroup.dirs], runc_id=container.id
+            rootfs=str(rootfs),
+            cgroups=[str(d) for d in cgroup.dirs],
+            runc_id=container.id,
+            disk_dir=str(disk),
         )
         write_owner(directory, owner)
         try:
-            proc = self._launch(box, container, directory, rootfs, upper, cgroup)
+            proc = self._launch(box, container, directory, disk, rootfs, upper, cgroup)
         except BaseException as err:
-            self._release(container.id, directory, rootfs, cgroup)
+            self._release(container.id, directory, disk, rootfs, cgroup)
             if isinstance(err, OSError):
                 raise ContainerStartError(f"cannot start container {spec.name}: {err}") from err
             raise
         state = _ContainerState(
             container=container,
             directory=directory,
+            disk=disk,
             rootfs=rootfs,
             upper=upper,
             cgroup=cgroup,
@@ -215,6 +229,7 @@ class EmbeddedBackend:
         box: _SandboxState,
         container: Container,
         directory: Path,
+        disk: Path,
         rootfs: Path,
         upper: Path,
         cgroup: ContainerCgroup,
@@ -232,7 +247,7 @@ class EmbeddedBackend:
         cwd = spec.working_dir()
         if not cwd.startswith("/"):
             raise ContainerStartError(f"working directory {cwd!r} must be an absolute path")
-        mount_overlay(lowers, upper, directory / "work", rootfs)
+        mount_overlay(lowers, upper, disk / "work", rootfs)
         user = resolve_user(rootfs, spec.user_spec())
         hostname = spec.hostname or _hostname(spec.name)
         hosts = directory / "hosts"
@@ -398,11 +413,11 @@ class EmbeddedBackend:
                 memory_limit=memory,
                 error=error if not (state.canceled or state.timed_out) else None,
             )
-        self._release(state.container.id, state.directory, state.rootfs, state.cgroup)
+        self._release(state.container.id, state.directory, state.disk, state.rootfs, state.cgroup)
         return state.status
 
     def _release(
-        self, container_id: str, directory: Path, rootfs: Path, cgroup: ContainerCgroup
+        self, container_id: str, directory: Path, disk: Path, rootfs: Path, cgroup: ContainerCgroup
     ) -> None:
         try:
             self._runc.delete(container_id)
@@ -414,6 +429,7 @@ class EmbeddedBackend:
                     unmount_if_mounted(str(rootfs))
                 finally:
                     shutil.rmtree(directory, ignore_errors=True)
+                    shutil.rmtree(disk, ignore_errors=True)
 
     def _state(self, container: Container) -> _ContainerState:
         with self._lock:

@@ -15,6 +15,7 @@ from runner.errors import ContainerRuntimeError
 from runner.runtime.cgroups import remove_cgroup_dirs
 from runner.runtime.netns import remove_netns
 from runner.runtime.ownership import read_owner
+from runner.runtime.paths import RuntimePaths
 from runner.runtime.runc import Runc, find_runtime
 from runner.runtime.syscalls import unmount_if_mounted
 from runner.settings import RunnerSettings
@@ -42,17 +43,17 @@ class GcReport:
 def collect(settings: RunnerSettings) -> GcReport:
     """Remove every container and sandbox of `settings.data_dir` whose owner process is gone."""
     report = GcReport()
-    root = settings.containers_dir
-    if not root.is_dir():
+    if not settings.containers_dir.is_dir():
         return report
+    paths = RuntimePaths.for_settings(settings)
     runc: Runc | None
     try:
-        runc = Runc(find_runtime(settings.runtime), root / "runc-state")
+        runc = Runc(find_runtime(settings.runtime), paths.runc_state)
     except ContainerRuntimeError as err:
         runc = None
         report.warnings.append(f"runc state not checked: {err}")
     live: set[str] = set()
-    for directory in sorted(root.glob("ct-*")):
+    for directory in sorted(paths.run_root.glob("ct-*")):
         owner = read_owner(directory)
         container_id = directory.name.removeprefix("ct-")
         if (owner is not None and owner.alive()) or (owner is None and _young(directory)):
@@ -63,8 +64,18 @@ def collect(settings: RunnerSettings) -> GcReport:
         remove_cgroup_dirs([Path(p) for p in owner.cgroups] if owner else [])
         unmount_if_mounted(str(directory / "rootfs"))
         shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(paths.container_disk_dir(container_id), ignore_errors=True)
         report.containers.append(container_id)
-    for directory in sorted(root.glob("sb-*")):
+    # Overlay dirs on disk whose runtime files are gone (a reboot emptied the tmpfs run dir).
+    for directory in sorted(paths.disk_root.glob("ct-*")):
+        container_id = directory.name.removeprefix("ct-")
+        if container_id in live or paths.container_run_dir(container_id).exists():
+            continue
+        if _young(directory):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        report.containers.append(container_id)
+    for directory in sorted(paths.run_root.glob("sb-*")):
         owner = read_owner(directory)
         if (owner is not None and owner.alive()) or (owner is None and _young(directory)):
             continue

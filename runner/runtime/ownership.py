@@ -32,6 +32,7 @@ class Owner:
     netns: str | None = None
     runc_id: str | None = None
     cgroups: list[str] = field(default_factory=list)
+    disk_dir: str | None = None
 
     @classmethod
     def current(
@@ -41,10 +42,11 @@ class Owner:
         netns: str | None = None,
         runc_id: str | None = None,
         cgroups: list[str] | None = None,
+        disk_dir: str | None = None,
     ) -> Owner:
         """An owner record for this process."""
         pid = os.getpid()
-        return cls(pid, _start_time(pid) or 0, rootfs, netns, runc_id, cgroups or [])
+        return cls(pid, _start_time(pid) or 0, rootfs, netns, runc_id, cgroups or [], disk_dir)
 
     def alive(self) -> bool:
         """True when the owning process still runs (same pid and start time)."""

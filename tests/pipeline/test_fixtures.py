@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import TriggerContext, lint, load, plan
+from pipeline import Plan, TriggerContext, lint, load, plan
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VALID = sorted((FIXTURES / "valid").glob("*.yml"))
@@ -43,5 +43,11 @@ def test_invalid_fixture_reports_expected_problem(path: Path) -> None:
 def test_valid_fixture_lints_clean_and_plans(path: Path) -> None:
     problems = lint(path)
     assert problems == [], "\n".join(str(p) for p in problems)
-    result = plan(load(path), TriggerContext(source="push", branch="main"))
-    assert result.jobs
+    for context in (
+        TriggerContext(source="push", branch="main"),
+        TriggerContext(source="push", tag="v1.0.0"),
+        TriggerContext(source="merge_request_event", branch="feature", changed_files=()),
+    ):
+        result = plan(load(path), context)
+        assert result.jobs
+        assert Plan.from_json(result.to_json()) == result

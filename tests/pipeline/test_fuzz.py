@@ -10,6 +10,7 @@ indentation of a line broken. Each input is planned under several triggers and l
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import (
+    PIPELINE_SOURCES,
     IncludeError,
     LoadError,
     PipelineError,
@@ -333,6 +335,52 @@ _pipelines = st.fixed_dictionaries(
 def test_plausible_pipelines(data: dict[str, Any]) -> None:
     """Pipelines shaped like real ones with random choices: rules, needs, matrices, extends."""
     _check(_dump(data))
+
+
+# -- random triggers against the valid files ------------------------------------------------
+
+_refs = st.one_of(st.none(), st.sampled_from(["main", "v1.0.0", "feature/x"]), st.text(max_size=12))
+_contexts = st.builds(
+    TriggerContext,
+    source=st.one_of(st.sampled_from(PIPELINE_SOURCES), st.text(max_size=8)),
+    branch=_refs,
+    tag=_refs,
+    commit_sha=st.text("0123456789abcdef", max_size=40),
+    commit_message=st.text(max_size=40),
+    default_branch=st.one_of(st.just("main"), st.text(max_size=8)),
+    changed_files=st.one_of(st.none(), st.lists(st.text("ab/.*{}[]", max_size=10), max_size=4)),
+    project_files=st.one_of(st.none(), st.lists(st.text("ab/.", max_size=8), max_size=4)),
+    variables=st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(["CI_MERGE_REQUEST_IID", "DEPLOY_ENABLED"]), st.text()),
+            st.text(max_size=12),
+        ),
+        max_size=4,
+    ),
+).map(
+    lambda context: dataclasses.replace(
+        context,
+        changed_files=_as_tuple(context.changed_files),
+        project_files=_as_tuple(context.project_files),
+        variables=tuple(context.variables),
+    )
+)
+
+
+def _as_tuple(paths: Any) -> tuple[str, ...] | None:
+    return None if paths is None else tuple(paths)
+
+
+@settings(FUZZ, max_examples=200)
+@given(st.sampled_from(VALID_FILES), _contexts)
+def test_random_triggers(source: Path, context: TriggerContext) -> None:
+    """Odd branch names, sources, commit data and variables never break planning."""
+    try:
+        config = validate(loads(source.read_text(), filename=source.name, root_dir=source.parent))
+        the_plan = plan(config, context)
+    except PipelineError:
+        return
+    assert Plan.from_json(the_plan.to_json()) == the_plan
 
 
 # -- mutations of valid files ----------------------------------------------------------------

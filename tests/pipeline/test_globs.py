@@ -16,7 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import PipelineError, ValidationError
-from pipeline.globs import MAX_BRACE_ALTERNATIVES, compile_glob, matches_changes, matches_exists
+from pipeline.globs import (
+    MAX_BRACE_ALTERNATIVES,
+    MAX_EXISTS_COMPARISONS,
+    compile_glob,
+    matches_changes,
+    matches_exists,
+)
 
 FNMATCH_CASES = [
     # Ruby docs: whole-string match.
@@ -167,6 +173,38 @@ def test_exists_docs_example() -> None:
     assert matches_exists(["*.yml"], files)
     assert not matches_exists(["*.py"], files)
     assert matches_exists(["app/*.py", "nothing"], files)
+
+
+def test_variables_in_patterns_are_expanded_when_defined() -> None:
+    """GitLab's Changes and Exists clauses expand the paths with ExpandVariables.expand_existing:
+    defined variables are replaced, the others left as written."""
+    variables = {"SERVICE": "api", "DIR": "docs"}
+    assert matches_changes(["$SERVICE/**/*"], ["api/main.go"], variables=variables)
+    assert matches_changes(["${DIR}/*.md"], ["docs/a.md"], variables=variables)
+    assert not matches_changes(["$SERVICE/**/*"], ["web/main.go"], variables=variables)
+    assert matches_changes(["$UNDEFINED/x"], ["$UNDEFINED/x"], variables=variables)
+    assert matches_exists(["$SERVICE/go.mod"], ["api/go.mod"], variables=variables)
+    assert not matches_exists(["$SERVICE/go.mod"], ["api/go.mod"])
+
+
+def test_exists_exact_and_ending_patterns() -> None:
+    """GitLab's Exists clause: a pattern without wildcards is an exact path, `**/*.ext` is
+    answered by the file name's ending; both give the same answers fnmatch would."""
+    files = ["Dockerfile", "lib/deep/x.tar.gz", ".env"]
+    assert matches_exists(["Dockerfile"], files)
+    assert not matches_exists(["dockerfile"], files)
+    assert matches_exists(["**/*.tar.gz"], files)
+    assert matches_exists([".env"], files)
+    assert not matches_exists(["**/*.zip"], files)
+
+
+def test_exists_stops_after_10000_comparisons() -> None:
+    """GitLab's Exists clause (MAX_PATTERN_COMPARISONS = 10_000): after 10,000 comparisons
+    against wildcard patterns the rule is taken as matching."""
+    many = [f"src/module_{index}.py" for index in range(MAX_EXISTS_COMPARISONS + 1)]
+    assert matches_exists(["src/missing_*.rs"], many)
+    assert not matches_exists(["src/missing_*.rs"], many[:MAX_EXISTS_COMPARISONS])
+    assert not matches_exists(["missing.rs", "**/*.rs"], many)  # exact and ending: no limit
 
 
 def test_brace_explosion_is_a_pipeline_error() -> None:

@@ -115,7 +115,7 @@ def test_workflow_rules_decide_whether_there_is_a_pipeline() -> None:
     )
     assert not tag.runnable_jobs()
     other = _plan(text, TriggerContext(branch="feature"))
-    assert other.skip_reason == "workflow: no rule of workflow: rules matched"
+    assert other.skip_reason == "workflow: rules: no rule matched"
 
 
 def test_rules_first_match_wins_with_when_allow_failure_and_variables() -> None:
@@ -145,7 +145,7 @@ def test_rules_first_match_wins_with_when_allow_failure_and_variables() -> None:
         "job",
     )
     tag = _plan(text, TriggerContext(tag="v1")).job("job")
-    assert tag.skip_reason == "rules: no rule of rules matched"
+    assert tag.skip_reason == "rules: no rule matched"
 
 
 def test_manual_job_level_may_fail_but_manual_from_a_rule_may_not() -> None:
@@ -172,7 +172,7 @@ def test_rules_changes_and_exists() -> None:
     )
     result = _plan(text, ctx)
     assert _names(result) == ["docker"]
-    assert result.job("docs").skip_reason == "rules: no rule of rules matched"
+    assert result.job("docs").skip_reason == "rules: no rule matched"
     unknown_changes = _plan(text, TriggerContext(branch="main", changed_files=None))
     assert "docs" in _names(unknown_changes)  # GitLab: no change list means changes match
 
@@ -392,4 +392,20 @@ def test_exists_without_a_file_list_looks_at_the_project_directory(tmp_path: Pat
     )
     result = plan(load(tmp_path), TriggerContext(branch="main"))
     assert _names(result) == ["image-build"]
-    assert result.job("helm").skip_reason == "rules: no rule of rules matched"
+    assert result.job("helm").skip_reason == "rules: no rule matched"
+
+
+def test_jobs_wait_only_for_running_jobs_of_earlier_stages() -> None:
+    result = _plan(
+        "stages: [a, b, c, d]\n"
+        "a1:\n  stage: a\n  script: s\n"
+        "a2:\n  stage: a\n  script: s\n  rules:\n    - if: $CI_COMMIT_TAG\n"
+        "c1:\n  stage: c\n  script: s\n"
+        "c2:\n  stage: c\n  script: s\n"
+        "d1:\n  stage: d\n  script: s\n"
+    )
+    assert [j.name for j in result.jobs] == ["a1", "a2", "c1", "c2", "d1"]
+    assert result.job("c1").waits_for == ("a1",)
+    assert result.job("c2").waits_for == ("a1",)
+    assert result.job("d1").waits_for == ("a1", "c1", "c2")
+    assert result.job("a2").waits_for == ()

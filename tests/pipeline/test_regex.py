@@ -6,7 +6,13 @@ names as the syntax of `=~` / `!~`, and GitLab's Pattern lexeme for the literal'
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
+import re2
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import ExpressionError
 from pipeline.regex import compile_regex, split_regex_literal
@@ -147,3 +153,53 @@ def test_unknown_flag_refused() -> None:
 def test_str_shows_the_literal() -> None:
     """A compiled regex prints as it was written."""
     assert str(compile_regex("^v[0-9]+", "i")) == "/^v[0-9]+/i"
+
+
+# -- RE2 itself as the peer --------------------------------------------------------------------
+
+_RE2_PIECES = st.sampled_from(
+    ["a", "b", "A", ".", "*", "+", "?", "{2}", "{1,2}", "{,2}", "{", "}", "(", ")", "(?:",
+     "(?i)", "(?-i)", "(?i:", "(?s:", "(?m:", "(?U)", "|", "^", "$", "\\", "\\d", "\\w", "\\s",
+     "\\S", "\\b", "\\B", "\\A", "\\z", "\\Z", "\\x41", "\\x{61}", "\\Q", "\\E", "\\1", "\\0",
+     "\\12", "\\n", "\\.", "\\/", "[", "]", "[^", "[a-c]", "[[:alpha:]]", "[[:digit:]]", "[:",
+     ":]", "-", "&&", "~", "#", " ", "(?P<n>", "(?<n>", "(?=", "(?!", "(?#", "*?", "+?", "??",
+     "*+", "\\k", "\\_", "\\é", "[\\d]", "[\\s-]", "[a\\]]", "[]a]", "\\[", "\\-", "[\\x41-\\x43]",
+     "[^\\n]", "[b-a]", "[a-\\d]"]
+)  # fmt: skip
+_TEXTS = st.text("abAB1_ -/.\n[]{}*", max_size=8)
+
+
+def _re2_accepts(pattern: str) -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error:
+        return None
+
+
+@pytest.mark.slow
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(_RE2_PIECES, min_size=1, max_size=6).map("".join),
+    st.sampled_from(["", "i", "m", "s", "ms", "is"]),
+    st.lists(_TEXTS, min_size=1, max_size=4),
+)
+def test_agrees_with_re2(body: str, flags: str, texts: list[str]) -> None:
+    """Random patterns: kapal refuses what RE2 refuses, refuses what RE2 accepts only with a
+    "not supported by kapal" message, and otherwise finds a match exactly where RE2 does.
+
+    Texts are ASCII: RE2 checks `\\b`/`\\B` between the bytes of a UTF-8 character, a
+    difference that only shows inside non-ASCII text. Quantifiers right after a flag group
+    (`a*(?i)??`) are left out: RE2 accepts even a second quantifier there.
+    """
+    assume(not re.search(r"\(\?[imsU-]*\)[*+?{]", body))
+    reference = _re2_accepts(f"(?{flags}){body}" if flags else body)
+    try:
+        ours = compile_regex(body, flags)
+    except ExpressionError as exc:
+        assert reference is None or "kapal" in exc.message, exc.message
+        return
+    assert reference is not None, f"RE2 refuses /{body}/{flags}, kapal accepted it"
+    for text in texts:
+        assert ours.search(text) is (reference.search(text) is not None), (body, flags, text)

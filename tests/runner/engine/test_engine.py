@@ -40,8 +40,8 @@ def running_windows(h: Harness) -> dict[str, tuple[int, int]]:
 
 
 def test_stages_run_in_order_and_a_stage_runs_in_parallel(harness: Harness) -> None:
-    harness.backend.script(named("unit"), FakeBehaviour(delay=0.3))
-    harness.backend.script(named("lint"), FakeBehaviour(delay=0.3))
+    harness.backend.script(named("unit"), FakeBehaviour(delay=0.5))
+    harness.backend.script(named("lint"), FakeBehaviour(delay=0.5))
     result = harness.run(
         plan(job("compile", "build"), job("unit"), job("lint"), job("publish", "deploy"))
     )

@@ -249,3 +249,19 @@ def test_job_variables_reach_services(harness: Harness) -> None:
     )
     (svc,) = [s for s in harness.backend.started if s.name == "service-db"]
     assert svc.env["POSTGRES_DB"] == "app" and svc.env["SHARED"] == "yes"
+
+
+def test_a_service_image_without_cat_is_a_clear_error(harness: Harness) -> None:
+    harness.images.add("distroless-db:1", ports=(5432,))
+    harness.backend.script(named("service-db"), FakeBehaviour(delay=60))
+    harness.backend.script(
+        lambda spec: spec.name.startswith("probe-"),
+        FakeBehaviour(exit_code=127, stderr=""),
+    )
+    result = harness.run(
+        plan(job("unit", services=(ServiceSpec(name="distroless-db:1", aliases=("db",)),)))
+    )
+    assert result.jobs["unit"].status == JobStatus.FAILED
+    reason = result.jobs["unit"].reason
+    assert "cannot check the ports of db" in reason and "exited with code 127" in reason
+    assert "needs `cat`" in reason

@@ -46,6 +46,23 @@ def test_lines_without_a_secret_prefix_pass_at_once() -> None:
     assert line_masker.push("oborated fact") == ["ends with corr", "oborated fact"]
 
 
+def test_a_secret_folded_over_three_lines_is_masked() -> None:
+    masker = SecretMasker(["e2e-secret-0123456789"])
+    assert stream(masker, ["e2e-secr", "et-01234", "56789", "after"]) == [
+        "[MASKED]",
+        "[MASKED]",
+        "[MASKED]",
+        "after",
+    ]
+
+
+def test_a_false_start_is_released_when_the_secret_does_not_follow() -> None:
+    line_masker = LineMasker(SecretMasker(["e2e-secret-0123456789"]))
+    assert line_masker.push("x e2e-se") == []
+    assert line_masker.push("cret-0") == []  # still a possible continuation
+    assert line_masker.push("done!") == ["x e2e-se", "cret-0", "done!"]
+
+
 def test_multi_line_secrets_are_masked_line_by_line() -> None:
     key = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END KEY-----"
     out = stream(SecretMasker([key]), [*key.splitlines(), "after"])

@@ -89,6 +89,8 @@ def test_push_and_pull_with_plain_progress_lines(
         (["image", "export", "busybox", "-o", "/tmp/x", "--format", "zip"], "unknown export"),
         (["image", "bootstrap", "ubuntu:jammy"], "kapal bootstraps `busybox`"),
         (["image", "rm", "nosuch:1"], "is not in the local image store"),
+        (["image", "export", "busybox", "-o", "/"], "/ is a directory"),
+        (["image", "export", "busybox", "-o", "/proc/nope/x.tar"], "No such file or directory"),
     ],
 )
 def test_errors_are_one_line_exit_1_no_traceback(

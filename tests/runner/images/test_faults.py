@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from runner.errors import MediaTypeError, StoreFullError
-from runner.images import ImageStore, Reference, RegistryClient, import_archive
+from runner.images import ImageStore, Reference, RegistryClient, export_images, import_archive
 from runner.images import mediatypes as mt
 from tests.support.tars import Entry, write_tar
 
@@ -76,8 +76,6 @@ def test_no_space_while_importing(tiny_fs: Path, tmp_path: Path) -> None:
         write_tar(tmp_path / "l.tar", [Entry("f", data=os.urandom(2 << 20))]), compressed=False
     )
     source.commit({"config": {}}, [layer], ["big:1"])
-    from runner.images import export_images
-
     export_images(source, ["big:1"], tmp_path / "big.tar", "oci")
     store = ImageStore(tiny_fs / "store")
     with pytest.raises(StoreFullError):

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from runner.errors import (
     RegistryAuthError,
     RegistryError,
 )
-from runner.images import ImageStore, Reference, RegistryClient
+from runner.images import ImageStore, Reference, RegistryClient, export_images
 from runner.images import mediatypes as mt
 from runner.images import registry as registry_module
 from runner.images.registry import is_local_host, load_credentials, parse_challenge
@@ -261,20 +262,37 @@ def test_bearer_token_flow(tmp_path: Path, source: ImageStore) -> None:
     assert ("repository:team/app:pull", "alice", "kapal-test-registry") in asked
 
 
-def _failing(status: int) -> httpx.MockTransport:
+def test_registry_with_broken_storage_answers_500(tmp_path: Path, source: ImageStore) -> None:
+    with run_registry(tmp_path / "reg") as address:
+        storage = tmp_path / "reg" / "data"
+        if storage.exists():
+            shutil.rmtree(storage)
+        storage.write_text("a file where the registry wants its storage directory")
+        store = ImageStore(tmp_path / "s")
+        with RegistryClient() as client:
+            with pytest.raises(RegistryError) as pulling:
+                client.pull(Reference.parse(f"{address}/app/x:1"), store)
+            with pytest.raises(RegistryError) as pushing:
+                client.push(source, source.resolve("app:1"), Reference.parse(f"{address}/a/x:1"))
+    for error in (pulling.value, pushing.value):
+        assert "failed with 500" in str(error) and "try again later" in str(error)
+    assert store.list_images() == []
+
+
+def test_503_is_retried_then_reported(tmp_path: Path) -> None:
+    # docker-registry does not answer 503 on demand: this one uses httpx's MockTransport.
+    calls = []
+
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json={"errors": [{"code": "X", "message": "broken"}]})
+        calls.append(request.url.path)
+        return httpx.Response(503, json={"errors": [{"code": "UNAVAILABLE", "message": "busy"}]})
 
-    return httpx.MockTransport(handler)
-
-
-@pytest.mark.parametrize("status", [500, 503])
-def test_server_errors_are_reported_after_retries(tmp_path: Path, status: int) -> None:
-    # docker-registry cannot be made to answer 5xx on demand: this uses httpx's MockTransport.
     store = ImageStore(tmp_path / "s")
-    with RegistryClient(transport=_failing(status)) as client, pytest.raises(RegistryError) as e:
+    transport = httpx.MockTransport(handler)
+    with RegistryClient(transport=transport) as client, pytest.raises(RegistryError) as e:
         client.pull(Reference.parse("127.0.0.1:9/app:1"), store)
-    assert f"failed with {status}" in str(e.value) and "try again later" in str(e.value)
+    assert "failed with 503" in str(e.value) and "UNAVAILABLE busy" in str(e.value)
+    assert len(calls) == registry_module.RETRIES
     assert store.list_images() == []
 
 
@@ -322,3 +340,38 @@ def test_challenge_and_credentials_parsing(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(RegistryAuthError, match="cannot read registry credentials"):
         load_credentials(path, "x")
+
+
+def test_pull_docker_v2_schema2_manifest_written_by_skopeo(
+    registry: str, source: ImageStore, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    layout = tmp_path / "layout"
+    export_images(source, ["app:1"], layout, "oci", as_directory=True)
+    target = f"{_repo(registry, request)}:v2s2"
+    result = subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            "--format",
+            "v2s2",
+            f"oci:{layout}:1",
+            f"docker://{target}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    store = ImageStore(tmp_path / "t")
+    with RegistryClient() as client:
+        image = client.pull(Reference.parse(target), store)
+        assert image.media_type == mt.DOCKER_MANIFEST
+        assert {x.media_type for x in image.layers} == {mt.DOCKER_LAYER_GZIP}
+        assert image.config["config"]["Cmd"] == ["/bin/sh"]
+        lowers = store.unpacked_layers(image)
+        assert (lowers[0] / "a.bin").stat().st_size == 300_000
+        # and back: a Docker v2 image pushes with its own media types, same digest
+        again = Reference.parse(f"{_repo(registry, request)}-back:1")
+        assert client.push(store, image, again) == image.digest

@@ -6,6 +6,7 @@ that none of them left runc state, a mount, a cgroup or a directory behind.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from runner.images import ImageStore
 from runner.runtime.backend import ContainerSpec, ImageDefaults, Sandbox, SandboxSpec
 from runner.runtime.cgroups import current_hierarchies
 from runner.runtime.embedded import EmbeddedBackend
+from runner.runtime.paths import RuntimePaths
 from runner.runtime.syscalls import mount_points
 from runner.settings import RunnerSettings
 
@@ -41,11 +43,12 @@ class RecordingBackend(EmbeddedBackend):
         super().__init__(settings)
         self.container_ids: list[str] = []
         self.sandbox_ids: list[str] = []
-        self._next_is_sandbox = False
+        self._setting_up = threading.local()  # tests start containers from several threads
 
     def _new_id(self) -> str:
         new = super()._new_id()
-        (self.sandbox_ids if self._next_is_sandbox else self.container_ids).append(new)
+        in_setup = getattr(self._setting_up, "active", False)
+        (self.sandbox_ids if in_setup else self.container_ids).append(new)
         return new
 
     def setup(self, spec: SandboxSpec) -> Sandbox:
@@ -54,29 +57,29 @@ class RecordingBackend(EmbeddedBackend):
         try:
             return super().setup(spec)
         finally:
-            self._next_is_sandbox = False
+            self._setting_up = threading.local()  # tests start containers from several threads
 
 
 def leftovers(
     settings: RunnerSettings, container_ids: list[str], sandbox_ids: list[str]
 ) -> list[str]:
     """Everything the given containers and sandboxes left behind (empty when clean)."""
-    root = settings.containers_dir
+    paths = RuntimePaths.for_settings(settings)
     found: list[str] = []
-    state = root / "runc-state"
     mounts = mount_points()
     for cid in container_ids:
-        if (state / cid).exists():
+        if (paths.runc_state / cid).exists():
             found.append(f"runc state of {cid}")
-        if (root / f"ct-{cid}").exists():
-            found.append(f"directory ct-{cid}")
+        for directory in (paths.container_run_dir(cid), paths.container_disk_dir(cid)):
+            if directory.exists():
+                found.append(f"directory {directory}")
         found += [f"mount {m}" for m in mounts if f"ct-{cid}" in m]
         for hierarchy in current_hierarchies():
             if (hierarchy.own_dir / f"kapal-{cid}").exists():
                 found.append(f"cgroup {hierarchy.own_dir / f'kapal-{cid}'}")
     for sid in sandbox_ids:
-        if (root / f"sb-{sid}").exists():
-            found.append(f"directory sb-{sid}")
+        if paths.sandbox_dir(sid).exists():
+            found.append(f"directory {paths.sandbox_dir(sid)}")
         found += [f"mount {m}" for m in mounts if f"sb-{sid}" in m]
     return found
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from runner.runtime.paths import RuntimePaths
 from runner.runtime.syscalls import mount_points
 from runner.settings import RunnerSettings
 from web.cli import build_app
@@ -155,6 +156,7 @@ def test_sigterm_cancels_and_cleans_up(
         process.wait()
     assert process.returncode == 130
     assert "kapal exec: canceled" in stderr
-    root = kapal_settings.containers_dir
-    assert sorted(p.name for p in root.glob("[cs][tb]-*")) == []
-    assert not [m for m in mount_points() if m.startswith(str(root))]
+    paths = RuntimePaths.for_settings(kapal_settings)
+    for root in (paths.run_root, paths.disk_root):
+        assert sorted(p.name for p in root.glob("[cs][tb]-*")) == []
+        assert not [m for m in mount_points() if m.startswith(str(root))]

@@ -234,8 +234,9 @@ def test_parallel_sandboxes(backend: RecordingBackend, busybox: BusyboxImage) ->
 
     def job(number: int) -> None:
         script = (
-            f"(echo job-{number} | nc -l -p 8000 &); "
-            "for i in $(seq 400); do nc 127.0.0.1 8000 && exit; sleep 0.05; done; exit 1"
+            f"mkdir /www && echo job-{number} > /www/index.html && httpd -p 8000 -h /www; "
+            "for i in $(seq 400); do wget -q -O - http://127.0.0.1:8000/ && exit; sleep 0.05; done"
+            "; exit 1"
         )
         lines, status = run(backend, busybox.spec("sh", "-c", script))
         results[number] = [*texts(lines), status.describe()]

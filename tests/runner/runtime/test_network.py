@@ -18,6 +18,19 @@ def host_interfaces() -> set[str]:
     return {p.name for p in Path("/sys/class/net").iterdir()}
 
 
+def serve(text: str, port: int) -> str:
+    """Shell for a service answering `text` over HTTP on `port` (busybox httpd)."""
+    return f"mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p {port} -h /www"
+
+
+def fetch(host: str, port: int) -> str:
+    """Shell fetching the service's page, retrying while it starts (as a job would)."""
+    return (
+        f"for i in $(seq 400); do wget -q -O - http://{host}:{port}/ && exit 0; sleep 0.05; done;"
+        " exit 1"
+    )
+
+
 def output(
     backend: RecordingBackend, busybox: BusyboxImage, script: str, **sandbox: object
 ) -> list[str]:
@@ -35,9 +48,9 @@ def output(
 def test_service_reached_by_alias(backend: RecordingBackend, busybox: BusyboxImage) -> None:
     sandbox = backend.setup(SandboxSpec(name="job", aliases=("db", "cache")))
     try:
-        server = backend.start(
+        backend.start(
             sandbox,
-            busybox.spec("sh", "-c", "echo hello-from-db | nc -l -p 5432", name="db"),
+            busybox.spec("sh", "-c", serve("hello-from-db", 5432), name="db"),
         )
         client = backend.start(
             sandbox,
@@ -45,14 +58,13 @@ def test_service_reached_by_alias(backend: RecordingBackend, busybox: BusyboxIma
                 "sh",
                 "-c",
                 # The server may not listen yet: retry, as a job waiting for its service would.
-                "for i in $(seq 400); do nc db 5432 && exit 0; sleep 0.05; done; exit 1",
+                fetch("db", 5432),
                 name="job",
             ),
         )
         lines = [line.text for line in backend.logs(client) if line.stream == "stdout"]
         assert backend.wait(client).ok, lines
         assert lines == ["hello-from-db"]
-        assert backend.wait(server).exit_code == 0
     finally:
         backend.teardown(sandbox)
 
@@ -81,18 +93,13 @@ def test_loopback_only_by_default(backend: RecordingBackend, busybox: BusyboxIma
 def test_separate_sandboxes_do_not_share(backend: RecordingBackend, busybox: BusyboxImage) -> None:
     first = backend.setup(SandboxSpec())
     try:
-        backend.start(first, busybox.spec("nc", "-ll", "-p", "7000", "-e", "echo", "hi"))
+        backend.start(first, busybox.spec("sh", "-c", serve("hi", 7000)))
         # Reachable from its own sandbox (once it listens)...
-        probe = backend.start(
-            first,
-            busybox.spec(
-                "sh", "-c", "for i in $(seq 400); do nc 127.0.0.1 7000 && exit; sleep 0.05; done"
-            ),
-        )
+        probe = backend.start(first, busybox.spec("sh", "-c", fetch("127.0.0.1", 7000)))
         probe_lines = [line.text for line in backend.logs(probe) if line.stream == "stdout"]
         assert probe_lines == ["hi"]
         # ...and not from another one.
-        lines = output(backend, busybox, "nc -w 1 127.0.0.1 7000 || echo refused")
+        lines = output(backend, busybox, "wget -q -O - http://127.0.0.1:7000/ || echo refused")
         assert lines == ["refused"]
     finally:
         backend.teardown(first)
