@@ -24,13 +24,10 @@ def sha256_digest(data: bytes) -> str:
 
 def file_digest(path: Path) -> tuple[str, int]:
     """The `sha256:<hex>` digest and size of the file at `path`."""
-    h = hashlib.sha256()
-    size = 0
     with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return "sha256:" + h.hexdigest(), size
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        size = f.tell()
+    return "sha256:" + digest, size
 
 
 def store_full_error(where: Path, exc: OSError) -> StoreFullError:

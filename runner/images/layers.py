@@ -16,11 +16,12 @@ import shutil
 import subprocess
 import tarfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import ArchiveError, StoreFullError
-from runner.images.blobs import CHUNK
+from runner.images.blobs import CHUNK, file_digest
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -114,39 +115,57 @@ def _check_not_under_symlink(path: str, shown: str, symlinks: set[str], where: s
         parent = posixpath.dirname(parent)
 
 
-def scan_layer(path: Path, gzip: bool, where: str) -> LayerScan:
-    """Read a layer blob once: its digest, diff_id, whiteouts; reject truncated or unsafe tars."""
-    reader = _HashingReader(path, gzip)
+def _check_members(members: Iterable[tarfile.TarInfo], where: str) -> tuple[list[str], list[str]]:
+    """Refuse members that escape the layer; return the whiteouts and opaque dirs found."""
     whiteouts: list[str] = []
     opaque: list[str] = []
     symlinks: set[str] = set()
-    try:
+    for member in members:
+        name = _clean(member.name, where)
+        _check_not_under_symlink(name, member.name, symlinks, where)
+        if member.issym():
+            symlinks.add(name)
+        if member.islnk():
+            # link() follows symlinks in the target's directories: a hard link through one could
+            # reach a file of the host.
+            target = _clean(member.linkname, where)
+            _check_not_under_symlink(target, member.linkname, symlinks, where)
+        base = posixpath.basename(name)
+        if base == OPAQUE_MARKER:
+            opaque.append(posixpath.dirname(name) or ".")
+        elif base.startswith(WHITEOUT_PREFIX):
+            whiteouts.append(name)
+    return whiteouts, opaque
+
+
+def _truncated(where: str, exc: BaseException) -> ArchiveError:
+    return ArchiveError(
+        f"{where}: the layer tar is truncated or malformed ({exc}); get the image again"
+    )
+
+
+def scan_layer(path: Path, gzip: bool, where: str) -> LayerScan:
+    """Check a layer blob: its digest, diff_id, whiteouts; reject truncated or unsafe tars."""
+    if not gzip:
+        # Uncompressed: walk the headers with seeks, hash the file in C; the blob is the tar.
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    name = _clean(member.name, where)
-                    _check_not_under_symlink(name, member.name, symlinks, where)
-                    if member.issym():
-                        symlinks.add(name)
-                    if member.islnk():
-                        # link() follows symlinks in the target's directories: a hard link
-                        # through one could reach a file of the host.
-                        target = _clean(member.linkname, where)
-                        _check_not_under_symlink(target, member.linkname, symlinks, where)
-                    base = posixpath.basename(name)
-                    if base == OPAQUE_MARKER:
-                        opaque.append(posixpath.dirname(name) or ".")
-                    elif base.startswith(WHITEOUT_PREFIX):
-                        whiteouts.append(name)
-            reader.drain()
-        except (tarfile.TarError, EOFError, zlib.error) as exc:
-            raise ArchiveError(
-                f"{where}: the layer tar is truncated or malformed ({exc}); get the image again"
-            ) from exc
-        except ArchiveError as exc:
-            if "truncated" in str(exc) and not str(exc).startswith(where):
-                raise ArchiveError(f"{where}: {exc}; get the image again") from exc
+            with tarfile.open(path, "r:") as tar:
+                whiteouts, opaque = _check_members(tar, where)
+        except (tarfile.TarError, EOFError) as exc:
+            raise _truncated(where, exc) from exc
+        digest, size = file_digest(path)
+        return LayerScan(digest, size, digest, whiteouts, opaque)
+    reader = _HashingReader(path, gzip)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            whiteouts, opaque = _check_members(tar, where)
+        reader.drain()
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise _truncated(where, exc) from exc
+    except ArchiveError as exc:
+        if str(exc).startswith(where):
             raise
+        raise _truncated(where, exc) from exc
     finally:
         reader.close()
     return LayerScan(
