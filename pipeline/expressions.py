@@ -190,6 +190,8 @@ _OPERATOR_HINTS = {
     "&": "`&` is not an operator: use && to join conditions",
     "|": "`|` is not an operator: use || to join conditions",
 }
+_WHITESPACE = " \t\n\r\f\v"  # Ruby's \s: what GitLab's lexer skips between tokens
+_SHORT_REGEX = re.compile(r"/(?:\\/|[^/])?/")
 _VALUE_HINT = "a value ($VARIABLE, \"string\", 'string', null or /regex/)"
 
 
@@ -216,7 +218,7 @@ def _tokens(text: str) -> Iterator[_Token]:
     """The tokens of `text`, ending with an `end` token."""
     pos, count = 0, 0
     while True:
-        while pos < len(text) and text[pos].isspace():
+        while pos < len(text) and text[pos] in _WHITESPACE:
             pos += 1
         column = pos + 1
         if pos >= len(text):
@@ -263,6 +265,10 @@ def _tokens(text: str) -> Iterator[_Token]:
             pos += 4
         elif char in "=!&|":
             raise _error(text, column, _OPERATOR_HINTS[char])
+        elif char.isspace():
+            raise _error(
+                text, column, f"U+{ord(char):04X} is not a plain space: replace it with one"
+            )
         else:
             word = re.match(r"\w+|\S", text[pos:])
             found = word.group(0) if word else char
@@ -284,7 +290,7 @@ def _regex_token(text: str, pos: int) -> _Token:
     column = pos + 1
     match = _REGEX_LITERAL.match(text, pos)
     if match is None:
-        if text.find("/", pos + 1) < 0:
+        if _SHORT_REGEX.match(text, pos) is None:
             raise _error(text, column, "this regular expression is not closed: add a /")
         raise _error(
             text,

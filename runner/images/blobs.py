@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -165,6 +166,31 @@ class BlobStore:
             for chunk in chunks:
                 w.write(chunk)
             return w.commit(expected, where), w.size
+
+    def adopt_file(self, path: Path, digest: str) -> None:
+        """Copy a file whose digest was just computed into place, without hashing it again.
+
+        Unpacking verifies every layer blob, so a file that changed in between is still caught.
+        """
+        if self.has(digest):
+            return
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+        os.close(fd)
+        tmp_path = Path(name)
+        try:
+            shutil.copyfile(path, tmp_path)
+            with tmp_path.open("rb") as f:
+                os.fsync(f.fileno())
+            final = self.path(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_path, final)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise store_full_error(self.root, exc) from exc
+            raise
+        finally:
+            tmp_path.unlink(missing_ok=True)
 
     def put_file(self, path: Path, expected: str | None = None, where: str = "") -> tuple[str, int]:
         """Copy the file at `path` into the store; return its digest and size."""

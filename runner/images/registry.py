@@ -302,17 +302,19 @@ class RegistryClient:
             with self._send("GET", url, ref, scope, headers={"Accept": mt.ACCEPT_MANIFESTS}) as r:
                 body = r.content
                 media_type = r.headers.get("content-type", "").split(";")[0].strip()
+                announced = r.headers.get("docker-content-digest", "")
         except RegistryStatusError as exc:
             if exc.status == 404:
                 raise ImageNotFoundError(
                     f"image {ref.familiar!r} is not in registry {ref.registry} (404 for "
-                    f"{ref.repository}:{what}); check the name and tag"
+                    f"{ref.repository}{'@' if ':' in what else ':'}{what}); check the name and tag"
                 ) from exc
             raise
-        if what.startswith("sha256:") and sha256_digest(body) != what:
+        expected = what if what.startswith("sha256:") else announced
+        if expected.startswith("sha256:") and sha256_digest(body) != expected:
             raise CorruptBlobError(
-                f"registry {ref.registry} sent a manifest for {what} that hashes to "
-                f"{sha256_digest(body)}; refusing it"
+                f"registry {ref.registry} sent a manifest for {ref.repository} {what} that hashes "
+                f"to {sha256_digest(body)}, not {expected}; refusing it"
             )
         try:
             declared = json.loads(body).get("mediaType")

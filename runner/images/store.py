@@ -325,7 +325,7 @@ class ImageStore:
             )
         if not self.blobs.has(scan.digest):
             with self.session():
-                self.blobs.put_file(tar_path, scan.digest, where)
+                self.blobs.adopt_file(tar_path, scan.digest)
         return LayerDescriptor(
             digest=scan.digest,
             diff_id=scan.diff_id,

@@ -104,7 +104,9 @@ class ContainerSpec:
     `ImageStore.unpacked_layers` returns them) or of the single directory `rootfs`, plus a
     per-container upper dir. When `upper_dir` is set, that directory is the overlay's upper dir and
     it is kept after the container ends (the image builder turns it into a layer); it must be
-    empty or absent, and it must not be inside a lower dir.
+    empty or absent, must not be inside a lower dir, and must be on the same filesystem as
+    KAPAL_DATA_DIR (the overlay work dir lives there). runc creates the mount points the image
+    lacks in it (`/etc/hosts`, `/etc/resolv.conf`, bind-mount targets): drop those from a layer.
 
     The command follows Docker's rules: `entrypoint` replaces the image's Entrypoint (and then the
     image's Cmd is dropped, as `docker run --entrypoint` does; `()` means no entrypoint, like

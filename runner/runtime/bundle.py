@@ -121,8 +121,11 @@ def _rlimits() -> list[dict[str, Any]]:
 def build_config(config: BundleConfig) -> dict[str, Any]:
     """Return the OCI runtime config document for `config` (rootfs at ./rootfs)."""
     env = list(config.env)
+    # As Docker does: HOME from the user's passwd entry, HOSTNAME the container's.
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={config.user.home}")
+    if not any(e.startswith("HOSTNAME=") for e in env):
+        env.append(f"HOSTNAME={config.hostname}")
     mounts = _standard_mounts()
     for mount in config.mounts:
         options = ["rbind", "rprivate"] + (["ro"] if mount.read_only else [])

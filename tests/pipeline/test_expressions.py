@@ -371,6 +371,8 @@ def test_expression_object_reused_and_lists_variables() -> None:
         ("$A == main", 7, "strings are quoted"),
         ("nullable", 1, "unexpected `nullable`"),
         ('$A == "x" && $B ==', 19, "found the end"),
+        ("$A\u00a0== 'x'", 3, "U+00A0 is not a plain space"),
+        ("$A =~ /ab\\/", 7, "not closed"),
     ],
 )
 def test_parse_errors_name_the_column(text: str, column: int, fragment: str) -> None:

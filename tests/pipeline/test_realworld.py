@@ -97,6 +97,7 @@ def test_python_library_main() -> None:
     assert ("mypy", "build-wheel") not in edges  # needs: [ruff, test] replaces stage order
     assert not any(downstream == "docs" for _, downstream in edges)  # needs: []
     assert the_plan.job("mypy").allow_failure
+    assert the_plan.job("ruff").interruptible  # from `default:`
     assert the_plan.job("test: [3.11]").image is not None
 
 
@@ -128,10 +129,11 @@ def test_webapp_main_deploys_staging_then_manual_production() -> None:
     """Main: tests, image, staging deploy, and production waiting for a person."""
     result, the_plan = outcome("webapp-services.gitlab-ci.yml", MAIN)
     assert result == Outcome(
-        {"unit-tests", "integration-tests", "build-image", "deploy-staging"},
+        {"unit-tests", "integration-tests", "build-image", "deploy-staging", "notify-failure"},
         {"deploy-production"},
         set(),
     )
+    assert the_plan.job("notify-failure").when == "on_failure"
     edges = set(the_plan.edges())
     assert ("deploy-staging", "deploy-production") in edges
     assert ("build-image", "deploy-production") in edges
@@ -153,12 +155,12 @@ def test_webapp_feature_branch_and_tag() -> None:
     """A feature branch only tests; a tag also builds the image but deploys nothing."""
     feature, _ = outcome("webapp-services.gitlab-ci.yml", FEATURE)
     assert feature == Outcome(
-        {"unit-tests", "integration-tests"},
+        {"unit-tests", "integration-tests", "notify-failure"},
         set(),
         {"build-image", "deploy-staging", "deploy-production"},
     )
     tag, _ = outcome("webapp-services.gitlab-ci.yml", TAG)
-    assert tag.runs == {"unit-tests", "integration-tests", "build-image"}
+    assert tag.runs == {"unit-tests", "integration-tests", "build-image", "notify-failure"}
     assert tag.skipped == {"deploy-staging", "deploy-production"}
 
 

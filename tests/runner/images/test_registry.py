@@ -375,3 +375,24 @@ def test_pull_docker_v2_schema2_manifest_written_by_skopeo(
         # and back: a Docker v2 image pushes with its own media types, same digest
         again = Reference.parse(f"{_repo(registry, request)}-back:1")
         assert client.push(store, image, again) == image.digest
+
+
+def test_corrupt_manifest_from_registry_is_refused(tmp_path: Path, source: ImageStore) -> None:
+    # docker-registry checks its stored manifests itself (it answers 500 for a tampered one), so
+    # the client's own check against Docker-Content-Digest is driven by a MockTransport.
+    image = source.resolve("app:1")
+    original = source.blobs.path(image.digest).read_bytes()
+    tampered = original.replace(b'"schemaVersion":2', b'"schemaVersion":3')
+    assert tampered != original
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Type": mt.OCI_MANIFEST, "Docker-Content-Digest": image.digest}
+        return httpx.Response(200, content=tampered, headers=headers)
+
+    target = ImageStore(tmp_path / "t")
+    with (
+        RegistryClient(transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(CorruptBlobError, match=image.digest),
+    ):
+        client.pull(Reference.parse("127.0.0.1:9/c/app:1"), target)
+    assert target.list_images() == [] and list(target.blobs.digests()) == []

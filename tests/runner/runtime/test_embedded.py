@@ -202,7 +202,10 @@ def test_kept_upper_dir_holds_the_changes(
 
 def test_hostname_hosts_and_isolation(backend: RecordingBackend, busybox: BusyboxImage) -> None:
     spec = busybox.spec(
-        "sh", "-c", "hostname; grep -c db /etc/hosts; ps -o pid | wc -l", hostname="job-1"
+        "sh",
+        "-c",
+        'hostname; echo "$HOSTNAME"; grep -c db /etc/hosts; ps -o pid | wc -l',
+        hostname="job-1",
     )
     lines: list[LogLine] = []
     sandbox = backend.setup(SandboxSpec(aliases=("db",)))
@@ -213,8 +216,8 @@ def test_hostname_hosts_and_isolation(backend: RecordingBackend, busybox: Busybo
     finally:
         backend.teardown(sandbox)
     # Own hostname, the alias resolves, and the pid namespace shows only this shell + ps (+header).
-    assert texts(lines)[:2] == ["job-1", "1"]
-    assert int(texts(lines)[2]) <= 4
+    assert texts(lines)[:3] == ["job-1", "job-1", "1"]
+    assert int(texts(lines)[3]) <= 4
 
 
 def test_rootfs_directory(backend: RecordingBackend, busybox: BusyboxImage) -> None:
