@@ -7,13 +7,19 @@ the `U` flag, repeated assertions like `^*`, `\\B` in empty text) or refuses wit
 the construct (backreferences, lookaround: RE2 has none; `\\pL`, `[[:^alpha:]]`, `\\C`: kapal has
 none yet), so a pattern never silently means something else. `\\w`, `\\d`, `\\s`, `\\b` are
 ASCII as in RE2; case folding under `i` is ASCII only (RE2 folds Unicode).
-tests/pipeline/test_regex.py compares the answers with RE2 itself (google-re2).
+Matching itself runs on RE2 (google-re2): the translation validates and explains, RE2 searches.
+A commit message or branch name is attacker-controlled on a server, and a backtracking engine
+would let `/^(a+)+$/` stall a worker; RE2 matches in linear time.
+tests/pipeline/test_regex.py compares the answers with RE2 itself.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
+
+import re2
 
 from pipeline.errors import ExpressionError
 
@@ -56,11 +62,11 @@ _RE2_FLAGS = set("imsU")
 
 @dataclass(frozen=True)
 class Regex:
-    """A compiled GitLab regular expression: the text as written and its Python translation."""
+    """A compiled GitLab regular expression: the text as written and its RE2 program."""
 
     body: str
     flags: str
-    compiled: re.Pattern[str] = field(compare=False, repr=False)
+    compiled: Any = field(compare=False, repr=False)  # re2's compiled pattern (untyped library)
 
     def search(self, text: str) -> bool:
         """True when the pattern matches anywhere in `text` (GitLab's `scan(...).present?`)."""
@@ -100,7 +106,7 @@ def compile_regex(body: str, flags: str = "") -> Regex:
     if "s" in flags:
         py_flags |= re.DOTALL
     try:
-        compiled = re.compile(translated, py_flags)
+        re.compile(translated, py_flags)  # validation: its errors describe the user's pattern
     except re.error as exc:
         # The translation keeps the structure, so `re`'s complaint (unbalanced parenthesis,
         # nothing to repeat, bad range...) describes the pattern as written.
@@ -115,7 +121,23 @@ def compile_regex(body: str, flags: str = "") -> Regex:
             expression=body,
             column=0,
         ) from None
-    return Regex(body=body, flags=flags, compiled=compiled)
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        program = re2.compile(f"(?{flags}){body}" if flags else body, options)
+    except re2.error as exc:
+        raise ExpressionError(
+            f"invalid regular expression /{body}/: {_re2_message(exc)}",
+            expression=body,
+            column=0,
+        ) from None
+    return Regex(body=body, flags=flags, compiled=program)
+
+
+def _re2_message(exc: Exception) -> str:
+    """RE2's complaint as text (the library gives it as bytes)."""
+    detail = exc.args[0] if exc.args else exc
+    return detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
 
 
 @dataclass

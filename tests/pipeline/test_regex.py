@@ -203,3 +203,12 @@ def test_agrees_with_re2(body: str, flags: str, texts: list[str]) -> None:
     assert reference is not None, f"RE2 refuses /{body}/{flags}, kapal accepted it"
     for text in texts:
         assert ours.search(text) is (reference.search(text) is not None), (body, flags, text)
+
+
+@pytest.mark.timeout(60)
+def test_hostile_pattern_on_long_text_completes() -> None:
+    """A nested quantifier against a long commit message answers instead of backtracking
+    forever (a backtracking engine needs ~2^100000 steps here; the timeout catches a hang)."""
+    pattern = compile_regex("^(a+)+$")
+    assert pattern.search("a" * 100_000 + "!") is False
+    assert pattern.search("a" * 100_000) is True
