@@ -161,10 +161,12 @@ class _Planner:
         if rule.if_text is not None and not self.expression(rule.if_text, variables, rule.location):
             return False
         if rule.changes is not None and not matches_changes(
-            rule.changes, self.context.changed_files
+            rule.changes, self.context.changed_files, variables=variables
         ):
             return False
-        return rule.exists is None or matches_exists(rule.exists, self.project_files())
+        return rule.exists is None or matches_exists(
+            rule.exists, self.project_files(), variables=variables
+        )
 
     def project_files(self) -> tuple[str, ...]:
         """The context's project files, else the files under the pipeline's root directory."""
@@ -245,7 +247,9 @@ class _Planner:
             for expr in flt.variables:
                 if self.expression(expr, variables, flt.location):
                     return f"variables: {expr} is true"
-        if flt.changes is not None and matches_changes(flt.changes, self.context.changed_files):
+        if flt.changes is not None and matches_changes(
+            flt.changes, self.context.changed_files, variables=variables
+        ):
             return f"changes {list(flt.changes)} match the changed files"
         return None
 
@@ -258,7 +262,9 @@ class _Planner:
             self.expression(e, variables, flt.location) for e in flt.variables
         ):
             return f"variables {list(flt.variables)} are all false"
-        if flt.changes is not None and not matches_changes(flt.changes, self.context.changed_files):
+        if flt.changes is not None and not matches_changes(
+            flt.changes, self.context.changed_files, variables=variables
+        ):
             return f"changes {list(flt.changes)} match no changed file"
         return None
 

@@ -177,6 +177,21 @@ def test_rules_changes_and_exists() -> None:
     assert "docs" in _names(unknown_changes)  # GitLab: no change list means changes match
 
 
+def test_rules_changes_and_exists_expand_variables() -> None:
+    """GitLab replaces a defined `$VAR` in `changes`/`exists` paths with its value."""
+    text = (
+        "variables:\n  SERVICE: api\n"
+        "api:\n  script: s\n  rules:\n    - changes: ['$SERVICE/**/*']\n"
+        "img:\n  script: s\n  rules:\n    - exists: ['$SERVICE/Dockerfile']\n"
+    )
+    ctx = TriggerContext(
+        branch="main", changed_files=("api/app.py",), project_files=("api/Dockerfile",)
+    )
+    assert _names(_plan(text, ctx)) == ["api", "img"]
+    other = TriggerContext(branch="main", changed_files=("web/app.py",), project_files=())
+    assert _names(_plan(text, other)) == []
+
+
 def test_only_except_refs_keywords_and_regex() -> None:
     text = (
         "branches-only:\n  script: s\n  only: [branches]\n"
