@@ -133,12 +133,18 @@ def export_images(
             write_tree_tar(work, out)
         elif as_directory or out.is_dir():
             oci_layout.write_layout(store, images, refs, work)
+            oci_layout.merge_index(out / "index.json", work / "index.json")
             out.mkdir(parents=True, exist_ok=True)
-            for entry in sorted(work.rglob("*")):
+            # Blobs first, index.json last: a reader never sees an index naming missing blobs.
+            for entry in sorted(work.rglob("*"), key=lambda e: e.name == "index.json"):
                 target = out / entry.relative_to(work)
                 if entry.is_dir():
-                    target.mkdir(exist_ok=True)
-                elif not target.exists() or entry.name in ("index.json", "oci-layout"):
+                    target.mkdir(parents=True, exist_ok=True)
+                elif entry.name == "index.json":
+                    shutil.copyfile(entry, target.with_name(".index.json.part"))
+                    os.replace(target.with_name(".index.json.part"), target)
+                elif not target.exists() or entry.name == "oci-layout":
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(entry, target)
         else:
             oci_layout.write_layout(store, images, refs, work)

@@ -159,3 +159,24 @@ def write_layout(
     (dest / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}
     (dest / "index.json").write_bytes(canonical_json(index))
+
+
+def merge_index(existing: Path, new: Path) -> None:
+    """Add to `new` the entries of the index.json at `existing` that name other images."""
+    if not existing.is_file():
+        return
+    old_index = _read_json(existing, str(existing.parent))
+    new_index = _read_json(new, "new layout")
+
+    def names(desc: dict[str, Any]) -> tuple[str, str]:
+        annotations = desc.get("annotations") or {}
+        return str(annotations.get(CONTAINERD_NAME, "")), str(annotations.get(REF_NAME, ""))
+
+    taken = {n for desc in new_index["manifests"] for n in names(desc) if n}
+    kept = [
+        desc
+        for desc in old_index.get("manifests") or []
+        if not ({n for n in names(desc) if n} & taken)
+    ]
+    new_index["manifests"] = kept + list(new_index["manifests"])
+    new.write_bytes(canonical_json(new_index))

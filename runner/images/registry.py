@@ -146,6 +146,8 @@ class RegistryClient:
         self._client = httpx.Client(transport=transport, timeout=timeout, follow_redirects=True)
         self._tokens: dict[tuple[str, str], str] = {}
         self._basic: set[str] = set()
+        # (registry, blob digest) -> a repository there known to hold it, for cross-repo mounts.
+        self._seen: dict[tuple[str, str], str] = {}
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -345,6 +347,7 @@ class RegistryClient:
                 mt.layer_is_gzip(str(layer.get("mediaType", "")), f"{ref.familiar}")
             for desc in [manifest["config"], *layers]:
                 self._fetch_blob(ref, store, str(desc["digest"]), int(desc.get("size", 0)))
+                self._seen[(ref.registry, str(desc["digest"]))] = ref.repository
             tags = [ref.with_tag(ref.tag)] if ref.tag else [ref]
             image = store.add_manifest(body, tags, f"manifest of {ref.familiar}")
         return image
@@ -435,11 +438,34 @@ class RegistryClient:
         with self._send("HEAD", head_url, ref, scope, ok=(200, 404)) as response:
             if response.status_code == 200:
                 self._progress(digest, size, size)
+                self._seen[(ref.registry, digest)] = ref.repository
                 return
-        with self._send(
-            "POST", f"{base}{ref.repository}/blobs/uploads/", ref, scope, ok=(202,)
-        ) as response:
+        upload_url = f"{base}{ref.repository}/blobs/uploads/"
+        source = self._seen.get((ref.registry, digest))
+        if source and source != ref.repository:
+            # Cross-repository mount: the registry links the blob it has (201) or, when it
+            # cannot, opens an ordinary upload (202).
+            upload_url += "?" + str(httpx.QueryParams({"mount": digest, "from": source}))
+        with self._send("POST", upload_url, ref, scope, ok=(201, 202)) as response:
+            if response.status_code == 201:
+                self._progress(digest, size, size)
+                self._seen[(ref.registry, digest)] = ref.repository
+                return
             location = self._location(response, base)
+        self._upload(store, ref, scope, base, digest, size, location)
+        self._seen[(ref.registry, digest)] = ref.repository
+
+    def _upload(
+        self,
+        store: ImageStore,
+        ref: Reference,
+        scope: str,
+        base: str,
+        digest: str,
+        size: int,
+        location: str,
+    ) -> None:
+        """Send a blob to an upload session at `location`: one PUT, or PATCH chunks then PUT."""
         path = store.blobs.path(digest)
         if size <= CHUNK_UPLOAD_SIZE:
 

@@ -184,3 +184,23 @@ def test_unknown_media_type_in_layout(store: ImageStore, tmp_path: Path) -> None
     with pytest.raises(MediaTypeError, match="weird"):
         import_archive(other, layout)
     assert other.list_images() == []
+
+
+def test_exporting_into_an_existing_layout_keeps_other_images(
+    store: ImageStore, tmp_path: Path
+) -> None:
+    layout = _export_layout(store, tmp_path)  # app:1
+    image = store.resolve("app:1")
+    second = store.commit({"config": {"Cmd": ["two"]}}, image.layers[:1], ["two:2"])
+    export_images(store, ["two:2"], layout, "oci")  # an existing directory: add to it
+    index = json.loads((layout / "index.json").read_text())
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]] == [
+        "1",
+        "2",
+    ]
+    config = json.loads(skopeo("inspect", "--config", f"oci:{layout}:2"))
+    assert config["config"]["Cmd"] == ["two"]
+    other = ImageStore(tmp_path / "other")
+    imported = import_archive(other, layout)
+    assert sorted(i.digest for i in imported) == sorted([image.digest, second.digest])
+    assert sorted(t.reference.familiar for t in other.list_images()) == ["app:1", "two:2"]

@@ -91,6 +91,25 @@ def test_push_then_pull_into_another_store(
     assert (lowers[1] / "b.bin").stat().st_size == 200_000
 
 
+def test_push_to_another_repository_mounts_known_blobs(
+    registry: str, source: ImageStore, request: pytest.FixtureRequest
+) -> None:
+    image = source.resolve("app:1")
+    transport = RecordingTransport()
+    with RegistryClient(transport=transport) as client:
+        client.push(source, image, Reference.parse(f"{_repo(registry, request)}-a:1"))
+        transport.calls.clear()
+        client.push(source, image, Reference.parse(f"{_repo(registry, request)}-b:1"))
+    methods = [m for m, _, _ in transport.calls]
+    assert methods == ["HEAD", "POST"] * 3 + ["PUT"]  # three mounts, then the manifest
+    assert "/manifests/" in transport.calls[-1][1]
+    with httpx.Client() as http:
+        for layer in image.layers:
+            url = f"http://{_repo(registry, request)}-b/blobs/{layer.digest}"
+            head = http.head(url.replace(registry + "/", registry + "/v2/", 1))
+            assert head.status_code == 200
+
+
 def test_chunked_upload(
     registry: str,
     source: ImageStore,
