@@ -19,13 +19,36 @@ A job's `image:` goes through `ImageResolver(store, settings).resolve(name)`: th
 then `settings.pull_registries`, then an `ImageNotFoundError` saying how to get the image.
 """
 
-from runner.images.archives import export_images, import_archive
-from runner.images.bootstrap import bootstrap_busybox, bootstrap_debian
-from runner.images.image import Image, LayerDescriptor
-from runner.images.reference import Reference
-from runner.images.registry import RegistryClient
-from runner.images.resolve import ImageResolver
-from runner.images.store import GcReport, ImageStore, TaggedImage
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.images.archives import export_images, import_archive
+    from runner.images.bootstrap import bootstrap_busybox, bootstrap_debian
+    from runner.images.image import Image, LayerDescriptor
+    from runner.images.reference import Reference
+    from runner.images.registry import RegistryClient
+    from runner.images.resolve import ImageResolver
+    from runner.images.store import GcReport, ImageStore, TaggedImage
+
+# Names are imported on first use: `kapal exec` needs the store, not the HTTP client behind
+# RegistryClient, and every command line pays for what it imports at start.
+_SOURCES = {
+    "export_images": "runner.images.archives",
+    "import_archive": "runner.images.archives",
+    "bootstrap_busybox": "runner.images.bootstrap",
+    "bootstrap_debian": "runner.images.bootstrap",
+    "Image": "runner.images.image",
+    "LayerDescriptor": "runner.images.image",
+    "Reference": "runner.images.reference",
+    "RegistryClient": "runner.images.registry",
+    "ImageResolver": "runner.images.resolve",
+    "GcReport": "runner.images.store",
+    "ImageStore": "runner.images.store",
+    "TaggedImage": "runner.images.store",
+}
 
 __all__ = [
     "GcReport",
@@ -41,3 +64,11 @@ __all__ = [
     "export_images",
     "import_archive",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from the module that holds it, on first use."""
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runner.images' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from runner.errors import ImageNotFoundError, RegistryError
 from runner.images.image import Image
 from runner.images.reference import DEFAULT_REGISTRY, Reference
-from runner.images.registry import RegistryClient
 from runner.images.store import ImageStore, not_found
 from runner.settings import RunnerSettings
+
+if TYPE_CHECKING:
+    from runner.images.registry import RegistryClient
 
 
 class ImageResolver:
@@ -29,10 +32,15 @@ class ImageResolver:
     ) -> None:
         self.store = store
         self.settings = settings
-        self._client_factory = client_factory or (
-            lambda: RegistryClient(
-                insecure=settings.insecure_registries, auth_file=settings.registry_auth_file
-            )
+        self._client_factory = client_factory or self._default_client
+
+    def _default_client(self) -> RegistryClient:
+        """A client for the configured registries (httpx is imported only when kapal pulls)."""
+        from runner.images.registry import RegistryClient
+
+        return RegistryClient(
+            insecure=self.settings.insecure_registries,
+            auth_file=self.settings.registry_auth_file,
         )
 
     def candidates(self, ref: Reference) -> list[Reference]:
