@@ -1,0 +1,1 @@
+"""The image builder: Dockerfile to OCI image, cached and reproducible."""

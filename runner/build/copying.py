@@ -1,0 +1,336 @@
+"""COPY and ADD: plan what to write, fingerprint it for the cache, write it into a layer tree.
+
+Docker's rules followed here: sources are relative to the context (or to the `--from` stage or
+image root), may hold wildcards (Go `filepath.Match`, per path component), and a directory source
+copies its *contents*; with several sources or a wildcard the destination must end with `/`; a
+destination ending in `/` or naming an existing directory receives files under their base names;
+a relative destination is under WORKDIR; missing parent directories are created 0755 root:root;
+files keep their permission bits (`--chmod` replaces them) and get owner 0:0 (`--chown` sets
+it). ADD also extracts local tar archives (gzip, bzip2, xz or plain) into the destination directory
+and downloads http(s) URLs (mode 0600).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.build.trees import ContextTree, LayeredTree, SourceTree
+
+__all__ = ["CopyItem", "CopyPlanError", "fingerprint", "materialize", "plan_copy"]
+
+_MAGIC = set("*?[")
+
+
+class CopyPlanError(ValueError):
+    """A COPY/ADD cannot be planned (the caller adds file:line and the instruction)."""
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    """One entry to create in the layer: `dest` is an absolute image path."""
+
+    kind: str  # "dir", "file", "link", "data", "extract"
+    dest: str
+    mode: int
+    uid: int
+    gid: int
+    host: Path | None = None
+    data: bytes | None = None
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Owner and mode overrides from `--chown` / `--chmod` (None: keep the default)."""
+
+    uid: int | None = None
+    gid: int | None = None
+    chmod: int | None = None
+
+
+def _has_magic(text: str) -> bool:
+    return any(ch in _MAGIC for ch in text)
+
+
+def _glob(tree: SourceTree, pattern: str) -> list[str]:
+    parts = [p for p in posixpath.normpath("/" + pattern).split("/") if p]
+    found = [""]
+    for part in parts:
+        nxt: list[str] = []
+        for base in found:
+            if _has_magic(part):
+                go = part.replace("[^", "[!")
+                for name in tree.listdir(base):
+                    if fnmatch.fnmatchcase(name, go):
+                        nxt.append(f"{base}/{name}" if base else name)
+            else:
+                nxt.append(f"{base}/{part}" if base else part)
+        found = nxt
+    return [p for p in found if _locate(tree, p) is not None]
+
+
+def _locate(tree: SourceTree, path: str) -> Path | None:
+    if isinstance(tree, ContextTree):
+        return tree.locate_any(path)
+    if isinstance(tree, LayeredTree):
+        return tree.locate(tree.resolve(path))  # /bin/sh in a merged-/usr image is /usr/bin/sh
+    return tree.locate(path)
+
+
+def plan_copy(
+    *,
+    tree: SourceTree,
+    sources: list[str],
+    dest: str,
+    image: LayeredTree,
+    owner: Ownership,
+    extract_archives: bool = False,
+    heredocs: dict[str, bytes] | None = None,
+    downloads: dict[str, Path] | None = None,
+) -> list[CopyItem]:
+    """Flatten a COPY/ADD into the entries it creates (absolute image paths, sorted)."""
+    heredocs = heredocs or {}
+    downloads = downloads or {}
+    many = len(sources) > 1 or any(_has_magic(s) for s in sources)
+    dest_is_dir = dest.endswith("/") or many
+    if many and not dest.endswith("/"):
+        raise CopyPlanError(
+            f"with several sources or a wildcard the destination must be a directory ending "
+            f"in '/': write '{dest}/'"
+        )
+    dest_path = "/" + image.resolve(dest)
+    existing = image.locate(dest_path)
+    if existing is not None and existing.is_dir():
+        dest_is_dir = True
+    uid = owner.uid if owner.uid is not None else 0
+    gid = owner.gid if owner.gid is not None else 0
+    items: list[CopyItem] = []
+
+    def add_dir(path: str, mode: int) -> None:
+        items.append(CopyItem("dir", path, mode if owner.chmod is None else owner.chmod, uid, gid))
+
+    def target_for(name: str) -> str:
+        return posixpath.join(dest_path, name) if dest_is_dir else dest_path
+
+    for source in sources:
+        if source in heredocs:
+            mode = owner.chmod if owner.chmod is not None else 0o644
+            items.append(
+                CopyItem("data", target_for(source), mode, uid, gid, data=heredocs[source])
+            )
+            continue
+        if source in downloads:
+            mode = owner.chmod if owner.chmod is not None else 0o600
+            host = downloads[source]
+            items.append(CopyItem("file", target_for(host.name), mode, uid, gid, host=host))
+            continue
+        matches = _glob(tree, source)
+        if not matches:
+            where = "the build context" if isinstance(tree, ContextTree) else "the source image"
+            excluded = (
+                " (or it is excluded by .dockerignore)" if isinstance(tree, ContextTree) else ""
+            )
+            raise CopyPlanError(f"'{source}' was not found in {where}{excluded}")
+        for match in matches:
+            found = _locate(tree, match)
+            assert found is not None
+            host = _follow_top(tree, match, found)
+            st = os.lstat(host)
+            if not (
+                stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
+            ):
+                raise CopyPlanError(f"'{match}' is not a file or a directory; it cannot be copied")
+            if stat.S_ISDIR(st.st_mode):
+                if existing is None or not existing.is_dir():
+                    add_dir(dest_path, 0o755)
+                _walk(tree, match, dest_path, items, owner, uid, gid)
+                continue
+            name = posixpath.basename(match)
+            if extract_archives and isinstance(tree, ContextTree) and _is_archive(host):
+                items.append(CopyItem("extract", dest_path, 0, uid, gid, host=host))
+                continue
+            keep = not isinstance(tree, ContextTree)
+            items.append(_entry(host, st, target_for(name), owner, uid, gid, keep))
+    items.sort(key=lambda item: item.dest)
+    return items
+
+
+def _follow_top(tree: SourceTree, logical: str, host: Path) -> Path:
+    """A source named explicitly that is a symlink is followed (inside the tree)."""
+    for _ in range(20):
+        if not host.is_symlink():
+            return host
+        target = os.readlink(host)
+        logical = posixpath.normpath(
+            target if target.startswith("/") else posixpath.join(posixpath.dirname(logical), target)
+        ).lstrip("/")
+        nxt = _locate(tree, logical)
+        if nxt is None:
+            return host
+        host = nxt
+    return host
+
+
+def _walk(
+    tree: SourceTree,
+    src: str,
+    dest: str,
+    items: list[CopyItem],
+    owner: Ownership,
+    uid: int,
+    gid: int,
+) -> None:
+    for name in tree.listdir(src):
+        child = f"{src}/{name}" if src else name
+        host = _locate(tree, child)
+        if host is None:
+            continue
+        st = os.lstat(host)
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            continue  # sockets, fifos and devices in a context are not copied
+        target = posixpath.join(dest, name)
+        keep = not isinstance(tree, ContextTree)
+        items.append(_entry(host, st, target, owner, uid, gid, keep))
+        if stat.S_ISDIR(st.st_mode):
+            _walk(tree, child, target, items, owner, uid, gid)
+
+
+def _entry(
+    host: Path,
+    st: os.stat_result,
+    dest: str,
+    owner: Ownership,
+    uid: int,
+    gid: int,
+    keep_owner: bool,
+) -> CopyItem:
+    mode = stat.S_IMODE(st.st_mode) if owner.chmod is None else owner.chmod
+    # files from another stage or image keep their owner unless --chown is given
+    if owner.uid is None and keep_owner:
+        uid, gid = st.st_uid, st.st_gid
+    if stat.S_ISDIR(st.st_mode):
+        return CopyItem("dir", dest, mode, uid, gid, host=host)
+    if stat.S_ISLNK(st.st_mode):
+        return CopyItem("link", dest, 0o777, uid, gid, target=os.readlink(host))
+    return CopyItem("file", dest, mode, uid, gid, host=host)
+
+
+def _is_archive(host: Path) -> bool:
+    try:
+        with host.open("rb") as f:
+            head = f.read(512)
+    except OSError:
+        return False
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+        try:
+            with tarfile.open(host) as tar:
+                tar.next()
+            return True
+        except (tarfile.TarError, OSError, EOFError):
+            return False
+    return len(head) == 512 and head[257:262] == b"ustar"
+
+
+def fingerprint(items: list[CopyItem]) -> str:
+    """A digest of what the items would write: paths, kinds, modes, owners, contents (no mtimes)."""
+    sha = hashlib.sha256()
+    for item in items:
+        sha.update(f"{item.kind}\0{item.dest}\0{item.mode:o}\0{item.uid}:{item.gid}\0".encode())
+        sha.update(f"{item.target}\0".encode())
+        if item.data is not None:
+            sha.update(hashlib.sha256(item.data).digest())
+        elif item.host is not None and item.kind in ("file", "extract"):
+            sha.update(_file_digest(item.host))
+    return sha.hexdigest()
+
+
+def _file_digest(path: Path) -> bytes:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    return sha.digest()
+
+
+def materialize(
+    items: list[CopyItem],
+    root: Path,
+    image: LayeredTree,
+    epoch: int,
+) -> None:
+    """Write the items under `root` (a layer tree), parent directories as the image has them."""
+    for item in items:
+        host = root / item.dest.lstrip("/")
+        _parents(root, host.parent, image, epoch)
+        if item.kind == "dir":
+            host.mkdir(exist_ok=True)
+        elif item.kind == "file":
+            assert item.host is not None
+            if os.path.lexists(host):
+                _remove(host)
+            shutil.copyfile(item.host, host, follow_symlinks=True)
+        elif item.kind == "data":
+            if os.path.lexists(host):
+                _remove(host)
+            host.write_bytes(item.data or b"")
+        elif item.kind == "link":
+            if os.path.lexists(host):
+                _remove(host)
+            os.symlink(item.target, host)
+        elif item.kind == "extract":
+            assert item.host is not None
+            host.mkdir(parents=True, exist_ok=True)
+            _extract(item.host, host)
+            continue
+        os.chown(host, item.uid, item.gid, follow_symlinks=False)
+        if item.kind != "link":
+            os.chmod(host, item.mode)
+    _clamp_mtimes(root, epoch)
+
+
+def _remove(host: Path) -> None:
+    if host.is_dir() and not host.is_symlink():
+        shutil.rmtree(host)
+    else:
+        host.unlink()
+
+
+def _parents(root: Path, directory: Path, image: LayeredTree, epoch: int) -> None:
+    if directory == root or directory.exists():
+        return
+    _parents(root, directory.parent, image, epoch)
+    directory.mkdir()
+    rel = directory.relative_to(root).as_posix()
+    existing = image.locate(rel)
+    if existing is not None and existing.is_dir():
+        st = os.lstat(existing)
+        os.chown(directory, st.st_uid, st.st_gid)
+        os.chmod(directory, stat.S_IMODE(st.st_mode))
+    else:
+        os.chmod(directory, 0o755)
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="tar", numeric_owner=True)
+
+
+def _clamp_mtimes(root: Path, epoch: int) -> None:
+    """Files in the layer tree get the mtime the tar will carry, so RUN steps see the same."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            mtime = min(int(st.st_mtime), epoch)
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
+        st = os.lstat(dirpath)
+        mtime = min(int(st.st_mtime), epoch)
+        os.utime(dirpath, (mtime, mtime))

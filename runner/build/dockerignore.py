@@ -1,0 +1,135 @@
+""".dockerignore: which context paths COPY and ADD may not see.
+
+Docker's rules ("Dockerfile reference", .dockerignore file):
+- one pattern per line; lines starting with `#` are comments; blank lines are skipped; each line
+  is trimmed, then cleaned like Go's `filepath.Clean` (a leading `/` or `./` means the root);
+- patterns use Go's `filepath.Match` syntax (`*`, `?`, `[a-z]`, `[^a-z]`, `\\` escape) plus `**`,
+  which matches any number of directories, zero included;
+- a line starting with `!` makes an exception: paths it matches are included again;
+- the last pattern that matches a path decides; a pattern matching a directory excludes what is
+  beneath it too (unless a later `!` pattern matches the file itself).
+The Dockerfile and .dockerignore are still read by the builder when excluded, but COPY and ADD do
+not see them then, as in Docker.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DockerIgnore", "IgnorePattern"]
+
+
+@dataclass(frozen=True)
+class IgnorePattern:
+    """One cleaned pattern, its compiled regex and whether it is an exception (`!`)."""
+
+    text: str
+    regex: re.Pattern[str]
+    exception: bool
+
+
+@dataclass(frozen=True)
+class DockerIgnore:
+    """The patterns of a .dockerignore file, in order."""
+
+    patterns: tuple[IgnorePattern, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> DockerIgnore:
+        """Parse the text of a .dockerignore file."""
+        out: list[IgnorePattern] = []
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            exception = line.startswith("!")
+            if exception:
+                line = line[1:].strip()
+            if not line:
+                continue
+            cleaned = _clean(line)
+            out.append(IgnorePattern(cleaned, _compile(cleaned), exception))
+        return cls(tuple(out))
+
+    @classmethod
+    def load(cls, context: Path) -> DockerIgnore:
+        """The .dockerignore at the root of `context`, or no patterns when there is none."""
+        path = context / ".dockerignore"
+        try:
+            return cls.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except FileNotFoundError:
+            return cls()
+
+    def excluded(self, relpath: str) -> bool:
+        """Whether the context-relative path (`/`-separated) is excluded."""
+        path = _clean(relpath)
+        if path in ("", "."):
+            return False
+        parents = _parents(path)
+        result = False
+        for pattern in self.patterns:
+            if pattern.regex.fullmatch(path) or (
+                not pattern.exception and any(pattern.regex.fullmatch(p) for p in parents)
+            ):
+                result = not pattern.exception
+        return result
+
+    def has_exceptions(self) -> bool:
+        """Whether any `!` pattern exists (then an excluded directory must still be walked)."""
+        return any(p.exception for p in self.patterns)
+
+
+def _clean(path: str) -> str:
+    cleaned = posixpath.normpath(path)
+    cleaned = cleaned.lstrip("/")
+    return "." if cleaned == "" else cleaned
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    """Translate Go filepath.Match syntax plus `**` into a regex over `/`-separated paths."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "*":
+            if pattern.startswith("**", i):
+                i += 2
+                if i < n and pattern[i] == "/":
+                    i += 1
+                    out.append("(?:.*/)?")
+                else:
+                    out.append(".*")
+                continue
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("^", "!") else i + 1)
+            if end == -1:
+                out.append(re.escape(ch))
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith(("^", "!")):
+                    body = "^" + body[1:].replace("\\", "\\\\")
+                else:
+                    body = body.replace("\\", "\\\\").replace("^", "\\^")
+                out.append(f"[{body}]")
+                i = end
+        elif ch == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error:
+        return re.compile(re.escape(pattern))

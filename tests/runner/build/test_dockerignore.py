@@ -1,0 +1,55 @@
+""".dockerignore patterns: Go filepath.Match plus `**`, `!` exceptions, last match wins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.build.dockerignore import DockerIgnore
+from runner.build.trees import ContextTree
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "excluded"),
+    [
+        ("*.md", "README.md", True),
+        ("*.md", "docs/README.md", False),  # * does not cross /
+        ("**/*.md", "docs/deep/README.md", True),
+        ("**/*.md", "README.md", True),  # ** matches zero directories
+        ("docs", "docs/a/b.txt", True),  # a directory excludes what is under it
+        ("/build", "build/x", True),  # leading / is the context root
+        ("./build", "build/x", True),
+        ("temp?", "temp1", True),
+        ("temp?", "temp12", False),
+        ("[a-c].txt", "b.txt", True),
+        ("[^a-c].txt", "d.txt", True),
+        ("[^a-c].txt", "a.txt", False),
+        ("*.log\n!keep.log", "keep.log", False),
+        ("*.log\n!keep.log", "other.log", True),
+        ("!keep.log\n*.log", "keep.log", True),  # last match wins
+        ("# comment\n\n  node_modules  ", "node_modules/x/y.js", True),
+        ("secret\\*", "secret*", True),
+        ("a/**/b", "a/x/y/b", True),
+        ("a/**/b", "a/b", True),
+        ("*", "anything", True),
+    ],
+)
+def test_patterns(patterns: str, path: str, excluded: bool) -> None:
+    assert DockerIgnore.parse(patterns).excluded(path) is excluded
+
+
+def test_exception_inside_excluded_directory_is_walked(tmp_path: Path) -> None:
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    (tmp_path / "docs" / "a.txt").write_text("a")
+    (tmp_path / "docs" / "sub" / "keep.md").write_text("k")
+    (tmp_path / ".dockerignore").write_text("docs\n!docs/sub/keep.md\n")
+    tree = ContextTree(tmp_path, DockerIgnore.load(tmp_path))
+    assert tree.locate("docs/a.txt") is None
+    assert tree.locate("docs/sub/keep.md") is not None
+    assert "docs" in tree.listdir("")
+    assert tree.listdir("docs") == ["sub"]
+
+
+def test_no_dockerignore_means_nothing_excluded(tmp_path: Path) -> None:
+    assert DockerIgnore.load(tmp_path).excluded("anything") is False
