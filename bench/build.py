@@ -105,7 +105,9 @@ def run(work: Path, repeat: int) -> None:
         (ctx / name).parent.mkdir(parents=True, exist_ok=True)
         (ctx / name).write_text(content)
     kapal_env = dict(os.environ, KAPAL_DATA_DIR=str(data))
-    kapal = [str(ROOT / ".venv" / "bin" / "kapal"), "build", "-t", "bench-app:kapal"]
+    # RUN steps without a network for both builders (dockerd here runs with --bridge=none)
+    kapal = [str(ROOT / ".venv" / "bin" / "kapal"), "build", "--network", "none"]
+    kapal += ["-t", "bench-app:kapal"]
     backend = EmbeddedBackend(settings)
     builder = Builder(store=store, cache=LayerCache(settings.build_cache_dir), backend=backend)
     edits = iter(range(10_000))
@@ -125,7 +127,11 @@ def run(work: Path, repeat: int) -> None:
                 [*kapal, *(["--no-cache"] if cold else []), str(ctx)], kapal_env
             ),
             "kapal (in-process)": lambda cold: (
-                builder.build(BuildOptions(context=ctx, tags=("bench-app:kapal",), no_cache=cold)),
+                builder.build(
+                    BuildOptions(
+                        context=ctx, tags=("bench-app:kapal",), no_cache=cold, network="none"
+                    )
+                ),
                 None,
             )[1],
             "docker build": lambda cold: _run(

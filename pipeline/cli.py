@@ -107,7 +107,12 @@ def plan_command(
     branch: Annotated[str | None, typer.Option(help="Plan for a push to this branch.")] = None,
     tag: Annotated[str | None, typer.Option(help="Plan for this tag.")] = None,
     source: Annotated[
-        str, typer.Option(help="CI_PIPELINE_SOURCE: push, web, api, schedule, ...")
+        str,
+        typer.Option(
+            help="CI_PIPELINE_SOURCE: push, web, api, schedule, merge_request_event, ... "
+            "(merge_request_event: a merge request from --branch into --default-branch, "
+            "with GitLab's CI_MERGE_REQUEST_* variables)"
+        ),
     ] = "push",
     var: Annotated[
         list[str] | None, typer.Option("--var", help="Extra variable NAME=VALUE (repeatable).")
@@ -122,6 +127,8 @@ def plan_command(
     """Show what a pipeline would run for a trigger: stages, jobs, skipped jobs and why, needs."""
     if branch is not None and tag is not None:
         _usage("give --branch or --tag, not both")
+    if branch == "" or tag == "":
+        _usage("--branch and --tag need a name, like --branch main or --tag v1.0")
     if source not in PIPELINE_SOURCES:
         _usage(f"unknown --source {source!r}; use one of {', '.join(PIPELINE_SOURCES)}")
     variables: list[tuple[str, str]] = []
@@ -131,12 +138,17 @@ def plan_command(
             _usage(f"--var {item!r} must look like NAME=VALUE")
         else:
             variables.append((match[1], match[2]))
+    if source == "merge_request_event" and tag is not None:
+        _usage("a merge request pipeline runs on a branch: give --branch, not --tag")
     file = _pipeline_path(path)
     document = _load(file)
     root = Path(document.root_dir)
     head_branch, head_sha = _git_head(root)
     if branch is None and tag is None:
         branch = head_branch or default_branch
+    if source == "merge_request_event" and branch is not None:
+        # What GitLab gives every merge request pipeline; --var NAME=VALUE overrides any of them.
+        variables = [*_merge_request_variables(branch, default_branch), *variables]
     context = TriggerContext(
         source=source,
         branch=branch,
@@ -159,6 +171,18 @@ def plan_command(
     _show(result, file)
 
 
+def _merge_request_variables(source_branch: str, target_branch: str) -> list[tuple[str, str]]:
+    """CI_MERGE_REQUEST_* of a made-up merge request !1 from `source_branch` into the target."""
+    return [
+        ("CI_MERGE_REQUEST_ID", "1"),
+        ("CI_MERGE_REQUEST_IID", "1"),
+        ("CI_MERGE_REQUEST_REF_PATH", "refs/merge-requests/1/head"),
+        ("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", source_branch),
+        ("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", target_branch),
+        ("CI_MERGE_REQUEST_EVENT_TYPE", "detached"),
+    ]
+
+
 def _show(result: Plan, file: Path) -> None:
     console = Console(width=max(120, Console().width), highlight=False)
     ref = f"tag {result.ref!r}" if result.is_tag else f"branch {result.ref!r}"
@@ -166,29 +190,25 @@ def _show(result: Plan, file: Path) -> None:
     if not result.created:
         console.print(f"[yellow]no pipeline[/yellow]: {escape(result.skip_reason or '')}")
         return
+    if result.run_reason:
+        console.print(f"pipeline created: {escape(result.run_reason)}")
     stages = [s for s in result.stages if any(j.stage == s for j in result.jobs)]
     console.print(escape("stages: " + " → ".join(stages)))
     table = Table(show_lines=False)
-    for column in ("stage", "job", "runs", "needs / waits for", "why skipped"):
+    for column in ("stage", "job", "runs", "needs / waits for", "why"):
         table.add_column(column, overflow="fold")
     for job in result.jobs:
+        status, after, why = "[dim]skipped[/dim]", "", job.skip_reason or ""
         if job.runs:
-            status: str = "manual" if job.manual else job.when
+            status = "manual" if job.manual else job.when
             if job.allow_failure:
                 status += " (may fail)"
             if job.needs is not None:
                 after = "needs: " + (", ".join(n.job for n in job.needs) or "nothing")
             else:
                 after = ", ".join(job.waits_for) if job.waits_for else "-"
-            table.add_row(escape(job.stage), escape(job.name), status, escape(after), "")
-        else:
-            table.add_row(
-                escape(job.stage),
-                escape(job.name),
-                "[dim]skipped[/dim]",
-                "",
-                escape(job.skip_reason or ""),
-            )
+            why = job.run_reason or ""
+        table.add_row(escape(job.stage), escape(job.name), status, escape(after), escape(why))
     console.print(table)
     edges = [(a, b) for a, b in result.edges() if result.job(b).needs is not None]
     if edges:

@@ -401,6 +401,11 @@ class _Builder:
             raise LoadError(f"unsupported YAML tag {node.tag!r} on a mapping", self.loc(node))
         out = YMap(self.loc(node))
         merged: list[YMap] = []
+        # YAML requires unique keys; GitLab (like PyYAML) silently keeps the last one, which
+        # hides a job or keyword the author believes is there. Keys arriving through a merge key
+        # (<<) are not counted: overriding them is what merge keys are for. The type is part of
+        # the identity so `1` and `true` (equal in Python) stay apart.
+        seen: dict[tuple[type, Any], Location] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 merged.extend(self._merge_sources(value_node, key_node, depth))
@@ -410,8 +415,17 @@ class _Builder:
                     "a mapping key must be a plain name, not a list or mapping", self.loc(key_node)
                 )
             key = self._scalar(key_node)
+            where = self.loc(key_node)
+            first = seen.setdefault((type(key), key), where)
+            if first is not where:
+                raise LoadError(
+                    f"duplicate key {key!r}: it is also written at line {first.line}, column "
+                    f"{first.column}; YAML keeps only the last one, so rename one of them or "
+                    "merge the two",
+                    where,
+                )
             value = self._value(value_node, depth + 1)
-            out.set(key, value, self.loc(key_node), self.loc(value_node))
+            out.set(key, value, where, self.loc(value_node))
             offset = _text_offset(value_node)
             if offset is not None:
                 out.text_offsets[key] = offset

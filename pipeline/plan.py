@@ -9,7 +9,8 @@ round-trips through JSON with `Plan.to_json()` / `Plan.from_json()` (the JSON is
 Shape::
 
     Plan
-    ├── stages, variables (predefined + file, in precedence order), trigger facts, skip_reason
+    ├── stages, variables (predefined + file, in precedence order), trigger facts
+    ├── skip_reason / run_reason: why `workflow: rules` do (not) create the pipeline
     └── jobs: Job, by stage then file order, parallel instances expanded ("test 1/3", "t: [a, b]")
         ├── image: ImageSpec, services: ServiceSpec...
         ├── variables: Variable... (predefined, pipeline, job, matrix, rules, trigger; last wins)
@@ -17,7 +18,8 @@ Shape::
         ├── when, allow_failure (+ exit codes), retry, timeout, artifacts, caches
         ├── needs: Need... (concrete job names) or None for stage ordering; `waits_for` resolved
         ├── environment, interruptible, resource_group, tags, network, build, deploy
-        └── skip_reason: why the job does not run (None when it runs)
+        ├── skip_reason: why the job does not run (None when it runs)
+        └── run_reason: why it runs (the rule that matched...; None when it does not)
 
 Variable values are stored as written (after YAML, before `$VAR` expansion); the runner expands
 them at run time against the job's own variables, the way GitLab's runner does. CI_JOB_ID is the
@@ -196,6 +198,7 @@ class Job:
     parallel_index: int | None = None
     parallel_total: int | None = None
     skip_reason: str | None = None
+    run_reason: str | None = None
 
     @property
     def runs(self) -> bool:
@@ -234,6 +237,7 @@ class Plan:
     pipeline_file: str = ""
     workflow_name: str | None = None
     skip_reason: str | None = None
+    run_reason: str | None = None
 
     @property
     def created(self) -> bool:

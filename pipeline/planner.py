@@ -36,7 +36,7 @@ from pipeline.globs import matches_changes, matches_exists
 from pipeline.keywords import ONLY_REF_KEYWORDS
 from pipeline.plan import Job, Need, Plan, Variable
 from pipeline.predefined import job_variables, pipeline_variables
-from pipeline.regex import compile_regex, split_regex_literal
+from pipeline.regex import compile_regex, split_ref_pattern
 from pipeline.validate import find_cycle, validate
 
 _DEFAULT_ONLY = ("branches", "tags")
@@ -54,6 +54,8 @@ class _Instance:
 
 @dataclasses.dataclass(frozen=True)
 class _Decision:
+    """Whether a pipeline or job is created; `reason` says why either way (for `kapal plan`)."""
+
     runs: bool
     reason: str | None = None
     when: str = "on_success"
@@ -119,6 +121,7 @@ class _Planner:
             pipeline_file=config.path,
             workflow_name=config.workflow_name,
             skip_reason=None if workflow.runs else workflow.reason,
+            run_reason=workflow.reason if workflow.runs else None,
         )
 
     # workflow and job decisions ------------------------------------------------------------
@@ -128,9 +131,7 @@ class _Planner:
         if rules is None:
             return _Decision(True)
         decision = self.rules(rules, variables, default_when="always")
-        if not decision.runs:
-            return dataclasses.replace(decision, reason=f"workflow: rules: {decision.reason}")
-        return decision
+        return dataclasses.replace(decision, reason=f"workflow: rules: {decision.reason}")
 
     def rules(
         self,
@@ -147,6 +148,7 @@ class _Planner:
                 return _Decision(False, f"{rule.describe(i)} says when: never")
             return _Decision(
                 True,
+                f"{rule.describe(i)} matched",
                 when=when,
                 allow_failure=bool(rule.allow_failure),
                 exit_codes=rule.allow_failure_exit_codes,
@@ -191,9 +193,8 @@ class _Planner:
         job = inst.config
         if job.rules is not None:
             decision = self.rules(job.rules, variables, default_when=job.when)
-            if not decision.runs:
-                return dataclasses.replace(decision, reason=f"rules: {decision.reason}")
-            if decision.explicit_allow_failure:
+            decision = dataclasses.replace(decision, reason=f"rules: {decision.reason}")
+            if not decision.runs or decision.explicit_allow_failure:
                 return decision
             if job.allow_failure is not None:
                 return dataclasses.replace(
@@ -213,18 +214,44 @@ class _Planner:
             # GitLab: a manual job without rules may fail without failing the pipeline.
             allow = job.when == "manual"
         return _Decision(
-            True, when=job.when, allow_failure=allow, exit_codes=job.allow_failure_exit_codes
+            True,
+            self.only_except_admits(job),
+            when=job.when,
+            allow_failure=allow,
+            exit_codes=job.allow_failure_exit_codes,
         )
+
+    def only_except_admits(self, job: JobConfig) -> str:
+        """Why `only`/`except` (or their defaults) let a job in; call after `only_except`."""
+        ref = self.describe_ref()
+        if job.only is None and job.except_ is None:
+            return f"no rules/only: a job runs for any branch or tag ({ref})"
+        parts = []
+        if job.only is not None:
+            flt = job.only
+            refs = flt.refs if flt.refs is not None else _DEFAULT_ONLY
+            held = [f"refs {list(refs)} match {ref}"]
+            if flt.variables is not None:
+                held.append(f"one of variables {list(flt.variables)} is true")
+            if flt.changes is not None:
+                held.append(f"changes {list(flt.changes)} match")
+            parts.append("only: " + ", ".join(held))
+        if job.except_ is not None:
+            parts.append(f"except: nothing in it matches {ref}")
+        return "; ".join(parts)
 
     def only_except(self, job: JobConfig, variables: Mapping[str, str]) -> str | None:
         """Why `only`/`except` (or their defaults) leave a job out, or None."""
         only = job.only
         if only is None and job.except_ is None:
             if not self.refs_match(_DEFAULT_ONLY):
+                if self.context.source == "merge_request_event":
+                    this = self.describe_ref()
+                else:
+                    this = f"a {self.context.source} pipeline for {self.describe_ref()}"
                 return (
-                    f"jobs without rules/only run for branches and tags, and this is a "
-                    f"{self.context.source} pipeline for {self.describe_ref()}; add `rules:` to "
-                    "run it here"
+                    f"jobs without rules/only run for branches and tags, and this is {this}; "
+                    "add `rules:` to run it here"
                 )
             return None
         if only is not None:
@@ -271,6 +298,9 @@ class _Planner:
     def describe_ref(self) -> str:
         """The trigger's ref as skip reasons show it."""
         ctx = self.context
+        if ctx.source == "merge_request_event":
+            # Its ref is refs/merge-requests/N/head: no branch name or pattern matches it.
+            return f"a merge request pipeline (from branch {ctx.branch!r})"
         if ctx.tag is not None:
             return f"tag {ctx.tag!r}"
         if ctx.branch is not None:
@@ -288,10 +318,14 @@ class _Planner:
                 return True
             if ONLY_REF_KEYWORDS.get(ref) == ctx.source:
                 return True
-            literal = split_regex_literal(ref)
-            if literal is not None:
+            if is_mr:
+                # GitLab matches names and patterns only in branch and tag pipelines: a merge
+                # request pipeline runs on refs/merge-requests/N/head, which no name matches.
+                continue
+            pattern = split_ref_pattern(ref)
+            if pattern is not None:
                 try:
-                    if compile_regex(*literal).search(ctx.ref):
+                    if compile_regex(*pattern).search(ctx.ref):
                         return True
                 except ExpressionError as exc:
                     raise PlanError(f"only/except: {exc.message}") from None
@@ -358,6 +392,7 @@ class _Planner:
             parallel_index=inst.index,
             parallel_total=inst.total,
             skip_reason=None if decision.runs else decision.reason,
+            run_reason=decision.reason if decision.runs else None,
         )
 
     def inherited(

@@ -23,7 +23,13 @@ import re2
 
 from pipeline.errors import ExpressionError
 
-__all__ = ["RE2_MAX_REPEAT", "Regex", "compile_regex", "split_regex_literal"]
+__all__ = [
+    "RE2_MAX_REPEAT",
+    "Regex",
+    "compile_regex",
+    "split_ref_pattern",
+    "split_regex_literal",
+]
 
 RE2_MAX_REPEAT = 1000
 """RE2 rejects a counted repetition above this (`a{1001}`)."""
@@ -31,6 +37,9 @@ RE2_MAX_REPEAT = 1000
 # The shape GitLab's lexer accepts: at least two characters between the slashes, the last of
 # them not a backslash, a slash inside written as `\/`, then flags from [ismU].
 _LITERAL = re.compile(r"/((?:[^/]|\\/)+[^\\])/([ismU]*)")
+# The shape an `only:`/`except:` ref is a regex in (GitLab's RubySyntax, not the `if:` lexer):
+# anything between the first and the last slash, so `/a/` is a regex and `//` matches every ref.
+_REF_PATTERN = re.compile(r"/(.*)/([ismU]*)")
 
 _POSIX_CLASSES = {
     "alnum": "0-9A-Za-z",
@@ -82,6 +91,16 @@ def split_regex_literal(text: str) -> tuple[str, str] | None:
     if match is None:
         return None
     return match.group(1).replace("\\/", "/"), match.group(2)
+
+
+def split_ref_pattern(ref: str) -> tuple[str, str] | None:
+    """Split an `only`/`except` ref written `/body/flags` into (body, flags), else None.
+
+    Unlike `if:` expressions, refs take any body, even one character; `\\/` stays in the body,
+    where RE2 reads it as a slash.
+    """
+    match = _REF_PATTERN.fullmatch(ref)
+    return None if match is None else (match.group(1), match.group(2))
 
 
 def compile_regex(body: str, flags: str = "") -> Regex:

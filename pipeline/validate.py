@@ -63,7 +63,7 @@ from pipeline.plan import (
     ServiceSpec,
     Variable,
 )
-from pipeline.regex import compile_regex, split_regex_literal
+from pipeline.regex import compile_regex, split_ref_pattern
 from pipeline.resolve import resolve_collecting
 
 MAX_PARALLEL = 200
@@ -658,7 +658,7 @@ class _Validator(_Checker):
         """The refs of `only`/`except`, regex literals checked."""
         refs = self.strings(mapping, key, path)
         for ref in refs or ():
-            literal = split_regex_literal(ref)
+            literal = split_ref_pattern(ref)
             if literal is None:
                 if "@" in ref:
                     self.unsupported(

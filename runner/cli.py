@@ -23,7 +23,7 @@ from pipeline.errors import PipelineError
 from runner.artifacts import ArtifactStore
 from runner.cache import CacheStore
 from runner.engine import Engine, EngineOptions, PipelineResult
-from runner.errors import RunnerError
+from runner.errors import RunnerError, WorkspaceError
 from runner.images.resolve import ImageResolver
 from runner.images.store import ImageStore
 from runner.job_images import StoreImageProvider, embedded_builder
@@ -34,7 +34,7 @@ from runner.runtime.fake import FakeBackend
 from runner.secrets import load_secrets
 from runner.settings import RunnerSettings
 from runner.terminal import LiveRecorder, PlainRecorder
-from runner.workspace import WorkingTreeSource, working_tree_files
+from runner.workspace import InPlaceTree, WorkingTreeSource, working_tree_files
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -109,8 +109,17 @@ def cancel_on_signals(engine: Engine, console: Console) -> Iterator[None]:
     """Turn SIGINT/SIGTERM into `engine.cancel()` while the run lasts."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
+    signals_seen: list[int] = []
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        console.print("[magenta]kapal: canceling the pipeline (stopping containers)...[/]")
+        signals_seen.append(signum)
+        if len(signals_seen) == 1:
+            console.print(
+                "[magenta]kapal: canceling the pipeline (stopping containers; after_script still "
+                "runs, interrupt again to stop it too)...[/]"
+            )
+        else:
+            console.print("[magenta]kapal: stopping after_script containers too...[/]")
         threading.Thread(target=engine.cancel, name="kapal-cancel", daemon=True).start()
 
     for sig in previous:
@@ -177,6 +186,14 @@ def register(app: typer.Typer) -> None:
         no_cache: Annotated[
             bool, typer.Option("--no-cache", help="Neither restore nor save caches.")
         ] = False,
+        in_place: Annotated[
+            bool,
+            typer.Option(
+                "--in-place",
+                help="Mount the project directory itself into every job instead of a copy: "
+                "what jobs write (artifacts and caches restored too) stays in your tree.",
+            ),
+        ] = False,
     ) -> None:
         """Run a pipeline here: every job in a container, no server needed."""
         console = Console()
@@ -201,6 +218,7 @@ def register(app: typer.Typer) -> None:
                 dry_run=dry_run,
                 concurrency=jobs,
                 use_cache=not no_cache,
+                in_place=in_place,
                 console=console,
             )
         except PipelineError as exc:
@@ -227,8 +245,11 @@ def _run(
     dry_run: bool,
     concurrency: int,
     use_cache: bool,
+    in_place: bool,
     console: Console,
 ) -> int:
+    if not path.exists():
+        raise WorkspaceError(f"{path}: no such file or directory; pass the project directory")
     if path.is_file():
         pipeline_file, project = path, path.parent
     else:
@@ -297,7 +318,7 @@ def _run(
     with cancel_on_signals(engine, console), live:
         result = engine.run(
             the_plan,
-            WorkingTreeSource(project),
+            InPlaceTree(project) if in_place else WorkingTreeSource(project),
             pipeline_id=pipeline_id,
         )
     console.print()

@@ -63,12 +63,14 @@ from runner.runtime.durations import format_duration
 from runner.script import after_script, job_script
 from runner.services import PROBE_COMMAND, service_hostnames, wait_for_ports
 from runner.variables import expand, resolve_variables
+from runner.workspace import InPlaceTree
 
 DEPLOY_NOT_RUNNABLE = "not runnable yet (ship is not implemented)"
 SCRIPT_DIR = "/kapal"
 
-WorkspaceSource = Callable[[Path], object]
-"""Fills an empty directory with the project's files (see `runner.workspace`)."""
+WorkspaceSource = Callable[[Path], object] | InPlaceTree
+"""Fills an empty directory with the project's files, or names a tree jobs use in place (see
+`runner.workspace`)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,9 @@ class Engine:
     Lifecycle: construct once with a backend, images, a recorder and the stores; call `run` for
     a pipeline (one run at a time per engine); `cancel` may be called from any thread (a signal
     handler, a web request) while `run` is in progress: running jobs are stopped, jobs not yet
-    started are marked canceled, and `run` returns once every container is gone.
+    started are marked canceled, and `run` returns once every container is gone. As in GitLab
+    17.0 and later, a canceled job that was running still runs its `after_script` (with
+    `CI_JOB_STATUS=canceled` and its own timeout); a second `cancel` stops those too.
     """
 
     def __init__(
@@ -169,7 +173,9 @@ class Engine:
         self._masker = SecretMasker(self.options.secrets.values())
         self._lock = threading.Condition()
         self._canceled = threading.Event()
+        self._forced = threading.Event()  # a second cancel: stop after_script containers too
         self._containers: dict[str, list[Container]] = {}
+        self._after_containers: dict[str, list[Container]] = {}
         self._results: dict[str, JobResult] = {}
         self._busy_groups: set[str] = set()
         self._plan: Plan | None = None
@@ -178,6 +184,7 @@ class Engine:
         self._job_ids: dict[str, int] = {}
         self._run_dir = work_dir
         self._source_dir = work_dir
+        self._in_place = False
         self._cleanup = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kapal-cleanup")
 
     # -- public ----------------------------------------------------------------------------
@@ -276,8 +283,12 @@ class Engine:
                 ]
                 if any(not self._plan.job(name).interruptible for name in running):
                     return False
+            if self._canceled.is_set():
+                self._forced.set()
             self._canceled.set()
             containers = [c for cs in self._containers.values() for c in cs]
+            if self._forced.is_set():
+                containers += [c for cs in self._after_containers.values() for c in cs]
             self._lock.notify_all()
         for container in containers:
             with contextlib.suppress(RunnerError):
@@ -285,12 +296,14 @@ class Engine:
         return True
 
     def run(self, plan: Plan, source: WorkspaceSource, *, pipeline_id: int = 1) -> PipelineResult:
-        """Run `plan` on a copy of `source`; return how it ended (after all cleanup)."""
+        """Run `plan` on a copy of `source` (or in it, for an `InPlaceTree`); return how it
+        ended (after all cleanup)."""
         started = time.monotonic()
         jobs = self.selected_jobs(plan)
         self.check_images(plan, jobs)
         selected = {job.name for job in jobs}
         self._containers = {}
+        self._after_containers = {}
         self._busy_groups = set()
         self._plan = plan
         self._pipeline_id = pipeline_id
@@ -308,10 +321,14 @@ class Engine:
         run_dir = Path(tempfile.mkdtemp(prefix=f"pipeline-{pipeline_id}-", dir=self.work_dir))
         self._cleanup = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kapal-cleanup")
         try:
-            self._source_dir = run_dir / "source"
-            self._source_dir.mkdir()
+            self._in_place = isinstance(source, InPlaceTree)
             try:
-                source(self._source_dir)
+                if isinstance(source, InPlaceTree):
+                    self._source_dir = source.checked()
+                else:
+                    self._source_dir = run_dir / "source"
+                    self._source_dir.mkdir()
+                    source(self._source_dir)
             except RunnerError:
                 duration = time.monotonic() - started
                 self.recorder.record(PipelineFinished(PipelineStatus.FAILED, duration))
@@ -329,6 +346,7 @@ class Engine:
                 shutil.rmtree(run_dir, ignore_errors=True)
         status = self._pipeline_status()
         self._canceled.clear()  # the next run starts afresh
+        self._forced.clear()
         duration = time.monotonic() - started
         self.recorder.record(PipelineFinished(status=status, duration=duration))
         return PipelineResult(status=status, jobs=dict(self._results), duration=duration)
@@ -568,9 +586,14 @@ class Engine:
 
     def _attempt(self, job: Job, attempt: int) -> _Outcome:
         job_dir = self._run_dir / "jobs" / f"{_slug(job.name)}-{attempt}"
-        workspace = job_dir / "workspace"
+        if self._in_place:
+            workspace = self._source_dir
+            job_dir.mkdir(parents=True)
+        else:
+            workspace = job_dir / "workspace"
         try:
-            shutil.copytree(self._source_dir, workspace, symlinks=True)
+            if not self._in_place:
+                shutil.copytree(self._source_dir, workspace, symlinks=True)
             values = self._job_variables(job, attempt)
             self._restore_artifacts(job, workspace)
             self._restore_caches(job, workspace, values)
@@ -708,6 +731,7 @@ class Engine:
             tags=tuple(expand(tag, values) for tag in spec.tags),
             build_args={k: expand(v, values) for k, v in spec.build_args},
             target=spec.target,
+            cancel=self._canceled,
         )
         masker = LineMasker(self._masker)
 
@@ -772,14 +796,17 @@ class Engine:
         service_logs: list[_ServiceLog] = []
         try:
             for svc, svc_image, name in services:
-                self._start_service(job, sandbox, svc_image, name, svc, values, service_logs)
+                self._start_service(
+                    job, sandbox, (svc_image, image), name, svc, values, service_logs
+                )
             outcome = self._run_step(job, sandbox, image, mounts, values)
-            if job.after_script and outcome.status != JobStatus.CANCELED:
+            if job.after_script and not self._forced.is_set():
                 self._run_after_script(job, sandbox, image, mounts, values, outcome)
             return outcome
         finally:
             with self._lock:
                 running = self._containers.pop(job.name, [])
+                running += self._after_containers.pop(job.name, [])
             for container in running:
                 with contextlib.suppress(RunnerError):
                     self.backend.stop(container, grace=self.options.stop_grace)
@@ -787,29 +814,35 @@ class Engine:
             for service_log in service_logs:
                 service_log.thread.join()
 
-    def _track(self, job: Job, container: Container) -> None:
+    def _track(self, job: Job, container: Container, *, after: bool = False) -> None:
+        """Remember a running container so `cancel` can stop it (after_script: only if forced)."""
         with self._lock:
-            self._containers.setdefault(job.name, []).append(container)
-            canceled = self._canceled.is_set()
-        if canceled:
+            tracked = self._after_containers if after else self._containers
+            tracked.setdefault(job.name, []).append(container)
+            stop = self._forced.is_set() if after else self._canceled.is_set()
+        if stop:
             self.backend.stop(container, grace=self.options.stop_grace)
 
     def _untrack(self, job: Job, container: Container) -> None:
         with self._lock:
-            running = self._containers.get(job.name, [])
-            if container in running:
-                running.remove(container)
+            for tracked in (self._containers, self._after_containers):
+                running = tracked.get(job.name, [])
+                if container in running:
+                    running.remove(container)
 
     def _start_service(
         self,
         job: Job,
         sandbox: Sandbox,
-        image: RunnableImage,
+        images: tuple[RunnableImage, RunnableImage],
         name: str,
         svc: ServiceSpec,
         values: Mapping[str, str],
         service_logs: list[_ServiceLog],
     ) -> None:
+        """Start a service, then wait for its exposed ports (probed from the job's image,
+        `images[1]`, which has the `sh` the probe needs, unlike many service images)."""
+        image, job_image = images
         env = dict(values)
         env.update(resolve_variables((*job.variables, *svc.variables)))
         self._log(job, f"kapal: starting service {name}")
@@ -830,8 +863,8 @@ class Engine:
             return
         probe = ContainerSpec(
             name=f"probe-{_slug((svc.aliases or (name,))[0])}",
-            layers=image.layers,
-            image=image.defaults,
+            layers=job_image.layers,
+            image=job_image.defaults,
             entrypoint=(),
             command=PROBE_COMMAND,
             timeout=10.0,
@@ -849,7 +882,8 @@ class Engine:
             )
         except ContainerStartError as exc:
             raise ServiceError(
-                f"cannot check the ports of service {name} (its image needs `cat`): {exc}"
+                f"cannot check the ports of service {name} (the probe runs `sh` in the job's "
+                f"image): {exc}"
             ) from None
         if closed and not self._canceled.is_set():
             for line in service_log.tail():
@@ -875,19 +909,8 @@ class Engine:
         values: Mapping[str, str],
     ) -> _Outcome:
         timeout = float(job.timeout_seconds or self.options.default_timeout)
-        spec = ContainerSpec(
-            name=_slug(job.name),
-            layers=image.layers,
-            image=image.defaults,
-            entrypoint=job.image.entrypoint if job.image else None,
-            command=("sh", f"{SCRIPT_DIR}/step_script"),
-            env={**values, "CI_JOB_STATUS": "running"},
-            cwd=self.options.project_dir,
-            hostname=_slug(job.name)[:63] or "job",
-            mounts=mounts,
-            limits=self.options.limits,
-            timeout=timeout,
-        )
+        env = {**values, "CI_JOB_STATUS": "running"}
+        spec = self._script_spec(job, image, mounts, env, script="step_script", timeout=timeout)
         try:
             status = self._run_container(job, sandbox, spec)
         except ContainerStartError as exc:
@@ -904,32 +927,56 @@ class Engine:
         outcome: _Outcome,
     ) -> None:
         env = dict(values)
-        env["CI_JOB_STATUS"] = "success" if outcome.status == JobStatus.SUCCESS else "failed"
-        self._log(job, "kapal: running after_script")
-        spec = ContainerSpec(
-            name=f"{_slug(job.name)}-after",
-            layers=image.layers,
-            image=image.defaults,
-            entrypoint=job.image.entrypoint if job.image else None,
-            command=("sh", f"{SCRIPT_DIR}/after_script"),
-            env=env,
-            cwd=self.options.project_dir,
-            hostname=_slug(job.name)[:63] or "job",
-            mounts=mounts,
-            limits=self.options.limits,
-            timeout=self.options.after_script_timeout,
+        canceled = outcome.status == JobStatus.CANCELED or (
+            self._canceled.is_set() and outcome.status != JobStatus.SUCCESS
         )
+        succeeded = outcome.status == JobStatus.SUCCESS
+        env["CI_JOB_STATUS"] = "canceled" if canceled else "success" if succeeded else "failed"
+        if canceled:
+            self._log(job, "kapal: running after_script of the canceled job (cancel again to stop)")
+        else:
+            self._log(job, "kapal: running after_script")
+        timeout = self.options.after_script_timeout
+        spec = self._script_spec(job, image, mounts, env, script="after_script", timeout=timeout)
         try:
-            status = self._run_container(job, sandbox, spec)
+            status = self._run_container(job, sandbox, spec, after=True)
         except ContainerStartError as exc:
             self._log(job, f"kapal: after_script could not start: {exc}")
             return
         if not status.ok:
             self._log(job, f"kapal: after_script {status.describe()} (the job's status stands)")
 
-    def _run_container(self, job: Job, sandbox: Sandbox, spec: ContainerSpec) -> ExitStatus:
+    def _script_spec(
+        self,
+        job: Job,
+        image: RunnableImage,
+        mounts: tuple[Mount, ...],
+        env: Mapping[str, str],
+        *,
+        script: str,
+        timeout: float,
+    ) -> ContainerSpec:
+        """The container running one of the job's scripts (`step_script`, `after_script`)."""
+        suffix = "" if script == "step_script" else "-after"
+        return ContainerSpec(
+            name=f"{_slug(job.name)}{suffix}",
+            layers=image.layers,
+            image=image.defaults,
+            entrypoint=job.image.entrypoint if job.image else None,
+            command=("sh", f"{SCRIPT_DIR}/{script}"),
+            env=dict(env),
+            cwd=self.options.project_dir,
+            hostname=_slug(job.name)[:63] or "job",
+            mounts=mounts,
+            limits=self.options.limits,
+            timeout=timeout,
+        )
+
+    def _run_container(
+        self, job: Job, sandbox: Sandbox, spec: ContainerSpec, *, after: bool = False
+    ) -> ExitStatus:
         container = self.backend.start(sandbox, spec)
-        self._track(job, container)
+        self._track(job, container, after=after)
         try:
             maskers: dict[str, LineMasker] = {}
             for entry in self.backend.logs(container):

@@ -6,8 +6,9 @@ adapts `runner.images.ImageStore` (and a build function) to it, `FakeImageProvid
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,12 +16,20 @@ from typing import Any, Protocol
 from runner.build.builder import Builder as DockerfileBuilder
 from runner.build.builder import BuildOptions
 from runner.build.cache import LayerCache
-from runner.errors import BuildError, ImageNotFoundError
+from runner.errors import BuildError, ImageNotFoundError, RunnerError
 from runner.images.image import Image
 from runner.images.reference import Reference
 from runner.images.resolve import ImageResolver
 from runner.images.store import ImageStore
-from runner.runtime.backend import Backend, ImageDefaults
+from runner.runtime.backend import (
+    Backend,
+    Container,
+    ContainerSpec,
+    ExitStatus,
+    ImageDefaults,
+    Sandbox,
+    SandboxSpec,
+)
 from runner.runtime.backend import LogLine as BackendLogLine
 
 
@@ -43,6 +52,8 @@ class BuildRequest:
     tags: tuple[str, ...]
     build_args: Mapping[str, str]
     target: str | None = None
+    # set from another thread to stop the build: its running RUN step is stopped at once
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 BuildLog = Callable[[str], None]
@@ -205,25 +216,101 @@ class _BuildLogReporter:
         self._log(f"note: {text}")
 
 
+class CancelableBackend:
+    """A backend for one build: once `cancel` is set, its running containers are stopped and
+    new ones are stopped as soon as they start (the builder then fails the step as canceled).
+
+    Lifecycle: wrap a backend for the length of one build; `watch()` (a context manager) runs
+    the thread that waits for `cancel`. Every method may be called from any thread.
+    """
+
+    def __init__(self, backend: Backend, cancel: threading.Event) -> None:
+        self._backend = backend
+        self._cancel = cancel
+        self._lock = threading.Lock()
+        self._running: dict[str, Container] = {}
+
+    def setup(self, spec: SandboxSpec) -> Sandbox:
+        """Delegate."""
+        return self._backend.setup(spec)
+
+    def start(self, sandbox: Sandbox, spec: ContainerSpec) -> Container:
+        """Start, remember, and stop at once if the build is already canceled."""
+        container = self._backend.start(sandbox, spec)
+        with self._lock:
+            self._running[container.id] = container
+        if self._cancel.is_set():
+            self._backend.stop(container)
+        return container
+
+    def logs(self, container: Container) -> Iterator[BackendLogLine]:
+        """Delegate."""
+        return self._backend.logs(container)
+
+    def wait(self, container: Container) -> ExitStatus:
+        """Delegate, then forget the container."""
+        try:
+            return self._backend.wait(container)
+        finally:
+            with self._lock:
+                self._running.pop(container.id, None)
+
+    def stop(self, container: Container, grace: float = 1.0) -> None:
+        """Delegate."""
+        self._backend.stop(container, grace)
+
+    def teardown(self, sandbox: Sandbox) -> None:
+        """Delegate."""
+        self._backend.teardown(sandbox)
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[None]:
+        """While the block runs, stop every running container as soon as `cancel` is set."""
+        done = threading.Event()
+
+        def stop_on_cancel() -> None:
+            while not done.is_set():
+                if self._cancel.wait(0.05):
+                    with self._lock:
+                        running = list(self._running.values())
+                    for container in running:
+                        with contextlib.suppress(RunnerError):
+                            self._backend.stop(container)
+                    return
+
+        watcher = threading.Thread(target=stop_on_cancel, name="kapal-build-cancel", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
+
+
 def embedded_builder(backend: Backend, build_cache_dir: Path) -> Builder:
-    """A `Builder` function running kapal's Dockerfile builder with `backend` for RUN steps."""
+    """A `Builder` function running kapal's Dockerfile builder with `backend` for RUN steps.
+
+    Setting the request's `cancel` event stops the RUN step running at that moment.
+    """
 
     def build(store: ImageStore, request: BuildRequest, log: BuildLog) -> str:
+        cancelable = CancelableBackend(backend, request.cancel)
         builder = DockerfileBuilder(
             store=store,
             cache=LayerCache(build_cache_dir),
-            backend=backend,
+            backend=cancelable,
             reporter=_BuildLogReporter(log),
         )
-        result = builder.build(
-            BuildOptions(
-                context=request.context,
-                dockerfile=request.dockerfile,
-                tags=request.tags,
-                build_args=dict(request.build_args),
-                target=request.target,
+        with cancelable.watch():
+            result = builder.build(
+                BuildOptions(
+                    context=request.context,
+                    dockerfile=request.dockerfile,
+                    tags=request.tags,
+                    build_args=dict(request.build_args),
+                    target=request.target,
+                )
             )
-        )
         return result.image.digest
 
     return build

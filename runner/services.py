@@ -8,7 +8,14 @@ from collections.abc import Callable, Iterable
 from runner.errors import ServiceError
 from runner.runtime.backend import Backend, ContainerSpec, Sandbox
 
-PROBE_COMMAND = ("cat", "/proc/net/tcp", "/proc/net/tcp6")
+# Shell built-ins only: the probe runs in the job's image, which has `sh` (scripts need it) but
+# perhaps no `cat`; /proc/net/tcp shows the sockets of the sandbox's network namespace.
+PROBE_COMMAND = (
+    "sh",
+    "-c",
+    'for f in /proc/net/tcp /proc/net/tcp6; do [ -r "$f" ] || continue; '
+    'while IFS= read -r line; do printf "%s\\n" "$line"; done < "$f"; done',
+)
 _LISTEN = "0A"
 
 
@@ -68,10 +75,10 @@ def wait_for_ports(
 ) -> set[int]:
     """Wait until every port listens in the sandbox; return the ports still closed at timeout.
 
-    Each check runs `probe` (a container of the service's image printing `/proc/net/tcp`) in the
-    sandbox, so it sees the sandbox's network namespace. Stops early when `alive()` turns false
-    (the service exited or the job was canceled). Raises `ServiceError` when the probe itself
-    cannot run (no `cat` in the image).
+    Each check runs `probe` (a container of the job's image printing `/proc/net/tcp` with shell
+    built-ins) in the sandbox, so it sees the sandbox's network namespace. Stops early when
+    `alive()` turns false (the service exited or the job was canceled). Raises `ServiceError`
+    when the probe itself cannot run (no `sh` in the image).
     """
     wanted = set(ports)
     deadline = time.monotonic() + timeout
@@ -82,8 +89,8 @@ def wait_for_ports(
         if not lines and status.exit_code != 0 and not status.canceled:
             raise ServiceError(
                 f"cannot check the ports of {probe.name.removeprefix('probe-')}: "
-                f"`{' '.join(probe.argv())}` {status.describe()} in its image "
-                "(kapal needs `cat` in a service image that EXPOSEs ports)"
+                f"the port probe (`sh -c ...` in the job's image) {status.describe()}; "
+                "kapal needs `sh` in the job's image, as the job's script does"
             )
         wanted -= listening_ports(lines)
         if not wanted or time.monotonic() >= deadline or not alive():

@@ -160,3 +160,19 @@ class GitCommitSource:
     def __call__(self, destination: Path) -> None:
         """Clone into `destination`."""
         clone_at_commit(self.url, self.commit, destination, submodules=self.submodules).close()
+
+
+@dataclass(frozen=True)
+class InPlaceTree:
+    """The working tree at `path` used as every job's workspace, uncopied (`kapal run
+    --in-place`): what jobs write, delete or restore (artifacts, caches) changes the tree."""
+
+    path: Path
+
+    def checked(self) -> Path:
+        """The tree's absolute path; `WorkspaceError` when it is not a directory."""
+        if not self.path.is_dir():
+            raise WorkspaceError(
+                f"{self.path}: not a directory; pass the project directory to kapal run"
+            )
+        return self.path.resolve()

@@ -15,23 +15,31 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import os
 import posixpath
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from runner.build import copying
 from runner.build.cache import CachedLayer, LayerCache, cache_key
-from runner.build.dockerfile import Dockerfile, Instruction, heredoc_markers, read_dockerfile
+from runner.build.dockerfile import (
+    Dockerfile,
+    Instruction,
+    heredoc_markers,
+    json_array,
+    read_dockerfile,
+)
 from runner.build.dockerignore import DockerIgnore
 from runner.build.expansion import Expander, ExpansionError
 from runner.build.imageconfig import DEFAULT_PATH, go_duration_ns, history_entry, rfc3339
 from runner.build.layers import write_layer
 from runner.build.stages import Stage, plan_stages
+from runner.build.treelinks import link_tree
 from runner.build.trees import ContextTree, LayeredTree, SourceTree
 from runner.build.users import resolve_chown
 from runner.errors import BuildError, BuildStepError, ImageNotFoundError, RunnerError
@@ -41,6 +49,9 @@ from runner.images.reference import Reference
 from runner.images.store import ImageStore
 from runner.runtime.backend import Backend, ContainerSpec, LogLine, Mount
 from runner.runtime.oneshot import run_container
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["BuildOptions", "BuildReporter", "BuildResult", "Builder", "NullReporter"]
 
@@ -69,6 +80,8 @@ PLATFORM_ARGS = {
     "BUILDVARIANT": "",
 }
 DEFAULT_SHELL = ("/bin/sh", "-c")
+# what FROM --platform and `kapal build --platform` accept: the machine kapal builds for
+SUPPORTED_PLATFORMS = ("linux/amd64", "linux/x86_64", "linux")
 _TAIL_LINES = 20
 # heredoc scripts with a shebang are bind-mounted here (on the container's /dev tmpfs, so they
 # never land in the layer)
@@ -189,19 +202,35 @@ class Builder:
         *,
         store: ImageStore,
         cache: LayerCache,
-        backend: Backend,
+        backend: Backend | Callable[[], Backend],
         reporter: BuildReporter | None = None,
         http: Callable[[], httpx.Client] | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
-        self.backend = backend
+        # a factory is called on the first RUN that misses the cache: a fully cached build never
+        # loads the container runtime (`kapal build` start-up is most of a warm rebuild)
+        self._backend = backend
         self.reporter: BuildReporter = reporter or NullReporter()
-        self.http = http or (lambda: httpx.Client(follow_redirects=True, timeout=60.0))
+        self.http = http or _default_http_client
+
+    @property
+    def backend(self) -> Backend:
+        """The container backend RUN steps execute in (created on first use from a factory)."""
+        if callable(self._backend):
+            self._backend = self._backend()
+        return self._backend
 
     def build(self, options: BuildOptions) -> BuildResult:
         """Build `options` and commit the image; raises `BuildError`s the user can act on."""
         return _Build(self, options).run()
+
+
+def _default_http_client() -> httpx.Client:
+    """The client ADD downloads URLs with (httpx is imported only when a build downloads)."""
+    import httpx
+
+    return httpx.Client(follow_redirects=True, timeout=60.0)
 
 
 class _Build:
@@ -295,7 +324,7 @@ class _Build:
     # -- stages ----------------------------------------------------------------------------
 
     def start_stage(self, stage: Stage) -> _StageState:
-        if stage.platform and stage.platform not in ("linux/amd64", "linux/x86_64", "linux"):
+        if stage.platform and stage.platform not in SUPPORTED_PLATFORMS:
             raise self.df.error(
                 stage.from_inst,
                 f"--platform={stage.platform} is not supported: kapal builds linux/amd64 only; "
@@ -521,7 +550,7 @@ class _Build:
         rest = rest.strip()
         if not rest:
             raise self.df.error(inst, "HEALTHCHECK CMD needs a command")
-        parsed = _json_list(rest)
+        parsed = json_array(rest)
         test = ["CMD", *parsed] if parsed is not None else ["CMD-SHELL", rest]
         check: dict[str, Any] = {"Test": test}
         names = {
@@ -626,7 +655,10 @@ class _Build:
             digest = copying.fingerprint(items)
             created_by = f"{inst.keyword} {' '.join(words)} # buildkit"
             key = cache_key(state.key, inst.keyword, words, dest, digest)
-            self.layer_step(state, key, items, created_by)
+            try:
+                self.layer_step(state, key, items, created_by)
+            except copying.ArchiveExtractError as exc:
+                raise self.df.error(inst, str(exc)) from None
 
     def source_tree(self, inst: Instruction, name: str) -> LayeredTree:
         stage = self.plan.find(name)
@@ -638,6 +670,8 @@ class _Build:
         return LayeredTree(tuple(self.b.store.unpacked_layers(image)))
 
     def download(self, inst: Instruction, url: str, work: Path) -> Path:
+        import httpx  # only builds that ADD a URL pay for it
+
         name = posixpath.basename(httpx.URL(url).path) or "index.html"
         target = work / "downloads" / str(len(list(work.glob("downloads/*")))) / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -798,7 +832,7 @@ class _Build:
                 else:
                     cached = layer.cached
                     assert cached is not None
-                    if store.blobs.has(cached.digest):  # a warm rebuild: no need to rescan it
+                    if _link_blob(store, cached):  # no need to rescan or copy it
                         descriptors.append(
                             LayerDescriptor(
                                 cached.digest, cached.diff_id, cached.size, OCI_LAYER_GZIP
@@ -806,7 +840,48 @@ class _Build:
                         )
                     else:
                         descriptors.append(store.add_layer(cached.blob, compressed=True))
+                    _link_unpacked(store, cached)
             return store.commit(config, descriptors, [Reference.parse(t) for t in self.o.tags])
+
+
+def _link_blob(store: ImageStore, cached: CachedLayer) -> bool:
+    """Give the store the cache's layer blob as a hard link; False when it must copy it instead.
+
+    The cache wrote and hashed the blob itself and never modifies it, so the store can share it
+    (one copy on disk) without hashing it again; its own unpack still verifies the digest.
+    """
+    if store.blobs.has(cached.digest):
+        return True
+    target = store.blobs.path(cached.digest)
+    link = store.tmp / f"build-blob-{uuid.uuid4().hex}"
+    try:
+        os.link(cached.blob, link)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(link, target)
+    except OSError:  # another filesystem (EXDEV), a filesystem without hard links
+        return False
+    finally:
+        link.unlink(missing_ok=True)
+    return True
+
+
+def _link_unpacked(store: ImageStore, cached: CachedLayer) -> None:
+    """Let the store use the cache's unpacked tree of a built layer rather than unpack it again.
+
+    Best effort: when linking is impossible the store unpacks the blob on first use, as before.
+    """
+    final = store.layer_path(cached.diff_id)
+    if final.exists():
+        return
+    work = store.tmp / f"build-layer-{uuid.uuid4().hex}"
+    try:
+        link_tree(cached.tree, work)
+        os.rename(work, final)  # fails harmlessly when a concurrent unpack got there first
+    except OSError:
+        pass
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
 
 
 # Files and directories the runtime mounts over; when they appear empty in the upper dir and the
@@ -851,16 +926,6 @@ def _is_marker(text: str) -> bool:
 
 def _valid_name(name: str) -> bool:
     return name.replace("_", "a").isalnum() and not name[0].isdigit()
-
-
-def _json_list(text: str) -> list[str] | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    return None
 
 
 def _split_keeping_quotes(text: str, escape: str) -> list[str]:

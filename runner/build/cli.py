@@ -10,15 +10,13 @@ from typing import Annotated, Literal
 
 import typer
 
-from runner.build.builder import Builder, BuildOptions
+from runner.build.builder import SUPPORTED_PLATFORMS, Builder, BuildOptions
 from runner.build.cache import LayerCache
 from runner.errors import BuildError, BuildStepError, RunnerError
 from runner.images.image import Image
 from runner.images.reference import Reference
-from runner.images.registry import RegistryClient
 from runner.images.store import ImageStore
-from runner.runtime.backend import LogLine
-from runner.runtime.embedded import EmbeddedBackend
+from runner.runtime.backend import Backend, LogLine
 from runner.settings import RunnerSettings
 
 
@@ -95,8 +93,17 @@ def register(app: typer.Typer) -> None:
         insecure: Annotated[
             bool, typer.Option("--insecure", help="Push over plain HTTP / unverified TLS.")
         ] = False,
+        platform: Annotated[
+            str, typer.Option(help="Target platform; kapal builds linux/amd64 only.")
+        ] = "linux/amd64",
     ) -> None:
         """Build an image from a Dockerfile (no Docker daemon needed)."""
+        if platform not in SUPPORTED_PLATFORMS:
+            raise typer.BadParameter(
+                f"'{platform}': kapal builds linux/amd64 images only; drop --platform or use "
+                "linux/amd64 (build other platforms with docker buildx)",
+                param_hint="--platform",
+            )
         if network not in ("host", "none"):
             raise typer.BadParameter(f"'{network}': use host or none", param_hint="--network")
         net: Literal["host", "none"] = "host" if network == "host" else "none"
@@ -121,7 +128,7 @@ def register(app: typer.Typer) -> None:
             builder = Builder(
                 store=ImageStore(settings.images_dir),
                 cache=LayerCache(settings.build_cache_dir),
-                backend=EmbeddedBackend(settings),
+                backend=lambda: _embedded_backend(settings),
                 reporter=TerminalReporter(),
             )
             result = builder.build(options)
@@ -149,8 +156,17 @@ def register(app: typer.Typer) -> None:
         sys.stdout.flush()
 
 
+def _embedded_backend(settings: RunnerSettings) -> Backend:
+    """The runc backend, imported only when a RUN step misses the cache."""
+    from runner.runtime.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(settings)
+
+
 def _push(settings: RunnerSettings, image: Image, tags: tuple[str, ...], insecure: bool) -> None:
     """Push the built image to each tag's registry with the images package's client."""
+    from runner.images.registry import RegistryClient  # only `--push` needs the HTTP client
+
     store = ImageStore(settings.images_dir)
     for name in tags:
         ref = Reference.parse(name)

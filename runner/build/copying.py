@@ -33,6 +33,10 @@ class CopyPlanError(ValueError):
     """A COPY/ADD cannot be planned (the caller adds file:line and the instruction)."""
 
 
+class ArchiveExtractError(ValueError):
+    """ADD could not extract a local archive safely (the caller adds file:line)."""
+
+
 @dataclass(frozen=True)
 class CopyItem:
     """One entry to create in the layer: `dest` is an absolute image path."""
@@ -319,8 +323,43 @@ def _parents(root: Path, directory: Path, image: LayeredTree, epoch: int) -> Non
 
 
 def _extract(archive: Path, dest: Path) -> None:
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="tar", numeric_owner=True)
+    """Unpack `archive` into `dest` as Docker's ADD does, never writing or linking outside `dest`.
+
+    The extraction runs as root on the host from a tar the repository supplies, so containment
+    is what protects the host: member names and hard-link targets must resolve (host symlinks
+    followed) inside `dest`. Modes, owners and device nodes are the image's content and are kept
+    exactly as Docker keeps them: setuid/setgid/sticky and group/other write bits included
+    (`FROM scratch` + `ADD rootfs.tar.gz /` must give a working `su`); stripping them would guard
+    nothing, since a RUN step can set them anyway.
+    """
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter=_contained, numeric_owner=True)
+    except tarfile.FilterError as exc:
+        raise ArchiveExtractError(
+            f"{archive.name}: refusing to extract it: {exc} (an archive ADD unpacks must keep "
+            "every path and hard link inside the destination)"
+        ) from None
+    except KeyError as exc:  # tarfile's word for a hard link to a member the archive lacks
+        raise ArchiveExtractError(
+            f"{archive.name}: a hard link points at a file the archive does not hold ({exc})"
+        ) from None
+    except (tarfile.TarError, EOFError) as exc:
+        raise ArchiveExtractError(f"{archive.name}: not a readable archive ({exc})") from None
+
+
+def _contained(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's containment checks (name inside `dest`), plus hard-link targets; modes kept."""
+    checked = tarfile.tar_filter(member, dest)  # raises for absolute or escaping names
+    if member.islnk():
+        root = os.path.realpath(dest)
+        target = os.path.realpath(os.path.join(root, member.linkname.lstrip("/")))
+        if os.path.commonpath([target, root]) != root:
+            raise tarfile.LinkOutsideDestinationError(member, target)
+    if checked.name == member.name and not member.islnk():
+        return member
+    linkname = member.linkname.lstrip("/") if member.islnk() else member.linkname
+    return member.replace(name=checked.name, linkname=linkname, deep=False)
 
 
 def _clamp_mtimes(root: Path, epoch: int) -> None:

@@ -26,7 +26,15 @@ from pathlib import Path
 
 from runner.errors import DockerfileError
 
-__all__ = ["Dockerfile", "Heredoc", "Instruction", "parse_dockerfile", "read_dockerfile"]
+__all__ = [
+    "Dockerfile",
+    "Heredoc",
+    "Instruction",
+    "heredoc_markers",
+    "json_array",
+    "parse_dockerfile",
+    "read_dockerfile",
+]
 
 _DIRECTIVE = re.compile(r"^#\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*?)\s*$")
 _HEREDOC = re.compile(r"(\d*)<<(-?)(?:(['\"])([^'\"\s]+)\3|([A-Za-z0-9_.\-]+))")
@@ -249,7 +257,7 @@ class _Parser:
             heredocs, index = self.heredocs(rest, index, line)
         exec_form = None
         if keyword in _JSON_INSTRUCTIONS and rest.startswith("["):
-            exec_form = _json_array(rest)
+            exec_form = json_array(rest)
             if exec_form is None and keyword == "SHELL":
                 raise self.fail(
                     line, 'SHELL needs a JSON array of strings, e.g. SHELL ["/bin/bash", "-c"]'
@@ -346,7 +354,7 @@ class _Parser:
                 raise self.fail(inst.line, "HEALTHCHECK takes 'NONE' or 'CMD command'")
 
 
-def _json_array(text: str) -> list[str] | None:
+def json_array(text: str) -> list[str] | None:
     """The JSON array of strings in `text`, or None when it is not one (then: shell form)."""
     try:
         value = json.loads(text)

@@ -99,10 +99,9 @@ def plan_stages(
     if target is not None:
         found = plan.find(target)
         if found is None:
-            known = ", ".join(s.name for s in stages if s.name) or "none"
-            raise BuildError(
-                f"{dockerfile.path}: no stage named '{target}' for --target (stages: {known})"
-            )
+            known = ", ".join(s.name for s in stages if s.name)
+            hint = f"stages: {known}" if known else "no stage has a name; write FROM IMAGE AS NAME"
+            raise BuildError(f"{dockerfile.path}: no stage named '{target}' for --target ({hint})")
         chosen = found
     needed: set[int] = set()
     _need(plan, chosen, needed, dockerfile)

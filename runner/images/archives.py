@@ -38,9 +38,13 @@ def extracted(archive: Path, tmp: Path) -> Iterator[Path]:
             with tarfile.open(archive, "r:*") as tar:
                 tar.extractall(work, filter="data")
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            # tarfile's "r:*" lists every compression it tried, over several lines: say it once.
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "could not be opened" in reason:
+                reason = "neither a tar nor a compressed tar"
             raise ArchiveError(
-                f"{archive}: the archive is truncated or not a tar ({exc}); nothing was imported. "
-                "Export or download it again."
+                f"{archive}: the archive is truncated or not a tar ({reason}); nothing was "
+                "imported. Export or download it again."
             ) from exc
         except OSError as exc:
             if exc.errno == errno.ENOSPC:

@@ -16,10 +16,10 @@ from runner.errors import RunnerError
 from runner.runtime.backend import ContainerSpec, ExitStatus, ImageDefaults, Limits, LogLine, Mount
 from runner.runtime.durations import parse_duration
 from runner.runtime.embedded import EmbeddedBackend
+from runner.runtime.environment import RuntimeEnvironment, RuntimeSettings
 from runner.runtime.gc import collect
 from runner.runtime.oneshot import run_container
 from runner.runtime.quantities import parse_size
-from runner.settings import RunnerSettings
 
 # Docker's convention: 125 when the container could not be run at all.
 EXIT_KAPAL_ERROR = 125
@@ -58,7 +58,7 @@ def parse_env(entries: list[str]) -> dict[str, str]:
 
 
 def image_spec(
-    settings: RunnerSettings, image: str
+    settings: RuntimeSettings, image: str
 ) -> tuple[tuple[Path, ...], Path | None, ImageDefaults]:
     """Layers (or a rootfs dir) and config defaults for IMAGE: a store reference or a directory."""
     if "/" in image and Path(image).is_dir():
@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
             argv = list(command or [])
             if argv[:1] == ["--"]:
                 argv = argv[1:]
-            settings = RunnerSettings()
+            settings = RuntimeEnvironment.from_environ()
             backend = EmbeddedBackend(settings)
             layers, rootfs, defaults = image_spec(settings, image)
             spec = ContainerSpec(
@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
     @app.command("gc")
     def gc_command() -> None:
         """Remove containers, mounts, cgroups and namespaces that crashed workers left behind."""
-        report = collect(RunnerSettings())
+        report = collect(RuntimeEnvironment.from_environ())
         for warning in report.warnings:
             typer.echo(f"kapal gc: warning: {warning}", err=True)
         typer.echo(f"kapal gc: {report.summary()}")

@@ -6,8 +6,9 @@ resolv.conf. Per container, `<run>/ct-<id>` holding config.json, the overlay mou
 the generated /etc/hosts, the runc log and `owner.json` (who made it and what it holds, for
 `kapal gc`), and `<containers_dir>/ct-<id>` on disk holding the overlay `upper` (unless the spec
 brings its own) and `work` dirs. runc keeps its state under `<run>/runc-state`. Everything is
-removed when the container ends (`wait`) or the sandbox is torn down; what a killed worker left is
-removed by `kapal gc` (runner.runtime.gc).
+removed when the container ends (`wait`) or the sandbox is torn down, except that the disk dir is
+renamed into the trash and deleted there in the background (`drain()` waits for that; so does
+interpreter exit); what a killed worker left is removed by `kapal gc` (runner.runtime.gc).
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ from runner.runtime.backend import (
 )
 from runner.runtime.bundle import BundleConfig, write_bundle
 from runner.runtime.cgroups import ContainerCgroup
+from runner.runtime.environment import RuntimeEnvironment, RuntimeSettings
 from runner.runtime.netns import create_netns, remove_netns
 from runner.runtime.overlay import mount_overlay
 from runner.runtime.ownership import Owner, write_owner
 from runner.runtime.paths import RuntimePaths
 from runner.runtime.runc import Runc, find_runtime
 from runner.runtime.syscalls import unmount_if_mounted
+from runner.runtime.trash import Trash
 from runner.runtime.users import resolve_user
-from runner.settings import RunnerSettings
 
 _READ_SIZE = 65536
 _MAX_LINE = 1 << 20
@@ -87,11 +89,12 @@ class _ContainerState:
 class EmbeddedBackend:
     """Runs containers with runc over overlayfs; see `runner.runtime.backend` for the lifecycle."""
 
-    def __init__(self, settings: RunnerSettings | None = None) -> None:
-        settings = settings or RunnerSettings()
+    def __init__(self, settings: RuntimeSettings | None = None) -> None:
+        settings = settings or RuntimeEnvironment.from_environ()
         runtime = find_runtime(settings.runtime)
         self._paths = RuntimePaths.for_settings(settings)
         self._runc = Runc(runtime, self._paths.runc_state)
+        self._trash = Trash(self._paths.disk_root)
         self._lock = threading.Lock()
         self._sandboxes: dict[str, _SandboxState] = {}
         self._containers: dict[str, _ContainerState] = {}
@@ -104,6 +107,10 @@ class EmbeddedBackend:
     def runc(self) -> Runc:
         """The runtime binary and state directory in use."""
         return self._runc
+
+    def drain(self) -> None:
+        """Block until the overlay dirs of ended containers are deleted (runner.runtime.trash)."""
+        self._trash.drain()
 
     @property
     def paths(self) -> RuntimePaths:
@@ -429,7 +436,7 @@ class EmbeddedBackend:
                     unmount_if_mounted(str(rootfs))
                 finally:
                     shutil.rmtree(directory, ignore_errors=True)
-                    shutil.rmtree(disk, ignore_errors=True)
+                    self._trash.discard(disk)
 
     def _state(self, container: Container) -> _ContainerState:
         with self._lock:

@@ -13,12 +13,13 @@ from pathlib import Path
 
 from runner.errors import ContainerRuntimeError
 from runner.runtime.cgroups import remove_cgroup_dirs
+from runner.runtime.environment import RuntimeSettings
 from runner.runtime.netns import remove_netns
 from runner.runtime.ownership import read_owner
 from runner.runtime.paths import RuntimePaths
 from runner.runtime.runc import Runc, find_runtime
 from runner.runtime.syscalls import unmount_if_mounted
-from runner.settings import RunnerSettings
+from runner.runtime.trash import empty_trash
 
 _OWNERLESS_GRACE = 60.0
 
@@ -40,7 +41,7 @@ class GcReport:
         )
 
 
-def collect(settings: RunnerSettings) -> GcReport:
+def collect(settings: RuntimeSettings) -> GcReport:
     """Remove every container and sandbox of `settings.data_dir` whose owner process is gone."""
     report = GcReport()
     if not settings.containers_dir.is_dir():
@@ -82,6 +83,8 @@ def collect(settings: RunnerSettings) -> GcReport:
         remove_netns(directory / "netns")
         shutil.rmtree(directory, ignore_errors=True)
         report.sandboxes.append(directory.name.removeprefix("sb-"))
+    # Overlay dirs a killed process had moved to the trash but not yet deleted.
+    report.containers += [name.removeprefix("ct-") for name in empty_trash(paths.disk_root)]
     if runc is not None:
         for container_id in runc.list_ids():
             if container_id not in live:

@@ -14,6 +14,8 @@ from runner.runtime.backend import (
     SandboxSpec,
 )
 
+_CANCEL_POLL = 0.05
+
 
 def run_container(
     backend: Backend,
@@ -29,27 +31,30 @@ def run_container(
     `canceled`. The sandbox is torn down before this returns, whatever happens.
     """
     sandbox = backend.setup(SandboxSpec(name=spec.name, network=network))
-    watcher: threading.Thread | None = None
-    done = threading.Event()
+    # The watcher may stop the container only while this call still owns it. It is not joined:
+    # joining would wait out its poll interval (tens of ms per container) after every run.
+    guard = threading.Lock()
+    done = False
     try:
         container = backend.start(sandbox, spec)
         if cancel is not None:
             watched = cancel
 
             def watch() -> None:
-                while not done.is_set():
-                    if watched.wait(0.05):
+                while not watched.wait(_CANCEL_POLL):
+                    with guard:
+                        if done:
+                            return
+                with guard:
+                    if not done:
                         backend.stop(container)
-                        return
 
-            watcher = threading.Thread(target=watch, name=f"cancel-{container.id}", daemon=True)
-            watcher.start()
+            threading.Thread(target=watch, name=f"cancel-{container.id}", daemon=True).start()
         if on_line is not None:
             for line in backend.logs(container):
                 on_line(line)
         return backend.wait(container)
     finally:
-        done.set()
-        if watcher is not None:
-            watcher.join()
+        with guard:
+            done = True
         backend.teardown(sandbox)

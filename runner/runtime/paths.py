@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ContainerRuntimeError
-from runner.settings import RunnerSettings
+from runner.runtime.environment import RuntimeSettings
 
 
 def _tmpfs_mounts() -> set[str]:
@@ -77,7 +77,7 @@ class RuntimePaths:
     disk_root: Path
 
     @classmethod
-    def for_settings(cls, settings: RunnerSettings) -> RuntimePaths:
+    def for_settings(cls, settings: RuntimeSettings) -> RuntimePaths:
         """Pick (and create) the directories for `settings.data_dir`."""
         disk = settings.containers_dir
         disk.mkdir(parents=True, exist_ok=True)

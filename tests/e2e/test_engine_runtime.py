@@ -5,7 +5,9 @@ Busybox jobs keep this cheap: each container costs tens of milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,8 @@ from runner.images.store import ImageStore
 from runner.job_images import StoreImageProvider, embedded_builder
 from runner.recorder import JobStatus, MemoryRecorder, PipelineStatus
 from runner.settings import RunnerSettings
-from runner.workspace import copy_working_tree
-from tests.runner.runtime.conftest import RecordingBackend, leftovers
+from runner.workspace import InPlaceTree, copy_working_tree
+from tests.support.runtime_leftovers import RecordingBackend, leftovers
 
 SECRET = "e2e-secret-0123456789"
 
@@ -112,8 +114,15 @@ def engine_parts(
 
 
 def run(
-    project: Path, parts: tuple, tmp_path: Path, pipeline_id: int
+    project: Path,
+    parts: tuple,
+    tmp_path: Path,
+    pipeline_id: int,
+    *,
+    in_place: bool = False,
+    while_running: Callable[[Engine, MemoryRecorder], None] | None = None,
 ) -> tuple[PipelineResult, MemoryRecorder]:
+    """Run the project's pipeline; `while_running(engine, recorder)` runs in a thread meanwhile."""
     backend, images, artifacts, caches = parts
     recorder = MemoryRecorder()
     context = pipeline.TriggerContext(
@@ -131,9 +140,16 @@ def run(
             concurrency=3, project_dir="/builds/project", secrets={"TOKEN": SECRET}
         ),
     )
-    result = engine.run(
-        the_plan, lambda dest: copy_working_tree(project, dest), pipeline_id=pipeline_id
-    )
+    source = InPlaceTree(project) if in_place else (lambda dest: copy_working_tree(project, dest))
+    helper = None
+    if while_running is not None:
+        helper = threading.Thread(target=while_running, args=(engine, recorder))
+        helper.start()
+    try:
+        result = engine.run(the_plan, source, pipeline_id=pipeline_id)
+    finally:
+        if helper is not None:
+            helper.join()
     return result, recorder
 
 
@@ -225,7 +241,9 @@ def test_built_service_image_is_waited_for_and_reached_by_alias(
     (project / "web").mkdir()
     (project / "web" / "hello.txt").write_text("hello from the service\n")
     (project / "web" / "Dockerfile").write_text(
-        "FROM busybox:latest\nCOPY hello.txt /www/hello.txt\nEXPOSE 8080\n"
+        # no `cat` and no `sh` in the service image: the port probe runs in the job's image
+        "FROM busybox:latest\nCOPY hello.txt /www/hello.txt\n"
+        'RUN ["rm", "/bin/cat", "/bin/sh"]\nEXPOSE 8080\n'
         'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
     )
     backend, images, artifacts, caches = engine_parts
@@ -236,3 +254,43 @@ def test_built_service_image_is_waited_for_and_reached_by_alias(
     log = recorder.log("talks-to-web")
     assert "kapal: waiting for web-4242:1 to listen on 8080" in log
     assert log.count("hello from the service") == 2  # by alias and by image name
+
+
+def test_jobs_get_a_copy_unless_run_in_place(
+    project: Path, engine_parts: tuple, tmp_path: Path
+) -> None:
+    (project / ".kapal.yml").write_text(
+        "image: busybox:latest\ntouches:\n  script: [echo made > made.txt, rm keep.txt]\n"
+    )
+    (project / "keep.txt").write_text("mine\n")
+    result, _ = run(project, engine_parts, tmp_path, 1)
+    assert result.passed
+    assert (project / "keep.txt").read_text() == "mine\n" and not (project / "made.txt").exists()
+
+    result, _ = run(project, engine_parts, tmp_path, 2, in_place=True)
+    assert result.passed
+    assert (project / "made.txt").read_text() == "made\n" and not (project / "keep.txt").exists()
+
+
+def test_cancel_stops_a_build_in_its_running_step(
+    project: Path, engine_parts: tuple, tmp_path: Path, kapal_settings: RunnerSettings
+) -> None:
+    (project / ".kapal.yml").write_text("slow-image:\n  build: {context: ., tags: ['slow:1']}\n")
+    # silent after its first line: only stopping the container ends this step early
+    (project / "Dockerfile").write_text("FROM busybox:latest\nRUN echo building && sleep 30\n")
+    backend, images, artifacts, caches = engine_parts
+    builder = embedded_builder(backend, kapal_settings.build_cache_dir)
+    parts = (backend, StoreImageProvider(images.store, builder), artifacts, caches)
+
+    def cancel_once_building(engine: Engine, recorder: MemoryRecorder) -> None:
+        for _ in range(600):
+            if "building" in recorder.log("slow-image"):
+                engine.cancel()
+                return
+            time.sleep(0.05)
+
+    result, _ = run(project, parts, tmp_path, 1, while_running=cancel_once_building)
+    assert result.status == PipelineStatus.CANCELED
+    # a build that ran to its end would have succeeded and tagged the image
+    assert result.jobs["slow-image"].status == JobStatus.CANCELED
+    assert not images.available("slow:1")

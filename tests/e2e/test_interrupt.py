@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 from runner.settings import RunnerSettings
-from tests.e2e.conftest import KAPAL, REPO, kapal, runtime_leftovers
+from tests.e2e.conftest import KAPAL, REPO, kapal
+from tests.support.runtime_leftovers import data_dir_leftovers
 
 PIPELINE = """
 stages: [test, later]
@@ -16,6 +17,7 @@ image: busybox:latest
 sleeper:
   stage: test
   script: [echo started, sleep 600]
+  after_script: ["echo after_script saw $CI_JOB_STATUS"]
 other:
   stage: test
   script: [sleep 600]
@@ -64,6 +66,8 @@ def test_sigint_cancels_and_cleans_up(tmp_path: Path) -> None:
     out = "".join(seen) + rest
     assert proc.returncode == 130, out
     assert "==> sleeper: canceled" in out and "==> after: canceled" in out
+    # as in GitLab 17.0+, the canceled job's after_script still ran, told why
+    assert "[sleeper] after_script saw canceled" in out
     assert "never" not in out.replace("echo never", "")
     assert "Traceback" not in out
-    assert runtime_leftovers(settings, containers) == []
+    assert data_dir_leftovers(settings, containers) == []

@@ -89,6 +89,39 @@ def test_plan_table_shows_skipped_jobs_and_why(app: typer.Typer) -> None:
     assert "only: variables" in out
 
 
+def test_plan_table_says_which_rule_runs_each_job_and_draws_needs_edges(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    (tmp_path / ".kapal.yml").write_text(
+        "workflow:\n  rules:\n    - if: $CI_COMMIT_TAG\n      when: never\n    - when: always\n"
+        "stages: [build, test, deploy]\n"
+        "build:\n  stage: build\n  script: make\n"
+        "unit:\n  stage: test\n  script: t\n  needs: [build]\n"
+        "lint:\n  stage: test\n  script: l\n  needs: []\n"
+        "deploy:\n  stage: deploy\n  script: d\n  rules:\n"
+        "    - if: $CI_COMMIT_BRANCH == 'dev'\n    - if: $CI_COMMIT_BRANCH == 'main'\n"
+        "      when: manual\n"
+        "docs:\n  stage: deploy\n  script: d\n  only: [main]\n  except: ['/^wip/']\n"
+    )
+    code, out, _ = _run(app, "plan", str(tmp_path), "--branch", "main")
+    assert code == 0, out
+    assert "pipeline created: workflow: rules: rule 2 (no condition) matched" in out
+    rows = {line.split("│")[2].strip(): line for line in out.splitlines() if line.count("│") > 5}
+    assert "no rules/only: a job runs for any branch or tag (branch 'main')" in rows["build"]
+    assert "needs: build" in rows["unit"] and "needs: nothing" in rows["lint"]
+    assert "manual" in rows["deploy"]
+    assert "rules: rule 2 (if: $CI_COMMIT_BRANCH == 'main') matched" in rows["deploy"]
+    assert "only: refs ['main'] match branch 'main'; except: nothing in it" in rows["docs"]
+    assert "needs edges:\n  build → unit\n" in out
+    code, out, _ = _run(app, "plan", str(tmp_path), "--branch", "dev", "--json")
+    jobs = {job["name"]: job for job in json.loads(out)["jobs"]}
+    assert jobs["deploy"]["run_reason"] == "rules: rule 1 (if: $CI_COMMIT_BRANCH == 'dev') matched"
+    assert jobs["docs"]["run_reason"] is None
+    assert jobs["docs"]["skip_reason"] == "only: refs ['main'] do not match branch 'dev'"
+    code, out, _ = _run(app, "plan", str(tmp_path), "--tag", "v1")
+    assert "no pipeline: workflow: rules: rule 1 (if: $CI_COMMIT_TAG) says when: never" in out
+
+
 def test_plan_source_and_vars(app: typer.Typer) -> None:
     path = str(FIXTURES / "valid" / "only_except.yml")
     code, out, _ = _run(app, "plan", path, "--source", "schedule", "--branch", "main", "--json")
@@ -100,9 +133,32 @@ def test_plan_source_and_vars(app: typer.Typer) -> None:
     assert jobs["release"]["skip_reason"].startswith("only: variables")
 
 
+def test_plan_merge_request_source_carries_gitlabs_merge_request_variables(
+    app: typer.Typer,
+) -> None:
+    path = str(Path(__file__).parent / "realworld" / "workflow-merge-requests.gitlab-ci.yml")
+    args = ["plan", path, "--source", "merge_request_event", "--branch", "feature/x", "--json"]
+    code, out, _ = _run(app, *args)
+    assert code == 0
+    data = json.loads(out)
+    variables = {v["name"]: v["value"] for v in data["variables"]}
+    assert variables["CI_MERGE_REQUEST_SOURCE_BRANCH_NAME"] == "feature/x"
+    assert variables["CI_MERGE_REQUEST_TARGET_BRANCH_NAME"] == "main"
+    assert "CI_COMMIT_BRANCH" not in variables
+    jobs = {job["name"]: job for job in data["jobs"]}
+    assert jobs["danger-review"]["skip_reason"] is None  # rules: if: $CI_MERGE_REQUEST_IID && ...
+    code, out, _ = _run(app, *args, "--var", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME=release")
+    jobs = {job["name"]: job for job in json.loads(out)["jobs"]}
+    assert jobs["danger-review"]["skip_reason"] == "rules: no rule matched"
+    code, _, err = _run(app, "plan", path, "--source", "merge_request_event", "--tag", "v1")
+    assert code == 2 and "give --branch, not --tag" in err
+
+
 def test_plan_usage_errors_exit_2(app: typer.Typer) -> None:
     path = str(FIXTURES / "valid" / "only_except.yml")
     assert _run(app, "plan", path, "--branch", "a", "--tag", "b")[0] == 2
+    code, _, err = _run(app, "plan", path, "--branch", "")
+    assert code == 2 and "need a name" in err
     code, _, err = _run(app, "plan", path, "--source", "pigeon")
     assert code == 2 and "unknown --source" in err
     code, _, err = _run(app, "plan", path, "--var", "no-equals")

@@ -41,6 +41,30 @@ def test_merge_keys_own_keys_win_and_first_source_wins() -> None:
     assert (job["x"], job["y"], job["z"]) == ("a1", "own", "b3")
 
 
+def test_duplicate_key_is_an_error_naming_both_places() -> None:
+    """GitLab keeps the last of two equal keys silently; kapal refuses and names both."""
+    with pytest.raises(LoadError) as caught:
+        loads("job:\n  script: a\n  when: manual\n  script: b\n", "ci.yml")
+    assert str(caught.value).startswith(
+        "ci.yml:4:3: duplicate key 'script': it is also written at line 2, column 3"
+    )
+
+
+def test_keys_that_differ_only_in_yaml_type_are_not_duplicates() -> None:
+    doc = loads("variables:\n  1: one\n  '1': also one\n  true: yes\njob:\n  script: s\n")
+    assert doc.data["variables"]["1"] == "also one"
+
+
+def test_overriding_a_merged_key_is_not_a_duplicate() -> None:
+    doc = loads(
+        ".base: &base {image: python:3.12, stage: test}\n"
+        ".more: &more {tags: [docker]}\n"
+        "job:\n  <<: *base\n  <<: *more\n  image: python:3.13\n  script: s\n"
+    )
+    job = doc.data["job"]
+    assert (job["image"], job["stage"], list(job["tags"])) == ("python:3.13", "test", ["docker"])
+
+
 def test_aliases_share_values_and_scalars_keep_yaml_types() -> None:
     doc = loads("v: &v [1, 2.5, true, null, '08']\nw: *v\n")
     assert doc.data["v"] == [1, 2.5, True, None, "08"]

@@ -216,8 +216,42 @@ def test_only_except_refs_keywords_and_regex() -> None:
     # Jobs without rules/only do not run in merge request pipelines, as in GitLab.
     assert _names(mr) == ["mr"]
     plain = mr.job("plain")
-    assert plain.skip_reason is not None and "branches and tags" in plain.skip_reason
+    assert plain.skip_reason == (
+        "jobs without rules/only run for branches and tags, and this is a merge request "
+        "pipeline (from branch 'feature'); add `rules:` to run it here"
+    )
     assert mr.job("not-main").skip_reason is not None
+
+
+def test_only_refs_take_one_character_and_empty_regexes_like_gitlab() -> None:
+    """Refs use GitLab's `/body/flags` shape, not the `if:` lexer's: `/a/` is a regex."""
+    text = (
+        "a:\n  script: s\n  only: ['/a/']\n"
+        "every:\n  script: s\n  only: ['//']\n"
+        "ci:\n  script: s\n  only: ['/^FEAT\\/x$/i']\n"
+        "literal:\n  script: s\n  only: ['/nope/x']\n"
+    )
+    assert _names(_plan(text, TriggerContext(branch="dev"))) == ["every"]
+    assert _names(_plan(text, TriggerContext(branch="data"))) == ["a", "every"]
+    assert _names(_plan(text, TriggerContext(branch="feat/x"))) == ["a", "every", "ci"]
+    assert _names(_plan(text, TriggerContext(branch="/nope/x"))) == ["every", "literal"]
+    skipped = _plan(text, TriggerContext(branch="dev")).job("a").skip_reason
+    assert skipped == "only: refs ['/a/'] do not match branch 'dev'"
+
+
+def test_ref_names_and_patterns_never_match_a_merge_request_pipeline() -> None:
+    """GitLab compares names and patterns only in branch and tag pipelines."""
+    text = (
+        "by-name:\n  script: s\n  only: [feature]\n"
+        "by-regex:\n  script: s\n  only: ['/^feat/']\n"
+        "by-source:\n  script: s\n  only: [merge_requests]\n"
+    )
+    mr = TriggerContext(source="merge_request_event", branch="feature")
+    assert _names(_plan(text, mr)) == ["by-source"]
+    assert _plan(text, mr).job("by-name").skip_reason == (
+        "only: refs ['feature'] do not match a merge request pipeline (from branch 'feature')"
+    )
+    assert _names(_plan(text, TriggerContext(branch="feature"))) == ["by-name", "by-regex"]
 
 
 def test_only_variables_and_except_reason() -> None:

@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import ExpressionError
-from pipeline.regex import compile_regex, split_regex_literal
+from pipeline.regex import compile_regex, split_ref_pattern, split_regex_literal
 
 
 @pytest.mark.parametrize(
@@ -36,6 +36,24 @@ from pipeline.regex import compile_regex, split_regex_literal
 def test_literal_shape(literal: str, expected: tuple[str, str] | None) -> None:
     """The shape GitLab's lexer accepts: two or more characters, `\\/` for a slash, flags ismU."""
     assert split_regex_literal(literal) == expected
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("/a/", ("a", "")),  # one character is a regex in only/except (RubySyntax), unlike if:
+        ("//", ("", "")),
+        ("/release/i", ("release", "i")),
+        (r"/feature\/x/", (r"feature\/x", "")),  # RE2 reads `\/` as a slash
+        ("/a/b/", ("a/b", "")),
+        ("/ab/x", None),
+        ("main", None),
+        ("/ab", None),
+    ],
+)
+def test_ref_pattern_shape(ref: str, expected: tuple[str, str] | None) -> None:
+    """The shape GitLab's RubySyntax gives only/except refs: anything between the outer slashes."""
+    assert split_ref_pattern(ref) == expected
 
 
 @pytest.mark.parametrize(

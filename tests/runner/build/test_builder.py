@@ -13,6 +13,7 @@ import tarfile
 import tempfile
 import textwrap
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +90,31 @@ def test_file_deleted_in_a_later_run_is_absent(builds: BuildHelper, busybox_imag
         names = tar.getnames()
     assert "data/.wh.file" in names
     assert "data/dir/.wh..wh..opq" in names
+
+
+def test_built_layers_are_kept_once_shared_by_the_cache_and_the_store(
+    builds: BuildHelper, busybox_image: str
+) -> None:
+    token = uuid.uuid4().hex  # layers no other test builds, so the store has not unpacked them
+    dockerfile = f"""
+        FROM {BASE}
+        RUN mkdir -p /data/dir && echo {token} > /data/dir/old && echo x > /data/gone
+        RUN rm /data/gone && rm -r /data/dir && mkdir /data/dir && echo {token} > /data/dir/new
+        """
+    result = builds.build(builds.context(dockerfile))
+    for layer in result.image.layers[-2:]:
+        hexdigest = layer.digest.split(":")[1]
+        cache_blob = builds.cache_dir / "blobs" / f"{hexdigest}.tar.gz"
+        assert builds.store.blobs.path(layer.digest).samefile(cache_blob)
+    first = result.image.layers[-2].diff_id.split(":")[1]
+    in_cache = builds.cache_dir / "trees" / first / "data" / "dir" / "old"
+    in_store = builds.store.layer_path(result.image.layers[-2].diff_id) / "data" / "dir" / "old"
+    assert in_store.samefile(in_cache), f"{first}: the store unpacked its own copy"
+    # the linked trees keep what overlayfs needs: whiteouts and the opaque directory's xattr
+    assert builds.run(result.image, "sh", "-c", "ls -A /data /data/dir; cat /data/dir/*") == (
+        0,
+        f"/data:\ndir\n\n/data/dir:\nnew\n{token}",
+    )
 
 
 def test_multi_stage_copy_from_and_target_builds_only_needed_stages(
@@ -307,6 +333,91 @@ def test_add_extracts_local_tars_and_downloads_urls(
         "cat /opt/pkg/readme /downloads/remote.txt; stat -c %a /downloads/remote.txt",
     )
     assert (code, out) == (0, "inside the archive\nfrom the web\n600")
+
+
+def _tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for info, data in members:
+            info.size = len(data or b"")
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def _member(name: str, **attrs: object) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    for attr, value in attrs.items():
+        setattr(info, attr, value)
+    return info
+
+
+def test_add_extraction_keeps_modes_and_owners_as_docker_does(
+    builds: BuildHelper, busybox_image: str
+) -> None:
+    archive = _tar(
+        (_member("bin/tool", mode=0o4755, uid=0, gid=0), b"#!/bin/sh\n"),
+        (_member("shared", mode=0o2775, uid=1000, gid=50), b"s"),
+        (_member("drop", type=tarfile.DIRTYPE, mode=0o1777), None),
+        (_member("open", mode=0o666, uid=12, gid=34), b"o"),
+    )
+    dockerfile = f"""
+        FROM {BASE}
+        ADD root.tar /x/
+        """
+    result = builds.build(builds.context(dockerfile, {"root.tar": archive}))
+    code, out = builds.run(
+        result.image, "stat", "-c", "%n %a %u:%g", "/x/bin/tool", "/x/shared", "/x/drop", "/x/open"
+    )
+    assert (code, out.splitlines()) == (
+        0,
+        ["/x/bin/tool 4755 0:0", "/x/shared 2775 1000:50", "/x/drop 1777 0:0", "/x/open 666 12:34"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        pytest.param(
+            [(_member("leak", type=tarfile.LNKTYPE, linkname="../" * 40 + "etc/hostname"), None)],
+            "would link to '/etc/hostname', which is outside the destination",
+            id="hard-link-out",
+        ),
+        pytest.param(
+            [(_member("../../escape"), b"x")],
+            "outside the destination",
+            id="dotdot-name",
+        ),
+        pytest.param(
+            [
+                (_member("up", type=tarfile.SYMTYPE, linkname="/"), None),
+                (_member("up/tmp/p"), b"x"),
+            ],
+            "would be extracted to '/tmp/p', which is outside the destination",
+            id="through-symlink",
+        ),
+        pytest.param(
+            [(_member("dangling", type=tarfile.LNKTYPE, linkname="/nowhere"), None)],
+            "a hard link points at a file the archive does not hold",
+            id="dangling-hard-link",
+        ),
+    ],
+)
+def test_add_refuses_archives_that_reach_outside_the_destination(
+    builds: BuildHelper,
+    busybox_image: str,
+    members: list[tuple[tarfile.TarInfo, bytes | None]],
+    message: str,
+) -> None:
+    # ADD extracts as root on the host: a hard link to a host file would copy it into the image
+    dockerfile = f"""
+        FROM {BASE}
+        ADD evil.tar /x/
+        """
+    with pytest.raises(DockerfileError) as info:
+        builds.build(builds.context(dockerfile, {"evil.tar": _tar(*members)}))
+    assert "Dockerfile:2: ADD: evil.tar: " in str(info.value)
+    assert message in str(info.value)
+    assert not Path("/tmp/p").exists()
 
 
 def test_failed_run_names_step_exit_code_and_last_lines(

@@ -67,18 +67,34 @@ def test_bad_dockerfile_exits_1_with_file_line(kapal_env: dict[str, str], tmp_pa
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["build", "--network", "bridge", "."],
-        ["build", "--build-arg", "=x", "."],
-        ["build", "--push", "."],
-        ["build"],
+        (["build", "--network", "bridge", "."], "'bridge': use host or none"),
+        (["build", "--build-arg", "=x", "."], "'=x': write NAME=VALUE"),
+        (["build", "--push", "."], "--push needs at least one -t NAME:TAG"),
+        (["build", "--platform", "linux/arm64", "."], "kapal builds linux/amd64 images only"),
+        (["build"], "Missing argument"),
     ],
 )
-def test_usage_errors_exit_2(kapal_env: dict[str, str], args: list[str]) -> None:
+def test_usage_errors_exit_2(kapal_env: dict[str, str], args: list[str], message: str) -> None:
     result = _kapal(kapal_env, *args)
     assert result.returncode == 2
+    text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())  # the error box wraps lines
+    assert message in text
     assert "Traceback" not in result.stderr
+
+
+def test_unknown_target_says_how_to_name_a_stage(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\n")
+    result = _kapal(
+        kapal_env, "build", "--target", "app", "--platform", "linux/amd64", str(tmp_path)
+    )
+    assert result.returncode == 1
+    assert "no stage named 'app' for --target (no stage has a name; write FROM IMAGE AS NAME)" in (
+        result.stderr
+    )
 
 
 def test_missing_context_and_bad_tag_exit_1(kapal_env: dict[str, str], tmp_path: Path) -> None:

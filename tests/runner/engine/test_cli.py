@@ -48,8 +48,8 @@ def kapal(*args: str) -> tuple[int, str, str]:
 
 
 def test_list_shows_every_job(project: Path) -> None:
-    code, out, _ = kapal("run", str(project), "--list", "--var", "TEST_IMAGE=busybox:latest")
-    assert code == 0
+    code, out, err = kapal("run", str(project), "--list", "--var", "TEST_IMAGE=busybox:latest")
+    assert code == 0, out + err
     for name in ("compile", "unit", "release", "ship"):
         assert name in out
     assert "not runnable yet" in out and "manual" in out

@@ -258,6 +258,54 @@ def test_cancel_stops_running_jobs_and_cancels_the_rest(harness: Harness) -> Non
     assert len(setups) == len(teardowns)
 
 
+def _cancel_when(harness: Harness, engine: Any, name: str, count: int = 1) -> threading.Thread:
+    """A thread calling `engine.cancel()` `count` times once container `name` has started."""
+
+    def cancel() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(spec.name == name for spec in harness.backend.started):
+                for _ in range(count):
+                    engine.cancel()
+                    time.sleep(0.05)
+                return
+            time.sleep(0.01)
+
+    return threading.Thread(target=cancel)
+
+
+def test_a_canceled_job_still_runs_its_after_script(harness: Harness) -> None:
+    # GitLab 17.0+: after_script runs for canceled jobs, with CI_JOB_STATUS=canceled
+    harness.backend.script(named("long"), FakeBehaviour(delay=60))
+    harness.backend.script(named("long-after"), FakeBehaviour(stdout="tidied up"))
+    engine = harness.engine()
+    thread = _cancel_when(harness, engine, "long")
+    thread.start()
+    result = engine.run(plan(job("long", after_script=("echo tidy",))), harness.source)
+    thread.join()
+    assert result.jobs["long"].status == JobStatus.CANCELED
+    (after,) = [s for s in harness.backend.started if s.name == "long-after"]
+    assert after.env["CI_JOB_STATUS"] == "canceled"
+    assert "tidied up" in harness.recorder.log("long")
+    assert harness.backend.running() == []
+
+
+def test_a_second_cancel_stops_the_after_script_too(harness: Harness) -> None:
+    harness.backend.script(named("long"), FakeBehaviour(delay=60))
+    harness.backend.script(named("long-after"), FakeBehaviour(delay=60, stdout="never printed"))
+    engine = harness.engine()
+    first = _cancel_when(harness, engine, "long")
+    second = _cancel_when(harness, engine, "long-after")
+    first.start()
+    second.start()
+    result = engine.run(plan(job("long", after_script=("sleep 60",))), harness.source)
+    first.join()
+    second.join()
+    assert result.jobs["long"].status == JobStatus.CANCELED
+    assert any("after_script canceled" in line for line in harness.recorder.log("long"))
+    assert harness.backend.running() == []
+
+
 def test_redundant_cancel_respects_interruptible(harness: Harness) -> None:
     harness.backend.script(named("deploy-ish"), FakeBehaviour(delay=0.5))
     engine = harness.engine()

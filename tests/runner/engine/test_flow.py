@@ -251,17 +251,33 @@ def test_job_variables_reach_services(harness: Harness) -> None:
     assert svc.env["POSTGRES_DB"] == "app" and svc.env["SHARED"] == "yes"
 
 
-def test_a_service_image_without_cat_is_a_clear_error(harness: Harness) -> None:
+def test_the_port_probe_runs_in_the_job_image_so_a_service_needs_no_shell(
+    harness: Harness,
+) -> None:
     harness.images.add("distroless-db:1", ports=(5432,))
+    listening = "   0: 00000000:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+    harness.backend.script(named("service-db"), FakeBehaviour(delay=60))
+    harness.backend.script(
+        lambda spec: spec.name.startswith("probe-"), FakeBehaviour(stdout=listening)
+    )
+    result = harness.run(
+        plan(job("unit", services=(ServiceSpec(name="distroless-db:1", aliases=("db",)),)))
+    )
+    assert result.passed, result.jobs["unit"].reason
+    (probe,) = [s for s in harness.backend.started if s.name == "probe-db"]
+    assert probe.layers == harness.images.resolve("busybox").layers  # the job's image
+    assert probe.argv()[:2] == ["sh", "-c"]
+
+
+def test_a_job_image_without_sh_to_probe_with_is_a_clear_error(harness: Harness) -> None:
+    harness.images.add("db:1", ports=(5432,))
     harness.backend.script(named("service-db"), FakeBehaviour(delay=60))
     harness.backend.script(
         lambda spec: spec.name.startswith("probe-"),
         FakeBehaviour(exit_code=127, stderr=""),
     )
-    result = harness.run(
-        plan(job("unit", services=(ServiceSpec(name="distroless-db:1", aliases=("db",)),)))
-    )
+    result = harness.run(plan(job("unit", services=(ServiceSpec(name="db:1", aliases=("db",)),))))
     assert result.jobs["unit"].status == JobStatus.FAILED
     reason = result.jobs["unit"].reason
     assert "cannot check the ports of db" in reason and "exited with code 127" in reason
-    assert "needs `cat`" in reason
+    assert "needs `sh` in the job's image" in reason

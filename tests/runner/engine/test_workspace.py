@@ -79,3 +79,26 @@ def test_git_commit_source_fills_a_workspace(repo: Path, tmp_path: Path) -> None
     sha = git(repo, "rev-parse", "HEAD")
     GitCommitSource(str(repo), sha)(tmp_path / "ws")
     assert (tmp_path / "ws" / "app.py").read_text() == "v1\n"
+
+
+def test_submodules_are_fetched_only_when_asked(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # git refuses file:// submodules by default; these are local repositories
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "protocol.file.allow")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "always")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "lib.py").write_text("shared\n")
+    git(lib, "add", ".")
+    git(lib, "commit", "-q", "-m", "lib")
+    git(repo, "submodule", "-q", "add", f"file://{lib}", "vendor/lib")
+    git(repo, "commit", "-q", "-m", "add lib")
+    sha = git(repo, "rev-parse", "HEAD")
+
+    GitCommitSource(f"file://{repo}", sha)(tmp_path / "without")
+    assert not (tmp_path / "without" / "vendor" / "lib" / "lib.py").exists()
+    GitCommitSource(f"file://{repo}", sha, submodules=True)(tmp_path / "with")
+    assert (tmp_path / "with" / "vendor" / "lib" / "lib.py").read_text() == "shared\n"

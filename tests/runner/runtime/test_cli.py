@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from runner.runtime.paths import RuntimePaths
 from runner.runtime.syscalls import mount_points
+from runner.runtime.trash import trash_dir
 from runner.settings import RunnerSettings
 from web.cli import build_app
 
@@ -62,10 +63,25 @@ def test_options(kapal_env: dict[str, str], busybox_image: str, tmp_path: Path) 
         "--",
         "sh",
         "-c",
-        'echo "$A $B"; pwd; cat /data/in.txt; touch /data/x 2>/dev/null || echo read-only',
+        'echo "$A $B"; pwd; cat /data/in.txt; touch /data/x 2>/dev/null || echo read-only; '
+        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["1 two words", "/work", "mounted", "read-only"]
+    assert done.stdout.splitlines() == [
+        "1 two words",
+        "/work",
+        "mounted",
+        "read-only",
+        "50",  # --pids
+        "50000",  # --cpus 0.5: half of the 100 ms period
+    ]
+
+
+def test_memory_option_is_enforced(kapal_env: dict[str, str], busybox_image: str) -> None:
+    command = ["sh", "-c", "head -c 200000000 /dev/zero | tail"]
+    done = kapal(kapal_env, "exec", "--memory", "16m", busybox_image, "--", *command)
+    assert done.returncode == 137  # tail, the last command, was killed
+    assert done.stderr.splitlines()[-1] == "kapal exec: killed: out of memory (limit 16 MiB)"
 
 
 def test_image_cmd_is_the_default(kapal_env: dict[str, str], busybox_image: str) -> None:
@@ -129,6 +145,25 @@ def test_missing_runc(kapal_env: dict[str, str], busybox_image: str, tmp_path: P
     assert "apt-get install runc" in done.stderr
 
 
+def test_crun_is_used_only_where_it_works(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    crun = shutil.which("crun")
+    if crun is None:
+        pytest.skip("crun is not installed")
+    (tmp_path / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    (tmp_path / "crun").symlink_to(crun)
+    done = kapal(dict(kapal_env, PATH=str(tmp_path)), "exec", busybox_image, "--", "echo", "hi")
+    hybrid = Path("/sys/fs/cgroup/unified").is_dir() and Path("/sys/fs/cgroup/memory").is_dir()
+    if hybrid:  # crun 1.8 refuses hybrid cgroups: kapal must say so, not try and fail obscurely
+        assert done.returncode == 125
+        assert "crun is installed but does not support this machine's hybrid cgroups" in (
+            done.stderr
+        )
+    else:
+        assert (done.returncode, done.stdout) == (0, "hi\n"), done.stderr
+
+
 def test_configured_runtime_missing(kapal_env: dict[str, str], busybox_image: str) -> None:
     env = dict(kapal_env, KAPAL_RUNTIME="/opt/nowhere/runc")
     done = kapal(env, "exec", busybox_image, "--", "true")
@@ -160,3 +195,5 @@ def test_sigterm_cancels_and_cleans_up(
     for root in (paths.run_root, paths.disk_root):
         assert sorted(p.name for p in root.glob("[cs][tb]-*")) == []
         assert not [m for m in mount_points() if m.startswith(str(root))]
+    # The overlay dirs go through the trash; `kapal exec` empties it before it exits.
+    assert list(trash_dir(paths.disk_root).glob("*")) == []

@@ -276,3 +276,40 @@ def test_debian_image_user_and_python(
     lines, status = run(backend, spec)
     assert status.ok, lines
     assert texts(lines) == ["nobody"]
+
+
+def _stacked_layers(root: Path, busybox: BusyboxImage, count: int) -> tuple[Path, ...]:
+    """busybox's layers plus `count` one-file layers, named like the store's (64 hex digits)."""
+    extra = []
+    for index in range(count):
+        layer = root / f"{index:064x}"
+        (layer / "layers").mkdir(parents=True)
+        (layer / "layers" / str(index)).write_text("")
+        (layer / "top").write_text(str(index))
+        extra.append(layer)
+    return (*busybox.layers, *extra)
+
+
+def test_many_layers_mount_through_short_names(
+    backend: RecordingBackend, busybox: BusyboxImage, tmp_path: Path
+) -> None:
+    layers = _stacked_layers(tmp_path / "store-like" / "layers" / "sha256", busybox, 120)
+    # Spelled out in full, these paths do not fit in the one page overlayfs reads options from.
+    assert len(":".join(str(p) for p in layers)) > 4096
+    lines, status = run(
+        backend, busybox.spec("sh", "-c", "ls /layers | wc -l; cat /top", layers=layers)
+    )
+    assert status.ok, status.describe()
+    assert texts(lines) == ["120", "119"]
+
+
+def test_too_many_layers_is_a_clear_error(
+    backend: RecordingBackend, busybox: BusyboxImage, tmp_path: Path
+) -> None:
+    layers = _stacked_layers(tmp_path / "layers", busybox, 300)
+    sandbox = backend.setup(SandboxSpec(name="deep"))
+    try:
+        with pytest.raises(ContainerStartError, match=r"too many layers \(301\).*squash"):
+            backend.start(sandbox, busybox.spec("true", layers=layers))
+    finally:
+        backend.teardown(sandbox)

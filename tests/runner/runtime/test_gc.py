@@ -92,4 +92,5 @@ def test_gc_leaves_live_containers_alone(
         assert backend.runc.has_state(container.id)
     finally:
         backend.teardown(sandbox)
+        backend.drain()
     assert leftovers(kapal_settings, [container.id], [sandbox.id]) == []
