@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from pipeline.plan import Job, Plan, ServiceSpec, Variable
@@ -731,6 +732,7 @@ class Engine:
             tags=tuple(expand(tag, values) for tag in spec.tags),
             build_args={k: expand(v, values) for k, v in spec.build_args},
             target=spec.target,
+            epoch=_source_date_epoch(values),
             cancel=self._canceled,
         )
         masker = LineMasker(self._masker)
@@ -1047,3 +1049,15 @@ def _normalise(name: str) -> str:
         return str(Reference.parse(name))
     except ImageError:
         return name
+
+
+def _source_date_epoch(values: Mapping[str, str]) -> int:
+    """The build's SOURCE_DATE_EPOCH: the job's own variable, else the commit time, else 0."""
+    explicit = values.get("SOURCE_DATE_EPOCH", "").strip()
+    if explicit.isdigit():
+        return int(explicit)
+    stamp = values.get("CI_COMMIT_TIMESTAMP", "").strip()
+    if stamp:
+        with contextlib.suppress(ValueError):
+            return max(0, int(datetime.fromisoformat(stamp).timestamp()))
+    return 0

@@ -52,6 +52,7 @@ class BuildRequest:
     tags: tuple[str, ...]
     build_args: Mapping[str, str]
     target: str | None = None
+    epoch: int = 0  # SOURCE_DATE_EPOCH: timestamps in the image, so rebuilds give the same digest
     # set from another thread to stop the build: its running RUN step is stopped at once
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
@@ -309,6 +310,7 @@ def embedded_builder(backend: Backend, build_cache_dir: Path) -> Builder:
                     tags=request.tags,
                     build_args=dict(request.build_args),
                     target=request.target,
+                    epoch=request.epoch,
                 )
             )
         return result.image.digest

@@ -1,13 +1,16 @@
 """`Builder`: runs a parsed Dockerfile into an image in kapal's store.
 
-Lifecycle: construct a `Builder` with the image store, the layer cache, a container backend and a
-`BuildReporter`; call `build(options)` once per build (a builder holds no per-build state between
-calls, so one instance may serve several sequential builds). Each build: parse the Dockerfile,
-plan the stages the target needs, then for each instruction either update the config (metadata
-steps, recorded in history with `empty_layer`) or produce a layer: RUN in a container over an
-overlay of the layers so far (the kept upper dir becomes the layer), COPY/ADD/WORKDIR written
-directly into a layer tree. Layer-producing steps are cached by key (see `runner.build.cache`).
-The target's layers and config are committed to the store under the requested tags.
+Lifecycle: construct a `Builder` with the image store, the layer cache, a container backend (or a
+factory for one, called on the first RUN that misses the cache) and a `BuildReporter`; call
+`build(options)` once per build (a builder holds no per-build state between calls, so one instance
+may serve several sequential builds). Each build: parse the Dockerfile, plan the stages the target
+needs, then for each instruction either update the config (metadata steps, recorded in history with
+`empty_layer`) or produce a layer: RUN in a container over an overlay of the layers so far (the kept
+upper dir becomes the layer), COPY/ADD/WORKDIR written directly into a layer tree. Layer-producing
+steps are cached by key (see `runner.build.cache`).
+The target's layers and config are committed to the store under the requested tags; layers the build
+produced are handed to the store as hard links to the cache's blob and unpacked tree, so a built
+layer is kept on disk once.
 """
 
 from __future__ import annotations
@@ -47,11 +50,11 @@ from runner.images.image import Image, LayerDescriptor
 from runner.images.mediatypes import OCI_LAYER_GZIP
 from runner.images.reference import Reference
 from runner.images.store import ImageStore
-from runner.runtime.backend import Backend, ContainerSpec, LogLine, Mount
-from runner.runtime.oneshot import run_container
 
 if TYPE_CHECKING:
     import httpx
+
+    from runner.runtime.backend import Backend, LogLine
 
 __all__ = ["BuildOptions", "BuildReporter", "BuildResult", "Builder", "NullReporter"]
 
@@ -755,6 +758,10 @@ class _Build:
         )
 
         def produce(work: Path) -> Path:
+            # the runtime is loaded by the first RUN that misses the cache, not by every build
+            from runner.runtime.backend import ContainerSpec, Mount
+            from runner.runtime.oneshot import run_container
+
             upper = work / "upper"
             tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
 

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,8 +16,10 @@ from runner.errors import BuildError, BuildStepError, RunnerError
 from runner.images.image import Image
 from runner.images.reference import Reference
 from runner.images.store import ImageStore
-from runner.runtime.backend import Backend, LogLine
 from runner.settings import RunnerSettings
+
+if TYPE_CHECKING:
+    from runner.runtime.backend import Backend, LogLine
 
 
 class TerminalReporter:

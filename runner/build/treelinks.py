@@ -4,6 +4,10 @@ A built layer lives in the build cache as an unpacked tree (the overlay lower di
 steps); the image store wants the same layer unpacked under its own directory to run the image.
 Linking the tree instead of unpacking the blob a second time keeps one copy of the data on disk
 and makes the first container of a freshly built image start without an unpack.
+
+One difference from unpacking the blob: files a RUN step wrote keep the mtimes the step gave
+them (the blob clamps them to SOURCE_DATE_EPOCH), as later RUN steps of the build saw them, and
+as a locally built Docker image shows them. Paths, contents, modes, owners and whiteouts match.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ oci-archive:` writes) and a `docker save` archive (plain or gzip); `export_image
 
 from __future__ import annotations
 
-import errno
 import gzip
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from runner.errors import ArchiveError
 from runner.images import docker_archive, oci_layout
-from runner.images.blobs import store_full_error
+from runner.images.blobs import space_checked
 from runner.images.image import Image
 from runner.images.reference import Reference
 from runner.images.store import ImageStore
@@ -35,7 +34,7 @@ def extracted(archive: Path, tmp: Path) -> Iterator[Path]:
     work = Path(tempfile.mkdtemp(dir=tmp, prefix="archive-"))
     try:
         try:
-            with tarfile.open(archive, "r:*") as tar:
+            with space_checked(tmp), tarfile.open(archive, "r:*") as tar:
                 tar.extractall(work, filter="data")
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
             # tarfile's "r:*" lists every compression it tried, over several lines: say it once.
@@ -46,10 +45,6 @@ def extracted(archive: Path, tmp: Path) -> Iterator[Path]:
                 f"{archive}: the archive is truncated or not a tar ({reason}); nothing was "
                 "imported. Export or download it again."
             ) from exc
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise store_full_error(tmp, exc) from exc
-            raise
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -62,23 +57,20 @@ def write_tree_tar(source: Path, out: Path) -> None:
     os.close(fd)
     part = Path(name)
     try:
-        with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
-            for path in sorted(source.rglob("*")):
-                info = tar.gettarinfo(str(path), str(path.relative_to(source)))
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                info.mtime = 0
-                info.mode = 0o755 if info.isdir() else 0o644
-                if info.isreg():
-                    with path.open("rb") as f:
-                        tar.addfile(info, f)
-                else:
-                    tar.addfile(info)
-        os.replace(part, out)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise store_full_error(out.parent, exc) from exc
-        raise
+        with space_checked(out.parent):
+            with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
+                for path in sorted(source.rglob("*")):
+                    info = tar.gettarinfo(str(path), str(path.relative_to(source)))
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    info.mtime = 0
+                    info.mode = 0o755 if info.isdir() else 0o644
+                    if info.isreg():
+                        with path.open("rb") as f:
+                            tar.addfile(info, f)
+                    else:
+                        tar.addfile(info)
+            os.replace(part, out)
     finally:
         part.unlink(missing_ok=True)
 
@@ -132,31 +124,28 @@ def export_images(
     refs = [Reference.parse(r) for r in references]
     work = Path(tempfile.mkdtemp(dir=store.tmp, prefix="export-"))
     try:
-        if fmt == "docker":
-            docker_archive.write_docker_archive(store, images, refs, work)
-            write_tree_tar(work, out)
-        elif as_directory or out.is_dir():
-            oci_layout.write_layout(store, images, refs, work)
-            oci_layout.merge_index(out / "index.json", work / "index.json")
-            out.mkdir(parents=True, exist_ok=True)
-            # Blobs first, index.json last: a reader never sees an index naming missing blobs.
-            for entry in sorted(work.rglob("*"), key=lambda e: e.name == "index.json"):
-                target = out / entry.relative_to(work)
-                if entry.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                elif entry.name == "index.json":
-                    shutil.copyfile(entry, target.with_name(".index.json.part"))
-                    os.replace(target.with_name(".index.json.part"), target)
-                elif not target.exists() or entry.name == "oci-layout":
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(entry, target)
-        else:
-            oci_layout.write_layout(store, images, refs, work)
-            write_tree_tar(work, out)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise store_full_error(out.parent, exc) from exc
-        raise
+        with space_checked(out.parent):
+            if fmt == "docker":
+                docker_archive.write_docker_archive(store, images, refs, work)
+                write_tree_tar(work, out)
+            elif as_directory or out.is_dir():
+                oci_layout.write_layout(store, images, refs, work)
+                oci_layout.merge_index(out / "index.json", work / "index.json")
+                out.mkdir(parents=True, exist_ok=True)
+                # Blobs first, index.json last: a reader never sees an index naming missing blobs.
+                for entry in sorted(work.rglob("*"), key=lambda e: e.name == "index.json"):
+                    target = out / entry.relative_to(work)
+                    if entry.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                    elif entry.name == "index.json":
+                        shutil.copyfile(entry, target.with_name(".index.json.part"))
+                        os.replace(target.with_name(".index.json.part"), target)
+                    elif not target.exists() or entry.name == "oci-layout":
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(entry, target)
+            else:
+                oci_layout.write_layout(store, images, refs, work)
+                write_tree_tar(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return images

@@ -39,6 +39,17 @@ def store_full_error(where: Path, exc: OSError) -> StoreFullError:
     )
 
 
+@contextmanager
+def space_checked(where: Path) -> Iterator[None]:
+    """Turn "no space left on device" inside the block into a `StoreFullError` about `where`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise store_full_error(where, exc) from exc
+        raise
+
+
 class BlobWriter:
     """A blob being written to a temp file; `commit()` verifies and moves it into place."""
 
@@ -136,12 +147,8 @@ class BlobStore:
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
         tmp_path = Path(name)
         try:
-            with os.fdopen(fd, "wb") as f:
+            with space_checked(self.root), os.fdopen(fd, "wb") as f:
                 yield BlobWriter(self, f, tmp_path)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise store_full_error(self.root, exc) from exc
-            raise
         finally:
             tmp_path.unlink(missing_ok=True)
 
@@ -179,16 +186,13 @@ class BlobStore:
         os.close(fd)
         tmp_path = Path(name)
         try:
-            shutil.copyfile(path, tmp_path)
-            with tmp_path.open("rb") as f:
-                os.fsync(f.fileno())
-            final = self.path(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_path, final)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise store_full_error(self.root, exc) from exc
-            raise
+            with space_checked(self.root):
+                shutil.copyfile(path, tmp_path)
+                with tmp_path.open("rb") as f:
+                    os.fsync(f.fileno())
+                final = self.path(digest)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp_path, final)
         finally:
             tmp_path.unlink(missing_ok=True)
 

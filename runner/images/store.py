@@ -42,7 +42,7 @@ from runner.errors import (
     StoreFullError,
 )
 from runner.images import mediatypes as mt
-from runner.images.blobs import BlobStore, store_full_error
+from runner.images.blobs import BlobStore, space_checked
 from runner.images.image import Image, LayerDescriptor
 from runner.images.layers import scan_layer, unpack_layer
 from runner.images.platforms import pick_platform
@@ -142,15 +142,12 @@ class ImageStore:
     def _write_tags(self, tags: dict[str, str]) -> None:
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".tags-")
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(dict(sorted(tags.items())), f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(name, self._tags_path)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise store_full_error(self.root, exc) from exc
-            raise
+            with space_checked(self.root):
+                with os.fdopen(fd, "w") as f:
+                    json.dump(dict(sorted(tags.items())), f, indent=1)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(name, self._tags_path)
         finally:
             Path(name).unlink(missing_ok=True)
 

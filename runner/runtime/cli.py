@@ -147,6 +147,10 @@ def register(app: typer.Typer) -> None:
         except RunnerError as err:
             typer.echo(f"kapal exec: error: {err}", err=True)
             raise typer.Exit(EXIT_KAPAL_ERROR) from None
+        except OSError as err:  # the host refused something kapal needs (a file, a directory)
+            where = f" ({err.filename})" if err.filename else ""
+            typer.echo(f"kapal exec: error: {err.strerror or err}{where}", err=True)
+            raise typer.Exit(EXIT_KAPAL_ERROR) from None
         if status.timed_out or status.oom_killed or status.canceled or status.error:
             typer.echo(f"kapal exec: {status.describe()}", err=True)
         if status.canceled:
@@ -156,7 +160,11 @@ def register(app: typer.Typer) -> None:
     @app.command("gc")
     def gc_command() -> None:
         """Remove containers, mounts, cgroups and namespaces that crashed workers left behind."""
-        report = collect(RuntimeEnvironment.from_environ())
+        try:
+            report = collect(RuntimeEnvironment.from_environ())
+        except (RunnerError, OSError) as err:
+            typer.echo(f"kapal gc: error: {err}", err=True)
+            raise typer.Exit(1) from None
         for warning in report.warnings:
             typer.echo(f"kapal gc: warning: {warning}", err=True)
         typer.echo(f"kapal gc: {report.summary()}")

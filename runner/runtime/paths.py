@@ -80,7 +80,13 @@ class RuntimePaths:
     def for_settings(cls, settings: RuntimeSettings) -> RuntimePaths:
         """Pick (and create) the directories for `settings.data_dir`."""
         disk = settings.containers_dir
-        disk.mkdir(parents=True, exist_ok=True)
+        try:
+            disk.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ContainerRuntimeError(
+                f"cannot create {disk} for containers ({err.strerror}): KAPAL_DATA_DIR "
+                f"({settings.data_dir}) must be a directory kapal can write to"
+            ) from err
         key = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:16]
         tmpfs = _tmpfs_mounts()
         base = next(

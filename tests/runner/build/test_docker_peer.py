@@ -230,11 +230,23 @@ def test_peer_copy_rules(builds: BuildHelper, docker: DockerPeer) -> None:
 def test_peer_add_local_tar_and_target(builds: BuildHelper, docker: DockerPeer) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in (("pkg/a", b"a"), ("pkg/sub/b", b"bb")):
+        # setuid/setgid and group/other-write bits and owners survive ADD's extraction in Docker
+        for name, data, mode, owner in (
+            ("pkg/a", b"a", 0o640, 0),
+            ("pkg/sub/b", b"bb", 0o640, 0),
+            ("pkg/bin/su", b"su", 0o4755, 0),
+            ("pkg/shared", b"s", 0o2775, 1000),
+            ("pkg/open", b"o", 0o666, 12),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
-            info.mode = 0o640
+            info.mode = mode
+            info.uid = info.gid = owner
             tar.addfile(info, io.BytesIO(data))
+        sticky = tarfile.TarInfo("pkg/tmp")
+        sticky.type = tarfile.DIRTYPE
+        sticky.mode = 0o1777
+        tar.addfile(sticky)
     dockerfile = f"""
         FROM {BASE} AS first
         ADD bundle.tar /opt/

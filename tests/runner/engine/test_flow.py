@@ -217,6 +217,27 @@ def test_build_jobs_make_images_later_jobs_use(harness: Harness) -> None:
     assert "building" in harness.recorder.log("image")
 
 
+def test_builds_take_their_timestamps_from_the_commit(harness: Harness) -> None:
+    """SOURCE_DATE_EPOCH defaults to the commit time in pipelines; a job may set its own."""
+    (harness.project / "Dockerfile").write_text("FROM busybox\n")
+    build = BuildSpec(tags=("app:1",))
+    harness.run(
+        plan(
+            job("from-commit", "build", image=None, build=build),
+            job(
+                "explicit",
+                "build",
+                image=None,
+                build=build,
+                variables=(Variable("SOURCE_DATE_EPOCH", "1234", source="job"),),
+            ),
+            variables={"CI_COMMIT_TIMESTAMP": "2026-11-28T03:00:00+00:00"},
+        )
+    )
+    epochs = sorted(request.epoch for request in harness.images.builds)
+    assert epochs == [1234, 1795834800]
+
+
 def test_a_failing_build_fails_its_job_and_skips_the_rest(harness: Harness) -> None:
     harness.images.build_error = BuildError("Dockerfile:3: RUN exited with code 2")
     result = harness.run(

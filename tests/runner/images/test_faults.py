@@ -83,6 +83,19 @@ def test_no_space_while_importing(tiny_fs: Path, tmp_path: Path) -> None:
     assert _visible_state(store) == ([], [], [])
 
 
+def test_no_space_while_exporting_leaves_no_file(tiny_fs: Path, tmp_path: Path) -> None:
+    source = ImageStore(tmp_path / "source")
+    layer = source.add_layer(
+        write_tar(tmp_path / "l.tar", [Entry("f", data=os.urandom(3 << 20))]), compressed=False
+    )
+    source.commit({"config": {}}, [layer], ["big:1"])
+    for fmt in ("docker", "oci"):
+        out = tiny_fs / f"big-{fmt}.tar"
+        with pytest.raises(StoreFullError, match="no space left"):
+            export_images(source, ["big:1"], out, fmt)
+        assert list(tiny_fs.glob("*big*")) == [], "a failed export leaves no partial archive"
+
+
 def test_unknown_manifest_media_type_from_a_registry(tmp_path: Path) -> None:
     # docker-registry refuses to store unknown manifest types, so a MockTransport serves one.
     body = json.dumps({"schemaVersion": 1, "mediaType": "application/x-strange"}).encode()

@@ -135,6 +135,17 @@ def test_bad_input_in_a_subprocess(kapal_env: dict[str, str]) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_unusable_data_dir(kapal_env: dict[str, str], tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    done = kapal(dict(kapal_env, KAPAL_DATA_DIR=str(not_a_dir)), "exec", "busybox", "--", "true")
+    assert done.returncode == 125
+    assert done.stderr == (
+        f"kapal exec: error: cannot create {not_a_dir}/containers for containers (Not a "
+        f"directory): KAPAL_DATA_DIR ({not_a_dir}) must be a directory kapal can write to\n"
+    )
+
+
 def test_missing_runc(kapal_env: dict[str, str], busybox_image: str, tmp_path: Path) -> None:
     # A PATH with git (gitpython wants it) and nothing else: no runc, no crun.
     (tmp_path / "git").symlink_to(shutil.which("git") or "/usr/bin/git")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from runner.images import ImageStore
+from runner.images.archives import import_archive
 from runner.images.bootstrap import write_busybox_tar
 from runner.runtime.backend import ContainerSpec, ImageDefaults, LogLine
 from runner.runtime.oneshot import run_container
@@ -111,6 +113,29 @@ def test_same_process_as_docker_run(
     expected = docker_output(engine, image, argv, opts)
     assert expected.strip(), "docker printed nothing: the comparison would prove nothing"
     assert kapal_output(backend, busybox, argv, opts) == expected
+
+
+def test_image_saved_by_docker_runs_the_same_in_kapal(
+    docker_image: tuple[DockerEngine, str], backend: RecordingBackend, tmp_path: Path
+) -> None:
+    # `docker save` -> `kapal image import`: layers, Entrypoint, Cmd, Env and WorkingDir survive.
+    engine, image = docker_image
+    archive = tmp_path / "saved.tar"
+    engine.docker("save", "-o", str(archive), image)
+    store = ImageStore(tmp_path / "store")
+    import_archive(store, archive)
+    saved = store.resolve(f"{image}:latest")
+    spec = ContainerSpec(
+        layers=tuple(store.unpacked_layers(saved)),
+        image=ImageDefaults.from_image_config(saved.config),
+        command=("arg1",),
+    )
+    lines: list[LogLine] = []
+    status = run_container(backend, spec, on_line=lines.append)
+    assert status.ok, lines
+    stdout = "".join(line.text + "\n" for line in lines if line.stream == "stdout")
+    assert "| hi | /srv |" in stdout, "the image config did not survive docker save + import"
+    assert stdout == docker_output(engine, image, ["arg1"], {})
 
 
 def test_root_filesystems_match(busybox: BusyboxImage, tmp_path: Path) -> None:
