@@ -40,15 +40,21 @@ _SEPARATORS = re.compile(r"\s*(?:,|\band\b)?\s*")
 
 
 def parse_duration(text: str) -> int | None:
-    """Seconds in a GitLab duration (a bare number is seconds), or None when it is not one."""
+    """Whole seconds in a GitLab duration (a bare number is seconds), or None when it is not one."""
+    seconds = parse_seconds(text)
+    return None if seconds is None else int(seconds)
+
+
+def parse_seconds(text: str) -> float | None:
+    """Seconds in a GitLab duration, fractions kept ("0.5s"), or None when it is not one."""
     cleaned = text.strip().lower()
     if not cleaned or len(cleaned) > 100:
         return None
     if re.fullmatch(r"\d+", cleaned):
-        return int(cleaned)
+        return float(cleaned)
     if m := re.fullmatch(r"(\d+):([0-5]\d)(?::([0-5]\d))?", cleaned):
         hours, minutes, seconds = int(m[1]), int(m[2]), int(m[3] or 0)
-        return hours * 3600 + minutes * 60 + seconds
+        return float(hours * 3600 + minutes * 60 + seconds)
     total = 0.0
     pos = 0
     found = False
@@ -66,4 +72,4 @@ def parse_duration(text: str) -> int | None:
         total += float(part[1]) * _UNITS[unit]
         found = True
         pos = part.end()
-    return int(total) if found else None
+    return total if found else None

@@ -1,32 +1,8 @@
-"""Durations as GitLab writes them: "30s", "10m", "1h 30m", "2 hours 5 minutes"."""
+"""Durations shown and read the GitLab way: "30s", "10m", "1h 30m" (parsing is `pipeline`'s)."""
 
 from __future__ import annotations
 
-import re
-
 from runner.errors import RunnerError
-
-_UNITS = {
-    "s": 1,
-    "sec": 1,
-    "secs": 1,
-    "second": 1,
-    "seconds": 1,
-    "m": 60,
-    "min": 60,
-    "mins": 60,
-    "minute": 60,
-    "minutes": 60,
-    "h": 3600,
-    "hr": 3600,
-    "hrs": 3600,
-    "hour": 3600,
-    "hours": 3600,
-    "d": 86400,
-    "day": 86400,
-    "days": 86400,
-}
-_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)
 
 
 def format_duration(seconds: float) -> str:
@@ -42,20 +18,12 @@ def format_duration(seconds: float) -> str:
 
 def parse_duration(text: str) -> float:
     """Parse "30s", "10m", "1h 30m", "1h30m" or a bare number of seconds; raise RunnerError."""
-    stripped = text.strip()
-    pos = 0
-    total = 0.0
-    count = 0
-    while pos < len(stripped):
-        match = _PART.match(stripped, pos)
-        unit = match.group(2).lower() if match else ""
-        if match is None or match.end() == pos or (unit and unit not in _UNITS):
-            break
-        total += float(match.group(1)) * _UNITS.get(unit, 1)
-        pos = match.end()
-        count += 1
-    if count == 0 or pos != len(stripped) or total <= 0:
+    # Imported here: the `pipeline` package costs ~0.2 s to import, which only --timeout pays.
+    from pipeline.durations import parse_seconds
+
+    seconds = parse_seconds(text)
+    if seconds is None or seconds <= 0:
         raise RunnerError(
             f"cannot read duration {text!r}: write it like 30s, 10m or 1h 30m (a positive duration)"
         )
-    return total
+    return seconds
