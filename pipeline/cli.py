@@ -51,8 +51,10 @@ def _load(path: Path) -> Document:
     try:
         return load(path)
     except PipelineError as exc:
-        _print_problems(exc.problems)
-        typer.echo(f"{path}: cannot be read as a pipeline", err=True)
+        problems = exc.problems
+        _print_problems(problems)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        typer.echo(f"{path}: {count}; it cannot be read as a pipeline", err=True)
         raise typer.Exit(1) from None
 
 

@@ -15,6 +15,11 @@ from pipeline.plan import Job
 DEFAULT_STAGES = ("build", "test", "deploy")
 
 
+def shown_list(items: tuple[str, ...]) -> str:
+    """Patterns as a reason shows them: as written, quoted, without Python's escaping."""
+    return "[" + ", ".join(f'"{i}"' if "'" in i else f"'{i}'" for i in items) + "]"
+
+
 @dataclass(frozen=True)
 class VariableDef:
     """A variable as written in the file (`value` already a string)."""
@@ -43,9 +48,9 @@ class RuleConfig:
         if self.if_text is not None:
             parts.append(f"if: {self.if_text}")
         if self.changes is not None:
-            parts.append(f"changes: {list(self.changes)}")
+            parts.append(f"changes: {shown_list(self.changes)}")
         if self.exists is not None:
-            parts.append(f"exists: {list(self.exists)}")
+            parts.append(f"exists: {shown_list(self.exists)}")
         shown = ", ".join(parts) if parts else "no condition"
         return f"rule {index + 1} ({shown})"
 

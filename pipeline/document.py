@@ -19,7 +19,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from pipeline.errors import LoadError, Location, UnsupportedKeywordError
+from pipeline.errors import LoadError, Location, PipelineError, UnsupportedKeywordError
 
 MAX_NODES = 200_000
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -251,6 +251,11 @@ def parse_yaml(text: str, filename: str) -> Any:
             problem += f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
         if "'\\t'" in problem:
             problem += "; indent with spaces, YAML does not allow tabs there"
+        if problem.startswith("mapping values are not allowed"):
+            problem += (
+                "; a value that contains ': ' must be quoted as a whole "
+                "(script: 'echo \"a: b\"'), or else this line is indented too far"
+            )
         raise LoadError(f"invalid YAML: {problem}", loc) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid YAML: {exc}", Location(filename)) from None
@@ -273,7 +278,25 @@ def parse_yaml(text: str, filename: str) -> Any:
             f"a pipeline file holds one YAML document, found {len(nodes)}; remove the '---' lines",
             loc,
         )
-    return _Builder(filename).build(nodes[0])
+    builder = _Builder(filename)
+    try:
+        data = builder.build(nodes[0])
+    except LoadError as exc:
+        raise _grouped(builder.duplicates + exc.problems, filename) from None
+    if builder.duplicates:
+        raise _grouped(builder.duplicates, filename)
+    return data
+
+
+def _grouped(problems: list[PipelineError], filename: str) -> PipelineError:
+    """One error for the problems found while building a document (itself when just one)."""
+    if len(problems) == 1:
+        return problems[0]
+    return LoadError(
+        f"{len(problems)} problems:\n" + "\n".join(str(p) for p in problems),
+        Location(filename),
+        problems=problems,
+    )
 
 
 def _text_offset(node: Node) -> int | None:
@@ -299,6 +322,7 @@ class _Builder:
         self.sizes: dict[int, int] = {}
         self.active: set[int] = set()
         self.constructor = yaml.SafeLoader("")
+        self.duplicates: list[PipelineError] = []
 
     def loc(self, node: Node) -> Location:
         """The 1-based position of a node in this file."""
@@ -418,12 +442,18 @@ class _Builder:
             where = self.loc(key_node)
             first = seen.setdefault((type(key), key), where)
             if first is not where:
-                raise LoadError(
-                    f"duplicate key {key!r}: it is also written at line {first.line}, column "
-                    f"{first.column}; YAML keeps only the last one, so rename one of them or "
-                    "merge the two",
-                    where,
+                # Every duplicate of the file is reported together; the first one written is
+                # kept and the duplicate's value is still read for duplicates inside it.
+                self.duplicates.append(
+                    LoadError(
+                        f"duplicate key {key!r}: it is also written at line {first.line}, column "
+                        f"{first.column}; YAML keeps only the last one, so rename one of them or "
+                        "merge the two",
+                        where,
+                    )
                 )
+                self._value(value_node, depth + 1)
+                continue
             value = self._value(value_node, depth + 1)
             out.set(key, value, where, self.loc(value_node))
             offset = _text_offset(value_node)

@@ -1,10 +1,11 @@
 """Errors of the pipeline language.
 
 Every problem a user can cause with a pipeline file is one of these; nothing else escapes
-`load`, `resolve`, `validate` or `plan`::
+`load`, `resolve`, `validate` or `plan`. An error that groups several problems (every
+duplicate key of a file, every invalid keyword) lists them in `.problems`, in file order::
 
     PipelineError                     any problem with a pipeline; carries a Location when known
-    ├── LoadError                     the file cannot be read or is not YAML
+    ├── LoadError                     the file cannot be read or is not YAML (may hold several)
     ├── IncludeError                  include: a missing file, a cycle, an unsupported kind
     ├── ExtendsError                  extends: an unknown template or a cycle
     ├── ValidationError               a keyword or value is wrong (may hold several problems)
@@ -36,10 +37,17 @@ class Location:
 class PipelineError(Exception):
     """A problem with a pipeline file that the user can fix."""
 
-    def __init__(self, message: str, location: Location | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        location: Location | None = None,
+        *,
+        problems: list[PipelineError] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.location = location
+        self._problems = problems
 
     def __str__(self) -> str:
         if self.location is None:
@@ -49,7 +57,7 @@ class PipelineError(Exception):
     @property
     def problems(self) -> list[PipelineError]:
         """The individual problems this error stands for (itself, unless it groups several)."""
-        return [self]
+        return list(self._problems) if self._problems else [self]
 
 
 class LoadError(PipelineError):
@@ -66,21 +74,6 @@ class ExtendsError(PipelineError):
 
 class ValidationError(PipelineError):
     """One or more keywords or values are wrong."""
-
-    def __init__(
-        self,
-        message: str,
-        location: Location | None = None,
-        *,
-        problems: list[PipelineError] | None = None,
-    ) -> None:
-        super().__init__(message, location)
-        self._problems = problems
-
-    @property
-    def problems(self) -> list[PipelineError]:
-        """Each problem found, in file order."""
-        return list(self._problems) if self._problems else [self]
 
 
 class UnsupportedKeywordError(ValidationError):

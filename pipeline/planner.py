@@ -27,6 +27,7 @@ from pipeline.config import (
     RefFilter,
     RuleConfig,
     VariableDef,
+    shown_list,
 )
 from pipeline.context import TriggerContext
 from pipeline.document import Document
@@ -40,6 +41,8 @@ from pipeline.regex import compile_regex, split_ref_pattern
 from pipeline.validate import find_cycle, validate
 
 _DEFAULT_ONLY = ("branches", "tags")
+_RULES_SHOWN = 3
+"""How many failed rules a "no rule matched" reason names before it says how many more."""
 MAX_LISTED_FILES = 100_000
 
 
@@ -140,15 +143,18 @@ class _Planner:
         default_when: str,
     ) -> _Decision:
         """The decision of the first matching rule (not added when none matches)."""
+        tried: list[str] = []
         for i, rule in enumerate(rules):
-            if not self.rule_matches(rule, variables):
+            failed = self.rule_failure(rule, variables)
+            if failed is not None:
+                tried.append(f"rule {i + 1}: {failed}")
                 continue
             when = rule.when or default_when
             if when == "never":
                 return _Decision(False, f"{rule.describe(i)} says when: never")
             return _Decision(
                 True,
-                f"{rule.describe(i)} matched",
+                f"{rule.describe(i)} matched{self.unknown_changes_note(rule.changes)}",
                 when=when,
                 allow_failure=bool(rule.allow_failure),
                 exit_codes=rule.allow_failure_exit_codes,
@@ -156,19 +162,32 @@ class _Planner:
                 explicit_allow_failure=rule.allow_failure is not None,
                 rule_sets_when=rule.when is not None,
             )
-        return _Decision(False, "no rule matched")
+        if not tried:
+            return _Decision(False, "no rule matched (the list is empty)")
+        shown = "; ".join(tried[:_RULES_SHOWN])
+        if len(tried) > _RULES_SHOWN:
+            shown += f"; … {len(tried) - _RULES_SHOWN} more"
+        return _Decision(False, f"no rule matched ({shown})")
 
-    def rule_matches(self, rule: RuleConfig, variables: Mapping[str, str]) -> bool:
-        """True when every condition of a rule (if, changes, exists) holds."""
+    def unknown_changes_note(self, changes: tuple[str, ...] | None) -> str:
+        """Why `changes:` matched without a list of changed files (GitLab: then it always does)."""
+        if changes is None or self.context.changed_files is not None:
+            return ""
+        return " (the changed files are unknown, so `changes` counts as matched)"
+
+    def rule_failure(self, rule: RuleConfig, variables: Mapping[str, str]) -> str | None:
+        """The first condition of a rule (if, changes, exists) that fails, or None if all hold."""
         if rule.if_text is not None and not self.expression(rule.if_text, variables, rule.location):
-            return False
+            return f"if {rule.if_text} is false"
         if rule.changes is not None and not matches_changes(
             rule.changes, self.context.changed_files, variables=variables
         ):
-            return False
-        return rule.exists is None or matches_exists(
+            return f"changes {shown_list(rule.changes)} match no changed file"
+        if rule.exists is not None and not matches_exists(
             rule.exists, self.project_files(), variables=variables
-        )
+        ):
+            return f"exists {shown_list(rule.exists)} match no file"
+        return None
 
     def project_files(self) -> tuple[str, ...]:
         """The context's project files, else the files under the pipeline's root directory."""
@@ -230,14 +249,16 @@ class _Planner:
         if job.only is not None:
             flt = job.only
             refs = flt.refs if flt.refs is not None else _DEFAULT_ONLY
-            held = [f"refs {list(refs)} match {ref}"]
+            held = [f"refs {shown_list(refs)} match {self.describe_for_refs(refs)}"]
             if flt.variables is not None:
-                held.append(f"one of variables {list(flt.variables)} is true")
+                held.append(f"one of variables {shown_list(flt.variables)} is true")
             if flt.changes is not None:
-                held.append(f"changes {list(flt.changes)} match")
+                note = self.unknown_changes_note(flt.changes)
+                held.append(f"changes {shown_list(flt.changes)} match{note}")
             parts.append("only: " + ", ".join(held))
         if job.except_ is not None:
-            parts.append(f"except: nothing in it matches {ref}")
+            this = self.describe_for_refs(job.except_.refs or ())
+            parts.append(f"except: nothing in it matches {this}")
         return "; ".join(parts)
 
     def only_except(self, job: JobConfig, variables: Mapping[str, str]) -> str | None:
@@ -269,7 +290,7 @@ class _Planner:
     def except_matches(self, flt: RefFilter, variables: Mapping[str, str]) -> str | None:
         """What part of an `except:` matches (GitLab excludes when any of its keys matches)."""
         if flt.refs is not None and self.refs_match(flt.refs):
-            return f"refs {list(flt.refs)} match {self.describe_ref()}"
+            return f"refs {shown_list(flt.refs)} match {self.describe_for_refs(flt.refs)}"
         if flt.variables is not None:
             for expr in flt.variables:
                 if self.expression(expr, variables, flt.location):
@@ -277,22 +298,22 @@ class _Planner:
         if flt.changes is not None and matches_changes(
             flt.changes, self.context.changed_files, variables=variables
         ):
-            return f"changes {list(flt.changes)} match the changed files"
+            return f"changes {shown_list(flt.changes)} match the changed files"
         return None
 
     def filter_fails(self, flt: RefFilter, variables: Mapping[str, str]) -> str | None:
         """Why a filter does not match (None when every part of it matches)."""
         refs = flt.refs if flt.refs is not None else _DEFAULT_ONLY
         if not self.refs_match(refs):
-            return f"refs {list(refs)} do not match {self.describe_ref()}"
+            return f"refs {shown_list(refs)} do not match {self.describe_for_refs(refs)}"
         if flt.variables is not None and not any(
             self.expression(e, variables, flt.location) for e in flt.variables
         ):
-            return f"variables {list(flt.variables)} are all false"
+            return f"variables {shown_list(flt.variables)} are all false"
         if flt.changes is not None and not matches_changes(
             flt.changes, self.context.changed_files, variables=variables
         ):
-            return f"changes {list(flt.changes)} match no changed file"
+            return f"changes {shown_list(flt.changes)} match no changed file"
         return None
 
     def describe_ref(self) -> str:
@@ -306,6 +327,15 @@ class _Planner:
         if ctx.branch is not None:
             return f"branch {ctx.branch!r}"
         return "no ref"
+
+    def describe_for_refs(self, refs: tuple[str, ...]) -> str:
+        """The trigger as a refs reason shows it: with its source when the refs name sources."""
+        ref = self.describe_ref()
+        if self.context.source == "merge_request_event" or not any(
+            r in ONLY_REF_KEYWORDS for r in refs
+        ):
+            return ref
+        return f"a {self.context.source} pipeline for {ref}"
 
     def refs_match(self, refs: tuple[str, ...]) -> bool:
         """True when any `only`/`except` ref entry matches the trigger."""
@@ -472,7 +502,7 @@ class _Planner:
             if not candidates and not need.optional:
                 raise PlanError(
                     f"{job.name}: needs: no instance of {need.job!r} has the matrix values "
-                    "asked for",
+                    f"asked for{self.matrix_mismatch(wanted, by_base.get(need.job, []))}",
                     need.location,
                 )
         running = [j for j, _ in candidates if j.runs]
@@ -484,6 +514,23 @@ class _Planner:
                 need.location,
             )
         return [Need(j.name, need.artifacts, need.optional) for j in running]
+
+    @staticmethod
+    def matrix_mismatch(
+        wanted: list[dict[str, str]], instances: list[tuple[Job, _Instance]]
+    ) -> str:
+        """What a `needs: parallel: matrix:` asked for next to what the job's instances have."""
+        asked = " or ".join(", ".join(f"{k}={v}" for k, v in combo.items()) for combo in wanted)
+        if not instances or not instances[0][1].matrix:
+            return f" ({asked}), and it has no `parallel: matrix`"
+        names = ", ".join(j.name for j, _ in instances[:4])
+        if len(instances) > 4:
+            names += f", … {len(instances) - 4} more"
+        text = f" ({asked}); its instances are {names}"
+        keys = {k for k, _ in instances[0][1].matrix}
+        if any(set(combo) != keys for combo in wanted):
+            text += f"; name every variable of its matrix ({', '.join(sorted(keys))})"
+        return text
 
     def running(
         self,

@@ -227,7 +227,7 @@ class _Resolver:
             shown = str(PurePosixPath(self.shown_dir) / rel) if self.shown_dir else rel
             data = parse_yaml(read_text(target, shown), shown)
         except PipelineError as exc:
-            self.problems.append(exc)
+            self.problems.extend(exc.problems)
             return None
         if data is None:
             return YMap(Location(shown, 1, 1))

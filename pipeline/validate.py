@@ -106,6 +106,10 @@ _CACHE_POLICIES = ("pull-push", "pull", "push")
 _ARTIFACT_WHEN = ("on_success", "on_failure", "always")
 
 
+_KEYWORDS_LISTED = 8
+"""An unknown keyword without a close match lists the allowed ones when there are this few."""
+
+
 def _suggest(word: Any, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(word), sorted(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -144,6 +148,8 @@ class _Checker:
                 self.unsupported(unsupported[key], where, f"{path}: {key}" if path else key)
             elif key not in allowed_set:
                 hint = _suggest(key, allowed_set | set(unsupported))
+                if not hint and len(allowed_set) <= _KEYWORDS_LISTED:
+                    hint = f" (it takes {', '.join(sorted(allowed_set))})"
                 self.error(f"unknown keyword {key!r}{hint}", where, path)
 
     def typed(
@@ -304,9 +310,13 @@ class _Checker:
             elif item is None:
                 out.append(VariableDef(name, ""))
             else:
+                hint = "a variable holds one string"
+                if isinstance(item, bool):
+                    hint = f'quote it: "{str(item).lower()}"'
+                elif isinstance(item, YList):
+                    hint += "; join the items into one quoted string"
                 self.error(
-                    f"value must be a string or a number, found {describe(item)} "
-                    '(quote it: "true")',
+                    f"value must be a string or a number, found {describe(item)} ({hint})",
                     where,
                     sub,
                 )
@@ -410,9 +420,20 @@ class _Validator(_Checker):
                 continue
             jobs.append(self.job(key, value, stages))
         if not jobs and not self.problems:
-            self.error(
+            templates = [k for k in data if isinstance(k, str) and k.startswith(".")]
+            message = (
                 "the pipeline has no jobs: add a job with a `script:` "
-                "(names starting with '.' are templates, not jobs)",
+                "(names starting with '.' are templates, not jobs)"
+            )
+            if templates:
+                # Most often a file meant to be included: the file that includes it is the one.
+                shown = ", ".join(templates[:3]) + (", ..." if len(templates) > 3 else "")
+                message = (
+                    f"the pipeline has no jobs, only templates ({shown}); add a job with a "
+                    "`script:`, or, if another file includes this one, lint that file"
+                )
+            self.error(
+                message,
                 data.location,
                 "",
             )

@@ -184,7 +184,11 @@ def register(app: typer.Typer) -> None:
         ] = False,
         jobs: Annotated[int, typer.Option("--jobs", min=1, help="Jobs run at once.")] = 4,
         no_cache: Annotated[
-            bool, typer.Option("--no-cache", help="Neither restore nor save caches.")
+            bool,
+            typer.Option(
+                "--no-cache",
+                help="Neither restore nor save job caches; build images without the layer cache.",
+            ),
         ] = False,
         in_place: Annotated[
             bool,

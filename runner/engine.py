@@ -82,7 +82,7 @@ class EngineOptions:
     manual: bool = False  # run every manual job
     only: frozenset[str] = frozenset()  # run these jobs (manual ones too) and what they wait for
     stage: str | None = None  # run this stage's jobs and what they wait for
-    use_cache: bool = True
+    use_cache: bool = True  # False: no job cache restored or saved, no build layer cache used
     project_dir: str = "/builds/project"
     default_timeout: float = 3600.0
     after_script_timeout: float = 300.0
@@ -150,7 +150,8 @@ class Engine:
     handler, a web request) while `run` is in progress: running jobs are stopped, jobs not yet
     started are marked canceled, and `run` returns once every container is gone. As in GitLab
     17.0 and later, a canceled job that was running still runs its `after_script` (with
-    `CI_JOB_STATUS=canceled` and its own timeout); a second `cancel` stops those too.
+    `CI_JOB_STATUS=canceled` and its own timeout) and keeps its artifacts as a failed job would
+    (`when: always` or `on_failure`); a second `cancel` stops the after_scripts too.
     """
 
     def __init__(
@@ -602,8 +603,10 @@ class Engine:
                 outcome = self._build(job, workspace, values)
             else:
                 outcome = self._script_job(job, job_dir, workspace, values)
+            # as GitLab's runner does for a job canceled while running: artifacts are uploaded
+            # as for a failed job (`when: always|on_failure`); caches are not saved
+            self._save_artifacts(job, workspace, outcome)
             if outcome.status != JobStatus.CANCELED:
-                self._save_artifacts(job, workspace, outcome)
                 self._save_caches(job, workspace, values, outcome)
             return outcome
         finally:
@@ -718,6 +721,12 @@ class Engine:
     # -- build jobs ------------------------------------------------------------------------
 
     def _build(self, job: Job, workspace: Path, values: Mapping[str, str]) -> _Outcome:
+        """Run a `build:` job with the builder.
+
+        RUN steps keep the host network, as `docker build` does: the plan records `network:
+        none` both when the job sets it and when it says nothing (the default), so `job.network`
+        cannot tell a build that asked for no network from one that did not ask.
+        """
         spec = job.build
         assert spec is not None
         context = (workspace / expand(spec.context, values)).resolve()
@@ -734,6 +743,8 @@ class Engine:
             target=spec.target,
             epoch=_source_date_epoch(values),
             cancel=self._canceled,
+            # `kapal run --no-cache` uses no cache at all, the builder's layer cache included
+            no_cache=not self.options.use_cache,
         )
         masker = LineMasker(self._masker)
 

@@ -53,6 +53,7 @@ class BuildRequest:
     build_args: Mapping[str, str]
     target: str | None = None
     epoch: int = 0  # SOURCE_DATE_EPOCH: timestamps in the image, so rebuilds give the same digest
+    no_cache: bool = False  # build every step afresh, as `docker build --no-cache` does
     # set from another thread to stop the build: its running RUN step is stopped at once
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
@@ -190,15 +191,21 @@ class FakeImageProvider:
         return "sha256:" + "0" * 64
 
 
-class _BuildLogReporter:
-    """Turns the builder's progress into plain log lines for a `build:` job."""
+class BuildLogReporter:
+    """Turns the builder's progress into plain log lines for a `build:` job.
+
+    A step reads `step 3/4: EXPOSE 6379`; steps of a named stage (`FROM ... AS NAME`) or of
+    a later unnamed stage of a multi-stage build start with `[stage NAME]` / `[stage 1]` (the
+    builder labels unnamed stages by index, and the first one, the only stage of most
+    Dockerfiles, needs no label).
+    """
 
     def __init__(self, log: BuildLog) -> None:
         self._log = log
 
     def step(self, number: int, total: int, stage: str, text: str) -> None:
         """A step begins."""
-        prefix = f"[{stage}] " if stage else ""
+        prefix = "" if stage in ("", "0") else f"[stage {stage}] "
         self._log(f"{prefix}step {number}/{total}: {text}")
 
     def cached(self) -> None:
@@ -300,7 +307,7 @@ def embedded_builder(backend: Backend, build_cache_dir: Path) -> Builder:
             store=store,
             cache=LayerCache(build_cache_dir),
             backend=cancelable,
-            reporter=_BuildLogReporter(log),
+            reporter=BuildLogReporter(log),
         )
         with cancelable.watch():
             result = builder.build(
@@ -311,6 +318,7 @@ def embedded_builder(backend: Backend, build_cache_dir: Path) -> Builder:
                     build_args=dict(request.build_args),
                     target=request.target,
                     epoch=request.epoch,
+                    no_cache=request.no_cache,
                 )
             )
         return result.image.digest

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.runtime.backend import Mount
+from runner.runtime.seccomp import default_seccomp
 from runner.runtime.users import ProcessUser
 
 # Docker's default capability set: enough for package managers (setuid/setgid, chown).
@@ -179,6 +180,7 @@ def build_config(config: BundleConfig) -> dict[str, Any]:
             "namespaces": namespaces,
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
+            "seccomp": default_seccomp(),
         },
     }
 

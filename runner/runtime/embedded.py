@@ -55,6 +55,7 @@ _READ_SIZE = 65536
 _MAX_LINE = 1 << 20
 _KILL_RETRY = 0.01
 _KILL_WAIT = 1.0
+_RUNC_FAILURE = b"runc run failed: "
 
 
 @dataclass
@@ -315,6 +316,10 @@ class EmbeddedBackend:
         }
         selector = selectors.DefaultSelector()
         pending: dict[Stream, bytes] = {}
+        # runc prints its own failure on the stderr it shares with the container; it also logs
+        # it, and `wait` reports it, so a stderr line that looks like it is held back until the
+        # stream goes on (container output after all) or ends (dropped if runc logged it).
+        held: bytes | None = None
         finished = False
         try:
             for name, pipe in pipes.items():
@@ -328,6 +333,10 @@ class EmbeddedBackend:
                     now = time.time()
                     if not chunk:
                         selector.unregister(key.fd)
+                        if stream == "stderr" and held is not None:
+                            if pending[stream] or not _is_runc_failure(held, state.log):
+                                yield LogLine(stream, now, _decode(held))
+                            held = None
                         if pending[stream]:
                             yield LogLine(stream, now, _decode(pending[stream]))
                         pending[stream] = b""
@@ -339,6 +348,13 @@ class EmbeddedBackend:
                         rest = rest[_MAX_LINE:]
                     pending[stream] = rest
                     for line in lines:
+                        if stream == "stderr":
+                            if held is not None:
+                                yield LogLine(stream, now, _decode(held))
+                                held = None
+                            if line.startswith(_RUNC_FAILURE):
+                                held = line
+                                continue
                         yield LogLine(stream, now, _decode(line))
             finished = True
         finally:
@@ -467,6 +483,12 @@ def _start_failure_code(error: str, code: int) -> int:
     return code
 
 
+def _is_runc_failure(line: bytes, log: Path) -> bool:
+    """True when `line` is runc's own failure message, as runc logged it."""
+    error = _runc_error(log)
+    return error is not None and _decode(line) == _RUNC_FAILURE.decode() + error
+
+
 def _runc_error(log: Path) -> str | None:
     """The message of runc's own failure ("runc run failed: ..."), if it logged one."""
     try:
@@ -478,5 +500,5 @@ def _runc_error(log: Path) -> str | None:
             entry = json.loads(line)
             message = str(entry.get("msg", ""))
             if entry.get("level") in ("error", "fatal") and "run failed" in message:
-                return message.removeprefix("runc run failed: ")
+                return message.removeprefix(_RUNC_FAILURE.decode())
     return None

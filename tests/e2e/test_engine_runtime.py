@@ -120,6 +120,7 @@ def run(
     pipeline_id: int,
     *,
     in_place: bool = False,
+    use_cache: bool = True,
     while_running: Callable[[Engine, MemoryRecorder], None] | None = None,
 ) -> tuple[PipelineResult, MemoryRecorder]:
     """Run the project's pipeline; `while_running(engine, recorder)` runs in a thread meanwhile."""
@@ -137,7 +138,10 @@ def run(
         artifacts=artifacts,
         caches=caches,
         options=EngineOptions(
-            concurrency=3, project_dir="/builds/project", secrets={"TOKEN": SECRET}
+            concurrency=3,
+            project_dir="/builds/project",
+            secrets={"TOKEN": SECRET},
+            use_cache=use_cache,
         ),
     )
     source = InPlaceTree(project) if in_place else (lambda dest: copy_working_tree(project, dest))
@@ -294,3 +298,21 @@ def test_cancel_stops_a_build_in_its_running_step(
     # a build that ran to its end would have succeeded and tagged the image
     assert result.jobs["slow-image"].status == JobStatus.CANCELED
     assert not images.available("slow:1")
+
+
+def test_no_cache_builds_every_step_afresh(
+    project: Path, engine_parts: tuple, tmp_path: Path, kapal_settings: RunnerSettings
+) -> None:
+    (project / ".kapal.yml").write_text("image-job:\n  build: {context: ., tags: ['fresh:1']}\n")
+    (project / "Dockerfile").write_text("FROM busybox:latest\nRUN echo layer > /made.txt\n")
+    backend, images, artifacts, caches = engine_parts
+    builder = embedded_builder(backend, kapal_settings.build_cache_dir)
+    parts = (backend, StoreImageProvider(images.store, builder), artifacts, caches)
+    first, _ = run(project, parts, tmp_path, 1)
+    cached, recorder = run(project, parts, tmp_path, 2)
+    assert first.passed and cached.passed
+    assert "step 2/2: RUN echo layer > /made.txt\n  cached" in "\n".join(recorder.log("image-job"))
+    fresh, recorder = run(project, parts, tmp_path, 3, use_cache=False)
+    assert fresh.passed
+    log = "\n".join(recorder.log("image-job"))
+    assert "step 2/2: RUN echo layer > /made.txt" in log and "cached" not in log

@@ -84,7 +84,7 @@ def test_plan_table_shows_skipped_jobs_and_why(app: typer.Typer) -> None:
     code, out, _ = _run(app, "plan", str(FIXTURES / "valid" / "only_except.yml"), "--tag", "v1.0")
     assert code == 0
     assert "skipped" in out
-    assert "only: refs ['schedules'] do not match tag 'v1.0'" in out
+    assert "only: refs ['schedules'] do not match a push pipeline for tag" in out  # folds
     assert "2 job(s) run, 2 skipped" in out
     assert "only: variables" in out
 
@@ -149,7 +149,10 @@ def test_plan_merge_request_source_carries_gitlabs_merge_request_variables(
     assert jobs["danger-review"]["skip_reason"] is None  # rules: if: $CI_MERGE_REQUEST_IID && ...
     code, out, _ = _run(app, *args, "--var", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME=release")
     jobs = {job["name"]: job for job in json.loads(out)["jobs"]}
-    assert jobs["danger-review"]["skip_reason"] == "rules: no rule matched"
+    assert jobs["danger-review"]["skip_reason"] == (
+        "rules: no rule matched (rule 1: if $CI_MERGE_REQUEST_IID && "
+        "$CI_MERGE_REQUEST_TARGET_BRANCH_NAME == $CI_DEFAULT_BRANCH is false)"
+    )
     code, _, err = _run(app, "plan", path, "--source", "merge_request_event", "--tag", "v1")
     assert code == 2 and "give --branch, not --tag" in err
 
@@ -178,7 +181,9 @@ def test_plan_without_pipeline_says_why(app: typer.Typer, tmp_path: Path) -> Non
     )
     code, out, _ = _run(app, "plan", str(tmp_path), "--branch", "main")
     assert code == 0
-    assert "no pipeline: workflow: rules: no rule matched" in out
+    assert (
+        "no pipeline: workflow: rules: no rule matched (rule 1: if $CI_COMMIT_TAG is false)" in out
+    )
 
 
 def test_lint_names_included_files_beside_the_main_file(app: typer.Typer, tmp_path: Path) -> None:
@@ -188,3 +193,43 @@ def test_lint_names_included_files_beside_the_main_file(app: typer.Typer, tmp_pa
     code, out, _ = _run(app, "lint", str(tmp_path))
     assert code == 1
     assert out.startswith(f"{tmp_path / 'ci' / 'jobs.yml'}:3:10: job: retry: must be 0, 1 or 2")
+
+
+def test_lint_reports_every_duplicate_key_at_once(app: typer.Typer, tmp_path: Path) -> None:
+    path = tmp_path / ".kapal.yml"
+    path.write_text(
+        "image: a\ntest:\n  script: s\n  image: b\n  image: c\n"
+        "build:\n  script: s\ntest:\n  script: t\nimage: d\n"
+    )
+    code, out, err = _run(app, "lint", str(path))
+    assert code == 1
+    lines = [line.split(";")[0] for line in out.splitlines()]
+    assert lines == [
+        f"{path}:5:3: duplicate key 'image': it is also written at line 4, column 3",
+        f"{path}:8:1: duplicate key 'test': it is also written at line 2, column 1",
+        f"{path}:10:1: duplicate key 'image': it is also written at line 1, column 1",
+    ]
+    assert "3 problems" in err
+
+
+def test_plan_table_says_what_each_rule_tried_when_none_matched(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    (tmp_path / ".kapal.yml").write_text(
+        "docs:\n  script: s\n  rules:\n    - if: $CI_COMMIT_TAG\n    - exists: ['mkdocs.yml']\n"
+    )
+    code, out, _ = _run(app, "plan", str(tmp_path), "--branch", "main")
+    assert code == 0
+    # the table folds the reason over two lines at its width of 120 columns
+    assert "rules: no rule matched (rule 1: if $CI_COMMIT_TAG is false; rule 2:" in out
+    assert "exists ['mkdocs.yml'] match no file)" in out
+
+
+def test_lint_of_an_included_template_file_says_to_lint_the_main_file(app: typer.Typer) -> None:
+    path = Path(__file__).parent / "realworld" / "templates-project" / "ci" / "templates.yml"
+    code, out, _ = _run(app, "lint", str(path))
+    assert code == 1
+    assert out.strip() == (
+        f"{path}:2:1: the pipeline has no jobs, only templates (.python-base, .pytest, .package); "
+        "add a job with a `script:`, or, if another file includes this one, lint that file"
+    )

@@ -50,6 +50,55 @@ def test_duplicate_key_is_an_error_naming_both_places() -> None:
     )
 
 
+THREE_DUPLICATES = (
+    "image: a\ntest:\n  script: s\n  image: b\n  image: c\n"
+    "build:\n  script: s\ntest:\n  script: t\n  when: x\n  when: y\nimage: d\n"
+)
+
+
+def test_every_duplicate_key_of_a_file_is_reported_together(tmp_path: Path) -> None:
+    """Nested ones too (inside the second `test`), each naming both places, in file order."""
+    with pytest.raises(LoadError) as caught:
+        loads(THREE_DUPLICATES, "ci.yml")
+    shown = [str(p).split(";")[0] for p in caught.value.problems]
+    assert shown == [
+        "ci.yml:5:3: duplicate key 'image': it is also written at line 4, column 3",
+        "ci.yml:8:1: duplicate key 'test': it is also written at line 2, column 1",
+        "ci.yml:11:3: duplicate key 'when': it is also written at line 10, column 3",
+        "ci.yml:12:1: duplicate key 'image': it is also written at line 1, column 1",
+    ]
+    assert all(isinstance(p, LoadError) for p in caught.value.problems)
+    assert str(caught.value).startswith("ci.yml: 4 problems:\n")
+    (tmp_path / "ci.yml").write_text(THREE_DUPLICATES)
+    linted = [str(p).split(";")[0] for p in lint(tmp_path / "ci.yml")]
+    assert linted == [f"{tmp_path / 'ci.yml'}:{line[7:]}" for line in shown]
+
+
+def test_duplicates_reported_with_a_later_yaml_error_in_the_same_file() -> None:
+    with pytest.raises(LoadError) as caught:
+        loads("a: 1\na: 2\nb: !custom x\n", "ci.yml")
+    messages = [str(p) for p in caught.value.problems]
+    assert len(messages) == 2
+    assert messages[0].startswith("ci.yml:2:1: duplicate key 'a'")
+    assert messages[1].startswith("ci.yml:3:4: unsupported YAML tag '!custom'")
+
+
+def test_duplicates_in_an_included_file_are_all_reported(tmp_path: Path) -> None:
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "jobs.yml").write_text(
+        "a:\n  script: s\n  stage: t\n  stage: u\n  script: v\n"
+    )
+    (tmp_path / ".kapal.yml").write_text("include: ci/jobs.yml\nb:\n  script: s\nb:\n  script: t\n")
+    # the main file's duplicate stops the load; fix it and the included file's shows
+    assert [str(p).split(":")[1] for p in lint(tmp_path / ".kapal.yml")] == ["4"]
+    (tmp_path / ".kapal.yml").write_text("include: ci/jobs.yml\nb:\n  script: s\n")
+    problems = lint(tmp_path / ".kapal.yml")
+    assert [str(p).split(";")[0].rsplit("/", 1)[-1] for p in problems] == [
+        "jobs.yml:4:3: duplicate key 'stage': it is also written at line 3, column 3",
+        "jobs.yml:5:3: duplicate key 'script': it is also written at line 2, column 3",
+    ]
+
+
 def test_keys_that_differ_only_in_yaml_type_are_not_duplicates() -> None:
     doc = loads("variables:\n  1: one\n  '1': also one\n  true: yes\njob:\n  script: s\n")
     assert doc.data["variables"]["1"] == "also one"

@@ -67,6 +67,31 @@ def test_needs_matrix_selects_instances() -> None:
     assert result.job("r").waits_for == ("g: [y]",)
 
 
+def test_needs_matrix_without_a_match_says_what_was_asked_and_what_exists() -> None:
+    text = (
+        "g:\n  stage: build\n  script: s\n  parallel:\n    matrix:\n"
+        "      - A: [x, y]\n        B: [z]\n"
+        "r:\n  script: s\n  needs:\n    - job: g\n      parallel:\n        matrix:\n"
+        "          - A: y\n"
+    )
+    with pytest.raises(PlanError) as caught:
+        _plan(text)
+    assert caught.value.message == (
+        "r: needs: no instance of 'g' has the matrix values asked for (A=y); "
+        "its instances are g: [x, z], g: [y, z]; name every variable of its matrix (A, B)"
+    )
+    with pytest.raises(PlanError) as caught:
+        _plan(text.replace("          - A: y\n", "          - A: w\n            B: z\n"))
+    assert caught.value.message == (
+        "r: needs: no instance of 'g' has the matrix values asked for (A=w, B=z); "
+        "its instances are g: [x, z], g: [y, z]"
+    )
+    assert _plan(text + "            B: z\n").job("r").waits_for == ("g: [y, z]",)
+    plain = text.replace("  parallel:\n    matrix:\n      - A: [x, y]\n        B: [z]\n", "")
+    with pytest.raises(PlanError, match=r"\(A=y\), and it has no `parallel: matrix`$"):
+        _plan(plain)
+
+
 def test_stage_order_jobs_wait_for_all_earlier_running_jobs() -> None:
     result = _plan(
         "stages: [a, b, c]\nj1:\n  stage: a\n  script: s\nj2:\n  stage: b\n  script: s\n"
@@ -115,7 +140,10 @@ def test_workflow_rules_decide_whether_there_is_a_pipeline() -> None:
     )
     assert not tag.runnable_jobs()
     other = _plan(text, TriggerContext(branch="feature"))
-    assert other.skip_reason == "workflow: rules: no rule matched"
+    assert other.skip_reason == (
+        "workflow: rules: no rule matched (rule 1: if $CI_COMMIT_BRANCH == 'main' is false; "
+        "rule 2: if $CI_COMMIT_TAG is false)"
+    )
 
 
 def test_rules_first_match_wins_with_when_allow_failure_and_variables() -> None:
@@ -145,7 +173,11 @@ def test_rules_first_match_wins_with_when_allow_failure_and_variables() -> None:
         "job",
     )
     tag = _plan(text, TriggerContext(tag="v1")).job("job")
-    assert tag.skip_reason == "rules: no rule matched"
+    assert tag.skip_reason == (
+        "rules: no rule matched (rule 1: if $CI_COMMIT_BRANCH == 'main' is false; "
+        "rule 2: if $CI_COMMIT_BRANCH =~ /^release-/ is false; "
+        "rule 3: if $CI_COMMIT_BRANCH is false)"
+    )
 
 
 def test_manual_job_level_may_fail_but_manual_from_a_rule_may_not() -> None:
@@ -172,9 +204,43 @@ def test_rules_changes_and_exists() -> None:
     )
     result = _plan(text, ctx)
     assert _names(result) == ["docker"]
-    assert result.job("docs").skip_reason == "rules: no rule matched"
+    assert result.job("docs").skip_reason == (
+        "rules: no rule matched (rule 1: changes ['docs/**/*'] match no changed file)"
+    )
     unknown_changes = _plan(text, TriggerContext(branch="main", changed_files=None))
     assert "docs" in _names(unknown_changes)  # GitLab: no change list means changes match
+    assert unknown_changes.job("docs").run_reason == (
+        "rules: rule 1 (changes: ['docs/**/*']) matched "
+        "(the changed files are unknown, so `changes` counts as matched)"
+    )
+    known = _plan(text, TriggerContext(branch="main", changed_files=("docs/a/b.md",)))
+    assert known.job("docs").run_reason == "rules: rule 1 (changes: ['docs/**/*']) matched"
+    only = _plan("docs:\n  script: s\n  only:\n    changes: ['docs/*']\n")
+    assert only.job("docs").run_reason is not None
+    assert only.job("docs").run_reason.endswith(
+        "changes ['docs/*'] match (the changed files are unknown, so `changes` counts as matched)"
+    )
+
+
+def test_no_rule_matched_names_what_was_tried_up_to_three_rules() -> None:
+    text = (
+        "job:\n  script: s\n  rules:\n"
+        "    - if: $A\n    - changes: [docs/*]\n    - exists: [nope]\n"
+        "    - if: $B\n      changes: [x]\n    - if: $C\n"
+    )
+    ctx = TriggerContext(branch="main", changed_files=("src/a.py",), project_files=("src/a.py",))
+    result = _plan(text, ctx)
+    assert result.job("job").skip_reason == (
+        "rules: no rule matched (rule 1: if $A is false; "
+        "rule 2: changes ['docs/*'] match no changed file; "
+        "rule 3: exists ['nope'] match no file; … 2 more)"
+    )
+    # a rule whose `if` holds but whose `changes` do not names the failing condition
+    pair = "job:\n  script: s\n  rules:\n    - if: $B\n      changes: [x]\n"
+    both = _plan(pair, TriggerContext(branch="main", changed_files=(), variables=(("B", "1"),)))
+    assert both.job("job").skip_reason == (
+        "rules: no rule matched (rule 1: changes ['x'] match no changed file)"
+    )
 
 
 def test_rules_changes_and_exists_expand_variables() -> None:
@@ -237,6 +303,13 @@ def test_only_refs_take_one_character_and_empty_regexes_like_gitlab() -> None:
     assert _names(_plan(text, TriggerContext(branch="/nope/x"))) == ["every", "literal"]
     skipped = _plan(text, TriggerContext(branch="dev")).job("a").skip_reason
     assert skipped == "only: refs ['/a/'] do not match branch 'dev'"
+    # patterns are shown as written: no doubled backslashes, quotes kept readable
+    ci_skipped = _plan(text, TriggerContext(branch="dev")).job("ci").skip_reason
+    assert ci_skipped == "only: refs ['/^FEAT\\/x$/i'] do not match branch 'dev'"
+    quoted = "job:\n  script: s\n  rules:\n    - changes: [\"it's/*\", 'a\\b']\n"
+    assert _plan(quoted, TriggerContext(branch="m", changed_files=())).job("job").skip_reason == (
+        "rules: no rule matched (rule 1: changes [\"it's/*\", 'a\\b'] match no changed file)"
+    )
 
 
 def test_ref_names_and_patterns_never_match_a_merge_request_pipeline() -> None:
@@ -274,6 +347,27 @@ def test_except_excludes_when_any_of_its_keys_matches() -> None:
     skipped = _plan(text, TriggerContext(branch="dev", commit_message="x skip-ci")).job("job")
     assert skipped.skip_reason == "except: variables: $CI_COMMIT_MESSAGE =~ /skip-ci/ is true"
     assert _plan(text).job("job").skip_reason == "except: refs ['main'] match branch 'main'"
+
+
+def test_refs_reasons_name_the_pipeline_source_when_refs_name_sources() -> None:
+    """`schedules` matches the source, not the branch: the reason must not say "branch 'main'"."""
+    text = (
+        "nightly:\n  script: s\n  only: [schedules]\nbuild:\n  script: s\n  except: [schedules]\n"
+    )
+    scheduled = _plan(text, TriggerContext(source="schedule", branch="main"))
+    assert scheduled.job("nightly").run_reason == (
+        "only: refs ['schedules'] match a schedule pipeline for branch 'main'"
+    )
+    assert scheduled.job("build").skip_reason == (
+        "except: refs ['schedules'] match a schedule pipeline for branch 'main'"
+    )
+    pushed = _plan(text, TriggerContext(branch="main"))
+    assert pushed.job("nightly").skip_reason == (
+        "only: refs ['schedules'] do not match a push pipeline for branch 'main'"
+    )
+    assert pushed.job("build").run_reason == (
+        "except: nothing in it matches a push pipeline for branch 'main'"
+    )
 
 
 def test_variable_precedence_and_sources() -> None:
@@ -441,7 +535,9 @@ def test_exists_without_a_file_list_looks_at_the_project_directory(tmp_path: Pat
     )
     result = plan(load(tmp_path), TriggerContext(branch="main"))
     assert _names(result) == ["image-build"]
-    assert result.job("helm").skip_reason == "rules: no rule matched"
+    assert result.job("helm").skip_reason == (
+        "rules: no rule matched (rule 1: exists ['chart/**/*.yaml'] match no file)"
+    )
 
 
 def test_jobs_wait_only_for_running_jobs_of_earlier_stages() -> None:

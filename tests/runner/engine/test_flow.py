@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from pipeline.plan import (
@@ -14,6 +16,7 @@ from pipeline.plan import (
     Variable,
 )
 from runner.errors import BuildError
+from runner.job_images import BuildLogReporter
 from runner.recorder import ArtifactStored, JobStatus, TestReport
 from runner.runtime.fake import FakeBehaviour
 from tests.runner.engine.conftest import Harness, job, plan, workspace_of
@@ -238,6 +241,28 @@ def test_builds_take_their_timestamps_from_the_commit(harness: Harness) -> None:
     assert epochs == [1234, 1795834800]
 
 
+def test_no_cache_runs_build_without_the_layer_cache(harness: Harness) -> None:
+    """`kapal run --no-cache` (use_cache=False) asks the builder for no layer cache too."""
+    (harness.project / "Dockerfile").write_text("FROM busybox\n")
+    the_plan = plan(job("image", "build", image=None, build=BuildSpec(tags=("app:1",))))
+    harness.run(the_plan)
+    harness.run(the_plan, pipeline_id=2, use_cache=False)
+    assert [request.no_cache for request in harness.images.builds] == [False, True]
+
+
+def test_build_steps_read_as_steps_naming_only_stages_that_need_it() -> None:
+    lines: list[str] = []
+    reporter = BuildLogReporter(lines.append)
+    reporter.step(3, 4, "0", "EXPOSE 6379")  # the first (often only) stage, unnamed
+    reporter.step(5, 6, "1", "COPY --from=0 /app /app")  # a later unnamed stage
+    reporter.step(1, 6, "builder", "FROM python:3.12 AS builder")
+    assert lines == [
+        "step 3/4: EXPOSE 6379",
+        "[stage 1] step 5/6: COPY --from=0 /app /app",
+        "[stage builder] step 1/6: FROM python:3.12 AS builder",
+    ]
+
+
 def test_a_failing_build_fails_its_job_and_skips_the_rest(harness: Harness) -> None:
     harness.images.build_error = BuildError("Dockerfile:3: RUN exited with code 2")
     result = harness.run(
@@ -302,3 +327,44 @@ def test_a_job_image_without_sh_to_probe_with_is_a_clear_error(harness: Harness)
     reason = result.jobs["unit"].reason
     assert "cannot check the ports of db" in reason and "exited with code 127" in reason
     assert "needs `sh` in the job's image" in reason
+
+
+def test_a_canceled_job_keeps_its_artifacts_like_a_failed_one(harness: Harness) -> None:
+    # GitLab (17.0+, graceful cancel) uploads a running job's artifacts when it is canceled,
+    # choosing them as for a failed job: `when: always` and `on_failure`, not `on_success`
+    def log_then_hang(spec: Any) -> FakeBehaviour:
+        (workspace_of(spec) / "partial.log").write_text("half done")
+        return FakeBehaviour(delay=60)
+
+    for name in ("always", "on-failure", "on-success"):
+        harness.backend.script(named(name), log_then_hang)
+    engine = harness.engine()
+
+    def cancel_when_all_started() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if len({s.name for s in harness.backend.started}) == 3:
+                engine.cancel()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=cancel_when_all_started)
+    thread.start()
+    result = engine.run(
+        plan(
+            *(
+                job(name, artifacts=ArtifactsSpec(paths=("partial.log",), when=when))
+                for name, when in (
+                    ("always", "always"),
+                    ("on-failure", "on_failure"),
+                    ("on-success", "on_success"),
+                )
+            )
+        ),
+        harness.source,
+    )
+    thread.join()
+    assert {r.status for r in result.jobs.values()} == {JobStatus.CANCELED}
+    assert harness.artifacts.files(1, "always") == ["partial.log"]
+    assert harness.artifacts.files(1, "on-failure") == ["partial.log"]
+    assert harness.artifacts.files(1, "on-success") == []

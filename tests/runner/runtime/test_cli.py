@@ -40,6 +40,18 @@ def test_exit_code_and_output(kapal_env: dict[str, str], busybox_image: str) -> 
     assert done.stderr == "err\n"
 
 
+def test_command_not_found_is_one_clear_error(
+    kapal_env: dict[str, str], busybox_image: str
+) -> None:
+    done = kapal(kapal_env, "exec", busybox_image, "--", "no-such-command")
+    assert done.returncode == 127
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        'kapal exec: could not start: unable to start container process: exec: "no-such-command":'
+        " executable file not found in $PATH"
+    ]
+
+
 def test_options(kapal_env: dict[str, str], busybox_image: str, tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("mounted\n")
     done = kapal(

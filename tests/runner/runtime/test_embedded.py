@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import platform
 import threading
 from pathlib import Path
 
@@ -106,10 +108,20 @@ def test_image_env_working_dir_and_user(backend: RecordingBackend, busybox: Busy
 
 
 def test_command_not_found(backend: RecordingBackend, busybox: BusyboxImage) -> None:
-    _, status = run(backend, busybox.spec("no-such-command"))
+    lines, status = run(backend, busybox.spec("no-such-command"))
+    assert lines == []  # runc's own "run failed" line is in the status, not in the output
     assert status.exit_code == 127
     assert "no-such-command" in status.describe()
     assert status.describe().startswith("could not start")
+
+
+def test_container_output_like_a_runc_failure_is_kept(
+    backend: RecordingBackend, busybox: BusyboxImage
+) -> None:
+    script = 'echo "runc run failed: a" >&2; echo b >&2; printf "runc run failed: c" >&2'
+    lines, status = run(backend, busybox.spec("sh", "-c", script))
+    assert status.exit_code == 0
+    assert texts(lines, "stderr") == ["runc run failed: a", "b", "runc run failed: c"]
 
 
 def test_no_command_is_a_clear_error(backend: RecordingBackend, busybox: BusyboxImage) -> None:
@@ -276,6 +288,66 @@ def test_debian_image_user_and_python(
     lines, status = run(backend, spec)
     assert status.ok, lines
     assert texts(lines) == ["nobody"]
+
+
+# x86_64 numbers of system calls the default seccomp filter refuses, and the errno expected.
+_REFUSED_X86_64 = {
+    "keyctl": (250, "EPERM"),
+    "add_key": (248, "EPERM"),
+    "bpf": (321, "EPERM"),
+    "perf_event_open": (298, "EPERM"),
+    "userfaultfd": (323, "EPERM"),
+    "unshare": (272, "EPERM"),
+    "clone3": (435, "ENOSYS"),
+}
+_SECCOMP_PROBE = """
+import ctypes, errno, json, os, subprocess, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+result = {}
+# clone(CLONE_NEWUSER | SIGCHLD) with no new stack: like fork when allowed.
+pid = libc.syscall(56, ctypes.c_long(0x10000000 | 17), *[ctypes.c_long(0)] * 4)
+if pid == 0:
+    os._exit(0)
+if pid > 0:
+    os.waitpid(pid, 0)
+result["clone_newuser"] = "ok" if pid > 0 else errno.errorcode[ctypes.get_errno()]
+for name, number in json.loads(sys.argv[1]).items():
+    # keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING) is harmless when allowed; unshare
+    # asks for a user namespace; every other call gets invalid arguments (EINVAL/EFAULT if allowed).
+    args = {"keyctl": (0, -3, 0), "unshare": (0x10000000, 0, 0)}.get(name, (0, 0, 0))
+    ret = libc.syscall(number, *[ctypes.c_long(a) for a in args])
+    result[name] = "ok" if ret >= 0 else errno.errorcode[ctypes.get_errno()]
+# Ordinary work still runs: threads (clone3 falls back to clone) and child processes.
+box = []
+thread = threading.Thread(target=lambda: box.append(1))
+thread.start()
+thread.join()
+result["thread"] = box
+result["child"] = subprocess.run(["echo", "child"], capture_output=True, text=True).stdout
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="syscall numbers are x86_64 ones")
+def test_seccomp_refuses_kernel_interfaces(
+    backend: RecordingBackend, image_store: ImageStore, debian_image: str
+) -> None:
+    image = image_store.resolve(debian_image)
+    numbers = {name: number for name, (number, _) in _REFUSED_X86_64.items()}
+    spec = ContainerSpec(
+        layers=tuple(image_store.unpacked_layers(image)),
+        image=ImageDefaults.from_image_config(image.config),
+        command=("python3", "-c", _SECCOMP_PROBE, json.dumps(numbers)),
+    )
+    lines, status = run(backend, spec)
+    assert status.ok, lines
+    result = json.loads(texts(lines)[0])
+    assert result == {
+        **{name: code for name, (_, code) in _REFUSED_X86_64.items()},
+        "clone_newuser": "EPERM",
+        "thread": [1],
+        "child": "child\n",
+    }
 
 
 def _stacked_layers(root: Path, busybox: BusyboxImage, count: int) -> tuple[Path, ...]:

@@ -10,6 +10,7 @@ from runner.errors import ContainerStartError, RunnerError
 from runner.runtime.backend import ContainerSpec, ExitStatus, ImageDefaults
 from runner.runtime.durations import format_duration, parse_duration
 from runner.runtime.quantities import parse_size
+from runner.runtime.seccomp import default_seccomp
 from runner.runtime.users import resolve_user
 
 IMAGE = ImageDefaults(
@@ -124,3 +125,25 @@ def test_status_texts() -> None:
     assert ExitStatus(127, 0.1, error="exec: x: not found").describe() == (
         "could not start: exec: x: not found"
     )
+
+
+@pytest.mark.parametrize(
+    ("machine", "architectures"),
+    [
+        ("x86_64", ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]),  # 32-bit calls too
+        ("aarch64", ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]),
+        ("riscv64", None),  # runc filters the native architecture
+    ],
+)
+def test_default_seccomp_profile(machine: str, architectures: list[str] | None) -> None:
+    profile = default_seccomp(machine)
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert profile.get("architectures") == architectures
+    denied = {name for rule in profile["syscalls"] for name in rule["names"]}
+    assert {"keyctl", "bpf", "mount", "unshare", "kexec_load", "clone", "clone3"} <= denied
+    assert not {"ptrace", "read", "execve", "setuid", "chown"} & denied
+    (clone,) = [rule for rule in profile["syscalls"] if rule["names"] == ["clone"]]
+    # clone is refused only with CLONE_NEWUSER in its flags (argument 0).
+    assert clone["args"] == [
+        {"index": 0, "value": 0x10000000, "valueTwo": 0x10000000, "op": "SCMP_CMP_MASKED_EQ"}
+    ]
