@@ -192,7 +192,8 @@ class Job:
     interruptible: bool = False
     resource_group: str | None = None
     tags: tuple[str, ...] = ()
-    network: Literal["none", "host"] = "none"
+    # None: the job did not say; script jobs then get no network, builds the host's
+    network: Literal["none", "host"] | None = None
     build: BuildSpec | None = None
     deploy: DeploySpec | None = None
     parallel_index: int | None = None

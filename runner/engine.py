@@ -723,9 +723,7 @@ class Engine:
     def _build(self, job: Job, workspace: Path, values: Mapping[str, str]) -> _Outcome:
         """Run a `build:` job with the builder.
 
-        RUN steps keep the host network, as `docker build` does: the plan records `network:
-        none` both when the job sets it and when it says nothing (the default), so `job.network`
-        cannot tell a build that asked for no network from one that did not ask.
+        RUN steps get the host network, as in `docker build`, unless the job says `network: none`.
         """
         spec = job.build
         assert spec is not None
@@ -742,6 +740,7 @@ class Engine:
             build_args={k: expand(v, values) for k, v in spec.build_args},
             target=spec.target,
             epoch=_source_date_epoch(values),
+            network=job.network or "host",
             cancel=self._canceled,
             # `kapal run --no-cache` uses no cache at all, the builder's layer cache included
             no_cache=not self.options.use_cache,
@@ -802,7 +801,7 @@ class Engine:
         sandbox = self.backend.setup(
             SandboxSpec(
                 name=f"p{self._pipeline_id}-{_slug(job.name)}",
-                network=job.network,
+                network=job.network or "none",
                 aliases=tuple(aliases),
             )
         )

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from runner.build.builder import Builder as DockerfileBuilder
 from runner.build.builder import BuildOptions
@@ -54,6 +54,7 @@ class BuildRequest:
     target: str | None = None
     epoch: int = 0  # SOURCE_DATE_EPOCH: timestamps in the image, so rebuilds give the same digest
     no_cache: bool = False  # build every step afresh, as `docker build --no-cache` does
+    network: Literal["host", "none"] = "host"  # what RUN steps reach, as `docker build --network`
     # set from another thread to stop the build: its running RUN step is stopped at once
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
@@ -319,6 +320,7 @@ def embedded_builder(backend: Backend, build_cache_dir: Path) -> Builder:
                     target=request.target,
                     epoch=request.epoch,
                     no_cache=request.no_cache,
+                    network=request.network,
                 )
             )
         return result.image.digest

@@ -469,6 +469,14 @@ def _full_plan() -> Plan:
     )
 
 
+def test_network_is_recorded_only_when_the_job_sets_it() -> None:
+    """The runner gives script jobs no network and builds the host's unless the job says."""
+    result = _plan("a:\n  script: s\nb:\n  script: s\n  network: none\n")
+    assert result.job("a").network is None
+    assert result.job("b").network == "none"
+    assert Plan.from_json(result.to_json()) == result
+
+
 def test_plan_carries_what_a_runner_needs() -> None:
     result = _full_plan()
     test: Job = result.job("test 1/2")
