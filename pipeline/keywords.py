@@ -150,12 +150,3 @@ ONLY_REF_KEYWORDS = {
     "triggers": "trigger",
     "web": "web",
 }
-
-
-def supported_keywords_report() -> str:
-    """A short text listing the supported and the recognised-but-unsupported keywords."""
-    lines = [
-        "supported job keywords: " + ", ".join(sorted(JOB_KEYWORDS)),
-        "recognised, not supported yet: " + ", ".join(sorted(UNSUPPORTED_JOB_KEYWORDS)),
-    ]
-    return "\n".join(lines)

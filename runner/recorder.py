@@ -8,7 +8,6 @@ server to its database, tests to memory or to nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -175,15 +174,3 @@ class MemoryRecorder:
     def of_type(self, kind: type[_E]) -> list[_E]:
         """Every event of one type."""
         return [e for e in self.events if isinstance(e, kind)]
-
-
-@dataclass
-class FanoutRecorder:
-    """A recorder that passes every event to several recorders."""
-
-    recorders: Sequence[Recorder]
-
-    def record(self, event: Event) -> None:
-        """Pass the event on to each recorder."""
-        for recorder in self.recorders:
-            recorder.record(event)

@@ -22,11 +22,6 @@ def expand(text: str, values: Mapping[str, str]) -> str:
     return _REFERENCE.sub(replace, text)
 
 
-def has_reference(text: str) -> bool:
-    """Whether `text` mentions a variable."""
-    return any(m.group(0) != "$$" for m in _REFERENCE.finditer(text))
-
-
 def resolve_variables(variables: Iterable[Variable]) -> dict[str, str]:
     """Final values of variables given in precedence order (later wins), references expanded.
 

@@ -502,17 +502,3 @@ class RegistryClient:
         if not location:
             raise RegistryError(f"registry answered {response.status_code} with no Location")
         return str(httpx.URL(base).join(location))
-
-
-def pull_image(
-    reference: str | Reference,
-    store: ImageStore,
-    *,
-    insecure: Iterable[str] = (),
-    auth_file: Path | None = None,
-    progress: Progress = _no_progress,
-) -> Image:
-    """Pull one image into the store with a short-lived client."""
-    ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
-    with RegistryClient(insecure=insecure, auth_file=auth_file, progress=progress) as client:
-        return client.pull(ref, store)

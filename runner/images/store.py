@@ -502,7 +502,3 @@ class ImageStore:
                 elif not entry.name.endswith(".lock"):
                     entry.unlink(missing_ok=True)
         return GcReport(blobs=blobs, layers=layers, bytes_freed=freed)
-
-    def disk_usage(self) -> int:
-        """Bytes used by blobs (not counting unpacked layers)."""
-        return sum(self.blobs.size(d) for d in self.blobs.digests())

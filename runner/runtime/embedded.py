@@ -82,7 +82,6 @@ class _ContainerState:
     logs_claimed: bool = False
     canceled: bool = False
     timed_out: bool = False
-    stopping: bool = False
     timer: threading.Timer | None = None
     status: ExitStatus | None = None
 

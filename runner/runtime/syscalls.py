@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import os
 
-MS_RDONLY = 0x1
 MS_BIND = 0x1000
 MNT_DETACH = 0x2
 CLONE_NEWNET = 0x40000000
