@@ -113,6 +113,16 @@ def engine_parts(
     assert left == [], f"left behind: {left}"
 
 
+@pytest.fixture
+def building_parts(
+    engine_parts: tuple, kapal_settings: RunnerSettings
+) -> tuple[RecordingBackend, StoreImageProvider, ArtifactStore, CacheStore]:
+    """The engine's parts with the real Dockerfile builder behind `build:` jobs."""
+    backend, images, artifacts, caches = engine_parts
+    builder = embedded_builder(backend, kapal_settings.build_cache_dir)
+    return backend, StoreImageProvider(images.store, builder), artifacts, caches
+
+
 def run(
     project: Path,
     parts: tuple,
@@ -239,7 +249,7 @@ talks-to-web:
 
 
 def test_built_service_image_is_waited_for_and_reached_by_alias(
-    project: Path, engine_parts: tuple, tmp_path: Path, kapal_settings: RunnerSettings
+    project: Path, building_parts: tuple, tmp_path: Path
 ) -> None:
     (project / ".kapal.yml").write_text(SERVICE_PIPELINE)
     (project / "web").mkdir()
@@ -250,9 +260,7 @@ def test_built_service_image_is_waited_for_and_reached_by_alias(
         'RUN ["rm", "/bin/cat", "/bin/sh"]\nEXPOSE 8080\n'
         'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
     )
-    backend, images, artifacts, caches = engine_parts
-    builder = embedded_builder(backend, kapal_settings.build_cache_dir)
-    parts = (backend, StoreImageProvider(images.store, builder), artifacts, caches)
+    parts = building_parts
     result, recorder = run(project, parts, tmp_path, 4242)
     assert result.passed, {n: (j.status, j.reason) for n, j in result.jobs.items()}
     log = recorder.log("talks-to-web")
@@ -277,14 +285,12 @@ def test_jobs_get_a_copy_unless_run_in_place(
 
 
 def test_cancel_stops_a_build_in_its_running_step(
-    project: Path, engine_parts: tuple, tmp_path: Path, kapal_settings: RunnerSettings
+    project: Path, building_parts: tuple, tmp_path: Path
 ) -> None:
     (project / ".kapal.yml").write_text("slow-image:\n  build: {context: ., tags: ['slow:1']}\n")
     # silent after its first line: only stopping the container ends this step early
     (project / "Dockerfile").write_text("FROM busybox:latest\nRUN echo building && sleep 30\n")
-    backend, images, artifacts, caches = engine_parts
-    builder = embedded_builder(backend, kapal_settings.build_cache_dir)
-    parts = (backend, StoreImageProvider(images.store, builder), artifacts, caches)
+    parts = building_parts
 
     def cancel_once_building(engine: Engine, recorder: MemoryRecorder) -> None:
         for _ in range(600):
@@ -297,17 +303,16 @@ def test_cancel_stops_a_build_in_its_running_step(
     assert result.status == PipelineStatus.CANCELED
     # a build that ran to its end would have succeeded and tagged the image
     assert result.jobs["slow-image"].status == JobStatus.CANCELED
+    _, images, _, _ = parts
     assert not images.available("slow:1")
 
 
 def test_no_cache_builds_every_step_afresh(
-    project: Path, engine_parts: tuple, tmp_path: Path, kapal_settings: RunnerSettings
+    project: Path, building_parts: tuple, tmp_path: Path
 ) -> None:
     (project / ".kapal.yml").write_text("image-job:\n  build: {context: ., tags: ['fresh:1']}\n")
     (project / "Dockerfile").write_text("FROM busybox:latest\nRUN echo layer > /made.txt\n")
-    backend, images, artifacts, caches = engine_parts
-    builder = embedded_builder(backend, kapal_settings.build_cache_dir)
-    parts = (backend, StoreImageProvider(images.store, builder), artifacts, caches)
+    parts = building_parts
     first, _ = run(project, parts, tmp_path, 1)
     cached, recorder = run(project, parts, tmp_path, 2)
     assert first.passed and cached.passed
