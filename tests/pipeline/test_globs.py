@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import PipelineError, ValidationError
@@ -281,8 +281,17 @@ _PEER_PIECES = st.sampled_from(
 def test_agrees_with_ruby_on_random_globs(
     ruby_fnmatch: RubyFnmatch, pattern: str, path: str
 ) -> None:
-    """Random patterns and paths: kapal answers exactly what Ruby's File.fnmatch answers."""
-    assert compile_glob(pattern).matches(path) is ruby_fnmatch(pattern, path)
+    """Random patterns and paths: kapal answers exactly what Ruby's File.fnmatch answers.
+
+    Patterns whose braces expand past kapal's bound are refused on purpose (a `ValidationError`,
+    tested elsewhere): there is no answer of kapal's to compare with Ruby's.
+    """
+    try:
+        glob = compile_glob(pattern)
+    except ValidationError:
+        assume(False)
+        return
+    assert glob.matches(path) is ruby_fnmatch(pattern, path)
 
 
 _GLOB_PIECES = st.sampled_from(
