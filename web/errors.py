@@ -1,0 +1,128 @@
+"""Errors of the web service, each carrying the HTTP status a client is answered with.
+
+Whatever a client sends, the service answers with one of these (a 4xx, or a 5xx only for an
+upstream it depends on), never with a traceback. Each message says what is wrong, where, and
+what to do. Subclasses set `status`; the HTTP layer answers `{"error": str(exc)}` with it::
+
+    WebError                          any problem the service can explain (status 500 by default)
+    ├── WebhookError                  a webhook delivery cannot be accepted (400)
+    │   ├── SignatureError            missing or wrong signature / token (401)
+    │   ├── HeaderError               a required header is missing or malformed (400)
+    │   ├── PayloadError              the body is not JSON, or a field is missing / wrong (400)
+    │   ├── UnsupportedMediaTypeError the body's content type is not JSON or form data (415)
+    │   └── PayloadTooLargeError      the body is over the size limit (413)
+    ├── MirrorError                   the git mirror of a repository cannot give a commit
+    │   ├── RepositoryUnreachableError  the clone URL cannot be fetched from (502)
+    │   ├── CommitNotFoundError       the pushed commit is not in the repository (422)
+    │   ├── UnsafeTreeError           the commit's tree holds a path kapal refuses to write (422)
+    │   └── MirrorBusyError           another process holds the mirror's lock too long (503)
+    └── SettingsError                 the service's configuration is unusable (500)
+        └── SecretKeyError            the key that encrypts secrets at rest cannot be had
+
+An event kapal does not act on (a ping, a closed merge request, a deleted branch) is not an
+error: the parsers return `web.hooks.Ignored`, answered 202 `{"ignored": reason}`.
+"""
+
+from __future__ import annotations
+
+
+class WebError(Exception):
+    """A problem the web service can explain; `status` is the HTTP status to answer with."""
+
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def body(self) -> dict[str, str]:
+        """The JSON body to answer with: `{"error": message}`."""
+        return {"error": self.message}
+
+
+class WebhookError(WebError):
+    """A webhook delivery that cannot be accepted as sent."""
+
+    status = 400
+
+
+class SignatureError(WebhookError):
+    """The delivery's signature (or GitLab token) is missing or does not match the secret."""
+
+    status = 401
+
+
+class HeaderError(WebhookError):
+    """A header the delivery needs (the event name, say) is missing or malformed."""
+
+    status = 400
+
+
+class PayloadError(WebhookError):
+    """The body is not a JSON object, or a field is missing or of the wrong type.
+
+    `field` is the dotted path of the field at fault (`pull_request.head.sha`), when one is.
+    """
+
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnsupportedMediaTypeError(WebhookError):
+    """The body's content type is neither JSON nor form-encoded `payload=`."""
+
+    status = 415
+
+
+class PayloadTooLargeError(WebhookError):
+    """The body is larger than the accepted limit; checked before anything is parsed."""
+
+    status = 413
+
+
+class MirrorError(WebError):
+    """The per-repository git mirror cannot provide a commit or its files."""
+
+    status = 502
+
+
+class RepositoryUnreachableError(MirrorError):
+    """The repository's clone URL cannot be cloned or fetched from."""
+
+    status = 502
+
+
+class CommitNotFoundError(MirrorError):
+    """The commit named by a delivery is not in the repository (force-pushed away, or made up)."""
+
+    status = 422
+
+
+class UnsafeTreeError(MirrorError):
+    """A commit's tree holds a path that would escape the directory it is written into."""
+
+    status = 422
+
+
+class MirrorBusyError(MirrorError):
+    """The mirror's lock was not obtained in time (another fetch of the repository hangs)."""
+
+    status = 503
+
+
+class SettingsError(WebError):
+    """The service's configuration (settings, key files) cannot be used as given."""
+
+    status = 500
+
+
+class SecretKeyError(SettingsError):
+    """The key that encrypts repository secrets at rest is missing, empty or unreadable."""
+
+    status = 500
