@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from runner.confined import ConfinedTree, CopyReport
 from runner.recorder import TestCase
+from runner.errors import ConfinedPathError
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -58,34 +61,54 @@ def _inside(pattern: str) -> bool:
     return not path.is_absolute() and ".." not in path.parts
 
 
-def collect_paths(root: Path, paths: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
-    """Files under `root` matched by `paths` (a directory means all below it), minus `exclude`.
+def collect_paths(
+    root: Path,
+    paths: Sequence[str],
+    exclude: Sequence[str] = (),
+    skipped: list[str] | None = None,
+) -> list[str]:
+    """Entries under `root` matched by `paths` (a directory means all below it), minus `exclude`.
 
-    Returns POSIX paths relative to `root`, sorted. Patterns leaving `root` match nothing.
+    Returns POSIX paths relative to `root`, sorted: files, and symlinks as links (never followed,
+    so `hostroot -> /` is collected as that link, and `hostroot/etc/shadow` matches nothing).
+    A named path reached only through a symlink is left out and, when `skipped` is given, listed
+    there with the reason. Patterns leaving `root` match nothing.
     """
     excluded = [glob_regex(p) for p in exclude]
     found: set[str] = set()
     all_files: list[str] | None = None
-    for pattern in paths:
-        pattern = pattern.strip()
-        if pattern.startswith("./"):
-            pattern = pattern[2:]
-        if not pattern or not _inside(pattern):
-            continue
-        if _GLOB_CHARS.search(pattern):
-            if all_files is None:
-                all_files = list(_walk(root))
-            regex = glob_regex(pattern)
-            for rel in all_files:
-                # a matching directory brings everything below it
-                if any(regex.match(prefix) for prefix in _prefixes(rel)):
-                    found.add(rel)
-        else:
-            target = root / pattern
-            if target.is_dir() and not target.is_symlink():
-                found.update(str(PurePosixPath(pattern) / rel) for rel in _walk(target))
-            elif target.exists() or target.is_symlink():
-                found.add(str(PurePosixPath(pattern)))
+    with ConfinedTree(root) as tree:
+        for pattern in paths:
+            pattern = pattern.strip()
+            if pattern.startswith("./"):
+                pattern = pattern[2:]
+            pattern = pattern.rstrip("/")
+            if not pattern or not _inside(pattern):
+                continue
+            if _GLOB_CHARS.search(pattern):
+                if all_files is None:
+                    all_files = _entries(tree, "")
+                regex = glob_regex(pattern)
+                for rel in all_files:
+                    # a matching directory brings everything below it
+                    if any(regex.match(prefix) for prefix in _prefixes(rel)):
+                        found.add(rel)
+                continue
+            named = str(PurePosixPath(pattern))
+            try:
+                fd, st = tree.open_beneath(named)
+            except ConfinedPathError:
+                if skipped is not None and tree.stat(named, follow=False) is not None:
+                    skipped.append(
+                        f"{named}: reached through a symlink; symlinks are kept as links, "
+                        "never followed"
+                    )
+                continue
+            os.close(fd)
+            if stat.S_ISDIR(st.st_mode):
+                found.update(_entries(tree, named))
+            else:
+                found.add(named)
     return sorted(
         rel
         for rel in found
@@ -99,31 +122,25 @@ def _prefixes(rel: str) -> Iterable[str]:
         yield "/".join(parts[:i])
 
 
-def _walk(root: Path) -> Iterable[str]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath).relative_to(root)
-        for name in filenames:
-            yield (base / name).as_posix()
-        for name in dirnames:
-            if (Path(dirpath) / name).is_symlink():
-                yield (base / name).as_posix()
+def _entries(tree: ConfinedTree, path: str) -> list[str]:
+    """Everything but directories below `path` in `tree` (symlinks included, not followed)."""
+    return [rel for rel, st in tree.walk(path) if not stat.S_ISDIR(st.st_mode)]
 
 
 def copy_files(source: Path, files: Iterable[str], destination: Path) -> int:
-    """Copy `files` (relative to `source`) into `destination`, keeping their paths; return bytes."""
-    size = 0
-    for rel in files:
-        src = source / rel
-        dst = destination / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.is_symlink() or dst.is_file():
-            dst.unlink()
-        if src.is_symlink():
-            os.symlink(os.readlink(src), dst)
-        else:
-            shutil.copy2(src, dst)
-            size += dst.stat().st_size
-    return size
+    """Copy `files` (relative to `source`) into `destination`, keeping their paths; return bytes.
+
+    Both trees are confined (`runner.confined`): a source reached through a symlink is not
+    read, a destination's symlinked directories resolve inside `destination`, symlinks are
+    copied as links, setuid/setgid bits are dropped, device nodes, fifos and sockets are left out.
+    """
+    return copy_entries(source, files, destination).size
+
+
+def copy_entries(source: Path, files: Iterable[str], destination: Path) -> CopyReport:
+    """`copy_files` with the full report: what was copied and what was left out, and why."""
+    with ConfinedTree(source) as src, ConfinedTree(destination, create=True, mode=0o700) as dst:
+        return src.copy_into(dst, list(files))
 
 
 @dataclass(frozen=True)
@@ -133,13 +150,16 @@ class StoredArtifacts:
     job: str
     files: tuple[str, ...]
     size: int
+    skipped: tuple[str, ...] = ()
 
 
 class ArtifactStore:
     """Artifacts of each pipeline's jobs, kept as plain directory trees under `root`.
 
-    Layout: `root/<pipeline id>/<job name>/<files...>`. Safe for jobs of one pipeline saving and
-    restoring from several threads (each job writes only its own directory).
+    Layout: `root/<pipeline id>/<job name>/<files...>`, `root` made 0700. Safe for jobs of one
+    pipeline saving and restoring from several threads (each job writes only its own directory).
+    Saving and restoring go through `runner.confined`: the workspace's symlinks are stored as
+    links and never followed out of it, neither when reading nor when writing back.
     """
 
     def __init__(self, root: Path) -> None:
@@ -152,12 +172,18 @@ class ArtifactStore:
         self, pipeline_id: int, job: str, workspace: Path, files: Sequence[str]
     ) -> StoredArtifacts:
         """Copy `files` from `workspace` into the store as `job`'s artifacts (replacing any)."""
+        make_private_dir(self.root)
         target = self._job_dir(pipeline_id, job)
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
-        size = copy_files(workspace, files, target)
-        return StoredArtifacts(job=job, files=tuple(files), size=size)
+        report = copy_entries(workspace, files, target)
+        return StoredArtifacts(
+            job=job,
+            files=tuple(report.copied),
+            size=report.size,
+            skipped=tuple(f"{rel}: {why}" for rel, why in report.skipped),
+        )
 
     def has(self, pipeline_id: int, job: str) -> bool:
         """Whether `job` stored artifacts in this pipeline."""
@@ -168,9 +194,9 @@ class ArtifactStore:
         source = self._job_dir(pipeline_id, job)
         if not source.is_dir():
             return []
-        files = sorted(_walk(source))
-        copy_files(source, files, workspace)
-        return files
+        with ConfinedTree(source) as tree:
+            files = _entries(tree, "")
+        return copy_entries(source, files, workspace).copied
 
     def prune(self, keep: int) -> list[int]:
         """Remove the artifacts of all but the `keep` most recent pipelines; return those removed.
@@ -188,7 +214,18 @@ class ArtifactStore:
     def files(self, pipeline_id: int, job: str) -> list[str]:
         """The files `job` stored, relative to its workspace."""
         source = self._job_dir(pipeline_id, job)
-        return sorted(_walk(source)) if source.is_dir() else []
+        if not source.is_dir():
+            return []
+        with ConfinedTree(source) as tree:
+            return _entries(tree, "")
+
+
+def make_private_dir(path: Path) -> None:
+    """Make `path` (and a missing parent, the data dir) readable by its owner only (0700)."""
+    for directory in (path.parent, path):
+        if not directory.is_dir():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)
 
 
 def _safe_name(name: str) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 
-from runner.artifacts import collect_paths, copy_files
+from runner.artifacts import collect_paths, copy_entries, make_private_dir
+from runner.confined import ConfinedTree
 
 
 class CachePolicy(StrEnum):
@@ -39,7 +41,8 @@ def cache_dir_name(key: str) -> str:
 class CacheStore:
     """Caches kept as directory trees under `root`, one per key, shared by every run.
 
-    `save` builds the new tree beside the old one and swaps it in with a rename, so a job
+    Saving takes the workspace's symlinks as links, never following them out of it; `root` is
+    made 0700. `save` builds the new tree beside the old one and swaps it in with a rename, so a job
     restoring while another saves sees either the old or the new cache, never a half-written one.
     """
 
@@ -47,27 +50,26 @@ class CacheStore:
         self.root = root
 
     def restore(self, key: str, workspace: Path) -> list[str]:
-        """Copy the cache for `key` into `workspace`; return the files restored (none on a miss)."""
+        """Copy the cache for `key` into `workspace`; return the files restored (none on a miss).
+
+        The workspace's symlinked directories resolve inside it (`runner.confined`): a link
+        `out -> /host/dir` made by an earlier job never makes a restore write on the host.
+        """
         source = self.root / cache_dir_name(key)
-        try:
-            files = sorted(
-                p.relative_to(source).as_posix()
-                for p in source.rglob("*")
-                if p.is_file() or p.is_symlink()
-            )
-        except FileNotFoundError:
+        if not source.is_dir():
             return []
-        copy_files(source, files, workspace)
-        return files
+        with ConfinedTree(source) as tree:
+            files = [rel for rel, st in tree.walk() if not stat.S_ISDIR(st.st_mode)]
+        return copy_entries(source, files, workspace).copied
 
     def save(self, key: str, workspace: Path, paths: Sequence[str]) -> list[str]:
         """Replace the cache for `key` with `paths` from `workspace`; return the files saved."""
         files = collect_paths(workspace, paths)
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
         target = self.root / cache_dir_name(key)
         staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=self.root))
         try:
-            copy_files(workspace, files, staging)
+            files = copy_entries(workspace, files, staging).copied
             old = Path(tempfile.mkdtemp(prefix=".old-", dir=self.root))
             old.rmdir()
             if target.exists():

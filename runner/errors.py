@@ -16,6 +16,7 @@ non-zero is *not* an error: it is a result, recorded as such.
     │   ├── RegistryAuthError       401/403 from a registry
     │   └── RegistryStatusError     any other error status (404, 5xx...); `.status` holds it
     ├── BootstrapError              mmdebstrap is missing or failed
+    ├── ConfinedPathError           a path in a tree a job, repository or image controls is unsafe
     ├── ContainerRuntimeError       the container runtime (runc missing, bundle failed, ...)
     │   └── ContainerStartError     a container could not be started
     ├── BuildError                  an image build failed
@@ -83,6 +84,10 @@ class RegistryStatusError(RegistryError):
 
 class BootstrapError(RunnerError):
     """A base image could not be bootstrapped (mmdebstrap missing or failing)."""
+
+
+class ConfinedPathError(RunnerError):
+    """A path in a tree that a job, repository or image controls leads outside it or is unusable."""
 
 
 class ContainerRuntimeError(RunnerError):
