@@ -28,9 +28,11 @@ from runner.images.resolve import ImageResolver
 from runner.images.store import ImageStore
 from runner.job_images import StoreImageProvider, embedded_builder
 from runner.recorder import PipelineStatus
+from runner.runtime.backend import Limits
 from runner.runtime.durations import format_duration
 from runner.runtime.embedded import EmbeddedBackend
 from runner.runtime.fake import FakeBackend
+from runner.runtime.quantities import parse_size
 from runner.secrets import load_secrets
 from runner.settings import RunnerSettings
 from runner.terminal import LiveRecorder, PlainRecorder
@@ -198,6 +200,18 @@ def register(app: typer.Typer) -> None:
                 "what jobs write (artifacts and caches restored too) stays in your tree.",
             ),
         ] = False,
+        memory: Annotated[
+            str | None,
+            typer.Option(help="Memory of each container, e.g. 2g (default KAPAL_JOB_MEMORY)."),
+        ] = None,
+        cpus: Annotated[
+            float | None,
+            typer.Option(min=0.01, help="CPUs of each container, e.g. 1.5 (KAPAL_JOB_CPUS)."),
+        ] = None,
+        pids: Annotated[
+            int | None,
+            typer.Option(min=1, help="Processes per container (default KAPAL_JOB_PIDS)."),
+        ] = None,
     ) -> None:
         """Run a pipeline here: every job in a container, no server needed."""
         console = Console()
@@ -223,6 +237,7 @@ def register(app: typer.Typer) -> None:
                 concurrency=jobs,
                 use_cache=not no_cache,
                 in_place=in_place,
+                limits=(memory, cpus, pids),
                 console=console,
             )
         except PipelineError as exc:
@@ -250,6 +265,7 @@ def _run(
     concurrency: int,
     use_cache: bool,
     in_place: bool,
+    limits: tuple[str | None, float | None, int | None],
     console: Console,
 ) -> int:
     if not path.exists():
@@ -260,6 +276,12 @@ def _run(
         project = path
         pipeline_file = pipeline.find_pipeline_file(project)
     settings = RunnerSettings()
+    policy = settings.container_policy()
+    memory, cpus, pids = limits
+    asked = Limits(
+        memory_bytes=parse_size(memory, what="--memory") if memory else None, cpus=cpus, pids=pids
+    )
+    policy.check_limits(asked)
     secrets = load_secrets(os.environ, secrets_file)
     pipeline_id = next_pipeline_id(settings.data_dir) if not (list_jobs or dry_run) else 0
     context = trigger_for(
@@ -281,6 +303,7 @@ def _run(
         use_cache=use_cache,
         project_dir=context.project_dir,
         secrets=secrets,
+        limits=policy.limits_for(asked),
     )
     interactive = sys.stdout.isatty()
     if interactive:
@@ -305,7 +328,7 @@ def _run(
         _list(the_plan, console)
         console.print(f"dry run: {len(selected)} job(s) would run; images are in the store")
         return 0
-    backend = EmbeddedBackend(settings)
+    backend = EmbeddedBackend(settings, policy)
     engine = Engine(
         backend=backend,
         images=StoreImageProvider(

@@ -7,6 +7,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runner.runtime.backend import Limits
+from runner.runtime.durations import parse_duration
+from runner.runtime.policy import ContainerPolicy
+from runner.runtime.quantities import parse_size
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "kapal"
@@ -30,6 +35,21 @@ class RunnerSettings(BaseSettings):
     # Registry credentials, docker config.json format ({"auths": {"host:port": {"auth": ...}}}).
     # None: ~/.docker/config.json.
     registry_auth_file: Path | None = None
+    # What every job, service and build RUN container gets (sizes like 512m, 4g; CPUs may be
+    # fractional), and the maximums nothing exceeds: `kapal run --memory/--cpus/--pids` are
+    # refused above them and a job's `timeout:` is cut to `max_job_timeout`.
+    job_memory: str = "4g"
+    job_cpus: float = Field(default=2.0, gt=0)
+    job_pids: int = Field(default=4096, gt=0)
+    max_job_memory: str = "16g"
+    max_job_cpus: float = Field(default=8.0, gt=0)
+    max_job_pids: int = Field(default=32768, gt=0)
+    max_job_timeout: str = "24h"
+    # Disk a job's containers may write to (their writable layers), per job.
+    job_disk: str = "10g"
+    # `network: host` shares the host's network (and its loopback services) with a job.
+    # `kapal run` allows it; the service's settings turn it off by default.
+    allow_host_network: bool = True
 
     @property
     def images_dir(self) -> Path:
@@ -45,3 +65,21 @@ class RunnerSettings(BaseSettings):
     def build_cache_dir(self) -> Path:
         """Root of the image builder's instruction cache."""
         return self.data_dir / "build-cache"
+
+    def container_policy(self) -> ContainerPolicy:
+        """The limits, caps, disk cap and network rule for containers; RunnerError if malformed."""
+        return ContainerPolicy(
+            defaults=Limits(
+                memory_bytes=parse_size(self.job_memory, what="KAPAL_JOB_MEMORY"),
+                cpus=self.job_cpus,
+                pids=self.job_pids,
+            ),
+            caps=Limits(
+                memory_bytes=parse_size(self.max_job_memory, what="KAPAL_MAX_JOB_MEMORY"),
+                cpus=self.max_job_cpus,
+                pids=self.max_job_pids,
+            ),
+            max_timeout=parse_duration(self.max_job_timeout),
+            allow_host_network=self.allow_host_network,
+            disk_bytes=parse_size(self.job_disk, what="KAPAL_JOB_DISK"),
+        )

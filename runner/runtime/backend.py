@@ -1,8 +1,11 @@
 """The container backend interface: what the engine and the builder ask of a container runtime.
 
 A `Backend` runs the containers of one job inside a *sandbox*: one network namespace shared by the
-job's container and its service containers (loopback only, or the host's network when the job asks
-`network: host`), with `/etc/hosts` mapping every service alias to 127.0.0.1.
+job's container and its service containers, with `/etc/hosts` mapping every service alias to
+127.0.0.1. The sandbox's `NetworkMode` says what that namespace reaches: `"nat"` the outside world
+through user-mode NAT but not the host (its loopback is refused; see `runner.runtime.usernet` for
+what else), `"none"` its own loopback only, `"host"` the host's network itself (only where the
+operator allows it, see `runner.runtime.policy`).
 
 Lifecycle (woodpecker-style), for each job::
 
@@ -51,7 +54,7 @@ from typing import Any, Literal, Protocol
 from runner.runtime.durations import format_duration
 
 Stream = Literal["stdout", "stderr"]
-NetworkMode = Literal["none", "host"]
+NetworkMode = Literal["none", "nat", "host"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Mount:
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one container; None means unlimited."""
+    """Resource limits of one container; None means the backend's default (see ContainerPolicy)."""
 
     memory_bytes: int | None = None
     cpus: float | None = None
@@ -161,7 +164,11 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class SandboxSpec:
-    """A job's sandbox: its network mode and the service aliases that resolve to 127.0.0.1."""
+    """A job's sandbox: its network mode and the service aliases that resolve to 127.0.0.1.
+
+    `"none"` is the default here; the engine and the builder ask for `"nat"` unless the pipeline
+    says `network: none` or `network: host`.
+    """
 
     name: str = "job"
     network: NetworkMode = "none"
@@ -210,11 +217,13 @@ class ExitStatus:
     timeout: float | None = None
     memory_limit: int | None = None
     error: str | None = None
+    disk_exceeded: bool = False  # it failed with its sandbox's disk full
+    disk_limit: int | None = None
 
     @property
     def ok(self) -> bool:
         """True when the process exited 0 and was neither killed nor canceled."""
-        killed = self.oom_killed or self.timed_out or self.canceled
+        killed = self.oom_killed or self.timed_out or self.canceled or self.disk_exceeded
         return self.exit_code == 0 and not killed and self.error is None
 
     def describe(self) -> str:
@@ -226,12 +235,16 @@ class ExitStatus:
         if self.canceled:
             return "canceled"
         if self.oom_killed:
-            limit = f" (limit {_format_bytes(self.memory_limit)})" if self.memory_limit else ""
+            limit = f" (limit {format_size(self.memory_limit)})" if self.memory_limit else ""
             return f"killed: out of memory{limit}"
+        if self.disk_exceeded:
+            limit = f" ({format_size(self.disk_limit)})" if self.disk_limit else ""
+            return f"disk limit exceeded{limit}: exited with code {self.exit_code}"
         return f"exited with code {self.exit_code}"
 
 
-def _format_bytes(value: int) -> str:
+def format_size(value: int) -> str:
+    """A byte count as a person writes it: "4 GiB", "512 MiB", "1000 bytes"."""
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if value >= size and value % size == 0:
             return f"{value // size} {unit}"

@@ -1,19 +1,29 @@
 """`EmbeddedBackend`: containers as OCI bundles run by runc, no daemon.
 
+Every container gets the limits of the backend's `ContainerPolicy` (runner.runtime.policy): what
+its spec leaves out is filled from the defaults, and nothing exceeds the caps. A `"nat"` sandbox's
+namespace is served by a slirp4netns process (runner.runtime.usernet); `"host"` is refused unless
+the policy allows it.
+
 Directories (see `runner.runtime.paths`): per sandbox (job), `<run>/sb-<id>` holding the pinned
-network namespace (none for `network: host`) and, for host networking, a copy of the host's
-resolv.conf. Per container, `<run>/ct-<id>` holding config.json, the overlay mount point `rootfs`,
-the generated /etc/hosts, the runc log and `owner.json` (who made it and what it holds, for
-`kapal gc`), and `<containers_dir>/ct-<id>` on disk holding the overlay `upper` (unless the spec
-brings its own) and `work` dirs. runc keeps its state under `<run>/runc-state`. Everything is
-removed when the container ends (`wait`) or the sandbox is torn down, except that the disk dir is
-renamed into the trash and deleted there in the background (`drain()` waits for that; so does
-interpreter exit); what a killed worker left is removed by `kapal gc` (runner.runtime.gc).
+network namespace (none for `network: host`) and the resolv.conf containers get (for `"nat"`
+slirp4netns' DNS, for `"host"` a copy of the host's), and, once a container writes a layer, a
+size-limited disk `<containers_dir>/sb-<id>` (runner.runtime.disk) holding the overlay `upper`
+and `work` dirs of the sandbox's containers. Per container, `<run>/ct-<id>` holding config.json,
+the overlay mount point `rootfs`, the generated /etc/hosts, the runc log and `owner.json` (who
+made it and what it holds, for `kapal gc`), and, when the policy sets no disk cap or the spec
+brings its own upper dir, `<containers_dir>/ct-<id>` on disk holding the overlay `upper` and
+`work` dirs. runc keeps its state under `<run>/runc-state`. Everything is removed when the
+container ends (`wait`) or the sandbox is torn down, except that the disk dir is renamed into
+the trash and deleted there in the background (`drain()` waits for that; so does interpreter
+exit), and a sandbox disk goes whole, at teardown; what a killed worker left is removed by
+`kapal gc` (runner.runtime.gc).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -41,14 +51,17 @@ from runner.runtime.backend import (
 )
 from runner.runtime.bundle import BundleConfig, write_bundle
 from runner.runtime.cgroups import ContainerCgroup
+from runner.runtime.disk import LimitedDisk, remove_disk
 from runner.runtime.environment import RuntimeEnvironment, RuntimeSettings
 from runner.runtime.netns import create_netns, remove_netns
 from runner.runtime.overlay import mount_overlay
 from runner.runtime.ownership import Owner, write_owner
 from runner.runtime.paths import RuntimePaths
+from runner.runtime.policy import ContainerPolicy
 from runner.runtime.runc import Runc, find_runtime
 from runner.runtime.syscalls import unmount_if_mounted
 from runner.runtime.trash import Trash
+from runner.runtime.usernet import UserNetwork, resolv_conf
 from runner.runtime.users import resolve_user
 
 _READ_SIZE = 65536
@@ -64,6 +77,9 @@ class _SandboxState:
     directory: Path
     netns: Path | None
     resolv_conf: Path | None
+    usernet: UserNetwork | None = None
+    disk: LimitedDisk | None = None
+    disk_lock: threading.Lock = field(default_factory=threading.Lock)
     containers: list[str] = field(default_factory=list)
 
 
@@ -78,6 +94,7 @@ class _ContainerState:
     log: Path
     proc: subprocess.Popen[bytes]
     started: float
+    sandbox_disk: LimitedDisk | None
     lock: threading.Lock = field(default_factory=threading.Lock)
     logs_claimed: bool = False
     canceled: bool = False
@@ -89,8 +106,11 @@ class _ContainerState:
 class EmbeddedBackend:
     """Runs containers with runc over overlayfs; see `runner.runtime.backend` for the lifecycle."""
 
-    def __init__(self, settings: RuntimeSettings | None = None) -> None:
+    def __init__(
+        self, settings: RuntimeSettings | None = None, policy: ContainerPolicy | None = None
+    ) -> None:
         settings = settings or RuntimeEnvironment.from_environ()
+        self.policy = policy or ContainerPolicy()
         runtime = find_runtime(settings.runtime)
         self._paths = RuntimePaths.for_settings(settings)
         self._runc = Runc(runtime, self._paths.runc_state)
@@ -121,24 +141,34 @@ class EmbeddedBackend:
 
     def setup(self, spec: SandboxSpec) -> Sandbox:
         """Create the sandbox's directory and network namespace (unless `network: host`)."""
+        self.policy.check_network(spec.network, name=spec.name)
         sandbox = Sandbox(id=self._new_id(), spec=spec)
         directory = self._paths.sandbox_dir(sandbox.id)
         directory.mkdir(parents=True)
         netns = None if spec.network == "host" else directory / "netns"
         write_owner(directory, Owner.current(netns=str(netns) if netns else None))
+        usernet = None
         try:
             resolv = None
             if netns is not None:
                 create_netns(netns)
-            else:
+            if spec.network == "nat":
+                assert netns is not None
+                usernet = UserNetwork.start(netns)
+                resolv = directory / "resolv.conf"
+                resolv.write_text(resolv_conf())
+            elif spec.network == "host":
                 resolv = directory / "resolv.conf"
                 host_resolv = Path("/etc/resolv.conf")
                 resolv.write_text(host_resolv.read_text() if host_resolv.exists() else "")
         except BaseException:
+            if usernet is not None:
+                usernet.stop()
             self._remove_sandbox_files(directory, netns)
             raise
+        state = _SandboxState(sandbox, directory, netns, resolv, usernet)
         with self._lock:
-            self._sandboxes[sandbox.id] = _SandboxState(sandbox, directory, netns, resolv)
+            self._sandboxes[sandbox.id] = state
         return sandbox
 
     def teardown(self, sandbox: Sandbox) -> None:
@@ -160,7 +190,26 @@ class EmbeddedBackend:
                     with self._lock:
                         self._containers.pop(container_id, None)
         finally:
-            self._remove_sandbox_files(state.directory, state.netns)
+            try:
+                if state.usernet is not None:
+                    state.usernet.stop()
+            finally:
+                try:
+                    with state.disk_lock:
+                        remove_disk(self._paths.sandbox_disk_dir(sandbox.id))
+                        state.disk = None
+                finally:
+                    self._remove_sandbox_files(state.directory, state.netns)
+
+    def _sandbox_disk(self, box: _SandboxState) -> LimitedDisk | None:
+        """The sandbox's size-limited disk, made by the first container that needs it."""
+        if self.policy.disk_bytes is None:
+            return None
+        with box.disk_lock:
+            if box.disk is None:
+                mount_point = self._paths.sandbox_disk_dir(box.sandbox.id)
+                box.disk = LimitedDisk.create(mount_point, self.policy.disk_bytes)
+            return box.disk
 
     @staticmethod
     def _remove_sandbox_files(directory: Path, netns: Path | None) -> None:
@@ -178,10 +227,23 @@ class EmbeddedBackend:
             box = self._sandboxes.get(sandbox.id)
         if box is None:
             raise ContainerRuntimeError(f"sandbox {sandbox.id} was torn down or never set up")
+        spec = dataclasses.replace(spec, limits=self.policy.limits_for(spec.limits))
         container = Container(id=self._new_id(), sandbox_id=sandbox.id, spec=spec)
         directory = self._paths.container_run_dir(container.id)
-        disk = self._paths.container_disk_dir(container.id)
         directory.mkdir(parents=True)
+        # A layer the caller keeps (the builder's) stays where the caller put it; the others
+        # go on the sandbox's size-limited disk, which is created here for the first of them.
+        sandbox_disk = None
+        if spec.upper_dir is None:
+            try:
+                sandbox_disk = self._sandbox_disk(box)
+            except BaseException:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+        if sandbox_disk is not None:
+            disk = sandbox_disk.mount_point / f"ct-{container.id}"
+        else:
+            disk = self._paths.container_disk_dir(container.id)
         rootfs = directory / "rootfs"
         upper = spec.upper_dir if spec.upper_dir is not None else disk / "upper"
         cgroup = ContainerCgroup.for_container(container.id, spec.limits.memory_bytes)
@@ -209,6 +271,7 @@ class EmbeddedBackend:
             log=directory / "runc.log",
             proc=proc,
             started=time.monotonic(),
+            sandbox_disk=sandbox_disk,
         )
         if spec.timeout is not None:
             state.timer = threading.Timer(spec.timeout, self._expire, args=(state,))
@@ -425,6 +488,9 @@ class EmbeddedBackend:
             memory = state.container.spec.limits.memory_bytes
             oom = state.cgroup.oom_killed() and code != 0
             spec = state.container.spec
+            ended = state.canceled or state.timed_out
+            disk = state.sandbox_disk
+            disk_full = disk is not None and code != 0 and not oom and not ended and disk.full()
             state.status = ExitStatus(
                 exit_code=code,
                 duration=time.monotonic() - state.started,
@@ -434,6 +500,8 @@ class EmbeddedBackend:
                 timeout=spec.timeout,
                 memory_limit=memory,
                 error=error if not (state.canceled or state.timed_out) else None,
+                disk_exceeded=disk_full,
+                disk_limit=disk.size if disk is not None else None,
             )
         self._release(state.container.id, state.directory, state.disk, state.rootfs, state.cgroup)
         return state.status
@@ -451,7 +519,9 @@ class EmbeddedBackend:
                     unmount_if_mounted(str(rootfs))
                 finally:
                     shutil.rmtree(directory, ignore_errors=True)
-                    self._trash.discard(disk)
+                    # Dirs on a sandbox's disk go with the disk at teardown, at no cost per file.
+                    if disk.parent == self._paths.disk_root:
+                        self._trash.discard(disk)
 
     def _state(self, container: Container) -> _ContainerState:
         with self._lock:

@@ -1,4 +1,4 @@
-"""`kapal gc`: remove what crashed workers left behind (runc state, mounts, cgroups, netns, dirs).
+"""`kapal gc`: remove what crashed workers left behind (runc state, mounts, cgroups, netns, disks).
 
 Only directories whose owner process (see `runner.runtime.ownership`) is gone are touched, so
 `gc` is safe to run while other workers use the same data dir.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from runner.errors import ContainerRuntimeError
 from runner.runtime.cgroups import remove_cgroup_dirs
+from runner.runtime.disk import IMAGE_SUFFIX, remove_disk
 from runner.runtime.environment import RuntimeSettings
 from runner.runtime.netns import remove_netns
 from runner.runtime.ownership import read_owner
@@ -80,9 +81,19 @@ def collect(settings: RuntimeSettings) -> GcReport:
         owner = read_owner(directory)
         if (owner is not None and owner.alive()) or (owner is None and _young(directory)):
             continue
+        sandbox_id = directory.name.removeprefix("sb-")
         remove_netns(directory / "netns")
+        remove_disk(paths.sandbox_disk_dir(sandbox_id))
         shutil.rmtree(directory, ignore_errors=True)
-        report.sandboxes.append(directory.name.removeprefix("sb-"))
+        report.sandboxes.append(sandbox_id)
+    # Sandbox disks whose runtime files are gone (a reboot emptied the run dir and the mounts).
+    for image in sorted(paths.disk_root.glob(f"sb-*{IMAGE_SUFFIX}")):
+        mount_point = image.with_name(image.name.removesuffix(IMAGE_SUFFIX))
+        sandbox_id = mount_point.name.removeprefix("sb-")
+        if paths.sandbox_dir(sandbox_id).exists() or _young(image):
+            continue
+        remove_disk(mount_point)
+        report.sandboxes.append(sandbox_id)
     # Overlay dirs a killed process had moved to the trash but not yet deleted.
     report.containers += [name.removeprefix("ct-") for name in empty_trash(paths.disk_root)]
     if runc is not None:

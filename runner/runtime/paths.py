@@ -120,6 +120,10 @@ class RuntimePaths:
         """Overlay upper and work dirs of a container."""
         return self.disk_root / f"ct-{container_id}"
 
+    def sandbox_disk_dir(self, sandbox_id: str) -> Path:
+        """Mount point of a sandbox's size-limited disk (runner.runtime.disk), image beside it."""
+        return self.disk_root / f"sb-{sandbox_id}"
+
     def sandbox_dir(self, sandbox_id: str) -> Path:
         """Owner record, pinned netns and resolv.conf of a sandbox."""
         return self.run_root / f"sb-{sandbox_id}"

@@ -1,4 +1,4 @@
-"""Thin ctypes wrappers for the Linux calls Python lacks: mount, umount2, unshare."""
+"""Thin ctypes wrappers for the Linux calls Python lacks: mount, umount2, unshare, setns."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.mount.argtypes += [ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
 def _check(result: int, what: str) -> None:
@@ -43,6 +44,11 @@ def umount(target: str, flags: int = 0) -> None:
 def unshare(flags: int) -> None:
     """unshare(2) for the calling thread; raises OSError with the errno."""
     _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2) for the calling thread; raises OSError with the errno."""
+    _check(_libc.setns(fd, nstype), "setns")
 
 
 def mount_points() -> set[str]:

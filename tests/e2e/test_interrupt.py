@@ -51,10 +51,13 @@ def test_sigint_cancels_and_cleans_up(tmp_path: Path) -> None:
             if line.strip() == "[sleeper] started":
                 break
         assert seen and seen[-1].strip() == "[sleeper] started", "".join(seen)
+        # a container's dirs are on its sandbox's disk (sb-*/ct-*) or, without one, beside it
         containers = [
             p.name.removeprefix("ct-")
-            for p in settings.containers_dir.iterdir()
-            if p.name.startswith("ct-")
+            for p in [
+                *settings.containers_dir.glob("ct-*"),
+                *settings.containers_dir.glob("sb-*/ct-*"),
+            ]
         ]
         assert containers  # the jobs' containers are running now
         proc.send_signal(signal.SIGINT)

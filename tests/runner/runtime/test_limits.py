@@ -66,8 +66,8 @@ def test_cpu_limit_is_applied(backend: RecordingBackend, busybox: BusyboxImage) 
         )
         assert next(iter(backend.logs(container))).text == "ready"
         cpu = next(h for h in current_hierarchies() if "cpu" in h.controllers)
-        group = cpu.own_dir / f"kapal-{container.id}"  # no memory limit: runc's group only
-        assert not (group / LEAF).exists()
+        # The default memory limit puts runc's group below kapal's parent group.
+        group = cpu.own_dir / f"kapal-{container.id}" / LEAF
         assert (group / "cpu.cfs_quota_us").read_text().strip() == "150000"
         assert (group / "cpu.cfs_period_us").read_text().strip() == "100000"
     finally:
