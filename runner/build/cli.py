@@ -90,8 +90,12 @@ def register(app: typer.Typer) -> None:
         no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the cache.")] = False,
         push: Annotated[bool, typer.Option("--push", help="Push the tags after building.")] = False,
         network: Annotated[
-            str, typer.Option(help="Network for RUN steps: host (default) or none.")
-        ] = "host",
+            str,
+            typer.Option(
+                help="Network for RUN steps and ADD <url>: default (the outside world, not the "
+                "host), none or host."
+            ),
+        ] = "default",
         insecure: Annotated[
             bool, typer.Option("--insecure", help="Push over plain HTTP / unverified TLS.")
         ] = False,
@@ -106,9 +110,13 @@ def register(app: typer.Typer) -> None:
                 "linux/amd64 (build other platforms with docker buildx)",
                 param_hint="--platform",
             )
-        if network not in ("host", "none"):
-            raise typer.BadParameter(f"'{network}': use host or none", param_hint="--network")
-        net: Literal["host", "none"] = "host" if network == "host" else "none"
+        if network not in ("default", "host", "none"):
+            raise typer.BadParameter(
+                f"'{network}': use default, host or none", param_hint="--network"
+            )
+        net: Literal["host", "nat", "none"] = (
+            "nat" if network == "default" else "host" if network == "host" else "none"
+        )
         tags = tuple(tag or ())
         if push and not tags:
             raise typer.BadParameter("--push needs at least one -t NAME:TAG", param_hint="--push")

@@ -468,10 +468,13 @@ def test_network_none_cuts_the_network(builds: BuildHelper, busybox_image: str) 
     ctx = builds.context(dockerfile)
     result = builds.build(ctx, network="none")
     assert builds.run(result.image, "cat", "/ifaces") == (0, "lo")
-    host = builds.build(ctx, network="host")  # the default, as with docker build
+    host = builds.build(ctx, network="host")
     assert builds.run(host.image, "cat", "/ifaces")[1].split() == sorted(
         os.listdir("/sys/class/net")
     )
+    # the default: a namespace of its own, with slirp4netns' tap device to the outside world
+    default = builds.build(ctx)
+    assert builds.run(default.image, "cat", "/ifaces")[1].split() == ["lo", "tap0"]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -69,7 +69,7 @@ def test_bad_dockerfile_exits_1_with_file_line(kapal_env: dict[str, str], tmp_pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["build", "--network", "bridge", "."], "'bridge': use host or none"),
+        (["build", "--network", "bridge", "."], "'bridge': use default, host or none"),
         (["build", "--build-arg", "=x", "."], "'=x': write NAME=VALUE"),
         (["build", "--push", "."], "--push needs at least one -t NAME:TAG"),
         (["build", "--platform", "linux/arm64", "."], "kapal builds linux/amd64 images only"),
