@@ -417,6 +417,23 @@ class ConfinedTree:
             except OSError as exc:
                 raise _fail(self.root, path, _why(exc)) from None
 
+    def set_attributes(self, path: str, uid: int, gid: int, mode: int | None) -> None:
+        """Set owner (and mode, unless None) of the entry at `path` itself, not of a link target."""
+        with self.parent_of(path, create=False) as (parent, name):
+            try:
+                os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+                if mode is None:
+                    return
+                fd = openat2(parent, name, os.O_PATH | os.O_NOFOLLOW, _ONE_STEP)
+                try:
+                    if stat.S_ISLNK(os.fstat(fd).st_mode):
+                        return  # a link has no mode of its own
+                    os.chmod(f"/proc/self/fd/{fd}", mode)  # the inode held, not a path again
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise _fail(self.root, path, _why(exc)) from None
+
     def remove(self, path: str) -> None:
         """Remove the entry at `path` itself (a link, not its target; a directory and contents)."""
         with self.parent_of(path, create=False) as (parent, name):
@@ -543,7 +560,19 @@ def _member_path(name: str, where: str) -> str:
     return "" if clean == "." else clean
 
 
-def extract_tar(archive: Path, tree: ConfinedTree, *, where: str = "") -> None:
+def _link_source(member: tarfile.TarInfo, where: str) -> str:
+    stripped = member.linkname.lstrip("/")
+    clean = posixpath.normpath(stripped) if stripped else "."
+    if clean == ".." or clean.startswith("../"):
+        shown = posixpath.normpath("/" + member.linkname)
+        raise ConfinedPathError(
+            f"{where}: member {member.name!r} would link to {shown!r}, which is outside the "
+            "destination"
+        )
+    return "" if clean == "." else clean
+
+
+def extract_tar(archive: Path | BinaryIO, tree: ConfinedTree, *, where: str = "") -> None:
     """Unpack `archive` (plain, gzip, bzip2 or xz) into `tree`, each member resolved in the tree.
 
     Member names are relative to the tree (a leading `/` is dropped, names climbing out with `..`
@@ -552,9 +581,10 @@ def extract_tar(archive: Path, tree: ConfinedTree, *, where: str = "") -> None:
     included: this is image content), device nodes, fifos and mtimes are kept, as `docker build`
     keeps them for `ADD`.
     """
-    where = where or archive.name
+    where = where or str(getattr(archive, "name", "archive"))
     try:
-        with tarfile.open(archive) as tar:
+        source = {"name": archive} if isinstance(archive, Path) else {"fileobj": archive}
+        with tarfile.open(**source) as tar:
             for member in tar:
                 _extract_member(tar, member, tree, where)
     except (tarfile.TarError, EOFError) as exc:
@@ -608,7 +638,7 @@ def _write_member(
         os.utime(name, (member.mtime, member.mtime), dir_fd=parent, follow_symlinks=False)
         return
     if member.islnk():
-        source = _member_path(member.linkname, where)
+        source = _link_source(member, where)
         if not source:
             raise ConfinedPathError(f"{where}: member {member.name!r} links to the destination")
         with tree.parent_of(source, create=False) as (src_parent, src_name):
@@ -618,8 +648,8 @@ def _write_member(
                 )
             except FileNotFoundError:
                 raise ConfinedPathError(
-                    f"{where}: member {member.name!r} is a hard link to {member.linkname!r}, "
-                    "which the archive does not hold"
+                    f"{where}: member {member.name!r}: a hard link points at a file the archive "
+                    f"does not hold ({member.linkname!r})"
                 ) from None
         return
     if member.ischr() or member.isblk() or member.isfifo():

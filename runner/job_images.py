@@ -52,9 +52,11 @@ class BuildRequest:
     tags: tuple[str, ...]
     build_args: Mapping[str, str]
     target: str | None = None
+    # the repository: the Dockerfile must resolve inside it, symlinks included (None: anywhere)
+    dockerfile_root: Path | None = None
     epoch: int = 0  # SOURCE_DATE_EPOCH: timestamps in the image, so rebuilds give the same digest
     no_cache: bool = False  # build every step afresh, as `docker build --no-cache` does
-    network: Literal["host", "nat", "none"] = "nat"  # what RUN steps reach (runner.runtime.usernet)
+    network: Literal["host", "none"] = "host"  # what RUN steps reach, as `docker build --network`
     # set from another thread to stop the build: its running RUN step is stopped at once
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
@@ -315,6 +317,7 @@ def embedded_builder(backend: Backend, build_cache_dir: Path) -> Builder:
                 BuildOptions(
                     context=request.context,
                     dockerfile=request.dockerfile,
+                    dockerfile_root=request.dockerfile_root,
                     tags=request.tags,
                     build_args=dict(request.build_args),
                     target=request.target,

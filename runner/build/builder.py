@@ -37,6 +37,7 @@ from runner.build.dockerfile import (
     json_array,
     read_dockerfile,
 )
+from runner.build.dockerfile_source import read_dockerfile_within
 from runner.build.dockerignore import DockerIgnore
 from runner.build.expansion import Expander, ExpansionError
 from runner.build.imageconfig import DEFAULT_PATH, go_duration_ns, history_entry, rfc3339
@@ -100,10 +101,11 @@ class BuildOptions:
     tags: tuple[str, ...] = ()
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
+    # set for pipelines: the Dockerfile must resolve inside this tree (the repository), symlinks
+    # included, and is read through the in-root resolver
+    dockerfile_root: Path | None = None
     no_cache: bool = False
-    # what RUN steps and ADD <url> reach: "nat" the outside world but not the host (the default),
-    # "none" nothing, "host" the host's network (only where the backend's policy allows it)
-    network: Literal["host", "nat", "none"] = "nat"
+    network: Literal["host", "none"] = "host"
     epoch: int = 0
 
 
@@ -248,7 +250,10 @@ class _Build:
         if not context.is_dir():
             raise BuildError(f"the build context {context} is not a directory")
         path = options.dockerfile or context / "Dockerfile"
-        self.df: Dockerfile = read_dockerfile(path)
+        if options.dockerfile_root is not None:
+            self.df: Dockerfile = read_dockerfile_within(options.dockerfile_root, path)
+        else:
+            self.df = read_dockerfile(path)
         self.context = ContextTree(context, DockerIgnore.load(context))
         self.notes: list[str] = list(self.df.notes)
         self.cached_steps = 0
@@ -675,20 +680,12 @@ class _Build:
         return LayeredTree(tuple(self.b.store.unpacked_layers(image)))
 
     def download(self, inst: Instruction, url: str, work: Path) -> Path:
-        """Fetch `url` for ADD through the build's network, as a RUN step would reach it."""
         import httpx  # only builds that ADD a URL pay for it
 
-        if self.o.network == "none":
-            raise self.df.error(
-                inst,
-                f"ADD {url}: this build has no network (`network: none`); put the file in the "
-                "build context and ADD it from there, or drop `network: none`",
-            )
         name = posixpath.basename(httpx.URL(url).path) or "index.html"
         target = work / "downloads" / str(len(list(work.glob("downloads/*")))) / name
         target.parent.mkdir(parents=True, exist_ok=True)
-
-        def fetch() -> None:
+        try:
             with self.b.http() as client, client.stream("GET", url) as response:
                 if response.status_code >= 400:
                     raise self.df.error(
@@ -697,42 +694,9 @@ class _Build:
                 with target.open("wb") as f:
                     for chunk in response.iter_bytes():
                         f.write(chunk)
-
-        try:
-            self.fetch_in_build_network(inst, fetch, work)
         except httpx.HTTPError as exc:
             raise self.df.error(inst, f"downloading {url} failed: {exc}") from None
         return target
-
-    def fetch_in_build_network(
-        self, inst: Instruction, fetch: Callable[[], None], work: Path
-    ) -> None:
-        """Run `fetch` where the build's network puts it: a NAT namespace, or the host's."""
-        from runner.runtime.backend import SandboxSpec
-        from runner.runtime.netns import create_netns, remove_netns
-        from runner.runtime.policy import PolicyError
-        from runner.runtime.usernet import UserNetwork, run_in_network
-
-        if self.o.network == "host":
-            # the backend's policy decides whether the host's network may be used, for ADD too
-            try:
-                self.b.backend.teardown(
-                    self.b.backend.setup(SandboxSpec(name="ADD", network="host"))
-                )
-            except PolicyError as exc:
-                raise self.df.error(inst, str(exc)) from None
-            fetch()
-            return
-        pin = work / "add-netns"
-        create_netns(pin)
-        try:
-            network = UserNetwork.start(pin)
-            try:
-                run_in_network(pin, fetch)
-            finally:
-                network.stop()
-        finally:
-            remove_netns(pin)
 
     def layer_step(
         self, state: _StageState, key: str, items: list[copying.CopyItem], created_by: str
@@ -770,7 +734,7 @@ class _Build:
         state.key = key
 
     def run_step(self, state: _StageState, inst: Instruction, env: dict[str, str]) -> None:
-        network: Literal["host", "nat", "none"] = self.o.network
+        network: Literal["host", "none"] = self.o.network
         asked = inst.flag("network") or "default"
         if asked in ("host", "none"):
             network = "host" if asked == "host" else "none"
@@ -804,7 +768,6 @@ class _Build:
             # the runtime is loaded by the first RUN that misses the cache, not by every build
             from runner.runtime.backend import ContainerSpec, Mount
             from runner.runtime.oneshot import run_container
-            from runner.runtime.policy import PolicyError
 
             upper = work / "upper"
             tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
@@ -830,10 +793,7 @@ class _Build:
                 user=user,
                 upper_dir=upper,
             )
-            try:
-                status = run_container(self.b.backend, spec, on_line=on_line, network=network)
-            except PolicyError as exc:  # RUN --network=host where the operator forbids it
-                raise self.df.error(inst, str(exc)) from None
+            status = run_container(self.b.backend, spec, on_line=on_line, network=network)
             if not status.ok:
                 last = "\n".join(f"  {line}" for line in tail) or "  (no output)"
                 raise BuildStepError(
@@ -947,7 +907,7 @@ def _drop_mountpoints(upper: Path, image: LayeredTree) -> None:
     """Remove mount points the runtime created in `upper` (Docker keeps them out of layers too)."""
     for rel in _MOUNTPOINTS:
         host = upper / rel
-        if image.locate(rel) is not None or host.is_symlink():
+        if image.locate(rel) is not None or host.is_symlink() or host.parent.is_symlink():
             continue
         if host.is_file() and host.stat().st_size == 0:
             host.unlink()

@@ -21,8 +21,11 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from runner.build.trees import ContextTree, LayeredTree, SourceTree
+from runner.confined import ConfinedTree, extract_tar
+from runner.errors import ConfinedPathError
 
 __all__ = ["CopyItem", "CopyPlanError", "fingerprint", "materialize", "plan_copy"]
 
@@ -158,7 +161,12 @@ def plan_copy(
                 _walk(tree, match, dest_path, items, owner, uid, gid)
                 continue
             name = posixpath.basename(match)
-            if extract_archives and isinstance(tree, ContextTree) and _is_archive(host):
+            if (
+                extract_archives
+                and isinstance(tree, ContextTree)
+                and stat.S_ISREG(st.st_mode)
+                and _is_archive(host)
+            ):
                 items.append(CopyItem("extract", dest_path, 0, uid, gid, host=host))
                 continue
             keep = not isinstance(tree, ContextTree)
@@ -227,19 +235,22 @@ def _entry(
     return CopyItem("file", dest, mode, uid, gid, host=host)
 
 
+def _open_source(host: Path) -> BinaryIO:
+    """A planned source file opened for reading; a symlink swapped in since is not followed."""
+    return os.fdopen(os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
+
+
 def _is_archive(host: Path) -> bool:
     try:
-        with host.open("rb") as f:
+        with _open_source(host) as f:
             head = f.read(512)
-    except OSError:
+            if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+                f.seek(0)
+                with tarfile.open(fileobj=f) as tar:
+                    tar.next()
+                return True
+    except (tarfile.TarError, OSError, EOFError):
         return False
-    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
-        try:
-            with tarfile.open(host) as tar:
-                tar.next()
-            return True
-        except (tarfile.TarError, OSError, EOFError):
-            return False
     return len(head) == 512 and head[257:262] == b"ustar"
 
 
@@ -258,7 +269,7 @@ def fingerprint(items: list[CopyItem]) -> str:
 
 def _file_digest(path: Path) -> bytes:
     sha = hashlib.sha256()
-    with path.open("rb") as f:
+    with _open_source(path) as f:
         while chunk := f.read(1 << 20):
             sha.update(chunk)
     return sha.digest()
@@ -270,96 +281,92 @@ def materialize(
     image: LayeredTree,
     epoch: int,
 ) -> None:
-    """Write the items under `root` (a layer tree), parent directories as the image has them."""
-    for item in items:
-        host = root / item.dest.lstrip("/")
-        _parents(root, host.parent, image, epoch)
-        if item.kind == "dir":
-            host.mkdir(exist_ok=True)
-        elif item.kind == "file":
-            assert item.host is not None
-            if os.path.lexists(host):
-                _remove(host)
-            shutil.copyfile(item.host, host, follow_symlinks=True)
-        elif item.kind == "data":
-            if os.path.lexists(host):
-                _remove(host)
-            host.write_bytes(item.data or b"")
-        elif item.kind == "link":
-            if os.path.lexists(host):
-                _remove(host)
-            os.symlink(item.target, host)
-        elif item.kind == "extract":
-            assert item.host is not None
-            host.mkdir(parents=True, exist_ok=True)
-            _extract(item.host, host)
-            continue
-        os.chown(host, item.uid, item.gid, follow_symlinks=False)
-        if item.kind != "link":
-            os.chmod(host, item.mode)
+    """Write the items under `root` (a layer tree), parent directories as the image has them.
+
+    Every path is resolved inside `root` (`runner.confined`): a symlink an earlier item or an
+    extracted archive made (`sub -> /host/path`) leads to `root/host/path`, never to the host.
+    """
+    try:
+        with ConfinedTree(root) as tree:
+            for item in items:
+                _write_item(tree, item, image)
+    except ConfinedPathError as exc:
+        raise ArchiveExtractError(str(exc)) from None
     _clamp_mtimes(root, epoch)
 
 
-def _remove(host: Path) -> None:
-    if host.is_dir() and not host.is_symlink():
-        shutil.rmtree(host)
-    else:
-        host.unlink()
+def _write_item(tree: ConfinedTree, item: CopyItem, image: LayeredTree) -> None:
+    def created(rel: str, fd: int) -> None:
+        # a directory made on the way gets the owner and mode the image has there
+        existing = image.locate(rel)
+        if existing is not None and existing.is_dir() and not existing.is_symlink():
+            st = os.lstat(existing)
+            os.fchown(fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        else:
+            os.fchmod(fd, 0o755)
 
-
-def _parents(root: Path, directory: Path, image: LayeredTree, epoch: int) -> None:
-    if directory == root or directory.exists():
+    dest = item.dest.lstrip("/")
+    if not dest:
+        if item.kind == "extract":
+            assert item.host is not None
+            _extract(item.host, tree)
+            return
+        tree.set_attributes("", item.uid, item.gid, item.mode)
         return
-    _parents(root, directory.parent, image, epoch)
-    directory.mkdir()
-    rel = directory.relative_to(root).as_posix()
-    existing = image.locate(rel)
-    if existing is not None and existing.is_dir():
-        st = os.lstat(existing)
-        os.chown(directory, st.st_uid, st.st_gid)
-        os.chmod(directory, stat.S_IMODE(st.st_mode))
+    with tree.parent_of(dest, created=created):
+        pass  # parents first, with the image's owners
+    if item.kind == "dir":
+        present = tree.stat(dest, follow=False)
+        if present is not None and not stat.S_ISDIR(present.st_mode):
+            tree.remove(dest)
+        tree.make_dirs(dest, created=created)
+    elif item.kind == "extract":
+        assert item.host is not None
+        tree.make_dirs(dest, created=created)
+        with tree.subtree(dest) as destination:
+            _extract(item.host, destination)
+        return
     else:
-        os.chmod(directory, 0o755)
+        present = tree.stat(dest, follow=False)
+        if present is not None:
+            tree.remove(dest)
+        if item.kind == "link":
+            tree.symlink(dest, item.target)
+        else:
+            with tree.create_file(dest, 0o600) as out:
+                if item.kind == "data":
+                    out.write(item.data or b"")
+                else:
+                    assert item.host is not None
+                    with _open_source(item.host) as source:
+                        shutil.copyfileobj(source, out, 1 << 20)
+    tree.set_attributes(dest, item.uid, item.gid, None if item.kind == "link" else item.mode)
 
 
-def _extract(archive: Path, dest: Path) -> None:
+def _extract(archive: Path, dest: ConfinedTree) -> None:
     """Unpack `archive` into `dest` as Docker's ADD does, never writing or linking outside `dest`.
 
     The extraction runs as root on the host from a tar the repository supplies, so containment
-    is what protects the host: member names and hard-link targets must resolve (host symlinks
-    followed) inside `dest`. Modes, owners and device nodes are the image's content and are kept
+    is what protects the host: every member is written through `runner.confined.extract_tar`,
+    which resolves its path (symlinks the archive made included) inside `dest`, as Docker's
+    chrooted unpack does. Modes, owners and device nodes are the image's content and are kept
     exactly as Docker keeps them: setuid/setgid/sticky and group/other write bits included
     (`FROM scratch` + `ADD rootfs.tar.gz /` must give a working `su`); stripping them would guard
     nothing, since a RUN step can set them anyway.
     """
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter=_contained, numeric_owner=True)
-    except tarfile.FilterError as exc:
-        raise ArchiveExtractError(
-            f"{archive.name}: refusing to extract it: {exc} (an archive ADD unpacks must keep "
-            "every path and hard link inside the destination)"
-        ) from None
-    except KeyError as exc:  # tarfile's word for a hard link to a member the archive lacks
-        raise ArchiveExtractError(
-            f"{archive.name}: a hard link points at a file the archive does not hold ({exc})"
-        ) from None
-    except (tarfile.TarError, EOFError) as exc:
-        raise ArchiveExtractError(f"{archive.name}: not a readable archive ({exc})") from None
-
-
-def _contained(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """tarfile's containment checks (name inside `dest`), plus hard-link targets; modes kept."""
-    checked = tarfile.tar_filter(member, dest)  # raises for absolute or escaping names
-    if member.islnk():
-        root = os.path.realpath(dest)
-        target = os.path.realpath(os.path.join(root, member.linkname.lstrip("/")))
-        if os.path.commonpath([target, root]) != root:
-            raise tarfile.LinkOutsideDestinationError(member, target)
-    if checked.name == member.name and not member.islnk():
-        return member
-    linkname = member.linkname.lstrip("/") if member.islnk() else member.linkname
-    return member.replace(name=checked.name, linkname=linkname, deep=False)
+        fd = os.open(archive, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ArchiveExtractError(f"{archive.name}: cannot read it: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            extract_tar(handle, dest, where=archive.name)
+        except ConfinedPathError as exc:
+            raise ArchiveExtractError(
+                f"{exc} (an archive ADD unpacks must keep every path and hard link inside the "
+                "destination)"
+            ) from None
 
 
 def _clamp_mtimes(root: Path, epoch: int) -> None:

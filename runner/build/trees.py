@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from runner.build.dockerignore import DockerIgnore
+from runner.confined import ConfinedTree
 
 __all__ = ["ContextTree", "LayeredTree", "SourceTree"]
 
@@ -36,28 +37,55 @@ class SourceTree(Protocol):
 
 @dataclass(frozen=True)
 class ContextTree:
-    """The build context directory, with .dockerignore'd paths absent."""
+    """The build context directory, with .dockerignore'd paths absent.
+
+    Paths resolve as `docker build` resolves them: symlinks in the context are followed inside
+    it, as if the context were `/` (`runner.confined`), so `d -> /etc` names the context's own
+    `etc`, never the host's.
+    """
 
     root: Path
     ignore: DockerIgnore
+
+    def _host(self, rel: str, *, follow: bool = False) -> tuple[str, Path] | None:
+        """(path in the context, host path) of `rel`, its directories resolved in the context."""
+        if not rel:
+            return "", self.root
+        parent, _, name = rel.rpartition("/")
+        with ConfinedTree(self.root) as tree:
+            where = tree.resolve(rel) if follow else tree.resolve(parent) if parent else ""
+        if where is None:
+            return None
+        if not follow:
+            where = f"{where}/{name}" if where else name
+        return where, self.root / where if where else self.root
 
     def locate(self, path: str) -> Path | None:
         """Host path of `path` in the context, None when absent or excluded."""
         rel = _clean(path)
         if rel and self.ignore.excluded(rel):
             return None
-        host = self.root / rel if rel else self.root
+        found = self._host(rel)
+        if found is None:
+            return None
+        where, host = found
+        if where != rel and where and self.ignore.excluded(where):
+            return None
         return host if os.path.lexists(host) else None
 
     def listdir(self, path: str) -> list[str]:
-        """Names in the context directory `path`, excluded ones left out."""
-        host = self.locate_any(path)
-        if host is None or not host.is_dir() or host.is_symlink():
-            return []
+        """Names in the context directory `path` (a symlink to one followed inside the context)."""
         rel = _clean(path)
-        names = sorted(os.listdir(host))
+        if self.locate_any(rel) is None:
+            return []
+        found = self._host(rel, follow=True)
+        if found is None:
+            return []
+        _, host = found
+        if host.is_symlink() or not host.is_dir():
+            return []
         keep = []
-        for name in names:
+        for name in sorted(os.listdir(host)):
             child = f"{rel}/{name}" if rel else name
             if not self.ignore.excluded(child) or self._has_included_below(child, host / name):
                 keep.append(name)
@@ -65,10 +93,10 @@ class ContextTree:
 
     def _has_included_below(self, rel: str, host: Path) -> bool:
         # an excluded directory is still walked when a `!` pattern may re-include something in it
-        if not self.ignore.has_exceptions() or not host.is_dir() or host.is_symlink():
+        if not self.ignore.has_exceptions() or host.is_symlink() or not host.is_dir():
             return False
         for dirpath, dirnames, filenames in os.walk(host):
-            base = os.path.relpath(dirpath, self.root)
+            base = rel + dirpath[len(str(host)) :]
             for name in dirnames + filenames:
                 if not self.ignore.excluded(f"{base}/{name}"):
                     return True
@@ -80,8 +108,11 @@ class ContextTree:
         if host is not None:
             return host
         rel = _clean(path)
-        candidate = self.root / rel
-        if candidate.is_dir() and self._has_included_below(rel, candidate):
+        found = self._host(rel)
+        if found is None:
+            return None
+        _, candidate = found
+        if self._has_included_below(rel, candidate):
             return candidate
         return None
 
