@@ -56,7 +56,7 @@ class BuildRequest:
     dockerfile_root: Path | None = None
     epoch: int = 0  # SOURCE_DATE_EPOCH: timestamps in the image, so rebuilds give the same digest
     no_cache: bool = False  # build every step afresh, as `docker build --no-cache` does
-    network: Literal["host", "none"] = "host"  # what RUN steps reach, as `docker build --network`
+    network: Literal["host", "nat", "none"] = "nat"  # what RUN steps reach (runner.runtime.usernet)
     # set from another thread to stop the build: its running RUN step is stopped at once
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 

@@ -105,7 +105,9 @@ class BuildOptions:
     # included, and is read through the in-root resolver
     dockerfile_root: Path | None = None
     no_cache: bool = False
-    network: Literal["host", "none"] = "host"
+    # what RUN steps and ADD <url> reach: "nat" the outside world but not the host (the default),
+    # "none" nothing, "host" the host's network (only where the backend's policy allows it)
+    network: Literal["host", "nat", "none"] = "nat"
     epoch: int = 0
 
 
@@ -680,12 +682,20 @@ class _Build:
         return LayeredTree(tuple(self.b.store.unpacked_layers(image)))
 
     def download(self, inst: Instruction, url: str, work: Path) -> Path:
+        """Fetch `url` for ADD through the build's network, as a RUN step would reach it."""
         import httpx  # only builds that ADD a URL pay for it
 
+        if self.o.network == "none":
+            raise self.df.error(
+                inst,
+                f"ADD {url}: this build has no network (`network: none`); put the file in the "
+                "build context and ADD it from there, or drop `network: none`",
+            )
         name = posixpath.basename(httpx.URL(url).path) or "index.html"
         target = work / "downloads" / str(len(list(work.glob("downloads/*")))) / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
+
+        def fetch() -> None:
             with self.b.http() as client, client.stream("GET", url) as response:
                 if response.status_code >= 400:
                     raise self.df.error(
@@ -694,9 +704,42 @@ class _Build:
                 with target.open("wb") as f:
                     for chunk in response.iter_bytes():
                         f.write(chunk)
+
+        try:
+            self.fetch_in_build_network(inst, fetch, work)
         except httpx.HTTPError as exc:
             raise self.df.error(inst, f"downloading {url} failed: {exc}") from None
         return target
+
+    def fetch_in_build_network(
+        self, inst: Instruction, fetch: Callable[[], None], work: Path
+    ) -> None:
+        """Run `fetch` where the build's network puts it: a NAT namespace, or the host's."""
+        from runner.runtime.backend import SandboxSpec
+        from runner.runtime.netns import create_netns, remove_netns
+        from runner.runtime.policy import PolicyError
+        from runner.runtime.usernet import UserNetwork, run_in_network
+
+        if self.o.network == "host":
+            # the backend's policy decides whether the host's network may be used, for ADD too
+            try:
+                self.b.backend.teardown(
+                    self.b.backend.setup(SandboxSpec(name="ADD", network="host"))
+                )
+            except PolicyError as exc:
+                raise self.df.error(inst, str(exc)) from None
+            fetch()
+            return
+        pin = work / "add-netns"
+        create_netns(pin)
+        try:
+            network = UserNetwork.start(pin)
+            try:
+                run_in_network(pin, fetch)
+            finally:
+                network.stop()
+        finally:
+            remove_netns(pin)
 
     def layer_step(
         self, state: _StageState, key: str, items: list[copying.CopyItem], created_by: str
@@ -734,7 +777,7 @@ class _Build:
         state.key = key
 
     def run_step(self, state: _StageState, inst: Instruction, env: dict[str, str]) -> None:
-        network: Literal["host", "none"] = self.o.network
+        network: Literal["host", "nat", "none"] = self.o.network
         asked = inst.flag("network") or "default"
         if asked in ("host", "none"):
             network = "host" if asked == "host" else "none"
@@ -768,6 +811,7 @@ class _Build:
             # the runtime is loaded by the first RUN that misses the cache, not by every build
             from runner.runtime.backend import ContainerSpec, Mount
             from runner.runtime.oneshot import run_container
+            from runner.runtime.policy import PolicyError
 
             upper = work / "upper"
             tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
@@ -793,7 +837,10 @@ class _Build:
                 user=user,
                 upper_dir=upper,
             )
-            status = run_container(self.b.backend, spec, on_line=on_line, network=network)
+            try:
+                status = run_container(self.b.backend, spec, on_line=on_line, network=network)
+            except PolicyError as exc:  # RUN --network=host where the operator forbids it
+                raise self.df.error(inst, str(exc)) from None
             if not status.ok:
                 last = "\n".join(f"  {line}" for line in tail) or "  (no output)"
                 raise BuildStepError(
