@@ -47,15 +47,15 @@ import pipeline  # noqa: E402
 from runner.artifacts import ArtifactStore  # noqa: E402
 from runner.cache import CacheStore  # noqa: E402
 from runner.engine import Engine, EngineOptions  # noqa: E402
+from runner.engine.recorder import NullRecorder  # noqa: E402
+from runner.engine.script import job_script  # noqa: E402
+from runner.engine.workspace import copy_working_tree  # noqa: E402
 from runner.images import ImageStore, bootstrap_busybox  # noqa: E402
 from runner.job_images import StoreImageProvider  # noqa: E402
-from runner.recorder import NullRecorder  # noqa: E402
 from runner.runtime.backend import ContainerSpec, ImageDefaults, Mount, SandboxSpec  # noqa: E402
 from runner.runtime.embedded import EmbeddedBackend  # noqa: E402
 from runner.runtime.runc import find_runtime  # noqa: E402
-from runner.script import job_script  # noqa: E402
 from runner.settings import RunnerSettings  # noqa: E402
-from runner.workspace import copy_working_tree  # noqa: E402
 
 STAGES = 4
 PER_STAGE = 5

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from runner.confined import ConfinedTree, CopyReport
-from runner.recorder import TestCase
+from runner.engine.recorder import TestCase
 from runner.errors import ConfinedPathError
 
 _GLOB_CHARS = re.compile(r"[*?\[]")

@@ -23,11 +23,12 @@ from pipeline.errors import PipelineError
 from runner.artifacts import ArtifactStore
 from runner.cache import CacheStore
 from runner.engine import Engine, EngineOptions, PipelineResult
+from runner.engine.recorder import PipelineStatus
+from runner.engine.workspace import InPlaceTree, WorkingTreeSource, working_tree_files
 from runner.errors import RunnerError, WorkspaceError
 from runner.images.resolve import ImageResolver
 from runner.images.store import ImageStore
 from runner.job_images import StoreImageProvider, embedded_builder
-from runner.recorder import PipelineStatus
 from runner.runtime.backend import Limits
 from runner.runtime.durations import format_duration
 from runner.runtime.embedded import EmbeddedBackend
@@ -36,7 +37,6 @@ from runner.runtime.quantities import parse_size
 from runner.secrets import load_secrets
 from runner.settings import RunnerSettings
 from runner.terminal import LiveRecorder, PlainRecorder
-from runner.workspace import InPlaceTree, WorkingTreeSource, working_tree_files
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2

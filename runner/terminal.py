@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from runner.recorder import (
+from runner.engine.recorder import (
     Event,
     JobStatus,
     JobStatusChanged,

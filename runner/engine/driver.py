@@ -24,6 +24,22 @@ from pathlib import Path
 from pipeline.plan import Job, Plan, ServiceSpec, Variable
 from runner.artifacts import ArtifactStore, collect_paths, parse_junit
 from runner.cache import CachePolicy, CacheStore
+from runner.engine.recorder import (
+    ArtifactStored,
+    Event,
+    JobStatus,
+    JobStatusChanged,
+    LogLine,
+    PipelineFinished,
+    PipelineStarted,
+    PipelineStatus,
+    Recorder,
+    TestReport,
+)
+from runner.engine.script import after_script, job_script
+from runner.engine.services import PROBE_COMMAND, service_hostnames, wait_for_ports
+from runner.engine.variables import expand, resolve_variables
+from runner.engine.workspace import InPlaceTree
 from runner.errors import (
     BuildError,
     ContainerStartError,
@@ -38,18 +54,6 @@ from runner.errors import (
 from runner.images.reference import Reference
 from runner.job_images import BuildRequest, ImageProvider, RunnableImage
 from runner.masking import LineMasker, SecretMasker
-from runner.recorder import (
-    ArtifactStored,
-    Event,
-    JobStatus,
-    JobStatusChanged,
-    LogLine,
-    PipelineFinished,
-    PipelineStarted,
-    PipelineStatus,
-    Recorder,
-    TestReport,
-)
 from runner.runtime.backend import (
     Backend,
     Container,
@@ -61,17 +65,13 @@ from runner.runtime.backend import (
     SandboxSpec,
 )
 from runner.runtime.durations import format_duration
-from runner.script import after_script, job_script
-from runner.services import PROBE_COMMAND, service_hostnames, wait_for_ports
-from runner.variables import expand, resolve_variables
-from runner.workspace import InPlaceTree
 
 DEPLOY_NOT_RUNNABLE = "not runnable yet (ship is not implemented)"
 SCRIPT_DIR = "/kapal"
 
 WorkspaceSource = Callable[[Path], object] | InPlaceTree
 """Fills an empty directory with the project's files, or names a tree jobs use in place (see
-`runner.workspace`)."""
+`runner.engine.workspace`)."""
 
 
 @dataclass(frozen=True)

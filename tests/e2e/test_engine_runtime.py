@@ -16,11 +16,11 @@ import pipeline
 from runner.artifacts import ArtifactStore
 from runner.cache import CacheStore
 from runner.engine import Engine, EngineOptions, PipelineResult
+from runner.engine.recorder import JobStatus, MemoryRecorder, PipelineStatus
+from runner.engine.workspace import InPlaceTree, copy_working_tree
 from runner.images.store import ImageStore
 from runner.job_images import StoreImageProvider, embedded_builder
-from runner.recorder import JobStatus, MemoryRecorder, PipelineStatus
 from runner.settings import RunnerSettings
-from runner.workspace import InPlaceTree, copy_working_tree
 from tests.support.runtime_leftovers import RecordingBackend, leftovers
 
 SECRET = "e2e-secret-0123456789"

@@ -12,8 +12,8 @@ from pipeline.plan import ImageSpec, Job, Need, Plan, Variable
 from runner.artifacts import ArtifactStore
 from runner.cache import CacheStore
 from runner.engine import Engine, EngineOptions
+from runner.engine.recorder import MemoryRecorder
 from runner.job_images import FakeImageProvider
-from runner.recorder import MemoryRecorder
 from runner.runtime.fake import FakeBackend
 
 STAGES = ("build", "test", "deploy")

@@ -10,14 +10,14 @@ import pytest
 
 from pipeline.plan import ImageSpec, RetrySpec, Variable
 from runner.engine import DEPLOY_NOT_RUNNABLE
-from runner.errors import ImageError, UnknownJobError
-from runner.recorder import (
+from runner.engine.recorder import (
     JobStatus,
     JobStatusChanged,
     PipelineFinished,
     PipelineStarted,
     PipelineStatus,
 )
+from runner.errors import ImageError, UnknownJobError
 from runner.runtime.fake import FakeBehaviour
 from tests.runner.engine.conftest import Harness, job, plan, script_of
 
@@ -421,8 +421,8 @@ def test_resource_group_jobs_never_overlap(harness: Harness) -> None:
 
 
 def test_a_workspace_that_cannot_be_made_ends_the_pipeline_cleanly(harness: Harness) -> None:
+    from runner.engine.recorder import PipelineFinished
     from runner.errors import WorkspaceError
-    from runner.recorder import PipelineFinished
 
     def broken(dest: object) -> None:
         raise WorkspaceError("commit abc is not in repo.git")

@@ -15,9 +15,9 @@ from pipeline.plan import (
     ServiceSpec,
     Variable,
 )
+from runner.engine.recorder import ArtifactStored, JobStatus, TestReport
 from runner.errors import BuildError
 from runner.job_images import BuildLogReporter
-from runner.recorder import ArtifactStored, JobStatus, TestReport
 from runner.runtime.fake import FakeBehaviour
 from tests.runner.engine.conftest import Harness, job, plan, workspace_of
 

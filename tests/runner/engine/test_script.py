@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.script import echo_line, job_script
+from runner.engine.script import echo_line, job_script
 
 SHELLS = [s for s in ("bash", "busybox") if shutil.which(s)]
 

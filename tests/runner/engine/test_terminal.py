@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from runner.recorder import (
+from runner.engine.recorder import (
     JobStatus,
     JobStatusChanged,
     LogLine,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.plan import Variable
-from runner.variables import expand, resolve_variables
+from runner.engine.variables import expand, resolve_variables
 
 
 def var(name: str, value: str, *, expand: bool = True) -> Variable:

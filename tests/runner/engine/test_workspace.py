@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from runner.engine.workspace import GitCommitSource, clone_at_commit, copy_working_tree
 from runner.errors import WorkspaceError
-from runner.workspace import GitCommitSource, clone_at_commit, copy_working_tree
 
 
 def git(cwd: Path, *args: str) -> str:
