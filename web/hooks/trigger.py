@@ -1,0 +1,120 @@
+"""What a parsed webhook delivery says: a `Trigger` to plan a pipeline for, or `Ignored`.
+
+Both are frozen dataclasses of plain values (round-trip through `dataclasses.asdict`), built
+only by the host parsers in `web.hooks.github`, `web.hooks.gitlab` and `web.hooks.gitea`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Provider = Literal["github", "gitlab", "gitea"]
+PROVIDERS: tuple[Provider, ...] = ("github", "gitlab", "gitea")
+
+TriggerKind = Literal["push", "tag_push", "merge_request"]
+MergeRequestAction = Literal["opened", "synchronized", "reopened"]
+
+ZERO_SHA = "0" * 40
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """The merge (pull) request a `merge_request` trigger runs for.
+
+    `source_sha` is the head commit (the trigger's `sha`); `target_sha` is the target branch's
+    tip when the host sends it (GitHub, Gitea), else None. `from_fork` is True when the source
+    branch lives in another repository (or in one that was deleted): such a pipeline runs code
+    from outside the repository's writers and must not receive its secrets.
+    """
+
+    iid: int
+    action: MergeRequestAction
+    title: str
+    source_branch: str
+    target_branch: str
+    source_sha: str
+    target_sha: str | None
+    source_repository: str | None
+    source_clone_url: str | None
+    target_repository: str
+    from_fork: bool
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A delivery that asks for a pipeline: a push, a tag push or a merge request update.
+
+    - `ref` is the full ref the commit is on (`refs/heads/main`, `refs/tags/v1.0`, or for a merge
+      request its source branch as `refs/heads/feature`); exactly one of `branch` and `tag` is set.
+    - `sha` is the commit to run (a tag push's tag is peeled to its commit where the host says
+      which); `before_sha` the ref's previous commit, `ZERO_SHA` for a new branch or when unknown.
+    - `fetch_ref` is the ref of `clone_url`'s repository that holds `sha`: the pushed ref, or for
+      a merge request the host's read-only ref (`refs/pull/7/head`, `refs/merge-requests/7/head`).
+    - `clone_url` and `repository` are what the payload claims: look the repository up by them,
+      but fetch from the clone URL the operator registered, never from a payload's.
+    - `changed_files` lists the paths the pushed commits touched when the payload lists them all;
+      None when it does not (a new branch, a force push, a truncated commit list, a merge request,
+      a tag), so the caller computes them from git (`web.mirrors.RepositoryMirror.changed_files`).
+    - `message`, `author` ("Name <email>") and `timestamp` describe the head commit when the
+      payload does; empty strings when not (merge requests on GitHub and Gitea).
+    - `delivery_id` identifies the delivery for idempotency: the host's delivery header, or
+      `sha256:<hex of the body>` when the host sent none.
+    """
+
+    provider: Provider
+    delivery_id: str
+    event: str
+    kind: TriggerKind
+    ref: str
+    branch: str | None
+    tag: str | None
+    sha: str
+    before_sha: str
+    fetch_ref: str
+    message: str
+    author: str
+    timestamp: str
+    repository: str
+    clone_url: str
+    default_branch: str | None
+    changed_files: tuple[str, ...] | None
+    merge_request: MergeRequest | None = None
+
+    @property
+    def is_new_ref(self) -> bool:
+        """True when the push created its branch or tag (no previous commit)."""
+        return self.before_sha.strip("0") == ""
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A verified delivery that asks for no pipeline (ping, deleted branch, closed MR...).
+
+    Answered 202 with `body()`; `reason` says why in words a person reading the host's delivery
+    log understands.
+    """
+
+    provider: Provider
+    delivery_id: str
+    event: str
+    reason: str
+
+    def body(self) -> dict[str, str]:
+        """The JSON body to answer with: `{"ignored": reason}`."""
+        return {"ignored": self.reason}
+
+
+@dataclass(frozen=True)
+class RepositoryIdentity:
+    """Which repository a delivery is about, read before its signature can be checked.
+
+    The secret that checks the signature belongs to a registered repository, so the caller
+    finds that repository from these unverified claims first, then verifies with its secret.
+    `clone_urls` holds every URL the payload gives for it (HTTPS, SSH, web), best first.
+    """
+
+    provider: Provider
+    full_name: str
+    clone_urls: tuple[str, ...]
