@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.errors import Location
+from pipeline.errors import Location, PipelineError
 from pipeline.plan import Job
 
 DEFAULT_STAGES = ("build", "test", "deploy")
@@ -78,6 +78,8 @@ class NeedConfig:
     artifacts: bool = True
     optional: bool = False
     matrix: tuple[MatrixEntry, ...] | None = None
+    # The instance name as written (`build: [a]`) when the need named one matrix instance.
+    instance: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class PipelineConfig:
     workflow_rules: tuple[RuleConfig, ...] | None = None
     workflow_name: str | None = None
     root_dir: str = ""
+    # Warnings found while loading and checking it (duplicate keys, ignored keywords...).
+    warnings: tuple[PipelineError, ...] = ()
 
     def job(self, name: str) -> JobConfig:
         """The job called `name` (before parallel expansion); KeyError when there is none."""

@@ -10,7 +10,10 @@ replaced by `resolve()`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,13 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from pipeline.errors import LoadError, Location, PipelineError, UnsupportedKeywordError
+from pipeline.errors import (
+    LoadError,
+    Location,
+    PipelineError,
+    PipelineWarning,
+    UnsupportedKeywordError,
+)
 
 MAX_NODES = 200_000
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -40,6 +49,22 @@ _SCALAR_TAGS = {
 # Plain scalars PyYAML would turn into dates, or resolves to YAML 1.1's `=` and `<<` tags, are
 # text for GitLab.
 _TEXT_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value", _MERGE_TAG}
+
+# Where `parse_yaml` puts the warnings of the files it reads (set by `collect_warnings`).
+_WARNINGS: contextvars.ContextVar[list[PipelineError] | None] = contextvars.ContextVar(
+    "pipeline_load_warnings", default=None
+)
+
+
+@contextlib.contextmanager
+def collect_warnings() -> Iterator[list[PipelineError]]:
+    """Gather the warnings (duplicate keys) of every file parsed inside the `with` block."""
+    found: list[PipelineError] = []
+    token = _WARNINGS.set(found)
+    try:
+        yield found
+    finally:
+        _WARNINGS.reset(token)
 
 
 class YMap(dict[Any, Any]):
@@ -129,6 +154,7 @@ class Document:
     data: YMap
     resolved: bool = False
     included_files: tuple[str, ...] = field(default_factory=tuple)
+    warnings: tuple[PipelineError, ...] = field(default_factory=tuple)
 
 
 def find_pipeline_file(directory: str | Path) -> Path:
@@ -193,14 +219,26 @@ def _load(path: Path, root_dir: str | Path | None) -> Document:
     shown = str(target) if is_dir else str(path)
     text = read_text(target, shown)
     root = Path(root_dir) if root_dir is not None else target.resolve().parent
-    data = parse_yaml(text, shown)
-    return Document(path=shown, root_dir=str(root), data=as_top_level(data, shown))
+    with collect_warnings() as warnings:
+        data = parse_yaml(text, shown)
+    return Document(
+        path=shown,
+        root_dir=str(root),
+        data=as_top_level(data, shown),
+        warnings=tuple(warnings),
+    )
 
 
 def loads(text: str, filename: str = ".kapal.yml", root_dir: str | Path = ".") -> Document:
     """Load a pipeline from text (for tests and tools); `filename` is used in messages."""
-    data = parse_yaml(text, filename)
-    return Document(path=filename, root_dir=str(root_dir), data=as_top_level(data, filename))
+    with collect_warnings() as warnings:
+        data = parse_yaml(text, filename)
+    return Document(
+        path=filename,
+        root_dir=str(root_dir),
+        data=as_top_level(data, filename),
+        warnings=tuple(warnings),
+    )
 
 
 def as_top_level(data: Any, filename: str) -> YMap:
@@ -279,24 +317,11 @@ def parse_yaml(text: str, filename: str) -> Any:
             loc,
         )
     builder = _Builder(filename)
-    try:
-        data = builder.build(nodes[0])
-    except LoadError as exc:
-        raise _grouped(builder.duplicates + exc.problems, filename) from None
-    if builder.duplicates:
-        raise _grouped(builder.duplicates, filename)
+    data = builder.build(nodes[0])
+    collector = _WARNINGS.get()
+    if collector is not None:
+        collector.extend(builder.duplicates)
     return data
-
-
-def _grouped(problems: list[PipelineError], filename: str) -> PipelineError:
-    """One error for the problems found while building a document (itself when just one)."""
-    if len(problems) == 1:
-        return problems[0]
-    return LoadError(
-        f"{len(problems)} problems:\n" + "\n".join(str(p) for p in problems),
-        Location(filename),
-        problems=problems,
-    )
 
 
 def _text_offset(node: Node) -> int | None:
@@ -425,10 +450,11 @@ class _Builder:
             raise LoadError(f"unsupported YAML tag {node.tag!r} on a mapping", self.loc(node))
         out = YMap(self.loc(node))
         merged: list[YMap] = []
-        # YAML requires unique keys; GitLab (like PyYAML) silently keeps the last one, which
-        # hides a job or keyword the author believes is there. Keys arriving through a merge key
-        # (<<) are not counted: overriding them is what merge keys are for. The type is part of
-        # the identity so `1` and `true` (equal in Python) stay apart.
+        # YAML requires unique keys; GitLab (like PyYAML) keeps the last one, which may hide a
+        # job or keyword the author believes is there: a warning, the last value kept. Keys
+        # arriving through a merge key (<<) are not counted: overriding them is what merge keys
+        # are for. The type is part of the identity so `1` and `true` (equal in Python) stay
+        # apart.
         seen: dict[tuple[type, Any], Location] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
@@ -440,20 +466,17 @@ class _Builder:
                 )
             key = self._scalar(key_node)
             where = self.loc(key_node)
-            first = seen.setdefault((type(key), key), where)
-            if first is not where:
-                # Every duplicate of the file is reported together; the first one written is
-                # kept and the duplicate's value is still read for duplicates inside it.
+            first = seen.get((type(key), key))
+            seen[(type(key), key)] = where
+            if first is not None:
                 self.duplicates.append(
-                    LoadError(
+                    PipelineWarning(
                         f"duplicate key {key!r}: it is also written at line {first.line}, column "
-                        f"{first.column}; YAML keeps only the last one, so rename one of them or "
-                        "merge the two",
+                        f"{first.column}; the last one wins (as in GitLab), so the earlier value "
+                        "is ignored: rename one of them or merge the two",
                         where,
                     )
                 )
-                self._value(value_node, depth + 1)
-                continue
             value = self._value(value_node, depth + 1)
             out.set(key, value, where, self.loc(value_node))
             offset = _text_offset(value_node)

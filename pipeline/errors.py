@@ -11,12 +11,20 @@ duplicate key of a file, every invalid keyword) lists them in `.problems`, in fi
     ├── ValidationError               a keyword or value is wrong (may hold several problems)
     │   └── UnsupportedKeywordError   GitLab has the keyword, kapal does not support it yet
     ├── ExpressionError               a `rules: if:` expression does not parse
-    └── PlanError                     the jobs cannot be planned (needs cycle, unknown need, ...)
+    ├── PlanError                     the jobs cannot be planned (needs cycle, unknown need, ...)
+    └── PipelineWarning               valid GitLab worth a look; planned anyway, an error with
+                                      `--strict` (a duplicate key, an ignored server keyword)
+
+Warnings travel in the same lists as errors; `severity` tells them apart and `as_dict()` gives
+the JSON form `kapal lint --json` / `kapal plan --json` print.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from pipeline.keywords import GLOBAL_KEYWORDS
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,8 @@ class Location:
 
 class PipelineError(Exception):
     """A problem with a pipeline file that the user can fix."""
+
+    severity = "error"
 
     def __init__(
         self,
@@ -58,6 +68,28 @@ class PipelineError(Exception):
     def problems(self) -> list[PipelineError]:
         """The individual problems this error stands for (itself, unless it groups several)."""
         return list(self._problems) if self._problems else [self]
+
+    def as_dict(self) -> dict[str, Any]:
+        """This problem as JSON fields: file, line, column, job, keyword, message, severity."""
+        loc = self.location
+        path = loc.keyword if loc is not None else ""
+        parts = path.split(": ") if path else []
+        job = ""
+        if parts and parts[0] not in GLOBAL_KEYWORDS | {"extends", "!reference"}:
+            job = parts[0]
+        keyword = ": ".join(parts[1:]) if job else path
+        message = self.message
+        if path and message.startswith(path + ": "):
+            message = message[len(path) + 2 :]
+        return {
+            "file": loc.file if loc is not None else "",
+            "line": loc.line if loc is not None else 0,
+            "column": loc.column if loc is not None else 0,
+            "job": job or None,
+            "keyword": keyword or None,
+            "message": message,
+            "severity": self.severity,
+        }
 
 
 class LoadError(PipelineError):
@@ -102,3 +134,12 @@ class ExpressionError(PipelineError):
 
 class PlanError(PipelineError):
     """The jobs cannot be put in order: a `needs` cycle, an unknown job, an empty pipeline..."""
+
+
+class PipelineWarning(PipelineError):
+    """Valid GitLab that deserves a look (a duplicate key, an ignored keyword); never raised.
+
+    Collected beside errors; planning goes on. `kapal lint --strict` treats it as an error.
+    """
+
+    severity = "warning"

@@ -33,6 +33,7 @@ __all__ = [
     "Glob",
     "compile_glob",
     "expand_existing",
+    "expand_variables",
     "matches_changes",
     "matches_exists",
 ]
@@ -135,6 +136,18 @@ def expand_existing(text: str, variables: Mapping[str, str] | None) -> str:
         if name is None or name not in variables:
             return match.group(0)
         return variables[name]
+
+    return _VARIABLE_REFERENCE.sub(replace, text)
+
+
+def expand_variables(text: str, variables: Mapping[str, str]) -> str:
+    """`$VAR`, `${VAR}` and `%VAR%` replaced, unknown ones by nothing (GitLab's `expand`)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(3)
+        if name is None:
+            return match.group(0)
+        return variables.get(name, "")
 
     return _VARIABLE_REFERENCE.sub(replace, text)
 

@@ -11,6 +11,7 @@ Shape::
     Plan
     ├── stages, variables (predefined + file, in precedence order), trigger facts
     ├── skip_reason / run_reason: why `workflow: rules` do (not) create the pipeline
+    ├── warnings: Notice... (duplicate keys, keywords kapal ignores), planned anyway
     └── jobs: Job, by stage then file order, parallel instances expanded ("test 1/3", "t: [a, b]")
         ├── image: ImageSpec, services: ServiceSpec...
         ├── variables: Variable... (predefined, pipeline, job, matrix, rules, trigger; last wins)
@@ -114,6 +115,9 @@ class CacheSpec:
     policy: Literal["pull-push", "pull", "push"] = "pull-push"
     when: Literal["on_success", "on_failure", "always"] = "on_success"
     untracked: bool = False
+    # `policy: $VAR` as written (GitLab 16.1+): the runner expands it with the job's variables
+    # and uses the result as `policy`; anything but pull, push or pull-push fails the job.
+    policy_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,22 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A warning about the pipeline file that did not stop the plan, where it was found."""
+
+    message: str
+    file: str = ""
+    line: int = 0
+    column: int = 0
+    job: str | None = None
+    keyword: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        return f"{where}: warning: {self.message}" if where else f"warning: {self.message}"
+
+
+@dataclass(frozen=True)
 class Plan:
     """A whole pipeline ready to run: stages, pipeline variables, and every job."""
 
@@ -239,6 +259,7 @@ class Plan:
     workflow_name: str | None = None
     skip_reason: str | None = None
     run_reason: str | None = None
+    warnings: tuple[Notice, ...] = ()
 
     @property
     def created(self) -> bool:

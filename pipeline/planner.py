@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,16 +32,17 @@ from pipeline.config import (
 )
 from pipeline.context import TriggerContext
 from pipeline.document import Document
-from pipeline.errors import ExpressionError, Location, PlanError
+from pipeline.errors import ExpressionError, Location, PipelineError, PlanError
 from pipeline.expressions import Expression, evaluate, parse_expression
-from pipeline.globs import matches_changes, matches_exists
+from pipeline.globs import expand_variables, matches_changes, matches_exists
 from pipeline.keywords import ONLY_REF_KEYWORDS
-from pipeline.plan import Job, Need, Plan, Variable
+from pipeline.plan import Job, Need, Notice, Plan, Variable
 from pipeline.predefined import job_variables, pipeline_variables
 from pipeline.regex import compile_regex, split_ref_pattern
 from pipeline.validate import find_cycle, validate
 
 _DEFAULT_ONLY = ("branches", "tags")
+_MATRIX_EXPRESSION = re.compile(r"\$\[\[\s*matrix\.([^\s\]]+)\s*\]\]")
 _RULES_SHOWN = 3
 """How many failed rules a "no rule matched" reason names before it says how many more."""
 MAX_LISTED_FILES = 100_000
@@ -80,6 +82,19 @@ def plan(document: Document | PipelineConfig, context: TriggerContext) -> Plan:
         ) from None
 
 
+def notice(problem: PipelineError) -> Notice:
+    """A warning as the plan carries it."""
+    fields = problem.as_dict()
+    return Notice(
+        message=fields["message"],
+        file=fields["file"],
+        line=fields["line"],
+        column=fields["column"],
+        job=fields["job"],
+        keyword=fields["keyword"],
+    )
+
+
 def _as_variables(defs: tuple[VariableDef, ...], source: str) -> tuple[Variable, ...]:
     return tuple(Variable(d.name, d.value, source, d.expand) for d in defs)  # type: ignore[arg-type]
 
@@ -95,6 +110,7 @@ class _Planner:
         self.trigger = tuple(Variable(k, v, "trigger") for k, v in context.variables)
         self._listed: tuple[str, ...] | None = None
         self._parsed: dict[str, Expression] = {}
+        self.instance_of: dict[str, _Instance] = {}
         self.predefined = pipeline_variables(
             context, config_path=config.path, workflow_name=config.workflow_name
         )
@@ -125,6 +141,7 @@ class _Planner:
             workflow_name=config.workflow_name,
             skip_reason=None if workflow.runs else workflow.reason,
             run_reason=workflow.reason if workflow.runs else None,
+            warnings=tuple(notice(w) for w in config.warnings),
         )
 
     # workflow and job decisions ------------------------------------------------------------
@@ -244,6 +261,8 @@ class _Planner:
         """Why `only`/`except` (or their defaults) let a job in; call after `only_except`."""
         ref = self.describe_ref()
         if job.only is None and job.except_ is None:
+            if self.config.workflow_rules is not None:
+                return "no rules/only: the job runs in every pipeline workflow: rules create"
             return f"no rules/only: a job runs for any branch or tag ({ref})"
         parts = []
         if job.only is not None:
@@ -264,8 +283,10 @@ class _Planner:
     def only_except(self, job: JobConfig, variables: Mapping[str, str]) -> str | None:
         """Why `only`/`except` (or their defaults) leave a job out, or None."""
         only = job.only
+        # GitLab drops the default `only: [branches, tags]` when `workflow: rules` exist.
+        default_only = self.config.workflow_rules is None
         if only is None and job.except_ is None:
-            if not self.refs_match(_DEFAULT_ONLY):
+            if default_only and not self.refs_match(_DEFAULT_ONLY):
                 if self.context.source == "merge_request_event":
                     this = self.describe_ref()
                 else:
@@ -279,7 +300,7 @@ class _Planner:
             failed = self.filter_fails(only, variables)
             if failed is not None:
                 return f"only: {failed}"
-        elif not self.refs_match(_DEFAULT_ONLY):
+        elif default_only and not self.refs_match(_DEFAULT_ONLY):
             return f"only (default branches, tags): {self.describe_ref()} is neither"
         if job.except_ is not None:
             matched = self.except_matches(job.except_, variables)
@@ -393,6 +414,30 @@ class _Planner:
         job_vars = _as_variables(cfg.variables, "job")
         matrix_vars = tuple(Variable(k, v, "matrix") for k, v in inst.matrix)
         env = template.environment
+        if env is not None:
+            # GitLab expands `environment: name` and `url` when it creates the job.
+            known = _as_dict(
+                self.predefined
+                + job_variables(
+                    name=inst.name,
+                    stage=template.stage,
+                    job_id=position,
+                    node_index=inst.index,
+                    node_total=inst.total,
+                    manual=False,
+                    environment=None,
+                )
+                + inherited
+                + job_vars
+                + matrix_vars
+                + self.trigger
+            )
+            env = dataclasses.replace(
+                env,
+                name=expand_variables(env.name, known),
+                url=None if env.url is None else expand_variables(env.url, known),
+            )
+            template = dataclasses.replace(template, environment=env)
         base_predefined = self.predefined + job_variables(
             name=inst.name,
             stage=template.stage,
@@ -443,6 +488,7 @@ class _Planner:
         by_base: dict[str, list[tuple[Job, _Instance]]] = {}
         for job, inst in zip(jobs, instances, strict=True):
             by_base.setdefault(inst.config.name, []).append((job, inst))
+            self.instance_of[job.name] = inst
         # Jobs are sorted by stage, so "every running job of an earlier stage" is a prefix.
         earlier: dict[int, tuple[str, ...]] = {}
         running_so_far: list[str] = []
@@ -497,7 +543,12 @@ class _Planner:
         """The concrete running jobs one `needs:` entry stands for."""
         candidates = by_base.get(need.job, [])
         if need.matrix is not None:
-            wanted = [dict(combo) for entry in need.matrix for combo in _combinations(entry)]
+            own = dict(self.instance_of[job.name].matrix)
+            wanted = [
+                {k: _MATRIX_EXPRESSION.sub(lambda m: own.get(m[1], m[0]), v) for k, v in combo}
+                for entry in need.matrix
+                for combo in _combinations(entry)
+            ]
             candidates = [(j, i) for j, i in candidates if dict(i.matrix) in wanted]
             if not candidates and not need.optional:
                 raise PlanError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from pipeline.context import TriggerContext
@@ -13,6 +14,33 @@ _SLUG_INVALID = re.compile(r"[^a-z0-9]+")
 def slug(text: str) -> str:
     """GitLab's `*_SLUG` form: lowercased, runs of other characters as '-', at most 63 chars."""
     return _SLUG_INVALID.sub("-", text.lower())[:63].strip("-")
+
+
+def environment_slug(name: str) -> str:
+    """GitLab's CI_ENVIRONMENT_SLUG: at most 24 of [a-z0-9-], starting with a letter.
+
+    When slugging changed the name (uppercase, '/', too long...), 17 characters are kept and a
+    6-character hash of the name is added, so distinct names keep distinct slugs.
+    """
+    slugged = re.sub(r"[^a-z0-9]", "-", name.lower())
+    if not re.match(r"[a-z]", slugged):
+        slugged = "env-" + slugged
+    slugged = re.sub(r"-+", "-", slugged)
+    if len(slugged) <= 24 and slugged == name:
+        return slugged.removesuffix("-")
+    short = slugged[:17]
+    if not short.endswith("-"):
+        short += "-"
+    return short + _base36(int(hashlib.sha256(name.encode()).hexdigest(), 16))[-6:]
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while number:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+    return out or "0"
 
 
 def pipeline_variables(
@@ -85,7 +113,7 @@ def job_variables(
         env_name, env_url, action = environment
         values += [
             ("CI_ENVIRONMENT_NAME", env_name),
-            ("CI_ENVIRONMENT_SLUG", slug(env_name)),
+            ("CI_ENVIRONMENT_SLUG", environment_slug(env_name)),
             ("CI_ENVIRONMENT_ACTION", action),
         ]
         if env_url is not None:

@@ -20,6 +20,7 @@ from pipeline.document import (
     Reference,
     YList,
     YMap,
+    collect_warnings,
     describe,
     parse_yaml,
     read_text,
@@ -412,7 +413,8 @@ class _Resolver:
 
 def _apply_defaults(job: YMap, defaults: YMap) -> YMap:
     allowed = _inherited_defaults(job)
-    missing = [k for k in defaults if k not in job and (allowed is None or k in allowed)]
+    # GitLab: a keyword set to null is not set, so the default still applies to it.
+    missing = [k for k in defaults if job.get(k) is None and (allowed is None or k in allowed)]
     if not missing:
         return job
     out = job.shallow_copy()
@@ -442,9 +444,10 @@ def _suggest(word: Any, candidates: list[str]) -> str:
 def resolve_collecting(document: Document) -> tuple[Document, list[PipelineError]]:
     """Resolve a document and return it with every problem found (for `kapal lint`)."""
     if document.resolved:
-        return document, []
+        return document, list(document.warnings)
     resolver = _Resolver(Path(document.root_dir), _shown_dir(document))
-    data, files = resolver.with_includes(document.data, document.path, (_self_rel(document),))
+    with collect_warnings() as warnings:
+        data, files = resolver.with_includes(document.data, document.path, (_self_rel(document),))
     data = resolver.with_extends(data)
     data = resolver.with_references(data)
     data = resolver.with_defaults(data)
@@ -454,6 +457,7 @@ def resolve_collecting(document: Document) -> tuple[Document, list[PipelineError
         data=data,
         resolved=True,
         included_files=tuple(files),
+        warnings=(*document.warnings, *warnings),
     )
     for problem in resolver.problems:
         loc = problem.location
@@ -462,7 +466,7 @@ def resolve_collecting(document: Document) -> tuple[Document, list[PipelineError
                 type(problem), "!reference"
             )
             problem.location = dataclasses.replace(loc, keyword=keyword)
-    return resolved, resolver.problems
+    return resolved, [*resolved.warnings, *resolver.problems]
 
 
 def _shown_dir(document: Document) -> str:
@@ -484,8 +488,12 @@ def _self_rel(document: Document) -> str:
 
 
 def resolve(document: Document) -> Document:
-    """Apply include, extends, !reference and default; raise the problems found, grouped."""
-    resolved, problems = resolve_collecting(document)
+    """Apply include, extends, !reference and default; raise the errors found, grouped.
+
+    Warnings do not stop it; they stay in the returned document's `warnings`.
+    """
+    resolved, found = resolve_collecting(document)
+    problems = [p for p in found if p.severity == "error"]
     if len(problems) == 1:
         raise problems[0]
     if problems:

@@ -8,7 +8,9 @@ anything but a `PipelineError`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import itertools
 import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -29,6 +31,7 @@ from pipeline.errors import (
     ExpressionError,
     Location,
     PipelineError,
+    PipelineWarning,
     PlanError,
     UnsupportedKeywordError,
     ValidationError,
@@ -71,6 +74,15 @@ MAX_NEEDS = 50
 MAX_CACHES = 4
 MAX_TIMEOUT = 30 * 86400
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# GitLab takes any name for a matrix variable (`MY-VAR`); one that fits in an environment.
+_MATRIX_NAME = re.compile(r"[^=\x00]+")
+_MATRIX_EXPRESSION = re.compile(r"\$\[\[\s*matrix\.([^\s\]]+)\s*\]\]")
+MAX_NESTING = 10
+"""GitLab flattens lists nested (by anchors or !reference) up to this many levels."""
+# Keywords whose nested lists GitLab flattens, as (keyword, sub-keyword or "").
+_FLATTENED = ("cache", "needs", "rules", "services", "tags")
+# Values where null means something of its own rather than "not set".
+_NULL_MEANS_SOMETHING = frozenset({"build", "variables", "build_args"})
 _T = TypeVar("_T")
 
 _SERVICE_KEYS = {"name", "alias", "variables", "command", "entrypoint"}
@@ -125,6 +137,11 @@ class _Checker:
         """Record a problem at `location` under the keyword path."""
         loc = Location(location.file, location.line, location.column, keyword)
         self.problems.append(ValidationError(f"{keyword}: {message}" if keyword else message, loc))
+
+    def warn(self, message: str, location: Location, keyword: str) -> None:
+        """Record a warning: valid GitLab worth a look, planned anyway."""
+        loc = Location(location.file, location.line, location.column, keyword)
+        self.problems.append(PipelineWarning(f"{keyword}: {message}" if keyword else message, loc))
 
     def unsupported(self, message: str, location: Location, keyword: str) -> None:
         """Record a GitLab keyword kapal does not support yet."""
@@ -233,7 +250,15 @@ class _Checker:
             where = value.item_at(i)
             if isinstance(item, str):
                 out.append(item)
-            elif isinstance(item, YList) and depth < 10:
+            elif isinstance(item, YList):
+                if depth >= MAX_NESTING:
+                    self.error(
+                        f"a script may nest lists at most {MAX_NESTING} levels deep "
+                        "(as in GitLab); flatten the anchors or !reference that build it",
+                        where,
+                        path,
+                    )
+                    return
                 self._flatten(item, out, path, depth + 1)
             elif isinstance(item, YMap):
                 self.error(
@@ -294,7 +319,12 @@ class _Checker:
             sub = f"{path}: {name}"
             if isinstance(item, YMap):
                 self.keys(item, ("value", "description", "expand", "options"), {}, sub)
-                text = self.string(item, "value", sub)
+                raw = item.get("value")
+                text = (
+                    ("true" if raw else "false")
+                    if isinstance(raw, bool)
+                    else self.string(item, "value", sub)
+                )
                 expand = self.boolean(item, "expand", sub)
                 self.typed(item, "description", str, sub, "a string")
                 options = self.strings(item, "options", sub, allow_single=False)
@@ -305,15 +335,16 @@ class _Checker:
                 out.append(VariableDef(name, text or "", True if expand is None else expand))
             elif isinstance(item, str):
                 out.append(VariableDef(name, item))
-            elif isinstance(item, int | float) and not isinstance(item, bool):
+            elif isinstance(item, bool):
+                # GitLab reads `DEBUG: true` and `USE_SSL: no` as the strings "true"/"false".
+                out.append(VariableDef(name, "true" if item else "false"))
+            elif isinstance(item, int | float):
                 out.append(VariableDef(name, _number_text(item)))
             elif item is None:
                 out.append(VariableDef(name, ""))
             else:
                 hint = "a variable holds one string"
-                if isinstance(item, bool):
-                    hint = f'quote it: "{str(item).lower()}"'
-                elif isinstance(item, YList):
+                if isinstance(item, YList):
                     hint += "; join the items into one quoted string"
                 self.error(
                     f"value must be a string or a number, found {describe(item)} ({hint})",
@@ -340,6 +371,68 @@ class _Checker:
         return text
 
 
+def _without_nulls(mapping: YMap) -> YMap:
+    """`mapping` without its null values, nested mappings too: GitLab reads null as not set."""
+    out = YMap(mapping.location)
+    for key in mapping:
+        value = mapping[key]
+        keeps_null = key in _NULL_MEANS_SOMETHING
+        if value is None and not keeps_null:
+            continue
+        out.copy_entry(mapping, key)
+        if keeps_null:
+            continue
+        if isinstance(value, YMap):
+            out.set(key, _without_nulls(value), mapping.key_at(key), mapping.value_at(key))
+        elif isinstance(value, YList) and any(isinstance(v, YMap) for v in value):
+            items = YList(value.location)
+            for i, item in enumerate(value):
+                items.add(
+                    _without_nulls(item) if isinstance(item, YMap) else item, value.item_at(i)
+                )
+            out.set(key, items, mapping.key_at(key), mapping.value_at(key))
+    return out
+
+
+def flattened(value: YList, depth: int = 0) -> YList | None:
+    """`value` with nested lists spliced in, as GitLab flattens them; None past MAX_NESTING."""
+    out = YList(value.location)
+    for i, item in enumerate(value):
+        if not isinstance(item, YList):
+            out.add(item, value.item_at(i))
+            continue
+        inner = flattened(item, depth + 1) if depth < MAX_NESTING else None
+        if inner is None:
+            return None
+        for j, sub in enumerate(inner):
+            out.add(sub, inner.item_at(j))
+    return out
+
+
+def _flatten_key(mapping: YMap, key: str) -> None:
+    value = mapping.get(key)
+    if isinstance(value, YList):
+        flat = flattened(value)
+        if flat is not None:
+            mapping.set(key, flat, mapping.key_at(key), mapping.value_at(key))
+
+
+def _normalized(job: YMap) -> YMap:
+    """A job (or `default:`) as GitLab reads it: nulls not set, nested lists flattened."""
+    out = _without_nulls(job)
+    for key in _FLATTENED:
+        _flatten_key(out, key)
+    artifacts = out.get("artifacts")
+    if isinstance(artifacts, YMap):
+        _flatten_key(artifacts, "paths")
+        _flatten_key(artifacts, "exclude")
+    caches = out.get("cache")
+    for cache in caches if isinstance(caches, YList) else [caches]:
+        if isinstance(cache, YMap):
+            _flatten_key(cache, "paths")
+    return out
+
+
 def _number_text(value: int | float) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value)) if "e" not in repr(value) else repr(value)
@@ -350,7 +443,13 @@ class _Validator(_Checker):
     def __init__(self, document: Document) -> None:
         super().__init__()
         self.document = document
-        self.data = document.data
+        # A global keyword set to null is not set (jobs set to null stay, to be reported).
+        self.data = YMap(document.data.location)
+        for key in document.data:
+            if document.data[key] is not None or not (
+                isinstance(key, str) and key in GLOBAL_KEYWORDS and key != "variables"
+            ):
+                self.data.copy_entry(document.data, key)
 
     # pipeline ------------------------------------------------------------------------------
     def run(self) -> PipelineConfig:
@@ -376,10 +475,11 @@ class _Validator(_Checker):
                 )
                 continue
             legacy.copy_entry(data, key)
-        self.job_values(legacy, "", is_default=True)
+        self.job_values(_normalized(legacy), "", is_default=True)
         if "default" in data:
             default = data["default"]
             if isinstance(default, YMap):
+                default = _normalized(default)
                 self.default_keys(default)
                 self.job_values(default, "default", is_default=True)
             elif default is not None:
@@ -437,6 +537,7 @@ class _Validator(_Checker):
                 data.location,
                 "",
             )
+        jobs = self.with_instance_needs(jobs)
         self.check_needs(jobs, stages)
         return PipelineConfig(
             path=self.document.path,
@@ -487,6 +588,8 @@ class _Validator(_Checker):
         if "workflow" not in self.data:
             return None, None
         value = self.data["workflow"]
+        if isinstance(value, YMap):
+            value = _without_nulls(value)
         if not isinstance(value, YMap):
             self.error(
                 f"expected a mapping with rules:, found {describe(value)}",
@@ -698,6 +801,7 @@ class _Validator(_Checker):
     # jobs ----------------------------------------------------------------------------------
     def job(self, name: str, job: YMap, stages: tuple[str, ...]) -> JobConfig:
         """One job as a `JobConfig`."""
+        job = _normalized(job)
         self.keys(job, JOB_KEYWORDS, UNSUPPORTED_JOB_KEYWORDS, name)
         stage = self.string(job, "stage", f"{name}: stage") or "test"
         if stage not in stages:
@@ -930,9 +1034,11 @@ class _Validator(_Checker):
             when = self.strings(value, "when", f"{path}: when") or ("always",)
             for item in when:
                 if item not in RETRY_WHEN:
-                    self.error(
-                        f"{item!r} is not a retry reason{_suggest(item, RETRY_WHEN)}; "
-                        f"use one of {', '.join(RETRY_WHEN)}",
+                    # GitLab keeps adding failure reasons: an unknown one is kept, not refused.
+                    self.warn(
+                        f"{item!r} is not a retry reason kapal knows{_suggest(item, RETRY_WHEN)}; "
+                        f"kapal never sees that failure, so it never retries for it "
+                        f"(it knows {', '.join(RETRY_WHEN)})",
                         value.value_at("when"),
                         f"{path}: when",
                     )
@@ -1063,6 +1169,13 @@ class _Validator(_Checker):
                         item.value_at("key"),
                         f"{path}: key",
                     )
+            policy_text = None
+            written = item.get("policy")
+            if isinstance(written, str) and "$" in written:
+                # GitLab 16.1+: `policy: $CACHE_POLICY`, expanded when the job runs.
+                policy_text = written
+                item = item.shallow_copy()
+                del item["policy"]
             out.append(
                 CacheSpec(
                     key=key,
@@ -1073,6 +1186,7 @@ class _Validator(_Checker):
                     or "pull-push",  # type: ignore[arg-type]
                     when=self.choice(item, "when", _ARTIFACT_WHEN, f"{path}: when") or "on_success",  # type: ignore[arg-type]
                     untracked=self.boolean(item, "untracked", f"{path}: untracked") or False,
+                    policy_text=policy_text,
                 )
             )
         return tuple(out)
@@ -1275,9 +1389,12 @@ class _Validator(_Checker):
                 continue
             entry: list[tuple[str, tuple[str, ...]]] = []
             for name in item:
-                if not isinstance(name, str) or not _VARIABLE_NAME.fullmatch(name):
+                if not isinstance(name, str) or not _MATRIX_NAME.fullmatch(name):
                     self.error(
-                        f"matrix variable name {name!r} is not valid", item.key_at(name), path
+                        f"matrix variable name {name!r} is not valid: it must be a non-empty "
+                        "name without '='",
+                        item.key_at(name),
+                        path,
                     )
                     ok = False
                     continue
@@ -1372,12 +1489,93 @@ class _Validator(_Checker):
             )
         return tuple(out)
 
+    def with_instance_needs(self, jobs: list[JobConfig]) -> list[JobConfig]:
+        """Needs that name one matrix instance (`build: [a]`) as needs of its base job."""
+        by_name = {job.name for job in jobs}
+        instances: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
+        for job in jobs:
+            for entry in job.matrix or ():
+                names = [name for name, _ in entry]
+                for values in itertools.product(*(values for _, values in entry)):
+                    combo = tuple(zip(names, values, strict=True))
+                    instances.setdefault(f"{job.name}: [{', '.join(values)}]", (job.name, combo))
+        if not instances:
+            return jobs
+        out: list[JobConfig] = []
+        for job in jobs:
+            needs = job.needs
+            if needs is not None and any(
+                n.job in instances and n.job not in by_name for n in needs
+            ):
+                needs = tuple(
+                    dataclasses.replace(
+                        n,
+                        job=instances[n.job][0],
+                        matrix=(tuple((k, (v,)) for k, v in instances[n.job][1]),),
+                        instance=n.job,
+                    )
+                    if n.job in instances and n.job not in by_name and n.matrix is None
+                    else n
+                    for n in needs
+                )
+                job = dataclasses.replace(job, needs=needs)
+            out.append(job)
+        return out
+
+    def check_matrix_expressions(self, job: JobConfig, need: NeedConfig) -> None:
+        """`$[[ matrix.NAME ]]` in a need names a variable of the job's own matrix."""
+        own = {name for entry in job.matrix or () for name, _ in entry}
+        for entry in need.matrix or ():
+            for _, values in entry:
+                for value in values:
+                    for match in _MATRIX_EXPRESSION.finditer(value):
+                        if match[1] in own:
+                            continue
+                        has = (
+                            f"its matrix has {', '.join(sorted(own))}"
+                            if own
+                            else "it has no `parallel: matrix`"
+                        )
+                        self.error(
+                            f"{match[0]!r} names matrix variable {match[1]!r} of {job.name!r}, "
+                            f"but {has}",
+                            need.location,
+                            f"{job.name}: needs: parallel: matrix",
+                        )
+                    rest = _MATRIX_EXPRESSION.sub("", value)
+                    if "$[[" in rest:
+                        self.error(
+                            f"{value!r}: a matrix expression is written $[[ matrix.NAME ]]",
+                            need.location,
+                            f"{job.name}: needs: parallel: matrix",
+                        )
+
+    @staticmethod
+    def need_hint(name: str, jobs: list[JobConfig]) -> str:
+        """A "did you mean" for an unknown need that keeps its meaning.
+
+        A name shaped like one matrix instance (`build: [c]`) is only matched against instances:
+        proposing the base job would need every instance instead of one.
+        """
+        base, sep, _ = name.partition(": [")
+        matrix_job = next((j for j in jobs if j.name == base and j.matrix), None)
+        if sep and matrix_job is not None:
+            names = [
+                f"{base}: [{', '.join(values)}]"
+                for entry in matrix_job.matrix or ()
+                for values in itertools.product(*(v for _, v in entry))
+            ]
+            shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+            return f"; the instances of {base!r} are {shown}"
+        return _suggest(name, [j.name for j in jobs])
+
     def check_needs(self, jobs: list[JobConfig], stages: tuple[str, ...]) -> None:
         """Needs and dependencies name existing jobs of earlier-or-same stages."""
         by_name = {job.name: job for job in jobs}
         order = {stage: i for i, stage in enumerate(stages)}
         for job in jobs:
             for need in job.needs or ():
+                self.check_matrix_expressions(job, need)
                 target = by_name.get(need.job)
                 where = need.location
                 path = f"{job.name}: needs"
@@ -1391,7 +1589,7 @@ class _Validator(_Checker):
                     )
                     self.error(
                         f"{need.job!r} is not a job in this pipeline"
-                        f"{_suggest(need.job, by_name)}{hidden}",
+                        f"{self.need_hint(need.job, jobs)}{hidden}",
                         where,
                         path,
                     )
@@ -1418,6 +1616,15 @@ class _Validator(_Checker):
                 if target is None:
                     self.error(
                         f"{dep!r} is not a job in this pipeline{_suggest(dep, by_name)}",
+                        where,
+                        path,
+                    )
+                    continue
+                if job.needs is not None and dep not in {n.job for n in job.needs}:
+                    self.error(
+                        f"{dep!r} is not one of this job's `needs:`; with `needs:`, a job's "
+                        "dependencies must be among its needs (as in GitLab): add it to "
+                        "`needs:` or remove it here",
                         where,
                         path,
                     )
@@ -1492,7 +1699,11 @@ def _default_aliases(image: str) -> tuple[str, ...]:
 
 
 def validate_collecting(document: Document) -> tuple[PipelineConfig | None, list[PipelineError]]:
-    """Resolve (if needed) and validate; return the config (None when invalid) and all problems."""
+    """Resolve (if needed) and validate; the config (None when invalid) and all problems.
+
+    The problems include warnings (`severity == "warning"`), which do not make the config None;
+    the config keeps them in `warnings`.
+    """
     try:
         resolved, problems = resolve_collecting(document)
         validator = _Validator(resolved)
@@ -1511,7 +1722,9 @@ def validate_collecting(document: Document) -> tuple[PipelineConfig | None, list
         seen.add(key)
         unique.append(problem)
     problems = sorted(unique, key=lambda p: _sort_key(p.location))
-    return (None if problems else config), problems
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    return dataclasses.replace(config, warnings=tuple(problems)), problems
 
 
 def _sort_key(location: Location | None) -> tuple[str, int, int]:
@@ -1521,8 +1734,12 @@ def _sort_key(location: Location | None) -> tuple[str, int, int]:
 
 
 def validate(document: Document) -> PipelineConfig:
-    """Check a document (resolving it first if needed); ValidationError lists every problem."""
-    config, problems = validate_collecting(document)
+    """Check a document (resolving it first if needed); ValidationError lists every error.
+
+    Warnings do not stop it: they are in the returned config's `warnings`.
+    """
+    config, found = validate_collecting(document)
+    problems = [p for p in found if p.severity == "error"]
     if len(problems) == 1:
         raise problems[0]
     if problems or config is None:

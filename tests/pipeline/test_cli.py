@@ -107,7 +107,7 @@ def test_plan_table_says_which_rule_runs_each_job_and_draws_needs_edges(
     assert code == 0, out
     assert "pipeline created: workflow: rules: rule 2 (no condition) matched" in out
     rows = {line.split("│")[2].strip(): line for line in out.splitlines() if line.count("│") > 5}
-    assert "no rules/only: a job runs for any branch or tag (branch 'main')" in rows["build"]
+    assert "no rules/only: the job runs in every pipeline workflow: rules" in rows["build"]
     assert "needs: build" in rows["unit"] and "needs: nothing" in rows["lint"]
     assert "manual" in rows["deploy"]
     assert "rules: rule 2 (if: $CI_COMMIT_BRANCH == 'main') matched" in rows["deploy"]

@@ -9,6 +9,7 @@ import pytest
 from pipeline import (
     LoadError,
     PipelineError,
+    PipelineWarning,
     TriggerContext,
     find_pipeline_file,
     lint,
@@ -41,62 +42,65 @@ def test_merge_keys_own_keys_win_and_first_source_wins() -> None:
     assert (job["x"], job["y"], job["z"]) == ("a1", "own", "b3")
 
 
-def test_duplicate_key_is_an_error_naming_both_places() -> None:
-    """GitLab keeps the last of two equal keys silently; kapal refuses and names both."""
-    with pytest.raises(LoadError) as caught:
-        loads("job:\n  script: a\n  when: manual\n  script: b\n", "ci.yml")
-    assert str(caught.value).startswith(
-        "ci.yml:4:3: duplicate key 'script': it is also written at line 2, column 3"
+def test_duplicate_key_is_a_warning_naming_both_places_and_the_last_wins() -> None:
+    """GitLab keeps the last of two equal keys; kapal does too and warns, naming both."""
+    doc = loads("job:\n  script: a\n  when: manual\n  script: b\n", "ci.yml")
+    assert doc.data["job"]["script"] == "b"
+    assert list(doc.data["job"]) == ["script", "when"]
+    [warning] = doc.warnings
+    assert isinstance(warning, PipelineWarning) and warning.severity == "warning"
+    assert str(warning).startswith(
+        "ci.yml:4:3: duplicate key 'script': it is also written at line 2, column 3; "
+        "the last one wins"
     )
+    assert plan(doc, TriggerContext(branch="main")).job("job").script == ("b",)
 
 
 THREE_DUPLICATES = (
     "image: a\ntest:\n  script: s\n  image: b\n  image: c\n"
-    "build:\n  script: s\ntest:\n  script: t\n  when: x\n  when: y\nimage: d\n"
+    "build:\n  script: s\ntest:\n  script: t\n  when: x\n  when: on_success\nimage: d\n"
 )
 
 
 def test_every_duplicate_key_of_a_file_is_reported_together(tmp_path: Path) -> None:
-    """Nested ones too (inside the second `test`), each naming both places, in file order."""
-    with pytest.raises(LoadError) as caught:
-        loads(THREE_DUPLICATES, "ci.yml")
-    shown = [str(p).split(";")[0] for p in caught.value.problems]
+    """Nested ones too (inside the second `test`), each naming the place before, in file order."""
+    doc = loads(THREE_DUPLICATES, "ci.yml")
+    shown = [str(p).split(";")[0] for p in doc.warnings]
     assert shown == [
         "ci.yml:5:3: duplicate key 'image': it is also written at line 4, column 3",
         "ci.yml:8:1: duplicate key 'test': it is also written at line 2, column 1",
         "ci.yml:11:3: duplicate key 'when': it is also written at line 10, column 3",
         "ci.yml:12:1: duplicate key 'image': it is also written at line 1, column 1",
     ]
-    assert all(isinstance(p, LoadError) for p in caught.value.problems)
-    assert str(caught.value).startswith("ci.yml: 4 problems:\n")
+    # the last `test` and the last `image` are the ones planned
+    assert doc.data["test"]["script"] == "t" and doc.data["image"] == "d"
     (tmp_path / "ci.yml").write_text(THREE_DUPLICATES)
     linted = [str(p).split(";")[0] for p in lint(tmp_path / "ci.yml")]
     assert linted == [f"{tmp_path / 'ci.yml'}:{line[7:]}" for line in shown]
 
 
-def test_duplicates_reported_with_a_later_yaml_error_in_the_same_file() -> None:
+def test_duplicates_do_not_hide_a_later_yaml_error_in_the_same_file() -> None:
     with pytest.raises(LoadError) as caught:
         loads("a: 1\na: 2\nb: !custom x\n", "ci.yml")
-    messages = [str(p) for p in caught.value.problems]
-    assert len(messages) == 2
-    assert messages[0].startswith("ci.yml:2:1: duplicate key 'a'")
-    assert messages[1].startswith("ci.yml:3:4: unsupported YAML tag '!custom'")
+    assert str(caught.value).startswith("ci.yml:3:4: unsupported YAML tag '!custom'")
 
 
 def test_duplicates_in_an_included_file_are_all_reported(tmp_path: Path) -> None:
     (tmp_path / "ci").mkdir()
     (tmp_path / "ci" / "jobs.yml").write_text(
-        "a:\n  script: s\n  stage: t\n  stage: u\n  script: v\n"
+        "a:\n  script: s\n  stage: t\n  stage: test\n  script: v\n"
     )
     (tmp_path / ".kapal.yml").write_text("include: ci/jobs.yml\nb:\n  script: s\nb:\n  script: t\n")
-    # the main file's duplicate stops the load; fix it and the included file's shows
-    assert [str(p).split(":")[1] for p in lint(tmp_path / ".kapal.yml")] == ["4"]
-    (tmp_path / ".kapal.yml").write_text("include: ci/jobs.yml\nb:\n  script: s\n")
     problems = lint(tmp_path / ".kapal.yml")
     assert [str(p).split(";")[0].rsplit("/", 1)[-1] for p in problems] == [
+        ".kapal.yml:4:1: duplicate key 'b': it is also written at line 2, column 1",
         "jobs.yml:4:3: duplicate key 'stage': it is also written at line 3, column 3",
         "jobs.yml:5:3: duplicate key 'script': it is also written at line 2, column 3",
     ]
+    assert all(p.severity == "warning" for p in problems)
+    result = plan(load(tmp_path / ".kapal.yml"), TriggerContext(branch="main"))
+    assert result.job("a").script == ("v",) and result.job("b").script == ("t",)
+    assert [(w.line, w.column) for w in result.warnings] == [(4, 1), (4, 3), (5, 3)]
 
 
 def test_keys_that_differ_only_in_yaml_type_are_not_duplicates() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from pipeline import Plan, PlanError, TriggerContext, load, loads, plan
 from pipeline.plan import Job
+from pipeline.predefined import environment_slug
 
 MAIN = TriggerContext(source="push", branch="main", commit_sha="0123456789abcdef" * 2 + "01234567")
 
@@ -417,9 +419,61 @@ def test_environment_variables() -> None:
         "deploy:\n  stage: deploy\n  script: s\n  environment:\n"
         "    name: review/$CI_COMMIT_REF_SLUG\n    url: https://x.test\n"
     ).job("deploy")
-    assert job.environment is not None and job.environment.name == "review/$CI_COMMIT_REF_SLUG"
-    assert job.variable("CI_ENVIRONMENT_NAME") == "review/$CI_COMMIT_REF_SLUG"
+    # GitLab expands the name and url when it creates the job; the slug of a name that slugging
+    # changes ('/') gets a hash suffix.
+    assert job.environment is not None and job.environment.name == "review/main"
+    assert job.variable("CI_ENVIRONMENT_NAME") == "review/main"
     assert job.variable("CI_ENVIRONMENT_URL") == "https://x.test"
+    assert job.variable("CI_ENVIRONMENT_SLUG") == environment_slug("review/main")
+
+
+def test_environment_name_and_url_expand_job_matrix_and_unknown_variables() -> None:
+    """Job and matrix variables count; an unknown variable expands to nothing, as in GitLab."""
+    result = _plan(
+        "review:\n  stage: deploy\n  script: s\n  variables: {APP: web}\n"
+        "  parallel: {matrix: [{REGION: [eu]}]}\n  environment:\n"
+        "    name: $APP/${REGION}$NOPE\n    url: https://$APP.$REGION.test/$CI_JOB_NAME_SLUG\n"
+    )
+    env = result.job("review: [eu]").environment
+    assert env is not None and env.name == "web/eu"
+    assert env.url == "https://web.eu.test/review-eu"
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("production", "production"),
+        ("staging-1234567890123456", "staging-1234567890123456"),
+        ("foo-", "foo"),
+    ],
+)
+def test_environment_slug_unchanged_names_keep_their_form(name: str, slug: str) -> None:
+    assert environment_slug(name) == slug
+
+
+@pytest.mark.parametrize(
+    ("name", "prefix"),
+    [
+        ("PRODUCTION", "production-"),
+        ("review/1-foo", "review-1-foo-"),
+        ("1-foo", "env-1-foo-"),
+        ("staging-12345678901234567", "staging-123456789-"),
+        ("9-staging-123456789012345", "env-9-staging-123-"),
+        ("staging-1234567890123456-", "staging-123456789-"),
+    ],
+)
+def test_environment_slug_of_a_changed_name_is_shortened_with_a_hash(
+    name: str, prefix: str
+) -> None:
+    """GitLab's rule: 17 characters, '-', the last 6 base-36 digits of the name's SHA-256."""
+    slug = environment_slug(name)
+    digest = int(hashlib.sha256(name.encode()).hexdigest(), 16)
+    digits = ""
+    while digest:
+        digest, rest = divmod(digest, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
+    assert slug == prefix + digits[-6:]
+    assert len(slug) <= 24 and slug[0].isalpha()
 
 
 def _full_plan() -> Plan:

@@ -275,11 +275,11 @@ def test_workflow_push_with_open_merge_request_creates_no_pipeline() -> None:
 
 
 def test_workflow_merge_request_pipeline() -> None:
-    """In the MR pipeline: lint and danger run, the slow tests are manual, `test` (no rules) is
-    left out, as GitLab does."""
+    """In the MR pipeline: lint and danger run, the slow tests are manual, and `test` (no rules)
+    runs too: with `workflow: rules`, GitLab drops the default `only: [branches, tags]`."""
     result, the_plan = outcome(WORKFLOW, merge_request("src/index.ts"))
     assert the_plan.created
-    assert result == Outcome({"lint", "danger-review"}, {"test-slow"}, {"test", "release"})
+    assert result == Outcome({"lint", "danger-review", "test"}, {"test-slow"}, {"release"})
     assert the_plan.job("test-slow").allow_failure
     assert the_plan.job("danger-review").allow_failure
 

@@ -1,0 +1,375 @@
+"""Valid GitLab that kapal once rejected or planned differently, each planned as GitLab does.
+
+Each test writes the construct the way public `.gitlab-ci.yml` files write it and compares the
+plan with the result GitLab's CI YAML reference documents.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline import (
+    Plan,
+    PlanError,
+    TriggerContext,
+    ValidationError,
+    lint,
+    load,
+    loads,
+    plan,
+)
+
+MAIN = TriggerContext(source="push", branch="main")
+MR = TriggerContext(source="merge_request_event", branch="feature", changed_files=())
+
+
+def _plan(text: str, context: TriggerContext = MAIN) -> Plan:
+    return plan(loads(textwrap.dedent(text), "ci.yml"), context)
+
+
+def _messages(text: str) -> list[str]:
+    return [str(p) for p in lint(loads(textwrap.dedent(text), "ci.yml"))]
+
+
+# 1. needs naming one matrix instance ---------------------------------------------------------
+
+MATRIX = textwrap.dedent(
+    """\
+    build:
+      stage: build
+      script: make
+      parallel:
+        matrix:
+          - T: [a, b]
+    """
+)
+
+
+def test_needs_names_one_matrix_instance_by_its_plan_name() -> None:
+    result = _plan(MATRIX + 'test:\n  script: t\n  needs: ["build: [a]"]\n')
+    assert [n.job for n in result.job("test").needs or ()] == ["build: [a]"]
+    assert result.job("test").waits_for == ("build: [a]",)
+
+
+def test_needs_parallel_matrix_mapping_picks_the_same_instance() -> None:
+    result = _plan(
+        MATRIX + "test:\n  script: t\n  needs:\n    - job: build\n"
+        "      parallel:\n        matrix:\n          - T: a\n"
+    )
+    assert [n.job for n in result.job("test").needs or ()] == ["build: [a]"]
+
+
+def test_needs_of_a_matrix_instance_name_that_does_not_exist_is_an_error() -> None:
+    [message] = _messages(MATRIX + 'test:\n  script: t\n  needs: ["build: [c]"]\n')
+    assert message == (
+        "ci.yml:9:11: test: needs: 'build: [c]' is not a job in this pipeline; "
+        "the instances of 'build' are build: [a], build: [b]"
+    )
+
+
+# 2. null means "not set" -----------------------------------------------------------------------
+
+
+def test_null_drops_an_inherited_value_for_every_keyword() -> None:
+    result = _plan(
+        """\
+        .base:
+          image: alpine
+          parallel: 3
+          rules:
+            - if: $NEVER_SET
+          cache: {key: k, paths: [c]}
+          tags: [docker]
+          retry: 2
+          timeout: 1h
+          artifacts: {paths: [out]}
+          environment: production
+          only: [tags]
+        job:
+          extends: .base
+          script: s
+          image: null
+          parallel: null
+          rules: null
+          cache: null
+          tags: null
+          retry: null
+          timeout: null
+          artifacts: null
+          environment:
+          only:
+        """
+    )
+    job = result.job("job")
+    assert job.runs and job.parallel_total is None
+    assert (job.image, job.caches, job.tags, job.artifacts, job.environment) == (
+        None,
+        (),
+        (),
+        None,
+        None,
+    )
+    assert (job.retry.max, job.timeout_seconds) == (0, None)
+
+
+def test_null_in_a_job_lets_the_default_apply_as_in_gitlab() -> None:
+    """GitLab: a null entry is unspecified, and `default:` fills unspecified entries."""
+    result = _plan("default:\n  image: ruby:3\njob:\n  script: s\n  image: null\n")
+    image = result.job("job").image
+    assert image is not None and image.name == "ruby:3"
+
+
+def test_null_inside_a_keyword_and_at_the_top_level() -> None:
+    result = _plan(
+        """\
+        stages:
+        workflow:
+        job:
+          stage: test
+          script: s
+          artifacts:
+            paths: [a]
+            expire_in: null
+          cache:
+            key: k
+            policy: null
+        """
+    )
+    job = result.job("job")
+    assert job.artifacts is not None and job.artifacts.expire_in is None
+    assert job.caches[0].policy == "pull-push"
+
+
+def test_needs_null_is_not_set_so_the_job_waits_for_earlier_stages() -> None:
+    result = _plan(
+        "b:\n  stage: build\n  script: s\n"
+        ".t:\n  needs: []\n"
+        "t:\n  extends: .t\n  needs: null\n  script: s\n"
+    )
+    assert result.job("t").needs is None and result.job("t").waits_for == ("b",)
+
+
+# 3. boolean and number variables ---------------------------------------------------------------
+
+
+def test_boolean_and_number_variables_are_their_yaml_string_forms() -> None:
+    result = _plan(
+        "variables:\n  DEBUG: true\n  USE_SSL: no\n  RATIO: 1.5\n"
+        "  OPT: {value: false, description: d}\n"
+        "job:\n  script: s\n  variables: {STRICT: yes, N: 010}\n"
+    )
+    job = result.job("job")
+    assert [job.variable(n) for n in ("DEBUG", "USE_SSL", "RATIO", "OPT", "STRICT")] == [
+        "true",
+        "false",
+        "1.5",
+        "false",
+        "true",
+    ]
+    assert job.variable("N") == "8"  # YAML 1.1 octal, as GitLab's parser reads it
+
+
+# 4. nested lists flattened -------------------------------------------------------------------
+
+
+def test_nested_lists_from_anchors_and_references_are_flattened() -> None:
+    result = _plan(
+        """\
+        .tags: &tags [docker, linux]
+        .paths: &paths [dist, build]
+        .svc:
+          services: [redis:7]
+        .rules:
+          rules:
+            - if: $CI_COMMIT_TAG
+              when: never
+        b:
+          stage: build
+          script: s
+        job:
+          script: s
+          tags: [*tags, [gpu]]
+          services:
+            - !reference [.svc, services]
+            - postgres:16
+          rules:
+            - !reference [.rules, rules]
+            - when: on_success
+          needs: [[b]]
+          cache:
+            - [{key: one, paths: [*paths, [more]]}]
+            - {key: two, paths: [x]}
+          artifacts:
+            paths: [*paths, out]
+            exclude: [[dist/*.tmp]]
+        """
+    )
+    job = result.job("job")
+    assert job.runs
+    assert job.tags == ("docker", "linux", "gpu")
+    assert [s.name for s in job.services] == ["redis:7", "postgres:16"]
+    assert [n.job for n in job.needs or ()] == ["b"]
+    assert [c.key for c in job.caches] == ["one", "two"]
+    assert job.caches[0].paths == ("dist", "build", "more")
+    assert job.artifacts is not None
+    assert job.artifacts.paths == ("dist", "build", "out")
+    assert job.artifacts.exclude == ("dist/*.tmp",)
+    tagged = _plan(
+        "job:\n  script: s\n  rules:\n    - [{if: $CI_COMMIT_TAG, when: never}]\n"
+        "    - when: on_success\n",
+        TriggerContext(source="push", tag="v1"),
+    )
+    assert not tagged.job("job").runs
+
+
+# 5. a variable in cache: policy --------------------------------------------------------------
+
+
+def test_cache_policy_variable_is_kept_for_the_runner_to_expand() -> None:
+    result = _plan(
+        "variables: {CACHE_POLICY: pull}\n"
+        "job:\n  script: s\n  cache:\n    key: k\n    paths: [c]\n    policy: $CACHE_POLICY\n"
+    )
+    [cache] = result.job("job").caches
+    assert cache.policy_text == "$CACHE_POLICY"
+    assert cache.policy == "pull-push"
+    assert Plan.from_json(result.to_json()) == result
+
+
+def test_cache_policy_without_variable_still_must_be_a_policy() -> None:
+    [message] = _messages("job:\n  script: s\n  cache:\n    policy: pul\n")
+    assert "'pul' is not one of pull-push, pull, push (did you mean 'pull'?)" in message
+
+
+# 6. unknown retry reasons --------------------------------------------------------------------
+
+
+def test_unknown_retry_reason_is_a_warning_and_the_job_plans() -> None:
+    text = "job:\n  script: s\n  retry:\n    max: 2\n    when: [script_failure, new_reason]\n"
+    doc = loads(text, "ci.yml")
+    [problem] = lint(doc)
+    assert problem.severity == "warning"
+    assert "'new_reason' is not a retry reason kapal knows" in problem.message
+    result = plan(doc, MAIN)
+    assert result.job("job").retry.when == ("script_failure", "new_reason")
+    assert [(w.line, w.job, w.keyword) for w in result.warnings] == [(5, "job", "retry: when")]
+
+
+# 7. duplicate keys (see also test_load) ------------------------------------------------------
+
+
+def test_duplicate_job_plans_the_last_definition_with_a_warning() -> None:
+    result = _plan("job:\n  script: first\njob:\n  script: last\n")
+    assert result.job("job").script == ("last",)
+    assert "duplicate key 'job'" in result.warnings[0].message
+
+
+# 8. workflow: rules drop the default only ----------------------------------------------------
+
+WORKFLOW = """\
+    workflow:
+      rules:
+        - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+        - if: $CI_COMMIT_BRANCH
+    plain:
+      script: s
+    only_main:
+      script: s
+      only: [main]
+    except_tags:
+      script: s
+      except: [tags]
+    """
+
+
+def test_with_workflow_rules_jobs_without_rules_run_in_merge_request_pipelines() -> None:
+    result = _plan(WORKFLOW, MR)
+    assert result.job("plain").runs and result.job("except_tags").runs
+    assert not result.job("only_main").runs
+
+
+def test_without_workflow_rules_jobs_without_rules_stay_out_of_merge_request_pipelines() -> None:
+    result = _plan(WORKFLOW.replace("workflow:", ".workflow:"), MR)
+    assert not result.job("plain").runs and not result.job("except_tags").runs
+
+
+# 10. matrix expressions and matrix variable names --------------------------------------------
+
+ONE_TO_ONE = """\
+    linux:build:
+      stage: build
+      script: make
+      parallel:
+        matrix:
+          - PROVIDER: [aws, gcp]
+            STACK: [app1, app2]
+    linux:test:
+      stage: test
+      script: test
+      parallel:
+        matrix:
+          - PROVIDER: [aws, gcp]
+            STACK: [app1, app2]
+      needs:
+        - job: linux:build
+          parallel:
+            matrix:
+              - PROVIDER: ['$[[ matrix.PROVIDER ]]']
+                STACK: ['$[[ matrix.STACK ]]']
+    """
+
+
+def test_matrix_expressions_map_each_instance_to_its_twin() -> None:
+    result = _plan(ONE_TO_ONE)
+    for provider in ("aws", "gcp"):
+        for stack in ("app1", "app2"):
+            job = result.job(f"linux:test: [{provider}, {stack}]")
+            assert [n.job for n in job.needs or ()] == [f"linux:build: [{provider}, {stack}]"]
+
+
+def test_matrix_expression_naming_a_variable_the_job_lacks_is_an_error() -> None:
+    problems = _messages(ONE_TO_ONE.replace("matrix.STACK", "matrix.STAK"))
+    assert any(
+        "'$[[ matrix.STAK ]]' names matrix variable 'STAK' of 'linux:test', but its matrix "
+        "has PROVIDER, STACK" in m
+        for m in problems
+    ), problems
+
+
+def test_matrix_variable_names_with_dashes_are_accepted() -> None:
+    result = _plan("job:\n  script: s\n  parallel:\n    matrix:\n      - MY-VAR: [x, y]\n")
+    assert result.job("job: [x]").variable("MY-VAR") == "x"
+    with pytest.raises(ValidationError, match="matrix variable name 'A=B' is not valid"):
+        _plan("job:\n  script: s\n  parallel:\n    matrix:\n      - A=B: [x]\n")
+
+
+# 11. environment (see also test_plan) ---------------------------------------------------------
+
+
+def test_environment_url_and_name_use_variables_of_the_job() -> None:
+    result = _plan(
+        "deploy:\n  stage: deploy\n  script: s\n  variables: {DOMAIN: example.test}\n"
+        "  environment:\n    name: Review/$CI_COMMIT_REF_NAME\n    url: https://$DOMAIN\n"
+    )
+    job = result.job("deploy")
+    assert job.variable("CI_ENVIRONMENT_NAME") == "Review/main"
+    assert job.variable("CI_ENVIRONMENT_URL") == "https://example.test"
+    slug = job.variable("CI_ENVIRONMENT_SLUG")
+    assert slug is not None and slug.startswith("review-main-") and len(slug) == 18
+
+
+# fixtures ------------------------------------------------------------------------------------
+
+
+def test_compat_fixture_plans_like_gitlab(tmp_path: Path) -> None:
+    path = Path(__file__).parent / "fixtures" / "valid" / "gitlab_compat.yml"
+    assert lint(path) == []
+    result = plan(load(path), MR)
+    runs = {job.name for job in result.runnable_jobs()}
+    assert runs == {"build: [amd64]", "build: [arm64]", "test", "lint"}
+    assert [n.job for n in result.job("test").needs or ()] == ["build: [amd64]"]
+    with pytest.raises(PlanError):
+        plan(load(path), TriggerContext(source="push", tag="v1", variables=(("NO_BUILD", "1"),)))
