@@ -240,6 +240,16 @@ def _tokens(text: str) -> Iterator[_Token]:
         elif char in _SYMBOLS:
             yield _Token(_SYMBOLS[char], char, column)
             pos += 1
+        elif text.startswith("${", pos):
+            # GitLab's lexer reads `$NAME` only; `${NAME}` makes the expression invalid there.
+            braced = re.match(r"\$\{(\w*)\}?", text[pos:])
+            name = braced[1] if braced and braced[1] else "NAME"
+            raise _error(
+                text,
+                column,
+                f"`{braced[0] if braced else '${'}` is not a variable in an expression: GitLab "
+                f"reads a variable name only as $NAME, without braces; write ${name}",
+            )
         elif char == "$":
             match = _VARIABLE.match(text, pos)
             if match is None:

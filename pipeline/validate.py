@@ -617,6 +617,14 @@ class _Validator(_Checker):
                 path,
             )
             return None
+        if not value:
+            self.error(
+                "must not be blank: GitLab refuses an empty rules list; write at least one rule "
+                "(`- when: never` to never run) or remove `rules:`",
+                mapping.value_at("rules"),
+                path,
+            )
+            return None
         out: list[RuleConfig] = []
         for i, item in enumerate(value):
             where = value.item_at(i)

@@ -86,10 +86,13 @@ def test_strings_are_not_expanded() -> None:
     assert not holds('"${ENVIRONMENT}" == "production"', {"ENVIRONMENT": "production"})
 
 
-def test_braced_variable_names() -> None:
-    """`${NAME}` reads the same variable as `$NAME`."""
-    assert holds('${VARIABLE} == "some value"')
-    assert holds("${VARIABLE_1} == $VARIABLE_2")
+def test_braced_variable_names_are_refused_as_gitlab_does() -> None:
+    """GitLab's lexer takes `$NAME` only (Lexeme::Variable PATTERN = /\\$(?<name>\\w+)/), so
+    `${NAME}` makes the whole expression invalid there: an error pointing at it here."""
+    with pytest.raises(ExpressionError) as caught:
+        parse_expression('$A == "1" && ${VARIABLE} == "some value"')
+    assert caught.value.column == 14
+    assert "write $VARIABLE" in caught.value.message
 
 
 # -- null, empty and bare variables ----------------------------------------------------------
@@ -322,7 +325,7 @@ def test_whitespace_is_optional_and_free() -> None:
 
 def test_expression_object_reused_and_lists_variables() -> None:
     """A parsed Expression evaluates against several contexts and names what it reads."""
-    parsed = parse_expression('$A == "1" || ($B =~ /x./ && ${C})')
+    parsed = parse_expression('$A == "1" || ($B =~ /x./ && $C)')
     assert isinstance(parsed, Expression)
     assert parsed.variable_names == {"A", "B", "C"}
     assert parsed.evaluate({"A": "1"})
@@ -367,7 +370,8 @@ def test_expression_object_reused_and_lists_variables() -> None:
         ("$A &&", 6, "expected a value"),
         ("|| $A", 1, "expected a value"),
         ("$", 1, "variable name"),
-        ("${A", 1, "variable name"),
+        ("${A", 1, "variable name only as $NAME"),
+        ("$A == ${B}", 7, "write $B"),
         ("$A == main", 7, "strings are quoted"),
         ("nullable", 1, "unexpected `nullable`"),
         ('$A == "x" && $B ==', 19, "found the end"),

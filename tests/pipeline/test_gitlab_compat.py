@@ -373,3 +373,32 @@ def test_compat_fixture_plans_like_gitlab(tmp_path: Path) -> None:
     assert [n.job for n in result.job("test").needs or ()] == ["build: [amd64]"]
     with pytest.raises(PlanError):
         plan(load(path), TriggerContext(source="push", tag="v1", variables=(("NO_BUILD", "1"),)))
+
+
+# invalid files GitLab refuses -----------------------------------------------------------------
+
+
+def test_blank_rules_are_refused_in_jobs_and_workflow() -> None:
+    problems = _messages("workflow:\n  rules: []\njob:\n  script: s\n  rules: []\n")
+    assert [m.split(": must")[0] for m in problems] == [
+        "ci.yml:2:10: workflow: rules",
+        "ci.yml:5:10: job: rules",
+    ]
+
+
+def test_braced_variable_in_only_variables_is_refused_too() -> None:
+    [message] = _messages("job:\n  script: s\n  only:\n    variables: ['${DEPLOY}']\n")
+    assert "write $DEPLOY" in message
+
+
+def test_dependencies_must_be_among_needs_but_not_without_needs() -> None:
+    base = "b:\n  stage: build\n  script: s\nc:\n  stage: build\n  script: s\n"
+    assert _messages(base + "t:\n  script: s\n  dependencies: [c]\n") == []
+    assert _messages(base + "t:\n  script: s\n  needs: [b, c]\n  dependencies: [c]\n") == []
+    [message] = _messages(base + "t:\n  script: s\n  needs: [b]\n  dependencies: [c]\n")
+    assert "'c' is not one of this job's `needs:`" in message
+
+
+def test_script_nested_ten_levels_is_flattened() -> None:
+    result = _plan("job:\n  script:\n    - " + "[" * 10 + "echo deep" + "]" * 10 + "\n")
+    assert result.job("job").script == ("echo deep",)
