@@ -33,8 +33,8 @@ from runner.build.cache import CachedLayer, LayerCache, cache_key
 from runner.build.dockerfile import (
     Dockerfile,
     Instruction,
-    heredoc_markers,
     json_array,
+    parse_heredoc,
     read_dockerfile,
 )
 from runner.build.dockerfile_source import read_dockerfile_within
@@ -510,9 +510,7 @@ class _Build:
         if not words:
             raise self.df.error(inst, f"{inst.keyword} needs KEY=VALUE")
         if "=" not in words[0]:
-            if inst.keyword == "LABEL":
-                raise self.df.error(inst, "LABEL needs KEY=VALUE pairs")
-            # legacy form: ENV KEY the rest of the line
+            # legacy form: ENV/LABEL KEY the rest of the line (the parser noted it)
             name = words[0]
             value = inst.args.strip()[len(name) :].strip()
             if not value:
@@ -979,10 +977,7 @@ def _short(text: str, width: int = 100) -> str:
 
 
 def _is_marker(text: str) -> bool:
-    stripped = text.strip()
-    return (
-        stripped.startswith("<<") and len(stripped.split()) == 1 and bool(heredoc_markers(stripped))
-    )
+    return parse_heredoc(text.strip()) is not None
 
 
 def _valid_name(name: str) -> bool:

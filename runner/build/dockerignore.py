@@ -6,8 +6,9 @@ Docker's rules ("Dockerfile reference", .dockerignore file):
 - patterns use Go's `filepath.Match` syntax (`*`, `?`, `[a-z]`, `[^a-z]`, `\\` escape) plus `**`,
   which matches any number of directories, zero included;
 - a line starting with `!` makes an exception: paths it matches are included again;
-- the last pattern that matches a path decides; a pattern matching a directory excludes what is
-  beneath it too (unless a later `!` pattern matches the file itself).
+- the last pattern that matches a path decides; a pattern that matches a directory applies to
+  everything beneath it, exceptions included: `docs/**` then `!docs/public` sends all of
+  `docs/public/` (moby/patternmatcher's `MatchesOrParentMatches`).
 The Dockerfile and .dockerignore are still read by the builder when excluded, but COPY and ADD do
 not see them then, as in Docker.
 """
@@ -71,9 +72,9 @@ class DockerIgnore:
         parents = _parents(path)
         result = False
         for pattern in self.patterns:
-            if pattern.regex.fullmatch(path) or (
-                not pattern.exception and any(pattern.regex.fullmatch(p) for p in parents)
-            ):
+            if pattern.exception != result:
+                continue  # it could not change the answer (moby's MatchesOrParentMatches)
+            if pattern.regex.fullmatch(path) or any(pattern.regex.fullmatch(p) for p in parents):
                 result = not pattern.exception
         return result
 

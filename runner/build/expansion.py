@@ -1,15 +1,19 @@
 """Variable expansion in Dockerfile words, as Docker's builder does it.
 
-Docker expands `$VAR` and `${VAR}` (with the modifiers `:-`, `-`, `:+`, `+`, `:?`, `?`, `#`,
-`##`, `%`, `%%`) in the arguments of ADD, COPY, ENV, EXPOSE, FROM, LABEL, STOPSIGNAL, USER, VOLUME,
-WORKDIR and ONBUILD, never in RUN, CMD or ENTRYPOINT (the shell does that). Quotes group words
-and are removed; single quotes stop expansion; the escape character makes the next character
-literal.
+Docker expands `$VAR` and `${VAR}` (with the modifiers `:-`, `-`, `:+`, `+`, `:?`, `?`, and
+BuildKit's `#`, `##`, `%`, `%%`, `/pattern/replacement`, `//pattern/replacement`) in the
+arguments of ADD, COPY, ENV, EXPOSE, FROM, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR and ONBUILD,
+never in RUN, CMD or ENTRYPOINT (the shell does that). Quotes group words and are removed; single
+quotes stop expansion; the escape character makes the next character literal.
+
+BuildKit's patterns (its shell lexer, not bash): `*` matches any run, `?` one character, the
+escape character makes the next one literal, and everything else (brackets too) is literal. `#`
+and `%` strip the shortest match (`##`/`%%` the longest) from the front or back; `/` replaces the
+first (longest) match, `//` every match; the second `/` is required (`${A/x/}` deletes an `x`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -168,17 +172,22 @@ class _Scan:
             raise ExpansionError(f"missing '}}' to close ${{{name}")
         if op == "}":
             return value or ""
+        if op == "/":
+            return self.replace(name, value or "")
         if op == ":":
             op += self.take()
             if op not in (":-", ":+", ":?"):
                 raise ExpansionError(f"unsupported modifier '{op}' in ${{{name}...}}")
         elif op in ("#", "%"):
-            if self.peek() == op:
-                op += self.take()
+            # the pattern keeps its escapes: `\*` is a literal star, as in BuildKit
+            word = self.until("}", name, raw_escapes=True)
+            if word.startswith(op):
+                op, word = op + op, word[1:]
+            return _trim(value or "", word, op, self.x.escape)
         elif op not in ("-", "+", "?"):
             shown = op or "end of text"
             raise ExpansionError(f"bad substitution in ${{{name}...}}: unexpected {shown!r}")
-        word = self.until_brace(name)
+        word = self.until("}", name)
         empty = value is None or value == ""
         if op == ":-":
             return word if empty else (value or "")
@@ -188,37 +197,100 @@ class _Scan:
             return "" if empty else word
         if op == "+":
             return "" if value is None else word
-        if op in (":?", "?"):
-            if (op == ":?" and empty) or value is None:
-                raise ExpansionError(f"{name}: {word or 'is not set'}")
-            return value or ""
-        return _trim(value or "", word, op)
+        if (op == ":?" and empty) or value is None:
+            raise ExpansionError(f"{name}: {word or 'is not set'}")
+        return value or ""
 
-    def until_brace(self, name: str) -> str:
+    def replace(self, name: str, value: str) -> str:
+        """`${NAME/pattern/replacement}` (first match) or `${NAME//pattern/replacement}` (all)."""
+        every = self.peek() == "/"
+        if every:
+            self.pos += 1
+        pattern = self.until("/", name, raw_escapes=True)
+        replacement = self.until("}", name)
+        regex = _pattern_regex(pattern, self.x.escape, greedy=True)
+        if not every:
+            match = regex.search(value)
+            if match is None:
+                return value
+            return value[: match.start()] + replacement + value[match.end() :]
+        out: list[str] = []
+        last, previous_end = 0, -1
+        for match in regex.finditer(value):
+            if match.start() == match.end() == previous_end:
+                continue  # like Go, an empty match right after a match is not replaced
+            out += [value[last : match.start()], replacement]
+            last = previous_end = match.end()
+        out.append(value[last:])
+        return "".join(out)
+
+    def until(self, stop: str, name: str, *, raw_escapes: bool = False) -> str:
+        """Read (and expand) up to the unquoted, unescaped `stop` character; consume it."""
         out: list[str] = []
         while True:
             if self.pos >= len(self.text):
-                raise ExpansionError(f"missing '}}' to close ${{{name}")
-            if self.peek() == "}":
+                raise ExpansionError(f"missing '{stop}' in ${{{name}...}}")
+            if self.peek() == stop:
                 self.pos += 1
                 return "".join(out)
-            out.append(self.unquoted_piece(stop="}"))
+            if raw_escapes and self.peek() == self.x.escape:
+                self.pos += 1
+                out.append(self.x.escape + self.take())
+                continue
+            out.append(self.unquoted_piece(stop=stop))
 
     def rest(self) -> str:
         return self.text[self.pos : self.pos + 20]
 
 
-def _trim(value: str, pattern: str, op: str) -> str:
-    """Shell pattern removal: `#`/`##` from the front, `%`/`%%` from the back."""
-    n = len(value)
-    if op in ("#", "##"):
-        cuts = range(0, n + 1) if op == "#" else range(n, -1, -1)
-        for i in cuts:
-            if fnmatch.fnmatchcase(value[:i], pattern):
-                return value[i:]
-        return value
-    cuts = range(n, -1, -1) if op == "%" else range(0, n + 1)
-    for i in cuts:
-        if fnmatch.fnmatchcase(value[i:], pattern):
-            return value[:i]
-    return value
+def _pattern_regex(
+    pattern: str, escape: str, *, greedy: bool, anchored: bool = False
+) -> re.Pattern[str]:
+    """BuildKit's shell pattern: `*` any run, `?` one character, the escape makes the next literal.
+
+    Everything else, brackets included, is literal (BuildKit has no bracket expressions).
+    """
+    out = ["^"] if anchored else []
+    star = ".*" if greedy else ".*?"
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append(star)
+        elif ch == "?":
+            out.append(".")
+        elif ch == escape and i < n:
+            out.append(re.escape(pattern[i]))  # `\*`, `\?`, `\/`, `\}`: that character
+            i += 1
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out))
+
+
+def _reverse_pattern(pattern: str, escape: str) -> str:
+    """`pattern` backwards, each escape kept in front of the character it escapes."""
+    units: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == escape and i + 1 < len(pattern):
+            units.append(pattern[i : i + 2])
+            i += 2
+        else:
+            units.append(pattern[i])
+            i += 1
+    return "".join(reversed(units))
+
+
+def _trim(value: str, pattern: str, op: str, escape: str) -> str:
+    """Pattern removal: `#`/`##` shortest/longest from the front, `%`/`%%` from the back.
+
+    As BuildKit does it: a regex anchored at the start (lazy stars for the shortest match); the
+    back is trimmed by reversing both the value and the pattern.
+    """
+    greedy = len(op) == 2
+    if op.startswith("%"):
+        backwards = _reverse_pattern(pattern, escape)
+        return _trim(value[::-1], backwards, "#" * len(op), escape)[::-1]
+    match = _pattern_regex(pattern, escape, greedy=greedy, anchored=True).match(value)
+    return value[match.end() :] if match else value

@@ -33,6 +33,14 @@ from runner.build.trees import ContextTree
         ("a/**/b", "a/x/y/b", True),
         ("a/**/b", "a/b", True),
         ("*", "anything", True),
+        # an exception matching a parent directory re-includes what is beneath it
+        ("docs/**\n!docs/public", "docs/public/a.txt", False),
+        ("docs/**\n!docs/public", "docs/public/deep/er/b.txt", False),
+        ("docs/**\n!docs/public", "docs/public", False),
+        ("docs/**\n!docs/public", "docs/private.txt", True),
+        ("docs/**\n!docs/public", "docs/publicity/c.txt", True),
+        ("docs\n!docs/public\ndocs/public/secret", "docs/public/secret/k", True),
+        ("!docs/public\ndocs", "docs/public/a.txt", True),  # the exception came first
     ],
 )
 def test_patterns(patterns: str, path: str, excluded: bool) -> None:
@@ -53,3 +61,15 @@ def test_exception_inside_excluded_directory_is_walked(tmp_path: Path) -> None:
 
 def test_no_dockerignore_means_nothing_excluded(tmp_path: Path) -> None:
     assert DockerIgnore.load(tmp_path).excluded("anything") is False
+
+
+def test_reincluded_directory_is_sent_whole(tmp_path: Path) -> None:
+    for name in ("docs/a.md", "docs/public/index.html", "docs/public/img/logo.png", "src/x.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    (tmp_path / ".dockerignore").write_text("docs/**\n!docs/public\n")
+    tree = ContextTree(tmp_path, DockerIgnore.load(tmp_path))
+    assert tree.listdir("docs") == ["public"]
+    assert tree.listdir("docs/public") == ["img", "index.html"]
+    assert tree.locate("docs/public/img/logo.png") is not None
+    assert tree.locate("docs/a.md") is None
