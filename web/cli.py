@@ -24,6 +24,7 @@ COMMAND_MODULES: dict[str, str] = {
     "exec": "runner.runtime.cli",
     "gc": "runner.runtime.cli",
     "build": "runner.build.cli",
+    "migrate": "web.db.cli",
 }
 
 

@@ -16,6 +16,11 @@ what to do. Subclasses set `status`; the HTTP layer answers `{"error": str(exc)}
     │   ├── CommitNotFoundError       the pushed commit is not in the repository (422)
     │   ├── UnsafeTreeError           the commit's tree holds a path kapal refuses to write (422)
     │   └── MirrorBusyError           another process holds the mirror's lock too long (503)
+    ├── DatabaseError                 the history database cannot serve the request (500)
+    │   ├── NotMigratedError          the schema is not this kapal's: run `kapal migrate` (503)
+    │   ├── NotFoundError             a row an operation names does not exist (404)
+    │   ├── ConflictError             a unique name (repository, token) is already taken (409)
+    │   └── InvalidCursorError        a pagination cursor this server did not hand out (400)
     └── SettingsError                 the service's configuration is unusable (500)
         └── SecretKeyError            the key that encrypts secrets at rest cannot be had
 
@@ -114,6 +119,36 @@ class MirrorBusyError(MirrorError):
     """The mirror's lock was not obtained in time (another fetch of the repository hangs)."""
 
     status = 503
+
+
+class DatabaseError(WebError):
+    """The history database cannot serve the request."""
+
+    status = 500
+
+
+class NotMigratedError(DatabaseError):
+    """The database schema is not at the revision this kapal needs."""
+
+    status = 503
+
+
+class NotFoundError(DatabaseError):
+    """A row an operation names (repository, pipeline, job...) does not exist."""
+
+    status = 404
+
+
+class ConflictError(DatabaseError):
+    """A unique name (repository, token) is already taken."""
+
+    status = 409
+
+
+class InvalidCursorError(DatabaseError):
+    """A pagination cursor is malformed."""
+
+    status = 400
 
 
 class SettingsError(WebError):

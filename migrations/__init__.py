@@ -1,0 +1,1 @@
+"""Alembic environment and revisions of kapal's database (driven by `web.db.migrate`)."""

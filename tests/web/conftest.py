@@ -1,0 +1,95 @@
+"""Fixtures of the web tests: real PostgreSQL and Redis, and a migrated database of each kind.
+
+`database` is parametrized: a test taking it runs on SQLite and on PostgreSQL. Both are migrated
+once per session with kapal's own migrations; each test gets a fresh SQLite copy, or the
+PostgreSQL database with every table truncated after the test.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tests.support.services import PostgresServer, start_postgres, start_redis
+from web.db.encryption import SecretCipher
+from web.db.migrate import upgrade
+from web.db.models import Base
+from web.db.session import Database
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """Debian's PostgreSQL cluster, started when it is down, with a password test role."""
+    return start_postgres()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis server on 127.0.0.1, started when nothing listens there (`redis://...`)."""
+    return start_redis()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    with postgres.database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once; tests use copies of it."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "kapal.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a PostgreSQL database migrated to head for the session."""
+    with postgres.database() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite: Path
+) -> Iterator[str]:
+    """The URL of a migrated, empty database: a SQLite file, then PostgreSQL."""
+    if request.param == "sqlite":
+        copy = tmp_path / "kapal.db"
+        shutil.copyfile(migrated_sqlite, copy)
+        yield f"sqlite:///{copy}"
+        return
+    url: str = request.getfixturevalue("migrated_postgres")
+    try:
+        yield url
+    finally:
+        cleaner = Database(url)
+        try:
+            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            with cleaner.transaction() as session:
+                session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        finally:
+            cleaner.dispose()
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """A `Database` on a migrated, empty database (SQLite, then PostgreSQL)."""
+    db = Database(database_url)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def cipher() -> SecretCipher:
+    """A cipher with a fixed test key."""
+    return SecretCipher("a test key, not a secret")

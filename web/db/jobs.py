@@ -1,0 +1,164 @@
+"""Jobs: create a pipeline's jobs, read them, claim one for a worker, move statuses, retry."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.orm import Session
+
+from web.db.models import Job, Pipeline, UTCDateTime, utcnow
+from web.db.schemas import JobCreate, JobRead
+from web.db.session import rowcount
+from web.errors import NotFoundError
+
+FINISHED_STATUSES = frozenset({"success", "failed", "canceled", "skipped"})
+
+
+def _row(session: Session, job_id: int) -> Job:
+    row = session.get(Job, job_id)
+    if row is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    return row
+
+
+def create_jobs(*, session: Session, pipeline_id: int, jobs: Sequence[JobCreate]) -> list[JobRead]:
+    """Record the jobs of a pipeline (first attempts), returned in the order given."""
+    if session.get(Pipeline, pipeline_id) is None:
+        raise NotFoundError(f"pipeline {pipeline_id} does not exist")
+    now = utcnow()
+    rows = [
+        Job(
+            pipeline_id=pipeline_id,
+            **job.model_dump(),
+            queued_at=now if job.status == "pending" else None,
+        )
+        for job in jobs
+    ]
+    session.add_all(rows)
+    session.flush()
+    return [JobRead.model_validate(r) for r in rows]
+
+
+def get_job(*, session: Session, job_id: int) -> JobRead | None:
+    """The job attempt with this id, or None."""
+    row = session.get(Job, job_id)
+    return None if row is None else JobRead.model_validate(row)
+
+
+def list_jobs(*, session: Session, pipeline_id: int, include_retried: bool = True) -> list[JobRead]:
+    """A pipeline's job attempts in plan order (each job's attempts oldest first)."""
+    query = select(Job).where(Job.pipeline_id == pipeline_id)
+    if not include_retried:
+        query = query.where(Job.retried.is_(False))
+    rows = session.scalars(query.order_by(Job.position, Job.attempt))
+    return [JobRead.model_validate(r) for r in rows]
+
+
+def claim_job(*, session: Session, job_id: int, worker: str) -> bool:
+    """Move a job pending -> running for `worker`, only if it is still pending.
+
+    One compare-and-set UPDATE: of any number of workers claiming the same job at once (a
+    redelivered message, two processes), exactly one gets True, on SQLite and PostgreSQL alike.
+    """
+    now = utcnow()
+    claimed = rowcount(
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "pending", Job.cancel_requested.is_(False))
+            .values(status="running", worker=worker, started_at=now)
+        )
+    )
+    return claimed == 1
+
+
+def set_job_status(
+    *,
+    session: Session,
+    job_id: int,
+    status: str,
+    reason: str | None = None,
+    exit_code: int | None = None,
+    only_from: Collection[str] | None = None,
+) -> bool:
+    """Move a job to `status` (stamping queue/start/finish); with `only_from`, only from those.
+
+    Returns whether the row changed: a compare-and-set, safe against concurrent writers.
+    """
+    now = literal(utcnow(), UTCDateTime())
+    values: dict[str, Any] = {"status": status}
+    if reason is not None:
+        values["reason"] = reason
+    if exit_code is not None:
+        values["exit_code"] = exit_code
+    if status == "pending":
+        values["queued_at"] = func.coalesce(Job.queued_at, now)
+    elif status == "running":
+        values["started_at"] = func.coalesce(Job.started_at, now)
+    elif status in FINISHED_STATUSES:
+        values["finished_at"] = now
+    query = update(Job).where(Job.id == job_id)
+    if only_from is not None:
+        query = query.where(Job.status.in_(sorted(only_from)))
+    changed = rowcount(session.execute(query.values(**values)))
+    if changed == 0:
+        _row(session, job_id)  # NotFoundError for an unknown id
+    return changed == 1
+
+
+def set_job_image(*, session: Session, job_id: int, image: str, digest: str | None) -> None:
+    """Record the image a job runs in and its digest once resolved."""
+    row = _row(session, job_id)
+    row.image = image
+    row.image_digest = digest
+    session.flush()
+
+
+def request_job_cancel(*, session: Session, job_id: int) -> JobRead:
+    """Mark a job for cancelation; one that has not started yet is canceled at once.
+
+    A running job keeps its status until its worker, which watches `cancel_requested`, stops it.
+    """
+    row = _row(session, job_id)
+    session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+    set_job_status(
+        session=session,
+        job_id=job_id,
+        status="canceled",
+        reason="canceled before it started",
+        only_from={"created", "pending", "manual"},
+    )
+    session.refresh(row)
+    return JobRead.model_validate(row)
+
+
+def retry_job(*, session: Session, job_id: int, status: str = "pending") -> JobRead:
+    """A new attempt of a finished job (the old one is marked retried); returns the new attempt."""
+    old = _row(session, job_id)
+    latest = session.scalar(
+        select(func.max(Job.attempt)).where(
+            Job.pipeline_id == old.pipeline_id, Job.name == old.name
+        )
+    )
+    session.execute(
+        update(Job)
+        .where(Job.pipeline_id == old.pipeline_id, Job.name == old.name)
+        .values(retried=True)
+    )
+    now = utcnow()
+    new = Job(
+        pipeline_id=old.pipeline_id,
+        name=old.name,
+        stage=old.stage,
+        position=old.position,
+        status=status,
+        when=old.when,
+        allow_failure=old.allow_failure,
+        attempt=(latest or old.attempt) + 1,
+        image=old.image,
+        queued_at=now if status == "pending" else None,
+    )
+    session.add(new)
+    session.flush()
+    return JobRead.model_validate(new)

@@ -1,0 +1,287 @@
+"""The database tables as SQLAlchemy 2 typed models.
+
+Rows never leave `web.db`: the repository functions turn them into pydantic schemas
+(`web.db.schemas`). Times are stored in UTC and read back timezone-aware on every database.
+Secrets, webhook secrets and status tokens are stored encrypted (`web.db.encryption`); API tokens
+only as a SHA-256 hash.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Constraint names fixed by convention, so migrations can name what they drop on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store aware times converted to UTC; naive ones are taken as UTC already."""
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Attach UTC to what SQLite returns naive."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every kapal table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+    }
+
+
+class Repository(Base):
+    """A git repository kapal runs pipelines for."""
+
+    __tablename__ = "repositories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)  # "acme/shop"
+    clone_url: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(String(16))  # github | gitlab | gitea
+    default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    webhook_secret: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted
+    status_token: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted; None: no statuses
+    # fnmatch patterns over full refs (refs/heads/release/*, refs/tags/v*) whose pipelines receive
+    # protected secrets, besides the default branch.
+    protected_refs: Mapped[list[str]] = mapped_column(default=list)
+    allow_host_network: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Pipeline(Base):
+    """One run of a repository's pipeline file at one commit."""
+
+    __tablename__ = "pipelines"
+    __table_args__ = (
+        Index("ix_pipelines_repository_ref_id", "repository_id", "ref", "id"),
+        Index("ix_pipelines_repository_id_id", "repository_id", "id"),
+        Index("ix_pipelines_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(32))  # push | tag | merge_request_event | api | ...
+    ref: Mapped[str] = mapped_column(String(255))  # branch or tag name, without refs/heads/
+    tag: Mapped[bool] = mapped_column(Boolean, default=False)
+    sha: Mapped[str] = mapped_column(String(64))
+    before_sha: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    author_name: Mapped[str] = mapped_column(String(255), default="")
+    author_email: Mapped[str] = mapped_column(String(255), default="")
+    delivery_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What the rules saw besides the ref: merge request fields, changed files...
+    trigger: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    plan: Mapped[dict[str, Any] | None] = mapped_column()  # the Plan it ran, as JSON
+    # Bumped by `lock_pipeline`: advancing a pipeline serialises on this row.
+    lock_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class Job(Base):
+    """One attempt of one job of a pipeline; a retry is a new row with `attempt` + 1."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("pipeline_id", "name", "attempt"),
+        Index("ix_jobs_pipeline_id_position", "pipeline_id", "position"),
+        Index("ix_jobs_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    stage: Mapped[str] = mapped_column(String(255))
+    position: Mapped[int] = mapped_column(Integer)  # order in the plan
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    when: Mapped[str] = mapped_column(String(16), default="on_success")
+    allow_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    retried: Mapped[bool] = mapped_column(Boolean, default=False)  # a later attempt replaced it
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    image: Mapped[str | None] = mapped_column(Text)
+    image_digest: Mapped[str | None] = mapped_column(String(100))
+    log_lines: Mapped[int] = mapped_column(Integer, default=0)  # lines appended so far
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class LogChunk(Base):
+    """Consecutive lines of a job's log: lines `first_line` .. `end_line` - 1 (0-based).
+
+    Append-only. "The log after line N" is the range `end_line > N` of the (job_id, end_line) index.
+    """
+
+    __tablename__ = "log_chunks"
+    __table_args__ = (
+        UniqueConstraint("job_id", "first_line"),
+        Index("ix_log_chunks_job_id_end_line", "job_id", "end_line"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    first_line: Mapped[int] = mapped_column(Integer)
+    end_line: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)  # the lines, each ended by "\n"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Artifact(Base):
+    """A job's artifacts archive, kept under the data dir."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(Text)  # relative to the artifacts dir
+    files: Mapped[list[str]] = mapped_column(default=list)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    expire_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TestCase(Base):
+    """One test case from a job's JUnit reports."""
+
+    __tablename__ = "test_cases"
+    __test__ = False  # not a pytest test class
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(
+        ForeignKey("pipelines.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    suite: Mapped[str] = mapped_column(Text)  # the JUnit classname / suite
+    name: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # passed | failed | error | skipped
+    duration: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class BuiltImage(Base):
+    """An image a job built (and maybe pushed)."""
+
+    __tablename__ = "built_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    tag: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(100))
+    pushed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """A webhook as received (raw body and headers kept for replay), once per provider + id."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("provider", "delivery_id"),
+        Index("ix_webhook_deliveries_repository_id_id", "repository_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    event: Mapped[str] = mapped_column(String(64))
+    repository_id: Mapped[int | None] = mapped_column(
+        ForeignKey("repositories.id", ondelete="SET NULL")
+    )
+    pipeline_id: Mapped[int | None] = mapped_column(ForeignKey("pipelines.id", ondelete="SET NULL"))
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    outcome: Mapped[str] = mapped_column(Text, default="")  # "pipeline", "ignored: ...", ...
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token: its SHA-256 hash, never the token itself."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings to tell tokens apart
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    repository_id: Mapped[int | None] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE")
+    )  # None: every repository
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Secret(Base):
+    """A repository secret, encrypted at rest; protected ones reach only protected refs."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("repository_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

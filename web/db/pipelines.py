@@ -1,0 +1,150 @@
+"""Pipelines: record, read, list with cursor pagination, change status, lock for advancing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.orm import Session
+
+from web.db.models import Job, Pipeline, UTCDateTime, utcnow
+from web.db.paging import fetch_page
+from web.db.schemas import JobRead, Page, PipelineCreate, PipelineDetail, PipelineRead
+from web.db.session import rowcount
+from web.errors import NotFoundError
+
+FINISHED_STATUSES = frozenset({"success", "failed", "canceled", "skipped"})
+
+
+def _row(session: Session, pipeline_id: int) -> Pipeline:
+    row = session.get(Pipeline, pipeline_id)
+    if row is None:
+        raise NotFoundError(f"pipeline {pipeline_id} does not exist")
+    return row
+
+
+def create_pipeline(*, session: Session, new: PipelineCreate) -> PipelineRead:
+    """Record a pipeline (status `created` unless given); its jobs come with `create_jobs`."""
+    row = Pipeline(**new.model_dump())
+    if row.status in FINISHED_STATUSES:
+        row.finished_at = utcnow()
+    session.add(row)
+    session.flush()
+    return PipelineRead.model_validate(row)
+
+
+def get_pipeline(*, session: Session, pipeline_id: int) -> PipelineRead | None:
+    """The pipeline with this id, or None."""
+    row = session.get(Pipeline, pipeline_id)
+    return None if row is None else PipelineRead.model_validate(row)
+
+
+def get_pipeline_detail(*, session: Session, pipeline_id: int) -> PipelineDetail | None:
+    """The pipeline with every job attempt, in plan order, or None."""
+    row = session.get(Pipeline, pipeline_id)
+    if row is None:
+        return None
+    jobs = session.scalars(
+        select(Job).where(Job.pipeline_id == pipeline_id).order_by(Job.position, Job.attempt)
+    )
+    return PipelineDetail(
+        **PipelineRead.model_validate(row).model_dump(),
+        jobs=[JobRead.model_validate(j) for j in jobs],
+    )
+
+
+def get_pipeline_plan(*, session: Session, pipeline_id: int) -> dict[str, Any] | None:
+    """The Plan JSON the pipeline ran (None before planning or when planning failed)."""
+    return _row(session, pipeline_id).plan
+
+
+def set_pipeline_plan(*, session: Session, pipeline_id: int, plan: dict[str, Any]) -> None:
+    """Store the Plan JSON a pipeline runs."""
+    _row(session, pipeline_id).plan = plan
+    session.flush()
+
+
+def list_pipelines(
+    *,
+    session: Session,
+    repository_id: int | None = None,
+    ref: str | None = None,
+    status: str | None = None,
+    source: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[PipelineRead]:
+    """Pipelines newest first, filtered; pass `next_cursor` back as `cursor` for the next page."""
+    query = select(Pipeline)
+    if repository_id is not None:
+        query = query.where(Pipeline.repository_id == repository_id)
+    if ref is not None:
+        query = query.where(Pipeline.ref == ref)
+    if status is not None:
+        query = query.where(Pipeline.status == status)
+    if source is not None:
+        query = query.where(Pipeline.source == source)
+    return fetch_page(
+        session=session,
+        query=query,
+        id_column=Pipeline.id,
+        schema=PipelineRead,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+def latest_pipeline(
+    *, session: Session, repository_id: int, ref: str | None = None
+) -> PipelineRead | None:
+    """The newest pipeline of a repository (of one branch or tag when `ref` is given)."""
+    page = list_pipelines(session=session, repository_id=repository_id, ref=ref, limit=1)
+    return page.items[0] if page.items else None
+
+
+def set_pipeline_status(
+    *,
+    session: Session,
+    pipeline_id: int,
+    status: str,
+    reason: str | None = None,
+    only_from: frozenset[str] | set[str] | None = None,
+) -> bool:
+    """Move a pipeline to `status` (stamping start/finish); with `only_from`, only from those.
+
+    Returns whether the row changed: a compare-and-set, safe against concurrent writers.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {"status": status}
+    if reason is not None:
+        values["reason"] = reason
+    query = update(Pipeline).where(Pipeline.id == pipeline_id)
+    if only_from is not None:
+        query = query.where(Pipeline.status.in_(sorted(only_from)))
+    if status == "running":
+        # the first start only: a retried pipeline keeps its original start
+        values["started_at"] = func.coalesce(Pipeline.started_at, literal(now, UTCDateTime()))
+        values["finished_at"] = None
+    elif status in FINISHED_STATUSES:
+        values["finished_at"] = now
+    changed = rowcount(session.execute(query.values(**values)))
+    if changed == 0 and session.get(Pipeline, pipeline_id) is None:
+        raise NotFoundError(f"pipeline {pipeline_id} does not exist")
+    return bool(changed)
+
+
+def lock_pipeline(*, session: Session, pipeline_id: int) -> None:
+    """Serialise whoever advances this pipeline until the transaction ends.
+
+    A write to the pipeline row: on PostgreSQL it holds the row lock, on SQLite the database's
+    write lock, so two workers finishing jobs of one pipeline decide the next jobs one at a time.
+    """
+    changed = rowcount(
+        session.execute(
+            update(Pipeline)
+            .where(Pipeline.id == pipeline_id)
+            .values(lock_version=Pipeline.lock_version + 1)
+        )
+    )
+    if not changed:
+        raise NotFoundError(f"pipeline {pipeline_id} does not exist")

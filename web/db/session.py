@@ -1,0 +1,81 @@
+"""Engines and sessions: SQLite (WAL, busy timeout, foreign keys) or PostgreSQL via psycopg 3.
+
+Lifecycle: make one `Database` per process from the URL in Settings, open a `transaction()` per
+unit of work (it commits on success and rolls back on an exception), `dispose()` at shutdown.
+A `Database` is safe to share between threads; a `Session` is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import CursorResult, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Every SQLite connection: WAL (readers beside one writer), a busy wait, foreign keys."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str, **options: Any) -> Engine:
+    """An engine for `url` (a SQLite file's directory is made; `postgresql://` means psycopg 3)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        engine = create_engine(parsed, connect_args=connect_args, **options)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, **options)
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE touched (`Session.execute` is typed as returning any Result)."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"expected the result of an UPDATE or DELETE, got {type(result).__name__}")
+    return result.rowcount
+
+
+class Database:
+    """One database: its engine and a session factory (sessions keep rows readable after commit)."""
+
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        self.url = url
+        self.engine = make_engine(url, **engine_options)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    def session(self) -> Session:
+        """A new session; the caller commits and closes it (prefer `transaction()`)."""
+        return self._sessions()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session inside one transaction: committed when the block ends, rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
