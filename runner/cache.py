@@ -12,6 +12,9 @@ from pathlib import Path
 
 from runner.artifacts import collect_paths, copy_entries, make_private_dir
 from runner.confined import ConfinedTree
+from runner.owners import owner_slug
+
+DEFAULT_SCOPE = "local"  # pipelines whose caller named no owner share this scope
 
 
 class CachePolicy(StrEnum):
@@ -39,15 +42,29 @@ def cache_dir_name(key: str) -> str:
 
 
 class CacheStore:
-    """Caches kept as directory trees under `root`, one per key, shared by every run.
+    """Caches kept as directory trees under `root`, one per scope, key and kind of ref.
 
     Saving takes the workspace's symlinks as links, never following them out of it; `root` is
     made 0700. `save` builds the new tree beside the old one and swaps it in with a rename, so a job
     restoring while another saves sees either the old or the new cache, never a half-written one.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, scope: str = DEFAULT_SCOPE, *, protected: bool = False) -> None:
+        """Caches of the pipelines of `scope`, an owner (`runner.owners`: `repo:<id>`, `local:…`).
+
+        Each scope has its own folder under `root`, so repositories choosing the same key never
+        share a cache. `protected` says whether the pipeline runs for a protected ref (the
+        default branch, a protected branch or tag): as in GitLab, its keys get `-protected`,
+        the others' `-non_protected`, so no unprotected branch writes what a protected one
+        restores.
+        """
+        self.root = root / owner_slug(scope)
+        self.scope = scope
+        self.protected = protected
+
+    def dir_name(self, key: str) -> str:
+        """The folder (under `root`) of the cache `key` for this store's kind of ref."""
+        return cache_dir_name(f"{key}-{'protected' if self.protected else 'non_protected'}")
 
     def restore(self, key: str, workspace: Path) -> list[str]:
         """Copy the cache for `key` into `workspace`; return the files restored (none on a miss).
@@ -55,7 +72,7 @@ class CacheStore:
         The workspace's symlinked directories resolve inside it (`runner.confined`): a link
         `out -> /host/dir` made by an earlier job never makes a restore write on the host.
         """
-        source = self.root / cache_dir_name(key)
+        source = self.root / self.dir_name(key)
         if not source.is_dir():
             return []
         with ConfinedTree(source) as tree:
@@ -66,7 +83,7 @@ class CacheStore:
         """Replace the cache for `key` with `paths` from `workspace`; return the files saved."""
         files = collect_paths(workspace, paths)
         make_private_dir(self.root)
-        target = self.root / cache_dir_name(key)
+        target = self.root / self.dir_name(key)
         staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=self.root))
         try:
             files = copy_entries(workspace, files, staging).copied

@@ -29,12 +29,13 @@ from runner.errors import RunnerError, WorkspaceError
 from runner.images.resolve import ImageResolver
 from runner.images.store import ImageStore
 from runner.job_images import StoreImageProvider, embedded_builder
+from runner.owners import local_owner
 from runner.runtime.backend import Limits
 from runner.runtime.durations import format_duration
 from runner.runtime.embedded import EmbeddedBackend
 from runner.runtime.fake import FakeBackend
 from runner.runtime.quantities import parse_size
-from runner.secrets import load_secrets
+from runner.secrets import PipelineAccess, load_secrets, secrets_for
 from runner.settings import RunnerSettings
 from runner.terminal import LiveRecorder, PlainRecorder
 
@@ -177,7 +178,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         secrets_file: Annotated[
             Path | None,
-            typer.Option("--secrets-file", help="NAME=value lines; values masked in logs."),
+            typer.Option(
+                "--secrets-file",
+                help="NAME=value lines, values masked in logs; `protected NAME=value` only "
+                "reaches pipelines of the default branch.",
+            ),
         ] = None,
         manual: Annotated[bool, typer.Option("--manual", help="Run manual jobs too.")] = False,
         list_jobs: Annotated[bool, typer.Option("--list", help="List the jobs and exit.")] = False,
@@ -295,6 +300,8 @@ def _run(
         _list(the_plan, console)
         return 0
     store = ImageStore(settings.images_dir)
+    # a local run belongs to its project; the default branch counts as protected, as in GitLab
+    owner, access = local_owner(project), PipelineAccess.of_trigger(context)
     options = EngineOptions(
         concurrency=concurrency,
         manual=manual,
@@ -302,7 +309,7 @@ def _run(
         stage=stage,
         use_cache=use_cache,
         project_dir=context.project_dir,
-        secrets=secrets,
+        secrets=secrets_for(access, secrets),
         limits=policy.limits_for(asked),
     )
     interactive = sys.stdout.isatty()
@@ -311,12 +318,12 @@ def _run(
     else:
         recorder = PlainRecorder(sys.stdout, only)
     artifacts = ArtifactStore(settings.data_dir / "artifacts")
-    caches = CacheStore(settings.data_dir / "cache")
+    caches = CacheStore(settings.data_dir / "cache", owner, protected=access.protected)
     resolver = ImageResolver(store, settings)
     if dry_run:
         engine = Engine(
             backend=FakeBackend(),
-            images=StoreImageProvider(store, resolver=resolver),
+            images=StoreImageProvider(store, resolver=resolver, owner=owner),
             recorder=recorder,
             work_dir=settings.data_dir / "runs",
             artifacts=artifacts,
@@ -332,7 +339,11 @@ def _run(
     engine = Engine(
         backend=backend,
         images=StoreImageProvider(
-            store, embedded_builder(backend, settings.build_cache_dir), resolver
+            store,
+            embedded_builder(backend, settings.build_cache_dir),
+            resolver,
+            owner=owner,
+            secrets=[secret.value for secret in secrets.values()],
         ),
         recorder=recorder,
         work_dir=settings.data_dir / "runs",

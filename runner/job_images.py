@@ -2,13 +2,17 @@
 
 `ImageProvider` is the engine's view of the image store and the builder; `StoreImageProvider`
 adapts `runner.images.ImageStore` (and a build function) to it, `FakeImageProvider` serves tests.
+A `StoreImageProvider` serves the pipelines of one owner (`runner.owners`): what they build is
+tagged in that owner's namespace of the store, and names resolve to its own builds first, then to
+the operator's base images, which pipelines never overwrite.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -16,11 +20,12 @@ from typing import Any, Literal, Protocol
 from runner.build.builder import Builder as DockerfileBuilder
 from runner.build.builder import BuildOptions
 from runner.build.cache import LayerCache
-from runner.errors import BuildError, ImageNotFoundError, RunnerError
+from runner.errors import BuildError, ImageError, ImageNotFoundError, RunnerError
 from runner.images.image import Image
 from runner.images.reference import Reference
 from runner.images.resolve import ImageResolver
-from runner.images.store import ImageStore
+from runner.images.store import NAMESPACE_REGISTRY, ImageStore
+from runner.masking import SecretMasker
 from runner.runtime.backend import (
     Backend,
     Container,
@@ -57,6 +62,8 @@ class BuildRequest:
     epoch: int = 0  # SOURCE_DATE_EPOCH: timestamps in the image, so rebuilds give the same digest
     no_cache: bool = False  # build every step afresh, as `docker build --no-cache` does
     network: Literal["host", "nat", "none"] = "nat"  # what RUN steps reach (runner.runtime.usernet)
+    # build args whose values are secrets: given to RUN steps, never written into the image history
+    secret_args: frozenset[str] = frozenset()
     # set from another thread to stop the build: its running RUN step is stopped at once
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
@@ -93,27 +100,45 @@ def exposed_ports(config: Mapping[str, Any]) -> tuple[int, ...]:
 
 Builder = Callable[[ImageStore, BuildRequest, BuildLog], str]
 
+DEFAULT_OWNER = "local"  # pipelines whose caller named no owner share this namespace
+
 
 class StoreImageProvider:
-    """Images from the local `ImageStore`, pulled through `resolver` when one is given (see
-    `runner.images.ImageResolver`: the configured pull registries); builds through `builder`."""
+    """Images of the local `ImageStore` for the pipelines of `owner`, pulled through `resolver`
+    when one is given (see `runner.images.ImageResolver`: the configured pull registries); builds
+    through `builder`.
+
+    `owner` is the repository the pipelines belong to (`repo:<id>` in the service,
+    `runner.owners.local_owner(project)` for `kapal run`): their builds are tagged in its
+    namespace and their names resolve to its builds first, then to base images. Values in
+    `secrets` are kept out of image histories when a build arg carries one. Lifecycle: construct
+    per owner (one per pipeline is fine: it holds no resources).
+    """
 
     def __init__(
         self,
         store: ImageStore,
         builder: Builder | None = None,
         resolver: ImageResolver | None = None,
+        *,
+        owner: str = DEFAULT_OWNER,
+        secrets: Iterable[str] = (),
     ) -> None:
-        self.store = store
+        self.store = store.for_owner(owner)
+        self.owner = owner
         self._builder = builder
         self._resolver = resolver
+        self._secrets = SecretMasker(secrets)
         self._lock = threading.Lock()  # the resolver serves one thread at a time
 
     def _image(self, name: str) -> Image:
         ref = Reference.parse(name)
-        if self._resolver is None:
+        try:
             return self.store.resolve(ref)
-        with self._lock:
+        except ImageNotFoundError:
+            if self._resolver is None or ref.registry == NAMESPACE_REGISTRY:
+                raise
+        with self._lock:  # the resolver pulls base images into the operator's store
             return self._resolver.resolve(ref)
 
     def available(self, name: str) -> bool:
@@ -140,10 +165,25 @@ class StoreImageProvider:
         )
 
     def build(self, request: BuildRequest, log: BuildLog) -> str:
-        """Build with the configured builder."""
+        """Build with the configured builder, tagging in the owner's namespace.
+
+        A tag the owner may not write fails the build before it starts.
+        """
         if self._builder is None:
             raise BuildError("this kapal has no image builder configured for build: jobs")
+        for tag in request.tags:
+            try:
+                self.store.writable_name(tag)
+            except ImageError as exc:
+                raise BuildError(f"cannot tag the image {tag!r}: {exc}") from None
+        secret_args = frozenset(
+            name for name, value in request.build_args.items() if self._carries_secret(value)
+        )
+        request = dataclasses.replace(request, secret_args=request.secret_args | secret_args)
         return self._builder(self.store, request, log)
+
+    def _carries_secret(self, value: str) -> bool:
+        return bool(self._secrets) and self._secrets.mask(value) != value
 
 
 @dataclass
@@ -324,6 +364,7 @@ def embedded_builder(backend: Backend, build_cache_dir: Path) -> Builder:
                     epoch=request.epoch,
                     no_cache=request.no_cache,
                     network=request.network,
+                    secret_args=request.secret_args,
                 )
             )
         return result.image.digest

@@ -109,6 +109,8 @@ class BuildOptions:
     # "none" nothing, "host" the host's network (only where the backend's policy allows it)
     network: Literal["host", "nat", "none"] = "nat"
     epoch: int = 0
+    # build args holding secrets: RUN steps get them, the history (`|N NAME=value`) does not
+    secret_args: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -787,7 +789,13 @@ class _Build:
         for name in PROXY_ARGS:
             if name in self.o.build_args:
                 arg_env.setdefault(name, self.o.build_args[name])
-        shown_args = {k: v for k, v in sorted(arg_env.items()) if k not in PROXY_ARGS}
+        # an ARG whose default copies a secret one (`ARG B=$TOKEN`) carries the secret too
+        secrets = [v for k, v in self.o.build_args.items() if k in self.o.secret_args and v]
+        shown_args = {
+            k: v
+            for k, v in sorted(arg_env.items())
+            if k not in PROXY_ARGS and not any(secret in v for secret in secrets)
+        }
         prefix = (
             f"|{len(shown_args)} {' '.join(f'{k}={v}' for k, v in shown_args.items())} "
             if shown_args

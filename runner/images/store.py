@@ -8,6 +8,15 @@ Layout under the store root::
     tmp/                   blobs and layers being written; never read
     store.lock, gc.lock    file locks
 
+Owners: a store opened for an owner (`ImageStore(root, owner="repo:42")`, see `runner.owners`) is
+what the pipelines of that repository see. The tags they write go to the owner's namespace, stored
+as `kapal.invalid/<owner slug>/<registry>/<repository>:<tag>`, so a build tagged `debian:bookworm`
+never replaces the base image every other repository uses; the names they look up resolve to the
+owner's own build first, then to the base images (tags outside any namespace: bootstrapped,
+pulled, imported by the operator), which pipelines can read but never write. Other owners'
+namespaces are invisible to them. A store opened without an owner (the operator's `kapal image`
+and `kapal build`) sees and writes every tag.
+
 Concurrency: blobs and unpacked layers appear by atomic rename only after they are complete and
 verified, so readers never see half-written content. `tags.json` is rewritten (temp file + rename)
 under `store.lock`. Every writer holds `gc.lock` shared for as long as it has blobs that nothing
@@ -39,6 +48,7 @@ from runner.errors import (
     CorruptBlobError,
     ImageError,
     ImageNotFoundError,
+    ImageReferenceError,
     StoreFullError,
 )
 from runner.images import mediatypes as mt
@@ -47,6 +57,10 @@ from runner.images.image import Image, LayerDescriptor
 from runner.images.layers import scan_layer, unpack_layer
 from runner.images.platforms import pick_platform
 from runner.images.reference import Reference
+from runner.owners import owner_slug
+
+# the registry part of namespaced tags: a reserved name that never resolves, so nothing is pulled
+NAMESPACE_REGISTRY = "kapal.invalid"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -71,6 +85,35 @@ class TaggedImage:
     image: Image
 
 
+class TagRefusedError(ImageError):
+    """A pipeline asked for a tag it may not write (one in kapal's reserved namespace)."""
+
+
+def namespace_prefix(owner: str) -> str:
+    """The beginning of every tag key in `owner`'s namespace."""
+    return f"{NAMESPACE_REGISTRY}/{owner_slug(owner)}/"
+
+
+def _in_namespace(key: str) -> bool:
+    return key.startswith(NAMESPACE_REGISTRY + "/")
+
+
+def _namespaced_path(reference: Reference) -> str:
+    """`reference`'s registry and repository as the path below an owner's namespace."""
+    return f"{reference.registry.lower().replace(':', '_')}/{reference.repository}"
+
+
+def namespaced(owner: str, reference: Reference) -> Reference:
+    """The name under which the image a pipeline of `owner` tags `reference` is stored."""
+    repository = f"{owner_slug(owner)}/{_namespaced_path(reference)}"
+    if len(NAMESPACE_REGISTRY) + 1 + len(repository) > 255:
+        raise ImageReferenceError(
+            f"image name {reference.familiar!r} is too long to be kept in the repository's "
+            "namespace of the image store (255 characters with the namespace); use a shorter name"
+        )
+    return Reference(NAMESPACE_REGISTRY, repository, reference.tag, reference.digest)
+
+
 def not_found(ref: Reference | str) -> ImageNotFoundError:
     """The error for an image that is not in the store, saying how to get it."""
     text = ref.familiar if isinstance(ref, Reference) else ref
@@ -89,8 +132,9 @@ class ImageStore:
     layers, then committing) wrap them in `with store.session():` so a concurrent `gc()` waits.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: str | None = None) -> None:
         self.root = root
+        self.owner = owner
         self.tmp = root / "tmp"
         self.layers_dir = root / "layers"
         for directory in (root, root / "blobs" / "sha256", self.tmp, self.layers_dir):
@@ -99,6 +143,10 @@ class ImageStore:
         self._tags_path = root / "tags.json"
         self._lock = FileLock(str(root / "store.lock"))
         self._gc_lock_path = root / "gc.lock"
+
+    def for_owner(self, owner: str | None) -> ImageStore:
+        """This store as the pipelines of `owner` see it (the operator's view for None)."""
+        return ImageStore(self.root, owner)
 
     # -- locking ---------------------------------------------------------------------------
 
@@ -151,9 +199,42 @@ class ImageStore:
         finally:
             Path(name).unlink(missing_ok=True)
 
+    def _visible(self, tags: dict[str, str]) -> dict[str, str]:
+        """The tags this store's owner sees: its own namespace's and the base images'."""
+        if self.owner is None:
+            return tags
+        own = namespace_prefix(self.owner)
+        return {k: v for k, v in tags.items() if k.startswith(own) or not _in_namespace(k)}
+
+    def _lookup_keys(self, ref: Reference) -> list[str]:
+        """The tag keys a name resolves through, in order: the owner's own build, the base."""
+        if self.owner is None:
+            return [str(ref)]
+        if ref.registry == NAMESPACE_REGISTRY:
+            return []  # another repository's build, or a name only the operator uses
+        return [str(namespaced(self.owner, ref)), str(ref)]
+
+    def writable_name(self, reference: Reference | str) -> Reference:
+        """The name a tag `reference` written through this store is kept under.
+
+        For an owner's store that is its namespace's name; `TagRefusedError` for a name in
+        kapal's reserved namespace, which pipelines may neither read nor write.
+        """
+        ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
+        if self.owner is None:
+            return ref
+        if ref.registry == NAMESPACE_REGISTRY:
+            raise TagRefusedError(
+                f"tag {ref.familiar!r} is in {NAMESPACE_REGISTRY}/, where kapal keeps the images "
+                "each repository's pipelines build; a pipeline cannot write there. Tag the image "
+                f"with a name of your own (such as `{ref.repository.rsplit('/', 1)[-1]}:"
+                f"{ref.tag or 'latest'}`): jobs of this repository find it by that name"
+            )
+        return namespaced(self.owner, ref)
+
     def tags(self) -> dict[Reference, str]:
-        """Every tag and the manifest digest it points to."""
-        return {Reference.parse(k): v for k, v in self._read_tags().items()}
+        """Every tag this store's owner sees and the manifest digest it points to."""
+        return {Reference.parse(k): v for k, v in self._visible(self._read_tags()).items()}
 
     def tag(self, image: Image | str, reference: Reference | str) -> Reference:
         """Point the tag `reference` at `image` (an Image or a manifest digest).
@@ -166,6 +247,7 @@ class ImageStore:
             ref = ref.with_tag(ref.tag)
         elif ref.digest is None:
             raise ImageError(f"cannot tag with {ref}: a tag needs a name like `app:1.0`")
+        ref = self.writable_name(ref)
         digest = image.digest if isinstance(image, Image) else image
         self.get(digest)
         with self._lock:
@@ -177,12 +259,17 @@ class ImageStore:
     def untag(self, reference: Reference | str) -> list[Reference]:
         """Remove a tag, or every tag of a digest reference; return what was removed."""
         ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
+        own = namespace_prefix(self.owner) if self.owner is not None else ""
         with self._lock:
             tags = self._read_tags()
             if ref.digest is not None:
-                gone = [k for k, v in tags.items() if ref.digest in (v, k.partition("@")[2])]
+                gone = [
+                    k
+                    for k, v in tags.items()
+                    if ref.digest in (v, k.partition("@")[2]) and k.startswith(own)
+                ]
             else:
-                gone = [k for k in tags if k == str(ref)]
+                gone = [k for k in tags if k == str(self.writable_name(ref))]
             if not gone:
                 raise not_found(ref)
             for key in gone:
@@ -244,11 +331,31 @@ class ImageStore:
         """The local image for a reference (tag or digest); `ImageNotFoundError` names the fixes."""
         ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
         if ref.digest is not None:
+            if self.owner is not None and ref.registry == NAMESPACE_REGISTRY:
+                raise not_found(ref)
             return self.get(ref.digest, ref)
-        digest = self._read_tags().get(str(ref))
-        if digest is None:
-            raise not_found(ref)
-        return self.get(digest, ref)
+        tags = self._read_tags()
+        for key in self._lookup_keys(ref):
+            digest = tags.get(key)
+            if digest is not None:
+                return self.get(digest, ref)
+        raise self._not_found(ref, tags)
+
+    def _not_found(self, ref: Reference, tags: dict[str, str]) -> ImageNotFoundError:
+        """`not_found`, naming the pipeline builds of that name the operator may have meant."""
+        error = not_found(ref)
+        if self.owner is not None or ref.registry == NAMESPACE_REGISTRY:
+            return error
+        tail = f"/{_namespaced_path(ref)}:{ref.tag}"
+        built = sorted(
+            Reference.parse(k).familiar for k in tags if _in_namespace(k) and k.endswith(tail)
+        )
+        if not built:
+            return error
+        return ImageNotFoundError(
+            f"{error}. Pipelines built an image of that name in their repository's namespace: "
+            + ", ".join(built[:3])
+        )
 
     def exists(self, reference: Reference | str) -> bool:
         """Whether `resolve(reference)` would find an image."""
@@ -261,7 +368,7 @@ class ImageStore:
     def list_images(self) -> list[TaggedImage]:
         """Every tagged image, sorted by reference."""
         result = []
-        for key, digest in sorted(self._read_tags().items()):
+        for key, digest in sorted(self._visible(self._read_tags()).items()):
             ref = Reference.parse(key)
             try:
                 result.append(TaggedImage(ref, self.get(digest, ref)))
@@ -273,7 +380,9 @@ class ImageStore:
         """A JSON-able description of an image: digests, tags, config, layers."""
         image = self.resolve(reference)
         tags = [
-            Reference.parse(k).familiar for k, v in self._read_tags().items() if v == image.digest
+            Reference.parse(k).familiar
+            for k, v in self._visible(self._read_tags()).items()
+            if v == image.digest
         ]
         return {
             "Digest": image.digest,
@@ -285,6 +394,7 @@ class ImageStore:
             "Os": image.config.get("os", ""),
             "Size": image.size,
             "Config": image.config.get("config", {}),
+            "History": image.config.get("history", []),
             "Layers": [
                 {"Digest": x.digest, "DiffID": x.diff_id, "Size": x.size, "MediaType": x.media_type}
                 for x in image.layers

@@ -20,7 +20,7 @@ def test_save_replaces_and_restore_copies(tmp_path: Path) -> None:
     fresh.mkdir()
     assert store.restore("k", fresh) == [".deps/a"]
     assert store.restore("missing", fresh) == []
-    assert sorted(p.name for p in (tmp_path / "caches").iterdir()) == ["k"]  # no staging left
+    assert sorted(p.name for p in store.root.iterdir()) == ["k-non_protected"]  # no staging left
 
 
 def test_keys_become_safe_names() -> None:

@@ -163,7 +163,8 @@ def test_caches_flow_between_runs_with_their_policy(harness: Harness) -> None:
     harness.run(plan(job("unit", caches=(pull_only,)), variables=variables))
     harness.run(plan(job("unit", caches=(cache,)), variables=variables))
     assert counts == ["0", "1", "2", "2"]  # the pull-only run saved nothing
-    assert (harness.caches.root / "deps-main" / ".deps" / "count").read_text() == "3"
+    saved = harness.caches.root / harness.caches.dir_name("deps-main")
+    assert (saved / ".deps" / "count").read_text() == "3"
     harness.run(plan(job("unit", caches=(cache,)), variables=variables), use_cache=False)
     assert counts[-1] == "0"
 

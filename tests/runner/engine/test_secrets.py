@@ -7,13 +7,17 @@ from pathlib import Path
 import pytest
 
 from runner.errors import SecretsError
-from runner.secrets import load_secrets, parse_secrets_file
+from runner.secrets import Secret, load_secrets, parse_secrets_file
 
 
 def test_file_format(tmp_path: Path) -> None:
     path = tmp_path / "secrets"
     path.write_text('# comment\n\nTOKEN=abcd1234\nexport PASS = "p a s s"\nKEY="l1\\nl2xx"\n')
-    assert parse_secrets_file(path) == {"TOKEN": "abcd1234", "PASS": "p a s s", "KEY": "l1\nl2xx"}
+    assert parse_secrets_file(path) == {
+        "TOKEN": Secret("abcd1234"),
+        "PASS": Secret("p a s s"),
+        "KEY": Secret("l1\nl2xx"),
+    }
 
 
 def test_bad_line_names_file_and_line(tmp_path: Path) -> None:
@@ -32,7 +36,7 @@ def test_environment_and_file_merge(tmp_path: Path) -> None:
     path = tmp_path / "secrets"
     path.write_text("B=from-file\n")
     env = {"KAPAL_SECRET_A": "from-env", "KAPAL_SECRET_B": "env-b-value", "OTHER": "x"}
-    assert load_secrets(env, path) == {"A": "from-env", "B": "from-file"}
+    assert load_secrets(env, path) == {"A": Secret("from-env"), "B": Secret("from-file")}
 
 
 def test_too_short_to_mask() -> None:
