@@ -122,8 +122,13 @@ def test_peer_multi_stage_and_copy_from(builds: BuildHelper, docker: DockerPeer)
 def test_peer_dockerignore(builds: BuildHelper, docker: DockerPeer) -> None:
     files = {
         "Dockerfile": f"FROM {BASE}\nCOPY . /src/\n",
-        ".dockerignore": "*.log\n**/tmp\nsecrets\n!secrets/public.txt\nDockerfile\n",
+        ".dockerignore": (
+            "*.log\n**/tmp\nsecrets\n!secrets/public.txt\nDockerfile\ndocs/**\n!docs/public\n"
+        ),
         "a.txt": "a",
+        "docs/draft.md": "d",
+        "docs/public/index.html": "i",
+        "docs/public/img/logo.svg": "l",
         "debug.log": "x",
         "deep/er/tmp": "x",
         "deep/er/kept.txt": "k",
@@ -151,10 +156,13 @@ def test_peer_user_workdir_env(builds: BuildHelper, docker: DockerPeer) -> None:
         WORKDIR $APP_HOME
         RUN echo "$GREETING" > greeting && pwd > where
         COPY --chown=1000:1000 app.txt ./
+        COPY --chown="1000:0"\tapp.txt quoted-flag.txt
+        COPY -- app.txt /dash-dash/
         USER 1000:1000
         RUN id -u > /tmp/uid && id -g >> /tmp/uid
         WORKDIR sub
         LABEL org.example.app="peer test" tier=web
+        LABEL org.example.legacy the legacy form
         EXPOSE 8080 9000/udp
         VOLUME /data
         STOPSIGNAL SIGQUIT
