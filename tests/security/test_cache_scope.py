@@ -1,0 +1,132 @@
+"""Issue 8 item 12: caches belong to a repository, and protected refs' caches to protected refs.
+
+The attack: caches were shared by every project and branch under keys the pipeline chooses, so a
+pipeline of one repository (or an unprotected branch) wrote files that another repository's (or
+the default branch's) jobs restored and ran. Played with the real runtime: jobs on runc share one
+cache root, each pipeline with the scope and protection its caller gives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pipeline
+from runner.artifacts import ArtifactStore
+from runner.cache import CacheStore
+from runner.engine import Engine, EngineOptions
+from runner.engine.recorder import JobStatus, MemoryRecorder
+from runner.engine.workspace import copy_working_tree
+from runner.images.store import ImageStore
+from runner.job_images import StoreImageProvider
+from runner.settings import RunnerSettings
+from tests.support.runtime_leftovers import RecordingBackend, leftovers
+
+PIPELINE = """
+deps:
+  image: busybox:latest
+  cache: {key: shared-key, paths: [.deps/]}
+  script:
+    - 'echo "restored: $(cat .deps/who 2>/dev/null || echo nothing)"'
+    - mkdir -p .deps && echo "$WHO" > .deps/who
+"""
+
+
+@pytest.fixture
+def backend(kapal_settings: RunnerSettings) -> Iterator[RecordingBackend]:
+    """The embedded backend; nothing may be left behind after the test."""
+    backend = RecordingBackend(kapal_settings)
+    yield backend
+    left = leftovers(kapal_settings, backend.container_ids, backend.sandbox_ids)
+    assert left == [], f"left behind: {left}"
+
+
+def restored(
+    who: str,
+    caches: CacheStore,
+    *,
+    backend: RecordingBackend,
+    image_store: ImageStore,
+    tmp_path: Path,
+    branch: str = "main",
+) -> str:
+    """Run the pipeline as `who` with `caches`; return what its job found in the cache."""
+    project = tmp_path / who
+    project.mkdir(exist_ok=True)
+    (project / ".kapal.yml").write_text(PIPELINE)
+    context = pipeline.TriggerContext(branch=branch, variables=(("WHO", who),))
+    plan = pipeline.plan(pipeline.load(project / ".kapal.yml"), context)
+    recorder = MemoryRecorder()
+    engine = Engine(
+        backend=backend,
+        images=StoreImageProvider(image_store, owner=caches.scope),
+        recorder=recorder,
+        work_dir=tmp_path / "runs" / who,
+        artifacts=ArtifactStore(tmp_path / "artifacts"),
+        caches=caches,
+        options=EngineOptions(project_dir="/builds/project"),
+    )
+    result = engine.run(plan, lambda dest: copy_working_tree(project, dest), pipeline_id=1)
+    assert result.jobs["deps"].status == JobStatus.SUCCESS, recorder.log("deps")
+    line = next(x for x in recorder.log("deps") if x.startswith("restored: "))
+    return line.removeprefix("restored: ")
+
+
+def test_two_repositories_with_the_same_key_see_different_caches(
+    backend: RecordingBackend, image_store: ImageStore, busybox_image: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "cache"
+    run = {"backend": backend, "image_store": image_store, "tmp_path": tmp_path}
+    assert restored("attacker", CacheStore(root, "repo:1", protected=True), **run) == "nothing"
+    assert restored("attacker", CacheStore(root, "repo:1", protected=True), **run) == "attacker"
+    # the victim repository chose the same key: it starts empty and never gets the attacker's
+    assert restored("victim", CacheStore(root, "repo:2", protected=True), **run) == "nothing"
+    assert restored("victim", CacheStore(root, "repo:2", protected=True), **run) == "victim"
+    assert restored("attacker", CacheStore(root, "repo:1", protected=True), **run) == "attacker"
+
+
+def test_an_unprotected_branch_cannot_fill_the_default_branchs_cache(
+    backend: RecordingBackend, image_store: ImageStore, busybox_image: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "cache"
+    run = {"backend": backend, "image_store": image_store, "tmp_path": tmp_path}
+    feature = CacheStore(root, "repo:1", protected=False)
+    assert restored("feature", feature, branch="feature", **run) == "nothing"
+    assert restored("feature", feature, branch="feature", **run) == "feature"
+    main = CacheStore(root, "repo:1", protected=True)
+    assert restored("main", main, **run) == "nothing"
+    assert restored("main", main, **run) == "main"
+
+
+# -- naming, without a runtime ---------------------------------------------------------------
+
+
+def test_scopes_and_protection_name_different_folders(tmp_path: Path) -> None:
+    stores = [
+        CacheStore(tmp_path, "repo:1"),
+        CacheStore(tmp_path, "repo:1", protected=True),
+        CacheStore(tmp_path, "repo:2"),
+        CacheStore(tmp_path, "local:/src/app"),
+    ]
+    folders = {store.root / store.dir_name("deps") for store in stores}
+    assert len(folders) == len(stores)
+    assert all(folder.parent.parent == tmp_path for folder in folders)
+    # a key cannot reach another scope's folder, nor the other kind of ref's
+    for key in ("../repo-2", "deps-protected", "/abs", ".."):
+        for store in stores:
+            folder = store.root / store.dir_name(key)
+            assert folder.parent == store.root and folder not in folders
+
+
+def test_saved_files_stay_within_their_scope(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    (workspace / ".deps").mkdir(parents=True)
+    (workspace / ".deps" / "lib").write_text("evil")
+    CacheStore(tmp_path / "cache", "repo:1").save("deps", workspace, [".deps/"])
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert CacheStore(tmp_path / "cache", "repo:2").restore("deps", fresh) == []
+    assert CacheStore(tmp_path / "cache", "repo:1", protected=True).restore("deps", fresh) == []
+    assert CacheStore(tmp_path / "cache", "repo:1").restore("deps", fresh) == [".deps/lib"]
