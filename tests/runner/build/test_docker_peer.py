@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.errors import DockerfileError
 from runner.images import ImageStore
 from runner.images.archives import export_images
 from tests.runner.build.conftest import BuildHelper
@@ -198,6 +199,25 @@ def test_peer_heredocs(builds: BuildHelper, docker: DockerPeer) -> None:
         """
     files = {"Dockerfile": kapal, "app.conf": "name=world\n"}
     _compare(builds, docker, files, docker_dockerfile=plain)
+
+
+@pytest.mark.parametrize(
+    ("line", "docker_says"),
+    [
+        ('CMD [ "echo", [ "nested json" ] ]', "arrays must be comprised of strings only"),
+        ("ENV PATH", "ENV must have two arguments"),
+    ],
+)
+def test_peer_parse_errors(
+    builds: BuildHelper, docker: DockerPeer, line: str, docker_says: str
+) -> None:
+    ctx = builds.root / f"ctx{next(_names)}"
+    ctx.mkdir()
+    _write(ctx, {"Dockerfile": f"FROM {BASE}\n{line}\n"})
+    with pytest.raises(DockerfileError, match=r"Dockerfile:2: "):
+        builds.build(ctx)
+    with pytest.raises(RuntimeError, match=docker_says):
+        docker.run("build", "-q", "--network", "none", str(ctx))
 
 
 def test_peer_arg_scoping(builds: BuildHelper, docker: DockerPeer) -> None:
