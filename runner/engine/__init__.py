@@ -22,30 +22,64 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runner.engine.driver import (
-        DEPLOY_NOT_RUNNABLE,
         Engine,
         EngineOptions,
         JobResult,
         PipelineResult,
+    )
+    from runner.engine.job_runner import (
+        JobOptions,
+        JobOutcome,
+        JobRunner,
         WorkspaceSource,
+        job_folder,
+    )
+    from runner.engine.schedule import (
+        DEPLOY_NOT_RUNNABLE,
+        JobState,
+        ScheduleOptions,
+        Step,
+        next_steps,
+        pipeline_status,
+        select_jobs,
     )
 
 __all__ = [
     "DEPLOY_NOT_RUNNABLE",
     "Engine",
     "EngineOptions",
+    "JobOptions",
+    "JobOutcome",
     "JobResult",
+    "JobRunner",
+    "JobState",
     "PipelineResult",
+    "ScheduleOptions",
+    "Step",
     "WorkspaceSource",
+    "job_folder",
+    "next_steps",
+    "pipeline_status",
+    "select_jobs",
 ]
 
 _HOMES = {
-    "DEPLOY_NOT_RUNNABLE": "runner.engine.driver",
     "Engine": "runner.engine.driver",
     "EngineOptions": "runner.engine.driver",
     "JobResult": "runner.engine.driver",
     "PipelineResult": "runner.engine.driver",
-    "WorkspaceSource": "runner.engine.driver",
+    "JobOptions": "runner.engine.job_runner",
+    "JobOutcome": "runner.engine.job_runner",
+    "JobRunner": "runner.engine.job_runner",
+    "WorkspaceSource": "runner.engine.job_runner",
+    "job_folder": "runner.engine.job_runner",
+    "DEPLOY_NOT_RUNNABLE": "runner.engine.schedule",
+    "JobState": "runner.engine.schedule",
+    "ScheduleOptions": "runner.engine.schedule",
+    "Step": "runner.engine.schedule",
+    "next_steps": "runner.engine.schedule",
+    "pipeline_status": "runner.engine.schedule",
+    "select_jobs": "runner.engine.schedule",
 }
 
 
@@ -54,7 +88,8 @@ def __getattr__(name: str) -> Any:
 
     Not at import time: `runner.artifacts` (outside this package for now) imports
     `runner.engine.recorder`, and the job runner imports `runner.artifacts`; importing the job
-    runner here would close that cycle whenever `runner.artifacts` is imported first.
+    runner here would close that cycle whenever `runner.artifacts` is imported first. Once
+    artifacts live in this package, these can become plain imports.
     """
     home = _HOMES.get(name)
     if home is None:

@@ -39,9 +39,11 @@ _FINISHED = frozenset(
 
 
 class PipelineStatus(StrEnum):
-    """A pipeline's final status."""
+    """A pipeline's status, as GitLab names them (`manual`: waiting for a blocking manual job)."""
 
+    CREATED = "created"
     RUNNING = "running"
+    MANUAL = "manual"
     SUCCESS = "success"
     FAILED = "failed"
     CANCELED = "canceled"

@@ -1,0 +1,725 @@
+"""`JobRunner`: one attempt of one job, from an empty directory to its stored artifacts.
+
+It knows nothing of the pipeline around the job beyond the `Plan` (whose artifacts to restore):
+no scheduling, no retries, no job statuses. `kapal run`'s `Engine` runs one per attempt in a
+thread; the server runs one per Celery task.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import hashlib
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from pipeline.plan import Job, Plan, ServiceSpec, Variable
+from runner.artifacts import ArtifactStore, collect_paths, parse_junit
+from runner.cache import CachePolicy, CacheStore
+from runner.confined import ConfinedTree
+from runner.engine.recorder import (
+    ArtifactStored,
+    JobStatus,
+    LogLine,
+    Recorder,
+    TestCase,
+    TestReport,
+)
+from runner.engine.script import after_script, job_script
+from runner.engine.services import PROBE_COMMAND, service_hostnames, wait_for_ports
+from runner.engine.variables import expand, resolve_variables
+from runner.engine.workspace import InPlaceTree
+from runner.errors import BuildError, ContainerStartError, RunnerError, ServiceError
+from runner.job_images import BuildRequest, ImageProvider, RunnableImage
+from runner.masking import LineMasker, SecretMasker
+from runner.runtime.backend import (
+    Backend,
+    Container,
+    ContainerSpec,
+    ExitStatus,
+    Limits,
+    Mount,
+    Sandbox,
+    SandboxSpec,
+)
+from runner.runtime.durations import format_duration
+
+SCRIPT_DIR = "/kapal"
+
+WorkspaceSource = Callable[[Path], object] | InPlaceTree
+"""Fills an empty directory with the project's files, or names a tree jobs use in place (see
+`runner.engine.workspace`)."""
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How jobs run; the defaults suit `kapal run`."""
+
+    use_cache: bool = True  # False: no job cache restored or saved, no build layer cache used
+    project_dir: str = "/builds/project"
+    default_timeout: float = 3600.0
+    after_script_timeout: float = 300.0
+    service_timeout: float = 30.0
+    stop_grace: float = 2.0
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    keep_work_dir: bool = False
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one attempt of a job ended.
+
+    `status` is `success`, `failed` or `canceled`. `failure_kind` is GitLab's failure reason for
+    a failed attempt: `script_failure` (non-zero exit), `stuck_or_timeout_failure`,
+    `runner_system_failure` (kapal could not run it: image, service, workspace, container
+    start) or `unknown_failure` (a bug in kapal). `reason` is masked.
+    """
+
+    status: JobStatus
+    exit_code: int | None = None
+    reason: str = ""
+    failure_kind: str = "script_failure"
+
+
+def job_folder(name: str) -> str:
+    """A job's folder and container-name stem: its slug plus a short hash of the exact name.
+
+    `a/b`, `a_b` and `a-b` share the slug `a-b`; the hash keeps their workspaces apart.
+    """
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{slug(name)[:54]}-{digest}"
+
+
+def slug(name: str) -> str:
+    """`CI_JOB_NAME_SLUG`: lower case, runs of other characters as one `-`, at most 63 long."""
+    out = "".join(c.lower() if c.isalnum() else "-" for c in name)
+    while "--" in out:
+        out = out.replace("--", "-")
+    return out.strip("-")[:63] or "job"
+
+
+def job_variables(job: Job, options: JobOptions, *, job_id: int, attempt: int) -> dict[str, str]:
+    """The environment of `job`'s containers: predefined, the plan's, then the secrets."""
+    project_dir = options.project_dir
+    defaults = {
+        "CI_JOB_NAME": job.name,
+        "CI_JOB_STAGE": job.stage,
+        "CI_JOB_NAME_SLUG": slug(job.name),
+        "CI_SERVER": "yes",
+    }
+    if job.parallel_index is not None and job.parallel_total is not None:
+        defaults["CI_NODE_INDEX"] = str(job.parallel_index)
+        defaults["CI_NODE_TOTAL"] = str(job.parallel_total)
+    # what only the runner knows wins over the plan's placeholders
+    forced = {
+        "CI_JOB_ID": str(job_id),
+        "CI_JOB_ATTEMPT": str(attempt),
+        "CI_PROJECT_DIR": project_dir,
+        "CI_BUILDS_DIR": str(Path(project_dir).parent),
+    }
+    return resolve_variables(
+        (
+            *(Variable(name=k, value=v, source="predefined") for k, v in defaults.items()),
+            *job.variables,
+            *(Variable(name=k, value=v, source="predefined") for k, v in forced.items()),
+            *(
+                Variable(name=k, value=v, source="pipeline", expand=False)
+                for k, v in options.secrets.items()
+            ),
+        )
+    )
+
+
+def artifact_sources(plan: Plan, job: Job) -> list[str]:
+    """The jobs whose artifacts `job` gets: `dependencies`, else its `needs` with artifacts,
+    else every job of earlier stages."""
+    if job.dependencies is not None:
+        return list(job.dependencies)
+    if job.needs is not None:
+        return [need.job for need in job.needs if need.artifacts]
+    stage_index = {stage: i for i, stage in enumerate(plan.stages)}
+    mine = stage_index.get(job.stage, 0)
+    return [other.name for other in plan.runnable_jobs() if stage_index.get(other.stage, 0) < mine]
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class JobRunner:
+    """Runs one attempt of one job to its end.
+
+    Lifecycle:
+    1. Construct it (no I/O) with the job, its plan, the attempt's ids and the shared parts.
+    2. Call `run()` once, in the thread that owns the attempt. It makes the attempt's directory
+       `work_dir/<job_folder(name)>-<attempt>`, fills its `workspace` from `source` (an
+       `InPlaceTree` is used as it is, uncopied), restores caches and the artifacts of the
+       jobs this one gets them from, then either builds the image (`build:` jobs) or starts the
+       services in one sandbox, waits for their ports, runs `before_script` + `script` and
+       then `after_script` (with `CI_JOB_STATUS`); it saves artifacts (JUnit reports whatever
+       the result) and caches, and returns a `JobOutcome` once every container of the attempt
+       is gone. The directory is then handed to `remove_dir` (by default removed at once)
+       unless `options.keep_work_dir`. `run` does not raise for what a job or its images do:
+       a failing script, a timeout, a service that never listens, an image that cannot start,
+       a workspace that cannot be made are outcomes (see `JobOutcome.failure_kind`).
+    3. `cancel()` may be called from any thread at any time, before, during or after `run`,
+       and returns at once. It stops the attempt's running containers (the backend's stop:
+       SIGTERM, then SIGKILL after `options.stop_grace`) and its build; as in GitLab 17.0 and
+       later the job's `after_script` still runs, with `CI_JOB_STATUS=canceled` and its own
+       timeout, and artifacts are kept as for a failed job (caches are not saved). A second
+       `cancel()`, or `cancel(force=True)`, stops the after_script too. `run` then returns a
+       `canceled` outcome, unless the attempt had already succeeded.
+
+    It reports `LogLine`, `ArtifactStored` and `TestReport` events (masked) to `recorder`, from
+    the thread calling `run` and from service-log threads, serialised by the runner; job status
+    changes are the caller's to record.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        plan: Plan,
+        pipeline_id: int,
+        job_id: int,
+        attempt: int = 1,
+        source: WorkspaceSource,
+        work_dir: Path,
+        backend: Backend,
+        images: ImageProvider,
+        artifacts: ArtifactStore,
+        caches: CacheStore,
+        recorder: Recorder,
+        options: JobOptions | None = None,
+        remove_dir: Callable[[Path], object] = _remove_tree,
+    ) -> None:
+        self.job = job
+        self.plan = plan
+        self.pipeline_id = pipeline_id
+        self.job_id = job_id
+        self.attempt = attempt
+        self.source = source
+        self.work_dir = work_dir
+        self.backend = backend
+        self.images = images
+        self.artifacts = artifacts
+        self.caches = caches
+        self.options = options or JobOptions()
+        self._recorder = recorder
+        self._record_lock = threading.Lock()
+        self._remove_dir = remove_dir
+        self._masker = SecretMasker(self.options.secrets.values())
+        self._lock = threading.Lock()
+        self._canceled = threading.Event()
+        self._forced = threading.Event()  # stop after_script containers too
+        self._containers: list[Container] = []
+        self._after_containers: list[Container] = []
+
+    @property
+    def canceled(self) -> bool:
+        """Whether `cancel` was called."""
+        return self._canceled.is_set()
+
+    def cancel(self, *, force: bool = False) -> None:
+        """Stop the attempt (see the class's lifecycle); never raises, returns at once."""
+        with self._lock:
+            if force or self._canceled.is_set():
+                self._forced.set()
+            self._canceled.set()
+            stopping = list(self._containers)
+            if self._forced.is_set():
+                stopping += self._after_containers
+        for container in stopping:  # in parallel: each stop may wait `stop_grace`
+            threading.Thread(
+                target=self._stop_all, args=([container],), name="kapal-stop", daemon=True
+            ).start()
+
+    def run(self) -> JobOutcome:
+        """Run the attempt to its end and say how it ended (see the class's lifecycle)."""
+        if self._canceled.is_set():
+            return JobOutcome(JobStatus.CANCELED, reason="canceled before it started")
+        try:
+            outcome = self._attempt()
+        except RunnerError as exc:
+            outcome = JobOutcome(
+                JobStatus.FAILED, reason=str(exc), failure_kind="runner_system_failure"
+            )
+        except Exception as exc:
+            outcome = JobOutcome(
+                JobStatus.FAILED,
+                reason=f"internal error in kapal: {type(exc).__name__}: {exc}",
+                failure_kind="unknown_failure",
+            )
+        if self._canceled.is_set() and outcome.status != JobStatus.SUCCESS:
+            outcome = JobOutcome(JobStatus.CANCELED, outcome.exit_code, "canceled")
+        return dataclasses.replace(outcome, reason=self._masker.mask(outcome.reason))
+
+    # -- the attempt -----------------------------------------------------------------------
+
+    def _attempt(self) -> JobOutcome:
+        job = self.job
+        job_dir = self.work_dir / f"{job_folder(job.name)}-{self.attempt}"
+        try:
+            if isinstance(self.source, InPlaceTree):
+                workspace = self.source.checked()
+                job_dir.mkdir(parents=True)
+            else:
+                workspace = job_dir / "workspace"
+                workspace.mkdir(parents=True)
+                self.source(workspace)
+            values = job_variables(job, self.options, job_id=self.job_id, attempt=self.attempt)
+            # keys from the files as the source has them, before artifacts or caches land
+            cache_keys = [
+                self._cache_key(index, workspace, values) for index in range(len(job.caches))
+            ]
+            self._restore_artifacts(workspace)
+            self._restore_caches(workspace, cache_keys)
+            if job.build is not None:
+                outcome = self._build(workspace, values)
+            else:
+                outcome = self._script_job(job_dir, workspace, values)
+            # as GitLab's runner does for a job canceled while running: artifacts are uploaded
+            # as for a failed job (`when: always|on_failure`); caches are not saved
+            self._save_artifacts(workspace, outcome)
+            if outcome.status != JobStatus.CANCELED:
+                self._save_caches(workspace, values, cache_keys, outcome)
+            return outcome
+        finally:
+            if not self.options.keep_work_dir:
+                self._remove_dir(job_dir)
+
+    def _record(self, event: LogLine | ArtifactStored | TestReport) -> None:
+        with self._record_lock, contextlib.suppress(Exception):
+            self._recorder.record(event)
+
+    def _log(self, text: str) -> None:
+        self._record(LogLine(job=self.job.name, text=self._masker.mask(text)))
+
+    # -- artifacts and caches --------------------------------------------------------------
+
+    def _restore_artifacts(self, workspace: Path) -> None:
+        for source in artifact_sources(self.plan, self.job):
+            files = self.artifacts.restore(self.pipeline_id, source, workspace)
+            if files:
+                self._log(f"kapal: restored {len(files)} artifact file(s) of {source}")
+
+    def _save_artifacts(self, workspace: Path, outcome: JobOutcome) -> None:
+        spec = self.job.artifacts
+        if spec is None:
+            return
+        succeeded = outcome.status == JobStatus.SUCCESS
+        if spec.junit:
+            self._report_tests(workspace, collect_paths(workspace, spec.junit))
+        # reports are kept whatever the result, as GitLab does; paths follow `when`
+        wanted = {"always": True, "on_success": succeeded, "on_failure": not succeeded}[spec.when]
+        paths = (*spec.paths, *spec.junit) if wanted else spec.junit
+        files = collect_paths(workspace, paths, spec.exclude)
+        if not files:
+            if wanted and spec.paths:
+                self._log("kapal: no files matched the artifacts paths")
+            return
+        stored = self.artifacts.save(self.pipeline_id, self.job.name, workspace, files)
+        self._log(f"kapal: stored {len(files)} artifact file(s) ({stored.size} bytes)")
+        shown = tuple(self._masker.mask(name) for name in stored.files)
+        self._record(ArtifactStored(job=self.job.name, files=shown, size=stored.size))
+
+    def _report_tests(self, workspace: Path, reports: list[str]) -> None:
+        """Parse the JUnit reports (read inside the workspace: a report that is a link to a host
+        file reads the workspace's own path) and record their cases, masked."""
+        if not reports:
+            return
+        cases: list[TestCase] = []
+        with ConfinedTree(workspace) as tree:
+            for rel in reports:
+                try:
+                    cases.extend(parse_junit(tree.read_bytes(rel)))
+                except (ValueError, RunnerError) as exc:
+                    self._log(f"kapal: cannot read the JUnit report {rel}: {exc}")
+        mask = self._masker.mask
+        masked = tuple(
+            dataclasses.replace(
+                case,
+                name=mask(case.name),
+                classname=mask(case.classname),
+                message=mask(case.message),
+            )
+            for case in cases
+        )
+        self._record(TestReport(job=self.job.name, cases=masked))
+
+    def _cache_key(self, index: int, workspace: Path, values: Mapping[str, str]) -> str:
+        """The key of the job's `index`th cache; `key: files:` hashes those files as read
+        inside the workspace (a link out of it reads the workspace's own path)."""
+        spec = self.job.caches[index]
+        if not spec.key_files:
+            return expand(spec.key, values)
+        digest = hashlib.sha256()
+        with ConfinedTree(workspace) as tree:
+            for rel in sorted(spec.key_files):
+                digest.update(rel.encode() + b"\0")
+                with contextlib.suppress(RunnerError):
+                    digest.update(tree.read_bytes(expand(rel, values)))
+        key = digest.hexdigest()[:16]
+        prefix = expand(spec.key_prefix, values) if spec.key_prefix else ""
+        return f"{prefix}-{key}" if prefix else key
+
+    def _restore_caches(self, workspace: Path, keys: list[str]) -> None:
+        if not self.options.use_cache:
+            return
+        for spec, key in zip(self.job.caches, keys, strict=True):
+            if not CachePolicy(spec.policy).pulls:
+                continue
+            files = self.caches.restore(key, workspace)
+            if files:
+                self._log(f"kapal: restored cache {key!r} ({len(files)} file(s))")
+            else:
+                self._log(f"kapal: no cache {key!r} yet")
+
+    def _save_caches(
+        self, workspace: Path, values: Mapping[str, str], keys: list[str], outcome: JobOutcome
+    ) -> None:
+        if not self.options.use_cache:
+            return
+        succeeded = outcome.status == JobStatus.SUCCESS
+        for spec, key in zip(self.job.caches, keys, strict=True):
+            if not CachePolicy(spec.policy).pushes:
+                continue
+            if not {"always": True, "on_success": succeeded, "on_failure": not succeeded}[
+                spec.when
+            ]:
+                continue
+            files = self.caches.save(key, workspace, [expand(p, values) for p in spec.paths])
+            self._log(f"kapal: saved cache {key!r} ({len(files)} file(s))")
+
+    # -- build jobs ------------------------------------------------------------------------
+
+    def _build(self, workspace: Path, values: Mapping[str, str]) -> JobOutcome:
+        """Run a `build:` job with the builder.
+
+        RUN steps get the host network, as in `docker build`, unless the job says `network: none`.
+        """
+        job = self.job
+        spec = job.build
+        assert spec is not None
+        context = (workspace / expand(spec.context, values)).resolve()
+        dockerfile = (context / expand(spec.dockerfile, values)).resolve()
+        if not context.is_relative_to(workspace.resolve()):
+            return JobOutcome(
+                JobStatus.FAILED, reason=f"build context {spec.context} leaves the project"
+            )
+        request = BuildRequest(
+            context=context,
+            dockerfile=dockerfile,
+            tags=tuple(expand(tag, values) for tag in spec.tags),
+            build_args={k: expand(v, values) for k, v in spec.build_args},
+            target=spec.target,
+            epoch=_source_date_epoch(values),
+            network=job.network or "host",
+            cancel=self._canceled,
+            # `kapal run --no-cache` uses no cache at all, the builder's layer cache included
+            no_cache=not self.options.use_cache,
+        )
+        masker = LineMasker(self._masker)
+
+        def log(line: str) -> None:
+            if self._canceled.is_set():
+                raise BuildError("canceled")
+            for shown in masker.push(line):
+                self._record(LogLine(job=job.name, text=shown))
+
+        self._log(f"kapal: building {', '.join(request.tags) or 'an untagged image'}")
+        try:
+            digest = self.images.build(request, log)
+        except BuildError as exc:
+            for shown in masker.flush():
+                self._record(LogLine(job=job.name, text=shown))
+            if self._canceled.is_set():
+                return JobOutcome(JobStatus.CANCELED, reason="canceled")
+            return JobOutcome(JobStatus.FAILED, exit_code=1, reason=str(exc))
+        for shown in masker.flush():
+            self._record(LogLine(job=job.name, text=shown))
+        if spec.push:
+            self._log("kapal: push: is not implemented yet; the image stays local")
+        self._log(f"kapal: built {digest}")
+        return JobOutcome(JobStatus.SUCCESS, exit_code=0)
+
+    # -- script jobs -----------------------------------------------------------------------
+
+    def _script_job(self, job_dir: Path, workspace: Path, values: dict[str, str]) -> JobOutcome:
+        job = self.job
+        assert job.image is not None
+        image = self.images.resolve(expand(job.image.name, values))
+        services = [
+            (svc, self.images.resolve(expand(svc.name, values)), expand(svc.name, values))
+            for svc in job.services
+        ]
+        aliases: list[str] = []
+        for svc, _, name in services:
+            for host in service_hostnames(name, tuple(expand(a, values) for a in svc.aliases)):
+                if host not in aliases:
+                    aliases.append(host)
+        scripts = job_dir / "scripts"
+        scripts.mkdir(parents=True)
+        project_dir = self.options.project_dir
+        (scripts / "step_script").write_text(
+            job_script((*job.before_script, *job.script), project_dir=project_dir)
+        )
+        (scripts / "after_script").write_text(
+            after_script(job.after_script, project_dir=project_dir)
+        )
+        mounts = (
+            Mount(source=workspace, target=project_dir),
+            Mount(source=scripts, target=SCRIPT_DIR, read_only=True),
+        )
+        sandbox = self.backend.setup(
+            SandboxSpec(
+                name=f"p{self.pipeline_id}-{job_folder(job.name)}",
+                network=job.network or "none",
+                aliases=tuple(aliases),
+            )
+        )
+        service_logs: list[_ServiceLog] = []
+        try:
+            for svc, svc_image, name in services:
+                self._start_service(sandbox, (svc_image, image), name, svc, values, service_logs)
+            outcome = self._run_step(sandbox, image, mounts, values)
+            if job.after_script and not self._forced.is_set():
+                self._run_after_script(sandbox, image, mounts, values, outcome)
+            return outcome
+        finally:
+            with self._lock:
+                running = self._containers + self._after_containers
+                self._containers = []
+                self._after_containers = []
+            self._stop_all(running)
+            self.backend.teardown(sandbox)
+            for service_log in service_logs:
+                service_log.thread.join()
+
+    def _stop_all(self, containers: list[Container]) -> None:
+        for container in containers:
+            with contextlib.suppress(RunnerError):
+                self.backend.stop(container, grace=self.options.stop_grace)
+
+    def _track(self, container: Container, *, after: bool = False) -> None:
+        """Remember a running container so `cancel` can stop it (after_script: only if forced)."""
+        with self._lock:
+            (self._after_containers if after else self._containers).append(container)
+            stop = self._forced.is_set() if after else self._canceled.is_set()
+        if stop:
+            self._stop_all([container])
+
+    def _untrack(self, container: Container) -> None:
+        with self._lock:
+            for tracked in (self._containers, self._after_containers):
+                if container in tracked:
+                    tracked.remove(container)
+
+    def _start_service(
+        self,
+        sandbox: Sandbox,
+        images: tuple[RunnableImage, RunnableImage],
+        name: str,
+        svc: ServiceSpec,
+        values: Mapping[str, str],
+        service_logs: list[_ServiceLog],
+    ) -> None:
+        """Start a service, then wait for its exposed ports (probed from the job's image,
+        `images[1]`, which has the `sh` the probe needs, unlike many service images)."""
+        image, job_image = images
+        env = dict(values)
+        env.update(resolve_variables((*self.job.variables, *svc.variables)))
+        self._log(f"kapal: starting service {name}")
+        spec = ContainerSpec(
+            name=f"service-{slug((svc.aliases or (name,))[0])}",
+            layers=image.layers,
+            image=image.defaults,
+            command=svc.command,
+            entrypoint=svc.entrypoint,
+            env=env,
+            limits=self.options.limits,
+        )
+        container = self.backend.start(sandbox, spec)
+        self._track(container)
+        service_log = _ServiceLog(self.backend, container, self._masker)
+        service_logs.append(service_log)
+        if not image.exposed_ports:
+            return
+        probe = ContainerSpec(
+            name=f"probe-{slug((svc.aliases or (name,))[0])}",
+            layers=job_image.layers,
+            image=job_image.defaults,
+            entrypoint=(),
+            command=PROBE_COMMAND,
+            timeout=10.0,
+        )
+        ports = ", ".join(map(str, image.exposed_ports))
+        self._log(f"kapal: waiting for {name} to listen on {ports}")
+        try:
+            closed = wait_for_ports(
+                self.backend,
+                sandbox,
+                probe,
+                image.exposed_ports,
+                timeout=self.options.service_timeout,
+                alive=lambda: service_log.thread.is_alive() and not self._canceled.is_set(),
+            )
+        except ContainerStartError as exc:
+            raise ServiceError(
+                f"cannot check the ports of service {name} (the probe runs `sh` in the job's "
+                f"image): {exc}"
+            ) from None
+        if closed and not self._canceled.is_set():
+            for line in service_log.tail():
+                self._log(f"[service {name}] {line}")
+            closed_ports = ", ".join(map(str, sorted(closed)))
+            if not service_log.thread.is_alive():
+                raise ServiceError(
+                    f"service {name} exited before listening on port(s) {closed_ports}; "
+                    "its last output is in the job log"
+                )
+            raise ServiceError(
+                f"service {name} did not listen on port(s) {closed_ports} "
+                f"within {format_duration(self.options.service_timeout)}; check its command and "
+                "its log, or raise the service timeout"
+            )
+
+    def _run_step(
+        self,
+        sandbox: Sandbox,
+        image: RunnableImage,
+        mounts: tuple[Mount, ...],
+        values: Mapping[str, str],
+    ) -> JobOutcome:
+        timeout = float(self.job.timeout_seconds or self.options.default_timeout)
+        env = {**values, "CI_JOB_STATUS": "running"}
+        spec = self._script_spec(image, mounts, env, script="step_script", timeout=timeout)
+        try:
+            status = self._run_container(sandbox, spec)
+        except ContainerStartError as exc:
+            return JobOutcome(
+                JobStatus.FAILED, reason=str(exc), failure_kind="runner_system_failure"
+            )
+        return _outcome_of(status)
+
+    def _run_after_script(
+        self,
+        sandbox: Sandbox,
+        image: RunnableImage,
+        mounts: tuple[Mount, ...],
+        values: Mapping[str, str],
+        outcome: JobOutcome,
+    ) -> None:
+        env = dict(values)
+        canceled = outcome.status == JobStatus.CANCELED or (
+            self._canceled.is_set() and outcome.status != JobStatus.SUCCESS
+        )
+        succeeded = outcome.status == JobStatus.SUCCESS
+        env["CI_JOB_STATUS"] = "canceled" if canceled else "success" if succeeded else "failed"
+        if canceled:
+            self._log("kapal: running after_script of the canceled job (cancel again to stop)")
+        else:
+            self._log("kapal: running after_script")
+        timeout = self.options.after_script_timeout
+        spec = self._script_spec(image, mounts, env, script="after_script", timeout=timeout)
+        try:
+            status = self._run_container(sandbox, spec, after=True)
+        except ContainerStartError as exc:
+            self._log(f"kapal: after_script could not start: {exc}")
+            return
+        if not status.ok:
+            self._log(f"kapal: after_script {status.describe()} (the job's status stands)")
+
+    def _script_spec(
+        self,
+        image: RunnableImage,
+        mounts: tuple[Mount, ...],
+        env: Mapping[str, str],
+        *,
+        script: str,
+        timeout: float,
+    ) -> ContainerSpec:
+        """The container running one of the job's scripts (`step_script`, `after_script`)."""
+        job = self.job
+        suffix = "" if script == "step_script" else "-after"
+        return ContainerSpec(
+            name=f"{slug(job.name)}{suffix}",
+            layers=image.layers,
+            image=image.defaults,
+            entrypoint=job.image.entrypoint if job.image else None,
+            command=("sh", f"{SCRIPT_DIR}/{script}"),
+            env=dict(env),
+            cwd=self.options.project_dir,
+            hostname=slug(job.name)[:63] or "job",
+            mounts=mounts,
+            limits=self.options.limits,
+            timeout=timeout,
+        )
+
+    def _run_container(
+        self, sandbox: Sandbox, spec: ContainerSpec, *, after: bool = False
+    ) -> ExitStatus:
+        container = self.backend.start(sandbox, spec)
+        self._track(container, after=after)
+        try:
+            maskers: dict[str, LineMasker] = {}
+            for entry in self.backend.logs(container):
+                masker = maskers.setdefault(entry.stream, LineMasker(self._masker))
+                for shown in masker.push(entry.text):
+                    self._record(LogLine(job=self.job.name, text=shown))
+            for masker in maskers.values():
+                for shown in masker.flush():
+                    self._record(LogLine(job=self.job.name, text=shown))
+            return self.backend.wait(container)
+        finally:
+            self._untrack(container)
+
+
+class _ServiceLog:
+    """Drains a service container's output in a thread, keeping the last lines for errors."""
+
+    def __init__(self, backend: Backend, container: Container, masker: SecretMasker) -> None:
+        self._lines: collections.deque[str] = collections.deque(maxlen=20)
+        self._masker = masker
+        self.thread = threading.Thread(
+            target=self._drain, args=(backend, container), name="kapal-service-log", daemon=True
+        )
+        self.thread.start()
+
+    def _drain(self, backend: Backend, container: Container) -> None:
+        with contextlib.suppress(RunnerError):
+            for entry in backend.logs(container):
+                self._lines.append(self._masker.mask(entry.text))
+
+    def tail(self) -> list[str]:
+        """The last lines the service printed (masked)."""
+        return list(self._lines)
+
+
+def _outcome_of(status: ExitStatus) -> JobOutcome:
+    if status.ok:
+        return JobOutcome(JobStatus.SUCCESS, exit_code=0)
+    if status.canceled:
+        return JobOutcome(JobStatus.CANCELED, exit_code=status.exit_code, reason="canceled")
+    kind = "stuck_or_timeout_failure" if status.timed_out else "script_failure"
+    return JobOutcome(
+        JobStatus.FAILED, exit_code=status.exit_code, reason=status.describe(), failure_kind=kind
+    )
+
+
+def _source_date_epoch(values: Mapping[str, str]) -> int:
+    """The build's SOURCE_DATE_EPOCH: the job's own variable, else the commit time, else 0."""
+    explicit = values.get("SOURCE_DATE_EPOCH", "").strip()
+    if explicit.isdigit():
+        return int(explicit)
+    stamp = values.get("CI_COMMIT_TIMESTAMP", "").strip()
+    if stamp:
+        with contextlib.suppress(ValueError):
+            return max(0, int(datetime.fromisoformat(stamp).timestamp()))
+    return 0
