@@ -96,14 +96,17 @@ def collect_paths(
                 continue
             named = str(PurePosixPath(pattern))
             try:
-                fd, st = tree.open_beneath(named)
+                opened = tree.open_beneath(named)
             except ConfinedPathError:
-                if skipped is not None and tree.stat(named, follow=False) is not None:
+                if skipped is not None:
                     skipped.append(
                         f"{named}: reached through a symlink; symlinks are kept as links, "
                         "never followed"
                     )
                 continue
+            if opened is None:
+                continue
+            fd, st = opened
             os.close(fd)
             if stat.S_ISDIR(st.st_mode):
                 found.update(_entries(tree, named))

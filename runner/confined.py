@@ -60,6 +60,7 @@ _SYS_OPENAT2 = 437  # x86_64 and aarch64 share the number (asm-generic)
 _IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 _ONE_STEP = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 _MAX_LINKS = 40  # as the kernel's MAXSYMLINKS
+_MAX_HOST_PATH = 4000  # below PATH_MAX (4096): what path-based tools can still reach
 _CHUNK = 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -265,15 +266,17 @@ class ConfinedTree:
         finally:
             os.close(fd)
 
-    def open_beneath(self, path: str) -> tuple[int, os.stat_result]:
+    def open_beneath(self, path: str) -> tuple[int, os.stat_result] | None:
         """An O_PATH fd of `path` and its lstat, refusing any symlink on the way (not the last).
 
-        For collecting what a job left: a path that only exists through a symlink is not taken.
-        The caller closes the fd.
+        For collecting what a job left: a path that only exists through a symlink is refused
+        (`ConfinedPathError`), one that does not exist gives None. The caller closes the fd.
         """
         try:
             fd = openat2(self.fd, path.lstrip("/") or ".", os.O_PATH | os.O_NOFOLLOW, _ONE_STEP)
         except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
             raise _fail(self.root, path, _why(exc)) from None
         return fd, os.fstat(fd)
 
@@ -460,10 +463,14 @@ class ConfinedTree:
         report = CopyReport()
         for rel in files:
             try:
-                fd, st = self.open_beneath(rel)
+                opened = self.open_beneath(rel)
             except ConfinedPathError:
-                report.skipped.append((rel, "it is reached through a symlink, or is gone"))
+                report.skipped.append((rel, "it is reached through a symlink"))
                 continue
+            if opened is None:
+                report.skipped.append((rel, "it is gone"))
+                continue
+            fd, st = opened
             try:
                 if stat.S_ISLNK(st.st_mode):
                     target.symlink(rel, os.readlink("", dir_fd=fd))
@@ -600,6 +607,16 @@ def _extract_member(
     if not rel:
         return  # "./" itself: the destination exists already
     with tree.parent_of(rel) as (parent, name):
+        try:
+            deep = len(os.readlink(f"/proc/self/fd/{parent}")) + len(name) + 1 > _MAX_HOST_PATH
+        except OSError:  # ENAMETOOLONG: the kernel cannot even name it
+            deep = True
+        if deep:
+            # host-side tools (the layer writer, overlayfs) address files by path
+            raise ConfinedPathError(
+                f"{where}: member {member.name!r} would lie deeper than {_MAX_HOST_PATH} bytes "
+                "of path on the host; refusing it"
+            )
         try:
             _write_member(tar, member, tree, parent, name, where)
         except OSError as exc:
