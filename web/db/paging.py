@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -12,12 +13,14 @@ from web.db.schemas import Page
 from web.errors import InvalidCursorError
 
 MAX_PAGE = 200
+MAX_ID = 2**63 - 1  # the largest id a BIGINT holds
+_CURSOR = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes "²"
 T = TypeVar("T", bound=BaseModel)
 
 
 def decode_cursor(cursor: str) -> int:
     """The row id a cursor stands for; InvalidCursorError for anything this server did not make."""
-    if not cursor.isdigit() or len(cursor) > 18:
+    if not _CURSOR.fullmatch(cursor) or int(cursor) > MAX_ID:
         raise InvalidCursorError(
             f"cursor {cursor[:40]!r} is not one this server handed out; start again without one"
         )

@@ -7,9 +7,11 @@ from typing import Any
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session
 
+from pipeline.plan import Plan
+from web.db.jobs import create_jobs
 from web.db.models import Job, Pipeline, UTCDateTime, utcnow
 from web.db.paging import fetch_page
-from web.db.schemas import JobRead, Page, PipelineCreate, PipelineDetail, PipelineRead
+from web.db.schemas import JobCreate, JobRead, Page, PipelineCreate, PipelineDetail, PipelineRead
 from web.db.session import rowcount
 from web.errors import NotFoundError
 
@@ -62,6 +64,32 @@ def set_pipeline_plan(*, session: Session, pipeline_id: int, plan: dict[str, Any
     """Store the Plan JSON a pipeline runs."""
     _row(session, pipeline_id).plan = plan
     session.flush()
+
+
+def record_plan(*, session: Session, pipeline_id: int, plan: Plan) -> list[JobRead]:
+    """Store the Plan a pipeline runs and a job row for each of its jobs, in plan order.
+
+    Jobs the plan leaves out are `skipped` with its reason; the others are `created`, for the
+    scheduler to move on (pending, manual...). Returns the jobs as recorded.
+    """
+    set_pipeline_plan(session=session, pipeline_id=pipeline_id, plan=plan.to_dict())
+    return create_jobs(
+        session=session,
+        pipeline_id=pipeline_id,
+        jobs=[
+            JobCreate(
+                name=job.name,
+                stage=job.stage,
+                position=position,
+                status="created" if job.runs else "skipped",
+                reason=job.skip_reason or "",
+                when=job.when,
+                allow_failure=job.allow_failure,
+                image=job.image.name if job.image is not None else None,
+            )
+            for position, job in enumerate(plan.jobs)
+        ],
+    )
 
 
 def list_pipelines(

@@ -2,7 +2,12 @@
 
 Lifecycle: make one `Database` per process from the URL in Settings, open a `transaction()` per
 unit of work (it commits on success and rolls back on an exception), `dispose()` at shutdown.
-A `Database` is safe to share between threads; a `Session` is not.
+A `Database` is safe to share between threads; a `Session` is not. A process forked with a
+`Database` (a Celery prefork worker) calls `after_fork()` in the child before using it.
+
+Concurrency: compare-and-set UPDATEs (`claim_job`, `set_job_status(only_from=...)`) and
+`lock_pipeline` behave the same on both databases: PostgreSQL locks the row until commit, SQLite
+takes its one write lock (waiting up to the busy timeout) at a transaction's first write.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ class Database:
         """A session inside one transaction: committed when the block ends, rolled back on error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's pooled connections without closing them."""
+        self.engine.dispose(close=False)
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -7,8 +7,10 @@ import time
 
 import pytest
 
+from pipeline import Plan, TriggerContext, loads, plan
 from tests.web.db.factories import make_jobs, make_pipeline, make_repository
 from web.db.encryption import SecretCipher
+from web.db.jobs import list_jobs
 from web.db.pipelines import (
     get_pipeline,
     get_pipeline_detail,
@@ -16,6 +18,7 @@ from web.db.pipelines import (
     latest_pipeline,
     list_pipelines,
     lock_pipeline,
+    record_plan,
     set_pipeline_plan,
     set_pipeline_status,
 )
@@ -216,3 +219,50 @@ def test_deleting_a_repository_deletes_its_pipelines(
         delete_repository(session=session, repository_id=repo.id)
     with database.transaction() as session:
         assert get_pipeline(session=session, pipeline_id=pipeline.id) is None
+
+
+PIPELINE_FILE = """
+stages: [build, test, deploy]
+build:
+  stage: build
+  image: python:3.12
+  script: [make]
+lint:
+  stage: test
+  allow_failure: true
+  script: [make lint]
+docs:
+  stage: test
+  rules:
+    - if: $CI_COMMIT_BRANCH == "docs"
+  script: [make docs]
+deploy:
+  stage: deploy
+  when: manual
+  script: [make deploy]
+"""
+
+
+def test_record_plan_stores_the_plan_and_its_jobs(database: Database, cipher: SecretCipher) -> None:
+    the_plan = plan(
+        loads(PIPELINE_FILE, ".kapal.yml"), TriggerContext(source="push", branch="main")
+    )
+    with database.transaction() as session:
+        repo = make_repository(session, cipher)
+        pipeline = make_pipeline(session, repo.id)
+        recorded = record_plan(session=session, pipeline_id=pipeline.id, plan=the_plan)
+    with database.transaction() as session:
+        stored = get_pipeline_plan(session=session, pipeline_id=pipeline.id)
+        jobs = list_jobs(session=session, pipeline_id=pipeline.id)
+    assert stored is not None and Plan.from_dict(stored) == the_plan
+    assert jobs == recorded
+    table = [
+        (j.name, j.stage, j.position, j.status, j.when, j.allow_failure, j.image) for j in jobs
+    ]
+    assert table == [
+        ("build", "build", 0, "created", "on_success", False, "python:3.12"),
+        ("lint", "test", 1, "created", "on_success", True, None),
+        ("docs", "test", 2, "skipped", "on_success", False, None),
+        ("deploy", "deploy", 3, "created", "manual", True, None),  # GitLab: manual may fail
+    ]
+    assert jobs[2].reason  # the planner's words for why it is left out
