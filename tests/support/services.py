@@ -1,8 +1,12 @@
 """Real PostgreSQL and Redis for tests, from Debian's packages (installed by `.ci/setup`).
 
-Each is started when it is not running (`pg_ctlcluster`, `redis-server --daemonize`) and left
-running for later sessions. PostgreSQL gives every caller a throwaway database owned by a role
-that logs in over 127.0.0.1 with a password, as a deployed kapal would.
+PostgreSQL: Debian's cluster is started when it is down (`pg_ctlcluster`) and left running; every
+caller gets a throwaway database owned by a role that logs in over 127.0.0.1 with a password, as
+a deployed kapal would.
+
+Redis: `start_redis()` starts the machine's server on 6379 when nothing listens there. Tests that
+run Celery use `run_redis()` instead, a private server on a free port: two test sessions sharing
+one broker would run each other's tasks against the wrong database.
 """
 
 from __future__ import annotations
@@ -163,3 +167,51 @@ def start_redis() -> str:
             )
             _wait_listening(REDIS_PORT, "redis-server")
     return f"redis://127.0.0.1:{REDIS_PORT}"
+
+
+@contextmanager
+def run_redis(workdir: Path) -> Iterator[str]:
+    """Run a private Redis on a free 127.0.0.1 port until the block ends; yield its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed; run `bash .ci/setup`")
+    workdir.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    log = (workdir / "redis.log").open("w")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {(workdir / 'redis.log').read_text()}")
+            if _listening(port):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"redis-server does not listen on 127.0.0.1:{port}")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

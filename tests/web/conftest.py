@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.support.services import PostgresServer, start_postgres, start_redis
+from tests.support.services import PostgresServer, run_redis, start_postgres
 from web.db.encryption import SecretCipher
 from web.db.migrate import upgrade
 from web.db.models import Base
@@ -28,9 +28,13 @@ def postgres() -> PostgresServer:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """A Redis server on 127.0.0.1, started when nothing listens there (`redis://...`)."""
-    return start_redis()
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server of this session's own on 127.0.0.1 (`redis://127.0.0.1:PORT`).
+
+    Private, so a Celery worker of another test session never takes this session's tasks.
+    """
+    with run_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture

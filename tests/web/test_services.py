@@ -6,7 +6,7 @@ import socket
 
 from sqlalchemy import text
 
-from tests.support.services import PostgresServer
+from tests.support.services import PostgresServer, start_redis
 from web.db.session import Database
 
 
@@ -30,5 +30,13 @@ def test_each_database_is_its_own(postgres: PostgresServer) -> None:
 def test_redis_answers_ping(redis_url: str) -> None:
     host, port = redis_url.removeprefix("redis://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(b"PING\r\n")
+        assert connection.recv(64) == b"+PONG\r\n"
+
+
+def test_the_shared_redis_is_started_when_down() -> None:
+    url = start_redis()
+    assert url == "redis://127.0.0.1:6379"
+    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as connection:
         connection.sendall(b"PING\r\n")
         assert connection.recv(64) == b"+PONG\r\n"

@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session
 
+from web.db.locks import lock_pipeline
 from web.db.models import Job, Pipeline, UTCDateTime, utcnow
 from web.db.schemas import JobCreate, JobRead
 from web.db.session import rowcount
-from web.errors import NotFoundError
+from web.errors import ConflictError, NotFoundError
 
 FINISHED_STATUSES = frozenset({"success", "failed", "canceled", "skipped"})
 
@@ -134,13 +135,25 @@ def request_job_cancel(*, session: Session, job_id: int) -> JobRead:
 
 
 def retry_job(*, session: Session, job_id: int, status: str = "pending") -> JobRead:
-    """A new attempt of a finished job (the old one is marked retried); returns the new attempt."""
+    """A new attempt of a job whose latest attempt is finished; returns the new attempt.
+
+    The pipeline is locked first (`lock_pipeline`), so two concurrent retries of one job make one
+    new attempt: the second finds it unfinished and gets ConflictError.
+    """
     old = _row(session, job_id)
-    latest = session.scalar(
-        select(func.max(Job.attempt)).where(
-            Job.pipeline_id == old.pipeline_id, Job.name == old.name
+    lock_pipeline(session=session, pipeline_id=old.pipeline_id)
+    latest = session.scalars(
+        select(Job)
+        .where(Job.pipeline_id == old.pipeline_id, Job.name == old.name)
+        .order_by(Job.attempt.desc())
+        .limit(1)
+        .execution_options(populate_existing=True)
+    ).one()
+    if latest.status not in FINISHED_STATUSES:
+        raise ConflictError(
+            f"job {old.name!r} (attempt {latest.attempt}) is {latest.status}; "
+            "retry it once it has finished, or cancel it first"
         )
-    )
     session.execute(
         update(Job)
         .where(Job.pipeline_id == old.pipeline_id, Job.name == old.name)
@@ -155,7 +168,7 @@ def retry_job(*, session: Session, job_id: int, status: str = "pending") -> JobR
         status=status,
         when=old.when,
         allow_failure=old.allow_failure,
-        attempt=(latest or old.attempt) + 1,
+        attempt=latest.attempt + 1,
         image=old.image,
         queued_at=now if status == "pending" else None,
     )

@@ -9,11 +9,25 @@ from sqlalchemy.orm import Session
 
 from pipeline.plan import Plan
 from web.db.jobs import create_jobs
+from web.db.locks import lock_pipeline
 from web.db.models import Job, Pipeline, UTCDateTime, utcnow
 from web.db.paging import fetch_page
 from web.db.schemas import JobCreate, JobRead, Page, PipelineCreate, PipelineDetail, PipelineRead
 from web.db.session import rowcount
 from web.errors import NotFoundError
+
+__all__ = [
+    "create_pipeline",
+    "get_pipeline",
+    "get_pipeline_detail",
+    "get_pipeline_plan",
+    "latest_pipeline",
+    "list_pipelines",
+    "lock_pipeline",
+    "record_plan",
+    "set_pipeline_plan",
+    "set_pipeline_status",
+]
 
 FINISHED_STATUSES = frozenset({"success", "failed", "canceled", "skipped"})
 
@@ -159,20 +173,3 @@ def set_pipeline_status(
     if changed == 0 and session.get(Pipeline, pipeline_id) is None:
         raise NotFoundError(f"pipeline {pipeline_id} does not exist")
     return bool(changed)
-
-
-def lock_pipeline(*, session: Session, pipeline_id: int) -> None:
-    """Serialise whoever advances this pipeline until the transaction ends.
-
-    A write to the pipeline row: on PostgreSQL it holds the row lock, on SQLite the database's
-    write lock, so two workers finishing jobs of one pipeline decide the next jobs one at a time.
-    """
-    changed = rowcount(
-        session.execute(
-            update(Pipeline)
-            .where(Pipeline.id == pipeline_id)
-            .values(lock_version=Pipeline.lock_version + 1)
-        )
-    )
-    if not changed:
-        raise NotFoundError(f"pipeline {pipeline_id} does not exist")

@@ -20,7 +20,7 @@ from web.db.jobs import (
 )
 from web.db.schemas import JobCreate, JobRead
 from web.db.session import Database
-from web.errors import NotFoundError
+from web.errors import ConflictError, NotFoundError
 
 
 def _pipeline_with_jobs(
@@ -198,3 +198,46 @@ def test_retry_makes_a_new_attempt(database: Database, cipher: SecretCipher) -> 
     assert [(j.name, j.attempt) for j in live] == [("build", 1), ("test", 3)]
     with pytest.raises(NotFoundError), database.transaction() as session:
         retry_job(session=session, job_id=third.id + 1)
+
+
+def test_only_a_finished_job_is_retried(database: Database, cipher: SecretCipher) -> None:
+    (job,) = _pipeline_with_jobs(database, cipher, "test")
+    with pytest.raises(ConflictError, match="pending"), database.transaction() as session:
+        retry_job(session=session, job_id=job.id)
+    with database.transaction() as session:
+        set_job_status(session=session, job_id=job.id, status="failed")
+        retry_job(session=session, job_id=job.id)
+    with pytest.raises(ConflictError, match="attempt 2"), database.transaction() as session:
+        retry_job(session=session, job_id=job.id)
+
+
+def test_concurrent_retries_make_one_attempt(database: Database, cipher: SecretCipher) -> None:
+    (job,) = _pipeline_with_jobs(database, cipher, "test", status="failed")
+    racers = 5
+    start = threading.Barrier(racers)
+    made: list[int] = []
+    refused: list[ConflictError] = []
+    errors: list[BaseException] = []
+
+    def retry() -> None:
+        try:
+            start.wait()
+            with database.transaction() as session:
+                made.append(retry_job(session=session, job_id=job.id).attempt)
+        except ConflictError as exc:
+            refused.append(exc)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=retry) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert made == [2] and len(refused) == racers - 1
+    with database.transaction() as session:
+        attempts = [
+            (j.attempt, j.retried) for j in list_jobs(session=session, pipeline_id=job.pipeline_id)
+        ]
+    assert attempts == [(1, True), (2, False)]
