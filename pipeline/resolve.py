@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,8 +26,16 @@ from pipeline.document import (
     parse_yaml,
     read_text,
 )
-from pipeline.errors import ExtendsError, IncludeError, Location, PipelineError, ValidationError
+from pipeline.errors import (
+    ExtendsError,
+    IncludeError,
+    LoadError,
+    Location,
+    PipelineError,
+    ValidationError,
+)
 from pipeline.keywords import DEFAULT_KEYWORDS, GLOBAL_KEYWORDS, LEGACY_GLOBAL_DEFAULTS
+from pipeline.repofiles import open_in_repository, regular_file_in_repository
 
 MAX_INCLUDES = 150
 MAX_EXTENDS_DEPTH = 11
@@ -199,7 +208,14 @@ class _Resolver:
             return []
         if any(ch in str(rel) for ch in "*?["):
             try:
-                found = sorted(p for p in self.root_dir.glob(str(rel)) if p.is_file())
+                found = sorted(
+                    p
+                    for p in self.root_dir.glob(str(rel))
+                    if _no_symlink_on_the_way(self.root_dir, p)
+                    and regular_file_in_repository(
+                        self.root_dir, p.relative_to(self.root_dir).as_posix()
+                    )
+                )
             except (ValueError, OSError) as exc:
                 self.problems.append(IncludeError(f"include: bad pattern {shown!r}: {exc}", loc))
                 return []
@@ -207,11 +223,8 @@ class _Resolver:
                 self.problems.append(IncludeError(f"include: no file matches {shown!r}", loc))
             return found
         target = self.root_dir / rel
-        try:
-            exists = target.is_file()
-        except OSError:  # e.g. a name longer than the file system allows (ENAMETOOLONG)
-            exists = False
-        if not exists:
+        # resolved inside the repository: a symlink to a host file names the repository's own
+        if not regular_file_in_repository(self.root_dir, str(rel)):
             self.problems.append(
                 IncludeError(
                     f"include: file {shown!r} not found (local includes are relative to "
@@ -226,7 +239,7 @@ class _Resolver:
         try:
             # Shown beside the main file as the user named it, so positions can be opened.
             shown = str(PurePosixPath(self.shown_dir) / rel) if self.shown_dir else rel
-            data = parse_yaml(read_text(target, shown), shown)
+            data = parse_yaml(_read_in_repository(self.root_dir, rel, shown), shown)
         except PipelineError as exc:
             self.problems.extend(exc.problems)
             return None
@@ -409,6 +422,28 @@ class _Resolver:
             else:
                 out.copy_entry(data, key)
         return out
+
+
+def _no_symlink_on_the_way(root: Path, found: Path) -> bool:
+    # a glob walks into symlinked directories; their files are not the repository's
+    here = found.parent
+    while here != root:
+        if here.is_symlink():
+            return False
+        here = here.parent
+    return True
+
+
+def _read_in_repository(root: Path, rel: str, shown: str) -> str:
+    try:
+        fd = open_in_repository(root, rel)
+    except (OSError, ValueError):
+        raise LoadError(f"file not found in the repository: {shown}", Location(shown)) from None
+    try:
+        # the fd's own /proc name reopens the file resolved above, not the path again
+        return read_text(Path(f"/proc/self/fd/{fd}"), shown)
+    finally:
+        os.close(fd)
 
 
 def _apply_defaults(job: YMap, defaults: YMap) -> YMap:

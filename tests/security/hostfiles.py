@@ -63,7 +63,8 @@ def host_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostDir]:
     os.chmod(path, 0o750)
     secret = f"host-secret-{uuid.uuid4().hex}"
     (path / "secret.txt").write_text(f"{secret}\n")
-    (path / "secret.yml").write_text(f"leak:\n  script: [echo {secret}]\n  broken: [\n")
+    # a host file that parses as YAML: its keys and values would reach plans and messages
+    (path / "secret.yml").write_text(f"{secret}:\n  script: [echo {secret}]\n  bogus: 1\n")
     (path / "sub").mkdir()
     (path / "sub" / "note.txt").write_text(f"{secret} in a subdirectory\n")
     host = HostDir(path, secret)
