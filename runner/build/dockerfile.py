@@ -37,11 +37,14 @@ from runner.errors import DockerfileError
 __all__ = [
     "Dockerfile",
     "Heredoc",
+    "HeredocOpener",
     "Instruction",
+    "heredoc_openers",
     "json_array",
     "parse_dockerfile",
     "parse_heredoc",
     "read_dockerfile",
+    "split_flags",
 ]
 
 _DIRECTIVE = re.compile(r"^#\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*?)\s*$")
@@ -288,8 +291,7 @@ class _Parser:
         return inst, index
 
     def may_hold_heredocs(self, keyword: str, rest: str, exec_form: tuple[str, ...] | None) -> bool:
-        """Whether BuildKit looks for heredocs here: RUN, COPY, ADD (or one under ONBUILD),
-        in shell form."""
+        """Whether BuildKit reads heredocs here: shell-form RUN, COPY, ADD, also under ONBUILD."""
         if "<<" not in rest:
             return False
         if keyword != "ONBUILD":
