@@ -427,7 +427,7 @@ class _Resolver:
 def _no_symlink_on_the_way(root: Path, found: Path) -> bool:
     # a glob walks into symlinked directories; their files are not the repository's
     here = found.parent
-    while here != root:
+    while here != root and here != here.parent:
         if here.is_symlink():
             return False
         here = here.parent
