@@ -37,8 +37,11 @@ _MAX_COLUMN = 1 << 14  # cursor movement beyond this is clamped (terminals clamp
 
 # operations a line performs on the cursor's row, in order
 _PRINT, _TAB, _LEFT, _RIGHT, _COLUMN, _ERASE_LINE, _ERASE, _DELETE, _INSERT = range(9)
-_MOVES = frozenset({_LEFT, _COLUMN, _ERASE_LINE, _ERASE, _DELETE, _INSERT})
-Op = tuple[int, int, int]  # (kind, a, b): _PRINT text[a:b]; _TAB at index a; others count a
+_SAVE, _RESTORE, _BACK_TAB = range(9, 12)
+_MOVES = frozenset({_LEFT, _COLUMN, _ERASE_LINE, _ERASE, _DELETE, _INSERT, _RESTORE, _BACK_TAB})
+Op = tuple[
+    int, int, int
+]  # (kind, a, b): _PRINT text[a:b]; _TAB of text[a] (-1: CSI I); others count a
 
 
 def encoded_forms(value: str) -> set[str]:
@@ -111,7 +114,11 @@ def _escape(text: str, i: int, ops: list[Op]) -> int:
             return _string(text, i + 1, ops)
         if "\x20" <= char <= "\x2f":
             intermediates = True
-        elif "\x30" <= char <= "\x7e" or char in "\x18\x1a":
+        elif "\x30" <= char <= "\x7e":
+            if not intermediates and char in "78E":  # save, restore cursor; next line
+                ops.append(({"7": _SAVE, "8": _RESTORE}.get(char, _COLUMN), 0, 0))
+            return i + 1
+        elif char in "\x18\x1a":
             return i + 1
         elif char == "\x1b":
             intermediates = False
@@ -149,9 +156,17 @@ def _csi_action(params: str, final: str, ops: list[Op]) -> None:
     """The effect on the cursor's row of `CSI params final`, when it has one."""
     if not _CSI_PARAMS.match(params):
         return  # private (`?25l`) or with intermediates: nothing on this row
-    numbers = [int(p) if p else 0 for p in params.split(";")]
-    count = min(max(numbers[0], 1), _MAX_COLUMN)
-    if final in "Ca":
+    numbers = [min(int(p), _MAX_COLUMN) if p else 0 for p in params.split(";")]
+    count = max(numbers[0], 1)
+    if final == "s" and not params:
+        ops.append((_SAVE, 0, 0))
+    elif final == "u" and not params:
+        ops.append((_RESTORE, 0, 0))
+    elif final == "I":
+        ops.extend([(_TAB, -1, 0)] * min(count, 64))
+    elif final == "Z":
+        ops.extend([(_BACK_TAB, 0, 0)] * min(count, 64))
+    elif final in "Ca":
         ops.append((_RIGHT, count, 0))
     elif final == "D":
         ops.append((_LEFT, count, 0))
@@ -159,7 +174,7 @@ def _csi_action(params: str, final: str, ops: list[Op]) -> None:
         ops.append((_COLUMN, count - 1, 0))
     elif final in "Hf":
         column = numbers[1] if len(numbers) > 1 else 0
-        ops.append((_COLUMN, min(max(column, 1), _MAX_COLUMN) - 1, 0))
+        ops.append((_COLUMN, max(column, 1) - 1, 0))
     elif final in "EF":
         ops.append((_COLUMN, 0, 0))
     elif final == "K":
@@ -193,7 +208,7 @@ class _Projection:
         self.origins: list[int] = []  # and in the text
         length = 0
         for kind, a, b in ops:
-            if kind in (_PRINT, _TAB):
+            if kind == _PRINT or (kind == _TAB and a >= 0):
                 b = b if kind == _PRINT else a + 1
                 pieces.append(text[a:b])
                 self.starts.append(length)
@@ -207,10 +222,11 @@ class _Projection:
         return self.origins[run] + position - self.starts[run]
 
 
-def _cells(ops: list[Op]) -> list[int]:
-    """For each column of the row, the index of the character left showing there (-1: blank)."""
+def _cells(ops: list[Op]) -> tuple[list[int], int]:
+    """For each column of the row, the index of the character left showing there (-1: blank);
+    and the column of the cursor at the end."""
     cells: list[int] = []
-    cursor = 0
+    cursor = saved = 0
     for kind, a, b in ops:
         if kind == _PRINT:
             stop = cursor + b - a
@@ -220,6 +236,12 @@ def _cells(ops: list[Op]) -> list[int]:
             cursor = stop
         elif kind == _TAB:
             cursor = min((cursor // 8 + 1) * 8, _MAX_COLUMN)
+        elif kind == _BACK_TAB:
+            cursor = max((cursor - 1) // 8 * 8, 0)
+        elif kind == _SAVE:
+            saved = cursor
+        elif kind == _RESTORE:
+            cursor = saved
         elif kind == _LEFT:
             cursor = max(cursor - a, 0)
         elif kind == _RIGHT:
@@ -235,7 +257,7 @@ def _cells(ops: list[Op]) -> list[int]:
             del cells[cursor : cursor + a]
         elif kind == _INSERT and cursor < len(cells):
             cells[cursor:cursor] = [-1] * a
-    return cells
+    return cells, cursor
 
 
 def _occurrences(text: str, pattern: str) -> Iterator[int]:
@@ -296,7 +318,7 @@ class SecretMasker:
                     masked[first : last + 1] = [True] * (last + 1 - first)
         if not any(kind in _MOVES for kind, _, _ in ops):
             return
-        cells = _cells(ops)
+        cells, _ = _cells(ops)
         shown = "".join(text[i] if i >= 0 else " " for i in cells)
         for pattern in self.patterns:
             for start in _occurrences(shown, pattern):
@@ -331,15 +353,23 @@ class SecretMasker:
     def pending_prefix(self, text: str) -> int:
         """Length of the longest end of `text` that begins a secret without completing it.
 
-        Measured on what the text shows: control sequences inside that end are part of it.
+        Measured on what the text shows, both in printing order and as the row shows it
+        before the cursor (where what follows is printed); control sequences inside count.
         """
         if _CONTROL.search(text) is None:
             return self._visible_prefix(text)
-        projection = _Projection(text, _parse(text))
+        ops = _parse(text)
+        projection = _Projection(text, ops)
+        start = len(text)
         size = self._visible_prefix(projection.visible)
-        if size == 0:
-            return 0
-        return len(text) - projection.origin(len(projection.visible) - size)
+        if size:
+            start = projection.origin(len(projection.visible) - size)
+        if any(kind in _MOVES for kind, _, _ in ops):
+            cells, cursor = _cells(ops)
+            cells = cells[:cursor]
+            size = self._visible_prefix("".join(text[i] if i >= 0 else " " for i in cells))
+            start = min([start, *(i for i in cells[len(cells) - size :] if size and i >= 0)])
+        return len(text) - start
 
     def _visible_prefix(self, text: str) -> int:
         if not text:

@@ -8,6 +8,7 @@ cache root, each pipeline with the scope and protection its caller gives it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,26 +79,26 @@ def test_two_repositories_with_the_same_key_see_different_caches(
     backend: RecordingBackend, image_store: ImageStore, busybox_image: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "cache"
-    run = {"backend": backend, "image_store": image_store, "tmp_path": tmp_path}
-    assert restored("attacker", CacheStore(root, "repo:1", protected=True), **run) == "nothing"
-    assert restored("attacker", CacheStore(root, "repo:1", protected=True), **run) == "attacker"
+    run = functools.partial(restored, backend=backend, image_store=image_store, tmp_path=tmp_path)
+    assert run("attacker", CacheStore(root, "repo:1", protected=True)) == "nothing"
+    assert run("attacker", CacheStore(root, "repo:1", protected=True)) == "attacker"
     # the victim repository chose the same key: it starts empty and never gets the attacker's
-    assert restored("victim", CacheStore(root, "repo:2", protected=True), **run) == "nothing"
-    assert restored("victim", CacheStore(root, "repo:2", protected=True), **run) == "victim"
-    assert restored("attacker", CacheStore(root, "repo:1", protected=True), **run) == "attacker"
+    assert run("victim", CacheStore(root, "repo:2", protected=True)) == "nothing"
+    assert run("victim", CacheStore(root, "repo:2", protected=True)) == "victim"
+    assert run("attacker", CacheStore(root, "repo:1", protected=True)) == "attacker"
 
 
 def test_an_unprotected_branch_cannot_fill_the_default_branchs_cache(
     backend: RecordingBackend, image_store: ImageStore, busybox_image: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "cache"
-    run = {"backend": backend, "image_store": image_store, "tmp_path": tmp_path}
+    run = functools.partial(restored, backend=backend, image_store=image_store, tmp_path=tmp_path)
     feature = CacheStore(root, "repo:1", protected=False)
-    assert restored("feature", feature, branch="feature", **run) == "nothing"
-    assert restored("feature", feature, branch="feature", **run) == "feature"
+    assert run("feature", feature, branch="feature") == "nothing"
+    assert run("feature", feature, branch="feature") == "feature"
     main = CacheStore(root, "repo:1", protected=True)
-    assert restored("main", main, **run) == "nothing"
-    assert restored("main", main, **run) == "main"
+    assert run("main", main) == "nothing"
+    assert run("main", main) == "main"
 
 
 # -- naming, without a runtime ---------------------------------------------------------------
