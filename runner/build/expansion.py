@@ -24,6 +24,8 @@ _NAME_START = re.compile(r"[A-Za-z_]")
 _NAME_CHAR = re.compile(r"[A-Za-z0-9_]")
 # Docker's special single-character parameters, expanded to nothing in a Dockerfile.
 _SPECIAL = set("*#@?-$!0123456789")
+# `${A:-${B:-...}}` recurses; a hostile Dockerfile must get an error, not a RecursionError
+_MAX_DEPTH = 64
 
 
 class ExpansionError(ValueError):
@@ -70,6 +72,7 @@ class _Scan:
         self.text = text
         self.pos = 0
         self.split = split
+        self.depth = 0
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -145,7 +148,13 @@ class _Scan:
         ch = self.peek()
         if ch == "{":
             self.pos += 1
-            return self.braced()
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                raise ExpansionError(f"${{...}} nested more than {_MAX_DEPTH} deep; flatten it")
+            try:
+                return self.braced()
+            finally:
+                self.depth -= 1
         if ch and _NAME_START.match(ch):
             start = self.pos
             while self.peek() and _NAME_CHAR.match(self.peek()):

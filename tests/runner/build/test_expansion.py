@@ -121,6 +121,12 @@ def test_errors(text: str, message: str) -> None:
         expand_word(text, ENV)
 
 
+def test_deep_nesting_is_an_expansion_error_not_a_crash() -> None:
+    assert expand_word("${U:-" * 60 + "x" + "}" * 60, ENV) == "x"
+    with pytest.raises(ExpansionError, match="nested more than 64 deep"):
+        expand_word("${U:-" * 5000 + "x" + "}" * 5000, ENV)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("$AB{}:-+?#%/*[]'\"\\ x")), max_size=30))
 def test_fuzz_expansion_returns_or_raises_expansion_error(text: str) -> None:
