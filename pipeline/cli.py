@@ -1,10 +1,14 @@
 """Sub-commands of `kapal` for this package (registered by `web.cli`): `lint` and `plan`.
 
 Exit codes: 0 valid, 1 the pipeline has problems, 2 usage errors (bad options, no such file).
+Warnings (a duplicate key, an ignored keyword) are printed but keep exit code 0 unless
+`--strict`. With `--json`, problems are printed as JSON objects (file, line, column, job,
+keyword, message, severity).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -44,14 +48,41 @@ def _usage(message: str) -> None:
 
 def _print_problems(problems: list[PipelineError]) -> None:
     for problem in problems:
-        typer.echo(str(problem))
+        if problem.severity == "warning":
+            where = f"{problem.location}: " if problem.location is not None else ""
+            typer.echo(f"{where}warning: {problem.message}")
+        else:
+            typer.echo(str(problem))
 
 
-def _load(path: Path) -> Document:
+def _problems_json(path: Path, problems: list[PipelineError], **extra: object) -> str:
+    """The JSON document `--json` prints for a file's problems."""
+    shown = [p.as_dict() for p in problems]
+    return json.dumps(
+        {
+            "file": str(path),
+            **extra,
+            "errors": [p for p in shown if p["severity"] == "error"],
+            "warnings": [p for p in shown if p["severity"] == "warning"],
+        },
+        indent=2,
+        ensure_ascii=False,
+    )
+
+
+def _blocking(problems: list[PipelineError], strict: bool) -> list[PipelineError]:
+    """The problems that make the command fail: errors, and warnings too with `--strict`."""
+    return [p for p in problems if strict or p.severity == "error"]
+
+
+def _load(path: Path, as_json: bool = False) -> Document:
     try:
         return load(path)
     except PipelineError as exc:
         problems = exc.problems
+        if as_json:
+            typer.echo(_problems_json(path, problems, valid=False))
+            raise typer.Exit(1) from None
         _print_problems(problems)
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         typer.echo(f"{path}: {count}; it cannot be read as a pipeline", err=True)
@@ -63,18 +94,33 @@ def lint_command(
         Path | None,
         typer.Argument(help="Pipeline file or project directory (default: the current one)."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print errors and warnings as JSON.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Treat warnings as errors (exit 1).")
+    ] = False,
 ) -> None:
     """Check a pipeline file; print each problem as file:line:col: message."""
     path = _pipeline_path(file)
-    document = _load(path)
+    document = _load(path, as_json)
     config, problems = validate_collecting(document)
-    if problems or config is None:
-        _print_problems(problems)
+    failing = _blocking(problems, strict) or config is None
+    if as_json:
+        jobs = {"jobs": len(config.jobs)} if config is not None else {}
+        typer.echo(_problems_json(path, problems, valid=not failing, **jobs))
+        if failing:
+            raise typer.Exit(1)
+        return
+    _print_problems(problems)
+    if failing or config is None:
         count = len(problems)
         typer.echo(f"{path}: {count} problem{'s' if count != 1 else ''}", err=True)
         raise typer.Exit(1)
-    jobs = len(config.jobs)
-    typer.echo(f"{path}: valid ({jobs} job{'s' if jobs != 1 else ''})")
+    jobs_count = len(config.jobs)
+    warned = len(problems)
+    note = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
+    typer.echo(f"{path}: valid ({jobs_count} job{'s' if jobs_count != 1 else ''}{note})")
 
 
 def _git_head(root: Path) -> tuple[str | None, str | None]:
@@ -124,7 +170,13 @@ def plan_command(
         typer.Option("--changed", help="A changed file, for rules: changes (repeatable)."),
     ] = None,
     default_branch: Annotated[str, typer.Option(help="CI_DEFAULT_BRANCH.")] = "main",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the plan (or the errors and warnings) as JSON."),
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Treat warnings as errors: no plan when any.")
+    ] = False,
 ) -> None:
     """Show what a pipeline would run for a trigger: stages, jobs, skipped jobs and why, needs."""
     if branch is not None and tag is not None:
@@ -143,7 +195,7 @@ def plan_command(
     if source == "merge_request_event" and tag is not None:
         _usage("a merge request pipeline runs on a branch: give --branch, not --tag")
     file = _pipeline_path(path)
-    document = _load(file)
+    document = _load(file, as_json)
     root = Path(document.root_dir)
     head_branch, head_sha = _git_head(root)
     if branch is None and tag is None:
@@ -162,14 +214,23 @@ def plan_command(
         changed_files=tuple(changed) if changed else None,
         variables=tuple(variables),
     )
+    config, problems = validate_collecting(document)
     try:
-        result = plan_pipeline(document, context)
+        if config is None or _blocking(problems, strict):
+            raise PipelineError("the pipeline has problems", problems=problems)
+        result = plan_pipeline(config, context)
     except PipelineError as exc:
-        _print_problems(exc.problems)
+        found = exc.problems
+        if as_json:
+            typer.echo(_problems_json(file, found, planned=False))
+        else:
+            _print_problems(found)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(result.to_json(indent=2))
         return
+    for warning in result.warnings:
+        typer.echo(str(warning), err=True)
     _show(result, file)
 
 

@@ -276,6 +276,17 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
+def shown_value(value: Any) -> str:
+    """A loaded value as a message quotes it, in YAML's words: null, true, 'text', 3."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, YMap | YList | Reference | dict | list):
+        return describe(value)
+    return repr(value)
+
+
 def parse_yaml(text: str, filename: str) -> Any:
     """Parse one YAML document into YMap/YList/scalars with positions; LoadError on any problem."""
     try:

@@ -238,6 +238,7 @@ class Notice:
     column: int = 0
     job: str | None = None
     keyword: str | None = None
+    severity: str = "warning"
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file

@@ -36,6 +36,7 @@ from pipeline.errors import (
 )
 from pipeline.keywords import DEFAULT_KEYWORDS, GLOBAL_KEYWORDS, LEGACY_GLOBAL_DEFAULTS
 from pipeline.repofiles import open_in_repository, regular_file_in_repository
+from pipeline.suggest import name_hint
 
 MAX_INCLUDES = 150
 MAX_EXTENDS_DEPTH = 11
@@ -317,7 +318,7 @@ class _Resolver:
                 self.problems.append(
                     ExtendsError(
                         f"{key!s}: extends: unknown job or template {parent!r}"
-                        + _suggest(parent, candidates),
+                        + name_hint(parent, candidates),
                         ploc,
                     )
                 )

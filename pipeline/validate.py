@@ -25,10 +25,12 @@ from pipeline.config import (
     RuleConfig,
     VariableDef,
 )
-from pipeline.document import Document, YList, YMap, describe
+from pipeline.document import Document, YList, YMap, describe, shown_value
 from pipeline.durations import parse_duration
 from pipeline.errors import (
     ExpressionError,
+    IncludeError,
+    LoadError,
     Location,
     PipelineError,
     PipelineWarning,
@@ -68,6 +70,7 @@ from pipeline.plan import (
 )
 from pipeline.regex import compile_regex, split_ref_pattern
 from pipeline.resolve import resolve_collecting
+from pipeline.suggest import keyword_hint, name_hint
 
 MAX_PARALLEL = 200
 MAX_NEEDS = 50
@@ -122,11 +125,6 @@ _KEYWORDS_LISTED = 8
 """An unknown keyword without a close match lists the allowed ones when there are this few."""
 
 
-def _suggest(word: Any, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), sorted(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 class _Checker:
     """Collects problems while reading values of known types."""
 
@@ -160,11 +158,16 @@ class _Checker:
         for key in mapping:
             where = mapping.key_at(key)
             if not isinstance(key, str):
-                self.error(f"keyword {key!r} is {describe(key)}; keywords are names", where, path)
+                what = (
+                    "an empty or null key"
+                    if key is None
+                    else f"keyword {shown_value(key)} is {describe(key)}"
+                )
+                self.error(f"{what}; keywords are names", where, path)
             elif key in unsupported:
                 self.unsupported(unsupported[key], where, f"{path}: {key}" if path else key)
             elif key not in allowed_set:
-                hint = _suggest(key, allowed_set | set(unsupported))
+                hint = keyword_hint(key, allowed_set | set(unsupported))
                 if not hint and len(allowed_set) <= _KEYWORDS_LISTED:
                     hint = f" (it takes {', '.join(sorted(allowed_set))})"
                 self.error(f"unknown keyword {key!r}{hint}", where, path)
@@ -283,9 +286,11 @@ class _Checker:
         if value is None:
             return None
         if value not in options:
-            hint = _suggest(value, options)
+            hint = keyword_hint(value, options)
             self.error(
-                f"{value!r} is not one of {', '.join(options)}{hint}", mapping.value_at(key), path
+                f"{shown_value(value)} is not one of {', '.join(options)}{hint}",
+                mapping.value_at(key),
+                path,
             )
             return None
         return value
@@ -309,7 +314,7 @@ class _Checker:
             where = value.value_at(name)
             if not isinstance(name, str) or not _VARIABLE_NAME.fullmatch(name):
                 self.error(
-                    f"variable name {name!r} may only contain letters, digits and '_' "
+                    f"variable name {shown_value(name)} may only contain letters, digits and '_' "
                     "and must not start with a digit",
                     value.key_at(name),
                     path,
@@ -495,16 +500,17 @@ class _Validator(_Checker):
                 continue
             where = data.key_at(key)
             if not isinstance(key, str):
-                self.error(
-                    f"job name {key!r} is {describe(key)}; quote it to make it a name",
-                    where,
-                    str(key),
+                message = (
+                    f"job name {shown_value(key)} is {describe(key)}; quote it to make it a name"
                 )
+                if key is None:
+                    message = "a key is empty or null, so it names no job; write a job name there"
+                self.error(message, where, "" if key is None else shown_value(key))
                 continue
             if key.startswith("."):
                 continue
             if not isinstance(value, YMap):
-                hint = _suggest(key, GLOBAL_KEYWORDS)
+                hint = keyword_hint(key, GLOBAL_KEYWORDS)
                 if hint:
                     self.error(f"unknown keyword {key!r}{hint}", where, key)
                 else:
@@ -744,7 +750,7 @@ class _Validator(_Checker):
                 out.append(item)
             else:
                 self.error(
-                    f"exit codes are numbers from 0 to 255, found {item!r}",
+                    f"exit codes are numbers from 0 to 255, found {shown_value(item)}",
                     mapping.value_at("exit_codes"),
                     path,
                 )
@@ -816,7 +822,7 @@ class _Validator(_Checker):
             shown = ", ".join(s for s in stages if s not in (".pre", ".post"))
             if "stage" in job:
                 self.error(
-                    f"stage {stage!r} is not in stages ({shown}){_suggest(stage, stages)}; "
+                    f"stage {stage!r} is not in stages ({shown}){name_hint(stage, stages)}; "
                     "add it to `stages:`",
                     job.value_at("stage"),
                     f"{name}: stage",
@@ -850,7 +856,9 @@ class _Validator(_Checker):
                 self.error("must not be empty", job.value_at("script"), f"{name}: script")
             elif "script" not in job and not self._explained_missing_script(job):
                 self.error(
-                    "job has no `script:` (or `build:`/`deploy:`); add the commands to run",
+                    "job has no `script:`: add the commands to run (a job runs a `script:`, "
+                    "starts a downstream pipeline with `trigger:`, or uses kapal's "
+                    "`build:`/`deploy:`)",
                     job.location,
                     name,
                 )
@@ -1044,7 +1052,8 @@ class _Validator(_Checker):
                 if item not in RETRY_WHEN:
                     # GitLab keeps adding failure reasons: an unknown one is kept, not refused.
                     self.warn(
-                        f"{item!r} is not a retry reason kapal knows{_suggest(item, RETRY_WHEN)}; "
+                        f"{item!r} is not a retry reason kapal knows"
+                        f"{keyword_hint(item, RETRY_WHEN)}; "
                         f"kapal never sees that failure, so it never retries for it "
                         f"(it knows {', '.join(RETRY_WHEN)})",
                         value.value_at("when"),
@@ -1058,7 +1067,7 @@ class _Validator(_Checker):
         """A retry count, 0 to 2 like GitLab."""
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
             return value
-        self.error(f"must be 0, 1 or 2 (as in GitLab), found {value!r}", where, path)
+        self.error(f"must be 0, 1 or 2 (as in GitLab), found {shown_value(value)}", where, path)
         return 0
 
     def duration(self, mapping: YMap, key: str, path: str, maximum: int) -> int | None:
@@ -1071,14 +1080,15 @@ class _Validator(_Checker):
             seconds = parse_duration(value)
         if seconds is None or seconds <= 0:
             self.error(
-                f'{value!r} is not a duration; write it like "1h 30m", "10 minutes" or 3600',
+                f"{shown_value(value)} is not a duration; "
+                'write it like "1h 30m", "10 minutes" or 3600',
                 mapping.value_at(key),
                 path,
             )
             return None
         if seconds > maximum:
             self.error(
-                f"{value!r} is longer than the maximum of {maximum // 86400} days",
+                f"{shown_value(value)} is longer than the maximum of {maximum // 86400} days",
                 mapping.value_at(key),
                 path,
             )
@@ -1325,7 +1335,7 @@ class _Validator(_Checker):
                         if name not in DEFAULT_KEYWORDS:
                             self.error(
                                 f"{name!r} is not a default keyword"
-                                + _suggest(name, DEFAULT_KEYWORDS),
+                                + keyword_hint(name, DEFAULT_KEYWORDS),
                                 value.value_at(key),
                                 f"{path}: {key}",
                             )
@@ -1399,8 +1409,8 @@ class _Validator(_Checker):
             for name in item:
                 if not isinstance(name, str) or not _MATRIX_NAME.fullmatch(name):
                     self.error(
-                        f"matrix variable name {name!r} is not valid: it must be a non-empty "
-                        "name without '='",
+                        f"matrix variable name {shown_value(name)} is not valid: "
+                        "it must be a non-empty name without '='",
                         item.key_at(name),
                         path,
                     )
@@ -1575,7 +1585,7 @@ class _Validator(_Checker):
             ]
             shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
             return f"; the instances of {base!r} are {shown}"
-        return _suggest(name, [j.name for j in jobs])
+        return name_hint(name, [j.name for j in jobs])
 
     def check_needs(self, jobs: list[JobConfig], stages: tuple[str, ...]) -> None:
         """Needs and dependencies name existing jobs of earlier-or-same stages."""
@@ -1623,7 +1633,7 @@ class _Validator(_Checker):
                 path = f"{job.name}: dependencies"
                 if target is None:
                     self.error(
-                        f"{dep!r} is not a job in this pipeline{_suggest(dep, by_name)}",
+                        f"{dep!r} is not a job in this pipeline{name_hint(dep, by_name)}",
                         where,
                         path,
                     )
@@ -1729,10 +1739,79 @@ def validate_collecting(document: Document) -> tuple[PipelineConfig | None, list
             continue
         seen.add(key)
         unique.append(problem)
-    problems = sorted(unique, key=lambda p: _sort_key(p.location))
+    problems = _summarised(sorted(unique, key=lambda p: _sort_key(p.location)), document.path)
     if any(p.severity == "error" for p in problems):
         return None, problems
     return dataclasses.replace(config, warnings=tuple(problems)), problems
+
+
+# Problems a missing include causes by the dozen, as (message fragment, how a summary names them).
+_CAUSED_BY_INCLUDE = (
+    ("extends: unknown job or template", "`extends` of an unknown template"),
+    ("points to nothing", "`!reference` to nothing"),
+    ("job has no `script:`", "jobs without `script:`"),
+    ("is not a job in this pipeline", "needs or dependencies on an unknown job"),
+    ("is not in stages", "undeclared stages"),
+    ("so it is in 'test', which is not in stages", "undeclared stages"),
+)
+_SUMMARY_NAMES = 3
+
+
+def _summarised(problems: list[PipelineError], main_file: str) -> list[PipelineError]:
+    """An include that failed, reported once, with the errors it most likely causes under it."""
+    failed = [
+        p
+        for p in problems
+        if isinstance(p, IncludeError)
+        or (isinstance(p, LoadError) and p.location is not None and p.location.file != main_file)
+    ]
+    if not failed:
+        return problems
+    caused: dict[str, list[str]] = {}
+    kept: list[PipelineError] = []
+    repeats: dict[str, list[PipelineError]] = {}
+    for problem in problems:
+        if problem in failed:
+            same = repeats.setdefault(problem.message, [])
+            same.append(problem)
+            if len(same) == 1:
+                kept.append(problem)
+            continue
+        kind = next((k for fragment, k in _CAUSED_BY_INCLUDE if fragment in problem.message), None)
+        if kind is None or problem.severity != "error":
+            kept.append(problem)
+            continue
+        # Named by what is missing: the template, the job, the reference, the stage.
+        named = re.search(r"'[^']*'|\[[^\]]*\]", problem.message)
+        caused.setdefault(kind, []).append(named[0] if named else "?")
+    first = next(p for p in kept if p in failed)
+    out: list[PipelineError] = []
+    for problem in kept:
+        if problem not in failed:
+            out.append(problem)
+            continue
+        message = problem.message
+        others = repeats[problem.message][1:]
+        if others:
+            message += " (also included at " + ", ".join(str(p.location) for p in others) + ")"
+        if caused and problem is first:
+            parts = []
+            for kind, names in caused.items():
+                unique = list(dict.fromkeys(names))
+                shown = ", ".join(unique[:_SUMMARY_NAMES]) + (
+                    ", …" if len(unique) > _SUMMARY_NAMES else ""
+                )
+                parts.append(f"{len(names)} × {kind} {shown}")
+            total = sum(len(names) for names in caused.values())
+            message += (
+                f"; most likely because of it, {total} more problem{'s' if total != 1 else ''} "
+                f"not listed: {'; '.join(parts)}"
+            )
+        if message == problem.message:
+            out.append(problem)
+        else:
+            out.append(type(problem)(message, problem.location))
+    return out
 
 
 def _sort_key(location: Location | None) -> tuple[str, int, int]:

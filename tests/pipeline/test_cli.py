@@ -201,13 +201,13 @@ def test_lint_reports_every_duplicate_key_at_once(app: typer.Typer, tmp_path: Pa
         "image: a\ntest:\n  script: s\n  image: b\n  image: c\n"
         "build:\n  script: s\ntest:\n  script: t\nimage: d\n"
     )
-    code, out, err = _run(app, "lint", str(path))
+    code, out, err = _run(app, "lint", "--strict", str(path))
     assert code == 1
     lines = [line.split(";")[0] for line in out.splitlines()]
     assert lines == [
-        f"{path}:5:3: duplicate key 'image': it is also written at line 4, column 3",
-        f"{path}:8:1: duplicate key 'test': it is also written at line 2, column 1",
-        f"{path}:10:1: duplicate key 'image': it is also written at line 1, column 1",
+        f"{path}:5:3: warning: duplicate key 'image': it is also written at line 4, column 3",
+        f"{path}:8:1: warning: duplicate key 'test': it is also written at line 2, column 1",
+        f"{path}:10:1: warning: duplicate key 'image': it is also written at line 1, column 1",
     ]
     assert "3 problems" in err
 
@@ -233,3 +233,88 @@ def test_lint_of_an_included_template_file_says_to_lint_the_main_file(app: typer
         f"{path}:2:1: the pipeline has no jobs, only templates (.python-base, .pytest, .package); "
         "add a job with a `script:`, or, if another file includes this one, lint that file"
     )
+
+
+DUPLICATE = "stages: [build]\nbuild:\n  stage: build\n  script: a\n  script: b\n"
+
+
+def test_lint_shows_warnings_and_exits_0_unless_strict(app: typer.Typer, tmp_path: Path) -> None:
+    path = tmp_path / ".gitlab-ci.yml"
+    path.write_text(DUPLICATE)
+    code, out, _ = _run(app, "lint", str(path))
+    assert code == 0, out
+    assert f"{path}:5:3: warning: duplicate key 'script'" in out
+    assert f"{path}: valid (1 job, 1 warning)" in out
+    code, out, err = _run(app, "lint", "--strict", str(path))
+    assert code == 1
+    assert f"{path}:5:3: warning: duplicate key 'script'" in out and "1 problem" in err
+
+
+def test_lint_json_lists_errors_and_warnings_with_their_fields(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    path = tmp_path / ".gitlab-ci.yml"
+    path.write_text(DUPLICATE + "test:\n  stage: build\n  script: t\n  retry: {max: 5}\n")
+    code, out, _ = _run(app, "lint", "--json", str(path))
+    assert code == 1
+    report = json.loads(out)
+    assert report["valid"] is False
+    assert report["errors"] == [
+        {
+            "file": str(path),
+            "line": 9,
+            "column": 16,
+            "job": "test",
+            "keyword": "retry: max",
+            "message": "must be 0, 1 or 2 (as in GitLab), found 5",
+            "severity": "error",
+        }
+    ]
+    [warning] = report["warnings"]
+    assert (warning["line"], warning["column"], warning["severity"]) == (5, 3, "warning")
+    assert warning["message"].startswith("duplicate key 'script'")
+
+
+def test_lint_json_of_a_valid_file(app: typer.Typer, tmp_path: Path) -> None:
+    path = tmp_path / ".gitlab-ci.yml"
+    path.write_text(DUPLICATE)
+    code, out, _ = _run(app, "lint", "--json", str(path))
+    assert code == 0
+    report = json.loads(out)
+    assert (report["valid"], report["jobs"], report["errors"]) == (True, 1, [])
+    assert len(report["warnings"]) == 1
+    code, out, _ = _run(app, "lint", "--json", "--strict", str(path))
+    assert code == 1 and json.loads(out)["valid"] is False
+
+
+def test_lint_json_of_a_file_that_is_not_yaml(app: typer.Typer, tmp_path: Path) -> None:
+    path = tmp_path / ".gitlab-ci.yml"
+    path.write_text("job: [\n")
+    code, out, _ = _run(app, "lint", "--json", str(path))
+    assert code == 1
+    [error] = json.loads(out)["errors"]
+    assert error["message"].startswith("invalid YAML") and error["line"] == 2
+
+
+def test_plan_json_prints_errors_as_json(app: typer.Typer, tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text("job:\n  script: s\n  when: sometimes\n")
+    code, out, _ = _run(app, "plan", "--json", str(tmp_path), "--branch", "main")
+    assert code == 1
+    report = json.loads(out)
+    assert report["planned"] is False
+    [error] = report["errors"]
+    assert (error["job"], error["keyword"], error["line"]) == ("job", "when", 3)
+
+
+def test_plan_json_carries_warnings_and_strict_refuses_them(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text(DUPLICATE)
+    code, out, _ = _run(app, "plan", "--json", str(tmp_path), "--branch", "main")
+    assert code == 0
+    [warning] = json.loads(out)["warnings"]
+    assert (warning["line"], warning["severity"]) == (5, "warning")
+    code, out, err = _run(app, "plan", str(tmp_path), "--branch", "main")
+    assert code == 0 and "5:3: warning: duplicate key 'script'" in err
+    code, out, _ = _run(app, "plan", "--json", "--strict", str(tmp_path), "--branch", "main")
+    assert code == 1 and json.loads(out)["warnings"][0]["line"] == 5

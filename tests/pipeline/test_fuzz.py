@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,10 @@ KEYWORDS = [
     "interruptible", "resource_group", "tags", "build", "deploy", "context", "dockerfile",
     "build_args", "push", "to", "service", "port", "health", "job", "optional", "value",
     "description", "alias", "entrypoint", "command", "compare_to", "trigger", "inherit",
-    ".template", "job1", "job2", "test", "build-job", "<<",
+    ".template", "job1", "job2", "test", "build-job", "<<", "expose_as", "start_in",
+    "auto_cancel", "on_new_commit", "on_job_failure", "fallback_keys", "on_stop", "auto_stop_in",
+    "id_tokens", "secrets", "pages", "release", "dast_configuration", "coverage_report",
+    "coverage_format", "dotenv", "cobertura", "spec", "inputs",
 ]  # fmt: skip
 SCALAR_WORDS = [
     "main", "build", "test", "deploy", ".pre", ".post", "manual", "never", "always",
@@ -74,6 +79,8 @@ SCALAR_WORDS = [
     "/^feature-.*/", "/[a/", "**/*.py", "{a,b}/*", "[", "job1", "job2", "test", ".template",
     "python:3.12", "postgres:15", "echo hi", "tags", "branches", "schedules", "merge_requests",
     "pull", "push", "pull-push", "start", "stop", "x" * 70, "", " ", "null", "~", "ÿ",
+    "$CACHE_POLICY", "$[[ matrix.PY ]]", "$[[ matrix.NOPE ]]", "${CI}", "job1: [3.11]",
+    "interruptible", "none", "30 minutes", "1 day",
 ]  # fmt: skip
 
 _scalars = st.one_of(
@@ -112,6 +119,11 @@ def _check(text: str, root_dir: Path = HERE) -> None:
     """Load, validate, lint and plan under every context; only PipelineError may escape."""
     for_lint = _lint(text, root_dir)
     assert all(isinstance(problem, PipelineError) for problem in for_lint)
+    for problem in for_lint:
+        # Every problem has a JSON form, and speaks YAML (null), not Python (None).
+        json.dumps(problem.as_dict())
+        if "None" not in text:
+            assert not re.search(r"\bNone\b", str(problem)), str(problem)
     try:
         document = loads(text, filename=".gitlab-ci.yml", root_dir=root_dir)
         config = validate(document)
@@ -262,9 +274,26 @@ def _without_allow_failure(rule: dict[str, Any]) -> dict[str, Any]:
 
 _need = st.one_of(
     st.sampled_from(JOB_NAMES),
+    st.sampled_from(["unit: [3.11]", "unit: [3.12, pg]", "lint: [pg]", "e2e 1/2"]),
     st.fixed_dictionaries(
         {"job": st.sampled_from(JOB_NAMES)},
-        optional={"optional": st.booleans(), "artifacts": st.booleans()},
+        optional={
+            "optional": st.booleans(),
+            "artifacts": st.booleans(),
+            "parallel": st.fixed_dictionaries(
+                {
+                    "matrix": st.lists(
+                        st.dictionaries(
+                            st.sampled_from(["PY", "DB"]),
+                            st.sampled_from(["3.11", "pg", "$[[ matrix.PY ]]", "$[[ matrix.DB ]]"]),
+                            min_size=1,
+                        ),
+                        min_size=1,
+                        max_size=2,
+                    )
+                }
+            ),
+        },
     ),
 )
 _parallel = st.one_of(
@@ -301,11 +330,34 @@ _job = st.fixed_dictionaries(
             st.lists(st.sampled_from(["main", "tags", "branches", "/^feat/", "schedules"]))
         ),
         "except": _sometimes(st.lists(st.sampled_from(["main", "tags", "merge_requests"]))),
-        "retry": _sometimes(st.integers(0, 3)),
         "timeout": _sometimes(st.sampled_from(["10m", "1h 30m", "2 days", "soon"])),
         "environment": _sometimes(st.sampled_from(["production", "review/$CI_COMMIT_REF_SLUG"])),
-        "variables": _sometimes(st.dictionaries(st.sampled_from(["X", "PY"]), st.text(max_size=3))),
-        "image": _sometimes(st.sampled_from(["python:3.12", "alpine"])),
+        "variables": _sometimes(
+            st.dictionaries(
+                st.sampled_from(["X", "PY"]),
+                st.one_of(st.text(max_size=3), st.booleans(), st.floats(0, 2), st.none()),
+            )
+        ),
+        "image": _sometimes(st.sampled_from(["python:3.12", "alpine", None])),
+        "tags": _sometimes(st.lists(st.one_of(st.just("docker"), st.lists(st.just("gpu"))))),
+        "cache": _sometimes(
+            st.fixed_dictionaries(
+                {"key": st.just("k")},
+                optional={
+                    "policy": st.sampled_from(["pull", "$CACHE_POLICY", None]),
+                    "paths": st.lists(st.one_of(st.just("a"), st.lists(st.just("b")))),
+                },
+            )
+        ),
+        "retry": _sometimes(
+            st.one_of(
+                st.integers(0, 3),
+                st.fixed_dictionaries(
+                    {"max": st.integers(0, 2)},
+                    optional={"when": st.sampled_from(["script_failure", "brand_new_reason"])},
+                ),
+            )
+        ),
     },
 )
 

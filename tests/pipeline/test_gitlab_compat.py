@@ -402,3 +402,78 @@ def test_dependencies_must_be_among_needs_but_not_without_needs() -> None:
 def test_script_nested_ten_levels_is_flattened() -> None:
     result = _plan("job:\n  script:\n    - " + "[" * 10 + "echo deep" + "]" * 10 + "\n")
     assert result.job("job").script == ("echo deep",)
+
+
+# messages ------------------------------------------------------------------------------------
+
+
+def test_a_missing_include_is_reported_once_with_what_it_causes(tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text(
+        "include:\n  - local: ci/templates.yml\n  - local: ci/templates.yml\n"
+        "build:\n  extends: .build\ntest:\n  extends: .test\n  needs: [setup]\n"
+        "lint:\n  extends: .build\n  script: !reference [.scripts, lint]\n"
+    )
+    [problem] = lint(tmp_path / ".gitlab-ci.yml")
+    assert str(problem).startswith(
+        f"{tmp_path}/.gitlab-ci.yml:2:12: include: file 'ci/templates.yml' not found"
+    )
+    assert "(also included at " in problem.message
+    assert problem.message.endswith(
+        "most likely because of it, 5 more problems not listed: "
+        "3 × `extends` of an unknown template '.build', '.test'; "
+        "1 × needs or dependencies on an unknown job 'setup'; "
+        "1 × `!reference` to nothing [.scripts]"
+    )
+
+
+def test_problems_unrelated_to_a_missing_include_stay_listed(tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text(
+        "include: ci/missing.yml\njob:\n  script: s\n  when: sometimes\n"
+    )
+    problems = lint(tmp_path / ".gitlab-ci.yml")
+    assert [p.location.line for p in problems if p.location] == [1, 4]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "job:\n  script: s\n  timeout: ~\n  retry: {max: ~}\n",
+        "job:\n  script: s\n  allow_failure: {exit_codes: [null]}\n",
+        "job:\n  script: s\n  when: ~\n  cache: {policy: ~}\n",
+        "~:\n  script: s\njob:\n  script: s\n  null: 1\n",
+        "job:\n  script: s\n  artifacts: {expire_in: true}\n",
+    ],
+)
+def test_messages_say_null_never_none(text: str) -> None:
+    for message in _messages(text):
+        assert "None" not in message and "True" not in message, message
+
+
+def test_missing_script_mentions_trigger() -> None:
+    [message] = _messages("job:\n  stage: test\n")
+    assert "`trigger:`" in message and "`script:`" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        # a slip of the keyboard: proposed
+        ("deploy-prod:\n  script: s\nt:\n  script: s\n  needs: [deploy-prd]\n", "deploy-prod"),
+        ("Build_Docs:\n  script: s\nt:\n  script: s\n  needs: [build-docs]\n", "Build_Docs"),
+        (".base:\n  script: s\nt:\n  extends: .bsae\n", ".base"),
+        ("job:\n  script: s\n  when: manul\n", "manual"),
+        ("job:\n  scrip: s\n", "script"),
+        # another name with its own meaning: never proposed
+        ("test:amd64:\n  script: s\nt:\n  script: s\n  needs: ['test:arm64']\n", None),
+        ("test1:\n  script: s\nt:\n  script: s\n  needs: [test2]\n", None),
+        ("job:\n  script: s\n  before_scrpt: [a]\n  after_scrip: [b]\n", "before_script"),
+        ("job:\n  script: s\n  cache: {policy: puhs}\n", "push"),
+    ],
+)
+def test_did_you_mean_keeps_the_meaning(text: str, hint: str | None) -> None:
+    messages = _messages(text)
+    suggested = [m.split("did you mean ")[1].split("'")[1] for m in messages if "did you mean" in m]
+    if hint is None:
+        assert suggested == [], messages
+    else:
+        assert hint in suggested, messages
