@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from web.errors import HeaderError
 from web.hooks import gitea, github, gitlab
 from web.hooks.context import CommitFacts, merge_request_variables, trigger_context
-from web.hooks.delivery import DEFAULT_BODY_LIMIT, Headers, check_body_size
+from web.hooks.delivery import DEFAULT_BODY_LIMIT, Headers, check_body_size, read_limited
 from web.hooks.trigger import (
     PROVIDERS,
     ZERO_SHA,
@@ -46,6 +46,7 @@ __all__ = [
     "identify_repository",
     "merge_request_variables",
     "parse_delivery",
+    "read_limited",
     "trigger_context",
 ]
 

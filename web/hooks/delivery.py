@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -67,6 +67,16 @@ def check_body_size(size: int | None, limit: int = DEFAULT_BODY_LIMIT) -> None:
             f"the webhook body is {size} bytes, over the limit of {limit} bytes; "
             "deliver fewer commits per push or raise the server's webhook body limit"
         )
+
+
+async def read_limited(chunks: AsyncIterable[bytes], limit: int = DEFAULT_BODY_LIMIT) -> bytes:
+    """The whole body of a request streamed as `chunks` (Starlette's `request.stream()`),
+    refused with `PayloadTooLargeError` as soon as it passes `limit` bytes."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        check_body_size(len(body), limit)
+    return bytes(body)
 
 
 def delivery_id(headers: Headers, names: tuple[str, ...], body: bytes) -> str:

@@ -128,9 +128,6 @@ def push_trigger(
         who = _author(author) if author is not None else ""
     else:
         sha, message, timestamp, who = after, "", "", ""
-    if not who:
-        pusher = fields.optional_object("pusher")
-        who = _author(pusher) if pusher is not None else ""
     files = None
     if branch is not None and not is_zero_sha(before) and not fields.boolean("forced"):
         total = (

@@ -106,8 +106,6 @@ def _push(fields: Fields, *, delivery: str, event: str) -> Trigger | Ignored:
         author = head.optional_object("author")
         if author is not None:
             who = person(author.optional_text("name"), author.optional_text("email"))
-    if not who:
-        who = person(fields.optional_text("user_name"), fields.optional_text("user_email"))
     files = None
     if branch is not None and not is_zero_sha(before):
         files = changed_files(

@@ -6,8 +6,10 @@ only by the host parsers in `web.hooks.github`, `web.hooks.gitlab` and `web.hook
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 Provider = Literal["github", "gitlab", "gitea"]
 PROVIDERS: tuple[Provider, ...] = ("github", "gitlab", "gitea")
@@ -58,7 +60,9 @@ class Trigger:
       None when it does not (a new branch, a force push, a truncated commit list, a merge request,
       a tag), so the caller computes them from git (`web.mirrors.RepositoryMirror.changed_files`).
     - `message`, `author` ("Name <email>") and `timestamp` describe the head commit when the
-      payload does; empty strings when not (merge requests on GitHub and Gitea).
+      payload does; empty strings when not (merge requests on GitHub and Gitea, a head commit
+      missing from the list): fill them from git (`RepositoryMirror.commit_facts`). The pusher
+      is not taken for the author.
     - `delivery_id` identifies the delivery for idempotency: the host's delivery header, or
       `sha256:<hex of the body>` when the host sent none.
     """
@@ -118,3 +122,33 @@ class RepositoryIdentity:
     provider: Provider
     full_name: str
     clone_urls: tuple[str, ...]
+
+    def matches(self, *, name: str, clone_url: str) -> bool:
+        """True when this is the repository registered as `name` with `clone_url`.
+
+        Names compare without regard to case; URLs compare by host and path, so the HTTPS,
+        SSH (`git@host:owner/repo.git`) and web forms of one repository are the same.
+        """
+        if self.full_name.lower() == name.lower():
+            return True
+        wanted = normalised_url(clone_url)
+        return wanted != "" and any(normalised_url(url) == wanted for url in self.clone_urls)
+
+
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?([^:/]+):(?!//)(.*)$")
+
+
+def normalised_url(url: str) -> str:
+    """`host/owner/repo` of a git URL in any of its forms, lowercased; "" when it has none."""
+    text = url.strip()
+    scp = _SCP_LIKE.match(text) if "://" not in text else None
+    if scp is not None:
+        host, path = scp.group(1), scp.group(2)
+    else:
+        try:
+            parts = urlsplit(text)
+            host, path = parts.hostname or "", parts.path
+        except ValueError:
+            return ""
+    path = path.strip("/").removesuffix(".git").strip("/")
+    return f"{host}/{path}".lower() if host and path else ""
