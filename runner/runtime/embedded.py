@@ -227,7 +227,10 @@ class EmbeddedBackend:
             box = self._sandboxes.get(sandbox.id)
         if box is None:
             raise ContainerRuntimeError(f"sandbox {sandbox.id} was torn down or never set up")
-        spec = dataclasses.replace(spec, limits=self.policy.limits_for(spec.limits))
+        policy = self.policy
+        spec = dataclasses.replace(
+            spec, limits=policy.limits_for(spec.limits), timeout=policy.clamp_timeout(spec.timeout)
+        )
         container = Container(id=self._new_id(), sandbox_id=sandbox.id, spec=spec)
         directory = self._paths.container_run_dir(container.id)
         directory.mkdir(parents=True)

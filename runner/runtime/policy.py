@@ -4,9 +4,9 @@ A pipeline is untrusted code, so no container runs unlimited: what a container's
 out is filled from `ContainerPolicy.defaults` (pids 4096, 4 GiB of memory, 2 CPUs unless the
 operator says otherwise), and every limit is clamped to `ContainerPolicy.caps`, whoever asked for
 it. The embedded backend applies `limits_for` to every container it starts (jobs, services,
-build RUN steps, `kapal exec`), so no caller can forget it. The engine clamps a job's `timeout:`
-with `clamp_timeout`; `kapal run --memory/--cpus/--pids` are checked with `check_limits` and
-refused above a cap. `network: host` is refused by the backend (`check_network`) unless the
+build RUN steps, `kapal exec`), so no caller can forget it, and cuts every container's timeout
+to `max_timeout` (`clamp_timeout`: a job's `timeout:` above it, or none, becomes the maximum).
+`kapal run --memory/--cpus/--pids` are checked with `check_limits` and refused above a cap. `network: host` is refused by the backend (`check_network`) unless the
 operator allows it (`KAPAL_ALLOW_HOST_NETWORK`: on for `kapal run`, off for the service).
 """
 
