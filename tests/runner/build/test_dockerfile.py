@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.build.dockerfile import parse_dockerfile, parse_heredoc, read_dockerfile
+from runner.build.dockerfile import parse_dockerfile, parse_heredoc, read_dockerfile, split_flags
 from runner.errors import DockerfileError
 
 
@@ -400,3 +400,38 @@ def test_fuzz_unicode_text(text: str) -> None:
         parse_dockerfile(text)
     except DockerfileError as exc:
         assert str(exc).startswith("Dockerfile:")
+
+
+# a leading `-` would be read as `<<-` (BuildKit's reading too), so names start with a letter
+_NAMES = st.builds(
+    "".join,
+    st.tuples(st.sampled_from("EOFxz"), st.text(st.sampled_from("AEFOXaz019_.-"), max_size=7)),
+)
+_BODY = st.lists(st.text(alphabet=st.sampled_from("ab $'\"\\<-\t#"), max_size=12), max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_NAMES, _BODY, st.sampled_from(["<<{}", "<< {}", "<<'{}'", '<<"{}"', "<<-{}", "2<<{}"]))
+def test_fuzz_heredoc_bodies_round_trip(name: str, body: list[str], opener: str) -> None:
+    lines = [line for line in body if line.lstrip("\t") != name]
+    text = "FROM b\nRUN " + opener.format(name) + "\n" + "".join(f"{x}\n" for x in lines)
+    df = parse_dockerfile(text + name + "\nUSER 1\n")
+    (doc,) = df.instructions[1].heredocs
+    strip = opener.startswith("<<-")
+    expected = [x.lstrip("\t") if strip else x for x in lines]
+    assert (doc.name, doc.content) == (name, "".join(f"{x}\n" for x in expected))
+    assert doc.expand is ("'" not in opener and '"' not in opener)
+    assert df.instructions[2].line == len(lines) + 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("ab:/=.$- \t"), max_size=10),
+    st.sampled_from([" ", "\t", "  \t "]),
+)
+def test_fuzz_quoted_flag_values_lose_their_quotes(value: str, gap: str) -> None:
+    assert split_flags(f'--from="{value}"{gap}src dst') == ([f"--from={value}"], "src dst")
+    assert split_flags(f"--from='{value}'{gap}--{gap}--src dst") == (
+        [f"--from={value}"],
+        "--src dst",
+    )
