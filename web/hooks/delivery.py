@@ -367,20 +367,6 @@ class Fields:
         return value
 
 
-def short_ref(ref: str) -> tuple[str | None, str | None]:
-    """`(branch, tag)` of a full ref: `refs/heads/x` -> (x, None), `refs/tags/v1` -> (None, v1)."""
-    if ref.startswith("refs/heads/") and len(ref) > len("refs/heads/"):
-        return ref[len("refs/heads/") :], None
-    if ref.startswith("refs/tags/") and len(ref) > len("refs/tags/"):
-        return None, ref[len("refs/tags/") :]
-    return None, None
-
-
-def is_zero_sha(sha: str) -> bool:
-    """True for the all-zero id hosts send for a ref that did not or does not exist."""
-    return sha.strip("0") == ""
-
-
 def person(name: str | None, email: str | None) -> str:
     """An author as git prints `%an <%ae>`, from whichever parts are known."""
     name = (name or "").strip()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from web.hooks.delivery import Fields, Headers, decode_body, delivery_id, verify_hmac_sha256
 from web.hooks.github import Dialect, pull_request_trigger, push_trigger, repository_identity
-from web.hooks.trigger import Ignored, RepositoryIdentity, Trigger
+from web.hooks.trigger import Ignored, RepositoryIdentity, Source, Trigger
 
 HOST = "Gitea"
 EVENT_HEADERS = ("X-Gitea-Event-Type", "X-Gitea-Event", "X-Forgejo-Event")
@@ -44,14 +44,15 @@ def parse(headers: Mapping[str, str], body: bytes, *, secret: str) -> Trigger | 
         event = seen.required(
             EVENT_HEADERS[1], "is this a Gitea webhook? (its URL is /hooks/gitea)"
         )
-    delivery = delivery_id(seen, DELIVERY_HEADERS, body)
+    source = Source("gitea", delivery_id(seen, DELIVERY_HEADERS, body), event)
     if event not in ("push", *PULL_REQUEST_EVENTS):
-        reason = f"event {event[:100]!r} starts no pipeline; kapal acts on push and pull_request"
-        return Ignored("gitea", delivery, event, reason)
+        return source.ignored(
+            f"event {event[:100]!r} starts no pipeline; kapal acts on push and pull_request"
+        )
     fields = Fields(decode_body(seen, body, host=HOST, form=True), f"Gitea {event} payload")
     if event == "push":
-        return push_trigger(fields, GITEA, delivery=delivery, event=event)
-    return pull_request_trigger(fields, GITEA, delivery=delivery, event=event)
+        return push_trigger(fields, GITEA, source)
+    return pull_request_trigger(fields, GITEA, source)
 
 
 def identify(headers: Mapping[str, str], body: bytes) -> RepositoryIdentity:

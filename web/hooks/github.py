@@ -18,19 +18,20 @@ from web.hooks.delivery import (
     changed_files,
     decode_body,
     delivery_id,
-    is_zero_sha,
     person,
-    short_ref,
     verify_hmac_sha256,
 )
 from web.hooks.trigger import (
-    ZERO_SHA,
+    Commit,
     Ignored,
     MergeRequest,
     MergeRequestAction,
     Provider,
+    Repository,
     RepositoryIdentity,
+    Source,
     Trigger,
+    is_zero_sha,
 )
 
 HOST = "GitHub"
@@ -69,17 +70,20 @@ def parse(headers: Mapping[str, str], body: bytes, *, secret: str) -> Trigger | 
     seen = Headers(headers)
     verify_hmac_sha256(seen, body, secret, header=SIGNATURE_HEADER, prefix="sha256=", host=HOST)
     event = seen.required(EVENT_HEADER, "is this a GitHub webhook? (its URL is /hooks/github)")
-    delivery = delivery_id(seen, DELIVERY_HEADERS, body)
+    source = Source("github", delivery_id(seen, DELIVERY_HEADERS, body), event)
     if event not in ("push", "pull_request", "ping"):
-        return Ignored("github", delivery, event, _unsupported(event))
+        return source.ignored(
+            f"event {event[:100]!r} starts no pipeline; kapal acts on push and pull_request"
+        )
     fields = Fields(decode_body(seen, body, host=HOST, form=True), f"GitHub {event} payload")
     if event == "ping":
         hook = fields.optional_integer("hook_id")
-        named = f" {hook}" if hook is not None else ""
-        return Ignored("github", delivery, event, f"ping: webhook{named} reached kapal")
+        return source.ignored(
+            f"ping: webhook{f' {hook}' if hook is not None else ''} reached kapal"
+        )
     if event == "push":
-        return push_trigger(fields, GITHUB, delivery=delivery, event=event)
-    return pull_request_trigger(fields, GITHUB, delivery=delivery, event=event)
+        return push_trigger(fields, GITHUB, source)
+    return pull_request_trigger(fields, GITHUB, source)
 
 
 def identify(headers: Mapping[str, str], body: bytes) -> RepositoryIdentity:
@@ -87,10 +91,6 @@ def identify(headers: Mapping[str, str], body: bytes) -> RepositoryIdentity:
     secret, then `parse`)."""
     fields = Fields(decode_body(Headers(headers), body, host=HOST, form=True), "GitHub payload")
     return repository_identity(fields, "github")
-
-
-def _unsupported(event: str) -> str:
-    return f"event {event[:100]!r} starts no pipeline; kapal acts on push and pull_request"
 
 
 def repository_identity(fields: Fields, provider: Provider) -> RepositoryIdentity:
@@ -104,56 +104,41 @@ def repository_identity(fields: Fields, provider: Provider) -> RepositoryIdentit
     )
 
 
-def push_trigger(
-    fields: Fields, dialect: Dialect, *, delivery: str, event: str
-) -> Trigger | Ignored:
+def _repository(fields: Fields) -> Repository:
+    repo = fields.object("repository")
+    return Repository(
+        full_name=repo.text("full_name"),
+        clone_url=repo.text("clone_url"),
+        default_branch=repo.optional_text("default_branch"),
+    )
+
+
+def push_trigger(fields: Fields, dialect: Dialect, source: Source) -> Trigger | Ignored:
     """The trigger of a GitHub-shaped `push` payload (branch or tag), or why it is ignored."""
     ref = fields.ref_name("ref")
     after = fields.sha("after")
     before = fields.sha("before")
-    branch, tag = short_ref(ref)
-    if branch is None and tag is None:
-        reason = f"push to {ref}: only pushes to branches and tags start pipelines"
-        return Ignored(dialect.provider, delivery, event, reason)
-    if fields.boolean("deleted") or is_zero_sha(after):
-        what = f"branch {branch}" if branch is not None else f"tag {tag}"
-        return Ignored(dialect.provider, delivery, event, f"{what} deleted")
-    repo = fields.object("repository")
-    head = fields.optional_object("head_commit")
-    if head is not None:
-        author = head.optional_object("author")
-        sha = head.sha("id")  # a tag push's `after` may be the tag object; this is its commit
-        message = head.optional_text("message") or ""
-        timestamp = head.optional_text("timestamp") or ""
-        who = _author(author) if author is not None else ""
-    else:
-        sha, message, timestamp, who = after, "", "", ""
-    files = None
-    if branch is not None and not is_zero_sha(before) and not fields.boolean("forced"):
-        total = (
-            fields.optional_integer(dialect.total_commits_field)
-            if dialect.total_commits_field
-            else None
+    unusable = source.unusable_push(ref, after, deleted=fields.boolean("deleted"))
+    if unusable is not None:
+        return unusable
+    found = fields.optional_object("head_commit")
+    head = Commit(after)
+    if found is not None:
+        author = found.optional_object("author")
+        head = Commit(
+            sha=found.sha("id"),  # a tag push's `after` may be the tag object; this is its commit
+            message=found.optional_text("message") or "",
+            author=_author(author) if author is not None else "",
+            timestamp=found.optional_text("timestamp") or "",
         )
+    files = None
+    if ref.startswith("refs/heads/") and not is_zero_sha(before) and not fields.boolean("forced"):
+        total = None
+        if dialect.total_commits_field is not None:
+            total = fields.optional_integer(dialect.total_commits_field)
         files = changed_files(fields.objects("commits"), total=total, cap=dialect.commits_cap)
-    return Trigger(
-        provider=dialect.provider,
-        delivery_id=delivery,
-        event=event,
-        kind="push" if branch is not None else "tag_push",
-        ref=ref,
-        branch=branch,
-        tag=tag,
-        sha=sha,
-        before_sha=before,
-        fetch_ref=ref,
-        message=message,
-        author=who,
-        timestamp=timestamp,
-        repository=repo.text("full_name"),
-        clone_url=repo.text("clone_url"),
-        default_branch=repo.optional_text("default_branch"),
-        changed_files=files,
+    return source.push(
+        ref=ref, before=before, head=head, repository=_repository(fields), changed_files=files
     )
 
 
@@ -162,37 +147,32 @@ def _author(who: Fields) -> str:
     return person(name or who.optional_text("username"), who.optional_text("email"))
 
 
-def pull_request_trigger(
-    fields: Fields, dialect: Dialect, *, delivery: str, event: str
-) -> Trigger | Ignored:
+def pull_request_trigger(fields: Fields, dialect: Dialect, source: Source) -> Trigger | Ignored:
     """The trigger of a GitHub-shaped `pull_request` payload, or why it is ignored."""
     action = fields.text("action")
     number = fields.positive_integer("number")
     pr = fields.object("pull_request")
     mapped = dialect.actions.get(action)
     if mapped is None:
-        reason = (
+        return source.ignored(
             f"pull request #{number} {action[:100]}: only opened, reopened and synchronized "
             "pull requests start pipelines"
         )
-        return Ignored(dialect.provider, delivery, event, reason)
     if pr.boolean("merged") or pr.optional_text("state") == "closed":
-        return Ignored(dialect.provider, delivery, event, f"pull request #{number} is closed")
+        return source.ignored(f"pull request #{number} is closed")
     head = pr.object("head")
     base = pr.object("base")
-    repo = fields.object("repository")
-    full_name = repo.text("full_name")
+    repository = _repository(fields)
     head_repo = head.optional_object("repo")
     base_repo = base.optional_object("repo")
     source_repo = head_repo.text("full_name") if head_repo is not None else None
-    target_repo = base_repo.text("full_name") if base_repo is not None else full_name
-    source_branch = head.ref_name("ref")
+    target_repo = base_repo.text("full_name") if base_repo is not None else repository.full_name
     sha = head.sha("sha")
     request = MergeRequest(
         iid=number,
         action=mapped,
         title=pr.optional_text("title") or "",
-        source_branch=source_branch,
+        source_branch=head.ref_name("ref"),
         target_branch=base.ref_name("ref"),
         source_sha=sha,
         target_sha=base.optional_sha("sha"),
@@ -203,23 +183,11 @@ def pull_request_trigger(
         from_fork=source_repo != target_repo,
         url=pr.optional_text("html_url") or "",
     )
-    return Trigger(
-        provider=dialect.provider,
-        delivery_id=delivery,
-        event=event,
-        kind="merge_request",
-        ref=f"refs/heads/{source_branch}",
-        branch=source_branch,
-        tag=None,
-        sha=sha,
-        before_sha=fields.optional_sha("before") or ZERO_SHA,
+    # the payload names the pull request's opener, not the head commit's author: git says
+    return source.merge_request(
+        request,
+        head=Commit(sha),
+        before=fields.optional_sha("before"),
         fetch_ref=f"refs/pull/{number}/head",
-        message="",
-        author="",  # the payload names the pull request's opener, not the commit's author
-        timestamp="",
-        repository=full_name,
-        clone_url=repo.text("clone_url"),
-        default_branch=repo.optional_text("default_branch"),
-        changed_files=None,
-        merge_request=request,
+        repository=repository,
     )

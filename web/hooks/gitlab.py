@@ -17,18 +17,19 @@ from web.hooks.delivery import (
     changed_files,
     decode_body,
     delivery_id,
-    is_zero_sha,
     person,
-    short_ref,
     verify_token,
 )
 from web.hooks.trigger import (
-    ZERO_SHA,
+    Commit,
     Ignored,
     MergeRequest,
     MergeRequestAction,
+    Repository,
     RepositoryIdentity,
+    Source,
     Trigger,
+    is_zero_sha,
 )
 
 HOST = "GitLab"
@@ -49,17 +50,16 @@ def parse(headers: Mapping[str, str], body: bytes, *, secret: str) -> Trigger | 
     seen = Headers(headers)
     verify_token(seen, secret, header=TOKEN_HEADER, host=HOST)
     event = seen.required(EVENT_HEADER, "is this a GitLab webhook? (its URL is /hooks/gitlab)")
-    delivery = delivery_id(seen, DELIVERY_HEADERS, body)
+    source = Source("gitlab", delivery_id(seen, DELIVERY_HEADERS, body), event)
     if event not in (*PUSH_EVENTS, MERGE_REQUEST_EVENT):
-        reason = (
+        return source.ignored(
             f"event {event[:100]!r} starts no pipeline; kapal acts on Push Hook, "
             "Tag Push Hook and Merge Request Hook"
         )
-        return Ignored("gitlab", delivery, event, reason)
     fields = Fields(decode_body(seen, body, host=HOST, form=False), f"GitLab {event} payload")
     if event == MERGE_REQUEST_EVENT:
-        return _merge_request(fields, delivery=delivery, event=event)
-    return _push(fields, delivery=delivery, event=event)
+        return _merge_request(fields, source)
+    return _push(fields, source)
 
 
 def identify(headers: Mapping[str, str], body: bytes) -> RepositoryIdentity:
@@ -78,61 +78,51 @@ def identify(headers: Mapping[str, str], body: bytes) -> RepositoryIdentity:
     )
 
 
-def _project(fields: Fields) -> tuple[str, str, str | None]:
+def _repository(fields: Fields) -> Repository:
     project = fields.object("project")
-    clone_url = project.optional_text("git_http_url") or project.text("http_url", "a clone URL")
-    return project.text("path_with_namespace"), clone_url, project.optional_text("default_branch")
+    return Repository(
+        full_name=project.text("path_with_namespace"),
+        clone_url=project.optional_text("git_http_url") or project.text("http_url", "a clone URL"),
+        default_branch=project.optional_text("default_branch"),
+    )
 
 
-def _push(fields: Fields, *, delivery: str, event: str) -> Trigger | Ignored:
+def _commit(commit: Fields, sha: str) -> Commit:
+    author = commit.optional_object("author")
+    return Commit(
+        sha=sha,
+        message=commit.optional_text("message") or "",
+        author=person(author.optional_text("name"), author.optional_text("email"))
+        if author is not None
+        else "",
+        timestamp=commit.optional_text("timestamp") or "",
+    )
+
+
+def _push(fields: Fields, source: Source) -> Trigger | Ignored:
     ref = fields.ref_name("ref")
     before = fields.sha("before")
     after = fields.sha("after")
-    branch, tag = short_ref(ref)
-    if branch is None and tag is None:
-        reason = f"push to {ref}: only pushes to branches and tags start pipelines"
-        return Ignored("gitlab", delivery, event, reason)
-    if is_zero_sha(after):
-        what = f"branch {branch}" if branch is not None else f"tag {tag}"
-        return Ignored("gitlab", delivery, event, f"{what} deleted")
-    full_name, clone_url, default_branch = _project(fields)
+    unusable = source.unusable_push(ref, after)
+    if unusable is not None:
+        return unusable
     sha = fields.optional_sha("checkout_sha") or after  # a tag's `after` may be the tag object
     commits = fields.objects("commits")
-    head = next((commit for commit in commits if commit.optional_text("id") == sha), None)
-    message = timestamp = who = ""
-    if head is not None:
-        message = head.optional_text("message") or ""
-        timestamp = head.optional_text("timestamp") or ""
-        author = head.optional_object("author")
-        if author is not None:
-            who = person(author.optional_text("name"), author.optional_text("email"))
+    listed = next((commit for commit in commits if commit.optional_text("id") == sha), None)
     files = None
-    if branch is not None and not is_zero_sha(before):
-        files = changed_files(
-            commits, total=fields.optional_integer("total_commits_count"), cap=None
-        )
-    return Trigger(
-        provider="gitlab",
-        delivery_id=delivery,
-        event=event,
-        kind="push" if branch is not None else "tag_push",
+    if ref.startswith("refs/heads/") and not is_zero_sha(before):
+        total = fields.optional_integer("total_commits_count")
+        files = changed_files(commits, total=total, cap=None)
+    return source.push(
         ref=ref,
-        branch=branch,
-        tag=tag,
-        sha=sha,
-        before_sha=before,
-        fetch_ref=ref,
-        message=message,
-        author=who,
-        timestamp=timestamp,
-        repository=full_name,
-        clone_url=clone_url,
-        default_branch=default_branch,
+        before=before,
+        head=_commit(listed, sha) if listed is not None else Commit(sha),
+        repository=_repository(fields),
         changed_files=files,
     )
 
 
-def _merge_request(fields: Fields, *, delivery: str, event: str) -> Trigger | Ignored:
+def _merge_request(fields: Fields, source: Source) -> Trigger | Ignored:
     attrs = fields.object("object_attributes")
     iid = attrs.positive_integer("iid")
     action = attrs.text("action", "the merge request action (open, update, reopen, ...)")
@@ -140,29 +130,25 @@ def _merge_request(fields: Fields, *, delivery: str, event: str) -> Trigger | Ig
     mapped = ACTIONS.get(action)
     if mapped is None and action == "update":
         if oldrev is None:
-            reason = f"merge request !{iid} updated without new commits"
-            return Ignored("gitlab", delivery, event, reason)
+            return source.ignored(f"merge request !{iid} updated without new commits")
         mapped = "synchronized"
     if mapped is None:
-        reason = (
+        return source.ignored(
             f"merge request !{iid} {action[:100]}: only opened, reopened and updated (new "
             "commits) merge requests start pipelines"
         )
-        return Ignored("gitlab", delivery, event, reason)
     state = attrs.optional_text("state")
     if state not in (None, "opened"):
-        return Ignored("gitlab", delivery, event, f"merge request !{iid} is {state[:100]}")
-    full_name, clone_url, default_branch = _project(fields)
+        return source.ignored(f"merge request !{iid} is {state[:100]}")
+    repository = _repository(fields)
     last = attrs.object("last_commit")
-    sha = last.sha("id")
-    author = last.optional_object("author")
-    source_branch = attrs.ref_name("source_branch")
-    source = attrs.optional_object("source")
+    head = _commit(last, last.sha("id"))
+    origin = attrs.optional_object("source")
     target = attrs.optional_object("target")
-    source_path = source.optional_text("path_with_namespace") if source is not None else None
+    source_path = origin.optional_text("path_with_namespace") if origin is not None else None
     target_path = (
         target.optional_text("path_with_namespace") if target is not None else None
-    ) or full_name
+    ) or repository.full_name
     source_id = attrs.optional_integer("source_project_id")
     target_id = attrs.optional_integer("target_project_id")
     if source_id is not None and target_id is not None:
@@ -173,35 +159,20 @@ def _merge_request(fields: Fields, *, delivery: str, event: str) -> Trigger | Ig
         iid=iid,
         action=mapped,
         title=attrs.optional_text("title") or "",
-        source_branch=source_branch,
+        source_branch=attrs.ref_name("source_branch"),
         target_branch=attrs.ref_name("target_branch"),
-        source_sha=sha,
+        source_sha=head.sha,
         target_sha=None,
         source_repository=source_path,
-        source_clone_url=source.optional_text("git_http_url") if source is not None else None,
+        source_clone_url=origin.optional_text("git_http_url") if origin is not None else None,
         target_repository=target_path,
         from_fork=from_fork,
         url=attrs.optional_text("url") or "",
     )
-    return Trigger(
-        provider="gitlab",
-        delivery_id=delivery,
-        event=event,
-        kind="merge_request",
-        ref=f"refs/heads/{source_branch}",
-        branch=source_branch,
-        tag=None,
-        sha=sha,
-        before_sha=oldrev or ZERO_SHA,
+    return source.merge_request(
+        request,
+        head=head,
+        before=oldrev,
         fetch_ref=f"refs/merge-requests/{iid}/head",
-        message=last.optional_text("message") or "",
-        author=person(author.optional_text("name"), author.optional_text("email"))
-        if author is not None
-        else "",
-        timestamp=last.optional_text("timestamp") or "",
-        repository=full_name,
-        clone_url=clone_url,
-        default_branch=default_branch,
-        changed_files=None,
-        merge_request=request,
+        repository=repository,
     )

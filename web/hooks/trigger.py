@@ -93,6 +93,124 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """The head commit as a payload describes it; empty strings for what it leaves out."""
+
+    sha: str
+    message: str = ""
+    author: str = ""
+    timestamp: str = ""
+
+
+@dataclass(frozen=True)
+class Repository:
+    """The repository a payload is about: full name, clone URL, default branch if given."""
+
+    full_name: str
+    clone_url: str
+    default_branch: str | None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who sent a delivery: the host, the delivery id and the event name."""
+
+    provider: Provider
+    delivery_id: str
+    event: str
+
+    def ignored(self, reason: str) -> Ignored:
+        """This delivery answered with `reason` and no pipeline."""
+        return Ignored(self.provider, self.delivery_id, self.event, reason)
+
+    def unusable_push(self, ref: str, after: str, *, deleted: bool = False) -> Ignored | None:
+        """Why a push of `ref` to `after` starts nothing (not a branch or tag, a deletion),
+        or None when it may."""
+        branch, tag = short_ref(ref)
+        if branch is None and tag is None:
+            return self.ignored(f"push to {ref}: only pushes to branches and tags start pipelines")
+        if deleted or is_zero_sha(after):
+            return self.ignored(f"branch {branch} deleted" if tag is None else f"tag {tag} deleted")
+        return None
+
+    def push(
+        self,
+        *,
+        ref: str,
+        before: str,
+        head: Commit,
+        repository: Repository,
+        changed_files: tuple[str, ...] | None,
+    ) -> Trigger:
+        """The trigger of a push of `head` to the branch or tag `ref`."""
+        branch, tag = short_ref(ref)
+        return Trigger(
+            provider=self.provider,
+            delivery_id=self.delivery_id,
+            event=self.event,
+            kind="push" if branch is not None else "tag_push",
+            ref=ref,
+            branch=branch,
+            tag=tag,
+            sha=head.sha,
+            before_sha=before,
+            fetch_ref=ref,
+            message=head.message,
+            author=head.author,
+            timestamp=head.timestamp,
+            repository=repository.full_name,
+            clone_url=repository.clone_url,
+            default_branch=repository.default_branch,
+            changed_files=changed_files,
+        )
+
+    def merge_request(
+        self,
+        request: MergeRequest,
+        *,
+        head: Commit,
+        before: str | None,
+        fetch_ref: str,
+        repository: Repository,
+    ) -> Trigger:
+        """The trigger of a merge request whose source branch is at `head`."""
+        return Trigger(
+            provider=self.provider,
+            delivery_id=self.delivery_id,
+            event=self.event,
+            kind="merge_request",
+            ref=f"refs/heads/{request.source_branch}",
+            branch=request.source_branch,
+            tag=None,
+            sha=head.sha,
+            before_sha=before or ZERO_SHA,
+            fetch_ref=fetch_ref,
+            message=head.message,
+            author=head.author,
+            timestamp=head.timestamp,
+            repository=repository.full_name,
+            clone_url=repository.clone_url,
+            default_branch=repository.default_branch,
+            changed_files=None,
+            merge_request=request,
+        )
+
+
+def short_ref(ref: str) -> tuple[str | None, str | None]:
+    """`(branch, tag)` of a full ref: `refs/heads/x` -> (x, None), `refs/tags/v1` -> (None, v1)."""
+    if ref.startswith("refs/heads/") and len(ref) > len("refs/heads/"):
+        return ref[len("refs/heads/") :], None
+    if ref.startswith("refs/tags/") and len(ref) > len("refs/tags/"):
+        return None, ref[len("refs/tags/") :]
+    return None, None
+
+
+def is_zero_sha(sha: str) -> bool:
+    """True for the all-zero id hosts send for a ref that did not or does not exist."""
+    return sha.strip("0") == ""
+
+
+@dataclass(frozen=True)
 class Ignored:
     """A verified delivery that asks for no pipeline (ping, deleted branch, closed MR...).
 
