@@ -116,22 +116,54 @@ def set_job_image(*, session: Session, job_id: int, image: str, digest: str | No
     session.flush()
 
 
+WAITING_STATUSES = frozenset({"created", "pending", "manual"})
+
+
 def request_job_cancel(*, session: Session, job_id: int) -> JobRead:
-    """Mark a job for cancelation; one that has not started yet is canceled at once.
+    """Mark an unfinished job for cancelation; one that has not started is canceled at once.
 
     A running job keeps its status until its worker, which watches `cancel_requested`, stops it.
+    A finished job is left as it is.
     """
     row = _row(session, job_id)
-    session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.not_in(sorted(FINISHED_STATUSES)))
+        .values(cancel_requested=True)
+    )
     set_job_status(
         session=session,
         job_id=job_id,
         status="canceled",
         reason="canceled before it started",
-        only_from={"created", "pending", "manual"},
+        only_from=WAITING_STATUSES,
     )
     session.refresh(row)
     return JobRead.model_validate(row)
+
+
+def request_pipeline_cancel(*, session: Session, pipeline_id: int) -> list[JobRead]:
+    """Cancel every unfinished current job of a pipeline; returns the running ones, which their
+    workers stop (they watch `cancel_requested`)."""
+    lock_pipeline(session=session, pipeline_id=pipeline_id)
+    current = (Job.pipeline_id == pipeline_id, Job.retried.is_(False))
+    session.execute(
+        update(Job)
+        .where(*current, Job.status.not_in(sorted(FINISHED_STATUSES)))
+        .values(cancel_requested=True)
+    )
+    session.execute(
+        update(Job)
+        .where(*current, Job.status.in_(sorted(WAITING_STATUSES)))
+        .values(status="canceled", reason="canceled before it started", finished_at=utcnow())
+    )
+    running = session.scalars(
+        select(Job)
+        .where(*current, Job.status == "running")
+        .order_by(Job.position)
+        .execution_options(populate_existing=True)
+    )
+    return [JobRead.model_validate(r) for r in running]
 
 
 def retry_job(*, session: Session, job_id: int, status: str = "pending") -> JobRead:

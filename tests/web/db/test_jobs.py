@@ -14,6 +14,7 @@ from web.db.jobs import (
     get_job,
     list_jobs,
     request_job_cancel,
+    request_pipeline_cancel,
     retry_job,
     set_job_image,
     set_job_status,
@@ -241,3 +242,31 @@ def test_concurrent_retries_make_one_attempt(database: Database, cipher: SecretC
             (j.attempt, j.retried) for j in list_jobs(session=session, pipeline_id=job.pipeline_id)
         ]
     assert attempts == [(1, True), (2, False)]
+
+
+def test_cancel_a_whole_pipeline(database: Database, cipher: SecretCipher) -> None:
+    done, running, _waiting, manual = _pipeline_with_jobs(
+        database, cipher, "done", "running", "waiting", "manual"
+    )
+    with database.transaction() as session:
+        set_job_status(session=session, job_id=done.id, status="success")
+        claim_job(session=session, job_id=running.id, worker="w")
+        set_job_status(session=session, job_id=manual.id, status="manual")
+    with database.transaction() as session:
+        still_running = request_pipeline_cancel(session=session, pipeline_id=done.pipeline_id)
+        after = {j.name: j for j in list_jobs(session=session, pipeline_id=done.pipeline_id)}
+    assert [j.id for j in still_running] == [running.id]
+    assert still_running[0].cancel_requested
+    assert (after["done"].status, after["done"].cancel_requested) == ("success", False)
+    assert (after["running"].status, after["running"].cancel_requested) == ("running", True)
+    assert after["waiting"].status == after["manual"].status == "canceled"
+    assert after["waiting"].finished_at is not None
+    with pytest.raises(NotFoundError), database.transaction() as session:
+        request_pipeline_cancel(session=session, pipeline_id=done.pipeline_id + 1)
+
+
+def test_cancel_leaves_a_finished_job_alone(database: Database, cipher: SecretCipher) -> None:
+    (job,) = _pipeline_with_jobs(database, cipher, "test", status="success")
+    with database.transaction() as session:
+        read = request_job_cancel(session=session, job_id=job.id)
+    assert (read.status, read.cancel_requested) == ("success", False)
