@@ -53,10 +53,11 @@ LOCK_TIMEOUT = 900.0  # seconds to wait for another process's fetch of the same 
 MAX_TREE_ENTRIES = 500_000
 MAX_MATERIALISED_BYTES = 512 * 1024 * 1024
 PLANNING_SUFFIXES = (".yml", ".yaml")
+# A URL needing credentials fails instead of waiting for someone to type them; the operator's
+# own git and ssh configuration (credential helpers, keys, proxies) still applies.
 GIT_ENV = {
-    "GIT_TERMINAL_PROMPT": "0",  # a URL needing credentials fails instead of waiting for input
-    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
-    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
 }
 
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
@@ -236,6 +237,7 @@ class RepositoryMirror:
             shutil.rmtree(partial, ignore_errors=True)
             raise
         repo.close()
+        shutil.rmtree(self.path, ignore_errors=True)  # what a crash mid-replace left, if anything
         os.replace(partial, self.path)
 
     def _try_fetch(self, *what: str) -> str | None:
@@ -366,7 +368,15 @@ class RepositoryMirror:
         would pass through a symlink, collide with another, or leave `destination` raises
         `UnsafeTreeError`. Submodules become empty directories.
         """
-        entries = self.tree(sha)
+        return self._materialise(sha, self.tree(sha), destination, select)
+
+    def _materialise(
+        self,
+        sha: str,
+        entries: list[TreeEntry],
+        destination: Path,
+        select: Callable[[str], bool] | None,
+    ) -> int:
         odb = self._repository().odb
         root_fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         written = total = 0
@@ -425,7 +435,7 @@ class RepositoryMirror:
         select = None if everything else _planning_file
         with tempfile.TemporaryDirectory(prefix="kapal-plan-") as temporary:
             root = Path(temporary)
-            self.materialise(sha, root, select=select)
+            self._materialise(sha, entries, root, select)
             yield PlanningTree(
                 root=root,
                 pipeline_file=root / pipeline_file if pipeline_file is not None else None,
