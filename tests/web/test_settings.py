@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from tests.support.threads import run_at_once
 from web.errors import SecretKeyError
 from web.settings import Settings
 
@@ -62,19 +62,9 @@ def test_the_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
 
 def test_concurrent_first_starts_agree_on_one_key(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    keys: list[str] = []
-    start = threading.Barrier(8)
-
-    def read() -> None:
-        start.wait()
-        keys.append(settings.encryption_key())
-
-    threads = [threading.Thread(target=read) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(keys) == 8 and len(set(keys)) == 1
+    keys = run_at_once(8, lambda _: settings.encryption_key())
+    assert all(isinstance(k, str) for k in keys), keys
+    assert len(set(keys)) == 1
 
 
 def test_a_set_key_wins_and_writes_nothing(tmp_path: Path) -> None:

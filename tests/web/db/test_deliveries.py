@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
+from tests.support.threads import run_at_once
 from tests.web.db.factories import make_pipeline, make_repository
 from web.db.deliveries import finish_delivery, get_delivery, list_deliveries, record_delivery
 from web.db.encryption import SecretCipher
@@ -59,27 +58,15 @@ def test_payload_and_headers_are_kept_for_replay(database: Database) -> None:
 
 
 def test_concurrent_copies_record_one_row(database: Database) -> None:
-    copies = 6
-    start = threading.Barrier(copies)
-    results: list[DeliveryRecorded] = []
-    errors: list[BaseException] = []
+    def deliver(_: int) -> DeliveryRecorded:
+        with database.transaction() as session:
+            return record_delivery(session=session, delivery=_delivery("same"))
 
-    def deliver() -> None:
-        try:
-            start.wait()
-            with database.transaction() as session:
-                results.append(record_delivery(session=session, delivery=_delivery("same")))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=deliver) for _ in range(copies)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert sum(r.created for r in results) == 1
-    assert len({r.id for r in results}) == 1
+    results = run_at_once(6, deliver)
+    assert all(isinstance(r, DeliveryRecorded) for r in results), results
+    recorded = [r for r in results if isinstance(r, DeliveryRecorded)]
+    assert sum(r.created for r in recorded) == 1
+    assert len({r.id for r in recorded}) == 1
 
 
 def test_list_newest_first(database: Database, cipher: SecretCipher) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
+from tests.support.threads import run_at_once
 from tests.web.db.factories import make_jobs, make_pipeline, make_repository
 from web.db.encryption import SecretCipher
 from web.db.jobs import (
@@ -91,27 +90,22 @@ def test_only_a_pending_job_is_claimed(
 def test_claim_is_exclusive_under_concurrency(database: Database, cipher: SecretCipher) -> None:
     """Workers racing on the same pending jobs, each in its own connection: one winner per job."""
     jobs = _pipeline_with_jobs(database, cipher, *(f"job-{i}" for i in range(5)))
-    workers = 8
-    start = threading.Barrier(workers)
+
+    def race(worker: int) -> list[int]:
+        won = []
+        for job in jobs:
+            with database.transaction() as session:
+                if claim_job(session=session, job_id=job.id, worker=f"w{worker}"):
+                    won.append(job.id)
+        return won
+
+    results = run_at_once(8, race)
+    assert all(isinstance(r, list) for r in results), results
     wins: dict[int, list[str]] = {job.id: [] for job in jobs}
-    errors: list[BaseException] = []
-
-    def race(worker: str) -> None:
-        try:
-            start.wait()
-            for job in jobs:
-                with database.transaction() as session:
-                    if claim_job(session=session, job_id=job.id, worker=worker):
-                        wins[job.id].append(worker)
-        except BaseException as exc:  # reported below, not lost in the thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=race, args=(f"w{i}",)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    for worker, won in enumerate(results):
+        assert isinstance(won, list)
+        for job_id in won:
+            wins[job_id].append(f"w{worker}")
     assert all(len(winners) == 1 for winners in wins.values()), wins
     with database.transaction() as session:
         for job in jobs:
@@ -214,29 +208,14 @@ def test_only_a_finished_job_is_retried(database: Database, cipher: SecretCipher
 
 def test_concurrent_retries_make_one_attempt(database: Database, cipher: SecretCipher) -> None:
     (job,) = _pipeline_with_jobs(database, cipher, "test", status="failed")
-    racers = 5
-    start = threading.Barrier(racers)
-    made: list[int] = []
-    refused: list[ConflictError] = []
-    errors: list[BaseException] = []
 
-    def retry() -> None:
-        try:
-            start.wait()
-            with database.transaction() as session:
-                made.append(retry_job(session=session, job_id=job.id).attempt)
-        except ConflictError as exc:
-            refused.append(exc)
-        except BaseException as exc:
-            errors.append(exc)
+    def retry(_: int) -> int:
+        with database.transaction() as session:
+            return retry_job(session=session, job_id=job.id).attempt
 
-    threads = [threading.Thread(target=retry) for _ in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert made == [2] and len(refused) == racers - 1
+    results = run_at_once(5, retry)
+    assert [r for r in results if isinstance(r, int)] == [2]
+    assert all(isinstance(r, ConflictError) for r in results if not isinstance(r, int)), results
     with database.transaction() as session:
         attempts = [
             (j.attempt, j.retried) for j in list_jobs(session=session, pipeline_id=job.pipeline_id)

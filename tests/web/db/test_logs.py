@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import select
 
+from tests.support.threads import run_at_once
 from tests.web.db.factories import make_jobs, make_pipeline, make_repository
 from web.db.encryption import SecretCipher
 from web.db.logs import append_log, log_line_count, read_log
@@ -69,26 +68,17 @@ def test_reading_after_n_touches_only_later_chunks(
 
 def test_concurrent_appenders_never_interleave(database: Database, cipher: SecretCipher) -> None:
     job_id = _job_id(database, cipher)
-    errors: list[BaseException] = []
 
     def write(writer: int) -> None:
-        try:
-            for batch in range(10):
-                with database.transaction() as session:
-                    append_log(
-                        session=session,
-                        job_id=job_id,
-                        lines=[f"{writer}:{batch}:{n}" for n in range(3)],
-                    )
-        except BaseException as exc:
-            errors.append(exc)
+        for batch in range(10):
+            with database.transaction() as session:
+                append_log(
+                    session=session,
+                    job_id=job_id,
+                    lines=[f"{writer}:{batch}:{n}" for n in range(3)],
+                )
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert run_at_once(4, write) == [None] * 4
     with database.transaction() as session:
         lines = read_log(session=session, job_id=job_id).lines
     assert len(lines) == 120
