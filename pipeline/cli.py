@@ -264,6 +264,8 @@ def _show(result: Plan, file: Path) -> None:
         status, after, why = "[dim]skipped[/dim]", "", job.skip_reason or ""
         if job.runs:
             status = "manual" if job.manual else job.when
+            if job.start_in_seconds is not None:
+                status = f"delayed {_duration(job.start_in_seconds)}"
             if job.allow_failure:
                 status += " (may fail)"
             if job.needs is not None:
@@ -280,6 +282,16 @@ def _show(result: Plan, file: Path) -> None:
             console.print(f"  {escape(upstream)} → {escape(downstream)}")
     runs = len(result.runnable_jobs())
     console.print(f"{runs} job(s) run, {len(result.jobs) - runs} skipped")
+
+
+def _duration(seconds: int) -> str:
+    """A number of seconds as the table shows it: 90 → 1m30s, 3600 → 1h."""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
 
 
 def register(app: typer.Typer) -> None:

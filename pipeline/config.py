@@ -41,6 +41,9 @@ class RuleConfig:
     allow_failure: bool | None = None
     allow_failure_exit_codes: tuple[int, ...] = ()
     variables: tuple[VariableDef, ...] = ()
+    start_in_seconds: int | None = None
+    # workflow rules only: (on_new_commit, on_job_failure) when the rule sets `auto_cancel`
+    auto_cancel: tuple[str | None, str | None] | None = None
 
     def describe(self, index: int) -> str:
         """How a skip reason names this rule: its number and its conditions."""
@@ -101,6 +104,7 @@ class JobConfig:
     matrix: tuple[MatrixEntry, ...] | None = None
     needs: tuple[NeedConfig, ...] | None = None
     dependencies: tuple[tuple[str, Location], ...] | None = None
+    start_in_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,8 @@ class PipelineConfig:
     workflow_rules: tuple[RuleConfig, ...] | None = None
     workflow_name: str | None = None
     root_dir: str = ""
+    # `workflow: auto_cancel` as (on_new_commit, on_job_failure), None where not set
+    auto_cancel: tuple[str | None, str | None] = (None, None)
     # Warnings found while loading and checking it (duplicate keys, ignored keywords...).
     warnings: tuple[PipelineError, ...] = ()
 

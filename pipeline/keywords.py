@@ -79,6 +79,12 @@ JOB_KEYWORDS = frozenset(
         "tags",
         "coverage",
         "start_in",
+        # Keywords only a GitLab server can honour: planned without them, with a warning.
+        "id_tokens",
+        "secrets",
+        "pages",
+        "release",
+        "dast_configuration",
         # kapal's extensions
         "build",
         "deploy",
@@ -86,42 +92,48 @@ JOB_KEYWORDS = frozenset(
     }
 )
 
+SERVER_KEYWORDS = {
+    "id_tokens": "OIDC tokens are issued by a GitLab server; the job gets no ID token variables",
+    "secrets": "secrets from Vault, Azure Key Vault, GCP or AWS are fetched by a GitLab server; "
+    "define them as kapal secrets to get them as variables",
+    "pages": "GitLab Pages publishes sites from a GitLab server; "
+    "the job runs, nothing is published",
+    "release": "releases are created by a GitLab server; the job runs, no release is created",
+    "dast_configuration": "DAST site and scanner profiles live on a GitLab server; "
+    "the job runs without them",
+}
+
 UNSUPPORTED_JOB_KEYWORDS = {
     "trigger": "`trigger:` (downstream pipelines) is not supported by kapal yet; "
     "run the other project's pipeline separately",
-    "secrets": "`secrets:` (external secret providers) is not supported by kapal yet; "
-    "define the secret as a kapal secret and read it as a variable",
-    "id_tokens": "`id_tokens:` (OIDC tokens) is not supported by kapal yet",
-    "release": "`release:` (GitLab releases) is not supported by kapal yet; "
-    "call your release tool from `script:`",
-    "pages": "`pages:` (GitLab Pages) is not supported by kapal yet; "
-    "keep `public/` as an artifact instead",
     "hooks": "`hooks:` (pre_get_sources_script) is not supported by kapal yet; "
     "put the commands in `before_script:`",
-    "dast_configuration": "`dast_configuration:` is not supported by kapal yet",
     "identity": "`identity:` (cloud identity federation) is not supported by kapal yet",
     "manual_confirmation": "`manual_confirmation:` is not supported by kapal yet",
     "run": "`run:` (CI/CD steps) is not supported by kapal yet; use `script:`",
     "inputs": "`inputs:` (job inputs) is not supported by kapal yet; use variables",
 }
 
-WORKFLOW_KEYWORDS = frozenset({"rules", "name"})
-UNSUPPORTED_WORKFLOW_KEYWORDS = {
-    "auto_cancel": "`workflow: auto_cancel` is not supported by kapal yet; "
-    "mark jobs `interruptible` instead",
-}
+WORKFLOW_KEYWORDS = frozenset({"rules", "name", "auto_cancel"})
+UNSUPPORTED_WORKFLOW_KEYWORDS: dict[str, str] = {}
+AUTO_CANCEL_ON_NEW_COMMIT = ("conservative", "interruptible", "none")
+AUTO_CANCEL_ON_JOB_FAILURE = ("none", "all")
 
-RULE_KEYWORDS = frozenset({"if", "changes", "exists", "when", "variables", "allow_failure"})
+RULE_KEYWORDS = frozenset(
+    {"if", "changes", "exists", "when", "variables", "allow_failure", "start_in"}
+)
+WORKFLOW_RULE_KEYWORDS = frozenset({"if", "changes", "exists", "when", "variables", "auto_cancel"})
 UNSUPPORTED_RULE_KEYWORDS = {
     "needs": "`rules: needs` is not supported by kapal yet; use job-level `needs:`",
-    "start_in": "`rules: start_in` needs `when: delayed`, which kapal does not support",
     "interruptible": "`rules: interruptible` is not supported by kapal yet; "
     "use job-level `interruptible:`",
-    "auto_cancel": "`workflow: rules: auto_cancel` is not supported by kapal yet",
 }
 
-JOB_WHEN = ("on_success", "on_failure", "always", "manual")
-RULE_WHEN = ("on_success", "on_failure", "always", "manual", "never")
+JOB_WHEN = ("on_success", "on_failure", "always", "manual", "delayed")
+RULE_WHEN = ("on_success", "on_failure", "always", "manual", "delayed", "never")
+MAX_START_IN = 7 * 86400
+"""GitLab's limit for `start_in` of a delayed job: one week."""
+ENVIRONMENT_TIERS = ("production", "staging", "testing", "development", "other")
 RETRY_WHEN = (
     "always",
     "unknown_failure",
@@ -150,3 +162,41 @@ ONLY_REF_KEYWORDS = {
     "triggers": "trigger",
     "web": "web",
 }
+
+# `artifacts: reports:` types GitLab documents; kapal keeps their files as artifacts (collected
+# whatever the job's result, as GitLab does) and reads junit and coverage_report itself.
+REPORT_KINDS = frozenset(
+    {
+        "accessibility",
+        "annotations",
+        "api_fuzzing",
+        "browser_performance",
+        "codequality",
+        "container_scanning",
+        "coverage_fuzzing",
+        "coverage_report",
+        "cyclonedx",
+        "dast",
+        "dependency_scanning",
+        "dotenv",
+        "junit",
+        "load_performance",
+        "metrics",
+        "requirements",
+        "repository_xray",
+        "sast",
+        "secret_detection",
+        "terraform",
+    }
+)
+REMOVED_REPORT_KINDS = {
+    "cobertura": "`artifacts: reports: cobertura` was removed in GitLab 15.0; write "
+    "`coverage_report: {coverage_format: cobertura, path: coverage.xml}`",
+    "performance": "`artifacts: reports: performance` was removed in GitLab 15.0; "
+    "use `browser_performance`",
+    "license_scanning": "`artifacts: reports: license_scanning` was removed in GitLab 16.0; "
+    "use `cyclonedx`",
+    "license_management": "`artifacts: reports: license_management` was removed in GitLab 13.0; "
+    "use `cyclonedx`",
+}
+COVERAGE_FORMATS = ("cobertura", "jacoco")

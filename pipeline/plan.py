@@ -91,8 +91,25 @@ class RetrySpec:
 
 
 @dataclass(frozen=True)
+class ReportSpec:
+    """One `artifacts: reports:` entry: its GitLab type and the files (globs) it names.
+
+    The files are kept as artifacts whatever the job's result. `coverage_format` is set for
+    `coverage_report` (cobertura or jacoco).
+    """
+
+    kind: str
+    paths: tuple[str, ...]
+    coverage_format: str | None = None
+
+
+@dataclass(frozen=True)
 class ArtifactsSpec:
-    """Files kept after a job: paths/exclude globs, when, for how long, JUnit reports."""
+    """Files kept after a job: paths/exclude globs, when, for how long, JUnit reports.
+
+    `junit` repeats the junit report's paths (read for test results); `reports` holds every
+    report type, junit included. `expose_as` is the label GitLab shows in merge requests.
+    """
 
     paths: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -102,6 +119,8 @@ class ArtifactsSpec:
     untracked: bool = False
     name: str | None = None
     junit: tuple[str, ...] = ()
+    reports: tuple[ReportSpec, ...] = ()
+    expose_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,8 @@ class CacheSpec:
     policy: Literal["pull-push", "pull", "push"] = "pull-push"
     when: Literal["on_success", "on_failure", "always"] = "on_success"
     untracked: bool = False
+    # Keys whose cache is restored, in order, when `key` has none (nothing is saved to them).
+    fallback_keys: tuple[str, ...] = ()
     # `policy: $VAR` as written (GitLab 16.1+): the runner expands it with the job's variables
     # and uses the result as `policy`; anything but pull, push or pull-push fails the job.
     policy_text: str | None = None
@@ -131,11 +152,19 @@ class Need:
 
 @dataclass(frozen=True)
 class EnvironmentSpec:
-    """The environment a job deploys to (`CI_ENVIRONMENT_NAME`)."""
+    """The environment a job deploys to (`CI_ENVIRONMENT_NAME`), name and url expanded.
+
+    `on_stop` names the job that stops it, `auto_stop_in` how long until it stops by itself
+    ("never" or a duration, in seconds in `auto_stop_in_seconds`): recorded for whoever ships.
+    """
 
     name: str
     url: str | None = None
     action: Literal["start", "prepare", "stop", "verify", "access"] = "start"
+    on_stop: str | None = None
+    auto_stop_in: str | None = None
+    auto_stop_in_seconds: int | None = None
+    deployment_tier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +231,10 @@ class Job:
     deploy: DeploySpec | None = None
     parallel_index: int | None = None
     parallel_total: int | None = None
+    # `when: delayed`: the job starts this many seconds after it could have started
+    start_in_seconds: int | None = None
+    # Keywords only a GitLab server honours, left out of this plan: (keyword, what is lost)
+    ignored_keywords: tuple[tuple[str, str], ...] = ()
     skip_reason: str | None = None
     run_reason: str | None = None
 
@@ -261,6 +294,10 @@ class Plan:
     skip_reason: str | None = None
     run_reason: str | None = None
     warnings: tuple[Notice, ...] = ()
+    # `workflow: auto_cancel` (GitLab's defaults when not set): which running jobs a newer
+    # pipeline for the same ref cancels, and whether one failed job cancels the rest (`all`).
+    auto_cancel_on_new_commit: Literal["conservative", "interruptible", "none"] = "conservative"
+    auto_cancel_on_job_failure: Literal["none", "all"] = "none"
 
     @property
     def created(self) -> bool:

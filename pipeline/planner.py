@@ -69,6 +69,8 @@ class _Decision:
     variables: tuple[VariableDef, ...] = ()
     explicit_allow_failure: bool = False
     rule_sets_when: bool = False
+    start_in_seconds: int | None = None
+    auto_cancel: tuple[str | None, str | None] | None = None
 
 
 def plan(document: Document | PipelineConfig, context: TriggerContext) -> Plan:
@@ -129,6 +131,11 @@ class _Planner:
         for position, inst in enumerate(instances, start=1):
             jobs.append(self.job(inst, position, file_vars + workflow_vars, workflow))
         jobs = self.link(jobs, instances, stage_order)
+        new_commit, job_failure = config.auto_cancel
+        if workflow.auto_cancel is not None:
+            # A matching workflow rule's auto_cancel wins over workflow: auto_cancel.
+            new_commit = workflow.auto_cancel[0] or new_commit
+            job_failure = workflow.auto_cancel[1] or job_failure
         return Plan(
             stages=config.stages,
             jobs=tuple(jobs),
@@ -141,6 +148,8 @@ class _Planner:
             workflow_name=config.workflow_name,
             skip_reason=None if workflow.runs else workflow.reason,
             run_reason=workflow.reason if workflow.runs else None,
+            auto_cancel_on_new_commit=new_commit or "conservative",  # type: ignore[arg-type]
+            auto_cancel_on_job_failure=job_failure or "none",  # type: ignore[arg-type]
             warnings=tuple(notice(w) for w in config.warnings),
         )
 
@@ -178,6 +187,8 @@ class _Planner:
                 variables=rule.variables,
                 explicit_allow_failure=rule.allow_failure is not None,
                 rule_sets_when=rule.when is not None,
+                start_in_seconds=rule.start_in_seconds,
+                auto_cancel=rule.auto_cancel,
             )
         if not tried:
             return _Decision(False, "no rule matched (the list is empty)")
@@ -457,11 +468,16 @@ class _Planner:
         if decision.when == "manual" and decision.runs:
             predefined = (*base_predefined, Variable("CI_JOB_MANUAL", "true", "predefined"))
         variables = predefined + inherited + job_vars + matrix_vars + rule_vars + self.trigger
+        when = decision.when if decision.runs else cfg.when
         return dataclasses.replace(
             template,
             name=inst.name,
             variables=variables,
-            when=decision.when if decision.runs else cfg.when,  # type: ignore[arg-type]
+            # `when: delayed` runs on success after its `start_in`.
+            when="on_success" if when == "delayed" else when,  # type: ignore[arg-type]
+            start_in_seconds=(decision.start_in_seconds or cfg.start_in_seconds)
+            if when == "delayed"
+            else None,
             allow_failure=decision.allow_failure,
             allow_failure_exit_codes=decision.exit_codes,
             parallel_index=inst.index,

@@ -41,19 +41,28 @@ from pipeline.errors import (
 from pipeline.expressions import parse_expression
 from pipeline.globs import compile_glob
 from pipeline.keywords import (
+    AUTO_CANCEL_ON_JOB_FAILURE,
+    AUTO_CANCEL_ON_NEW_COMMIT,
+    COVERAGE_FORMATS,
     DEFAULT_KEYWORDS,
+    ENVIRONMENT_TIERS,
     GLOBAL_KEYWORDS,
     JOB_KEYWORDS,
     JOB_WHEN,
     LEGACY_GLOBAL_DEFAULTS,
+    MAX_START_IN,
+    REMOVED_REPORT_KINDS,
+    REPORT_KINDS,
     RETRY_WHEN,
     RULE_KEYWORDS,
     RULE_WHEN,
+    SERVER_KEYWORDS,
     UNSUPPORTED_GLOBAL_KEYWORDS,
     UNSUPPORTED_JOB_KEYWORDS,
     UNSUPPORTED_RULE_KEYWORDS,
     UNSUPPORTED_WORKFLOW_KEYWORDS,
     WORKFLOW_KEYWORDS,
+    WORKFLOW_RULE_KEYWORDS,
 )
 from pipeline.plan import (
     ArtifactsSpec,
@@ -64,6 +73,7 @@ from pipeline.plan import (
     EnvironmentSpec,
     ImageSpec,
     Job,
+    ReportSpec,
     RetrySpec,
     ServiceSpec,
     Variable,
@@ -90,21 +100,28 @@ _T = TypeVar("_T")
 
 _SERVICE_KEYS = {"name", "alias", "variables", "command", "entrypoint"}
 _IMAGE_KEYS = {"name", "entrypoint"}
-_ARTIFACT_KEYS = {"paths", "exclude", "expire_in", "when", "untracked", "name", "reports"}
+_ARTIFACT_KEYS = {
+    "paths",
+    "exclude",
+    "expire_in",
+    "when",
+    "untracked",
+    "name",
+    "reports",
+    "expose_as",
+}
 _UNSUPPORTED_ARTIFACT_KEYS = {
-    "expose_as": "`artifacts: expose_as` is not supported by kapal yet",
     "public": "`artifacts: public` is not supported by kapal yet",
     "access": "`artifacts: access` is not supported by kapal yet",
 }
-_CACHE_KEYS = {"key", "paths", "policy", "when", "untracked"}
+_CACHE_KEYS = {"key", "paths", "policy", "when", "untracked", "fallback_keys"}
+MAX_FALLBACK_KEYS = 5
 _UNSUPPORTED_CACHE_KEYS = {
-    "fallback_keys": "`cache: fallback_keys` is not supported by kapal yet",
     "unprotect": "`cache: unprotect` is not supported by kapal yet",
 }
-_ENVIRONMENT_KEYS = {"name", "url", "action"}
+_ENVIRONMENT_KEYS = {"name", "url", "action", "on_stop", "auto_stop_in", "deployment_tier"}
 _UNSUPPORTED_ENVIRONMENT_KEYS = {
-    k: f"`environment: {k}` is not supported by kapal yet"
-    for k in ("on_stop", "auto_stop_in", "kubernetes", "deployment_tier")
+    "kubernetes": "`environment: kubernetes` is not supported by kapal yet",
 }
 _UNSUPPORTED_IMAGE_KEYS = {
     "pull_policy": "`pull_policy` is not supported by kapal yet; kapal pulls images it lacks",
@@ -152,11 +169,15 @@ class _Checker:
         allowed: Iterable[str],
         unsupported: dict[str, str],
         path: str,
+        *,
+        ignore: frozenset[str] = frozenset(),
     ) -> None:
         """Report keys of `mapping` that are not names, unknown, or known but unsupported."""
         allowed_set = set(allowed)
         for key in mapping:
             where = mapping.key_at(key)
+            if key in ignore:
+                continue
             if not isinstance(key, str):
                 what = (
                     "an empty or null key"
@@ -448,6 +469,8 @@ class _Validator(_Checker):
     def __init__(self, document: Document) -> None:
         super().__init__()
         self.document = document
+        self.auto_cancel: tuple[str | None, str | None] = (None, None)
+        self.on_stops: list[tuple[str, Location, str]] = []
         # A global keyword set to null is not set (jobs set to null stay, to be reported).
         self.data = YMap(document.data.location)
         for key in document.data:
@@ -545,6 +568,15 @@ class _Validator(_Checker):
             )
         jobs = self.with_instance_needs(jobs)
         self.check_needs(jobs, stages)
+        names = {job.name for job in jobs}
+        for target, where, path in self.on_stops:
+            if target not in names:
+                self.error(
+                    f"{target!r} is not a job in this pipeline{name_hint(target, names)}; "
+                    "`on_stop` names the job that stops the environment",
+                    where,
+                    path,
+                )
         return PipelineConfig(
             path=self.document.path,
             stages=stages,
@@ -553,6 +585,7 @@ class _Validator(_Checker):
             workflow_rules=workflow_rules,
             workflow_name=workflow_name,
             root_dir=self.document.root_dir,
+            auto_cancel=self.auto_cancel,
         )
 
     def stages(self) -> tuple[str, ...]:
@@ -590,7 +623,7 @@ class _Validator(_Checker):
         self.keys(others, DEFAULT_KEYWORDS, UNSUPPORTED_JOB_KEYWORDS, "default")
 
     def workflow(self) -> tuple[tuple[RuleConfig, ...] | None, str | None]:
-        """`workflow: rules` and `workflow: name`."""
+        """`workflow: rules` and `workflow: name` (`auto_cancel` goes to `self.auto_cancel`)."""
         if "workflow" not in self.data:
             return None, None
         value = self.data["workflow"]
@@ -605,8 +638,31 @@ class _Validator(_Checker):
             return None, None
         self.keys(value, WORKFLOW_KEYWORDS, UNSUPPORTED_WORKFLOW_KEYWORDS, "workflow")
         name = self.string(value, "name", "workflow: name")
+        self.auto_cancel = self.auto_cancel_of(value, "workflow: auto_cancel") or (None, None)
         rules = self.rules(value, "workflow: rules", workflow=True)
         return rules, name
+
+    def auto_cancel_of(self, mapping: YMap, path: str) -> tuple[str | None, str | None] | None:
+        """`auto_cancel: {on_new_commit:, on_job_failure:}` as a pair (None where unset)."""
+        if "auto_cancel" not in mapping:
+            return None
+        value = mapping["auto_cancel"]
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a mapping (on_new_commit:, on_job_failure:), found {describe(value)}",
+                mapping.value_at("auto_cancel"),
+                path,
+            )
+            return None
+        self.keys(value, {"on_new_commit", "on_job_failure"}, {}, path)
+        return (
+            self.choice(
+                value, "on_new_commit", AUTO_CANCEL_ON_NEW_COMMIT, f"{path}: on_new_commit"
+            ),
+            self.choice(
+                value, "on_job_failure", AUTO_CANCEL_ON_JOB_FAILURE, f"{path}: on_job_failure"
+            ),
+        )
 
     # rules ---------------------------------------------------------------------------------
     def rules(
@@ -643,9 +699,7 @@ class _Validator(_Checker):
                     sub,
                 )
                 continue
-            allowed = (
-                {"if", "changes", "exists", "when", "variables"} if workflow else RULE_KEYWORDS
-            )
+            allowed = WORKFLOW_RULE_KEYWORDS if workflow else RULE_KEYWORDS
             self.keys(item, allowed, UNSUPPORTED_RULE_KEYWORDS, sub)
             if_text = self.expression(item, "if", f"{sub}: if")
             when = self.when(item, f"{sub}: when", RULE_WHEN)
@@ -655,6 +709,7 @@ class _Validator(_Checker):
                     item.value_at("when"),
                     f"{sub}: when",
                 )
+            start_in = self.start_in(item, when, sub) if not workflow else None
             allow, codes = self.allow_failure(item, f"{sub}: allow_failure")
             out.append(
                 RuleConfig(
@@ -666,9 +721,31 @@ class _Validator(_Checker):
                     allow_failure=allow,
                     allow_failure_exit_codes=codes,
                     variables=self.variables(item, "variables", f"{sub}: variables"),
+                    start_in_seconds=start_in,
+                    auto_cancel=self.auto_cancel_of(item, f"{sub}: auto_cancel"),
                 )
             )
         return tuple(out)
+
+    def start_in(self, mapping: YMap, when: str | None, path: str) -> int | None:
+        """`start_in:` of a `when: delayed` job or rule, in seconds (required there, only there)."""
+        if when == "delayed" and "start_in" not in mapping:
+            self.error(
+                "`when: delayed` needs `start_in:`, like start_in: 30 minutes",
+                mapping.value_at("when"),
+                f"{path}: when",
+            )
+            return None
+        if "start_in" not in mapping:
+            return None
+        if when != "delayed":
+            self.error(
+                "`start_in` only works with `when: delayed`; add it or remove `start_in`",
+                mapping.key_at("start_in"),
+                f"{path}: start_in",
+            )
+            return None
+        return self.duration(mapping, "start_in", f"{path}: start_in", MAX_START_IN)
 
     def paths_condition(self, mapping: YMap, key: str, path: str) -> tuple[str, ...] | None:
         """The glob patterns of `changes:`/`exists:`, each compiled once to check it."""
@@ -698,16 +775,8 @@ class _Validator(_Checker):
         return self.strings(mapping, key, path, allow_single=False)
 
     def when(self, mapping: YMap, path: str, choices: tuple[str, ...]) -> str | None:
-        """A `when:` value (`delayed` reported as unsupported)."""
+        """A `when:` value."""
         if "when" not in mapping:
-            return None
-        if mapping["when"] == "delayed":
-            self.unsupported(
-                "`when: delayed` is not supported by kapal yet; use `when: manual` "
-                "or a scheduled pipeline",
-                mapping.value_at("when"),
-                path,
-            )
             return None
         if mapping["when"] == "never" and "never" not in choices:
             self.error(
@@ -872,11 +941,12 @@ class _Validator(_Checker):
                 name,
             )
         when = self.when(job, f"{name}: when", JOB_WHEN) or "on_success"
-        if "start_in" in job:
-            self.unsupported(
-                "`start_in` only works with `when: delayed`, which kapal does not support yet",
-                job.key_at("start_in"),
-                f"{name}: start_in",
+        start_in = self.start_in(job, when, name)
+        for key in sorted(k for k in job if isinstance(k, str) and k in SERVER_KEYWORDS):
+            self.warn(
+                f"`{key}:` is ignored: {SERVER_KEYWORDS[key]}; `--strict` refuses it",
+                job.key_at(key),
+                f"{name}: {key}",
             )
         allow, codes = self.allow_failure(job, f"{name}: allow_failure")
         parallel, matrix = self.parallel(job, f"{name}: parallel")
@@ -906,6 +976,7 @@ class _Validator(_Checker):
             matrix=matrix,
             needs=needs,
             dependencies=dependencies,
+            start_in_seconds=start_in,
         )
 
     def _explained_missing_script(self, job: YMap) -> bool:
@@ -944,6 +1015,12 @@ class _Validator(_Checker):
             out["tags"] = tags
         if is_default:
             return out
+        ignored = tuple(
+            (key, SERVER_KEYWORDS[key])
+            for key in sorted(k for k in job if isinstance(k, str) and k in SERVER_KEYWORDS)
+        )
+        if ignored:
+            out["ignored_keywords"] = ignored
         if (env := self.environment(job, p + "environment")) is not None:
             out["environment"] = env
         if (group := self.string(job, "resource_group", p + "resource_group")) is not None:
@@ -1112,24 +1189,18 @@ class _Validator(_Checker):
         expire_seconds = None
         if expire_in is not None and expire_in.strip().lower() != "never":
             expire_seconds = self.duration(value, "expire_in", f"{path}: expire_in", 10**10)
-        junit: tuple[str, ...] = ()
-        if "reports" in value:
-            reports = value["reports"]
-            if isinstance(reports, YMap):
-                unsupported = {
-                    k: f"`artifacts: reports: {k}` is not supported by kapal yet; only junit is"
-                    for k in reports
-                    if isinstance(k, str) and k != "junit"
-                }
-                self.keys(reports, {"junit"}, unsupported, f"{path}: reports")
-                junit = self.strings(reports, "junit", f"{path}: reports: junit") or ()
-            else:
-                self.error(
-                    f"expected a mapping like {{junit: report.xml}}, found {describe(reports)}",
-                    value.value_at("reports"),
-                    f"{path}: reports",
-                )
+        reports = self.reports(value, f"{path}: reports")
+        junit = next((r.paths for r in reports if r.kind == "junit"), ())
+        expose_as = self.string(value, "expose_as", f"{path}: expose_as")
+        if expose_as is not None and not 0 < len(expose_as) <= 100:
+            self.error(
+                "must be 1 to 100 characters (as in GitLab)",
+                value.value_at("expose_as"),
+                f"{path}: expose_as",
+            )
         return ArtifactsSpec(
+            reports=reports,
+            expose_as=expose_as,
             paths=self.strings(value, "paths", f"{path}: paths", allow_single=False) or (),
             exclude=self.strings(value, "exclude", f"{path}: exclude", allow_single=False) or (),
             when=self.choice(value, "when", _ARTIFACT_WHEN, f"{path}: when") or "on_success",  # type: ignore[arg-type]
@@ -1139,6 +1210,58 @@ class _Validator(_Checker):
             name=self.string(value, "name", f"{path}: name"),
             junit=junit,
         )
+
+    def reports(self, artifacts: YMap, path: str) -> tuple[ReportSpec, ...]:
+        """`artifacts: reports:` of every GitLab type, each as a ReportSpec."""
+        if "reports" not in artifacts:
+            return ()
+        value = artifacts["reports"]
+        if not isinstance(value, YMap):
+            self.error(
+                f"expected a mapping like {{junit: report.xml}}, found {describe(value)}",
+                artifacts.value_at("reports"),
+                path,
+            )
+            return ()
+        for key in value:
+            if isinstance(key, str) and key in REMOVED_REPORT_KINDS:
+                self.error(REMOVED_REPORT_KINDS[key], value.key_at(key), f"{path}: {key}")
+        self.keys(value, REPORT_KINDS, {}, path, ignore=frozenset(REMOVED_REPORT_KINDS))
+        out: list[ReportSpec] = []
+        for kind in sorted(k for k in value if isinstance(k, str) and k in REPORT_KINDS):
+            sub = f"{path}: {kind}"
+            if kind != "coverage_report":
+                files = self.strings(value, kind, sub)
+                if files is not None:
+                    out.append(ReportSpec(kind, files))
+                if kind == "dotenv":
+                    self.warn(
+                        "the file is kept as an artifact, but kapal does not pass its variables "
+                        "to later jobs yet; write them to a file artifact and `source` it",
+                        value.key_at(kind),
+                        sub,
+                    )
+                continue
+            coverage = value[kind]
+            if not isinstance(coverage, YMap):
+                self.error(
+                    "expected {coverage_format: cobertura, path: coverage.xml}, found "
+                    + describe(coverage),
+                    value.value_at(kind),
+                    sub,
+                )
+                continue
+            self.keys(coverage, {"coverage_format", "path"}, {}, sub)
+            form = self.choice(
+                coverage, "coverage_format", COVERAGE_FORMATS, f"{sub}: coverage_format"
+            )
+            where = self.string(coverage, "path", f"{sub}: path")
+            if form is None or not where:
+                if "coverage_format" not in coverage or "path" not in coverage:
+                    self.error("needs both `coverage_format:` and `path:`", coverage.location, sub)
+                continue
+            out.append(ReportSpec(kind, (where,), form))
+        return tuple(out)
 
     def caches(self, job: YMap, path: str) -> tuple[CacheSpec, ...] | None:
         """`cache:` (one or a list) as CacheSpecs."""
@@ -1205,9 +1328,22 @@ class _Validator(_Checker):
                     when=self.choice(item, "when", _ARTIFACT_WHEN, f"{path}: when") or "on_success",  # type: ignore[arg-type]
                     untracked=self.boolean(item, "untracked", f"{path}: untracked") or False,
                     policy_text=policy_text,
+                    fallback_keys=self.fallback_keys(item, f"{path}: fallback_keys"),
                 )
             )
         return tuple(out)
+
+    def fallback_keys(self, cache: YMap, path: str) -> tuple[str, ...]:
+        """`cache: fallback_keys`: up to 5 keys tried in order when the key has no cache."""
+        keys = self.strings(cache, "fallback_keys", path, allow_single=False) or ()
+        if len(keys) > MAX_FALLBACK_KEYS:
+            self.error(
+                f"at most {MAX_FALLBACK_KEYS} fallback keys (as in GitLab)",
+                cache.value_at("fallback_keys"),
+                path,
+            )
+            return keys[:MAX_FALLBACK_KEYS]
+        return keys
 
     def environment(self, job: YMap, path: str) -> EnvironmentSpec | None:
         """`environment:` as an EnvironmentSpec."""
@@ -1229,10 +1365,25 @@ class _Validator(_Checker):
             self.error("an environment needs a `name:`", value.location, path)
             return None
         action = self.choice(value, "action", _ENVIRONMENT_ACTIONS, f"{path}: action")
+        auto_stop_in = self.string(value, "auto_stop_in", f"{path}: auto_stop_in")
+        auto_stop_seconds = None
+        if auto_stop_in is not None and auto_stop_in.strip().lower() != "never":
+            auto_stop_seconds = self.duration(
+                value, "auto_stop_in", f"{path}: auto_stop_in", 10**10
+            )
+        on_stop = self.string(value, "on_stop", f"{path}: on_stop")
+        if on_stop is not None:
+            self.on_stops.append((on_stop, value.value_at("on_stop"), f"{path}: on_stop"))
         return EnvironmentSpec(
             name=name,
             url=self.string(value, "url", f"{path}: url"),
             action=action or "start",  # type: ignore[arg-type]
+            on_stop=on_stop,
+            auto_stop_in=auto_stop_in,
+            auto_stop_in_seconds=auto_stop_seconds,
+            deployment_tier=self.choice(
+                value, "deployment_tier", ENVIRONMENT_TIERS, f"{path}: deployment_tier"
+            ),
         )
 
     def build(self, job: YMap, path: str) -> BuildSpec | None:

@@ -254,6 +254,13 @@ def _sometimes(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 _when = st.sampled_from(["on_success", "on_failure", "always", "manual", "never", "delayed"])
+_auto_cancel = st.fixed_dictionaries(
+    {},
+    optional={
+        "on_new_commit": st.sampled_from(["conservative", "interruptible", "none", "x"]),
+        "on_job_failure": st.sampled_from(["none", "all", "some"]),
+    },
+)
 _rule = st.fixed_dictionaries(
     {},
     optional={
@@ -261,6 +268,8 @@ _rule = st.fixed_dictionaries(
         "changes": st.lists(st.sampled_from(["src/**/*", "*.md", "{web,api}/**", "[", "docs/"])),
         "exists": st.lists(st.sampled_from(["Dockerfile", "**/*.py", "nothing"]), max_size=2),
         "when": _when,
+        "start_in": st.sampled_from(["5m", "2 weeks"]),
+        "auto_cancel": _auto_cancel,
         "allow_failure": st.booleans(),
         "variables": st.dictionaries(st.sampled_from(["X", "Y", "DEPLOY"]), st.text(max_size=3)),
     },
@@ -339,6 +348,46 @@ _job = st.fixed_dictionaries(
             )
         ),
         "image": _sometimes(st.sampled_from(["python:3.12", "alpine", None])),
+        "start_in": _sometimes(st.sampled_from(["10 minutes", "1h", "8 days", "soon"])),
+        "artifacts": _sometimes(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "paths": st.lists(st.sampled_from(["out", "dist/**"]), max_size=2),
+                    "expose_as": st.sampled_from(["Report", "", "x" * 120]),
+                    "reports": st.dictionaries(
+                        st.sampled_from(
+                            ["junit", "sast", "dotenv", "cobertura", "coverage_report", "metrics"]
+                        ),
+                        st.one_of(
+                            st.sampled_from(["r.xml", "b.env"]),
+                            st.fixed_dictionaries(
+                                {},
+                                optional={
+                                    "coverage_format": st.sampled_from(["cobertura", "lcov"]),
+                                    "path": st.just("c.xml"),
+                                },
+                            ),
+                        ),
+                        max_size=3,
+                    ),
+                },
+            )
+        ),
+        "environment_settings": _sometimes(
+            st.fixed_dictionaries(
+                {"name": st.sampled_from(["review/$CI_COMMIT_REF_SLUG", "PROD"])},
+                optional={
+                    "on_stop": st.sampled_from(JOB_NAMES),
+                    "auto_stop_in": st.sampled_from(["1 day", "never", "later"]),
+                    "action": st.sampled_from(["start", "stop"]),
+                    "deployment_tier": st.sampled_from(["production", "moon"]),
+                },
+            )
+        ),
+        "secrets": _sometimes(st.just({"TOKEN": {"vault": "ci/token@kv"}})),
+        "id_tokens": _sometimes(st.just({"ID_TOKEN": {"aud": "https://x.test"}})),
+        "release": _sometimes(st.just({"tag_name": "$CI_COMMIT_TAG", "description": "d"})),
         "tags": _sometimes(st.lists(st.one_of(st.just("docker"), st.lists(st.just("gpu"))))),
         "cache": _sometimes(
             st.fixed_dictionaries(
@@ -364,7 +413,13 @@ _job = st.fixed_dictionaries(
 
 def _flatten_jobs(doc: dict[str, Any]) -> dict[str, Any]:
     """Put the generated jobs at the top level beside the global keywords."""
-    jobs: dict[str, Any] = doc["jobs"]
+    jobs: dict[str, Any] = {
+        name: {
+            ("environment" if key == "environment_settings" else key): value
+            for key, value in job.items()
+        }
+        for name, job in doc["jobs"].items()
+    }
     return {**{key: value for key, value in doc.items() if key != "jobs"}, **jobs}
 
 
@@ -375,7 +430,8 @@ _pipelines = st.fixed_dictionaries(
     },
     optional={
         "workflow": st.fixed_dictionaries(
-            {"rules": st.lists(_rule.map(_without_allow_failure), max_size=3)}
+            {"rules": st.lists(_rule.map(_without_allow_failure), max_size=3)},
+            optional={"auto_cancel": _auto_cancel},
         ),
         "variables": st.dictionaries(st.sampled_from(["X", "DEPLOY"]), st.text(max_size=3)),
     },

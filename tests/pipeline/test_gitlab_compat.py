@@ -10,12 +10,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from pipeline import (
     Plan,
     PlanError,
     TriggerContext,
     ValidationError,
+    cli,
     lint,
     load,
     loads,
@@ -477,3 +480,142 @@ def test_did_you_mean_keeps_the_meaning(text: str, hint: str | None) -> None:
         assert suggested == [], messages
     else:
         assert hint in suggested, messages
+
+
+# keywords that do not block a plan -----------------------------------------------------------
+
+KEPT = Path(__file__).parent / "fixtures" / "valid" / "keywords_kept.yml"
+
+
+def test_every_report_type_is_kept_with_coverage_report_format() -> None:
+    result = plan(load(KEPT), MAIN)
+    artifacts = result.job("test").artifacts
+    assert artifacts is not None
+    assert {r.kind: r.paths for r in artifacts.reports} == {
+        "codequality": ("gl-code-quality.json",),
+        "coverage_report": ("coverage.xml",),
+        "junit": ("junit.xml",),
+        "metrics": ("metrics.txt",),
+        "sast": ("gl-sast-report.json",),
+    }
+    [coverage] = [r for r in artifacts.reports if r.kind == "coverage_report"]
+    assert coverage.coverage_format == "cobertura"
+    assert artifacts.junit == ("junit.xml",) and artifacts.expose_as == "Test report"
+    assert Plan.from_json(result.to_json()) == result
+
+
+@pytest.mark.parametrize(
+    ("reports", "fragment"),
+    [
+        ("cobertura: c.xml", "removed in GitLab 15.0; write `coverage_report:"),
+        ("performance: p.json", "use `browser_performance`"),
+        ("coverage_report: {path: c.xml}", "needs both `coverage_format:` and `path:`"),
+        ("coverage_report: {coverage_format: lcov, path: c}", "is not one of cobertura, jacoco"),
+        ("junt: r.xml", "did you mean 'junit'"),
+    ],
+)
+def test_report_mistakes_are_positioned_errors(reports: str, fragment: str) -> None:
+    messages = _messages(f"job:\n  script: s\n  artifacts:\n    reports:\n      {reports}\n")
+    assert any(fragment in m and m.startswith("ci.yml:5:") for m in messages), messages
+
+
+def test_dotenv_report_is_kept_with_a_warning_that_variables_do_not_flow_yet() -> None:
+    doc = loads("job:\n  script: s\n  artifacts:\n    reports:\n      dotenv: build.env\n")
+    [warning] = lint(doc)
+    assert warning.severity == "warning" and "does not pass its variables" in warning.message
+    artifacts = plan(doc, MAIN).job("job").artifacts
+    assert artifacts is not None and artifacts.reports[0].paths == ("build.env",)
+
+
+def test_delayed_jobs_carry_their_start_in_from_the_job_or_the_rule() -> None:
+    result = plan(load(KEPT), MAIN)
+    smoke, review = result.job("smoke"), result.job("deploy-review")
+    assert (smoke.when, smoke.start_in_seconds) == ("on_success", 600)
+    assert (review.when, review.start_in_seconds) == ("on_success", 3600)
+    assert result.job("build").start_in_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("job", "fragment"),
+    [
+        ("  when: delayed\n", "`when: delayed` needs `start_in:`"),
+        ("  start_in: 1h\n", "`start_in` only works with `when: delayed`"),
+        ("  when: delayed\n  start_in: 8 days\n", "longer than the maximum of 7 days"),
+        ("  rules:\n    - when: delayed\n", "`when: delayed` needs `start_in:`"),
+    ],
+)
+def test_delayed_mistakes(job: str, fragment: str) -> None:
+    messages = _messages("job:\n  script: s\n" + job)
+    assert any(fragment in m for m in messages), messages
+
+
+def test_auto_cancel_from_workflow_and_a_matching_workflow_rule() -> None:
+    branch = plan(load(KEPT), MAIN)
+    assert (branch.auto_cancel_on_new_commit, branch.auto_cancel_on_job_failure) == (
+        "interruptible",
+        "all",
+    )
+    tag = plan(load(KEPT), TriggerContext(source="push", tag="v1"))
+    assert (tag.auto_cancel_on_new_commit, tag.auto_cancel_on_job_failure) == ("none", "all")
+    default = _plan("job:\n  script: s\n")
+    assert (default.auto_cancel_on_new_commit, default.auto_cancel_on_job_failure) == (
+        "conservative",
+        "none",
+    )
+
+
+def test_cache_fallback_keys_are_kept_and_limited_to_five() -> None:
+    [cache] = plan(load(KEPT), MAIN).job("build").caches
+    assert cache.fallback_keys == ("build-$CI_DEFAULT_BRANCH", "build-main")
+    [message] = _messages(
+        "job:\n  script: s\n  cache:\n    key: k\n    fallback_keys: [a, b, c, d, e, f]\n"
+    )
+    assert "ci.yml:5:20: job: cache: fallback_keys: at most 5 fallback keys" in message
+
+
+def test_environment_on_stop_and_auto_stop_in_are_recorded() -> None:
+    env = plan(load(KEPT), MAIN).job("deploy-review").environment
+    assert env is not None
+    assert (env.on_stop, env.auto_stop_in, env.auto_stop_in_seconds, env.deployment_tier) == (
+        "stop-review",
+        "1 day",
+        86400,
+        "development",
+    )
+
+
+@pytest.mark.parametrize("keyword", ["id_tokens", "secrets", "pages", "release"])
+def test_server_only_keywords_plan_with_a_warning_naming_what_is_ignored(keyword: str) -> None:
+    doc = loads(f"job:\n  script: s\n  {keyword}:\n    X: {{a: b}}\n", "ci.yml")
+    [warning] = lint(doc)
+    assert warning.severity == "warning"
+    assert str(warning).startswith(f"ci.yml:3:3: job: {keyword}: `{keyword}:` is ignored: ")
+    result = plan(doc, MAIN)
+    [(ignored, why)] = result.job("job").ignored_keywords
+    assert ignored == keyword and "GitLab server" in why
+    assert [w.keyword for w in result.warnings] == [keyword]
+
+
+def test_id_tokens_in_default_warn_once_not_per_job() -> None:
+    doc = loads(
+        "default:\n  id_tokens:\n    T: {aud: x}\na:\n  script: s\nb:\n  script: s\n", "ci.yml"
+    )
+    assert [(p.location.line if p.location else 0) for p in lint(doc)] == [2]
+    result = plan(doc, MAIN)
+    assert all(j.ignored_keywords[0][0] == "id_tokens" for j in result.jobs)
+
+
+def test_strict_lint_refuses_server_keywords(tmp_path: Path) -> None:
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        """kapal (the pipeline commands only)."""
+
+    cli.register(app)
+    path = tmp_path / ".gitlab-ci.yml"
+    path.write_text("job:\n  script: s\n  release:\n    tag_name: v1\n    description: d\n")
+    assert CliRunner().invoke(app, ["lint", str(path)]).exit_code == 0
+    assert CliRunner().invoke(app, ["lint", "--strict", str(path)]).exit_code == 1
+    shown = CliRunner().invoke(app, ["plan", str(tmp_path), "--branch", "main"])
+    assert shown.exit_code == 0 and "`release:` is ignored" in shown.stderr
