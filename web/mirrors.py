@@ -46,6 +46,7 @@ from web.errors import (
     UnsafeTreeError,
 )
 from web.hooks.context import CommitFacts
+from web.hooks.trigger import COMMIT_ID
 
 MIRRORS_DIR = "mirrors"
 FETCH_TIMEOUT = 600.0  # seconds a clone or fetch may take before it is killed
@@ -60,7 +61,6 @@ GIT_ENV = {
     "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
 }
 
-_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 _MODE_SYMLINK = "120000"
 _MODE_SUBMODULE = "160000"
 _CHUNK = 1024 * 1024
@@ -288,15 +288,23 @@ class RepositoryMirror:
 
     def tree(self, sha: str) -> list[TreeEntry]:
         """Every entry of the commit's tree, recursively, checked to be safe to write out."""
-        raw = self._git().ls_tree(
-            "-r", "-z", "--full-tree", _checked_sha(sha), stdout_as_string=False
-        )
+        try:
+            raw = self._git().ls_tree(
+                "-r", "-z", "--full-tree", _checked_sha(sha), stdout_as_string=False
+            )
+        except git.GitCommandError as exc:
+            raise UnsafeTreeError(
+                f"cannot list the tree of commit {sha}: {_git_message(exc, self.clone_url)}"
+            ) from None
         entries = []
         for record in raw.split(b"\0"):
             if not record:
                 continue
             meta, _, name = record.partition(b"\t")
-            mode, kind, object_id = meta.decode("ascii").split(" ")
+            try:
+                mode, kind, object_id = meta.decode("ascii").split(" ")
+            except ValueError:  # not the "mode kind id" git lists for a sound tree
+                raise UnsafeTreeError(f"commit {sha} has a malformed tree entry") from None
             path = os.fsdecode(name)
             _check_path(path)
             entries.append(TreeEntry(mode, kind, object_id, path))
@@ -333,7 +341,7 @@ class RepositoryMirror:
         """
         sha = _checked_sha(sha)
         base: str | None = None
-        if before is not None and before.strip("0") and _SHA.fullmatch(before.lower()):
+        if before is not None and before.strip("0") and COMMIT_ID.fullmatch(before.lower()):
             base = self._commit(before.lower())
         if base is None and base_branch:
             found = self.merge_base(sha, base_branch)
@@ -390,7 +398,12 @@ class RepositoryMirror:
                 if entry.kind != "blob" or not (is_link or select is None or select(entry.path)):
                     continue
                 object_id = bytes.fromhex(entry.object_id)
-                total += odb.info(object_id).size
+                try:
+                    total += odb.info(object_id).size
+                except ValueError:  # git says "missing"
+                    raise UnsafeTreeError(
+                        f"commit {sha} names {entry.path[:200]!r} but its object is missing"
+                    ) from None
                 if total > MAX_MATERIALISED_BYTES:
                     raise UnsafeTreeError(
                         f"commit {sha} holds more than {MAX_MATERIALISED_BYTES} bytes of files "
@@ -465,7 +478,7 @@ def _pipeline_file(entries: list[TreeEntry]) -> str | None:
 
 def _checked_sha(sha: str) -> str:
     lowered = sha.lower()
-    if not _SHA.fullmatch(lowered):
+    if not COMMIT_ID.fullmatch(lowered):
         raise CommitNotFoundError(f"{sha[:80]!r} is not a commit id of 40 hexadecimal digits")
     return lowered
 

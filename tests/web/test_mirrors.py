@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
+import git as gitpython
 import pytest
+from gitdb import IStream
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import pipeline
 from pipeline.errors import LoadError
@@ -366,3 +372,94 @@ def test_concurrent_deliveries_fetch_one_after_the_other(project: Project, data_
         thread.join()
     assert errors == []
     assert sorted(results) == sorted(shas * 2)
+
+
+# Hostile trees, written straight into the mirror's object store: names git's own tools never
+# make ("..", ".git", "a/b", duplicates), symlinks out of the destination, missing objects.
+NAMES = [b"a", b"b", b"c.yml", b".kapal.yml", b"..", b".", b".git", b"", b"a/b"]
+LINK_TARGETS = ["OUTSIDE", "../outside", "../../outside", "a", "/", ".", "a/../../outside"]
+Node = tuple[bytes, bytes, object]  # (mode, name, content: bytes | list[Node] | None)
+
+nodes = st.recursive(
+    st.tuples(st.just(b"100644"), st.sampled_from(NAMES), st.binary(max_size=8))
+    | st.tuples(st.just(b"100755"), st.sampled_from(NAMES), st.binary(max_size=8))
+    | st.tuples(st.just(b"120000"), st.sampled_from(NAMES), st.sampled_from(LINK_TARGETS))
+    | st.tuples(st.just(b"160000"), st.sampled_from(NAMES), st.none())
+    | st.tuples(st.just(b"100644"), st.sampled_from(NAMES), st.just("MISSING")),
+    lambda children: st.tuples(
+        st.just(b"40000"), st.sampled_from(NAMES), st.lists(children, max_size=4)
+    ),
+    max_leaves=8,
+)
+
+
+def _store(repo: gitpython.Repo, kind: bytes, data: bytes) -> bytes:
+    return repo.odb.store(IStream(kind, len(data), io.BytesIO(data))).binsha  # type: ignore[no-any-return]
+
+
+def _tree(repo: gitpython.Repo, entries: list[Node], outside: Path) -> bytes:
+    raw = b""
+    for mode, name, content in entries:
+        if mode == b"40000":
+            object_id = _tree(repo, content, outside)  # type: ignore[arg-type]
+        elif mode == b"160000" or content == "MISSING":
+            object_id = bytes(range(20))
+        elif mode == b"120000":
+            object_id = _store(
+                repo, b"blob", str(content).replace("OUTSIDE", str(outside)).encode()
+            )
+        else:
+            object_id = _store(repo, b"blob", content)  # type: ignore[arg-type]
+        raw += mode + b" " + name + b"\0" + object_id
+    return _store(repo, b"tree", raw)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(entries=st.lists(nodes, max_size=6))
+@example(  # a symlink out, then a directory of the same name holding a file
+    entries=[(b"120000", b"a", "OUTSIDE"), (b"40000", b"a", [(b"100644", b"evil", b"x")])]
+)
+@example(entries=[(b"40000", b"..", [(b"100644", b"evil", b"x")])])
+@example(
+    entries=[(b"40000", b"a", [(b"40000", b"..", [(b"40000", b"..", [(b"100644", b"e", b"")])])])]
+)
+@example(entries=[(b"120000", b"a", "../outside"), (b"100644", b"a/evil", b"x")])
+@example(entries=[(b"40000", b".git", [(b"100644", b"config", b"[core]\n")])])
+def test_a_hostile_tree_is_written_inside_its_directory_or_refused(
+    project: Project, tmp_path: Path, entries: list[Node]
+) -> None:
+    if not (project.work / "README.md").exists():  # the first example makes the origin
+        project.commit({"README.md": "x\n"})
+        project.push()
+    sha = git(project.work, "rev-parse", "HEAD")
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    outside = work / "outside"
+    outside.mkdir()
+    (outside / "canary").write_text("untouched\n")
+    destination = work / "destination"
+    destination.mkdir()
+    with mirror_of(project, tmp_path / "data") as mirror:
+        mirror.fetch(sha)
+        repo = gitpython.Repo(mirror.path)
+        try:
+            tree = _tree(repo, entries, outside).hex()
+            stamp = b"author A <a@example.com> 0 +0000\ncommitter A <a@example.com> 0 +0000\n"
+            commit = _store(repo, b"commit", f"tree {tree}\n".encode() + stamp + b"\nhostile\n")
+        finally:
+            repo.close()
+        try:
+            mirror.materialise(commit.hex(), destination)
+            with mirror.planning_tree(commit.hex()) as planned:
+                assert planned.root.is_dir()
+        except (UnsafeTreeError, LoadError):
+            pass
+    assert sorted(p.name for p in work.iterdir()) == ["destination", "outside"]
+    assert sorted(p.name for p in outside.iterdir()) == ["canary"]
+    assert (outside / "canary").read_text() == "untouched\n"
+    for path in destination.rglob("*"):
+        if not path.is_symlink():
+            assert path.resolve().is_relative_to(destination.resolve())

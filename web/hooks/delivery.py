@@ -24,12 +24,12 @@ from web.errors import (
     SignatureError,
     UnsupportedMediaTypeError,
 )
+from web.hooks.trigger import COMMIT_ID
 
 DEFAULT_BODY_LIMIT = 4 * 1024 * 1024  # bytes; GitHub caps payloads at 25 MB, pushes are far less
 MAX_HEADER_LENGTH = 1024  # a delivery id or event name longer than this is not a real one
 MAX_LISTED_FILES = 10_000  # changed files kept from a payload; more means "compute from git"
 
-_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|/-|\.lock(/|$)|^[./-]|[/.]$")
 
 
@@ -342,7 +342,7 @@ class Fields:
     def sha(self, key: str) -> str:
         """A commit id: 40 (or 64, SHA-256 repositories) hexadecimal digits, lowercased."""
         value = self.text(key, "a commit id").lower()
-        if not _SHA.fullmatch(value):
+        if not COMMIT_ID.fullmatch(value):
             name = self._name(key)
             raise PayloadError(
                 f"{self.where}: field `{name}` should be a commit id of 40 hexadecimal "

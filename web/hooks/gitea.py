@@ -23,7 +23,6 @@ PULL_REQUEST_EVENTS = ("pull_request", "pull_request_sync")
 
 GITEA = Dialect(
     provider="gitea",
-    host=HOST,
     actions={"opened": "opened", "synchronized": "synchronized", "reopened": "reopened"},
     total_commits_field="total_commits",
     commits_cap=None,

@@ -43,10 +43,9 @@ MAX_PUSH_COMMITS = 2048  # GitHub lists at most this many commits in a push payl
 
 @dataclass(frozen=True)
 class Dialect:
-    """How a GitHub-shaped host names things: its name, actions and commit count field."""
+    """How a GitHub-shaped host names things: its pull request actions, its commit counts."""
 
     provider: Provider
-    host: str
     actions: Mapping[str, MergeRequestAction]
     total_commits_field: str | None
     commits_cap: int | None
@@ -54,7 +53,6 @@ class Dialect:
 
 GITHUB = Dialect(
     provider="github",
-    host=HOST,
     actions={"opened": "opened", "synchronize": "synchronized", "reopened": "reopened"},
     total_commits_field=None,
     commits_cap=MAX_PUSH_COMMITS,
@@ -78,9 +76,8 @@ def parse(headers: Mapping[str, str], body: bytes, *, secret: str) -> Trigger | 
     fields = Fields(decode_body(seen, body, host=HOST, form=True), f"GitHub {event} payload")
     if event == "ping":
         hook = fields.optional_integer("hook_id")
-        return source.ignored(
-            f"ping: webhook{f' {hook}' if hook is not None else ''} reached kapal"
-        )
+        named = "" if hook is None else f" {hook}"
+        return source.ignored(f"ping: webhook{named} reached kapal")
     if event == "push":
         return push_trigger(fields, GITHUB, source)
     return pull_request_trigger(fields, GITHUB, source)

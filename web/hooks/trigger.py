@@ -18,6 +18,7 @@ TriggerKind = Literal["push", "tag_push", "merge_request"]
 MergeRequestAction = Literal["opened", "synchronized", "reopened"]
 
 ZERO_SHA = "0" * 40
+COMMIT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # SHA-1, or SHA-256 repositories
 
 
 @dataclass(frozen=True)
