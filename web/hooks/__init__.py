@@ -9,8 +9,9 @@ Use, in the order the checks must happen::
     else: record a pipeline for the Trigger, keyed by (provider, outcome.delivery_id)
 
 `parse_delivery` raises only `web.errors.WebhookError` subclasses (each with its 4xx `status`),
-whatever the headers and body. `trigger_context` turns a `Trigger` into what `pipeline.plan`
-takes.
+whatever the headers and body. `web.hooks.planning.plan_trigger` then fetches the commit into
+the repository's mirror (`web.mirrors.RepositoryMirror`) and plans it; `trigger_context` alone
+turns a `Trigger` into what `pipeline.plan` takes.
 """
 
 from __future__ import annotations

@@ -145,3 +145,20 @@ def test_made_up_commit_is_an_error(project: Project, tmp_path: Path) -> None:
     mirror = RepositoryMirror(tmp_path / "data", name="acme/shop", clone_url=str(project.origin))
     with mirror, pytest.raises(CommitNotFoundError):
         plan_trigger(trigger, mirror, pipeline_id=11)
+
+
+def test_include_through_a_symlink_out_of_the_repository_reads_no_host_file(
+    project: Project, tmp_path: Path
+) -> None:
+    secret = tmp_path / "host-secret.yml"
+    secret.write_text("stolen:\n  script: [echo host-only-value]\n")
+    before = git(project.work, "rev-parse", "HEAD")
+    (project.work / "ci/jobs.yml").unlink()
+    (project.work / "ci/jobs.yml").symlink_to(secret)
+    after = project.commit({})
+    project.push()
+    with RepositoryMirror(tmp_path / "data", name="acme/shop", clone_url=str(project.origin)) as m:
+        planned = plan_trigger(github_push(project, before, after), m, pipeline_id=12)
+    assert planned.plan is None and isinstance(planned.error, IncludeError)
+    assert "host-only-value" not in str(planned.error)
+    assert secret.read_text() == "stolen:\n  script: [echo host-only-value]\n"
