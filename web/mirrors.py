@@ -172,20 +172,24 @@ class RepositoryMirror:
         """Make `sha` (and `refs`, e.g. the pushed ref) present; return the commit's id.
 
         Clones the repository on first use; later fetches only `refs`, then the commit by id,
-        then everything, stopping as soon as the commit is there. A tag object is peeled to
-        its commit. Raises `RepositoryUnreachableError`, `CommitNotFoundError`,
-        `MirrorBusyError`.
+        then everything, stopping as soon as the commit is there (when it already is, only the
+        `refs` the mirror lacks are fetched). A tag object is peeled to its commit. Raises
+        `RepositoryUnreachableError`, `CommitNotFoundError`, `MirrorBusyError`.
         """
         sha = _checked_sha(sha)
-        refspecs = [f"+{ref}:{ref}" for ref in refs if _checked_ref(ref)]
+        wanted = [ref for ref in refs if _checked_ref(ref)]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.path) + ".lock", timeout=self.lock_timeout)
         try:
             with lock:
                 if not (self.path / "HEAD").is_file():
                     self._clone()
-                elif refspecs:
-                    self._try_fetch(*refspecs)
+                elif self._commit(sha) is None:
+                    self._try_fetch(*(f"+{ref}:{ref}" for ref in wanted))
+                else:  # a redelivery, or another pipeline of the commit: only what is missing
+                    missing = [ref for ref in wanted if self._commit(ref) is None]
+                    if missing:
+                        self._try_fetch(*(f"+{ref}:{ref}" for ref in missing))
                 found = self._commit(sha)
                 if found is None and self._try_fetch(sha) is None:
                     found = self._commit(sha)
@@ -205,7 +209,7 @@ class RepositoryMirror:
         if found is None:
             raise CommitNotFoundError(
                 f"commit {sha} is not in {shown_url(self.clone_url)} (fetched "
-                f"{', '.join(refs) or 'every ref'}); was it force-pushed away?"
+                f"{', '.join(wanted) or 'every ref'}); was it force-pushed away?"
             )
         return found
 

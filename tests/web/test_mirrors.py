@@ -132,6 +132,21 @@ def test_fetches_a_commit_pushed_after_the_mirror_was_made(
     assert mirror.path.parent == data_dir / "mirrors"
 
 
+def test_a_present_commit_fetches_only_the_refs_the_mirror_lacks(
+    project: Project, data_dir: Path
+) -> None:
+    sha = project.commit({"a.txt": "1"})
+    project.push()
+    with mirror_of(project, data_dir) as mirror:
+        mirror.fetch(sha, refs=["refs/heads/main"])
+        project.push("HEAD:refs/heads/release")  # a new branch at the same commit
+        project.commit({"b.txt": "1"})
+        project.push()  # main moves on; the mirror's main stays where it was
+        assert mirror.fetch(sha, refs=["refs/heads/main", "refs/heads/release"]) == sha
+        assert mirror.merge_base(sha, "release") == sha
+        assert git(mirror.path, "rev-parse", "refs/heads/main") == sha  # main not refetched
+
+
 def test_a_tag_is_peeled_to_its_commit(project: Project, data_dir: Path) -> None:
     sha = project.commit({".kapal.yml": PIPELINE_V1})
     git(project.work, "tag", "-a", "v1.0", "-m", "release")
