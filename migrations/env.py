@@ -11,7 +11,7 @@ from typing import Any, Literal
 from alembic import context
 from sqlalchemy import Connection
 
-from web.db.models import Base, UTCDateTime
+from web.db.models import Base, CleanString, CleanText, UTCDateTime
 from web.db.session import make_engine
 
 config = context.config
@@ -27,9 +27,15 @@ def _url() -> str:
 
 
 def _render_item(kind: str, item: Any, autogen_context: Any) -> str | Literal[False]:
-    """Write kapal's UTC timestamp type as the plain column type it stores into."""
-    if kind == "type" and isinstance(item, UTCDateTime):
+    """Write kapal's own column types as the plain column types they store into."""
+    if kind != "type":
+        return False
+    if isinstance(item, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if isinstance(item, CleanString):
+        return f"sa.String(length={item.length})"
+    if isinstance(item, CleanText):
+        return "sa.Text()"
     return False
 
 

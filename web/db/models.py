@@ -66,6 +66,46 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def storable_text(value: str) -> str:
+    """`value` as every database can store it: NUL (PostgreSQL refuses it in text) becomes
+    U+FFFD, and so does a lone surrogate (no UTF-8 encoding exists for it)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
+class _StorableText(TypeDecorator[str]):
+    """Text that takes any Python string: job output and webhook fields are someone else's."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """Make the value storable (see `storable_text`)."""
+        return None if value is None else storable_text(value)
+
+
+class CleanText(_StorableText):
+    """Unbounded text (TEXT) that takes any Python string."""
+
+    impl = Text
+    cache_ok = True
+
+
+class CleanString(_StorableText):
+    """Bounded text (VARCHAR(n)) that takes any Python string."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+
 class Base(DeclarativeBase):
     """Declarative base of every kapal table."""
 
@@ -83,10 +123,10 @@ class Repository(Base):
     __tablename__ = "repositories"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)  # "acme/shop"
-    clone_url: Mapped[str] = mapped_column(Text)
-    provider: Mapped[str] = mapped_column(String(16))  # github | gitlab | gitea
-    default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    name: Mapped[str] = mapped_column(CleanString(255), unique=True)  # "acme/shop"
+    clone_url: Mapped[str] = mapped_column(CleanText())
+    provider: Mapped[str] = mapped_column(CleanString(16))  # github | gitlab | gitea
+    default_branch: Mapped[str] = mapped_column(CleanString(255), default="main")
     webhook_secret: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted
     status_token: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted; None: no statuses
     # fnmatch patterns over full refs (refs/heads/release/*, refs/tags/v*) whose pipelines receive
@@ -109,17 +149,19 @@ class Pipeline(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
-    source: Mapped[str] = mapped_column(String(32))  # push | tag | merge_request_event | api | ...
-    ref: Mapped[str] = mapped_column(String(255))  # branch or tag name, without refs/heads/
+    source: Mapped[str] = mapped_column(
+        CleanString(32)
+    )  # push | tag | merge_request_event | api | ...
+    ref: Mapped[str] = mapped_column(CleanString(255))  # branch or tag name, without refs/heads/
     tag: Mapped[bool] = mapped_column(Boolean, default=False)
-    sha: Mapped[str] = mapped_column(String(64))
-    before_sha: Mapped[str | None] = mapped_column(String(64))
-    message: Mapped[str] = mapped_column(Text, default="")
-    author_name: Mapped[str] = mapped_column(String(255), default="")
-    author_email: Mapped[str] = mapped_column(String(255), default="")
-    delivery_id: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str] = mapped_column(Text, default="")
+    sha: Mapped[str] = mapped_column(CleanString(64))
+    before_sha: Mapped[str | None] = mapped_column(CleanString(64))
+    message: Mapped[str] = mapped_column(CleanText(), default="")
+    author_name: Mapped[str] = mapped_column(CleanString(255), default="")
+    author_email: Mapped[str] = mapped_column(CleanString(255), default="")
+    delivery_id: Mapped[str | None] = mapped_column(CleanString(255))
+    status: Mapped[str] = mapped_column(CleanString(16))
+    reason: Mapped[str] = mapped_column(CleanText(), default="")
     variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # What the rules saw besides the ref: merge request fields, changed files...
     trigger: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -143,20 +185,20 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(255))
-    stage: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(CleanString(255))
+    stage: Mapped[str] = mapped_column(CleanString(255))
     position: Mapped[int] = mapped_column(Integer)  # order in the plan
-    status: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str] = mapped_column(Text, default="")
-    when: Mapped[str] = mapped_column(String(16), default="on_success")
+    status: Mapped[str] = mapped_column(CleanString(16))
+    reason: Mapped[str] = mapped_column(CleanText(), default="")
+    when: Mapped[str] = mapped_column(CleanString(16), default="on_success")
     allow_failure: Mapped[bool] = mapped_column(Boolean, default=False)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     retried: Mapped[bool] = mapped_column(Boolean, default=False)  # a later attempt replaced it
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     exit_code: Mapped[int | None] = mapped_column(Integer)
-    worker: Mapped[str | None] = mapped_column(String(255))
-    image: Mapped[str | None] = mapped_column(Text)
-    image_digest: Mapped[str | None] = mapped_column(String(100))
+    worker: Mapped[str | None] = mapped_column(CleanString(255))
+    image: Mapped[str | None] = mapped_column(CleanText())
+    image_digest: Mapped[str | None] = mapped_column(CleanString(100))
     log_lines: Mapped[int] = mapped_column(Integer, default=0)  # lines appended so far
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column()
@@ -180,7 +222,7 @@ class LogChunk(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     first_line: Mapped[int] = mapped_column(Integer)
     end_line: Mapped[int] = mapped_column(Integer)
-    text: Mapped[str] = mapped_column(Text)  # the lines, each ended by "\n"
+    text: Mapped[str] = mapped_column(CleanText())  # the lines, each ended by "\n"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -191,11 +233,11 @@ class Artifact(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(255))
-    path: Mapped[str] = mapped_column(Text)  # relative to the artifacts dir
+    name: Mapped[str] = mapped_column(CleanString(255))
+    path: Mapped[str] = mapped_column(CleanText())  # relative to the artifacts dir
     files: Mapped[list[str]] = mapped_column(default=list)
     size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(CleanString(64))
     expire_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -211,11 +253,11 @@ class TestCase(Base):
         ForeignKey("pipelines.id", ondelete="CASCADE"), index=True
     )
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    suite: Mapped[str] = mapped_column(Text)  # the JUnit classname / suite
-    name: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))  # passed | failed | error | skipped
+    suite: Mapped[str] = mapped_column(CleanText())  # the JUnit classname / suite
+    name: Mapped[str] = mapped_column(CleanText())
+    status: Mapped[str] = mapped_column(CleanString(16))  # passed | failed | error | skipped
     duration: Mapped[float] = mapped_column(Float, default=0.0)
-    message: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(CleanText(), default="")
 
 
 class BuiltImage(Base):
@@ -225,8 +267,8 @@ class BuiltImage(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    tag: Mapped[str] = mapped_column(Text)
-    digest: Mapped[str] = mapped_column(String(100))
+    tag: Mapped[str] = mapped_column(CleanText())
+    digest: Mapped[str] = mapped_column(CleanString(100))
     pushed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -241,16 +283,16 @@ class WebhookDelivery(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    provider: Mapped[str] = mapped_column(String(16))
-    delivery_id: Mapped[str] = mapped_column(String(255))
-    event: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(CleanString(16))
+    delivery_id: Mapped[str] = mapped_column(CleanString(255))
+    event: Mapped[str] = mapped_column(CleanString(64))
     repository_id: Mapped[int | None] = mapped_column(
         ForeignKey("repositories.id", ondelete="SET NULL")
     )
     pipeline_id: Mapped[int | None] = mapped_column(ForeignKey("pipelines.id", ondelete="SET NULL"))
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
-    outcome: Mapped[str] = mapped_column(Text, default="")  # "pipeline", "ignored: ...", ...
+    outcome: Mapped[str] = mapped_column(CleanText(), default="")  # "pipeline", "ignored: ...", ...
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -260,9 +302,9 @@ class ApiToken(Base):
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings to tell tokens apart
+    name: Mapped[str] = mapped_column(CleanString(255), unique=True)
+    token_hash: Mapped[str] = mapped_column(CleanString(64), unique=True)
+    prefix: Mapped[str] = mapped_column(CleanString(16))  # shown in listings to tell tokens apart
     scopes: Mapped[list[str]] = mapped_column(default=list)
     repository_id: Mapped[int | None] = mapped_column(
         ForeignKey("repositories.id", ondelete="CASCADE")
@@ -280,7 +322,7 @@ class Secret(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(CleanString(255))
     value: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
