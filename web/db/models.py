@@ -152,15 +152,15 @@ class Pipeline(Base):
     source: Mapped[str] = mapped_column(
         CleanString(32)
     )  # push | tag | merge_request_event | api | ...
-    ref: Mapped[str] = mapped_column(CleanString(255))  # branch or tag name, without refs/heads/
+    ref: Mapped[str] = mapped_column(CleanText())  # branch or tag name, without refs/heads/
     tag: Mapped[bool] = mapped_column(Boolean, default=False)
     sha: Mapped[str] = mapped_column(CleanString(64))
     before_sha: Mapped[str | None] = mapped_column(CleanString(64))
     message: Mapped[str] = mapped_column(CleanText(), default="")
-    author_name: Mapped[str] = mapped_column(CleanString(255), default="")
-    author_email: Mapped[str] = mapped_column(CleanString(255), default="")
-    delivery_id: Mapped[str | None] = mapped_column(CleanString(255))
-    status: Mapped[str] = mapped_column(CleanString(16))
+    author_name: Mapped[str] = mapped_column(CleanText(), default="")
+    author_email: Mapped[str] = mapped_column(CleanText(), default="")
+    delivery_id: Mapped[str | None] = mapped_column(CleanText())
+    status: Mapped[str] = mapped_column(CleanString(32))
     reason: Mapped[str] = mapped_column(CleanText(), default="")
     variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # What the rules saw besides the ref: merge request fields, changed files...
@@ -185,20 +185,20 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(CleanString(255))
-    stage: Mapped[str] = mapped_column(CleanString(255))
+    name: Mapped[str] = mapped_column(CleanText())
+    stage: Mapped[str] = mapped_column(CleanText())
     position: Mapped[int] = mapped_column(Integer)  # order in the plan
-    status: Mapped[str] = mapped_column(CleanString(16))
+    status: Mapped[str] = mapped_column(CleanString(32))
     reason: Mapped[str] = mapped_column(CleanText(), default="")
-    when: Mapped[str] = mapped_column(CleanString(16), default="on_success")
+    when: Mapped[str] = mapped_column(CleanString(32), default="on_success")
     allow_failure: Mapped[bool] = mapped_column(Boolean, default=False)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     retried: Mapped[bool] = mapped_column(Boolean, default=False)  # a later attempt replaced it
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     exit_code: Mapped[int | None] = mapped_column(Integer)
-    worker: Mapped[str | None] = mapped_column(CleanString(255))
+    worker: Mapped[str | None] = mapped_column(CleanText())
     image: Mapped[str | None] = mapped_column(CleanText())
-    image_digest: Mapped[str | None] = mapped_column(CleanString(100))
+    image_digest: Mapped[str | None] = mapped_column(CleanText())
     log_lines: Mapped[int] = mapped_column(Integer, default=0)  # lines appended so far
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column()
@@ -233,7 +233,7 @@ class Artifact(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(CleanString(255))
+    name: Mapped[str] = mapped_column(CleanText())
     path: Mapped[str] = mapped_column(CleanText())  # relative to the artifacts dir
     files: Mapped[list[str]] = mapped_column(default=list)
     size: Mapped[int] = mapped_column(BigInteger)
@@ -255,7 +255,7 @@ class TestCase(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     suite: Mapped[str] = mapped_column(CleanText())  # the JUnit classname / suite
     name: Mapped[str] = mapped_column(CleanText())
-    status: Mapped[str] = mapped_column(CleanString(16))  # passed | failed | error | skipped
+    status: Mapped[str] = mapped_column(CleanString(32))  # passed | failed | error | skipped
     duration: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(CleanText(), default="")
 
@@ -268,7 +268,7 @@ class BuiltImage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     tag: Mapped[str] = mapped_column(CleanText())
-    digest: Mapped[str] = mapped_column(CleanString(100))
+    digest: Mapped[str] = mapped_column(CleanText())
     pushed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -285,7 +285,7 @@ class WebhookDelivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     provider: Mapped[str] = mapped_column(CleanString(16))
     delivery_id: Mapped[str] = mapped_column(CleanString(255))
-    event: Mapped[str] = mapped_column(CleanString(64))
+    event: Mapped[str] = mapped_column(CleanText())
     repository_id: Mapped[int | None] = mapped_column(
         ForeignKey("repositories.id", ondelete="SET NULL")
     )

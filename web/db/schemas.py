@@ -59,8 +59,8 @@ class RepositoryUpdate(BaseModel):
     """Changes to a repository; fields left None stay as they are."""
 
     clone_url: str | None = None
-    default_branch: str | None = None
-    webhook_secret: str | None = None
+    default_branch: str | None = Field(default=None, min_length=1, max_length=255)
+    webhook_secret: str | None = Field(default=None, min_length=1)
     status_token: str | None = None
     protected_refs: list[str] | None = None
     allow_host_network: bool | None = None
@@ -95,15 +95,15 @@ class PipelineCreate(BaseModel):
 
     repository_id: int
     source: str = Field(min_length=1, max_length=32)
-    ref: str = Field(min_length=1, max_length=255)
+    ref: str = Field(min_length=1)
     sha: str = Field(min_length=1, max_length=64)
     tag: bool = False
-    before_sha: str | None = None
+    before_sha: str | None = Field(default=None, max_length=64)
     message: str = ""
     author_name: str = ""
     author_email: str = ""
     delivery_id: str | None = None
-    status: str = "created"
+    status: str = Field(default="created", max_length=32)
     reason: str = ""
     variables: dict[str, str] = Field(default_factory=dict)
     trigger: dict[str, Any] = Field(default_factory=dict)
@@ -136,12 +136,12 @@ class PipelineRead(_Row):
 class JobCreate(BaseModel):
     """A job of a pipeline, as the plan lists it."""
 
-    name: str = Field(min_length=1, max_length=255)
-    stage: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1)
+    stage: str = Field(min_length=1)
     position: int
-    status: str = "created"
+    status: str = Field(default="created", max_length=32)
     reason: str = ""
-    when: str = "on_success"
+    when: str = Field(default="on_success", max_length=32)
     allow_failure: bool = False
     image: str | None = None
 
@@ -189,7 +189,7 @@ class LogSlice(BaseModel):
 class ArtifactCreate(BaseModel):
     """An artifacts archive a job produced."""
 
-    name: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1)
     path: str = Field(min_length=1)
     files: list[str] = Field(default_factory=list)
     size: int = Field(ge=0)
@@ -254,7 +254,7 @@ class DeliveryCreate(BaseModel):
 
     provider: Provider
     delivery_id: str = Field(min_length=1, max_length=255)
-    event: str = Field(max_length=64)
+    event: str
     payload: bytes
     headers: dict[str, str] = Field(default_factory=dict)
     repository_id: int | None = None

@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 
 from tests.web.db.factories import make_jobs, make_pipeline, make_repository
 from web.db.encryption import SecretCipher
+from web.db.jobs import claim_job, create_jobs, get_job, set_job_image
 from web.db.logs import append_log, read_log
 from web.db.models import storable_text
 from web.db.pipelines import get_pipeline, list_pipelines
 from web.db.repos import get_repository_by_name
+from web.db.schemas import JobCreate
 from web.db.session import Database
 
 HOSTILE = "a\x00b\ud800c\x1b[31m\r\u202e\ufeffd"
@@ -60,3 +62,26 @@ def test_storable_text_encodes_and_keeps_the_rest(value: str) -> None:
     assert "\x00" not in cleaned
     if "\x00" not in value and not any(0xD800 <= ord(c) <= 0xDFFF for c in value):
         assert cleaned == value
+
+
+def test_long_free_text_fits_on_both_databases(database: Database, cipher: SecretCipher) -> None:
+    """Git refs, job names and digests have no length a database column may assume."""
+    long = "x" * 2000
+    with database.transaction() as session:
+        repo = make_repository(session, cipher)
+        pipeline = make_pipeline(
+            session, repo.id, ref="feature/" + long, author_name=long, author_email=long
+        )
+        job = create_jobs(
+            session=session,
+            pipeline_id=pipeline.id,
+            jobs=[JobCreate(name="test: [" + long + "]", stage=long, position=0, status="pending")],
+        )[0]
+        set_job_image(session=session, job_id=job.id, image=long, digest="sha512:" + "f" * 128)
+        claim_job(session=session, job_id=job.id, worker="worker@" + long)
+    with database.transaction() as session:
+        read = get_pipeline(session=session, pipeline_id=pipeline.id)
+        read_job = get_job(session=session, job_id=job.id)
+    assert read is not None and read.ref == "feature/" + long
+    assert read_job is not None and read_job.image_digest == "sha512:" + "f" * 128
+    assert read_job.worker == "worker@" + long
