@@ -75,9 +75,27 @@ def _blocking(problems: list[PipelineError], strict: bool) -> list[PipelineError
     return [p for p in problems if strict or p.severity == "error"]
 
 
-def _load(path: Path, as_json: bool = False) -> Document:
+def _inputs(items: list[str] | None) -> dict[str, object] | None:
+    """`--input NAME=VALUE` options as the inputs of the file's `spec: inputs`."""
+    if not items:
+        return None
+    found: dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            _usage(f"--input {item!r} must look like NAME=VALUE")
+        found[name] = value
+    return found
+
+
+_INPUT_OPTION = typer.Option(
+    "--input", help="A value for the file's `spec: inputs`, NAME=VALUE (repeatable)."
+)
+
+
+def _load(path: Path, as_json: bool = False, inputs: list[str] | None = None) -> Document:
     try:
-        return load(path)
+        return load(path, inputs=_inputs(inputs))
     except PipelineError as exc:
         problems = exc.problems
         if as_json:
@@ -100,10 +118,11 @@ def lint_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Treat warnings as errors (exit 1).")
     ] = False,
+    inputs: Annotated[list[str] | None, _INPUT_OPTION] = None,
 ) -> None:
     """Check a pipeline file; print each problem as file:line:col: message."""
     path = _pipeline_path(file)
-    document = _load(path, as_json)
+    document = _load(path, as_json, inputs)
     config, problems = validate_collecting(document)
     failing = _blocking(problems, strict) or config is None
     if as_json:
@@ -177,6 +196,7 @@ def plan_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Treat warnings as errors: no plan when any.")
     ] = False,
+    inputs: Annotated[list[str] | None, _INPUT_OPTION] = None,
 ) -> None:
     """Show what a pipeline would run for a trigger: stages, jobs, skipped jobs and why, needs."""
     if branch is not None and tag is not None:
@@ -195,7 +215,7 @@ def plan_command(
     if source == "merge_request_event" and tag is not None:
         _usage("a merge request pipeline runs on a branch: give --branch, not --tag")
     file = _pipeline_path(path)
-    document = _load(file, as_json)
+    document = _load(file, as_json, inputs)
     root = Path(document.root_dir)
     head_branch, head_sha = _git_head(root)
     if branch is None and tag is None:

@@ -27,7 +27,6 @@ from pipeline.errors import (
     Location,
     PipelineError,
     PipelineWarning,
-    UnsupportedKeywordError,
 )
 
 MAX_NODES = 200_000
@@ -53,6 +52,12 @@ _TEXT_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value", _MERGE_T
 # Where `parse_yaml` puts the warnings of the files it reads (set by `collect_warnings`).
 _WARNINGS: contextvars.ContextVar[list[PipelineError] | None] = contextvars.ContextVar(
     "pipeline_load_warnings", default=None
+)
+
+
+# The inputs given for the file being parsed (`load(..., inputs=...)`); included files get none.
+_INPUTS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "pipeline_inputs", default=None
 )
 
 
@@ -200,12 +205,23 @@ def read_text(path: Path, shown: str) -> str:
         ) from None
 
 
-def load(path: str | Path, *, root_dir: str | Path | None = None) -> Document:
-    """Load a pipeline file (or the pipeline file of a directory) without resolving it."""
+def load(
+    path: str | Path,
+    *,
+    root_dir: str | Path | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> Document:
+    """Load a pipeline file (or the pipeline file of a directory) without resolving it.
+
+    `inputs` are values for the file's `spec: inputs` (text is read in each input's type).
+    """
+    token = _INPUTS.set(inputs)
     try:
         return _load(Path(path), root_dir)
     except ValueError as exc:  # a path with a NUL byte, say
         raise LoadError(f"cannot read {str(path)!r}: {exc}", Location(repr(str(path)))) from None
+    finally:
+        _INPUTS.reset(token)
 
 
 def _load(path: Path, root_dir: str | Path | None) -> Document:
@@ -229,10 +245,20 @@ def _load(path: Path, root_dir: str | Path | None) -> Document:
     )
 
 
-def loads(text: str, filename: str = ".kapal.yml", root_dir: str | Path = ".") -> Document:
+def loads(
+    text: str,
+    filename: str = ".kapal.yml",
+    root_dir: str | Path = ".",
+    *,
+    inputs: dict[str, Any] | None = None,
+) -> Document:
     """Load a pipeline from text (for tests and tools); `filename` is used in messages."""
-    with collect_warnings() as warnings:
-        data = parse_yaml(text, filename)
+    token = _INPUTS.set(inputs)
+    try:
+        with collect_warnings() as warnings:
+            data = parse_yaml(text, filename)
+    finally:
+        _INPUTS.reset(token)
     return Document(
         path=filename,
         root_dir=str(root_dir),
@@ -312,23 +338,37 @@ def parse_yaml(text: str, filename: str) -> Any:
         raise LoadError("invalid YAML: nested too deeply", Location(filename)) from None
     if not nodes:
         return None
-    if len(nodes) > 1:
-        first = nodes[0]
-        loc = Location(filename, first.start_mark.line + 1, first.start_mark.column + 1)
-        if isinstance(first, MappingNode) and any(
-            isinstance(k, ScalarNode) and k.value == "spec" for k, _ in first.value
-        ):
-            raise UnsupportedKeywordError(
-                "`spec: inputs` (configuration inputs) is not supported by kapal yet; "
-                "use variables instead",
-                loc,
-            )
+    first = nodes[0]
+    loc = Location(filename, first.start_mark.line + 1, first.start_mark.column + 1)
+    has_header = isinstance(first, MappingNode) and any(
+        isinstance(k, ScalarNode) and k.value == "spec" for k, _ in first.value
+    )
+    if len(nodes) > 2 or (len(nodes) == 2 and not has_header):
         raise LoadError(
-            f"a pipeline file holds one YAML document, found {len(nodes)}; remove the '---' lines",
+            f"a pipeline file holds one YAML document (after an optional `spec:` header), found "
+            f"{len(nodes)}; remove the extra '---' lines",
             loc,
         )
+    given = _INPUTS.get()
+    if len(nodes) == 1:
+        if given:
+            raise LoadError(
+                "inputs were given, but the file declares none: start it with a "
+                "`spec: inputs:` header and a '---' line",
+                loc,
+            )
+        return _build(nodes[0], filename)
+    # GitLab's `spec: inputs` header, then the configuration its inputs are interpolated into.
+    from pipeline.inputs import input_values, interpolate, read_spec
+
+    specs = read_spec(_build(nodes[0], filename), filename)
+    values = input_values(specs, given or {}, loc)
+    return interpolate(_build(nodes[1], filename), values, filename)
+
+
+def _build(node: Node, filename: str) -> Any:
     builder = _Builder(filename)
-    data = builder.build(nodes[0])
+    data = builder.build(node)
     collector = _WARNINGS.get()
     if collector is not None:
         collector.extend(builder.duplicates)

@@ -26,8 +26,8 @@ GLOBAL_KEYWORDS = frozenset(
 )
 
 UNSUPPORTED_GLOBAL_KEYWORDS = {
-    "spec": "`spec: inputs` (configuration inputs) is not supported by kapal yet; "
-    "use variables instead",
+    "spec": "`spec:` belongs in a header: write `spec: inputs:` first, then a line '---', "
+    "then the configuration",
     "types": "`types` is GitLab's removed old name of `stages`; rename it to `stages`",
 }
 

@@ -517,7 +517,8 @@ def _parent(root: Any, path: tuple[Any, ...]) -> Any:
 def _structural_mutation(draw: st.DrawFn) -> tuple[str, Path]:
     """A valid file, loaded as plain data, mutated one to three times, dumped again."""
     source = draw(st.sampled_from(VALID_FILES))
-    data = yaml.load(source.read_text(), Loader=_Loader)  # a SafeLoader subclass
+    # The last document is the configuration; a `spec: inputs` header before it is kept.
+    *header, data = yaml.load_all(source.read_text(), Loader=_Loader)  # a SafeLoader subclass
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(data)
         if not isinstance(data, dict) or not paths:
@@ -539,7 +540,7 @@ def _structural_mutation(draw: st.DrawFn) -> tuple[str, Path]:
         elif kind == "rename" and isinstance(parent, dict):
             value = parent.pop(path[-1])
             parent[draw(_keys)] = value
-    return _dump(data), source.parent
+    return "".join(_dump(doc) + "---\n" for doc in header) + _dump(data), source.parent
 
 
 @st.composite
@@ -588,3 +589,57 @@ def test_text_mutations_of_valid_files(case: tuple[str, Path]) -> None:
     """Valid files with broken indentation, lost or doubled lines, syntax spliced in."""
     text, root = case
     _check(text, root)
+
+
+# -- spec: inputs headers and interpolation ---------------------------------------------------
+
+_input_names = st.sampled_from(["stage", "env", "n", "flag", "list", "nope"])
+_input = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["string", "number", "boolean", "array", "text"]),
+            "default": _scalars | st.lists(st.sampled_from(["a", "b"]), max_size=2),
+            "options": st.lists(st.sampled_from(["test", "build", 1, True]), max_size=3),
+            "regex": st.sampled_from(["^t", "[", "x+", 3]),
+            "description": st.text(max_size=5),
+        },
+    ),
+)
+_block = st.builds(
+    lambda name, functions: "$[[ inputs." + name + "".join(" | " + f for f in functions) + " ]]",
+    _input_names,
+    st.lists(
+        st.sampled_from(["truncate(0,2)", "posix_escape", "expand_vars", "upcase", "truncate(a)"]),
+        max_size=4,
+    ),
+)
+
+
+@FUZZ_LIGHT
+@given(
+    st.dictionaries(_input_names, _input, max_size=4),
+    st.lists(_block, min_size=1, max_size=4),
+    st.dictionaries(_input_names, st.text(max_size=6), max_size=2),
+)
+def test_random_inputs_headers_and_blocks(
+    inputs: dict[str, Any], blocks: list[str], given: dict[str, str]
+) -> None:
+    """Headers with any input declarations, blocks with any functions, any given values."""
+    body = {
+        "job-" + blocks[0]: {
+            "stage": blocks[-1],
+            "script": [f"echo {b}" for b in blocks],
+            "variables": {"V": blocks[0]},
+            "tags": blocks[-1],
+        }
+    }
+    text = _dump({"spec": {"inputs": inputs}}) + "---\n" + _dump(body)
+    _check(text)
+    try:
+        document = loads(text, filename=".gitlab-ci.yml", root_dir=HERE, inputs=dict(given))
+    except PipelineError:
+        return
+    for problem in lint(document):
+        assert isinstance(problem, PipelineError)
