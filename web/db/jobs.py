@@ -57,6 +57,12 @@ def list_jobs(*, session: Session, pipeline_id: int, include_retried: bool = Tru
     return [JobRead.model_validate(r) for r in rows]
 
 
+def is_cancel_requested(*, session: Session, job_id: int) -> bool:
+    """Whether someone asked to cancel this job (what a running job's watcher polls);
+    False for an unknown job."""
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
 def claim_job(*, session: Session, job_id: int, worker: str) -> bool:
     """Move a job pending -> running for `worker`, only if it is still pending.
 

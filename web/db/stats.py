@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,14 +28,32 @@ def count_jobs_by_status(*, session: Session) -> dict[str, int]:
 
 
 def list_jobs_by_status(
-    *, session: Session, statuses: Collection[str], limit: int = 100
+    *,
+    session: Session,
+    statuses: Collection[str],
+    queued_before: datetime | None = None,
+    limit: int = 100,
 ) -> list[JobRead]:
     """Current job attempts in these statuses, oldest first (to re-enqueue after a restart, or
-    to find the running jobs of a worker that died)."""
-    rows = session.scalars(
-        select(Job)
-        .where(Job.status.in_(sorted(statuses)), Job.retried.is_(False))
-        .order_by(Job.id)
+    to find the running jobs of a worker that died); with `queued_before`, only those queued
+    before then."""
+    query = select(Job).where(Job.status.in_(sorted(statuses)), Job.retried.is_(False))
+    if queued_before is not None:
+        query = query.where(Job.queued_at < queued_before)
+    rows = session.scalars(query.order_by(Job.id).limit(max(1, limit)))
+    return [JobRead.model_validate(r) for r in rows]
+
+
+def recent_job_durations(*, session: Session, limit: int = 10_000) -> list[tuple[str, float]]:
+    """(status, seconds from start to finish) of the most recently finished job attempts."""
+    rows = session.execute(
+        select(Job.status, Job.started_at, Job.finished_at)
+        .where(Job.started_at.is_not(None), Job.finished_at.is_not(None))
+        .order_by(Job.id.desc())
         .limit(max(1, limit))
     )
-    return [JobRead.model_validate(r) for r in rows]
+    return [
+        (status, max(0.0, (finished - started).total_seconds()))
+        for status, started, finished in rows
+        if started is not None and finished is not None
+    ]

@@ -11,6 +11,7 @@ from web.db.jobs import (
     claim_job,
     create_jobs,
     get_job,
+    is_cancel_requested,
     list_jobs,
     request_job_cancel,
     request_pipeline_cancel,
@@ -164,9 +165,13 @@ def test_cancel_of_a_running_job_is_left_to_its_worker(
     (job,) = _pipeline_with_jobs(database, cipher, "test")
     with database.transaction() as session:
         assert claim_job(session=session, job_id=job.id, worker="w")
+        assert not is_cancel_requested(session=session, job_id=job.id)
     with database.transaction() as session:
         marked = request_job_cancel(session=session, job_id=job.id)
     assert marked.status == "running" and marked.cancel_requested
+    with database.transaction() as session:
+        assert is_cancel_requested(session=session, job_id=job.id)
+        assert not is_cancel_requested(session=session, job_id=job.id + 1)
     with pytest.raises(NotFoundError), database.transaction() as session:
         request_job_cancel(session=session, job_id=job.id + 1)
 

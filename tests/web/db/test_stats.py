@@ -5,6 +5,7 @@ from __future__ import annotations
 from tests.web.db.factories import make_jobs, make_pipeline, make_repository
 from web.db.encryption import SecretCipher
 from web.db.jobs import claim_job, retry_job, set_job_status
+from web.db.models import utcnow
 from web.db.session import Database
 from web.db.stats import count_jobs_by_status, count_pipelines_by_status, list_jobs_by_status
 
@@ -29,3 +30,17 @@ def test_counts_and_lists(database: Database, cipher: SecretCipher) -> None:
     assert [j.id for j in pending] == [c.id, retried.id]
     assert [j.id for j in running] == [a.id]
     assert [j.id for j in one] == [c.id]
+
+
+def test_jobs_queued_before(database: Database, cipher: SecretCipher) -> None:
+    with database.transaction() as session:
+        repo = make_repository(session, cipher)
+        pipeline = make_pipeline(session, repo.id)
+        (old,) = make_jobs(session, pipeline.id, "old")
+    cutoff = utcnow()
+    with database.transaction() as session:
+        (new,) = make_jobs(session, pipeline.id, "new")
+        stale = list_jobs_by_status(session=session, statuses={"pending"}, queued_before=cutoff)
+        every = list_jobs_by_status(session=session, statuses={"pending"})
+    assert [j.id for j in stale] == [old.id]
+    assert [j.id for j in every] == [old.id, new.id]
