@@ -18,6 +18,7 @@ from web.errors import NotFoundError
 
 __all__ = [
     "create_pipeline",
+    "delete_pipeline",
     "get_pipeline",
     "get_pipeline_detail",
     "get_pipeline_plan",
@@ -47,6 +48,16 @@ def create_pipeline(*, session: Session, new: PipelineCreate) -> PipelineRead:
     session.add(row)
     session.flush()
     return PipelineRead.model_validate(row)
+
+
+def delete_pipeline(*, session: Session, pipeline_id: int) -> bool:
+    """Delete a pipeline with its jobs and logs (a trigger that gave none); False when unknown."""
+    row = session.get(Pipeline, pipeline_id)
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
 
 
 def get_pipeline(*, session: Session, pipeline_id: int) -> PipelineRead | None:

@@ -9,9 +9,12 @@ import pytest
 
 from pipeline import Plan, TriggerContext, loads, plan
 from tests.web.db.factories import make_jobs, make_pipeline, make_repository
+from web.db.deliveries import finish_delivery, get_delivery, record_delivery
 from web.db.encryption import SecretCipher
 from web.db.jobs import list_jobs
+from web.db.logs import append_log, read_log
 from web.db.pipelines import (
+    delete_pipeline,
     get_pipeline,
     get_pipeline_detail,
     get_pipeline_plan,
@@ -23,6 +26,7 @@ from web.db.pipelines import (
     set_pipeline_status,
 )
 from web.db.repos import delete_repository
+from web.db.schemas import DeliveryCreate, Provider
 from web.db.session import Database
 from web.errors import InvalidCursorError, NotFoundError
 
@@ -266,3 +270,31 @@ def test_record_plan_stores_the_plan_and_its_jobs(database: Database, cipher: Se
         ("deploy", "deploy", 3, "created", "manual", True, None),  # GitLab: manual may fail
     ]
     assert jobs[2].reason  # the planner's words for why it is left out
+
+
+def test_delete_pipeline_takes_its_jobs_and_logs(database: Database, cipher: SecretCipher) -> None:
+    with database.transaction() as session:
+        repo = make_repository(session, cipher)
+        pipeline = make_pipeline(session, repo.id)
+        kept = make_pipeline(session, repo.id)
+        (job,) = make_jobs(session, pipeline.id, "a")
+        append_log(session=session, job_id=job.id, lines=["x"])
+        recorded = record_delivery(
+            session=session,
+            delivery=DeliveryCreate(
+                provider=Provider.GITHUB, delivery_id="d", event="push", payload=b"{}"
+            ),
+        )
+        finish_delivery(
+            session=session, id=recorded.id, outcome="pipeline", pipeline_id=pipeline.id
+        )
+    with database.transaction() as session:
+        assert delete_pipeline(session=session, pipeline_id=pipeline.id)
+        assert not delete_pipeline(session=session, pipeline_id=pipeline.id)
+    with database.transaction() as session:
+        assert get_pipeline(session=session, pipeline_id=pipeline.id) is None
+        assert get_pipeline(session=session, pipeline_id=kept.id) is not None
+        assert list_jobs(session=session, pipeline_id=pipeline.id) == []
+        assert read_log(session=session, job_id=job.id).lines == []
+        delivery = get_delivery(session=session, provider=Provider.GITHUB, delivery_id="d")
+    assert delivery is not None and delivery.pipeline_id is None
