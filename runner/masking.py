@@ -32,6 +32,7 @@ _CONTROL = re.compile(f"[{_CONTROL_CLASS}]")
 _PLAIN = re.compile(f"[^{_CONTROL_CLASS}]+")
 _STRING_END = re.compile(r"[\x07\x18\x1a\x1b\x9c]")
 _CSI_PARAMS = re.compile(r"[0-9;]*\Z")
+_CSI_BODY = re.compile(r"([\x20-\x3f]*)([\x40-\x7e])")
 _RENDER_ROUNDS = 4
 _MAX_COLUMN = 1 << 14  # cursor movement beyond this is clamped (terminals clamp far sooner)
 
@@ -132,6 +133,11 @@ def _escape(text: str, i: int, ops: list[Op]) -> int:
 
 def _csi(text: str, i: int, ops: list[Op]) -> int:
     """A control sequence: parameters, intermediates, one final character."""
+    whole = _CSI_BODY.match(text, i)
+    if whole is not None:  # the usual case, with no control inside
+        if whole.group(2) != "m":  # SGR (colours) does nothing to the cursor
+            _csi_action(whole.group(1), whole.group(2), ops)
+        return whole.end()
     start = i
     while i < len(text):
         char = text[i]
@@ -284,6 +290,9 @@ class SecretMasker:
                 patterns |= encoded_forms(value)
         # longest first, so a secret containing another is masked whole
         self.patterns: tuple[str, ...] = tuple(sorted(patterns, key=len, reverse=True))
+        self._last_parse: tuple[str, list[Op]] = ("", [])
+        # one scan telling whether a text holds any pattern at all (most lines hold none)
+        self._any = re.compile("|".join(re.escape(p) for p in self.patterns) or "(?!)")
         # for `pending_prefix`: per pattern, the prefix lengths ending with each character
         self._prefix_ends: list[dict[str, list[int]]] = []
         for pattern in self.patterns:
@@ -301,15 +310,15 @@ class SecretMasker:
         With `boundary`, only occurrences that cross that index are marked.
         """
         if _CONTROL.search(text) is None:
-            for pattern in self.patterns:
+            for pattern in self._present(text):
                 for start in _occurrences(text, pattern):
                     end = start + len(pattern)
                     if boundary is None or start < boundary < end:
                         masked[start:end] = [True] * len(pattern)
             return
-        ops = _parse(text)
+        ops = self._parsed(text)
         projection = _Projection(text, ops)
-        for pattern in self.patterns:
+        for pattern in self._present(projection.visible):
             for start in _occurrences(projection.visible, pattern):
                 first = projection.origin(start)
                 last = projection.origin(start + len(pattern) - 1)
@@ -320,12 +329,25 @@ class SecretMasker:
             return
         cells, _ = _cells(ops)
         shown = "".join(text[i] if i >= 0 else " " for i in cells)
-        for pattern in self.patterns:
+        for pattern in self._present(shown):
             for start in _occurrences(shown, pattern):
                 indices = [i for i in cells[start : start + len(pattern)] if i >= 0]
                 if indices and (boundary is None or min(indices) < boundary <= max(indices)):
                     for i in indices:
                         masked[i] = True
+
+    def _parsed(self, text: str) -> list[Op]:
+        """`_parse(text)`, remembering the last line (`LineMasker` asks twice for each line)."""
+        last = self._last_parse  # one read: other threads may replace it meanwhile
+        if last[0] == text:
+            return last[1]
+        ops = _parse(text)
+        self._last_parse = (text, ops)
+        return ops
+
+    def _present(self, text: str) -> tuple[str, ...]:
+        """The patterns to look for in `text`: none when one scan finds no pattern there."""
+        return self.patterns if self._any.search(text) is not None else ()
 
     def mask(self, text: str) -> str:
         """Return `text` with every secret replaced."""
@@ -358,7 +380,7 @@ class SecretMasker:
         """
         if _CONTROL.search(text) is None:
             return self._visible_prefix(text)
-        ops = _parse(text)
+        ops = self._parsed(text)
         projection = _Projection(text, ops)
         start = len(text)
         size = self._visible_prefix(projection.visible)

@@ -447,3 +447,26 @@ def test_kapal_run_delivers_a_protected_secret_to_the_default_branch_only(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "deploy=[MASKED] open=[MASKED]" in done.stdout
     assert "deploy-value-2" not in done.stdout
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet=st.characters(codec="utf-8"), max_size=8),
+            st.from_regex(r"\x1b\[[0-9;?]{0,8}[ -/]?[@-~]", fullmatch=True),
+            st.from_regex(r"\x1b[\]PX^_][^\x07]{0,6}(\x07|\x1b\\)?", fullmatch=True),
+            st.sampled_from([*CONTROLS, "sup3rS3cret", "Value42", "\x9b", "\x1b"]),
+        ),
+        max_size=12,
+    ).map("".join),
+    st.integers(1, 20),
+)
+def test_any_output_goes_through_the_masker(text: str, width: int) -> None:
+    """Fuzz: whatever a job prints, the masker answers (no error) with one line per line."""
+    masker = SecretMasker(["sup3rS3cretValue42", "\033[1m-in-a-secret"])
+    assert isinstance(masker.mask(text), str)
+    lines = [text[i : i + width] for i in range(0, len(text), width)]
+    stream = LineMasker(masker)
+    out = [shown for line in lines for shown in stream.push(line)] + stream.flush()
+    assert len(out) == len(lines)
