@@ -16,6 +16,10 @@ what to do. Subclasses set `status`; the HTTP layer answers `{"error": str(exc)}
     │   ├── CommitNotFoundError       the pushed commit is not in the repository (422)
     │   ├── UnsafeTreeError           the commit's tree holds a path kapal refuses to write (422)
     │   └── MirrorBusyError           another process holds the mirror's lock too long (503)
+    ├── AuthenticationError           no API token, or one that is unknown, revoked or expired (401)
+    ├── PermissionDeniedError         the API token lacks the right the operation needs (403)
+    ├── PipelineNotCreatedError       a trigger gives no pipeline: unknown ref, no pipeline file,
+    │                                 `workflow: rules` refuse it (422)
     ├── DatabaseError                 the history database cannot serve the request (500)
     │   ├── NotMigratedError          the schema is not this kapal's: run `kapal migrate` (503)
     │   ├── NotFoundError             a row an operation names does not exist (404)
@@ -119,6 +123,25 @@ class MirrorBusyError(MirrorError):
     """The mirror's lock was not obtained in time (another fetch of the repository hangs)."""
 
     status = 503
+
+
+class AuthenticationError(WebError):
+    """The request carries no API token, or one that is unknown, revoked or expired."""
+
+    status = 401
+
+
+class PermissionDeniedError(WebError):
+    """The request's API token lacks the scope (or repository) the operation needs."""
+
+    status = 403
+
+
+class PipelineNotCreatedError(WebError):
+    """A pipeline asked for by hand cannot be made: the ref is unknown, the commit has no
+    pipeline file, or its `workflow: rules` create no pipeline."""
+
+    status = 422
 
 
 class DatabaseError(WebError):

@@ -1,0 +1,145 @@
+"""The web application on a migrated database (SQLite, then PostgreSQL), through TestClient.
+
+Jobs the service layer makes pending go to `RecordingDispatcher` (the queue is the layer above
+what these tests check); tests that need jobs to run use the end-to-end fixtures instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import warnings
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    # Starlette's TestClient prefers the httpx2 fork; kapal's client uses httpx, which it still takes
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+from tests.web.test_mirrors import Project
+from web.app import create_app
+from web.db.jobs import create_jobs
+from web.db.pipelines import create_pipeline
+from web.db.repos import create_repository
+from web.db.schemas import JobCreate, PipelineCreate, Provider, RepositoryCreate, RepositoryRead
+from web.db.session import Database
+from web.orchestration import Services
+from web.settings import Settings
+
+ADMIN = "admin-test-token"
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+WEBHOOK_SECRET = "s3cret-webhook-key"
+
+
+class RecordingDispatcher:
+    """A dispatcher that keeps the job ids it is given."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def run_jobs(self, job_ids: Sequence[int]) -> None:
+        """Remember the jobs."""
+        self.sent.extend(job_ids)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings on the test database, with a known admin token."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key="test key",
+        admin_token=ADMIN,
+        public_url="http://kapal.test",
+    )
+
+
+@pytest.fixture
+def dispatcher() -> RecordingDispatcher:
+    """The jobs sent to workers."""
+    return RecordingDispatcher()
+
+
+@pytest.fixture
+def services(settings: Settings, dispatcher: RecordingDispatcher) -> Iterator[Services]:
+    """The service layer on the test database."""
+    database = Database(settings.database_url)
+    try:
+        yield Services(settings=settings, database=database, dispatcher=dispatcher)
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings, services: Services) -> Iterator[TestClient]:
+    """A client of the app (lifespan run)."""
+    with TestClient(create_app(settings, services=services), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A bare origin repository and a working clone that commits and pushes to it."""
+    return Project(tmp_path / "repos")
+
+
+def register(
+    services: Services,
+    *,
+    name: str = "acme/shop",
+    clone_url: str = "",
+    provider: Provider = Provider.GITHUB,
+) -> RepositoryRead:
+    """Register a repository straight through the database."""
+    with services.database.transaction() as session:
+        return create_repository(
+            session=session,
+            cipher=services.cipher(),
+            new=RepositoryCreate(
+                name=name,
+                clone_url=clone_url or f"https://github.com/{name}.git",
+                provider=provider,
+                webhook_secret=WEBHOOK_SECRET,
+            ),
+        )
+
+
+def add_pipeline(
+    services: Services,
+    repository_id: int,
+    *,
+    ref: str = "main",
+    status: str = "running",
+    source: str = "push",
+    jobs: dict[str, str] | None = None,
+) -> tuple[int, list[int]]:
+    """Record a pipeline and its jobs (name -> status); returns their ids."""
+    with services.database.transaction() as session:
+        made = create_pipeline(
+            session=session,
+            new=PipelineCreate(
+                repository_id=repository_id, source=source, ref=ref, sha="a" * 40, status=status
+            ),
+        )
+        rows = create_jobs(
+            session=session,
+            pipeline_id=made.id,
+            jobs=[
+                JobCreate(name=name, stage="test", position=i, status=job_status)
+                for i, (name, job_status) in enumerate((jobs or {}).items())
+            ],
+        )
+    return made.id, [r.id for r in rows]
+
+
+def error_of(response: Any) -> str:
+    """The `error` of a JSON error answer."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    message = body["error"]
+    assert isinstance(message, str) and message
+    return message

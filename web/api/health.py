@@ -1,0 +1,80 @@
+"""`GET /healthz` (the database answers) and `GET /metrics` (Prometheus text format)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from web.api.deps import DatabaseDep
+from web.db.session import Database
+from web.db.stats import count_jobs_by_status, count_pipelines_by_status, recent_job_durations
+
+router = APIRouter(tags=["health"])
+
+# Upper bounds (seconds) of the job duration histogram's buckets.
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@router.get("/healthz")
+def healthz(database: DatabaseDep) -> JSONResponse:
+    """200 `{"status": "ok"}` when the database answers, else 503 with what failed."""
+    try:
+        with database.transaction() as session:
+            session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        return JSONResponse(
+            {"status": "unavailable", "error": f"the database does not answer: {reason}"},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ok", "database": database.dialect})
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_metrics(database: Database) -> str:
+    """The Prometheus exposition of pipelines by status, job durations and the queue depth."""
+    with database.transaction() as session:
+        pipelines = count_pipelines_by_status(session=session)
+        jobs = count_jobs_by_status(session=session)
+        durations = recent_job_durations(session=session)
+    out = [
+        "# HELP kapal_pipelines Pipelines by status.",
+        "# TYPE kapal_pipelines gauge",
+    ]
+    out += [f'kapal_pipelines{{status="{_label(s)}"}} {n}' for s, n in sorted(pipelines.items())]
+    out += ["# HELP kapal_jobs Current job attempts by status.", "# TYPE kapal_jobs gauge"]
+    out += [f'kapal_jobs{{status="{_label(s)}"}} {n}' for s, n in sorted(jobs.items())]
+    out += [
+        "# HELP kapal_queue_depth Jobs waiting for a worker (pending).",
+        "# TYPE kapal_queue_depth gauge",
+        f"kapal_queue_depth {jobs.get('pending', 0)}",
+        "# HELP kapal_job_duration_seconds Run time of recently finished job attempts.",
+        "# TYPE kapal_job_duration_seconds histogram",
+    ]
+    by_status: dict[str, list[float]] = {}
+    for status, seconds in durations:
+        by_status.setdefault(status, []).append(seconds)
+    for status, values in sorted(by_status.items()):
+        label = f'status="{_label(status)}"'
+        for bound in DURATION_BUCKETS:
+            count = sum(1 for v in values if v <= bound)
+            out.append(f'kapal_job_duration_seconds_bucket{{{label},le="{bound:g}"}} {count}')
+        out.append(f'kapal_job_duration_seconds_bucket{{{label},le="+Inf"}} {len(values)}')
+        out.append(f"kapal_job_duration_seconds_sum{{{label}}} {sum(values):.3f}")
+        out.append(f"kapal_job_duration_seconds_count{{{label}}} {len(values)}")
+    return "\n".join(out) + "\n"
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(database: DatabaseDep) -> PlainTextResponse:
+    """Prometheus metrics: `kapal_pipelines`, `kapal_jobs`, `kapal_queue_depth`,
+    `kapal_job_duration_seconds`."""
+    body = await run_in_threadpool(render_metrics, database)
+    return PlainTextResponse(body, media_type=PROMETHEUS_TYPE)

@@ -1,0 +1,155 @@
+"""`POST /hooks/github|gitlab|gitea`: a git host's delivery in, a pipeline (or a reason) out.
+
+The checks run in this order, each answering as soon as it fails: the body's size (413, by the
+app's body limit, before anything is read into memory), which repository the delivery names
+(400 when the body names none, 404 when none registered matches), the signature with that
+repository's secret (401), the event and payload (400, 415; 202 `{"ignored": ...}` for an event
+that asks for nothing). A verified delivery is recorded once per provider + delivery id: a
+redelivery answers 200 with the first one's `{"pipeline_id": N}` and makes nothing new.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from web.api.deps import DatabaseDep, ServicesDep, SettingsDep
+from web.db.deliveries import finish_delivery, get_delivery, record_delivery
+from web.db.encryption import SecretCipher
+from web.db.repos import get_repository_credentials, list_repositories
+from web.db.schemas import DeliveryCreate, Provider, RepositoryRead
+from web.db.session import Database
+from web.errors import NotFoundError
+from web.hooks import Ignored, RepositoryIdentity, Trigger, identify_repository, parse_delivery
+from web.orchestration import Services, create_pipeline_from_trigger
+from web.settings import Settings
+
+router = APIRouter(tags=["webhooks"])
+
+# Never kept with a stored delivery: GitLab's token header is the webhook secret itself.
+_SECRET_HEADERS = frozenset({"x-gitlab-token", "authorization", "cookie"})
+MAX_KEPT_HEADER = 1024
+
+
+def _find_repository(
+    database: Database, provider: Provider, identity: RepositoryIdentity
+) -> RepositoryRead:
+    with database.transaction() as session:
+        for repository in list_repositories(session=session):
+            if repository.provider is provider and identity.matches(
+                name=repository.name, clone_url=repository.clone_url
+            ):
+                return repository
+    raise NotFoundError(
+        f"no {provider.value} repository registered as {identity.full_name[:200]!r}; "
+        "register it first (kapal repo add, or POST /api/v1/repos)"
+    )
+
+
+def _kept_headers(request: Request) -> dict[str, str]:
+    return {
+        name: value[:MAX_KEPT_HEADER]
+        for name, value in request.headers.items()
+        if name.lower() not in _SECRET_HEADERS
+    }
+
+
+def _deliver(
+    *,
+    settings: Settings,
+    database: Database,
+    services: Services,
+    provider: Provider,
+    headers: dict[str, str],
+    kept_headers: dict[str, str],
+    body: bytes,
+) -> tuple[int, dict[str, Any]]:
+    """Everything after the body is read (blocking: database, git): the status and JSON."""
+    identity = identify_repository(provider.value, headers, body)
+    repository = _find_repository(database, provider, identity)
+    cipher = SecretCipher(settings.encryption_key())
+    with database.transaction() as session:
+        secret = get_repository_credentials(
+            session=session, cipher=cipher, repository_id=repository.id
+        ).webhook_secret
+    outcome = parse_delivery(provider.value, headers, body, secret=secret)
+    delivery = DeliveryCreate(
+        provider=provider,
+        delivery_id=outcome.delivery_id[:255],
+        event=outcome.event[:255],
+        payload=body,
+        headers=kept_headers,
+        repository_id=repository.id,
+    )
+    with database.transaction() as session:
+        recorded = record_delivery(session=session, delivery=delivery)
+        if recorded.created and isinstance(outcome, Ignored):
+            finish_delivery(session=session, id=recorded.id, outcome=f"ignored: {outcome.reason}")
+        earlier = (
+            None
+            if recorded.created
+            else get_delivery(session=session, provider=provider, delivery_id=delivery.delivery_id)
+        )
+    if earlier is not None:
+        if earlier.pipeline_id is not None:
+            return 200, {"pipeline_id": earlier.pipeline_id, "redelivery": True}
+        if earlier.outcome.startswith("ignored: "):
+            return 202, {"ignored": earlier.outcome.removeprefix("ignored: ")}
+        return 200, {"pipeline_id": None, "redelivery": True, "note": "still being processed"}
+    if isinstance(outcome, Ignored):
+        return 202, outcome.body()
+    assert isinstance(outcome, Trigger)
+    made = create_pipeline_from_trigger(
+        services=services,
+        repository_id=repository.id,
+        trigger=outcome,
+        delivery_row_id=recorded.id,
+    )
+    if made.pipeline is None:
+        return 202, {"ignored": made.ignored or "no pipeline"}
+    return 201, {"pipeline_id": made.pipeline.id, "status": made.pipeline.status}
+
+
+def _route(provider: Provider) -> None:
+    async def receive(
+        request: Request, settings: SettingsDep, database: DatabaseDep, services: ServicesDep
+    ) -> JSONResponse:
+        # the app's body limit has already refused an oversized body (413)
+        body = await request.body()
+        status, answer = await run_in_threadpool(
+            _deliver,
+            settings=settings,
+            database=database,
+            services=services,
+            provider=provider,
+            headers=dict(request.headers.items()),
+            kept_headers=_kept_headers(request),
+            body=body,
+        )
+        return JSONResponse(answer, status_code=status)
+
+    receive.__name__ = f"receive_{provider.value}_webhook"
+    receive.__doc__ = f"Take a {provider.value} webhook delivery (push, tag, merge request, ping)."
+    router.add_api_route(
+        f"/hooks/{provider.value}",
+        receive,
+        methods=["POST"],
+        status_code=201,
+        summary=f"{provider.value} webhook",
+        responses={
+            200: {"description": "a redelivery: the pipeline the first delivery made"},
+            202: {"description": 'an event that asks for no pipeline: `{"ignored": reason}`'},
+            400: {"description": "malformed payload or headers, with the reason"},
+            401: {"description": "bad or missing signature"},
+            404: {"description": "no repository registered for the delivery"},
+            413: {"description": "body over the webhook body limit"},
+            415: {"description": "a content type other than JSON or form `payload=`"},
+        },
+    )
+
+
+for _provider in Provider:
+    _route(_provider)
