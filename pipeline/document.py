@@ -62,6 +62,19 @@ _INPUTS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
+def given_inputs(values: dict[str, Any] | None) -> Iterator[None]:
+    """Parse the files read inside the `with` block with these `spec: inputs` values.
+
+    For `include: {local: x.yml, inputs: {...}}`: the include reader wraps its read of x.yml.
+    """
+    token = _INPUTS.set(values)
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
+
+
+@contextlib.contextmanager
 def collect_warnings() -> Iterator[list[PipelineError]]:
     """Gather the warnings (duplicate keys) of every file parsed inside the `with` block."""
     found: list[PipelineError] = []
@@ -215,13 +228,11 @@ def load(
 
     `inputs` are values for the file's `spec: inputs` (text is read in each input's type).
     """
-    token = _INPUTS.set(inputs)
     try:
-        return _load(Path(path), root_dir)
+        with given_inputs(inputs):
+            return _load(Path(path), root_dir)
     except ValueError as exc:  # a path with a NUL byte, say
         raise LoadError(f"cannot read {str(path)!r}: {exc}", Location(repr(str(path)))) from None
-    finally:
-        _INPUTS.reset(token)
 
 
 def _load(path: Path, root_dir: str | Path | None) -> Document:
@@ -253,12 +264,8 @@ def loads(
     inputs: dict[str, Any] | None = None,
 ) -> Document:
     """Load a pipeline from text (for tests and tools); `filename` is used in messages."""
-    token = _INPUTS.set(inputs)
-    try:
-        with collect_warnings() as warnings:
-            data = parse_yaml(text, filename)
-    finally:
-        _INPUTS.reset(token)
+    with given_inputs(inputs), collect_warnings() as warnings:
+        data = parse_yaml(text, filename)
     return Document(
         path=filename,
         root_dir=str(root_dir),

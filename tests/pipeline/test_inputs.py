@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from pipeline import LoadError, TriggerContext, cli, lint, load, loads, plan
+from pipeline.document import given_inputs, parse_yaml
 
 MAIN = TriggerContext(source="push", branch="main")
 
@@ -148,3 +149,11 @@ def test_plan_takes_inputs_on_the_command_line(tmp_path: Path) -> None:
     assert "deploy-staging" in given.stdout
     bad = runner.invoke(app, ["plan", str(tmp_path), "--input", "environment"])
     assert bad.exit_code == 2 and "must look like NAME=VALUE" in bad.stderr
+
+
+def test_given_inputs_apply_to_files_parsed_inside_the_block_only() -> None:
+    """The hook `include: inputs` needs: values for one included file, none for the next."""
+    header = "spec:\n  inputs:\n    stage: {default: test}\n---\nj:\n  stage: $[[ inputs.stage ]]\n"
+    with given_inputs({"stage": "build"}):
+        assert parse_yaml(header, "a.yml")["j"]["stage"] == "build"
+    assert parse_yaml(header, "b.yml")["j"]["stage"] == "test"
