@@ -104,6 +104,7 @@ def test_secrets_are_write_only(client: TestClient, services: Services) -> None:
     assert gone.status_code == 204
     again = client.delete(f"/api/v1/repos/{repo['id']}/secrets/DEPLOY_KEY", headers=AUTH)
     assert again.status_code == 404
-    assert client.put(
-        "/api/v1/repos/999/secrets/X", json={"value": "x"}, headers=AUTH
-    ).status_code == 404
+    assert (
+        client.put("/api/v1/repos/999/secrets/X", json={"value": "x"}, headers=AUTH).status_code
+        == 404
+    )
