@@ -246,12 +246,17 @@ def _load(path: Path, root_dir: str | Path | None) -> Document:
     shown = str(target) if is_dir else str(path)
     text = read_text(target, shown)
     root = Path(root_dir) if root_dir is not None else target.resolve().parent
+    return _document(text, shown, root)
+
+
+def _document(text: str, filename: str, root_dir: str | Path) -> Document:
+    """The Document of a main file's text, with the warnings found while parsing it."""
     with collect_warnings() as warnings:
-        data = parse_yaml(text, shown)
+        data = parse_yaml(text, filename)
     return Document(
-        path=shown,
-        root_dir=str(root),
-        data=as_top_level(data, shown),
+        path=filename,
+        root_dir=str(root_dir),
+        data=as_top_level(data, filename),
         warnings=tuple(warnings),
     )
 
@@ -264,14 +269,8 @@ def loads(
     inputs: dict[str, Any] | None = None,
 ) -> Document:
     """Load a pipeline from text (for tests and tools); `filename` is used in messages."""
-    with given_inputs(inputs), collect_warnings() as warnings:
-        data = parse_yaml(text, filename)
-    return Document(
-        path=filename,
-        root_dir=str(root_dir),
-        data=as_top_level(data, filename),
-        warnings=tuple(warnings),
-    )
+    with given_inputs(inputs):
+        return _document(text, filename, root_dir)
 
 
 def as_top_level(data: Any, filename: str) -> YMap:

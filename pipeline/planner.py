@@ -425,23 +425,24 @@ class _Planner:
         job_vars = _as_variables(cfg.variables, "job")
         matrix_vars = tuple(Variable(k, v, "matrix") for k, v in inst.matrix)
         env = template.environment
+
+        def predefined_with(
+            environment: tuple[str, str | None, str] | None,
+        ) -> tuple[Variable, ...]:
+            return self.predefined + job_variables(
+                name=inst.name,
+                stage=template.stage,
+                job_id=position,
+                node_index=inst.index,
+                node_total=inst.total,
+                manual=False,
+                environment=environment,
+            )
+
         if env is not None:
             # GitLab expands `environment: name` and `url` when it creates the job.
             known = _as_dict(
-                self.predefined
-                + job_variables(
-                    name=inst.name,
-                    stage=template.stage,
-                    job_id=position,
-                    node_index=inst.index,
-                    node_total=inst.total,
-                    manual=False,
-                    environment=None,
-                )
-                + inherited
-                + job_vars
-                + matrix_vars
-                + self.trigger
+                predefined_with(None) + inherited + job_vars + matrix_vars + self.trigger
             )
             env = dataclasses.replace(
                 env,
@@ -449,15 +450,7 @@ class _Planner:
                 url=None if env.url is None else expand_variables(env.url, known),
             )
             template = dataclasses.replace(template, environment=env)
-        base_predefined = self.predefined + job_variables(
-            name=inst.name,
-            stage=template.stage,
-            job_id=position,
-            node_index=inst.index,
-            node_total=inst.total,
-            manual=False,
-            environment=(env.name, env.url, env.action) if env else None,
-        )
+        base_predefined = predefined_with((env.name, env.url, env.action) if env else None)
         visible = base_predefined + inherited + job_vars + matrix_vars + self.trigger
         if not workflow.runs:
             decision = _Decision(False, workflow.reason)
