@@ -9,21 +9,14 @@ cache root, each pipeline with the scope and protection its caller gives it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-import pipeline
-from runner.artifacts import ArtifactStore
 from runner.cache import CacheStore
-from runner.engine import Engine, EngineOptions
-from runner.engine.recorder import JobStatus, MemoryRecorder
-from runner.engine.workspace import copy_working_tree
+from runner.engine.recorder import JobStatus
 from runner.images.store import ImageStore
 from runner.job_images import StoreImageProvider
-from runner.settings import RunnerSettings
-from tests.support.runtime_leftovers import RecordingBackend, leftovers
+from tests.security.pipelines import backend_fixture, run_pipeline  # noqa: F401
+from tests.support.runtime_leftovers import RecordingBackend
 
 PIPELINE = """
 deps:
@@ -33,15 +26,6 @@ deps:
     - 'echo "restored: $(cat .deps/who 2>/dev/null || echo nothing)"'
     - mkdir -p .deps && echo "$WHO" > .deps/who
 """
-
-
-@pytest.fixture
-def backend(kapal_settings: RunnerSettings) -> Iterator[RecordingBackend]:
-    """The embedded backend; nothing may be left behind after the test."""
-    backend = RecordingBackend(kapal_settings)
-    yield backend
-    left = leftovers(kapal_settings, backend.container_ids, backend.sandbox_ids)
-    assert left == [], f"left behind: {left}"
 
 
 def restored(
@@ -54,24 +38,17 @@ def restored(
     branch: str = "main",
 ) -> str:
     """Run the pipeline as `who` with `caches`; return what its job found in the cache."""
-    project = tmp_path / who
-    project.mkdir(exist_ok=True)
-    (project / ".kapal.yml").write_text(PIPELINE)
-    context = pipeline.TriggerContext(branch=branch, variables=(("WHO", who),))
-    plan = pipeline.plan(pipeline.load(project / ".kapal.yml"), context)
-    recorder = MemoryRecorder()
-    engine = Engine(
+    run = run_pipeline(
+        PIPELINE,
+        tmp_path / who,
+        provider=StoreImageProvider(image_store, owner=caches.scope),
         backend=backend,
-        images=StoreImageProvider(image_store, owner=caches.scope),
-        recorder=recorder,
-        work_dir=tmp_path / "runs" / who,
-        artifacts=ArtifactStore(tmp_path / "artifacts"),
         caches=caches,
-        options=EngineOptions(project_dir="/builds/project"),
+        branch=branch,
+        variables=(("WHO", who),),
     )
-    result = engine.run(plan, lambda dest: copy_working_tree(project, dest), pipeline_id=1)
-    assert result.jobs["deps"].status == JobStatus.SUCCESS, recorder.log("deps")
-    line = next(x for x in recorder.log("deps") if x.startswith("restored: "))
+    assert run.status("deps") == JobStatus.SUCCESS, run.log("deps")
+    line = next(x for x in run.log("deps") if x.startswith("restored: "))
     return line.removeprefix("restored: ")
 
 

@@ -7,24 +7,18 @@ the test's own (its `debian:bookworm` is a busybox image, so no mmdebstrap is ne
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import pipeline
-from runner.artifacts import ArtifactStore
-from runner.cache import CacheStore
-from runner.engine import Engine, EngineOptions
-from runner.engine.recorder import JobStatus, MemoryRecorder
-from runner.engine.workspace import copy_working_tree
+from runner.engine.recorder import JobStatus
 from runner.errors import ImageNotFoundError
 from runner.images import bootstrap_busybox
 from runner.images.reference import Reference
 from runner.images.store import ImageStore, TagRefusedError, namespaced
 from runner.job_images import StoreImageProvider, embedded_builder
-from runner.settings import RunnerSettings
-from tests.support.runtime_leftovers import RecordingBackend, leftovers
+from tests.security.pipelines import PipelineRun, backend_fixture, run_pipeline  # noqa: F401
+from tests.support.runtime_leftovers import RecordingBackend
 
 POISON_PIPELINE = """
 poison:
@@ -48,49 +42,18 @@ def store(tmp_path: Path) -> ImageStore:
     return store
 
 
-@pytest.fixture
-def backend(kapal_settings: RunnerSettings) -> Iterator[RecordingBackend]:
-    """The embedded backend; nothing may be left behind after the test."""
-    backend = RecordingBackend(kapal_settings)
-    yield backend
-    left = leftovers(kapal_settings, backend.container_ids, backend.sandbox_ids)
-    assert left == [], f"left behind: {left}"
-
-
-def run_pipeline(
-    text: str,
-    project: Path,
-    provider: StoreImageProvider,
-    backend: RecordingBackend,
-    work: Path,
-) -> tuple[dict[str, JobStatus], MemoryRecorder, dict[str, str]]:
-    """Run `text` as the project's pipeline; return job statuses, the recorder and reasons."""
+def run_poison(
+    text: str, project: Path, provider: StoreImageProvider, backend: RecordingBackend
+) -> PipelineRun:
+    """Run `text` in `project`, whose Dockerfile builds on `debian:bookworm`."""
     project.mkdir(parents=True, exist_ok=True)
-    (project / ".kapal.yml").write_text(text)
     (project / "Dockerfile").write_text(POISON_DOCKERFILE)
-    plan = pipeline.plan(
-        pipeline.load(project / ".kapal.yml"), pipeline.TriggerContext(branch="main")
-    )
-    recorder = MemoryRecorder()
-    engine = Engine(
-        backend=backend,
-        images=provider,
-        recorder=recorder,
-        work_dir=work / "runs",
-        artifacts=ArtifactStore(work / "artifacts"),
-        caches=CacheStore(work / "cache", provider.owner),
-        options=EngineOptions(project_dir="/builds/project"),
-    )
-    result = engine.run(plan, lambda dest: copy_working_tree(project, dest), pipeline_id=1)
-    statuses = {name: job.status for name, job in result.jobs.items()}
-    reasons = {name: job.reason or "" for name, job in result.jobs.items()}
-    return statuses, recorder, reasons
+    return run_pipeline(text, project, provider=provider, backend=backend)
 
 
 def test_a_build_tagging_a_base_image_changes_it_for_no_other_repository(
     store: ImageStore,
     backend: RecordingBackend,
-    kapal_settings: RunnerSettings,
     tmp_path: Path,
 ) -> None:
     base_digest = store.resolve("debian:bookworm").digest
@@ -98,10 +61,8 @@ def test_a_build_tagging_a_base_image_changes_it_for_no_other_repository(
     attacker = StoreImageProvider(store, builder, owner="repo:1")
     victim = StoreImageProvider(store, builder, owner="repo:2")
 
-    statuses, recorder, reasons = run_pipeline(
-        POISON_PIPELINE, tmp_path / "attacker", attacker, backend, tmp_path / "a"
-    )
-    assert statuses["poison"] == JobStatus.SUCCESS, (reasons, recorder.log("poison"))
+    run = run_poison(POISON_PIPELINE, tmp_path / "attacker", attacker, backend)
+    assert run.status("poison") == JobStatus.SUCCESS, (run.reason("poison"), run.log("poison"))
     built = attacker.store.resolve("debian:bookworm").digest
     assert built != base_digest  # the attacker's own repository sees its build...
 
@@ -109,17 +70,13 @@ def test_a_build_tagging_a_base_image_changes_it_for_no_other_repository(
     assert ImageStore(store.root).resolve("debian:bookworm").digest == base_digest
     assert victim.store.resolve("debian:bookworm").digest == base_digest
     assert not victim.available("app:1")
-    statuses, recorder, reasons = run_pipeline(
-        PROBE_PIPELINE, tmp_path / "victim", victim, backend, tmp_path / "v"
-    )
-    assert statuses["probe"] == JobStatus.SUCCESS, reasons
-    assert "clean base" in recorder.log("probe")
+    run = run_poison(PROBE_PIPELINE, tmp_path / "victim", victim, backend)
+    assert run.status("probe") == JobStatus.SUCCESS, run.reason("probe")
+    assert "clean base" in run.log("probe")
 
     # the attacker's jobs get its own build first, as a repository expects of its images
-    statuses, recorder, _ = run_pipeline(
-        PROBE_PIPELINE, tmp_path / "attacker", attacker, backend, tmp_path / "a2"
-    )
-    assert "sees the poison" in recorder.log("probe")
+    run = run_poison(PROBE_PIPELINE, tmp_path / "attacker", attacker, backend)
+    assert "sees the poison" in run.log("probe")
 
     # the operator sees the build under the repository's namespace, and gc keeps it
     names = {t.reference.familiar for t in ImageStore(store.root).list_images()}
@@ -141,16 +98,11 @@ def test_a_build_cannot_write_into_another_repositorys_namespace(
     victims_name = namespaced("repo:2", Reference.parse("app:1")).familiar
     attacker = StoreImageProvider(store, builder, owner="repo:1")
 
-    statuses, _, reasons = run_pipeline(
-        f'poison:\n  build: {{context: ., tags: ["{victims_name}"]}}\n',
-        tmp_path / "attacker",
-        attacker,
-        backend,
-        tmp_path / "a",
-    )
-    assert statuses["poison"] == JobStatus.FAILED
-    assert f"cannot tag the image {victims_name!r}" in reasons["poison"]
-    assert "Tag the image with a name of your own" in reasons["poison"]
+    pipeline_text = f'poison:\n  build: {{context: ., tags: ["{victims_name}"]}}\n'
+    run = run_poison(pipeline_text, tmp_path / "attacker", attacker, backend)
+    assert run.status("poison") == JobStatus.FAILED
+    assert f"cannot tag the image {victims_name!r}" in run.reason("poison")
+    assert "Tag the image with a name of your own" in run.reason("poison")
     assert victim.store.resolve("app:1").digest == store.resolve("debian:bookworm").digest
     # nor read what another repository built, by its namespaced name
     assert not attacker.available(victims_name)

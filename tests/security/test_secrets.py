@@ -13,7 +13,6 @@ import json
 import re
 import string
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyte
@@ -22,11 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pipeline
-from runner.artifacts import ArtifactStore
-from runner.cache import CacheStore
-from runner.engine import Engine, EngineOptions
-from runner.engine.recorder import JobStatus, MemoryRecorder
-from runner.engine.workspace import copy_working_tree
+from runner.engine.recorder import JobStatus
 from runner.errors import SecretsError
 from runner.images.reference import Reference
 from runner.images.store import ImageStore, namespaced
@@ -40,9 +35,9 @@ from runner.secrets import (
     ref_matches,
     secrets_for,
 )
-from runner.settings import RunnerSettings
 from tests.e2e.conftest import kapal
-from tests.support.runtime_leftovers import RecordingBackend, leftovers
+from tests.security.pipelines import backend_fixture, run_pipeline  # noqa: F401
+from tests.support.runtime_leftovers import RecordingBackend
 
 SECRET = "sup3rS3cretValue42"
 URL_SECRET = "p@ss w0rd/with+plus&more"
@@ -319,56 +314,20 @@ talks:
 """
 
 
-@pytest.fixture
-def backend(kapal_settings: RunnerSettings) -> Iterator[RecordingBackend]:
-    """The embedded backend; nothing may be left behind after the test."""
-    backend = RecordingBackend(kapal_settings)
-    yield backend
-    left = leftovers(kapal_settings, backend.container_ids, backend.sandbox_ids)
-    assert left == [], f"left behind: {left}"
-
-
-def run_job(
-    text: str,
-    project: Path,
-    provider: StoreImageProvider,
-    backend: RecordingBackend,
-    secrets: dict[str, str],
-    variables: tuple[tuple[str, str], ...] = (),
-) -> tuple[JobStatus, list[str], str]:
-    """Run the one-job pipeline `text`; return its status, log lines and reason."""
-    project.mkdir(parents=True, exist_ok=True)
-    (project / ".kapal.yml").write_text(text)
-    context = pipeline.TriggerContext(branch="main", variables=variables)
-    plan = pipeline.plan(pipeline.load(project / ".kapal.yml"), context)
-    recorder = MemoryRecorder()
-    engine = Engine(
-        backend=backend,
-        images=provider,
-        recorder=recorder,
-        work_dir=project.parent / "runs",
-        artifacts=ArtifactStore(project.parent / "artifacts"),
-        caches=CacheStore(project.parent / "cache", provider.owner),
-        options=EngineOptions(project_dir="/builds/project", secrets=secrets),
-    )
-    result = engine.run(plan, lambda dest: copy_working_tree(project, dest), pipeline_id=1)
-    (job,) = result.jobs.values()
-    return job.status, recorder.log(plan.jobs[0].name), job.reason or ""
-
-
 def test_job_logs_never_show_a_secret_in_any_form(
     backend: RecordingBackend, image_store: ImageStore, busybox_image: str, tmp_path: Path
 ) -> None:
-    status, log, reason = run_job(
+    run = run_pipeline(
         LOG_PIPELINE,
         tmp_path / "project",
-        StoreImageProvider(image_store, owner="repo:secrets"),
-        backend,
-        {"TOKEN": SECRET, "URL_SECRET": URL_SECRET},
+        provider=StoreImageProvider(image_store, owner="repo:secrets"),
+        backend=backend,
+        secrets={"TOKEN": SECRET, "URL_SECRET": URL_SECRET},
         # the job prints the URL-encoded form it was given
         variables=(("URL_FORM", urllib.parse.quote(URL_SECRET, safe="")),),
     )
-    assert status == JobStatus.SUCCESS, (reason, log)
+    log = run.log("talks")
+    assert run.status("talks") == JobStatus.SUCCESS, (run.reason("talks"), log)
     assert "done" in log
     output = [line for line in log if not line.startswith("$ ")]
     # the control sequences reached the log: without masking, a terminal would show the secret
@@ -410,8 +369,11 @@ def test_secret_build_args_stay_out_of_the_image(
         owner=owner,
         secrets=[SECRET],
     )
-    status, log, reason = run_job(build, project, provider, backend, {"TOKEN": SECRET})
-    assert status == JobStatus.SUCCESS, (reason, log)
+    run = run_pipeline(
+        build, project, provider=provider, backend=backend, secrets={"TOKEN": SECRET}
+    )
+    log = run.log("image-build")
+    assert run.status("image-build") == JobStatus.SUCCESS, (run.reason("image-build"), log)
     assert "built with visible-arg" in log  # the RUN step had the build args
 
     name = namespaced(owner, Reference.parse("secret-args:1")).familiar
