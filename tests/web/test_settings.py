@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
+from sqlalchemy import text
 
 from tests.support.threads import run_at_once
+from web.db.migrate import ensure_migrated
+from web.db.session import Database
 from web.errors import SecretKeyError
 from web.settings import Settings
 
@@ -90,3 +93,17 @@ def test_an_emptied_key_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "secret.key").write_text("")
     with pytest.raises(SecretKeyError, match="is empty"):
         Settings(data_dir=tmp_path).encryption_key()
+
+
+def test_the_embedded_database_is_private(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    ensure_migrated(settings)
+    database = Database(settings.database_url)
+    try:
+        with database.transaction() as session:
+            session.execute(text("SELECT 1"))
+    finally:
+        database.dispose()
+    files = sorted((tmp_path / "data").iterdir())
+    assert [f.name for f in files][:1] == ["kapal.db"]
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}

@@ -12,8 +12,9 @@ takes its one write lock (waiting up to the busy timeout) at a transaction's fir
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (it holds payloads, logs, encrypted
+    secrets); SQLite gives its -wal and -shm files the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_engine(url: str, **options: Any) -> Engine:
     """An engine for `url` (a SQLite file's directory is made; `postgresql://` means psycopg 3)."""
     parsed = make_url(url)
@@ -43,7 +52,7 @@ def make_engine(url: str, **options: Any) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _create_private_file(Path(parsed.database))
         connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         engine = create_engine(parsed, connect_args=connect_args, **options)
         event.listen(engine, "connect", _sqlite_on_connect)
