@@ -373,7 +373,12 @@ class _Planner:
         """True when any `only`/`except` ref entry matches the trigger."""
         ctx = self.context
         is_mr = ctx.source == "merge_request_event"
-        for ref in refs:
+        project = ctx.project_path or ctx.project_name
+        for written in refs:
+            # `ref@group/project` matches only in that project (GitLab's full project path).
+            ref, at, path = written.partition("@")
+            if at and path != project:
+                continue
             if ref == "branches" and ctx.branch is not None and ctx.tag is None and not is_mr:
                 return True
             if ref == "tags" and ctx.tag is not None:

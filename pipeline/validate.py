@@ -865,15 +865,9 @@ class _Validator(_Checker):
         """The refs of `only`/`except`, regex literals checked."""
         refs = self.strings(mapping, key, path)
         for ref in refs or ():
-            literal = split_ref_pattern(ref)
+            # GitLab splits `ref@group/project` at the first '@', patterns included.
+            literal = split_ref_pattern(ref.partition("@")[0])
             if literal is None:
-                if "@" in ref:
-                    self.unsupported(
-                        f"{ref!r}: `ref@project` refs are not supported by kapal yet; "
-                        "kapal runs one project, drop the '@...' part",
-                        mapping.value_at(key),
-                        path,
-                    )
                 continue
             try:
                 compile_regex(*literal)

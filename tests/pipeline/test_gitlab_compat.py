@@ -619,3 +619,18 @@ def test_strict_lint_refuses_server_keywords(tmp_path: Path) -> None:
     assert CliRunner().invoke(app, ["lint", "--strict", str(path)]).exit_code == 1
     shown = CliRunner().invoke(app, ["plan", str(tmp_path), "--branch", "main"])
     assert shown.exit_code == 0 and "`release:` is ignored" in shown.stderr
+
+
+def test_only_refs_with_a_project_path_match_in_that_project_only() -> None:
+    text = (
+        "upstream:\n  script: s\n  only: [main@group/app]\n"
+        "fork:\n  script: s\n  only: [main@someone/app]\n"
+        "pattern:\n  script: s\n  except: ['/^ma/@group/app']\n"
+    )
+    context = TriggerContext(source="push", branch="main", project_path="group/app")
+    result = _plan(text, context)
+    assert result.job("upstream").runs
+    assert not result.job("fork").runs
+    assert not result.job("pattern").runs
+    elsewhere = _plan(text, TriggerContext(source="push", branch="main", project_path="x/y"))
+    assert not elsewhere.job("upstream").runs and elsewhere.job("pattern").runs
