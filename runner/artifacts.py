@@ -171,6 +171,10 @@ class ArtifactStore:
     def _job_dir(self, pipeline_id: int, job: str) -> Path:
         return self.root / str(pipeline_id) / _safe_name(job)
 
+    def job_dir(self, pipeline_id: int, job: str) -> Path:
+        """Where `job`'s artifacts of pipeline `pipeline_id` are kept (whether or not they exist)."""
+        return self._job_dir(pipeline_id, job)
+
     def save(
         self, pipeline_id: int, job: str, workspace: Path, files: Sequence[str]
     ) -> StoredArtifacts:

@@ -45,12 +45,14 @@ def plan_trigger(
     pipeline_id: int,
     default_branch: str | None = None,
     variables: tuple[tuple[str, str], ...] = (),
+    source: str | None = None,
 ) -> PlannedTrigger:
     """Fetch `trigger`'s commit into `mirror`, read its pipeline file there, and plan it.
 
     Changed files come from the payload when it lists them all, else from git: against the
     previous commit of the branch, for a new branch against `default_branch`, for a merge
     request against its target branch (tags: unknown, so every `changes:` matches).
+    `source` replaces the trigger's CI_PIPELINE_SOURCE (`api`, `web` for a pipeline run by hand).
     """
     default = default_branch or trigger.default_branch or "main"
     request = trigger.merge_request
@@ -73,7 +75,7 @@ def plan_trigger(
     facts = mirror.commit_facts(sha) if not (trigger.message and trigger.author) else None
 
     def context(files: tuple[str, ...] | None) -> pipeline.TriggerContext:
-        return trigger_context(
+        made = trigger_context(
             trigger,
             pipeline_id=pipeline_id,
             default_branch=default,
@@ -83,6 +85,7 @@ def plan_trigger(
             merge_base_sha=merge_base,
             variables=variables,
         )
+        return made if source is None else dataclasses.replace(made, source=source)
 
     try:
         with mirror.planning_tree(sha) as tree:

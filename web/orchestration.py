@@ -1,0 +1,644 @@
+"""The service layer over pipelines: create them, advance them, cancel, retry and play jobs.
+
+What the HTTP side (webhooks, the REST API) and the workers call. Each function is keyword-only,
+opens its own transactions on `services.database`, and sends the jobs it made `pending` to
+`services.dispatcher` after the transaction that made them pending has committed, each exactly
+once: every decision is taken with the pipeline's row locked (`web.db.locks.lock_pipeline`), and
+a job is moved `created -> pending` by a compare-and-set, so two workers finishing jobs of one
+pipeline at once never start a job twice.
+
+    webhook ─► create_pipeline_from_trigger ─┐
+    API     ─► create_pipeline_for_ref ──────┼─► plan at the commit, record plan + jobs ─► advance
+                                             │
+    worker: job ended ─► finish_job ─────────┴─► (retry: a new attempt) ─► advance
+    advance: lock the pipeline, `next_steps` over its jobs' statuses, write the decisions and
+             the pipeline's status; commit; dispatch `run_job` for each job made pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+import git
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.plan import Plan
+from runner.engine.recorder import JobStatus
+from runner.engine.schedule import (
+    JobState,
+    ScheduleOptions,
+    failure_allowed,
+    next_steps,
+    pipeline_status,
+    retry_wanted,
+)
+from web.db import jobs as job_rows
+from web.db.deliveries import finish_delivery
+from web.db.encryption import SecretCipher
+from web.db.jobs import get_job, list_jobs, request_job_cancel, request_pipeline_cancel
+from web.db.locks import lock_pipeline
+from web.db.models import Job, utcnow
+from web.db.pipelines import (
+    create_pipeline,
+    delete_pipeline,
+    get_pipeline,
+    get_pipeline_detail,
+    get_pipeline_plan,
+    record_plan,
+    set_pipeline_status,
+)
+from web.db.repos import get_repository
+from web.db.schemas import JobRead, PipelineCreate, PipelineDetail, PipelineRead, RepositoryRead
+from web.db.session import Database
+from web.errors import (
+    ConflictError,
+    MirrorError,
+    NotFoundError,
+    PipelineNotCreatedError,
+    RepositoryUnreachableError,
+)
+from web.hooks.planning import PlannedTrigger, plan_trigger
+from web.hooks.trigger import ZERO_SHA, Trigger
+from web.mirrors import GIT_ENV, RepositoryMirror, shown_url
+from web.settings import Settings
+
+__all__ = [
+    "Dispatcher",
+    "JobEnd",
+    "Services",
+    "TriggerOutcome",
+    "advance",
+    "cancel_job",
+    "cancel_pipeline",
+    "create_pipeline_for_ref",
+    "create_pipeline_from_trigger",
+    "finish_job",
+    "play_job",
+    "requeue_pending",
+    "retry_job",
+    "retry_pipeline",
+]
+
+log = logging.getLogger(__name__)
+
+MANUAL_SOURCES = ("api", "web")
+PLAY_HINT = "play it to run it (kapal play, or POST /api/v1/jobs/ID/play)"
+LS_REMOTE_TIMEOUT = 60.0
+_REF_NAME = re.compile(r"[^\x00-\x20\x7f~^:?*\[\\]+\Z")
+
+
+class Dispatcher(Protocol):
+    """Where the service layer sends the jobs it made pending (the Celery queue, or a list)."""
+
+    def run_jobs(self, job_ids: Sequence[int]) -> None:
+        """Have each job run once by a worker (`web.tasks.run_job`)."""
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the service layer works with: the settings, the database, the job queue.
+
+    Lifecycle: one per process (the web app, a worker), made at start; it holds no connection
+    of its own beyond `database`'s pool, which its owner disposes of.
+    """
+
+    settings: Settings
+    database: Database
+    dispatcher: Dispatcher
+
+    def cipher(self) -> SecretCipher:
+        """The cipher of the secrets at rest (its key from the settings)."""
+        return SecretCipher(self.settings.encryption_key())
+
+
+@dataclass(frozen=True)
+class TriggerOutcome:
+    """What a trigger gave: a pipeline, or none and why (`ignored`)."""
+
+    pipeline: PipelineRead | None
+    ignored: str | None = None
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How a job attempt ended, as a worker reports it (`reason` already masked)."""
+
+    status: JobStatus
+    exit_code: int | None = None
+    reason: str = ""
+    failure_kind: str = "script_failure"
+
+
+# -- creating pipelines ----------------------------------------------------------------------
+
+
+def create_pipeline_from_trigger(
+    *,
+    services: Services,
+    repository_id: int,
+    trigger: Trigger,
+    delivery_row_id: int | None = None,
+    variables: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> TriggerOutcome:
+    """Record the pipeline of a verified webhook `trigger` (the delivery row `delivery_row_id`
+    already recorded), plan it at its commit and start it.
+
+    The commit's pipeline file is read through the repository's mirror. An invalid pipeline
+    file, or a commit the mirror cannot get, gives a pipeline with status `failed` and the
+    reason (the positioned errors); no pipeline file, or `workflow: rules` refusing it, gives no
+    pipeline (`ignored`). The delivery row is linked to the pipeline when it is recorded, so a
+    redelivery finds it. Raises NotFoundError for an unknown repository.
+    """
+    with services.database.transaction() as session:
+        repository = _repository(session, repository_id)
+        created = create_pipeline(
+            session=session, new=_pipeline_of(repository_id, trigger, variables, source)
+        )
+        if delivery_row_id is not None:
+            finish_delivery(
+                session=session, id=delivery_row_id, outcome="pipeline", pipeline_id=created.id
+            )
+    try:
+        with RepositoryMirror(
+            services.settings.data_dir, name=repository.name, clone_url=repository.clone_url
+        ) as mirror:
+            planned = plan_trigger(
+                trigger,
+                mirror,
+                pipeline_id=created.id,
+                default_branch=repository.default_branch,
+                variables=tuple((variables or {}).items()),
+                source=source,
+            )
+    except MirrorError as exc:
+        return TriggerOutcome(_fail_pipeline(services, created.id, str(exc)))
+    return _record_planned(services, created.id, planned, delivery_row_id)
+
+
+def create_pipeline_for_ref(
+    *,
+    services: Services,
+    repository_id: int,
+    ref: str,
+    variables: Mapping[str, str] | None = None,
+    source: str = "api",
+) -> PipelineRead:
+    """Run the pipeline of a branch or tag's current commit, asked for by hand (`api`, `web`).
+
+    Raises NotFoundError for an unknown repository, PipelineNotCreatedError when the ref does
+    not exist, its commit has no pipeline file or `workflow: rules` refuse it,
+    RepositoryUnreachableError when the clone URL cannot be read.
+    """
+    if source not in MANUAL_SOURCES:
+        raise ValueError(f"source must be one of {MANUAL_SOURCES}, not {source!r}")
+    with services.database.transaction() as session:
+        repository = _repository(session, repository_id)
+    full_ref, sha = _resolve_ref(repository, ref)
+    is_tag = full_ref.startswith("refs/tags/")
+    trigger = Trigger(
+        provider=repository.provider.value,
+        delivery_id=f"{source}:{utcnow().isoformat()}",
+        event=source,
+        kind="tag_push" if is_tag else "push",
+        ref=full_ref,
+        branch=None if is_tag else ref,
+        tag=ref if is_tag else None,
+        sha=sha,
+        before_sha=ZERO_SHA,
+        fetch_ref=full_ref,
+        message="",
+        author="",
+        timestamp="",
+        repository=repository.name,
+        clone_url=repository.clone_url,
+        default_branch=repository.default_branch,
+        changed_files=None,
+    )
+    outcome = create_pipeline_from_trigger(
+        services=services,
+        repository_id=repository_id,
+        trigger=trigger,
+        variables=variables,
+        source=source,
+    )
+    if outcome.pipeline is None:
+        raise PipelineNotCreatedError(
+            f"no pipeline for {ref} ({sha[:12]}) of {repository.name}: {outcome.ignored}"
+        )
+    return outcome.pipeline
+
+
+def _repository(session: Session, repository_id: int) -> RepositoryRead:
+    repository = get_repository(session=session, repository_id=repository_id)
+    if repository is None:
+        raise NotFoundError(f"repository {repository_id} does not exist")
+    return repository
+
+
+def _pipeline_of(
+    repository_id: int,
+    trigger: Trigger,
+    variables: Mapping[str, str] | None,
+    source: str | None,
+) -> PipelineCreate:
+    name, _, email = trigger.author.partition(" <")
+    request = trigger.merge_request
+    facts: dict[str, Any] = {
+        "provider": trigger.provider,
+        "event": trigger.event,
+        "kind": trigger.kind,
+        "fetch_ref": trigger.fetch_ref,
+        "from_fork": bool(request and request.from_fork),
+    }
+    if request is not None:
+        facts["merge_request"] = {
+            "iid": request.iid,
+            "source_branch": request.source_branch,
+            "target_branch": request.target_branch,
+            "source_repository": request.source_repository,
+        }
+    return PipelineCreate(
+        repository_id=repository_id,
+        source=source or ("merge_request_event" if request is not None else "push"),
+        ref=(trigger.tag or trigger.branch or trigger.ref)[:255],
+        tag=trigger.tag is not None,
+        sha=trigger.sha,
+        before_sha=trigger.before_sha,
+        message=trigger.message,
+        author_name=name[:255],
+        author_email=email.rstrip(">")[:255],
+        delivery_id=trigger.delivery_id[:255],
+        variables=dict(variables or {}),
+        trigger=facts,
+    )
+
+
+def _resolve_ref(repository: RepositoryRead, ref: str) -> tuple[str, str]:
+    """The full name and commit of the branch (else tag) `ref` of the repository, by ls-remote."""
+    if not ref or ref.startswith(("-", "/")) or ".." in ref or not _REF_NAME.match(ref):
+        raise PipelineNotCreatedError(f"{ref!r} is not a branch or tag name")
+    url = repository.clone_url
+    if url.startswith("-") or url.lower().startswith(("ext::", "fd::")):
+        raise RepositoryUnreachableError(f"clone URL {shown_url(url)!r} is refused")
+    runner = git.Git()
+    runner.update_environment(**GIT_ENV)
+    try:
+        out = runner.ls_remote(
+            url, f"refs/heads/{ref}", f"refs/tags/{ref}", kill_after_timeout=LS_REMOTE_TIMEOUT
+        )
+    except git.GitCommandError as exc:
+        raise RepositoryUnreachableError(
+            f"cannot list the refs of {shown_url(url)}: {str(exc.stderr or exc).strip()}"
+        ) from None
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, name = line.partition("\t")
+        found[name.strip()] = sha.strip()
+    branch = f"refs/heads/{ref}"
+    if branch in found:
+        return branch, found[branch]
+    tag = f"refs/tags/{ref}"
+    if tag in found:
+        return tag, found.get(tag + "^{}", found[tag])
+    raise PipelineNotCreatedError(
+        f"{repository.name} has no branch or tag named {ref!r}; push it first"
+    )
+
+
+def _fail_pipeline(services: Services, pipeline_id: int, reason: str) -> PipelineRead:
+    with services.database.transaction() as session:
+        lock_pipeline(session=session, pipeline_id=pipeline_id)
+        set_pipeline_status(
+            session=session, pipeline_id=pipeline_id, status="failed", reason=reason
+        )
+        found = get_pipeline(session=session, pipeline_id=pipeline_id)
+    assert found is not None
+    return found
+
+
+def _record_planned(
+    services: Services, pipeline_id: int, planned: PlannedTrigger, delivery_row_id: int | None
+) -> TriggerOutcome:
+    if planned.error is not None:
+        reason = "\n".join(str(problem) for problem in planned.error.problems)
+        return TriggerOutcome(_fail_pipeline(services, pipeline_id, reason))
+    the_plan = planned.plan
+    ignored = None
+    if the_plan is None:
+        ignored = f"no pipeline file (.kapal.yml or .gitlab-ci.yml) at {planned.trigger.sha[:12]}"
+    elif not the_plan.created:
+        ignored = f"workflow: rules create no pipeline ({the_plan.skip_reason})"
+    if ignored is not None or the_plan is None:
+        with services.database.transaction() as session:
+            delete_pipeline(session=session, pipeline_id=pipeline_id)
+            if delivery_row_id is not None:
+                finish_delivery(session=session, id=delivery_row_id, outcome=f"ignored: {ignored}")
+        return TriggerOutcome(None, ignored)
+    with services.database.transaction() as session:
+        lock_pipeline(session=session, pipeline_id=pipeline_id)
+        record_plan(session=session, pipeline_id=pipeline_id, plan=the_plan)
+        started = _advance_locked(session, pipeline_id)
+        recorded = get_pipeline(session=session, pipeline_id=pipeline_id)
+    _dispatch(services, started)
+    assert recorded is not None
+    return TriggerOutcome(recorded)
+
+
+# -- advancing -------------------------------------------------------------------------------
+
+
+def advance(*, services: Services, pipeline_id: int) -> list[int]:
+    """Take every scheduling decision the pipeline's job statuses allow now; return the ids of
+    the jobs made pending (already sent to the dispatcher)."""
+    with services.database.transaction() as session:
+        lock_pipeline(session=session, pipeline_id=pipeline_id)
+        started = _advance_locked(session, pipeline_id)
+    _dispatch(services, started)
+    return started
+
+
+def _current_jobs(session: Session, pipeline_id: int) -> dict[str, JobRead]:
+    return {
+        job.name: job
+        for job in list_jobs(session=session, pipeline_id=pipeline_id, include_retried=False)
+    }
+
+
+def _plan(session: Session, pipeline_id: int) -> Plan | None:
+    data = get_pipeline_plan(session=session, pipeline_id=pipeline_id)
+    return None if data is None else Plan.from_dict(data)
+
+
+def _states(plan: Plan, jobs: Mapping[str, JobRead]) -> dict[str, JobState]:
+    states: dict[str, JobState] = {}
+    for job in plan.runnable_jobs():
+        row = jobs.get(job.name)
+        if row is None:
+            continue
+        status = JobStatus(row.status)
+        allowed = status == JobStatus.FAILED and failure_allowed(job, row.exit_code)
+        states[job.name] = JobState(status, allowed)
+    return states
+
+
+def _advance_locked(session: Session, pipeline_id: int) -> list[int]:
+    """`advance` inside a transaction that holds the pipeline's lock; the jobs made pending."""
+    pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
+    if pipeline is None:
+        raise NotFoundError(f"pipeline {pipeline_id} does not exist")
+    plan = _plan(session, pipeline_id)
+    if plan is None:
+        return []
+    jobs = _current_jobs(session, pipeline_id)
+    states = _states(plan, jobs)
+    started: list[int] = []
+    for step in next_steps(plan, states, ScheduleOptions(play_hint=PLAY_HINT)):
+        row = jobs.get(step.job)
+        if row is None:
+            continue
+        if job_rows.set_job_status(
+            session=session,
+            job_id=row.id,
+            status=step.status.value,
+            reason=step.reason,
+            only_from={"created"},
+        ):
+            states[step.job] = JobState(step.status)
+            if step.status == JobStatus.PENDING:
+                started.append(row.id)
+    status = pipeline_status(plan, states).value
+    if status != pipeline.status:
+        set_pipeline_status(
+            session=session, pipeline_id=pipeline_id, status=status, reason=pipeline.reason
+        )
+    return started
+
+
+def _dispatch(services: Services, job_ids: Sequence[int]) -> None:
+    """Send the jobs to the workers; a broker that is down leaves them pending, for
+    `requeue_pending` (run at every worker start) to send again."""
+    if not job_ids:
+        return
+    try:
+        services.dispatcher.run_jobs(job_ids)
+    except Exception:
+        log.exception("cannot send jobs %s to the workers; they stay pending", list(job_ids))
+
+
+def requeue_pending(*, services: Services, older_than: float = 30.0) -> list[int]:
+    """Send again the jobs pending for more than `older_than` seconds (a message lost with a
+    broker that went down); a job whose message was not lost is not run twice (the claim)."""
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    with services.database.transaction() as session:
+        ids = list(
+            session.scalars(
+                select(Job.id).where(
+                    Job.status == "pending", Job.retried.is_(False), Job.queued_at < cutoff
+                )
+            )
+        )
+    _dispatch(services, ids)
+    return ids
+
+
+# -- a job's end -----------------------------------------------------------------------------
+
+
+def finish_job(*, services: Services, job_id: int, end: JobEnd) -> list[int]:
+    """Record how a running job attempt ended, retry it as its `retry:` says, advance its
+    pipeline; return the jobs made pending (dispatched). A job no longer running (canceled
+    before it started) keeps its status."""
+    with services.database.transaction() as session:
+        job = _job(session, job_id)
+        lock_pipeline(session=session, pipeline_id=job.pipeline_id)
+        plan = _plan(session, job.pipeline_id)
+        started: list[int] = []
+        status = end.status.value
+        reason = end.reason
+        again = (
+            plan is not None
+            and end.status == JobStatus.FAILED
+            and job.name in {j.name for j in plan.runnable_jobs()}
+            and retry_wanted(
+                plan.job(job.name),
+                attempt=job.attempt,
+                exit_code=end.exit_code,
+                failure_kind=end.failure_kind,
+            )
+        )
+        if again:
+            reason = f"{reason}; retrying (retry: of the job)"
+        changed = job_rows.set_job_status(
+            session=session,
+            job_id=job_id,
+            status=status,
+            reason=reason,
+            exit_code=end.exit_code,
+            only_from={"running"},
+        )
+        if changed and again:
+            new = job_rows.retry_job(session=session, job_id=job_id, status="pending")
+            started.append(new.id)
+        started += _advance_locked(session, job.pipeline_id)
+    _dispatch(services, started)
+    return started
+
+
+def _job(session: Session, job_id: int) -> JobRead:
+    job = get_job(session=session, job_id=job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    return job
+
+
+# -- what people do --------------------------------------------------------------------------
+
+
+def cancel_pipeline(*, services: Services, pipeline_id: int) -> PipelineDetail:
+    """Cancel a pipeline: jobs not started are canceled at once, running ones are stopped by
+    their workers (within ~2 s); returns the pipeline as it is now."""
+    with services.database.transaction() as session:
+        request_pipeline_cancel(session=session, pipeline_id=pipeline_id)
+        started = _advance_locked(session, pipeline_id)
+        detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
+    _dispatch(services, started)
+    assert detail is not None
+    return detail
+
+
+def cancel_job(*, services: Services, job_id: int) -> JobRead:
+    """Cancel one job (stopped by its worker if it runs); the jobs after it are canceled too."""
+    with services.database.transaction() as session:
+        job = _job(session, job_id)
+        lock_pipeline(session=session, pipeline_id=job.pipeline_id)
+        request_job_cancel(session=session, job_id=job_id)
+        started = _advance_locked(session, job.pipeline_id)
+        now = _job(session, job_id)
+    _dispatch(services, started)
+    return now
+
+
+def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
+    """Start a manual job waiting to be played; ConflictError when it is not `manual`."""
+    with services.database.transaction() as session:
+        job = _job(session, job_id)
+        lock_pipeline(session=session, pipeline_id=job.pipeline_id)
+        if not job_rows.set_job_status(
+            session=session,
+            job_id=job_id,
+            status="pending",
+            reason=f"played by {who}"[:500],
+            only_from={"manual"},
+        ):
+            current = _job(session, job_id)
+            raise ConflictError(
+                f"job {current.name!r} is {current.status}; only a manual job waiting to be "
+                "played can be played (retry a finished one instead)"
+            )
+        started = [job_id, *_advance_locked(session, job.pipeline_id)]
+        now = _job(session, job_id)
+    _dispatch(services, started)
+    return now
+
+
+RETRYABLE = frozenset({"success", "failed", "canceled"})
+
+
+def retry_job(*, services: Services, job_id: int) -> JobRead:
+    """A new attempt of a finished job (the jobs it skipped are reconsidered); returns it.
+
+    ConflictError when the job is not finished, or was skipped (nothing to retry).
+    """
+    with services.database.transaction() as session:
+        job = _job(session, job_id)
+        lock_pipeline(session=session, pipeline_id=job.pipeline_id)
+        latest = _current_jobs(session, job.pipeline_id).get(job.name, job)
+        if latest.status not in RETRYABLE:
+            raise ConflictError(
+                f"job {job.name!r} is {latest.status}; only a job that ran (success, failed, "
+                "canceled) can be retried"
+            )
+        plan = _plan(session, job.pipeline_id)
+        # a played manual job runs again at once; any other is decided by the scheduler
+        first = "pending" if job.when == "manual" else "created"
+        new = job_rows.retry_job(session=session, job_id=latest.id, status=first)
+        if plan is not None:
+            _reopen_skipped_after(session, plan, job.pipeline_id, [job.name])
+        started = _advance_locked(session, job.pipeline_id)
+        if first == "pending":
+            started.insert(0, new.id)
+        now = _job(session, new.id)
+    _dispatch(services, started)
+    return now
+
+
+def retry_pipeline(
+    *, services: Services, pipeline_id: int, failed_only: bool = True
+) -> PipelineDetail:
+    """Run a finished pipeline's failed and canceled jobs again (every job unless
+    `failed_only`), with the jobs they skipped; ConflictError when there is nothing to retry."""
+    with services.database.transaction() as session:
+        lock_pipeline(session=session, pipeline_id=pipeline_id)
+        plan = _plan(session, pipeline_id)
+        if plan is None:
+            raise ConflictError(
+                f"pipeline {pipeline_id} has no plan (its pipeline file was invalid); push a "
+                "fixed pipeline file instead"
+            )
+        jobs = _current_jobs(session, pipeline_id)
+        runnable = {job.name for job in plan.runnable_jobs()}
+        if any(j.status in ("pending", "running") for j in jobs.values()):
+            raise ConflictError(
+                f"pipeline {pipeline_id} still runs; cancel it or wait for its end to retry it"
+            )
+        wanted = {"failed", "canceled"} if failed_only else set(RETRYABLE)
+        again = [j for n, j in jobs.items() if n in runnable and j.status in wanted]
+        reopen = (
+            []
+            if failed_only
+            else [j for n, j in jobs.items() if n in runnable and j.status in ("skipped", "manual")]
+        )
+        if not again and not reopen:
+            raise ConflictError(f"pipeline {pipeline_id} has no failed or canceled job to retry")
+        for job in again:
+            job_rows.retry_job(session=session, job_id=job.id, status="created")
+        _reopen(session, [j.id for j in reopen], {"skipped", "manual"})
+        _reopen_skipped_after(session, plan, pipeline_id, [j.name for j in again])
+        started = _advance_locked(session, pipeline_id)
+        detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
+    _dispatch(services, started)
+    assert detail is not None
+    return detail
+
+
+def _reopen(session: Session, job_ids: Iterable[int], from_statuses: Collection[str]) -> None:
+    for job_id in job_ids:
+        job_rows.set_job_status(
+            session=session, job_id=job_id, status="created", reason="", only_from=from_statuses
+        )
+
+
+def _reopen_skipped_after(
+    session: Session, plan: Plan, pipeline_id: int, names: Sequence[str]
+) -> None:
+    """Put the jobs downstream of `names` that the scheduler skipped back to
+    `created`, so it decides them again (GitLab's reset of skipped jobs on a retry)."""
+    downstream: dict[str, set[str]] = {}
+    for upstream, job in plan.edges():
+        downstream.setdefault(upstream, set()).add(job)
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        for after in downstream.get(todo.pop(), ()):
+            if after not in seen:
+                seen.add(after)
+                todo.append(after)
+    jobs = _current_jobs(session, pipeline_id)
+    _reopen(session, [jobs[name].id for name in seen if name in jobs], {"skipped"})

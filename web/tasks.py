@@ -1,0 +1,258 @@
+"""The Celery app and its thin tasks, which take ids: `run_job(job_id)`, `advance_pipeline(id)`.
+
+Task policy lives on `KapalTask`, as Read the Docs does for its builds:
+- late acknowledgement (`task_acks_late`, one message prefetched, a message whose worker died
+  is delivered again) plus the database claim in `web.execution`: a message delivered twice
+  never runs a job twice;
+- what a user causes (a failing script, a bad pipeline, a job or pipeline deleted meanwhile:
+  any `web.errors.WebError`) is a result: recorded, logged, never retried;
+- what the infrastructure causes (the database down or locked: SQLAlchemy's `OperationalError`,
+  `InterfaceError`) is retried with exponential backoff, `Settings.task_max_retries` times.
+
+The broker is `Settings.broker_url`: Redis, RabbitMQ, or by default kombu's SQLAlchemy transport
+over a SQLite file in the data dir, polled every 50 ms (`web.broker`). No result backend: the
+database holds every outcome.
+
+Workers: `start_embedded_worker(settings)` runs one in a thread of the calling process (what
+`kapal serve` does unless `--no-worker`); `kapal worker` (`web.worker_cli`) runs one apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery, Task
+from celery.worker import WorkController
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from web.broker import broker_settings
+from web.db.session import Database
+from web.errors import WebError
+from web.orchestration import Services, advance, requeue_pending
+from web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RUN_JOB = "kapal.run_job"
+ADVANCE_PIPELINE = "kapal.advance_pipeline"
+DEFAULT_QUEUE = "kapal"
+RETRY_BACKOFF_MAX = 60.0  # seconds
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+
+class KapalCelery(Celery):
+    """kapal's Celery app: the usual app plus the `services` its tasks work with, and the
+    name jobs record as their worker (set when a worker of this app starts)."""
+
+    services: Services
+    worker_name: str | None = None
+
+
+class KapalTask(Task):  # type: ignore[misc]
+    """The policy of every kapal task (see the module docstring)."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    typing = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task body under the policy: user errors are results, infrastructure errors
+        are retried with backoff."""
+        try:
+            return super().__call__(*args, **kwargs)
+        except WebError as exc:
+            log.warning("%s%r: %s", self.name, args, exc)
+            return None
+        except INFRASTRUCTURE_ERRORS as exc:
+            services: Services = self.app.services
+            retries = self.request.retries
+            countdown = min(RETRY_BACKOFF_MAX, 2.0**retries)
+            log.warning(
+                "%s%r: the database failed (%s); retry %d in %.0fs",
+                self.name,
+                args,
+                type(exc).__name__,
+                retries + 1,
+                countdown,
+            )
+            raise self.retry(
+                exc=exc, countdown=countdown, max_retries=services.settings.task_max_retries
+            ) from None
+
+
+class CeleryDispatcher:
+    """A `web.orchestration.Dispatcher` sending `run_job` messages through a Celery app."""
+
+    def __init__(self, app: Celery, queue: str = DEFAULT_QUEUE) -> None:
+        self.app = app
+        self.queue = queue
+
+    def run_jobs(self, job_ids: Sequence[int]) -> None:
+        """Send one `run_job` message per job."""
+        for job_id in job_ids:
+            self.app.send_task(RUN_JOB, args=[job_id], queue=self.queue)
+
+
+def celery_settings(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration kapal runs with, for `settings`."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        **broker_settings(settings.broker_url),
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": DEFAULT_QUEUE,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "worker_enable_remote_control": False,
+    }
+
+
+def create_celery(settings: Settings, *, database: Database | None = None) -> KapalCelery:
+    """A Celery app for `settings` with kapal's tasks registered and its `services` made
+    (on `database`, else a new `Database` of `settings.database_url`)."""
+    app = KapalCelery("kapal", set_as_current=False, task_cls=KapalTask)
+    app.conf.update(celery_settings(settings))
+    app.services = Services(
+        settings=settings,
+        database=database or Database(settings.database_url),
+        dispatcher=CeleryDispatcher(app),
+    )
+    _register_tasks(app)
+    return app
+
+
+class RunJob(KapalTask):
+    """`run_job(job_id)`: claim the job and run it (nothing when it is not pending any more)."""
+
+    name = RUN_JOB
+
+    def run(self, job_id: int) -> None:
+        """The task's body."""
+        from web.execution import run_claimed_job  # the runtime, only in workers
+
+        app: KapalCelery = self.app
+        run_claimed_job(
+            services=app.services, job_id=job_id, worker=app.worker_name or worker_name()
+        )
+
+
+class AdvancePipeline(KapalTask):
+    """`advance_pipeline(pipeline_id)`: take the scheduling decisions its jobs allow now."""
+
+    name = ADVANCE_PIPELINE
+
+    def run(self, pipeline_id: int) -> None:
+        """The task's body."""
+        advance(services=self.app.services, pipeline_id=pipeline_id)
+
+
+def _register_tasks(app: KapalCelery) -> None:
+    for task in (RunJob, AdvancePipeline):
+        app.register_task(task())
+
+
+def worker_name(prefix: str = "kapal") -> str:
+    """This process's worker node name: `prefix@host.pid`."""
+    return f"{prefix}@{socket.gethostname()}.{os.getpid()}"
+
+
+class _WorkController(WorkController):  # type: ignore[misc]
+    """A worker that says when it is ready to take tasks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.ready = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer: Any) -> None:
+        """The consumer takes messages from now on."""
+        self.ready.set()
+
+
+class EmbeddedWorker:
+    """A Celery worker running in a thread of this process (the threads pool).
+
+    Lifecycle: made and started by `start_embedded_worker`, which returns once it takes tasks;
+    `stop()` lets the running jobs end (warm shutdown) and waits for the thread. Jobs to cancel
+    first are the caller's to cancel (`web.orchestration.cancel_pipeline`).
+    """
+
+    def __init__(self, app: KapalCelery, controller: _WorkController) -> None:
+        self.app = app
+        self.controller = controller
+        self.name: str = controller.hostname
+        self._thread = threading.Thread(
+            target=controller.start, name="kapal-embedded-worker", daemon=True
+        )
+
+    def _start(self, timeout: float) -> None:
+        self._thread.start()
+        if not self.controller.ready.wait(timeout):
+            self.stop()
+            raise TimeoutError(f"the embedded worker did not start within {timeout:.0f}s")
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker's thread is alive."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop taking tasks, let the running ones end, and wait for the worker to exit."""
+        if self._thread.is_alive():
+            self.controller.stop(in_sighandler=False)
+            self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.controller.terminate(in_sighandler=False)
+            self._thread.join(5.0)
+
+
+def start_embedded_worker(
+    settings: Settings,
+    *,
+    app: KapalCelery | None = None,
+    concurrency: int | None = None,
+    queues: Sequence[str] = (DEFAULT_QUEUE,),
+    hostname: str | None = None,
+    start_timeout: float = 60.0,
+) -> EmbeddedWorker:
+    """Start a worker in a thread of this process and return once it takes tasks.
+
+    `app` defaults to `create_celery(settings)`; `concurrency` to
+    `settings.worker_concurrency` jobs at once. Jobs left pending by a lost message are sent
+    again once it runs (`requeue_pending`).
+    """
+    app = app or create_celery(settings)
+    # the pool's threads find their app as Celery's default one: one worker's app per process
+    app.set_default()
+    app.set_current()
+    controller = _WorkController(
+        app=app,
+        hostname=hostname or worker_name("kapal-embedded"),
+        pool="threads",
+        concurrency=concurrency or settings.worker_concurrency,
+        queues=list(queues),
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel=logging.WARNING,
+    )
+    app.worker_name = controller.hostname
+    worker = EmbeddedWorker(app, controller)
+    worker._start(start_timeout)
+    try:
+        requeue_pending(services=app.services)
+    except Exception:  # the worker runs all the same; only lost messages wait longer
+        log.exception("cannot look for pending jobs whose message was lost")
+    return worker
