@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from web.api.auth import Access, authenticate, bearer_token
 from web.db.encryption import SecretCipher
+from web.db.schemas import Scope
 from web.db.session import Database
 from web.orchestration import Services
 from web.settings import Settings
@@ -72,3 +73,12 @@ def get_access(
 
 
 AccessDep = Annotated[Access, Depends(get_access)]
+
+
+def require_admin(access: AccessDep) -> Access:
+    """The request's access, checked to hold an admin token (before the body is validated)."""
+    access.need(Scope.ADMIN)
+    return access
+
+
+AdminDep = Annotated[Access, Depends(require_admin)]

@@ -225,7 +225,7 @@ def _artifact_directory(root: Path, relative: str) -> Path:
 
 def _write_archive(directory: Path, name: str) -> IO[bytes]:
     """A gzipped tar of `directory` (links kept as links, never followed), rewound."""
-    spool = tempfile.TemporaryFile()
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the response, or below)
     try:
         with tarfile.open(fileobj=spool, mode="w:gz") as archive:
             for top, dirs, files in os.walk(directory, followlinks=False):

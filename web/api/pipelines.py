@@ -12,8 +12,8 @@ from web.api.deps import AccessDep, ServicesDep, SessionDep
 from web.db.pipelines import get_pipeline, get_pipeline_detail, list_pipelines
 from web.db.repos import get_repository, get_repository_by_name
 from web.db.results import list_test_cases
-from web.db.session import Database
 from web.db.schemas import Page, PipelineDetail, PipelineRead, Scope, TestCaseRead
+from web.db.session import Database
 from web.errors import NotFoundError
 from web.orchestration import (
     cancel_pipeline,

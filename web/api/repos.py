@@ -11,7 +11,7 @@ import re
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, field_validator
 
-from web.api.deps import AccessDep, CipherDep, SessionDep, SettingsDep
+from web.api.deps import AccessDep, AdminDep, CipherDep, SessionDep, SettingsDep
 from web.db import repos, secrets
 from web.db.schemas import (
     Provider,
@@ -103,7 +103,7 @@ def create_repository(
     session: SessionDep,
     cipher: CipherDep,
     settings: SettingsDep,
-    access: AccessDep,
+    access: AdminDep,
 ) -> RepositoryOut:
     """Register a repository; answers its id and the webhook URL to give the git host."""
     access.need(Scope.ADMIN)
@@ -152,7 +152,7 @@ def update_repository(
     session: SessionDep,
     cipher: CipherDep,
     settings: SettingsDep,
-    access: AccessDep,
+    access: AdminDep,
 ) -> RepositoryOut:
     """Change a repository's clone URL, default branch, webhook secret or policies."""
     access.need(Scope.ADMIN)
@@ -194,7 +194,7 @@ def set_secret(
     body: SecretIn,
     session: SessionDep,
     cipher: CipherDep,
-    access: AccessDep,
+    access: AdminDep,
 ) -> SecretRead:
     """Create or replace a secret (its value is stored encrypted and never shown again)."""
     access.need(Scope.ADMIN)

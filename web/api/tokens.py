@@ -7,7 +7,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from web.api.deps import AccessDep, SessionDep
+from web.api.deps import AccessDep, AdminDep, SessionDep
 from web.db.models import utcnow
 from web.db.schemas import Scope, TokenRead
 from web.db.tokens import create_token, list_tokens, revoke_token
@@ -33,7 +33,7 @@ class TokenOut(BaseModel):
 
 
 @router.post("", status_code=201)
-def make_token(body: TokenIn, session: SessionDep, access: AccessDep) -> TokenOut:
+def make_token(body: TokenIn, session: SessionDep, access: AdminDep) -> TokenOut:
     """Make a token; its plaintext is in this answer and nowhere else."""
     access.need(Scope.ADMIN)
     expires = None if body.expires_in_days is None else utcnow() + timedelta(body.expires_in_days)
