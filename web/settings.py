@@ -12,6 +12,7 @@ import errno
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -34,9 +35,10 @@ class Settings(RunnerSettings):
     database_url: str = ""
     # Celery broker URL. Empty: kombu's SQLAlchemy transport over SQLite in the data dir.
     broker_url: str = ""
-    # Key for secrets at rest (repository secrets, webhook secrets, status tokens).
+    # Key for secrets at rest (repository secrets, webhook secrets, status tokens), from
+    # KAPAL_ENCRYPTION_KEY: a KAPAL_SECRET_* variable would be a job secret to `kapal run`.
     # Unset: a random key generated once into <data_dir>/secret.key (mode 0600).
-    secret_key: SecretStr | None = None
+    secret_key: SecretStr | None = Field(default=None, validation_alias="KAPAL_ENCRYPTION_KEY")
     # Bearer token with every right. Unset: `kapal serve` creates one on first start and prints it.
     admin_token: SecretStr | None = None
     # Whether reads (pipelines, jobs, logs, tests) need no token. Writes always need one.
@@ -66,6 +68,15 @@ class Settings(RunnerSettings):
     # `unix:///path/kapal.sock` or `http://host:port`. Empty: the local server's bind address.
     host: str = ""
     token: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_by_name(cls, data: Any) -> Any:
+        """Take `Settings(secret_key=...)` as well as KAPAL_ENCRYPTION_KEY."""
+        if isinstance(data, dict) and "secret_key" in data:
+            data = dict(data)
+            data["KAPAL_ENCRYPTION_KEY"] = data.pop("secret_key")
+        return data
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -125,7 +136,7 @@ class Settings(RunnerSettings):
             value = self.secret_key.get_secret_value()
             if not value.strip():
                 raise SecretKeyError(
-                    "KAPAL_SECRET_KEY is empty; set a long random value or unset it"
+                    "KAPAL_ENCRYPTION_KEY is empty; set a long random value or unset it"
                 )
             return value
         return _read_or_create_key(self.secret_key_file)

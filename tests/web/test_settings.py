@@ -107,3 +107,15 @@ def test_the_embedded_database_is_private(tmp_path: Path) -> None:
     files = sorted((tmp_path / "data").iterdir())
     assert [f.name for f in files][:1] == ["kapal.db"]
     assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+
+
+def test_the_key_comes_from_kapal_encryption_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not KAPAL_SECRET_KEY: `kapal run` hands every KAPAL_SECRET_* variable to jobs."""
+    monkeypatch.setenv("KAPAL_SECRET_KEY", "a job secret named KEY")
+    assert Settings(data_dir=tmp_path).secret_key is None
+    monkeypatch.setenv("KAPAL_ENCRYPTION_KEY", "the server's key")
+    assert Settings(data_dir=tmp_path).encryption_key() == "the server's key"
+    assert Settings(data_dir=tmp_path, secret_key=SecretStr("given")).encryption_key() == "given"
+    assert not (tmp_path / "secret.key").exists()

@@ -19,7 +19,9 @@ class SecretCipher:
 
     def __init__(self, key: str) -> None:
         if not key:
-            raise SecretKeyError("the encryption key is empty; set KAPAL_SECRET_KEY or unset it")
+            raise SecretKeyError(
+                "the encryption key is empty; set KAPAL_ENCRYPTION_KEY or unset it"
+            )
         digest = hashlib.sha256(b"kapal secrets at rest\0" + key.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
 
@@ -33,6 +35,6 @@ class SecretCipher:
             return self._fernet.decrypt(stored).decode("utf-8")
         except InvalidToken:
             raise SecretKeyError(
-                "a stored secret cannot be decrypted: KAPAL_SECRET_KEY (or the data dir's "
+                "a stored secret cannot be decrypted: KAPAL_ENCRYPTION_KEY (or the data dir's "
                 "secret.key) is not the key it was stored with; restore that key"
             ) from None

@@ -110,7 +110,7 @@ def test_wrong_key_is_an_error_not_garbage(database: Database, cipher: SecretCip
         repo = make_repository(session, cipher)
         set_secret(session=session, cipher=cipher, repository_id=repo.id, name="K", value=PLAIN)
         pipeline = make_pipeline(session, repo.id)
-    with pytest.raises(SecretKeyError, match="KAPAL_SECRET_KEY"), database.transaction() as s:
+    with pytest.raises(SecretKeyError, match="KAPAL_ENCRYPTION_KEY"), database.transaction() as s:
         secrets_for_pipeline(session=s, cipher=SecretCipher("other"), pipeline_id=pipeline.id)
     with pytest.raises(NotFoundError), database.transaction() as session:
         secrets_for_pipeline(session=session, cipher=cipher, pipeline_id=pipeline.id + 1)
