@@ -1,0 +1,118 @@
+"""Issue 8 item 10: a job cannot fill the host's disk through its writable layer.
+
+The job writes far more than its cap; it fails with its own reason ("disk limit exceeded"), the
+host's filesystem holds at most the cap for it while it runs, and nothing is left afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.runtime.backend import SandboxSpec
+from runner.runtime.disk import image_of, limited_disk
+from runner.runtime.policy import ContainerPolicy
+from runner.settings import RunnerSettings
+from tests.runner.runtime.conftest import BusyboxImage
+from tests.security.containers import BackendFactory
+
+pytestmark = pytest.mark.timeout(300)
+
+REPO = Path(__file__).resolve().parents[2]
+CAP = 64 << 20
+FILL = "dd if=/dev/zero of=/tmp/fill bs=1M count=512 2>/dev/null; echo dd=$?; ls -l /tmp/fill"
+
+
+def test_writing_past_the_cap_fails_with_the_disk_reason(
+    policy_backend: BackendFactory, busybox: BusyboxImage, kapal_settings: RunnerSettings
+) -> None:
+    backend = policy_backend(ContainerPolicy(disk_bytes=CAP))
+    sandbox = backend.setup(SandboxSpec())
+    try:
+        container = backend.start(sandbox, busybox.spec("sh", "-c", FILL + "; exit 1"))
+        lines = [line.text for line in backend.logs(container)]
+        status = backend.wait(container)
+        assert lines[0] == "dd=1"
+        written = int(lines[1].split()[4])
+        assert 0 < written <= CAP
+        assert status.disk_exceeded
+        assert status.describe() == "disk limit exceeded (64 MiB): exited with code 1"
+        # What the host's filesystem holds for the job: the image's allocated blocks.
+        image = image_of(backend.paths.sandbox_disk_dir(sandbox.id))
+        assert os.stat(image).st_blocks * 512 <= CAP
+    finally:
+        backend.teardown(sandbox)
+    assert not image.exists()
+
+
+def test_a_failure_without_a_full_disk_is_not_a_disk_failure(
+    policy_backend: BackendFactory, busybox: BusyboxImage
+) -> None:
+    backend = policy_backend(ContainerPolicy(disk_bytes=CAP))
+    sandbox = backend.setup(SandboxSpec())
+    try:
+        container = backend.start(
+            sandbox, busybox.spec("sh", "-c", "head -c 1000 /dev/zero > /x; exit 3")
+        )
+        status = backend.wait(container)
+    finally:
+        backend.teardown(sandbox)
+    assert not status.disk_exceeded
+    assert status.describe() == "exited with code 3"
+
+
+def test_sandboxes_have_a_disk_each(policy_backend: BackendFactory, busybox: BusyboxImage) -> None:
+    # A full disk in one job leaves the next job's disk empty.
+    backend = policy_backend(ContainerPolicy(disk_bytes=CAP))
+    first, second = backend.setup(SandboxSpec()), backend.setup(SandboxSpec())
+    try:
+        backend.wait(backend.start(first, busybox.spec("sh", "-c", FILL)))
+        lines = []
+        probe = backend.start(
+            second, busybox.spec("sh", "-c", "head -c 10000000 /dev/zero > /y && echo ok")
+        )
+        lines = [line.text for line in backend.logs(probe)]
+        assert backend.wait(probe).ok
+        assert lines == ["ok"]
+    finally:
+        backend.teardown(first)
+        backend.teardown(second)
+
+
+def test_limited_disk_for_a_workspace(tmp_path: Path) -> None:
+    # The engine mounts one over a job's directory so that its workspace counts too.
+    workspace = tmp_path / "job"
+    with limited_disk(workspace, CAP) as disk:
+        with (workspace / "big").open("wb") as out, pytest.raises(OSError, match="No space left"):
+            for _ in range(CAP // (1 << 20) + 8):
+                out.write(b"\0" * (1 << 20))
+                out.flush()
+                os.fsync(out.fileno())
+        assert disk.full()
+    assert not workspace.exists()
+    assert not image_of(workspace).exists()
+
+
+def test_kapal_run_reports_the_disk_limit(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".kapal.yml").write_text(
+        f"fill:\n  image: busybox:latest\n  script:\n    - {FILL}\n    - echo never\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "run", str(project)],
+        env={**kapal_env, "KAPAL_JOB_DISK": "64m"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "disk limit exceeded (64 MiB)" in done.stdout
+    assert "never" not in done.stdout.replace("echo never", "")
