@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
+MAX_REF_LENGTH = 1024
 
 
 class Provider(StrEnum):
@@ -95,7 +96,8 @@ class PipelineCreate(BaseModel):
 
     repository_id: int
     source: str = Field(min_length=1, max_length=32)
-    ref: str = Field(min_length=1)
+    # PostgreSQL's index rows end near 2.7 kB; no branch or tag name needs a quarter of that
+    ref: str = Field(min_length=1, max_length=MAX_REF_LENGTH)
     sha: str = Field(min_length=1, max_length=64)
     tag: bool = False
     before_sha: str | None = Field(default=None, max_length=64)

@@ -3,8 +3,10 @@ control characters. PostgreSQL refuses NUL in text; no database can encode a lon
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tests.web.db.factories import make_jobs, make_pipeline, make_repository
 from web.db.encryption import SecretCipher
@@ -13,7 +15,7 @@ from web.db.logs import append_log, read_log
 from web.db.models import storable_text
 from web.db.pipelines import get_pipeline, list_pipelines
 from web.db.repos import get_repository_by_name
-from web.db.schemas import JobCreate
+from web.db.schemas import JobCreate, PipelineCreate
 from web.db.session import Database
 
 HOSTILE = "a\x00b\ud800c\x1b[31m\r\u202e\ufeffd"
@@ -66,7 +68,7 @@ def test_storable_text_encodes_and_keeps_the_rest(value: str) -> None:
 
 def test_long_free_text_fits_on_both_databases(database: Database, cipher: SecretCipher) -> None:
     """Git refs, job names and digests have no length a database column may assume."""
-    long = "x" * 2000
+    long = "x" * 1000
     with database.transaction() as session:
         repo = make_repository(session, cipher)
         pipeline = make_pipeline(
@@ -85,3 +87,8 @@ def test_long_free_text_fits_on_both_databases(database: Database, cipher: Secre
     assert read is not None and read.ref == "feature/" + long
     assert read_job is not None and read_job.image_digest == "sha512:" + "f" * 128
     assert read_job.worker == "worker@" + long
+
+
+def test_an_overlong_ref_is_refused_before_the_database() -> None:
+    with pytest.raises(ValidationError, match="1024"):
+        PipelineCreate(repository_id=1, source="push", ref="r" * 1025, sha="a" * 40)
