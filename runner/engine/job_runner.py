@@ -160,7 +160,8 @@ class JobRunner:
     2. Call `run()` once, in the thread that owns the attempt. It makes the attempt's directory
        `work_dir/<job_folder(name)>-<attempt>`, fills its `workspace` from `source` (an
        `InPlaceTree` is used as it is, uncopied), restores caches and the artifacts of the
-       jobs this one gets them from, then either builds the image (`build:` jobs) or starts the
+       jobs this one gets them from (a cancel meanwhile ends the attempt here, `canceled`,
+       with nothing run or saved), then either builds the image (`build:` jobs) or starts the
        services in one sandbox, waits for their ports, runs `before_script` + `script` and
        then `after_script` (with `CI_JOB_STATUS`); it saves artifacts (JUnit reports whatever
        the result) and caches, and returns a `JobOutcome` once every container of the attempt
@@ -280,6 +281,8 @@ class JobRunner:
             ]
             self._restore_artifacts(workspace)
             self._restore_caches(workspace, cache_keys)
+            if self._canceled.is_set():  # while the workspace was made: nothing of it ran
+                return JobOutcome(JobStatus.CANCELED, reason="canceled before its script started")
             if job.build is not None:
                 outcome = self._build(workspace, values)
             else:

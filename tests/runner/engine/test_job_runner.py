@@ -200,3 +200,18 @@ def test_options_reach_the_containers(harness: Harness) -> None:
     assert spec.cwd == "/builds/acme/shop"
     assert spec.env["TOKEN"] == "t0ps3cr3t-value"
     assert "token [MASKED]" in harness.recorder.log("unit")
+
+
+def test_a_cancel_while_the_workspace_is_made_runs_nothing(harness: Harness) -> None:
+    the_runner: list[JobRunner] = []
+
+    def slow_clone(dest: Path) -> None:
+        harness.source(dest)
+        the_runner[0].cancel()  # as a cancel arriving from the server mid-clone
+
+    the_job = job("unit", artifacts=ArtifactsSpec(paths=("README",), when="always"))
+    the_runner.append(runner(harness, the_job, source=slow_clone))
+    outcome = the_runner[0].run()
+    assert outcome.status == JobStatus.CANCELED
+    assert harness.backend.started == []
+    assert harness.artifacts.files(7, "unit") == []
