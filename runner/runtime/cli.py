@@ -94,7 +94,9 @@ def register(app: typer.Typer) -> None:
         cpus: Annotated[float | None, typer.Option(help="CPU limit, e.g. 1.5.")] = None,
         pids: Annotated[int | None, typer.Option(help="Maximum number of processes.")] = None,
         timeout: Annotated[str | None, typer.Option(help="Kill after, e.g. 30s, 10m.")] = None,
-        network: Annotated[str, typer.Option(help="none (loopback only) or host.")] = "none",
+        network: Annotated[
+            str, typer.Option(help="none (loopback only), nat (the outside world) or host.")
+        ] = "none",
         env: Annotated[list[str] | None, typer.Option("-e", "--env", help="K=V")] = None,
         workdir: Annotated[str | None, typer.Option("-w", "--workdir")] = None,
         volume: Annotated[
@@ -107,8 +109,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run one container, like `docker run --rm`; exit with the container's exit code."""
         try:
-            if network not in ("none", "host"):
-                raise RunnerError(f"--network {network!r}: use none or host")
+            if network not in ("none", "nat", "host"):
+                raise RunnerError(f"--network {network!r}: use none, nat or host")
             if cpus is not None and cpus <= 0:
                 raise RunnerError(f"--cpus {cpus}: must be more than zero")
             if pids is not None and pids <= 0:
@@ -182,7 +184,7 @@ def _run_interruptible(backend: EmbeddedBackend, spec: ContainerSpec, network: s
             backend,
             spec,
             on_line=_write_line,
-            network="host" if network == "host" else "none",
+            network="host" if network == "host" else "nat" if network == "nat" else "none",
             cancel=cancel,
         )
     finally:

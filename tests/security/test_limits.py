@@ -149,3 +149,22 @@ def test_kapal_run_refuses_limits_above_the_caps(kapal_env: dict[str, str], tmp_
     assert done.returncode == 2, done.stdout + done.stderr
     assert "memory 64 GiB is above the maximum 16 GiB (KAPAL_MAX_JOB_MEMORY)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_kapal_run_memory_hog_fails_with_its_reason(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    (tmp_path / ".kapal.yml").write_text(
+        "hog:\n  image: busybox:latest\n  script: ['head -c 500000000 /dev/zero | tail']\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "run", "--memory", "48m", str(tmp_path)],
+        env=kapal_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "==> hog: failed" in done.stdout
+    assert "killed: out of memory (limit 48 MiB)" in done.stdout

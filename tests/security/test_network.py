@@ -8,6 +8,8 @@ admin port looks like) and plays a pipeline trying to reach it: a job on the def
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from tests.security.containers import HOST_SECRET, BackendFactory
 pytestmark = pytest.mark.timeout(300)
 
 MIRROR = "deb.debian.org"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _fetch(
@@ -196,3 +199,51 @@ def test_add_url_on_host_network_refused_unless_allowed(
         _builder(image_store, backend, tmp_path).build(
             BuildOptions(context=context, network="host")
         )
+
+
+def _kapal_run(env: dict[str, str], project: Path, pipeline_text: str) -> tuple[int, str]:
+    project.mkdir()
+    (project / ".kapal.yml").write_text(pipeline_text)
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "run", str(project)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_kapal_run_refuses_network_host_when_not_allowed(
+    kapal_env: dict[str, str], busybox_image: str, loopback_server: int, tmp_path: Path
+) -> None:
+    pipeline_text = (
+        "steal:\n  image: busybox:latest\n  network: host\n"
+        f"  script: ['nc -w 5 127.0.0.1 {loopback_server} </dev/null && echo reached']\n"
+    )
+    env = {**kapal_env, "KAPAL_ALLOW_HOST_NETWORK": "false"}
+    code, out = _kapal_run(env, tmp_path / "project", pipeline_text)
+    assert code == 1, out
+    assert "steal" in out and "asks for `network: host`, which this runner does not allow" in out
+    assert "reached" not in out.replace("echo reached", "")
+    assert "Traceback" not in out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the engine still gives a job without `network:` the loopback-only network: "
+    'runner/engine/job_runner.py must pass `job.network or "nat"` to SandboxSpec',
+)
+def test_kapal_run_job_default_network_is_nat(
+    kapal_env: dict[str, str], busybox_image: str, loopback_server: int, tmp_path: Path
+) -> None:
+    pipeline_text = (
+        "probe:\n  image: busybox:latest\n  script:\n"
+        "    - ls /sys/class/net | tr '\\n' ' '; echo\n"
+        f"    - nc -w 5 127.0.0.1 {loopback_server} </dev/null && echo reached || echo refused\n"
+    )
+    code, out = _kapal_run(kapal_env, tmp_path / "project", pipeline_text)
+    assert code == 0, out
+    assert "lo tap0" in out
+    assert "[probe] refused" in out
