@@ -214,7 +214,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     ):
         app.include_router(router)
     app.add_middleware(
-        BodyLimit,  # type: ignore[arg-type]
+        BodyLimit,
         webhook_limit=settings.webhook_body_limit,
         api_limit=settings.api_body_limit,
     )

@@ -25,6 +25,16 @@ COMMAND_MODULES: dict[str, str] = {
     "gc": "runner.runtime.cli",
     "build": "runner.build.cli",
     "migrate": "web.db.cli",
+    "serve": "web.serve",
+    "token": "web.serve",
+    "repo": "web.client_cli",
+    "trigger": "web.client_cli",
+    "pipelines": "web.client_cli",
+    "pipeline": "web.client_cli",
+    "logs": "web.client_cli",
+    "cancel": "web.client_cli",
+    "retry": "web.client_cli",
+    "play": "web.client_cli",
 }
 
 

@@ -25,8 +25,10 @@ what to do. Subclasses set `status`; the HTTP layer answers `{"error": str(exc)}
     │   ├── NotFoundError             a row an operation names does not exist (404)
     │   ├── ConflictError             a unique name (repository, token) is already taken (409)
     │   └── InvalidCursorError        a pagination cursor this server did not hand out (400)
-    └── SettingsError                 the service's configuration is unusable (500)
-        └── SecretKeyError            the key that encrypts secrets at rest cannot be had
+    ├── SettingsError                 the service's configuration is unusable (500)
+    │   └── SecretKeyError            the key that encrypts secrets at rest cannot be had
+    └── ClientError                   the kapal CLI's request was refused (exit status 1)
+        └── ServerUnreachableError    the CLI cannot reach the server at KAPAL_HOST (exit 3)
 
 An event kapal does not act on (a ping, a closed merge request, a deleted branch) is not an
 error: the parsers return `web.hooks.Ignored`, answered 202 `{"ignored": reason}`.
@@ -184,3 +186,20 @@ class SecretKeyError(SettingsError):
     """The key that encrypts repository secrets at rest is missing, empty or unreadable."""
 
     status = 500
+
+
+class ClientError(WebError):
+    """The kapal CLI could not do what it was asked; `exit_code` is its exit status."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class ServerUnreachableError(ClientError):
+    """The kapal CLI cannot connect to the server KAPAL_HOST names."""
+
+    exit_code = 3

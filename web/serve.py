@@ -1,0 +1,285 @@
+"""`kapal serve`: the web service (webhooks, REST API) and, unless `--no-worker`, a worker.
+
+Start-up, in order, each failure one line on stderr and exit status 1: the settings; the
+database (the embedded SQLite default migrates itself, any other must already be at this kapal's
+revision: "run `kapal migrate`"); the admin token (KAPAL_ADMIN_TOKEN, else one made and printed
+on the first start); the listening socket (TCP, or a Unix socket made with mode 0660); the
+embedded worker; then uvicorn serves until SIGINT/SIGTERM, and the worker is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+UNIX_SOCKET_MODE = 0o660
+
+
+class ServeError(Exception):
+    """`kapal serve` cannot start; the message is the one line to print."""
+
+
+def _fail(message: str, verb: str = "serve") -> typer.Exit:
+    typer.echo(f"kapal {verb}: {message}", err=True)
+    return typer.Exit(1)
+
+
+def unix_socket(path: Path) -> socket.socket:
+    """A listening Unix socket at `path`, mode 0660 from its creation on.
+
+    A stale socket left by an earlier server is replaced; anything else at `path` (a file, a
+    directory, a symlink) is refused rather than removed.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(mode):
+            raise ServeError(f"{path} exists and is not a socket; remove it or pick another path")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # nobody listens: a stale socket
+        else:
+            raise ServeError(f"another server already listens on {path}")
+        finally:
+            probe.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o777 & ~UNIX_SOCKET_MODE)
+    try:
+        listener.bind(str(path))
+    except OSError as exc:
+        listener.close()
+        raise ServeError(f"cannot listen on {path}: {exc.strerror}") from None
+    finally:
+        os.umask(previous)
+    os.chmod(path, UNIX_SOCKET_MODE)
+    listener.listen(128)
+    return listener
+
+
+def tcp_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: one the kernel picks)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    listener.listen(2048)
+    return listener
+
+
+def _settings(overrides: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from web.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(f"bad setting: {problems}") from None
+
+
+def _check_database(settings: Any) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from web.db.migrate import describe, ensure_migrated
+    from web.errors import WebError
+
+    try:
+        ensure_migrated(settings)
+    except WebError as exc:
+        raise _fail(str(exc)) from None
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise _fail(
+            f"cannot use the database at {describe(settings.database_url)}: {reason}"
+        ) from None
+
+
+def serve(
+    *,
+    host: str | None,
+    port: int | None,
+    socket_path: Path | None,
+    data_dir: Path | None,
+    no_worker: bool,
+) -> None:
+    """Run the service until interrupted (see the module docstring)."""
+    settings = _settings(
+        {
+            "data_dir": data_dir,
+            "bind_host": host,
+            "bind_port": port,
+            "bind_socket": socket_path,
+            "embedded_worker": False if no_worker else None,
+        }
+    )
+    _check_database(settings)
+    import uvicorn
+
+    from web.api.auth import ensure_admin_token
+    from web.db.session import Database
+    from web.errors import WebError
+
+    try:
+        if settings.bind_socket is not None:
+            listener = unix_socket(Path(settings.bind_socket))
+            where = f"unix://{settings.bind_socket}"
+            if not settings.public_url:
+                settings.public_url = f"http://{settings.bind_host}:{settings.bind_port}"
+        else:
+            listener = tcp_socket(settings.bind_host, settings.bind_port)
+            settings.bind_port = listener.getsockname()[1]  # the port the kernel picked for 0
+            shown = f"[{settings.bind_host}]" if ":" in settings.bind_host else settings.bind_host
+            where = f"http://{shown}:{settings.bind_port}"
+    except ServeError as exc:
+        raise _fail(str(exc)) from None
+    database = Database(settings.database_url)
+    try:
+        try:
+            admin = ensure_admin_token(database=database, settings=settings)
+        except WebError as exc:
+            raise _fail(str(exc)) from None
+        from web.app import create_app
+        from web.tasks import create_celery, start_embedded_worker
+
+        celery = create_celery(settings, database=database)
+        app = create_app(settings, services=celery.services)
+        worker = None
+        if settings.embedded_worker:
+            try:
+                worker = start_embedded_worker(settings, app=celery)
+            except (TimeoutError, OSError) as exc:
+                raise _fail(f"the embedded worker did not start: {exc}") from None
+        _announce(settings, where, admin, worker is not None)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+        try:
+            uvicorn.Server(config).run(sockets=[listener])
+        finally:
+            if worker is not None:
+                worker.stop(timeout=30)
+    finally:
+        listener.close()
+        if settings.bind_socket is not None:
+            Path(settings.bind_socket).unlink(missing_ok=True)
+        database.dispose()
+
+
+def _announce(settings: Any, where: str, admin: str | None, worker: bool) -> None:
+    from web.db.migrate import describe
+
+    lines = [
+        f"kapal serve: API on {where} (OpenAPI: {where}/openapi.json)"
+        if where.startswith("http")
+        else f"kapal serve: API on {where} (set KAPAL_HOST={where} for the kapal CLI)",
+        f"  database: {describe(settings.database_url)}",
+        f"  worker: {'in this process' if worker else 'none (run `kapal worker`)'}",
+        "  webhook URLs:",
+        *(f"    {settings.server_url}/hooks/{p}" for p in ("github", "gitlab", "gitea")),
+    ]
+    if admin is not None:
+        lines += [
+            f"  admin token (shown this once; export KAPAL_TOKEN={admin}):",
+            f"    {admin}",
+        ]
+    elif settings.admin_token is not None:
+        lines.append("  admin token: the one KAPAL_ADMIN_TOKEN holds")
+    else:
+        lines.append("  admin token: made on the first start (kapal token create NAME for more)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` and `token` to `app`."""
+
+    @app.command("serve")
+    def serve_command(
+        host: str = typer.Option(None, "--host", help="Address to listen on [127.0.0.1]."),
+        port: int = typer.Option(None, "--port", help="TCP port [8080]; 0 picks a free one."),
+        socket_path: Annotated[
+            Path | None,
+            typer.Option("--socket", help="Listen on this Unix socket (mode 0660) instead of TCP."),
+        ] = None,
+        data_dir: Annotated[
+            Path | None, typer.Option("--data-dir", help="Where kapal keeps its state.")
+        ] = None,
+        no_worker: bool = typer.Option(
+            False, "--no-worker", help="Run no worker in this process (use `kapal worker`)."
+        ),
+    ) -> None:
+        """Run the kapal service: webhooks, REST API and (unless --no-worker) a worker."""
+        serve(host=host, port=port, socket_path=socket_path, data_dir=data_dir, no_worker=no_worker)
+
+    token = typer.Typer(help="API tokens (on the server's database).", no_args_is_help=True)
+    app.add_typer(token, name="token")
+
+    @token.command("create")
+    def token_create(
+        name: str = typer.Argument(..., help="A name to know the token by."),
+        scope: Annotated[
+            list[str] | None,
+            typer.Option("--scope", help="read, write or admin (repeatable) [write]."),
+        ] = None,
+        repo: str = typer.Option(None, "--repo", help="Limit the token to this repository."),
+    ) -> None:
+        """Make an API token and print it (this once)."""
+        create_token_command(name=name, scopes=scope or ["write"], repo=repo)
+
+
+def create_token_command(*, name: str, scopes: list[str], repo: str | None) -> None:
+    """`kapal token create`: make a token in the database the settings name, print it."""
+    settings = _settings({})
+    from web.db.repos import get_repository_by_name
+    from web.db.schemas import Scope
+    from web.db.session import Database
+    from web.db.tokens import create_token
+    from web.errors import WebError
+
+    try:
+        wanted = [Scope(s) for s in scopes]
+    except ValueError:
+        typer.echo(f"kapal token create: scopes are read, write, admin; got {scopes}", err=True)
+        raise typer.Exit(2) from None
+    _check_database(settings)
+    database = Database(settings.database_url)
+    try:
+        with database.transaction() as session:
+            repository_id = None
+            if repo is not None:
+                found = get_repository_by_name(session=session, name=repo)
+                if found is None:
+                    typer.echo(f"kapal token create: no repository named {repo!r}", err=True)
+                    raise typer.Exit(1)
+                repository_id = found.id
+            made = create_token(
+                session=session, name=name, scopes=wanted, repository_id=repository_id
+            )
+    except WebError as exc:
+        typer.echo(f"kapal token create: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        database.dispose()
+    typer.echo(made.plaintext)
