@@ -44,6 +44,9 @@ class RuleConfig:
     start_in_seconds: int | None = None
     # workflow rules only: (on_new_commit, on_job_failure) when the rule sets `auto_cancel`
     auto_cancel: tuple[str | None, str | None] | None = None
+    # job rules only: what replaces the job's `needs` / `interruptible` when the rule matches
+    needs: tuple[NeedConfig, ...] | None = None
+    interruptible: bool | None = None
 
     def describe(self, index: int) -> str:
         """How a skip reason names this rule: its number and its conditions."""

@@ -120,14 +120,20 @@ AUTO_CANCEL_ON_NEW_COMMIT = ("conservative", "interruptible", "none")
 AUTO_CANCEL_ON_JOB_FAILURE = ("none", "all")
 
 RULE_KEYWORDS = frozenset(
-    {"if", "changes", "exists", "when", "variables", "allow_failure", "start_in"}
+    {
+        "if",
+        "changes",
+        "exists",
+        "when",
+        "variables",
+        "allow_failure",
+        "start_in",
+        "needs",
+        "interruptible",
+    }
 )
 WORKFLOW_RULE_KEYWORDS = frozenset({"if", "changes", "exists", "when", "variables", "auto_cancel"})
-UNSUPPORTED_RULE_KEYWORDS = {
-    "needs": "`rules: needs` is not supported by kapal yet; use job-level `needs:`",
-    "interruptible": "`rules: interruptible` is not supported by kapal yet; "
-    "use job-level `interruptible:`",
-}
+UNSUPPORTED_RULE_KEYWORDS: dict[str, str] = {}
 
 JOB_WHEN = ("on_success", "on_failure", "always", "manual", "delayed")
 RULE_WHEN = ("on_success", "on_failure", "always", "manual", "delayed", "never")

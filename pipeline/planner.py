@@ -71,6 +71,8 @@ class _Decision:
     rule_sets_when: bool = False
     start_in_seconds: int | None = None
     auto_cancel: tuple[str | None, str | None] | None = None
+    needs: tuple[NeedConfig, ...] | None = None
+    interruptible: bool | None = None
 
 
 def plan(document: Document | PipelineConfig, context: TriggerContext) -> Plan:
@@ -113,6 +115,7 @@ class _Planner:
         self._listed: tuple[str, ...] | None = None
         self._parsed: dict[str, Expression] = {}
         self.instance_of: dict[str, _Instance] = {}
+        self.rule_needs: dict[str, tuple[NeedConfig, ...]] = {}
         self.predefined = pipeline_variables(
             context, config_path=config.path, workflow_name=config.workflow_name
         )
@@ -189,6 +192,8 @@ class _Planner:
                 rule_sets_when=rule.when is not None,
                 start_in_seconds=rule.start_in_seconds,
                 auto_cancel=rule.auto_cancel,
+                needs=rule.needs,
+                interruptible=rule.interruptible,
             )
         if not tried:
             return _Decision(False, "no rule matched (the list is empty)")
@@ -467,6 +472,9 @@ class _Planner:
             predefined = (*base_predefined, Variable("CI_JOB_MANUAL", "true", "predefined"))
         variables = predefined + inherited + job_vars + matrix_vars + rule_vars + self.trigger
         when = decision.when if decision.runs else cfg.when
+        if decision.runs and decision.needs is not None:
+            # `rules: needs` replaces the job's needs when the rule matches.
+            self.rule_needs[inst.name] = decision.needs
         return dataclasses.replace(
             template,
             name=inst.name,
@@ -480,6 +488,9 @@ class _Planner:
             allow_failure_exit_codes=decision.exit_codes,
             parallel_index=inst.index,
             parallel_total=inst.total,
+            interruptible=template.interruptible
+            if decision.interruptible is None
+            else decision.interruptible,
             skip_reason=None if decision.runs else decision.reason,
             run_reason=decision.reason if decision.runs else None,
         )
@@ -520,10 +531,11 @@ class _Planner:
                 linked.append(job)
                 continue
             needs = None
-            if inst.config.needs is not None:
+            wanted = self.rule_needs.get(job.name, inst.config.needs)
+            if wanted is not None:
                 needs = tuple(
                     need
-                    for cfg_need in inst.config.needs
+                    for cfg_need in wanted
                     for need in self.resolve_need(job, cfg_need, by_base)
                 )
             dependencies = None

@@ -723,6 +723,8 @@ class _Validator(_Checker):
                     variables=self.variables(item, "variables", f"{sub}: variables"),
                     start_in_seconds=start_in,
                     auto_cancel=self.auto_cancel_of(item, f"{sub}: auto_cancel"),
+                    needs=None if workflow else self.needs(item, f"{sub}: needs"),
+                    interruptible=self.boolean(item, "interruptible", f"{sub}: interruptible"),
                 )
             )
         return tuple(out)
@@ -1664,26 +1666,32 @@ class _Validator(_Checker):
                     instances.setdefault(f"{job.name}: [{', '.join(values)}]", (job.name, combo))
         if not instances:
             return jobs
-        out: list[JobConfig] = []
-        for job in jobs:
-            needs = job.needs
-            if needs is not None and any(
-                n.job in instances and n.job not in by_name for n in needs
-            ):
-                needs = tuple(
-                    dataclasses.replace(
-                        n,
-                        job=instances[n.job][0],
-                        matrix=(tuple((k, (v,)) for k, v in instances[n.job][1]),),
-                        instance=n.job,
-                    )
-                    if n.job in instances and n.job not in by_name and n.matrix is None
-                    else n
-                    for n in needs
+
+        def rewritten(needs: tuple[NeedConfig, ...] | None) -> tuple[NeedConfig, ...] | None:
+            if needs is None:
+                return None
+            return tuple(
+                dataclasses.replace(
+                    n,
+                    job=instances[n.job][0],
+                    matrix=(tuple((k, (v,)) for k, v in instances[n.job][1]),),
+                    instance=n.job,
                 )
-                job = dataclasses.replace(job, needs=needs)
-            out.append(job)
-        return out
+                if n.job in instances and n.job not in by_name and n.matrix is None
+                else n
+                for n in needs
+            )
+
+        return [
+            dataclasses.replace(
+                job,
+                needs=rewritten(job.needs),
+                rules=None
+                if job.rules is None
+                else tuple(dataclasses.replace(r, needs=rewritten(r.needs)) for r in job.rules),
+            )
+            for job in jobs
+        ]
 
     def check_matrix_expressions(self, job: JobConfig, need: NeedConfig) -> None:
         """`$[[ matrix.NAME ]]` in a need names a variable of the job's own matrix."""
@@ -1737,7 +1745,8 @@ class _Validator(_Checker):
         by_name = {job.name: job for job in jobs}
         order = {stage: i for i, stage in enumerate(stages)}
         for job in jobs:
-            for need in job.needs or ():
+            rule_needs = [n for rule in job.rules or () for n in rule.needs or ()]
+            for need in (*(job.needs or ()), *rule_needs):
                 self.check_matrix_expressions(job, need)
                 target = by_name.get(need.job)
                 where = need.location

@@ -270,6 +270,8 @@ _rule = st.fixed_dictionaries(
         "when": _when,
         "start_in": st.sampled_from(["5m", "2 weeks"]),
         "auto_cancel": _auto_cancel,
+        "needs": st.lists(st.sampled_from(["lint", "unit", "missing", "unit: [3.11]"]), max_size=2),
+        "interruptible": st.booleans(),
         "allow_failure": st.booleans(),
         "variables": st.dictionaries(st.sampled_from(["X", "Y", "DEPLOY"]), st.text(max_size=3)),
     },
@@ -277,8 +279,14 @@ _rule = st.fixed_dictionaries(
 
 
 def _without_allow_failure(rule: dict[str, Any]) -> dict[str, Any]:
-    """`workflow: rules` take no `allow_failure`."""
-    return {key: value for key, value in rule.items() if key != "allow_failure"}
+    """`workflow: rules` take no `allow_failure`, `needs`, `interruptible`, `start_in`."""
+    job_only = ("allow_failure", "needs", "interruptible", "start_in")
+    return {key: value for key, value in rule.items() if key not in job_only}
+
+
+def _job_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """Job `rules` take no `auto_cancel` (a workflow rule's)."""
+    return {key: value for key, value in rule.items() if key != "auto_cancel"}
 
 
 _need = st.one_of(
@@ -328,7 +336,7 @@ _job = st.fixed_dictionaries(
     {"script": _sometimes(st.lists(st.sampled_from(["echo hi", "make test"]), min_size=1))},
     optional={
         "stage": _sometimes(st.sampled_from(STAGES)),
-        "rules": _sometimes(st.lists(_rule, max_size=3)),
+        "rules": _sometimes(st.lists(_rule.map(_job_rule), max_size=3)),
         "needs": _sometimes(st.lists(_need, max_size=3)),
         "dependencies": _sometimes(st.lists(st.sampled_from(JOB_NAMES), max_size=2)),
         "when": _sometimes(_when),

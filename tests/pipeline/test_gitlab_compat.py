@@ -634,3 +634,38 @@ def test_only_refs_with_a_project_path_match_in_that_project_only() -> None:
     assert not result.job("pattern").runs
     elsewhere = _plan(text, TriggerContext(source="push", branch="main", project_path="x/y"))
     assert not elsewhere.job("upstream").runs and elsewhere.job("pattern").runs
+
+
+RULE_NEEDS = """\
+    stages: [build, test]
+    build:
+      stage: build
+      script: make
+    lint:
+      stage: build
+      script: lint
+    test:
+      stage: test
+      script: test
+      needs: [build]
+      interruptible: false
+      rules:
+        - if: $CI_COMMIT_TAG
+          needs: [build, lint]
+          interruptible: true
+        - when: on_success
+    """
+
+
+def test_rules_needs_and_interruptible_replace_the_jobs_when_the_rule_matches() -> None:
+    branch = _plan(RULE_NEEDS).job("test")
+    assert [n.job for n in branch.needs or ()] == ["build"] and not branch.interruptible
+    tag = _plan(RULE_NEEDS, TriggerContext(source="push", tag="v1")).job("test")
+    assert [n.job for n in tag.needs or ()] == ["build", "lint"] and tag.interruptible
+
+
+def test_rules_needs_name_jobs_that_exist() -> None:
+    messages = _messages(RULE_NEEDS.replace("needs: [build, lint]", "needs: [build, lintr]"))
+    assert any(
+        "'lintr' is not a job in this pipeline (did you mean 'lint'?)" in m for m in messages
+    )
