@@ -25,7 +25,7 @@ from web.db.migrate import (
 )
 from web.db.models import Base
 from web.db.session import make_engine
-from web.errors import NotMigratedError
+from web.errors import DatabaseError, NotMigratedError
 from web.settings import Settings
 
 KAPAL = Path(sys.executable).parent / "kapal"
@@ -165,3 +165,19 @@ def test_kapal_version_imports_no_database_code() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.splitlines()[-1] == "['web', 'web.cli']"
+
+
+def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://kapal:hunter2-pw@127.0.0.1:1/kapal"
+    with pytest.raises(DatabaseError, match="cannot use the database at") as refused:
+        check_migrated(Settings(data_dir=tmp_path, database_url=url))
+    assert "\n" not in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+    with pytest.raises(DatabaseError, match="cannot use the database"):
+        upgrade(url)
+
+
+def test_a_data_dir_with_a_percent_sign(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "100% kapal")
+    ensure_migrated(settings)
+    assert current_revision(settings.database_url) == head_revision()

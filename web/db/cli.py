@@ -19,7 +19,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Upgrade the database (KAPAL_DATABASE_URL, default: SQLite in the data dir)."""
         from pydantic import ValidationError
-        from sqlalchemy.exc import SQLAlchemyError
 
         from web.db.migrate import check_migrated, current_revision, describe, upgrade
         from web.errors import WebError
@@ -44,12 +43,6 @@ def register(app: typer.Typer) -> None:
             after = current_revision(url)
         except WebError as exc:
             typer.echo(f"kapal migrate: {exc}", err=True)
-            raise typer.Exit(1) from None
-        except (SQLAlchemyError, OSError) as exc:  # unreachable, refused, bad credentials
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            typer.echo(
-                f"kapal migrate: cannot use the database at {describe(url)}: {reason}", err=True
-            )
             raise typer.Exit(1) from None
         if before == after:
             typer.echo(f"{describe(url)} is already at revision {after}")

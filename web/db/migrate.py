@@ -5,6 +5,8 @@ The Alembic environment is the `migrations` package shipped with kapal; no alemb
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -13,9 +15,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from web.db.session import make_engine
-from web.errors import NotMigratedError
+from web.errors import DatabaseError, NotMigratedError
 from web.settings import Settings
 
 
@@ -43,20 +46,32 @@ def head_revision() -> str:
     return head
 
 
+@contextmanager
+def _reaching(url: str) -> Iterator[None]:
+    """Turn "the database cannot be reached" into one DatabaseError line, without a traceback."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:  # refused, unknown host, bad password, bad path
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseError(f"cannot use the database at {describe(url)}: {reason}") from None
+
+
 def current_revision(url: str) -> str | None:
     """The revision the database at `url` is at (None: never migrated)."""
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
-    finally:
-        engine.dispose()
+    with _reaching(url):
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
+        finally:
+            engine.dispose()
 
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` up to `revision`."""
     try:
-        command.upgrade(alembic_config(url), revision)
+        with _reaching(url):
+            command.upgrade(alembic_config(url), revision)
     except CommandError as exc:  # e.g. a revision from a newer kapal
         raise NotMigratedError(f"cannot migrate the database at {describe(url)}: {exc}") from None
 
@@ -64,7 +79,8 @@ def upgrade(url: str, revision: str = "head") -> None:
 def downgrade(url: str, revision: str = "base") -> None:
     """Take the database at `url` down to `revision` (`base`: no kapal tables left)."""
     try:
-        command.downgrade(alembic_config(url), revision)
+        with _reaching(url):
+            command.downgrade(alembic_config(url), revision)
     except CommandError as exc:
         raise NotMigratedError(f"cannot migrate the database at {describe(url)}: {exc}") from None
 
