@@ -143,3 +143,60 @@ def error_of(response: Any) -> str:
     message = body["error"]
     assert isinstance(message, str) and message
     return message
+
+
+class LiveServer:
+    """The app served by a real uvicorn in a thread, on a Unix socket and on TCP."""
+
+    def __init__(self, settings: Settings, services: Services, socket_path: Path) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from web.serve import tcp_socket, unix_socket
+
+        self.socket_path = socket_path
+        self._sockets: list[socket.socket] = [
+            unix_socket(socket_path),
+            tcp_socket("127.0.0.1", 0),
+        ]
+        self.url = f"http://127.0.0.1:{self._sockets[1].getsockname()[1]}"
+        self.unix = f"unix://{socket_path}"
+        config = uvicorn.Config(
+            create_app(settings, services=services), log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": self._sockets}, daemon=True
+        )
+
+    def start(self) -> None:
+        """Serve, and return once uvicorn listens."""
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert self._thread.is_alive(), "uvicorn stopped while starting"
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Shut uvicorn down and wait for it."""
+        self.server.should_exit = True
+        self._thread.join(30)
+        for sock in self._sockets:
+            sock.close()
+        self.socket_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def live_server(settings: Settings, services: Services, tmp_path: Path) -> Iterator[LiveServer]:
+    """The app on a real uvicorn (Unix socket `server.unix`, TCP `server.url`)."""
+    server = LiveServer(settings, services, tmp_path / "run" / "kapal.sock")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
