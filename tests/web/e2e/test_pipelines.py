@@ -66,3 +66,35 @@ def test_a_pipeline_runs_to_success_with_logs_artifacts_and_test_cases(
         ("shop.cart", "removes", "failed"),
     ]
     assert artifacts and artifacts[0].files == ["out/app.txt"]
+
+
+FAILING = """
+stages: [build, test, deploy]
+image: busybox:latest
+build:
+  stage: build
+  script: [echo compiling, exit 3]
+test:
+  stage: test
+  script: [echo never]
+cleanup:
+  stage: deploy
+  when: on_failure
+  script: [echo cleaning up]
+"""
+
+
+def test_a_failing_job_fails_the_pipeline_and_skips_the_jobs_after_it(
+    services: Services, worker: EmbeddedWorker, project: Project, repository: RepositoryRead
+) -> None:
+    project.commit({".kapal.yml": FAILING})
+    project.push()
+    created = create_pipeline_for_ref(services=services, repository_id=repository.id, ref="main")
+    detail = wait_for(services, created.id)
+    jobs = {job.name: job for job in detail.jobs}
+    assert detail.status == "failed"
+    assert (jobs["build"].status, jobs["build"].exit_code) == ("failed", 3)
+    assert jobs["build"].reason == "exited with code 3"
+    assert (jobs["test"].status, jobs["test"].reason) == ("skipped", "build failed")
+    assert jobs["test"].started_at is None and jobs["test"].worker is None
+    assert jobs["cleanup"].status == "success"
