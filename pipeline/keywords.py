@@ -85,6 +85,8 @@ JOB_KEYWORDS = frozenset(
         "pages",
         "release",
         "dast_configuration",
+        "identity",
+        "manual_confirmation",  # recorded on the job for whoever starts it
         # kapal's extensions
         "build",
         "deploy",
@@ -101,6 +103,8 @@ SERVER_KEYWORDS = {
     "release": "releases are created by a GitLab server; the job runs, no release is created",
     "dast_configuration": "DAST site and scanner profiles live on a GitLab server; "
     "the job runs without them",
+    "identity": "cloud identity federation is provided by GitLab.com; the job gets no "
+    "cloud credentials from it",
 }
 
 UNSUPPORTED_JOB_KEYWORDS = {
@@ -108,8 +112,6 @@ UNSUPPORTED_JOB_KEYWORDS = {
     "run the other project's pipeline separately",
     "hooks": "`hooks:` (pre_get_sources_script) is not supported by kapal yet; "
     "put the commands in `before_script:`",
-    "identity": "`identity:` (cloud identity federation) is not supported by kapal yet",
-    "manual_confirmation": "`manual_confirmation:` is not supported by kapal yet",
     "run": "`run:` (CI/CD steps) is not supported by kapal yet; use `script:`",
     "inputs": "`inputs:` (job inputs) is not supported by kapal yet; use variables",
 }
@@ -134,6 +136,9 @@ RULE_KEYWORDS = frozenset(
 )
 WORKFLOW_RULE_KEYWORDS = frozenset({"if", "changes", "exists", "when", "variables", "auto_cancel"})
 UNSUPPORTED_RULE_KEYWORDS: dict[str, str] = {}
+
+PULL_POLICIES = ("always", "if-not-present", "never")
+ARTIFACT_ACCESS = ("all", "developer", "maintainer", "none")
 
 JOB_WHEN = ("on_success", "on_failure", "always", "manual", "delayed")
 RULE_WHEN = ("on_success", "on_failure", "always", "manual", "delayed", "never")

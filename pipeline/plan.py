@@ -63,6 +63,8 @@ class ImageSpec:
     name: str
     entrypoint: tuple[str, ...] | None = None
     has_variables: bool = False
+    # GitLab's `pull_policy`: always, if-not-present, never, tried in order (empty: kapal's way)
+    pull_policy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class ServiceSpec:
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     has_variables: bool = False
+    pull_policy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ class ArtifactsSpec:
     junit: tuple[str, ...] = ()
     reports: tuple[ReportSpec, ...] = ()
     expose_as: str | None = None
+    # Who may download them from a server: all, developer, maintainer, none (`public: false`
+    # is developer)
+    access: Literal["all", "developer", "maintainer", "none"] = "all"
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,8 @@ class CacheSpec:
     untracked: bool = False
     # Keys whose cache is restored, in order, when `key` has none (nothing is saved to them).
     fallback_keys: tuple[str, ...] = ()
+    # GitLab keeps protected and unprotected branches' caches apart unless this is set.
+    unprotect: bool = False
     # `policy: $VAR` as written (GitLab 16.1+): the runner expands it with the job's variables
     # and uses the result as `policy`; anything but pull, push or pull-push fails the job.
     policy_text: str | None = None
@@ -235,6 +243,8 @@ class Job:
     start_in_seconds: int | None = None
     # Keywords only a GitLab server honours, left out of this plan: (keyword, what is lost)
     ignored_keywords: tuple[tuple[str, str], ...] = ()
+    # What a person is asked to confirm before starting this manual job
+    manual_confirmation: str | None = None
     skip_reason: str | None = None
     run_reason: str | None = None
 

@@ -41,6 +41,7 @@ from pipeline.errors import (
 from pipeline.expressions import parse_expression
 from pipeline.globs import compile_glob
 from pipeline.keywords import (
+    ARTIFACT_ACCESS,
     AUTO_CANCEL_ON_JOB_FAILURE,
     AUTO_CANCEL_ON_NEW_COMMIT,
     COVERAGE_FORMATS,
@@ -51,6 +52,7 @@ from pipeline.keywords import (
     JOB_WHEN,
     LEGACY_GLOBAL_DEFAULTS,
     MAX_START_IN,
+    PULL_POLICIES,
     REMOVED_REPORT_KINDS,
     REPORT_KINDS,
     RETRY_WHEN,
@@ -98,8 +100,8 @@ _FLATTENED = ("cache", "needs", "rules", "services", "tags")
 _NULL_MEANS_SOMETHING = frozenset({"build", "variables", "build_args"})
 _T = TypeVar("_T")
 
-_SERVICE_KEYS = {"name", "alias", "variables", "command", "entrypoint"}
-_IMAGE_KEYS = {"name", "entrypoint"}
+_SERVICE_KEYS = {"name", "alias", "variables", "command", "entrypoint", "pull_policy"}
+_IMAGE_KEYS = {"name", "entrypoint", "pull_policy"}
 _ARTIFACT_KEYS = {
     "paths",
     "exclude",
@@ -109,22 +111,18 @@ _ARTIFACT_KEYS = {
     "name",
     "reports",
     "expose_as",
+    "public",
+    "access",
 }
-_UNSUPPORTED_ARTIFACT_KEYS = {
-    "public": "`artifacts: public` is not supported by kapal yet",
-    "access": "`artifacts: access` is not supported by kapal yet",
-}
-_CACHE_KEYS = {"key", "paths", "policy", "when", "untracked", "fallback_keys"}
+_UNSUPPORTED_ARTIFACT_KEYS: dict[str, str] = {}
+_CACHE_KEYS = {"key", "paths", "policy", "when", "untracked", "fallback_keys", "unprotect"}
 MAX_FALLBACK_KEYS = 5
-_UNSUPPORTED_CACHE_KEYS = {
-    "unprotect": "`cache: unprotect` is not supported by kapal yet",
-}
+_UNSUPPORTED_CACHE_KEYS: dict[str, str] = {}
 _ENVIRONMENT_KEYS = {"name", "url", "action", "on_stop", "auto_stop_in", "deployment_tier"}
 _UNSUPPORTED_ENVIRONMENT_KEYS = {
     "kubernetes": "`environment: kubernetes` is not supported by kapal yet",
 }
 _UNSUPPORTED_IMAGE_KEYS = {
-    "pull_policy": "`pull_policy` is not supported by kapal yet; kapal pulls images it lacks",
     "docker": "`docker:` executor options are not supported by kapal yet",
     "kubernetes": "`kubernetes:` executor options are not supported by kapal yet",
 }
@@ -938,6 +936,14 @@ class _Validator(_Checker):
             )
         when = self.when(job, f"{name}: when", JOB_WHEN) or "on_success"
         start_in = self.start_in(job, when, name)
+        if "manual_confirmation" in job and not (
+            when == "manual" or any(r.when == "manual" for r in rules or ())
+        ):
+            self.error(
+                "`manual_confirmation` only works with `when: manual`",
+                job.key_at("manual_confirmation"),
+                f"{name}: manual_confirmation",
+            )
         for key in sorted(k for k in job if isinstance(k, str) and k in SERVER_KEYWORDS):
             self.warn(
                 f"`{key}:` is ignored: {SERVER_KEYWORDS[key]}; `--strict` refuses it",
@@ -1017,6 +1023,9 @@ class _Validator(_Checker):
         )
         if ignored:
             out["ignored_keywords"] = ignored
+        confirmation = self.string(job, "manual_confirmation", p + "manual_confirmation")
+        if confirmation is not None:
+            out["manual_confirmation"] = confirmation
         if (env := self.environment(job, p + "environment")) is not None:
             out["environment"] = env
         if (group := self.string(job, "resource_group", p + "resource_group")) is not None:
@@ -1051,13 +1060,31 @@ class _Validator(_Checker):
                 self.error("an image needs a non-empty `name:`", value.location, path)
                 return None
             entrypoint = self.strings(value, "entrypoint", f"{path}: entrypoint")
-            return ImageSpec(name=name, entrypoint=entrypoint, has_variables="$" in name)
+            return ImageSpec(
+                name=name,
+                entrypoint=entrypoint,
+                has_variables="$" in name,
+                pull_policy=self.pull_policy(value, f"{path}: pull_policy"),
+            )
         self.error(
             f"expected an image name or {{name:, entrypoint:}}, found {describe(value)}",
             job.value_at("image"),
             path,
         )
         return None
+
+    def pull_policy(self, image: YMap, path: str) -> tuple[str, ...]:
+        """`pull_policy:` of an image or service: one policy or a list, tried in order."""
+        policies = self.strings(image, "pull_policy", path) or ()
+        for policy in policies:
+            if policy not in PULL_POLICIES:
+                self.error(
+                    f"{policy!r} is not one of {', '.join(PULL_POLICIES)}"
+                    + keyword_hint(policy, PULL_POLICIES),
+                    image.value_at("pull_policy"),
+                    path,
+                )
+        return tuple(p for p in policies if p in PULL_POLICIES)
 
     def services(self, job: YMap, path: str) -> tuple[ServiceSpec, ...] | None:
         """`services:` as ServiceSpecs with GitLab's default aliases."""
@@ -1107,6 +1134,7 @@ class _Validator(_Checker):
                     command=self.strings(item, "command", f"{path}: command"),
                     entrypoint=self.strings(item, "entrypoint", f"{path}: entrypoint"),
                     has_variables="$" in name,
+                    pull_policy=self.pull_policy(item, f"{path}: pull_policy"),
                 )
             )
         return tuple(out)
@@ -1194,9 +1222,20 @@ class _Validator(_Checker):
                 value.value_at("expose_as"),
                 f"{path}: expose_as",
             )
+        access = self.choice(value, "access", ARTIFACT_ACCESS, f"{path}: access")
+        public = self.boolean(value, "public", f"{path}: public")
+        if access is not None and public is not None:
+            self.error(
+                "use `access:` or `public:`, not both (`public: false` is `access: developer`)",
+                value.key_at("public"),
+                f"{path}: public",
+            )
+        if access is None and public is False:
+            access = "developer"
         return ArtifactsSpec(
             reports=reports,
             expose_as=expose_as,
+            access=access or "all",  # type: ignore[arg-type]
             paths=self.strings(value, "paths", f"{path}: paths", allow_single=False) or (),
             exclude=self.strings(value, "exclude", f"{path}: exclude", allow_single=False) or (),
             when=self.choice(value, "when", _ARTIFACT_WHEN, f"{path}: when") or "on_success",  # type: ignore[arg-type]
@@ -1325,6 +1364,7 @@ class _Validator(_Checker):
                     untracked=self.boolean(item, "untracked", f"{path}: untracked") or False,
                     policy_text=policy_text,
                     fallback_keys=self.fallback_keys(item, f"{path}: fallback_keys"),
+                    unprotect=self.boolean(item, "unprotect", f"{path}: unprotect") or False,
                 )
             )
         return tuple(out)

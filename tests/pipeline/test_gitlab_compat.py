@@ -669,3 +669,43 @@ def test_rules_needs_name_jobs_that_exist() -> None:
     assert any(
         "'lintr' is not a job in this pipeline (did you mean 'lint'?)" in m for m in messages
     )
+
+
+def test_pull_policy_access_unprotect_and_manual_confirmation_are_recorded() -> None:
+    result = _plan(
+        """\
+        deploy:
+          stage: deploy
+          script: ./deploy
+          when: manual
+          manual_confirmation: Deploy to production?
+          image: {name: alpine, pull_policy: [always, if-not-present]}
+          services:
+            - name: postgres:16
+              pull_policy: if-not-present
+          artifacts:
+            paths: [out]
+            public: false
+          cache:
+            key: k
+            unprotect: true
+        report:
+          script: s
+          artifacts: {paths: [r], access: none}
+        """
+    )
+    job = result.job("deploy")
+    assert job.manual_confirmation == "Deploy to production?"
+    assert job.image is not None and job.image.pull_policy == ("always", "if-not-present")
+    assert job.services[0].pull_policy == ("if-not-present",)
+    assert job.artifacts is not None and job.artifacts.access == "developer"
+    assert job.caches[0].unprotect
+    report = result.job("report").artifacts
+    assert report is not None and report.access == "none"
+    assert Plan.from_json(result.to_json()) == result
+
+
+def test_identity_is_ignored_with_a_warning() -> None:
+    doc = loads("job:\n  script: s\n  identity: google_cloud\n", "ci.yml")
+    [warning] = lint(doc)
+    assert warning.severity == "warning" and "`identity:` is ignored" in warning.message
