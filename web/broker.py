@@ -52,11 +52,11 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-class SQLiteChannel(SQLAlchemyChannel):  # type: ignore[misc]
+class SQLiteChannel(SQLAlchemyChannel):
     """kombu's SQLAlchemy channel, making its engine without kombu's own options."""
 
     def _open(self) -> Any:
-        opened = super()._open()
+        opened = super()._open()  # type: ignore[no-untyped-call]
         # kombu's models use `lazy="noload"`, deprecated in SQLAlchemy 2.1: configure them once
         # here, quietly, rather than warn at the first query of each process
         with warnings.catch_warnings():
@@ -76,7 +76,7 @@ class SQLiteChannel(SQLAlchemyChannel):  # type: ignore[misc]
         return engine
 
 
-class SQLiteTransport(SQLAlchemyTransport):  # type: ignore[misc]
+class SQLiteTransport(SQLAlchemyTransport):
     """kombu's SQLAlchemy transport whose `polling_interval` option works."""
 
     Channel = SQLiteChannel

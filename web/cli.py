@@ -25,6 +25,7 @@ COMMAND_MODULES: dict[str, str] = {
     "gc": "runner.runtime.cli",
     "build": "runner.build.cli",
     "migrate": "web.db.cli",
+    "worker": "web.worker_cli",
     "serve": "web.serve",
     "token": "web.serve",
     "repo": "web.client_cli",

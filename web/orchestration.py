@@ -290,8 +290,10 @@ def _resolve_ref(repository: RepositoryRead, ref: str) -> tuple[str, str]:
     runner = git.Git()
     runner.update_environment(**GIT_ENV)
     try:
-        out = runner.ls_remote(
-            url, f"refs/heads/{ref}", f"refs/tags/{ref}", kill_after_timeout=LS_REMOTE_TIMEOUT
+        out = str(
+            runner.ls_remote(
+                url, f"refs/heads/{ref}", f"refs/tags/{ref}", kill_after_timeout=LS_REMOTE_TIMEOUT
+            )
         )
     except git.GitCommandError as exc:
         raise RepositoryUnreachableError(

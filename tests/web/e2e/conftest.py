@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from runner.images import ImageStore
 from tests.web.test_mirrors import Project
@@ -48,13 +49,13 @@ def service_settings(
     if request.param == "embedded":
         database = data_dir / "kapal.db"
         shutil.copyfile(migrated_sqlite, database)
-        return Settings(data_dir=data_dir, secret_key="test key", log_flush_interval=0.1)
+        return Settings(data_dir=data_dir, secret_key=SecretStr("test key"), log_flush_interval=0.1)
     database_url: str = request.getfixturevalue("database_url_postgres")
     redis_url: str = request.getfixturevalue("redis_url")
     redis.Redis.from_url(redis_url).flushdb()
     return Settings(
         data_dir=data_dir,
-        secret_key="test key",
+        secret_key=SecretStr("test key"),
         database_url=database_url,
         broker_url=redis_url,
         log_flush_interval=0.1,

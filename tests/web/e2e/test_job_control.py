@@ -114,7 +114,8 @@ def test_retry_keyword_and_retry_by_hand_make_new_attempts(
         services,
         project,
         repository,
-        "flaky:\n  image: busybox:latest\n  retry: 1\n  script: [echo try $CI_JOB_ATTEMPT, exit 1]\n",
+        "flaky:\n  image: busybox:latest\n  retry: 1\n"
+        "  script: [echo try $CI_JOB_ATTEMPT, exit 1]\n",
     )
     detail = wait_for(services, pipeline_id)
     attempts = _jobs(detail)["flaky"]

@@ -1,0 +1,121 @@
+"""`kapal worker`: a Celery worker apart from the web process (registered by `web.cli`).
+
+It takes jobs from the broker of `KAPAL_BROKER_URL` and records them in the database of
+`KAPAL_DATABASE_URL` (the embedded defaults in the data dir when unset), like the worker
+`kapal serve` runs in its own process. More workers, here or on other machines sharing the
+database and broker, run more jobs at once; SIGTERM or Ctrl-C lets the running jobs end.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+EXIT_BAD_SETUP = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_BAD_SETUP)
+
+
+def run_worker(
+    *,
+    concurrency: int | None,
+    queues: list[str],
+    data_dir: Path | None,
+    loglevel: str,
+    hostname: str | None,
+) -> None:
+    """Run a worker in this process until it is stopped by a signal."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from web.db.migrate import check_migrated, describe
+    from web.errors import WebError
+    from web.settings import Settings
+
+    try:
+        settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
+    except ValidationError as exc:
+        raise _fail(f"bad settings: {exc.errors()[0]['msg']}") from None
+    try:
+        check_migrated(settings)
+    except WebError as exc:
+        raise _fail(str(exc)) from None
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise _fail(
+            f"cannot use the database at {describe(settings.database_url)}: {reason}"
+        ) from None
+
+    from web.orchestration import requeue_pending
+    from web.tasks import DEFAULT_QUEUE, create_celery, worker_name
+
+    app = create_celery(settings)
+    name = hostname or worker_name()
+    app.worker_name = name
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        requeue_pending(services=app.services)
+    except SQLAlchemyError:
+        logging.getLogger(__name__).exception("cannot look for pending jobs")
+    worker = app.Worker(
+        hostname=name,
+        pool="threads",
+        concurrency=concurrency or settings.worker_concurrency,
+        queues=queues or [DEFAULT_QUEUE],
+        loglevel=loglevel.upper(),
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        quiet=True,
+    )
+    try:
+        worker.start()
+    finally:
+        app.services.database.dispose()
+    if worker.exitcode:
+        raise typer.Exit(worker.exitcode)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `kapal worker` to the `kapal` application."""
+
+    @app.command("worker")
+    def worker_command(
+        concurrency: Annotated[
+            int | None,
+            typer.Option(
+                "--concurrency", "-c", min=1, help="Jobs run at once (KAPAL_WORKER_CONCURRENCY)."
+            ),
+        ] = None,
+        queues: Annotated[
+            list[str] | None,
+            typer.Option("--queues", "-Q", help="Queues to take jobs from; repeatable."),
+        ] = None,
+        data_dir: Annotated[
+            Path | None, typer.Option("--data-dir", help="kapal's data dir (KAPAL_DATA_DIR).")
+        ] = None,
+        loglevel: Annotated[
+            str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")
+        ] = "info",
+        hostname: Annotated[
+            str | None, typer.Option("--hostname", "-n", help="This worker's name.")
+        ] = None,
+    ) -> None:
+        """Run a worker: take jobs from the broker and run them on this machine."""
+        if loglevel.lower() not in ("debug", "info", "warning", "error"):
+            raise typer.BadParameter(
+                f"{loglevel!r}: use debug, info, warning or error", param_hint="--loglevel"
+            )
+        run_worker(
+            concurrency=concurrency,
+            queues=[q for entry in queues or () for q in entry.split(",") if q],
+            data_dir=data_dir,
+            loglevel=loglevel,
+            hostname=hostname,
+        )
