@@ -122,6 +122,7 @@ def next_steps(
     Raises `UnknownJobError` when `options.only` or `options.stage` name what the plan lacks.
     """
     selected = {job.name for job in select_jobs(plan, only=options.only, stage=options.stage)}
+    jobs = {job.name: job for job in plan.jobs}
     current = {job.name: states.get(job.name, CREATED) for job in plan.runnable_jobs()}
     busy = {
         job.resource_group
@@ -141,7 +142,7 @@ def next_steps(
                     "not selected for this run",
                 )
             else:
-                decision = _decide(plan, job, current, options)
+                decision = _decide(jobs, job, current, options)
             if decision is None:
                 continue
             status, reason = decision
@@ -209,7 +210,7 @@ def retry_wanted(job: Job, *, attempt: int, exit_code: int | None, failure_kind:
 
 
 def _decide(
-    plan: Plan, job: Job, states: Mapping[str, JobState], options: ScheduleOptions
+    jobs: Mapping[str, Job], job: Job, states: Mapping[str, JobState], options: ScheduleOptions
 ) -> tuple[JobStatus, str] | None:
     """A created job's next status and why; None while it must wait."""
     if options.canceled:
@@ -219,13 +220,13 @@ def _decide(
         return None
     if any(state.status == JobStatus.CANCELED for state in upstream):
         return JobStatus.CANCELED, "an earlier job was canceled"
-    failed = _failed_ancestor(plan, job, states)
+    failed = _failed_ancestor(jobs, job, states)
     if job.when in ("on_success", "manual"):
         if failed:
             return JobStatus.SKIPPED, f"{failed} failed"
         for name in job.waits_for:
             state = states.get(name)
-            if state is None or state.status != JobStatus.MANUAL or plan.job(name).allow_failure:
+            if state is None or state.status != JobStatus.MANUAL or jobs[name].allow_failure:
                 continue
             if options.held == "wait":
                 return None
@@ -247,7 +248,9 @@ def _decide(
     return JobStatus.PENDING, ""
 
 
-def _failed_ancestor(plan: Plan, job: Job, states: Mapping[str, JobState]) -> str | None:
+def _failed_ancestor(
+    jobs: Mapping[str, Job], job: Job, states: Mapping[str, JobState]
+) -> str | None:
     """The first job upstream of `job` (transitively) that failed without being allowed to."""
     seen: set[str] = set()
     todo = list(job.waits_for)
@@ -261,5 +264,5 @@ def _failed_ancestor(plan: Plan, job: Job, states: Mapping[str, JobState]) -> st
             continue
         if state.status == JobStatus.FAILED and not state.allowed_failure:
             return name
-        todo.extend(plan.job(name).waits_for)
+        todo.extend(jobs[name].waits_for)
     return None
