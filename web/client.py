@@ -10,11 +10,13 @@ nothing answers, `ClientError` carrying the server's own `{"error": ...}` when i
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 
 from web.errors import ClientError, ServerUnreachableError
@@ -36,6 +38,31 @@ class LogEvent:
     reason: str = ""
 
 
+class _UnixBackend(httpcore.SyncBackend):
+    """httpcore's backend, closing a Unix socket whose connect failed (httpcore leaks it)."""
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except TimeoutError as exc:
+            sock.close()
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            sock.close()
+            raise httpcore.ConnectError(str(exc)) from exc
+        return httpcore._backends.sync.SyncStream(sock)
+
+
+def _unix_transport(path: str) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(uds=path)
+    transport._pool = httpcore.ConnectionPool(uds=path, network_backend=_UnixBackend())
+    return transport
+
+
 def parse_host(host: str) -> tuple[str, httpx.HTTPTransport]:
     """The base URL and transport for a KAPAL_HOST value; ClientError for anything else."""
     text = host.strip()
@@ -43,7 +70,7 @@ def parse_host(host: str) -> tuple[str, httpx.HTTPTransport]:
         path = text.removeprefix("unix://")
         if not path.startswith("/"):
             raise ClientError(f"KAPAL_HOST {host!r}: a socket is written unix:///absolute/path")
-        return UNIX_BASE_URL, httpx.HTTPTransport(uds=path)
+        return UNIX_BASE_URL, _unix_transport(path)
     if text.startswith(("http://", "https://")):
         return text.rstrip("/"), httpx.HTTPTransport()
     raise ClientError(

@@ -82,3 +82,13 @@ def require_admin(access: AccessDep) -> Access:
 
 
 AdminDep = Annotated[Access, Depends(require_admin)]
+
+
+def require_token(access: AccessDep) -> Access:
+    """The request's access, checked to carry a token (401 before anything is looked up)."""
+    if access.token is None:
+        access.need(Scope.WRITE)
+    return access
+
+
+WriterDep = Annotated[Access, Depends(require_token)]

@@ -25,7 +25,8 @@ from fastapi.responses import StreamingResponse
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from web.api.deps import AccessDep, DatabaseDep, ServicesDep, SessionDep, SettingsDep
+from web.api.auth import Access
+from web.api.deps import AccessDep, DatabaseDep, ServicesDep, SessionDep, SettingsDep, WriterDep
 from web.db.jobs import FINISHED_STATUSES, get_job
 from web.db.logs import read_log
 from web.db.pipelines import get_pipeline
@@ -59,7 +60,7 @@ def _job(database: Database, job_id: int) -> JobOut:
     return JobOut(**job.model_dump(), repository_id=pipeline.repository_id)
 
 
-def _who(access: AccessDep) -> str:
+def _who(access: Access) -> str:
     return access.token.name if access.token is not None else "anonymous"
 
 
@@ -72,7 +73,7 @@ def read_job(job_id: int, database: DatabaseDep, access: AccessDep) -> JobOut:
 
 
 @router.post("/{job_id}/play")
-def play(job_id: int, services: ServicesDep, access: AccessDep) -> JobRead:
+def play(job_id: int, services: ServicesDep, access: WriterDep) -> JobRead:
     """Start a manual job waiting to be played (409 when it is not `manual`)."""
     job = _job(services.database, job_id)
     access.need(Scope.WRITE, job.repository_id)
@@ -80,7 +81,7 @@ def play(job_id: int, services: ServicesDep, access: AccessDep) -> JobRead:
 
 
 @router.post("/{job_id}/retry")
-def retry(job_id: int, services: ServicesDep, access: AccessDep) -> JobRead:
+def retry(job_id: int, services: ServicesDep, access: WriterDep) -> JobRead:
     """A new attempt of a finished job; answers the new attempt."""
     job = _job(services.database, job_id)
     access.need(Scope.WRITE, job.repository_id)
@@ -88,7 +89,7 @@ def retry(job_id: int, services: ServicesDep, access: AccessDep) -> JobRead:
 
 
 @router.post("/{job_id}/cancel")
-def cancel(job_id: int, services: ServicesDep, access: AccessDep) -> JobRead:
+def cancel(job_id: int, services: ServicesDep, access: WriterDep) -> JobRead:
     """Cancel a job (a running one is stopped by its worker)."""
     job = _job(services.database, job_id)
     access.need(Scope.WRITE, job.repository_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from web.api.deps import AccessDep, ServicesDep, SessionDep
+from web.api.deps import AccessDep, ServicesDep, SessionDep, WriterDep
 from web.db.pipelines import get_pipeline, get_pipeline_detail, list_pipelines
 from web.db.repos import get_repository, get_repository_by_name
 from web.db.results import list_test_cases
@@ -53,7 +53,7 @@ def pipeline_repository(database: Database, pipeline_id: int) -> int:
 
 @router.post("/api/v1/repos/{repository_id}/pipelines", status_code=201)
 def create_pipeline(
-    repository_id: int, body: PipelineIn, services: ServicesDep, access: AccessDep
+    repository_id: int, body: PipelineIn, services: ServicesDep, access: WriterDep
 ) -> PipelineRead:
     """Run the pipeline of a branch or tag's current commit (source `api`)."""
     access.need(Scope.WRITE, repository_id)
@@ -111,7 +111,7 @@ def read_pipeline(pipeline_id: int, session: SessionDep, access: AccessDep) -> P
 
 
 @router.post("/api/v1/pipelines/{pipeline_id}/cancel")
-def cancel(pipeline_id: int, services: ServicesDep, access: AccessDep) -> PipelineDetail:
+def cancel(pipeline_id: int, services: ServicesDep, access: WriterDep) -> PipelineDetail:
     """Cancel a pipeline's unfinished jobs (running ones are stopped by their workers)."""
     access.need(Scope.WRITE, pipeline_repository(services.database, pipeline_id))
     return cancel_pipeline(services=services, pipeline_id=pipeline_id)
@@ -121,7 +121,7 @@ def cancel(pipeline_id: int, services: ServicesDep, access: AccessDep) -> Pipeli
 def retry(
     pipeline_id: int,
     services: ServicesDep,
-    access: AccessDep,
+    access: WriterDep,
     all: Annotated[bool, Query(description="retry every job, not only the failed")] = False,
 ) -> PipelineDetail:
     """Run a finished pipeline's failed and canceled jobs again (every job with `?all=true`)."""
