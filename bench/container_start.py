@@ -6,7 +6,10 @@ turns, round by round, so that load from elsewhere hits them alike); the table s
 the median and p90 wall time per container and the ratios against bare runc and docker, and the
 figures are written to bench/results/container_start.json.
 
-    (a) backend   EmbeddedBackend in-process: setup sandbox + start + wait + teardown
+    (a) backend   EmbeddedBackend in-process: setup sandbox + start + wait + teardown, default
+                  policy: loopback-only network, a 10 GiB disk per sandbox (runner.runtime.disk)
+        backend-nat     the same on the network jobs and builds get by default (slirp4netns)
+        backend-nodisk  the same as (a) without the disk cap (`ContainerPolicy(disk_bytes=None)`)
     (b) exec      `kapal exec busybox:latest true` as a subprocess (includes Python start-up)
     (c) runc      `runc run` of a bundle from `runc spec` over the same busybox root filesystem
     (d) docker    `docker run --rm --network=none` of the same rootfs (`docker import`), on a
@@ -37,6 +40,7 @@ from runner.images.bootstrap import write_busybox_tar  # noqa: E402
 from runner.runtime.backend import ContainerSpec, ImageDefaults  # noqa: E402
 from runner.runtime.embedded import EmbeddedBackend  # noqa: E402
 from runner.runtime.oneshot import run_container  # noqa: E402
+from runner.runtime.policy import ContainerPolicy  # noqa: E402
 from runner.settings import RunnerSettings  # noqa: E402
 from tests.support.dockerd import DockerUnavailable, running_dockerd  # noqa: E402
 
@@ -89,6 +93,21 @@ def main() -> None:
 
         variants["backend"] = in_process
 
+        def on_nat() -> None:
+            status = run_container(backend, spec, network="nat")
+            if not status.ok:
+                raise SystemExit(f"backend run on nat failed: {status.describe()}")
+
+        variants["backend-nat"] = on_nat
+        no_disk = EmbeddedBackend(settings, ContainerPolicy(disk_bytes=None))
+
+        def without_disk() -> None:
+            status = run_container(no_disk, spec)
+            if not status.ok:
+                raise SystemExit(f"backend run without a disk failed: {status.describe()}")
+
+        variants["backend-nodisk"] = without_disk
+
         # (b) kapal exec as a subprocess
         env = dict(os.environ, KAPAL_DATA_DIR=str(settings.data_dir))
         kapal = str(Path(sys.executable).parent / "kapal")
@@ -137,14 +156,14 @@ def main() -> None:
     runc = results["runc"]["median_ms"]
     docker = results.get("docker", {}).get("median_ms")
     print(f"container start overhead, `true` in busybox, {args.runs} runs (ms)")
-    print(f"{'variant':<10}{'median':>10}{'p90':>10}{'x runc':>10}{'docker/x':>10}")
+    print(f"{'variant':<16}{'median':>10}{'p90':>10}{'x runc':>10}{'docker/x':>10}")
     for name, figures in results.items():
         figures["vs_runc"] = figures["median_ms"] / runc
         if docker is not None:
             figures["docker_speedup"] = docker / figures["median_ms"]
         speedup = f"{figures['docker_speedup']:.2f}" if docker is not None else "-"
         print(
-            f"{name:<10}{figures['median_ms']:>10.1f}{figures['p90_ms']:>10.1f}"
+            f"{name:<16}{figures['median_ms']:>10.1f}{figures['p90_ms']:>10.1f}"
             f"{figures['vs_runc']:>10.2f}{speedup:>10}"
         )
     out_dir = ROOT / "bench" / "results"
