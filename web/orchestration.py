@@ -292,7 +292,11 @@ def _resolve_ref(repository: RepositoryRead, ref: str) -> tuple[str, str]:
     try:
         out = str(
             runner.ls_remote(
-                url, f"refs/heads/{ref}", f"refs/tags/{ref}", kill_after_timeout=LS_REMOTE_TIMEOUT
+                url,
+                f"refs/heads/{ref}",
+                f"refs/tags/{ref}",
+                f"refs/tags/{ref}^{{}}",
+                kill_after_timeout=LS_REMOTE_TIMEOUT,
             )
         )
     except git.GitCommandError as exc:
