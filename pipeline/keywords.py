@@ -79,13 +79,15 @@ JOB_KEYWORDS = frozenset(
         "tags",
         "coverage",
         "start_in",
-        # Keywords only a GitLab server can honour: planned without them, with a warning.
+        # Keywords only a GitLab server (or GitLab Runner) honours: planned without them, with
+        # a warning (SERVER_KEYWORDS says what is lost).
         "id_tokens",
         "secrets",
         "pages",
         "release",
         "dast_configuration",
         "identity",
+        "hooks",
         "manual_confirmation",  # recorded on the job for whoever starts it
         # kapal's extensions
         "build",
@@ -94,6 +96,7 @@ JOB_KEYWORDS = frozenset(
     }
 )
 
+# What a plan loses by leaving each keyword out, for the warning and `Job.ignored_keywords`.
 SERVER_KEYWORDS = {
     "id_tokens": "OIDC tokens are issued by a GitLab server; the job gets no ID token variables",
     "secrets": "secrets from Vault, Azure Key Vault, GCP or AWS are fetched by a GitLab server; "
@@ -105,13 +108,13 @@ SERVER_KEYWORDS = {
     "the job runs without them",
     "identity": "cloud identity federation is provided by GitLab.com; the job gets no "
     "cloud credentials from it",
+    "hooks": "`pre_get_sources_script` runs before GitLab Runner clones the repository; kapal "
+    "prepares the sources itself and does not run it (move the commands to `before_script:`)",
 }
 
 UNSUPPORTED_JOB_KEYWORDS = {
     "trigger": "`trigger:` (downstream pipelines) is not supported by kapal yet; "
     "run the other project's pipeline separately",
-    "hooks": "`hooks:` (pre_get_sources_script) is not supported by kapal yet; "
-    "put the commands in `before_script:`",
     "run": "`run:` (CI/CD steps) is not supported by kapal yet; use `script:`",
     "inputs": "`inputs:` (job inputs) is not supported by kapal yet; use variables",
 }

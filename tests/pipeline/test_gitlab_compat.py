@@ -709,3 +709,14 @@ def test_identity_is_ignored_with_a_warning() -> None:
     doc = loads("job:\n  script: s\n  identity: google_cloud\n", "ci.yml")
     [warning] = lint(doc)
     assert warning.severity == "warning" and "`identity:` is ignored" in warning.message
+
+
+def test_hooks_are_ignored_with_a_warning_even_from_default() -> None:
+    doc = loads(
+        "default:\n  hooks:\n    pre_get_sources_script: [git config --global x y]\n"
+        "job:\n  script: s\n",
+        "ci.yml",
+    )
+    [warning] = lint(doc)
+    assert warning.severity == "warning" and "does not run it" in warning.message
+    assert plan(doc, MAIN).job("job").ignored_keywords[0][0] == "hooks"
