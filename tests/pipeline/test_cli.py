@@ -318,3 +318,11 @@ def test_plan_json_carries_warnings_and_strict_refuses_them(
     assert code == 0 and "5:3: warning: duplicate key 'script'" in err
     code, out, _ = _run(app, "plan", "--json", "--strict", str(tmp_path), "--branch", "main")
     assert code == 1 and json.loads(out)["warnings"][0]["line"] == 5
+
+
+def test_plan_table_shows_delayed_jobs_with_their_wait(app: typer.Typer, tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text(
+        "smoke:\n  script: s\n  when: delayed\n  start_in: 90 minutes\n"
+    )
+    code, out, _ = _run(app, "plan", str(tmp_path), "--branch", "main")
+    assert code == 0 and "delayed 1h30m" in out
