@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from runner.runtime.embedded import EmbeddedBackend
 from runner.settings import RunnerSettings
 
 backend = EmbeddedBackend(RunnerSettings(data_dir=Path(sys.argv[1])))
-sandbox = backend.setup(SandboxSpec(aliases=("db",)))
+sandbox = backend.setup(SandboxSpec(aliases=("db",), network="nat"))
 spec = ContainerSpec(
     layers=tuple(Path(p) for p in sys.argv[2:]),
     command=("sh", "-c", "echo running; sleep 600"),
@@ -53,6 +54,7 @@ def test_gc_cleans_after_a_killed_worker(
         assert worker.stdout is not None
         container_id, sandbox_id, text = worker.stdout.readline().split()
         assert text == "running"
+        assert _slirp_serving(sandbox_id)
     finally:
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
@@ -62,6 +64,13 @@ def test_gc_cleans_after_a_killed_worker(
     assert any(item.startswith("runc state") for item in left), left
     assert any(item.startswith("mount") for item in left), left
     assert any(item.startswith("cgroup") for item in left), left
+    disk = kapal_settings.containers_dir / f"sb-{sandbox_id}"
+    assert f"mount {disk}" in left  # the sandbox's size-limited disk
+    # slirp4netns ends on its own when the worker dies (it watches a pipe only the worker held).
+    deadline = time.monotonic() + 30
+    while _slirp_serving(sandbox_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _slirp_serving(sandbox_id)
 
     done = subprocess.run(
         [str(Path(sys.executable).parent / "kapal"), "gc"],
@@ -73,6 +82,17 @@ def test_gc_cleans_after_a_killed_worker(
     assert done.returncode == 0, done.stderr
     assert "removed 1 container(s), 1 sandbox(es)" in done.stdout
     assert leftovers(kapal_settings, [container_id], [sandbox_id]) == []
+
+
+def _slirp_serving(sandbox_id: str) -> bool:
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"slirp4netns") and any(f"sb-{sandbox_id}".encode() in a for a in argv):
+            return True
+    return False
 
 
 def test_gc_leaves_live_containers_alone(
