@@ -45,7 +45,7 @@ RETRY_BACKOFF_MAX = 60.0  # seconds
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 
-class KapalCelery(Celery):
+class KapalCelery(Celery):  # type: ignore[misc]
     """kapal's Celery app: the usual app plus the `services` its tasks work with, and the
     name jobs record as their worker (set when a worker of this app starts)."""
 
@@ -72,6 +72,15 @@ class KapalTask(Task):  # type: ignore[misc]
         except INFRASTRUCTURE_ERRORS as exc:
             services: Services = self.app.services
             retries = self.request.retries
+            if retries >= services.settings.task_max_retries:
+                log.error(
+                    "%s%r: the database failed (%s); gave up after %d retries",
+                    self.name,
+                    args,
+                    type(exc).__name__,
+                    retries,
+                )
+                raise
             countdown = min(RETRY_BACKOFF_MAX, 2.0**retries)
             log.warning(
                 "%s%r: the database failed (%s); retry %d in %.0fs",
