@@ -6,17 +6,16 @@ what these tests check); tests that need jobs to run use the end-to-end fixtures
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-
-import warnings
 
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
 with warnings.catch_warnings():
-    # Starlette's TestClient prefers the httpx2 fork; kapal's client uses httpx, which it still takes
+    # Starlette's TestClient prefers httpx2; kapal uses httpx, which Starlette still takes
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 

@@ -106,7 +106,7 @@ def test_list_filters_and_pages_with_cursors(client: TestClient, services: Servi
 
 def test_cancel_and_retry(client: TestClient, services: Services) -> None:
     repo = register(services)
-    pipeline_id, (first, second) = add_pipeline(
+    pipeline_id, (first, _second) = add_pipeline(
         services, repo.id, jobs={"a": "running", "b": "created"}
     )
     canceled = client.post(f"/api/v1/pipelines/{pipeline_id}/cancel", headers=AUTH)
@@ -222,7 +222,7 @@ def test_log_as_server_sent_events_of_a_finished_job(
         client.get(f"/api/v1/jobs/{job_id}/log", headers={"Accept": "text/event-stream"}).text
     )
     assert events[:3] == [("1", None, "one"), ("2", None, "two"), ("3", None, "three")]
-    ident, name, data = events[3]
+    _ident, name, data = events[3]
     assert name == "end"
     assert json.loads(data) == {"status": "failed", "exit_code": 3, "reason": "exit 3"}
     resumed = sse(
