@@ -12,9 +12,7 @@ from pathlib import Path
 
 from runner.artifacts import collect_paths, copy_entries, make_private_dir
 from runner.confined import ConfinedTree
-from runner.owners import owner_slug
-
-DEFAULT_SCOPE = "local"  # pipelines whose caller named no owner share this scope
+from runner.owners import DEFAULT_OWNER, owner_slug
 
 
 class CachePolicy(StrEnum):
@@ -49,7 +47,7 @@ class CacheStore:
     restoring while another saves sees either the old or the new cache, never a half-written one.
     """
 
-    def __init__(self, root: Path, scope: str = DEFAULT_SCOPE, *, protected: bool = False) -> None:
+    def __init__(self, root: Path, scope: str = DEFAULT_OWNER, *, protected: bool = False) -> None:
         """Caches of the pipelines of `scope`, an owner (`runner.owners`: `repo:<id>`, `local:…`).
 
         Each scope has its own folder under `root`, so repositories choosing the same key never

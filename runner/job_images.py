@@ -26,6 +26,7 @@ from runner.images.reference import Reference
 from runner.images.resolve import ImageResolver
 from runner.images.store import NAMESPACE_REGISTRY, ImageStore
 from runner.masking import SecretMasker
+from runner.owners import DEFAULT_OWNER
 from runner.runtime.backend import (
     Backend,
     Container,
@@ -99,8 +100,6 @@ def exposed_ports(config: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 Builder = Callable[[ImageStore, BuildRequest, BuildLog], str]
-
-DEFAULT_OWNER = "local"  # pipelines whose caller named no owner share this namespace
 
 
 class StoreImageProvider:

@@ -14,7 +14,9 @@ import hashlib
 import re
 from pathlib import Path
 
-__all__ = ["local_owner", "owner_slug"]
+__all__ = ["DEFAULT_OWNER", "local_owner", "owner_slug"]
+
+DEFAULT_OWNER = "local"  # the owner of pipelines whose caller named none: they share it
 
 _SLUG_CHARS = 40
 _HASH_CHARS = 12
