@@ -18,6 +18,7 @@ from typing import Any
 
 import httpcore
 import httpx
+from httpcore._backends.sync import SyncStream
 
 from web.errors import ClientError, ServerUnreachableError
 
@@ -54,7 +55,7 @@ class _UnixBackend(httpcore.SyncBackend):
         except OSError as exc:
             sock.close()
             raise httpcore.ConnectError(str(exc)) from exc
-        return httpcore._backends.sync.SyncStream(sock)
+        return SyncStream(sock)
 
 
 def _unix_transport(path: str) -> httpx.HTTPTransport:
