@@ -4,6 +4,7 @@ pipeline in its embedded worker, and the CLI drives it all over the socket."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ import httpx
 import pytest
 
 from runner.images import ImageStore
+from tests.web.api.test_hooks import push_of
+from tests.web.hooks.conftest import delivery
 from tests.web.test_mirrors import Project
 
 KAPAL = [sys.executable, "-m", "web.cli"]
@@ -87,17 +90,28 @@ class Served:
         return found.group(1)
 
 
-@pytest.fixture
-def served(tmp_path: Path, image_store: ImageStore, busybox_image: str) -> Iterator[Served]:
-    """`kapal serve --socket` with its embedded worker, its images from the session's store."""
+@pytest.fixture(params=["embedded", "postgres-redis"])
+def served(
+    request: pytest.FixtureRequest, tmp_path: Path, image_store: ImageStore, busybox_image: str
+) -> Iterator[Served]:
+    """`kapal serve --socket` with its embedded worker, its images from the session's store:
+    on the embedded default, then on PostgreSQL (migrated by `kapal migrate`) and Redis."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "images").symlink_to(image_store.root)
+    env = _env(data_dir)
+    if request.param == "postgres-redis":
+        env["KAPAL_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        env["KAPAL_BROKER_URL"] = request.getfixturevalue("redis_url")
+        migrated = subprocess.run(
+            [*KAPAL, "migrate"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert migrated.returncode == 0, migrated.stderr
     socket = tmp_path / "run" / "kapal.sock"
     errors = (tmp_path / "serve.err").open("w")
     process = subprocess.Popen(
         [*KAPAL, "serve", "--socket", str(socket), "--data-dir", str(data_dir)],
-        env=_env(data_dir),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=errors,
         text=True,
@@ -144,6 +158,11 @@ def read_banner(process: subprocess.Popen[str], errors: Path | None = None) -> s
             return banner
 
 
+def secret_of(repo_add_output: str) -> str:
+    """The webhook secret `kapal repo add` made and printed."""
+    return repo_add_output.split("webhook secret (shown this once): ")[1].split()[0]
+
+
 def cli(served: Served, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
     env = _env(Path(served.socket).parent / "cli") | {
         "KAPAL_HOST": f"unix://{served.socket}",
@@ -171,8 +190,6 @@ def test_serve_on_a_socket_runs_a_pushed_pipeline_driven_by_the_cli(
     assert made.returncode == 0, made.stderr
     pipeline_id = made.stdout.split()[1]
     shown = cli(served, "pipeline", pipeline_id, "--json")
-    import json
-
     job_id = json.loads(shown.stdout)["jobs"][0]["id"]
     followed = cli(served, "logs", "-f", str(job_id))
     assert followed.returncode == 0, followed.stderr
@@ -187,6 +204,26 @@ def test_serve_on_a_socket_runs_a_pushed_pipeline_driven_by_the_cli(
             break
         time.sleep(0.2)
     assert row[:4] == [pipeline_id, "success", "main", sha[:12]]
+    # the same push delivered as GitHub would: signed, and once more (a redelivery)
+    hook = push_of(sha)
+    headers, body = delivery("github", hook, "push", secret=secret_of(added.stdout))
+    transport = httpx.HTTPTransport(uds=str(served.socket))
+    with httpx.Client(transport=transport, base_url="http://kapal", timeout=120) as client:
+        first = client.post("/hooks/github", content=body, headers=headers)
+        assert first.status_code == 201, first.text
+        again = client.post("/hooks/github", content=body, headers=headers)
+        assert again.status_code == 200
+        assert again.json()["pipeline_id"] == first.json()["pipeline_id"]
+        forged = client.post("/hooks/github", content=body + b" ", headers=headers)
+        assert forged.status_code == 401
+    hooked = str(first.json()["pipeline_id"])
+    deadline = time.monotonic() + 120
+    while True:
+        state = json.loads(cli(served, "pipeline", hooked, "--json").stdout)
+        if state["status"] in ("success", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert (state["status"], state["source"], state["sha"]) == ("success", "push", sha)
     denied = cli(served, "cancel", pipeline_id, token="kapal_not-a-token")
     assert denied.returncode == 1
     assert "unknown, revoked or expired" in denied.stderr
