@@ -10,9 +10,12 @@ embedded worker; then uvicorn serves until SIGINT/SIGTERM, and the worker is sto
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -176,7 +179,10 @@ def serve(
             timeout_graceful_shutdown=5,
         )
         try:
-            uvicorn.Server(config).run(sockets=[listener])
+            # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again
+            # with the handler it found: make that handler end this function, not the process
+            with _stopped_by_signals():
+                uvicorn.Server(config).run(sockets=[listener])
         finally:
             if worker is not None:
                 worker.stop(timeout=30)
@@ -185,6 +191,25 @@ def serve(
         if settings.bind_socket is not None:
             Path(settings.bind_socket).unlink(missing_ok=True)
         database.dispose()
+
+
+class _Stop(Exception):
+    """A stop signal arrived after uvicorn's graceful shutdown."""
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    def stop(_signum: int, _frame: object) -> None:
+        raise _Stop
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stop:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _announce(settings: Any, where: str, admin: str | None, worker: bool) -> None:
