@@ -1,0 +1,366 @@
+"""Benchmark: the service from a signed webhook to the first container, and webhook throughput.
+
+For each stack, the embedded default (SQLite + kombu's SQLAlchemy transport over SQLite, polled
+every 50 ms) and PostgreSQL + Redis, with the real HTTP app (`web.app.create_app`) served by
+uvicorn on 127.0.0.1, a real Celery worker (embedded, threads pool) and the real runtime:
+
+- latency: `--repeat` times (default 20), a commit is pushed to a local bare repository (not
+  timed), then a signed GitHub push delivery is POSTed; timed are the answer (`accepted`: the
+  hook verifies, records, fetches the commit into the mirror, plans, records the jobs and sends
+  them) and the moment the job's container has started (`first container`: the runtime's
+  `start` returned; measured by a subclass of the embedded backend installed in this process
+  for the benchmark only). Medians and 90th percentiles are reported.
+- cancel: a `sleep 60` job is canceled once running; timed until the job row is `canceled`
+  (the container got SIGTERM, its after_script-free job ended, the worker recorded it).
+- throughput: with the worker stopped, `--deliveries` signed deliveries (distinct ids, one
+  commit) are POSTed by 16 threads, then 10% of them again; reported are accepted deliveries
+  per second and whether every one made exactly one pipeline.
+
+Prints a table and writes JSON to bench/results/server.json.
+
+Usage: .venv/bin/python bench/server.py [--repeat N] [--deliveries N] [--stack embedded|postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import platform
+import queue
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import uvicorn  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+import web.execution  # noqa: E402
+from runner.images import ImageStore, bootstrap_busybox  # noqa: E402
+from runner.runtime.backend import Container, ContainerSpec, Sandbox  # noqa: E402
+from runner.runtime.embedded import EmbeddedBackend  # noqa: E402
+from tests.support.services import run_redis, start_postgres  # noqa: E402
+from tests.web.test_mirrors import Project  # noqa: E402
+from web.app import create_app  # noqa: E402
+from web.db.migrate import upgrade  # noqa: E402
+from web.db.models import Pipeline, WebhookDelivery  # noqa: E402
+from web.db.pipelines import get_pipeline_detail  # noqa: E402
+from web.db.repos import create_repository  # noqa: E402
+from web.db.schemas import Provider, RepositoryCreate  # noqa: E402
+from web.orchestration import Services, cancel_pipeline  # noqa: E402
+from web.settings import Settings  # noqa: E402
+from web.tasks import create_celery, start_embedded_worker  # noqa: E402
+
+SECRET = "bench webhook secret"
+PIPELINE = "hello:\n  image: busybox:latest\n  script: [echo hello]\n"
+SLEEPER = "sleeper:\n  image: busybox:latest\n  script: [echo started, sleep 60]\n"
+FINISHED = frozenset({"success", "failed", "canceled", "skipped"})
+STARTS: queue.Queue[float] = queue.Queue()
+
+
+class TimedBackend(EmbeddedBackend):
+    """The embedded backend, noting when each container has started (benchmark only)."""
+
+    def start(self, sandbox: Sandbox, spec: ContainerSpec) -> Container:
+        """Start the container, then note the time."""
+        container = super().start(sandbox, spec)
+        STARTS.put(time.perf_counter())
+        return container
+
+
+def _push_payload(project: Project, before: str, after: str) -> dict[str, Any]:
+    return {
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "created": False,
+        "deleted": False,
+        "forced": False,
+        "base_ref": None,
+        "commits": [],
+        "head_commit": {
+            "id": after,
+            "message": "bench",
+            "timestamp": "2026-12-05T09:00:00+00:00",
+            "author": {"name": "Ada", "email": "ada@example.com"},
+            "committer": {"name": "Ada", "email": "ada@example.com"},
+            "added": [],
+            "removed": [],
+            "modified": [],
+        },
+        "repository": {
+            "full_name": "acme/shop",
+            "name": "shop",
+            "clone_url": str(project.origin),
+            "default_branch": "main",
+            "owner": {"login": "acme", "name": "acme"},
+        },
+        "pusher": {"name": "ada", "email": "ada@example.com"},
+        "sender": {"login": "ada"},
+    }
+
+
+def _signed(payload: dict[str, Any], delivery: str) -> tuple[dict[str, str], bytes]:
+    body = json.dumps(payload).encode()
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": f"sha256={signature}",
+    }, body
+
+
+@contextmanager
+def _serving(settings: Settings, services: Services) -> Iterator[str]:
+    """The HTTP app on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings, services=services), log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise SystemExit("the HTTP app did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+
+def _wait(services: Services, pipeline_id: int, until: Callable[[str], bool]) -> str:
+    deadline = time.monotonic() + 120
+    while True:
+        with services.database.transaction() as session:
+            detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
+        assert detail is not None
+        if until(detail.status) or time.monotonic() > deadline:
+            return detail.status
+        time.sleep(0.01)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_stack(
+    name: str, settings: Settings, work: Path, repeat: int, deliveries: int
+) -> dict[str, Any]:
+    """Run the three measurements on one stack (see the module docstring)."""
+    upgrade(settings.database_url)
+    app = create_celery(settings)
+    services = app.services
+    project = Project(work / "repos")
+    with services.database.transaction() as session:
+        create_repository(
+            session=session,
+            cipher=services.cipher(),
+            new=RepositoryCreate(
+                name="acme/shop",
+                clone_url=str(project.origin),
+                provider=Provider.GITHUB,
+                webhook_secret=SECRET,
+            ),
+        )
+    result: dict[str, Any] = {"stack": name}
+    worker = start_embedded_worker(settings, app=app, concurrency=2)
+    try:
+        with _serving(settings, services) as base, httpx.Client(base_url=base) as client:
+            before = "0" * 40
+            accepted: list[float] = []
+            started: list[float] = []
+            project.commit({".kapal.yml": PIPELINE})
+            for index in range(repeat + 1):  # the first run warms the mirror and caches up
+                sha = project.commit({"round.txt": f"{index}\n"})
+                project.push()
+                headers, body = _signed(_push_payload(project, before, sha), str(uuid.uuid4()))
+                before = sha
+                while not STARTS.empty():
+                    STARTS.get()
+                sent = time.perf_counter()
+                answer = client.post("/hooks/github", content=body, headers=headers)
+                answered = time.perf_counter()
+                if answer.status_code != 201:
+                    raise SystemExit(f"delivery refused: {answer.status_code} {answer.text}")
+                container = STARTS.get(timeout=120)
+                status = _wait(services, answer.json()["pipeline_id"], FINISHED.__contains__)
+                if status != "success":
+                    raise SystemExit(f"the pipeline ended {status}")
+                if index:
+                    accepted.append(answered - sent)
+                    started.append(container - sent)
+            result["accepted_ms"] = _summary(accepted)
+            result["first_container_ms"] = _summary(started)
+
+            sha = project.commit({".kapal.yml": SLEEPER})
+            project.push()
+            headers, body = _signed(_push_payload(project, before, sha), str(uuid.uuid4()))
+            pipeline_id = client.post("/hooks/github", content=body, headers=headers).json()[
+                "pipeline_id"
+            ]
+            STARTS.get(timeout=120)
+            time.sleep(0.3)
+            asked = time.perf_counter()
+            cancel_pipeline(services=services, pipeline_id=pipeline_id)
+            status = _wait(services, pipeline_id, FINISHED.__contains__)
+            result["cancel_ms"] = round((time.perf_counter() - asked) * 1000, 1)
+            result["cancel_status"] = status
+            worker.stop()
+
+            project.commit({".kapal.yml": PIPELINE})
+            sha = project.commit({"round.txt": "throughput\n"})
+            project.push()
+            result.update(_throughput(base, project, before, sha, deliveries, services))
+    finally:
+        worker.stop()
+        services.database.dispose()
+    return result
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values) * 1000, 1),
+        "p90": round(_quantile(values, 0.9) * 1000, 1),
+        "min": round(min(values) * 1000, 1),
+        "max": round(max(values) * 1000, 1),
+        "n": len(values),
+    }
+
+
+def _throughput(
+    base: str, project: Project, before: str, sha: str, deliveries: int, services: Services
+) -> dict[str, Any]:
+    ids = [str(uuid.uuid4()) for _ in range(deliveries)]
+    payload = _push_payload(project, before, sha)
+    local = threading.local()
+
+    def post(delivery: str) -> tuple[int, Any]:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base, timeout=120)
+        headers, body = _signed(payload, delivery)
+        answer = local.client.post("/hooks/github", content=body, headers=headers)
+        return answer.status_code, answer.json().get("pipeline_id")
+
+    with services.database.transaction() as session:
+        pipelines_before = session.scalar(select(func.count(Pipeline.id))) or 0
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        began = time.perf_counter()
+        first = list(pool.map(post, ids))
+        elapsed = time.perf_counter() - began
+        again = list(pool.map(post, ids[:: max(1, deliveries // (deliveries // 10 or 1))]))
+    with services.database.transaction() as session:
+        pipelines = (session.scalar(select(func.count(Pipeline.id))) or 0) - pipelines_before
+        recorded = session.scalar(
+            select(func.count(WebhookDelivery.id)).where(WebhookDelivery.delivery_id.in_(ids))
+        )
+    made = [pid for status, pid in first if status == 201]
+    first_ids = dict(zip(ids, (pid for _, pid in first), strict=True))
+    repeated = ids[:: max(1, deliveries // (deliveries // 10 or 1))]
+    return {
+        "deliveries": deliveries,
+        "deliveries_per_s": round(len(made) / elapsed, 1),
+        "accepted": len(made),
+        "pipelines_made": pipelines,
+        "deliveries_recorded": recorded,
+        "redeliveries": len(again),
+        "redeliveries_same_pipeline": sum(
+            1
+            for delivery, (status, pid) in zip(repeated, again, strict=True)
+            if status == 200 and pid == first_ids[delivery]
+        ),
+    }
+
+
+def main() -> None:
+    """Run the benchmark (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--deliveries", type=int, default=300)
+    parser.add_argument("--stack", choices=["embedded", "postgres", "both"], default="both")
+    options = parser.parse_args()
+    web.execution.EmbeddedBackend = TimedBackend  # type: ignore[misc]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="kapal-bench-server-") as temporary:
+        root = Path(temporary)
+        images = root / "images"
+        bootstrap_busybox(ImageStore(images), "busybox:latest")
+        stacks = ["embedded", "postgres"] if options.stack == "both" else [options.stack]
+        for name in stacks:
+            work = root / name
+            data = work / "data"
+            data.mkdir(parents=True)
+            (data / "images").symlink_to(images)
+            if name == "embedded":
+                settings = Settings(data_dir=data, secret_key=SecretStr("bench"))
+                results.append(
+                    bench_stack(name, settings, work, options.repeat, options.deliveries)
+                )
+                continue
+            server = start_postgres()
+            with server.database() as url, run_redis(work / "redis") as redis_url:
+                settings = Settings(
+                    data_dir=data,
+                    secret_key=SecretStr("bench"),
+                    database_url=url,
+                    broker_url=redis_url,
+                )
+                results.append(
+                    bench_stack(
+                        "postgresql+redis", settings, work, options.repeat, options.deliveries
+                    )
+                )
+        shutil.rmtree(root / "embedded", ignore_errors=True)
+    _report(results, options.repeat)
+
+
+def _report(results: list[dict[str, Any]], repeat: int) -> None:
+    print(f"\nkapal service, {platform.node()}: medians of {repeat} (p90 in brackets)\n")
+    print(f"{'stack':<18} {'accepted':>16} {'first container':>18} {'cancel':>9} {'hooks/s':>9}")
+    for r in results:
+        accepted, first = r["accepted_ms"], r["first_container_ms"]
+        print(
+            f"{r['stack']:<18} {accepted['median']:>7.1f} ms ({accepted['p90']:>5.0f})"
+            f" {first['median']:>8.1f} ms ({first['p90']:>5.0f})"
+            f" {r['cancel_ms']:>6.0f} ms {r['deliveries_per_s']:>9.1f}"
+        )
+        print(
+            f"{'':<18} {r['accepted']}/{r['deliveries']} deliveries accepted, "
+            f"{r['pipelines_made']} pipelines, {r['redeliveries_same_pipeline']}/"
+            f"{r['redeliveries']} redeliveries answered with their first pipeline"
+        )
+    out = ROOT / "bench" / "results" / "server.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps({"machine": platform.node(), "repeat": repeat, "results": results}, indent=2)
+        + "\n"
+    )
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
