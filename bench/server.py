@@ -303,7 +303,7 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=300)
     parser.add_argument("--stack", choices=["embedded", "postgres", "both"], default="both")
     options = parser.parse_args()
-    web.execution.EmbeddedBackend = TimedBackend  # type: ignore[misc]
+    web.execution.EmbeddedBackend = TimedBackend  # type: ignore[attr-defined]
     results = []
     with tempfile.TemporaryDirectory(prefix="kapal-bench-server-") as temporary:
         root = Path(temporary)
