@@ -170,7 +170,7 @@ def _embedded_backend(settings: RunnerSettings) -> Backend:
     """The runc backend, imported only when a RUN step misses the cache."""
     from runner.runtime.embedded import EmbeddedBackend
 
-    return EmbeddedBackend(settings)
+    return EmbeddedBackend(settings, settings.container_policy())
 
 
 def _push(settings: RunnerSettings, image: Image, tags: tuple[str, ...], insecure: bool) -> None:
