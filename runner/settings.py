@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runner.errors import RunnerError
 from runner.runtime.backend import Limits
 from runner.runtime.durations import parse_duration
 from runner.runtime.policy import ContainerPolicy
@@ -45,7 +47,8 @@ class RunnerSettings(BaseSettings):
     max_job_cpus: float = Field(default=8.0, gt=0)
     max_job_pids: int = Field(default=32768, gt=0)
     max_job_timeout: str = "24h"
-    # Disk a job's containers may write to (their writable layers), per job.
+    # Disk a job's containers may write to (their writable layers), per job; "none": no cap
+    # (no loop-mounted disk per job, for hosts without loop devices).
     job_disk: str = "10g"
     # `network: host` shares the host's network (and its loopback services) with a job.
     # `kapal run` allows it; the service's settings turn it off by default.
@@ -79,7 +82,18 @@ class RunnerSettings(BaseSettings):
                 cpus=self.max_job_cpus,
                 pids=self.max_job_pids,
             ),
-            max_timeout=parse_duration(self.max_job_timeout),
+            max_timeout=_setting(parse_duration, self.max_job_timeout, "KAPAL_MAX_JOB_TIMEOUT"),
             allow_host_network=self.allow_host_network,
-            disk_bytes=parse_size(self.job_disk, what="KAPAL_JOB_DISK"),
+            disk_bytes=(
+                None
+                if self.job_disk.strip().lower() == "none"
+                else parse_size(self.job_disk, what="KAPAL_JOB_DISK")
+            ),
         )
+
+
+def _setting(parse: Callable[[str], float], text: str, name: str) -> float:
+    try:
+        return parse(text)
+    except RunnerError as err:
+        raise RunnerError(f"{name}: {err}") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.errors import RunnerError
 from runner.runtime.backend import Limits, SandboxSpec
 from runner.runtime.cgroups import LEAF, current_hierarchies
 from runner.runtime.oneshot import run_container
@@ -134,6 +135,11 @@ def test_settings_make_the_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert policy.max_timeout == 7200.0
     assert not policy.allow_host_network
     assert policy.disk_bytes == 1 << 30
+    monkeypatch.setenv("KAPAL_JOB_DISK", "none")
+    assert RunnerSettings(data_dir=tmp_path).container_policy().disk_bytes is None
+    monkeypatch.setenv("KAPAL_MAX_JOB_TIMEOUT", "soon")
+    with pytest.raises(RunnerError, match="KAPAL_MAX_JOB_TIMEOUT: cannot read duration 'soon'"):
+        RunnerSettings(data_dir=tmp_path).container_policy()
 
 
 def test_kapal_run_refuses_limits_above_the_caps(kapal_env: dict[str, str], tmp_path: Path) -> None:
