@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from runner.artifacts import ArtifactStore, collect_paths
 from runner.cache import CacheStore
+from runner.cli import next_pipeline_id
 from runner.settings import RunnerSettings
 from tests.security import hostfiles
 from tests.security.hostfiles import HostDir, contains_secret
@@ -158,6 +159,11 @@ def test_stored_artifacts_lose_setuid_bits_and_device_nodes(
     assert sorted(os.listdir(stored)) == ["tool"]
     mode = stat.S_IMODE(os.lstat(stored / "tool").st_mode)
     assert mode == 0o755
+
+
+def test_a_new_data_dir_is_private(tmp_path: Path) -> None:
+    next_pipeline_id(tmp_path / "data")
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
 
 
 def test_artifact_and_cache_stores_are_private(tmp_path: Path) -> None:
