@@ -37,8 +37,6 @@ from runner.runtime.fake import FakeBackend
 from runner.runtime.quantities import parse_size
 from runner.secrets import PipelineAccess, load_secrets, secrets_for
 from runner.settings import RunnerSettings
-from runner.ship.deploy import describe_deploy
-from runner.ship.settings import local_shipper
 from runner.terminal import LiveRecorder, PlainRecorder
 
 EXIT_FAILED = 1
@@ -142,7 +140,7 @@ def _list(the_plan: pipeline.Plan, console: Console) -> None:
         table.add_column(column)
     for job in the_plan.jobs:
         if job.deploy is not None:
-            note = describe_deploy(job.deploy)
+            note = "deploy: not runnable yet (ship is not implemented)"
         elif job.build is not None:
             note = "build: " + ", ".join(job.build.tags)
         else:
@@ -313,7 +311,6 @@ def _run(
         project_dir=context.project_dir,
         secrets=secrets_for(access, secrets),
         limits=policy.limits_for(asked),
-        ship=local_shipper(settings, store, owner, pipeline_id),
     )
     interactive = sys.stdout.isatty()
     if interactive:

@@ -6,8 +6,9 @@ operator says otherwise), and every limit is clamped to `ContainerPolicy.caps`, 
 it. The embedded backend applies `limits_for` to every container it starts (jobs, services,
 build RUN steps, `kapal exec`), so no caller can forget it, and cuts every container's timeout
 to `max_timeout` (`clamp_timeout`: a job's `timeout:` above it, or none, becomes the maximum).
-`kapal run --memory/--cpus/--pids` are checked with `check_limits` and refused above a cap. `network: host` is refused by the backend (`check_network`) unless the
-operator allows it (`KAPAL_ALLOW_HOST_NETWORK`: on for `kapal run`, off for the service).
+`kapal run --memory/--cpus/--pids` are checked with `check_limits` and refused above a cap.
+`network: host` is refused by the backend (`check_network`) unless the operator allows it
+(`KAPAL_ALLOW_HOST_NETWORK`: on for `kapal run`, off for the service).
 """
 
 from __future__ import annotations

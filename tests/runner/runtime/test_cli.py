@@ -117,7 +117,10 @@ def test_timeout(kapal_env: dict[str, str], busybox_image: str) -> None:
         (["-v", "justone", "IMAGE", "--", "true"], "write it as HOST:CONTAINER"),
         (["-v", "/tmp:relative", "IMAGE", "--", "true"], "container path 'relative' must be"),
         (["--timeout", "soon", "IMAGE", "--", "true"], "cannot read duration 'soon'"),
-        (["--network", "bridge", "IMAGE", "--", "true"], "--network 'bridge': use none, nat or host"),
+        (
+            ["--network", "bridge", "IMAGE", "--", "true"],
+            "--network 'bridge': use none, nat or host",
+        ),
         (["--cpus", "0", "IMAGE", "--", "true"], "--cpus 0.0: must be more than zero"),
         (["-w", "rel", "IMAGE", "--", "true"], "the working directory must be absolute"),
         (["-u", "ghost", "IMAGE", "--", "true"], "user 'ghost' is not in the image's /etc/passwd"),
