@@ -17,6 +17,7 @@ pipeline at once never start a job twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -64,7 +65,7 @@ from web.errors import (
     RepositoryUnreachableError,
 )
 from web.hooks.planning import PlannedTrigger, plan_trigger
-from web.hooks.trigger import ZERO_SHA, Trigger
+from web.hooks.trigger import ZERO_SHA, MergeRequest, Trigger
 from web.mirrors import GIT_ENV, RepositoryMirror, shown_url
 from web.settings import Settings
 
@@ -79,6 +80,7 @@ __all__ = [
     "create_pipeline_for_ref",
     "create_pipeline_from_trigger",
     "finish_job",
+    "plan_recorded_pipeline",
     "play_job",
     "requeue_pending",
     "retry_job",
@@ -98,6 +100,10 @@ class Dispatcher(Protocol):
 
     def run_jobs(self, job_ids: Sequence[int]) -> None:
         """Have each job run once by a worker (`web.tasks.run_job`)."""
+
+    def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
+        """Have a worker plan a recorded pipeline (`web.tasks.plan_pipeline`, which calls
+        `plan_recorded_pipeline(pipeline_id=..., **request)`)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,7 @@ def create_pipeline_from_trigger(
     delivery_row_id: int | None = None,
     variables: Mapping[str, str] | None = None,
     source: str | None = None,
+    plan_now: bool = True,
 ) -> TriggerOutcome:
     """Record the pipeline of a verified webhook `trigger` (the delivery row `delivery_row_id`
     already recorded), plan it at its commit and start it.
@@ -155,9 +162,14 @@ def create_pipeline_from_trigger(
     reason (the positioned errors); no pipeline file, or `workflow: rules` refusing it, gives no
     pipeline (`ignored`). The delivery row is linked to the pipeline when it is recorded, so a
     redelivery finds it. Raises NotFoundError for an unknown repository.
+
+    With `plan_now=False` the pipeline is recorded (status `created`) and returned at once, and
+    a worker plans it (`plan_recorded_pipeline`): a webhook is answered in the time of one
+    database transaction, whatever git costs. Its id having been handed out, such a pipeline
+    that turns out to have no pipeline file is kept, `skipped`, with the reason.
     """
     with services.database.transaction() as session:
-        repository = _repository(session, repository_id)
+        _repository(session, repository_id)
         created = create_pipeline(
             session=session, new=_pipeline_of(repository_id, trigger, variables, source)
         )
@@ -165,6 +177,47 @@ def create_pipeline_from_trigger(
             finish_delivery(
                 session=session, id=delivery_row_id, outcome="pipeline", pipeline_id=created.id
             )
+    request: dict[str, Any] = {
+        "trigger": dataclasses.asdict(trigger),
+        "delivery_row_id": delivery_row_id,
+        "variables": dict(variables or {}),
+        "source": source,
+    }
+    if not plan_now:
+        try:
+            services.dispatcher.plan_pipeline(created.id, request)
+            return TriggerOutcome(created)
+        except Exception:  # the broker is down: plan here rather than never
+            log.exception("cannot send pipeline %s to be planned; planning it here", created.id)
+    return plan_recorded_pipeline(
+        services=services, pipeline_id=created.id, keep_ignored=False, **request
+    )
+
+
+def plan_recorded_pipeline(
+    *,
+    services: Services,
+    pipeline_id: int,
+    trigger: Trigger | Mapping[str, Any],
+    delivery_row_id: int | None = None,
+    variables: Mapping[str, str] | None = None,
+    source: str | None = None,
+    keep_ignored: bool = True,
+) -> TriggerOutcome:
+    """Plan a pipeline recorded `created` by `create_pipeline_from_trigger` (`trigger` as a
+    `Trigger` or its `dataclasses.asdict` form) and start it; a pipeline already planned (a
+    message delivered twice) is left as it is. One that gets no pipeline file is kept
+    `skipped` with the reason when `keep_ignored`, else deleted."""
+    if not isinstance(trigger, Trigger):
+        trigger = trigger_from_dict(trigger)
+    with services.database.transaction() as session:
+        pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
+        if pipeline is None:
+            raise NotFoundError(f"pipeline {pipeline_id} does not exist")
+        repository = _repository(session, pipeline.repository_id)
+        planned_before = get_pipeline_plan(session=session, pipeline_id=pipeline_id) is not None
+    if planned_before or pipeline.status != "created":
+        return TriggerOutcome(pipeline)
     try:
         with RepositoryMirror(
             services.settings.data_dir, name=repository.name, clone_url=repository.clone_url
@@ -172,14 +225,25 @@ def create_pipeline_from_trigger(
             planned = plan_trigger(
                 trigger,
                 mirror,
-                pipeline_id=created.id,
+                pipeline_id=pipeline_id,
                 default_branch=repository.default_branch,
                 variables=tuple((variables or {}).items()),
                 source=source,
             )
     except MirrorError as exc:
-        return TriggerOutcome(_fail_pipeline(services, created.id, str(exc)))
-    return _record_planned(services, created.id, planned, delivery_row_id)
+        return TriggerOutcome(_fail_pipeline(services, pipeline_id, str(exc)))
+    return _record_planned(services, pipeline_id, planned, delivery_row_id, keep_ignored)
+
+
+def trigger_from_dict(data: Mapping[str, Any]) -> Trigger:
+    """The `Trigger` whose `dataclasses.asdict` form (through JSON) is `data`."""
+    values = dict(data)
+    request = values.get("merge_request")
+    if request is not None:
+        values["merge_request"] = MergeRequest(**request)
+    if values.get("changed_files") is not None:
+        values["changed_files"] = tuple(values["changed_files"])
+    return Trigger(**values)
 
 
 def create_pipeline_for_ref(
@@ -330,7 +394,11 @@ def _fail_pipeline(services: Services, pipeline_id: int, reason: str) -> Pipelin
 
 
 def _record_planned(
-    services: Services, pipeline_id: int, planned: PlannedTrigger, delivery_row_id: int | None
+    services: Services,
+    pipeline_id: int,
+    planned: PlannedTrigger,
+    delivery_row_id: int | None,
+    keep_ignored: bool,
 ) -> TriggerOutcome:
     if planned.error is not None:
         reason = "\n".join(str(problem) for problem in planned.error.problems)
@@ -342,11 +410,23 @@ def _record_planned(
     elif not the_plan.created:
         ignored = f"workflow: rules create no pipeline ({the_plan.skip_reason})"
     if ignored is not None or the_plan is None:
+        kept = None
         with services.database.transaction() as session:
-            delete_pipeline(session=session, pipeline_id=pipeline_id)
+            if keep_ignored:
+                set_pipeline_status(
+                    session=session, pipeline_id=pipeline_id, status="skipped", reason=ignored
+                )
+                kept = get_pipeline(session=session, pipeline_id=pipeline_id)
+            else:
+                delete_pipeline(session=session, pipeline_id=pipeline_id)
             if delivery_row_id is not None:
-                finish_delivery(session=session, id=delivery_row_id, outcome=f"ignored: {ignored}")
-        return TriggerOutcome(None, ignored)
+                finish_delivery(
+                    session=session,
+                    id=delivery_row_id,
+                    outcome=f"ignored: {ignored}",
+                    pipeline_id=pipeline_id if keep_ignored else None,
+                )
+        return TriggerOutcome(kept, ignored)
     with services.database.transaction() as session:
         lock_pipeline(session=session, pipeline_id=pipeline_id)
         record_plan(session=session, pipeline_id=pipeline_id, plan=the_plan)

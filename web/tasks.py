@@ -1,4 +1,5 @@
-"""The Celery app and its thin tasks, which take ids: `run_job(job_id)`, `advance_pipeline(id)`.
+"""The Celery app and its thin tasks, which take ids: `run_job(job_id)`, `advance_pipeline(id)`,
+`plan_pipeline(id, request)` (a webhook's pipeline planned off the request).
 
 Task policy lives on `KapalTask`, as Read the Docs does for its builds:
 - late acknowledgement (`task_acks_late`, one message prefetched, a message whose worker died
@@ -33,13 +34,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from web.broker import broker_settings
 from web.db.session import Database
 from web.errors import WebError
-from web.orchestration import Services, advance, requeue_pending
+from web.orchestration import Services, advance, plan_recorded_pipeline, requeue_pending
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RUN_JOB = "kapal.run_job"
 ADVANCE_PIPELINE = "kapal.advance_pipeline"
+PLAN_PIPELINE = "kapal.plan_pipeline"
 DEFAULT_QUEUE = "kapal"
 RETRY_BACKOFF_MAX = 60.0  # seconds
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
@@ -107,6 +109,10 @@ class CeleryDispatcher:
         for job_id in job_ids:
             self.app.send_task(RUN_JOB, args=[job_id], queue=self.queue)
 
+    def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
+        """Send a `plan_pipeline` message."""
+        self.app.send_task(PLAN_PIPELINE, args=[pipeline_id, request], queue=self.queue)
+
 
 def celery_settings(settings: Settings) -> dict[str, Any]:
     """The Celery configuration kapal runs with, for `settings`."""
@@ -168,8 +174,18 @@ class AdvancePipeline(KapalTask):
         advance(services=self.app.services, pipeline_id=pipeline_id)
 
 
+class PlanPipeline(KapalTask):
+    """`plan_pipeline(pipeline_id, request)`: plan a pipeline a webhook recorded, start it."""
+
+    name = PLAN_PIPELINE
+
+    def run(self, pipeline_id: int, request: dict[str, Any]) -> None:
+        """The task's body."""
+        plan_recorded_pipeline(services=self.app.services, pipeline_id=pipeline_id, **request)
+
+
 def _register_tasks(app: KapalCelery) -> None:
-    for task in (RunJob, AdvancePipeline):
+    for task in (RunJob, AdvancePipeline, PlanPipeline):
         app.register_task(task())
 
 

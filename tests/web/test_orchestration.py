@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -45,11 +46,16 @@ class KeptJobs:
 
     def __init__(self) -> None:
         self.sent: list[int] = []
+        self.plans: list[tuple[int, dict[str, Any]]] = []
         self._lock = threading.Lock()
 
     def run_jobs(self, job_ids: Sequence[int]) -> None:
         with self._lock:
             self.sent.extend(job_ids)
+
+    def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
+        with self._lock:
+            self.plans.append((pipeline_id, request))
 
 
 @pytest.fixture
@@ -325,3 +331,42 @@ def test_a_pipeline_for_a_tag_runs_the_tagged_commit(
         services=services, repository_id=repository.id, ref="v1.0", source="web"
     )
     assert (pipeline.ref, pipeline.tag, pipeline.sha, pipeline.source) == ("v1.0", True, sha, "web")
+
+
+def test_a_trigger_planned_by_a_worker_is_planned_once_and_kept_when_it_has_no_pipeline(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead
+) -> None:
+    import json
+
+    from web.orchestration import plan_recorded_pipeline
+
+    sha = project.commit({".kapal.yml": FAN_IN})
+    project.push()
+    outcome = create_pipeline_from_trigger(
+        services=services, repository_id=repository.id, trigger=_trigger(sha), plan_now=False
+    )
+    assert outcome.pipeline is not None and outcome.pipeline.status == "created"
+    assert kept.sent == []
+    ((pipeline_id, request),) = kept.plans
+    assert pipeline_id == outcome.pipeline.id
+    request = json.loads(json.dumps(request))  # as the broker carries it
+    for _ in range(2):  # a message delivered twice plans once
+        planned = plan_recorded_pipeline(services=services, pipeline_id=pipeline_id, **request)
+        assert planned.pipeline is not None and planned.pipeline.status == "running"
+    assert len(kept.sent) == 2 and len(_current(services, pipeline_id)) == 3
+    bare = project.commit({".kapal.yml": None, "README": "gone\n"})
+    project.push()
+    outcome = create_pipeline_from_trigger(
+        services=services,
+        repository_id=repository.id,
+        trigger=_trigger(bare, delivery="d-9"),
+        plan_now=False,
+    )
+    assert outcome.pipeline is not None
+    later = plan_recorded_pipeline(
+        services=services,
+        pipeline_id=outcome.pipeline.id,
+        **json.loads(json.dumps(kept.plans[1][1])),
+    )
+    assert later.pipeline is not None and later.pipeline.status == "skipped"
+    assert later.ignored and later.pipeline.reason == later.ignored

@@ -8,7 +8,7 @@ from tests.web.test_mirrors import Project
 from web.db.logs import read_log
 from web.db.results import list_artifacts, list_test_cases
 from web.db.schemas import RepositoryRead
-from web.orchestration import Services, create_pipeline_for_ref
+from web.orchestration import Services, create_pipeline_for_ref, create_pipeline_from_trigger
 from web.tasks import EmbeddedWorker
 
 JUNIT = (
@@ -98,3 +98,18 @@ def test_a_failing_job_fails_the_pipeline_and_skips_the_jobs_after_it(
     assert (jobs["test"].status, jobs["test"].reason) == ("skipped", "build failed")
     assert jobs["test"].started_at is None and jobs["test"].worker is None
     assert jobs["cleanup"].status == "success"
+
+
+def test_a_webhook_pipeline_planned_by_the_worker_runs_to_success(
+    services: Services, worker: EmbeddedWorker, project: Project, repository: RepositoryRead
+) -> None:
+    from tests.web.test_orchestration import _trigger
+
+    sha = project.commit({".kapal.yml": "hello:\n  image: busybox:latest\n  script: [echo hi]\n"})
+    project.push()
+    outcome = create_pipeline_from_trigger(
+        services=services, repository_id=repository.id, trigger=_trigger(sha), plan_now=False
+    )
+    assert outcome.pipeline is not None and outcome.pipeline.status == "created"
+    detail = wait_for(services, outcome.pipeline.id)
+    assert detail.status == "success" and [j.status for j in detail.jobs] == ["success"]
