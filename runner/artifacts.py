@@ -146,6 +146,21 @@ def copy_entries(source: Path, files: Iterable[str], destination: Path) -> CopyR
         return src.copy_into(dst, list(files))
 
 
+def read_workspace_file(workspace: Path, rel: str, limit: int = 64 << 20) -> bytes:
+    """Bytes of the file `rel` in `workspace`, symlinks resolved inside it (a JUnit report).
+
+    Raises `ValueError` when it cannot be read there, or is larger than `limit` bytes.
+    """
+    try:
+        with ConfinedTree(workspace) as tree:
+            data = tree.read_bytes(rel, limit + 1)
+    except ConfinedPathError as exc:
+        raise ValueError(str(exc)) from None
+    if len(data) > limit:
+        raise ValueError(f"{rel}: larger than {limit >> 20} MiB")
+    return data
+
+
 @dataclass(frozen=True)
 class StoredArtifacts:
     """The artifacts of one job as kept in the store."""

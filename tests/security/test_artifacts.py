@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runner.artifacts import ArtifactStore, collect_paths
+from runner.artifacts import ArtifactStore, collect_paths, read_workspace_file
 from runner.cache import CacheStore
 from runner.cli import next_pipeline_id
 from runner.settings import RunnerSettings
@@ -188,6 +188,24 @@ def test_cache_restore_follows_no_workspace_link_out(tmp_path: Path, host_dir: H
     os.symlink(host_dir.path, workspace / "out")
     caches.restore("k", workspace)
     assert not (host_dir.path / "evil.txt").exists()
+
+
+def test_a_junit_report_linked_to_a_host_file_is_not_read(
+    tmp_path: Path, host_dir: HostDir
+) -> None:
+    # what the engine reads for `artifacts: reports: junit` (it must call read_workspace_file)
+    report = host_dir.path / "report.xml"
+    report.write_text(f'<testsuite><testcase name="{host_dir.secret}"/></testsuite>')
+    try:
+        os.symlink(report, tmp_path / "report.xml")
+        assert collect_paths(tmp_path, ["report.xml"]) == ["report.xml"]
+        with pytest.raises(ValueError) as info:
+            read_workspace_file(tmp_path, "report.xml")
+        assert host_dir.secret not in str(info.value)
+        (tmp_path / "mine.xml").write_text("<testsuite/>")
+        assert read_workspace_file(tmp_path, "mine.xml") == b"<testsuite/>"
+    finally:
+        report.unlink()
 
 
 def test_collecting_reports_what_it_left_out(tmp_path: Path, host_dir: HostDir) -> None:
