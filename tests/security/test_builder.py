@@ -21,6 +21,7 @@ from runner.build.builder import Builder, BuildOptions, BuildResult
 from runner.build.cache import LayerCache
 from runner.errors import DockerfileError
 from runner.images import ImageStore
+from runner.job_images import BuildRequest, embedded_builder
 from runner.runtime.embedded import EmbeddedBackend
 from runner.settings import RunnerSettings
 from tests.security import hostfiles
@@ -230,3 +231,25 @@ def test_a_dockerfile_outside_the_repository_is_refused_unread(
     # a Dockerfile elsewhere in the repository, even through a link inside it, is fine
     os.symlink("ctx/Dockerfile", repo / "Dockerfile.top")
     build(ctx, dockerfile=repo / "Dockerfile.top", dockerfile_root=repo)
+
+
+def test_a_pipeline_build_request_keeps_the_dockerfile_in_the_repository(
+    image_store: ImageStore, kapal_settings: RunnerSettings, host_dir: HostDir, tmp_path: Path
+) -> None:
+    # what a `build:` job hands the builder: paths resolved on the host, plus the repository
+    repo = tmp_path / "repo"
+    ctx = _context(repo, "FROM busybox:latest\n")
+    os.symlink(host_dir.path / "secret.txt", ctx / "Dockerfile.link")
+    build = embedded_builder(EmbeddedBackend(kapal_settings), tmp_path / "build-cache")
+    lines: list[str] = []
+    request = BuildRequest(
+        context=ctx,
+        dockerfile=(ctx / "Dockerfile.link").resolve(),
+        tags=(),
+        build_args={},
+        dockerfile_root=repo,
+    )
+    with pytest.raises(DockerfileError) as info:
+        build(image_store, request, lines.append)
+    assert "must be inside the repository" in str(info.value)
+    assert host_dir.secret not in str(info.value) + "\n".join(lines)
