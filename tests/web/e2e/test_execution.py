@@ -139,3 +139,71 @@ def test_two_repositories_with_one_cache_key_get_caches_of_their_own(
     assert "acme/shop" not in theirs
     status, again = _run(services, repository, "main")
     assert status.startswith("success") and "acme/shop" in again
+
+
+BUILD = """
+stages: [build, test]
+image-build:
+  stage: build
+  build:
+    context: .
+    tags: ["shop-app:latest"]
+use:
+  stage: test
+  image: shop-app:latest
+  script: [cat /app/hello.txt]
+"""
+DOCKERFILE = "FROM busybox:latest\nCOPY hello.txt /app/hello.txt\n"
+
+
+def test_a_built_image_is_recorded_and_seen_by_its_own_repository_only(
+    services: Services,
+    worker: EmbeddedWorker,
+    project: Project,
+    repository: RepositoryRead,
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    from web.db.pipelines import get_pipeline_detail
+    from web.db.repos import create_repository
+    from web.db.results import list_built_images
+    from web.db.schemas import Provider, RepositoryCreate
+
+    project.commit(
+        {".kapal.yml": BUILD, "Dockerfile": DOCKERFILE, "hello.txt": "hello from acme\n"}
+    )
+    project.push()
+    created = create_pipeline_for_ref(services=services, repository_id=repository.id, ref="main")
+    detail = wait_for(services, created.id)
+    jobs = {job.name: job for job in detail.jobs}
+    assert detail.status == "success", [(j.name, j.reason) for j in detail.jobs]
+    with services.database.transaction() as session:
+        (built,) = list_built_images(session=session, pipeline_id=created.id)
+        lines = read_log(session=session, job_id=jobs["use"].id).lines
+    assert built.tag == "shop-app:latest" and built.digest.startswith("sha256:")
+    assert built.job_id == jobs["image-build"].id
+    assert "hello from acme" in lines
+    # another repository naming the same image does not get acme's build
+    other_project = Project(Path(str(tmp_path)) / "other")
+    with services.database.transaction() as session:
+        other = create_repository(
+            session=session,
+            cipher=services.cipher(),
+            new=RepositoryCreate(
+                name="mallory/copycat",
+                clone_url=str(other_project.origin),
+                provider=Provider.GITHUB,
+                webhook_secret="another secret",
+            ),
+        )
+    other_project.commit(
+        {".kapal.yml": "use:\n  image: shop-app:latest\n  script: [cat /app/hello.txt]\n"}
+    )
+    other_project.push()
+    theirs = create_pipeline_for_ref(services=services, repository_id=other.id, ref="main")
+    finished = wait_for(services, theirs.id)
+    with services.database.transaction() as session:
+        shown = get_pipeline_detail(session=session, pipeline_id=theirs.id)
+    assert finished.status == "failed"
+    assert shown is not None and "shop-app" in shown.jobs[0].reason
