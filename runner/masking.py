@@ -10,8 +10,12 @@ DCS, ...) and other control and invisible format characters between a secret's c
 ignored, so `sup3rS3cr\\033[0metValue42` is masked whole; and where a line moves the cursor
 within itself (`\\r`, `\\b`, tabs, cursor movement, erase, insert and delete), the characters are
 also matched where they land, so a secret assembled by writing over other text is masked too.
-Not modelled: lines that reach each other with vertical cursor movement, line wrapping at the
-terminal's width, and bidirectional reordering.
+Sequences that could take the cursor back to an earlier row (cursor up, absolute positions,
+restoring a saved cursor, reverse index, scrolling, inserting or deleting lines, the alternate
+screen), repeat a character or set tab stops are removed from the output of jobs that have
+secrets, so no secret is assembled across rows or out of repeated characters either.
+Not modelled: line wrapping at the terminal's width, characters two columns wide, and
+bidirectional reordering.
 """
 
 from __future__ import annotations
@@ -38,11 +42,16 @@ _MAX_COLUMN = 1 << 14  # cursor movement beyond this is clamped (terminals clamp
 
 # operations a line performs on the cursor's row, in order
 _PRINT, _TAB, _LEFT, _RIGHT, _COLUMN, _ERASE_LINE, _ERASE, _DELETE, _INSERT = range(9)
-_SAVE, _RESTORE, _BACK_TAB = range(9, 12)
-_MOVES = frozenset({_LEFT, _COLUMN, _ERASE_LINE, _ERASE, _DELETE, _INSERT, _RESTORE, _BACK_TAB})
-Op = tuple[
-    int, int, int
-]  # (kind, a, b): _PRINT text[a:b]; _TAB of text[a] (-1: CSI I); others count a
+_BACK_TAB, _DROPPED = range(9, 11)
+_MOVES = frozenset({_LEFT, _COLUMN, _ERASE_LINE, _ERASE, _DELETE, _INSERT, _BACK_TAB})
+# sequences removed from the output of jobs with secrets, as they could assemble a secret where
+# the masker does not look: CSI finals that take the cursor to an earlier row or bring one to it
+# (up, previous line, absolute position or row, margins, insert/delete lines, scrolling,
+# restore), repeat the last character (REP) or clear tab stops; and the alternate screen
+_DROPPED_FINALS = frozenset("AFHfdrLMSTubg")
+_SCREEN_MODES = frozenset({"47", "1047", "1048", "1049"})
+# (kind, a, b): _PRINT text[a:b]; _TAB of text[a] (-1: CSI I); _DROPPED text[a:b]; others count a
+Op = tuple[int, int, int]
 
 
 def encoded_forms(value: str) -> set[str]:
@@ -83,14 +92,23 @@ def _parse(text: str) -> list[Op]:
 def _control(text: str, i: int, ops: list[Op]) -> int:
     """Parse the control character at `i` and what it starts; return the index after it."""
     char = text[i]
+    before = len(ops)
     if char == "\x1b":
-        return _escape(text, i + 1, ops)
-    if char == "\x9b":
-        return _csi(text, i + 1, ops)
-    if char in "\x90\x98\x9d\x9e\x9f":
-        return _string(text, i + 1, ops)
-    _execute(char, i, ops)
-    return i + 1
+        end = _escape(text, i + 1, ops)
+    elif char == "\x9b":
+        end = _csi(text, i + 1, ops)
+    elif char in "\x90\x98\x9d\x9e\x9f":
+        end = _string(text, i + 1, ops)
+    elif char in "\x8d\x88":  # reverse index, tab stop
+        ops.append((_DROPPED, -1, 0))
+        end = i + 1
+    else:
+        _execute(char, i, ops)
+        end = i + 1
+    for index in range(before, len(ops)):
+        if ops[index][0] == _DROPPED:  # the whole sequence goes
+            ops[index] = (_DROPPED, i, end)
+    return end
 
 
 def _execute(char: str, i: int, ops: list[Op]) -> None:
@@ -116,8 +134,10 @@ def _escape(text: str, i: int, ops: list[Op]) -> int:
         if "\x20" <= char <= "\x2f":
             intermediates = True
         elif "\x30" <= char <= "\x7e":
-            if not intermediates and char in "78E":  # save, restore cursor; next line
-                ops.append(({"7": _SAVE, "8": _RESTORE}.get(char, _COLUMN), 0, 0))
+            if not intermediates and char == "E":  # next line
+                ops.append((_COLUMN, 0, 0))
+            elif not intermediates and char in "8MH":  # restore cursor, reverse index, tab stop
+                ops.append((_DROPPED, -1, 0))
             return i + 1
         elif char in "\x18\x1a":
             return i + 1
@@ -160,15 +180,16 @@ def _csi(text: str, i: int, ops: list[Op]) -> int:
 
 def _csi_action(params: str, final: str, ops: list[Op]) -> None:
     """The effect on the cursor's row of `CSI params final`, when it has one."""
+    if final in _DROPPED_FINALS or (
+        final in "hl" and params.startswith("?") and _SCREEN_MODES & set(params[1:].split(";"))
+    ):
+        ops.append((_DROPPED, -1, 0))
+        return
     if not _CSI_PARAMS.match(params):
         return  # private (`?25l`) or with intermediates: nothing on this row
     numbers = [min(int(p), _MAX_COLUMN) if p else 0 for p in params.split(";")]
     count = max(numbers[0], 1)
-    if final == "s" and not params:
-        ops.append((_SAVE, 0, 0))
-    elif final == "u" and not params:
-        ops.append((_RESTORE, 0, 0))
-    elif final == "I":
+    if final == "I":
         ops.extend([(_TAB, -1, 0)] * min(count, 64))
     elif final == "Z":
         ops.extend([(_BACK_TAB, 0, 0)] * min(count, 64))
@@ -178,9 +199,6 @@ def _csi_action(params: str, final: str, ops: list[Op]) -> None:
         ops.append((_LEFT, count, 0))
     elif final in "G`":
         ops.append((_COLUMN, count - 1, 0))
-    elif final in "Hf":
-        column = numbers[1] if len(numbers) > 1 else 0
-        ops.append((_COLUMN, max(column, 1) - 1, 0))
     elif final in "EF":
         ops.append((_COLUMN, 0, 0))
     elif final == "K":
@@ -232,7 +250,7 @@ def _cells(ops: list[Op]) -> tuple[list[int], int]:
     """For each column of the row, the index of the character left showing there (-1: blank);
     and the column of the cursor at the end."""
     cells: list[int] = []
-    cursor = saved = 0
+    cursor = 0
     for kind, a, b in ops:
         if kind == _PRINT:
             stop = cursor + b - a
@@ -244,10 +262,6 @@ def _cells(ops: list[Op]) -> tuple[list[int], int]:
             cursor = min((cursor // 8 + 1) * 8, _MAX_COLUMN)
         elif kind == _BACK_TAB:
             cursor = max((cursor - 1) // 8 * 8, 0)
-        elif kind == _SAVE:
-            saved = cursor
-        elif kind == _RESTORE:
-            cursor = saved
         elif kind == _LEFT:
             cursor = max(cursor - a, 0)
         elif kind == _RIGHT:
@@ -349,10 +363,28 @@ class SecretMasker:
         """The patterns to look for in `text`: none when one scan finds no pattern there."""
         return self.patterns if self._any.search(text) is not None else ()
 
+    def without_unsafe_sequences(self, text: str) -> str:
+        """`text` without the sequences that could show a secret where matching does not look.
+
+        They take the cursor back to an earlier row (where pieces of a secret printed on
+        different rows would be assembled), repeat characters or move tab stops. A masker
+        without secrets leaves every text as it is.
+        """
+        if not self.patterns or _CONTROL.search(text) is None:
+            return text
+        pieces: list[str] = []
+        kept = 0
+        for kind, start, end in self._parsed(text):
+            if kind == _DROPPED and start >= kept:
+                pieces.append(text[kept:start])
+                kept = end
+        return "".join(pieces) + text[kept:] if pieces else text
+
     def mask(self, text: str) -> str:
         """Return `text` with every secret replaced."""
         if not self.patterns:
             return text
+        text = self.without_unsafe_sequences(text)
         masked = [False] * len(text)
         self.mark(text, masked)
         return self.render(text, masked)
@@ -444,6 +476,7 @@ class LineMasker:
         """Take one line (without its newline); return the lines now safe to show."""
         if not self._masker:
             return [line]
+        line = self._masker.without_unsafe_sequences(line)
         masked = [False] * len(line)
         self._masker.mark(line, masked)
         self._held.append((line, masked))
