@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.plan import Job, Plan, ServiceSpec, Variable
+from pipeline.plan import CacheSpec, Job, Plan, ServiceSpec, Variable
 from runner.artifacts import ArtifactStore, collect_paths, parse_junit
 from runner.cache import CachePolicy, CacheStore
 from runner.confined import ConfinedTree
@@ -158,6 +158,37 @@ class JobRunner:
     Lifecycle:
     1. Construct it (no I/O) with the job, its plan, the attempt's ids and the shared parts.
     2. Call `run()` once, in the thread that owns the attempt. It makes the attempt's directory
+class CachePolicyError(EngineError):
+    """A `cache: policy` written with variables expands to no policy GitLab knows."""
+
+
+def cache_policy(spec: CacheSpec, values: Mapping[str, str]) -> CachePolicy:
+    """The cache's policy: `policy_text` (`policy: $VAR`) expanded with the job's variables,
+    else `policy`. Raises `CachePolicyError` naming the value when it is not pull, push or
+    pull-push."""
+    if spec.policy_text is None:
+        return CachePolicy(spec.policy)
+    value = expand(spec.policy_text, values).strip()
+    try:
+        return CachePolicy(value)
+    except ValueError:
+        raise CachePolicyError(
+            f"cache: policy {spec.policy_text!r} expands to {value!r}; it must be pull, push "
+            "or pull-push (check the variable it uses)"
+        ) from None
+
+
+def fallback_keys(spec: CacheSpec, values: Mapping[str, str]) -> list[str]:
+    """The keys tried, in order, when the cache's own key has no cache: its `fallback_keys`,
+    then the `CACHE_FALLBACK_KEY` variable (ignored when it ends in `-protected`, as GitLab's
+    runner does), each expanded; empty ones dropped."""
+    keys = [expand(key, values).strip() for key in spec.fallback_keys]
+    global_key = values.get("CACHE_FALLBACK_KEY", "").strip()
+    if global_key and not global_key.endswith("-protected"):
+        keys.append(global_key)
+    return [key for key in keys if key]
+
+
        `work_dir/<job_folder(name)>-<attempt>`, fills its `workspace` from `source` (an
        `InPlaceTree` is used as it is, uncopied), restores caches and the artifacts of the
        jobs this one gets them from (a cancel meanwhile ends the attempt here, `canceled`,
@@ -280,7 +311,7 @@ class JobRunner:
                 self._cache_key(index, workspace, values) for index in range(len(job.caches))
             ]
             self._restore_artifacts(workspace)
-            self._restore_caches(workspace, cache_keys)
+            self._restore_caches(workspace, values, cache_keys, policies)
             if self._canceled.is_set():  # while the workspace was made: nothing of it ran
                 return JobOutcome(JobStatus.CANCELED, reason="canceled before its script started")
             if job.build is not None:
@@ -289,9 +320,13 @@ class JobRunner:
                 outcome = self._script_job(job_dir, workspace, values)
             # as GitLab's runner does for a job canceled while running: artifacts are uploaded
             # as for a failed job (`when: always|on_failure`); caches are not saved
+            try:
+                policies = [cache_policy(spec, values) for spec in job.caches]
+            except CachePolicyError as exc:
+                return JobOutcome(JobStatus.FAILED, reason=str(exc))
             self._save_artifacts(workspace, outcome)
             if outcome.status != JobStatus.CANCELED:
-                self._save_caches(workspace, values, cache_keys, outcome)
+                self._save_caches(workspace, values, cache_keys, policies, outcome)
             return outcome
         finally:
             if not self.options.keep_work_dir:
@@ -372,11 +407,19 @@ class JobRunner:
         prefix = expand(spec.key_prefix, values) if spec.key_prefix else ""
         return f"{prefix}-{key}" if prefix else key
 
-    def _restore_caches(self, workspace: Path, keys: list[str]) -> None:
+    def _restore_caches(
+        self,
+        workspace: Path,
+        values: Mapping[str, str],
+        keys: list[str],
+        policies: list[CachePolicy],
+    ) -> None:
+        """Restore each pulled cache from its key, else from the first of its `fallback_keys`
+        (then the `CACHE_FALLBACK_KEY` variable) that has a cache, as GitLab's runner does."""
         if not self.options.use_cache:
             return
-        for spec, key in zip(self.job.caches, keys, strict=True):
-            if not CachePolicy(spec.policy).pulls:
+        for spec, key, policy in zip(self.job.caches, keys, policies, strict=True):
+            if not policy.pulls:
                 continue
             files = self.caches.restore(key, workspace)
             if files:
@@ -385,22 +428,37 @@ class JobRunner:
                 self._log(f"kapal: no cache {key!r} yet")
 
     def _save_caches(
-        self, workspace: Path, values: Mapping[str, str], keys: list[str], outcome: JobOutcome
+        self,
+        workspace: Path,
+        values: Mapping[str, str],
+        keys: list[str],
+        policies: list[CachePolicy],
+        outcome: JobOutcome,
     ) -> None:
         if not self.options.use_cache:
             return
         succeeded = outcome.status == JobStatus.SUCCESS
-        for spec, key in zip(self.job.caches, keys, strict=True):
-            if not CachePolicy(spec.policy).pushes:
+        for spec, key, policy in zip(self.job.caches, keys, policies, strict=True):
+            if not policy.pushes:
                 continue
             if not {"always": True, "on_success": succeeded, "on_failure": not succeeded}[
                 spec.when
+                continue
+            for fallback in fallback_keys(spec, values):
+                files = self.caches.restore(fallback, workspace)
+                if files:
+                    self._log(
+                        f"kapal: no cache {key!r} yet; restored the fallback cache {fallback!r} "
+                        f"({len(files)} file(s))"
+                    )
+                    break
             ]:
                 continue
             files = self.caches.save(key, workspace, [expand(p, values) for p in spec.paths])
             self._log(f"kapal: saved cache {key!r} ({len(files)} file(s))")
 
     # -- build jobs ------------------------------------------------------------------------
+        """Save each pushed cache under its own key (never under a fallback key)."""
 
     def _build(self, workspace: Path, values: Mapping[str, str]) -> JobOutcome:
         """Run a `build:` job with the builder.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tarfile
 import textwrap
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from runner.build.builder import Builder, BuildOptions, BuildResult
 from runner.build.cache import LayerCache
@@ -26,6 +28,7 @@ from runner.runtime.embedded import EmbeddedBackend
 from runner.settings import RunnerSettings
 from tests.security import hostfiles
 from tests.security.hostfiles import HostDir, contains_secret
+from web.cli import build_app
 
 pytestmark = pytest.mark.timeout(600)
 host_dir = hostfiles.host_dir
@@ -253,3 +256,37 @@ def test_a_pipeline_build_request_keeps_the_dockerfile_in_the_repository(
         build(image_store, request, lines.append)
     assert "must be inside the repository" in str(info.value)
     assert host_dir.secret not in str(info.value) + "\n".join(lines)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the engine must pass BuildRequest(dockerfile_root=<workspace>) for build: jobs "
+    "(runner/engine/job_runner.py); the builder side is tested above",
+)
+@pytest.mark.parametrize("how", ["dotdot", "link"])
+def test_a_build_job_naming_a_host_file_as_dockerfile_shows_none_of_it(
+    kapal_settings: RunnerSettings,
+    busybox_image: str,
+    host_dir: HostDir,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    monkeypatch.setenv("KAPAL_DATA_DIR", str(kapal_settings.data_dir))
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    if how == "link":
+        os.symlink(host_dir.path / "secret.txt", project / "Dockerfile")
+        subprocess.run(["git", "-C", str(project), "add", "Dockerfile"], check=True)
+        dockerfile = "Dockerfile"
+    else:
+        dockerfile = "../" * 20 + str(host_dir.path / "secret.txt").lstrip("/")
+    (project / ".kapal.yml").write_text(
+        f"image-build:\n  build:\n    context: .\n    dockerfile: {dockerfile}\n"
+        "    tags: [leak:latest]\n"
+    )
+    result = CliRunner().invoke(build_app(), ["run", str(project)])
+    out = result.stdout + result.stderr
+    assert result.exit_code != 0, out
+    assert host_dir.secret not in out
