@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from web.api import health, hooks, jobs, pipelines, repos, tokens
+from web.dashboard import routes as dashboard
 from web.db.session import Database
 from web.errors import PayloadTooLargeError, WebError
 from web.orchestration import Services
@@ -211,8 +212,10 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         pipelines.router,
         jobs.router,
         tokens.router,
+        dashboard.router,
     ):
         app.include_router(router)
+    app.mount(dashboard.STATIC_PATH, dashboard.static_files, name="dashboard-static")
     app.add_middleware(
         BodyLimit,
         webhook_limit=settings.webhook_body_limit,

@@ -1,0 +1,122 @@
+"""What the dashboard's pages follow live: changed pipeline rows, and a pipeline's changes.
+
+`GET /dashboard/events` is a server-sent event stream. Each second the server runs the query the
+page ran (one indexed page of pipelines, or one pipeline's job statuses) and sends only what
+changed since the last look: a `row` event with the row's HTML (rendered by the same template
+as the page, so every value is escaped the same way) and an `order` event with the ids the page
+should now hold; for a pipeline page, a `changed` event telling it to fetch itself again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from fastapi import Request
+from sqlalchemy import select
+
+from web.dashboard.rendering import render_macro
+from web.db.models import Job, Pipeline
+from web.db.pipelines import list_pipelines
+from web.db.repos import list_repositories
+from web.db.schemas import PipelineRead
+from web.db.session import Database
+
+POLL_SECONDS = 1.0
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The filters and page of a pipelines list (as `list_pipelines` takes them)."""
+
+    repository_id: int | None = None
+    ref: str | None = None
+    status: str | None = None
+    source: str | None = None
+    cursor: str | None = None
+    limit: int = PAGE_SIZE
+
+    def read(self, database: Database) -> list[PipelineRead]:
+        """The page's pipelines as they are now."""
+        with database.transaction() as session:
+            return list_pipelines(
+                session=session,
+                repository_id=self.repository_id,
+                ref=self.ref,
+                status=self.status,
+                source=self.source,
+                cursor=self.cursor,
+                limit=self.limit,
+            ).items
+
+
+def _row_key(p: PipelineRead) -> tuple[Any, ...]:
+    return (p.status, p.started_at, p.finished_at)
+
+
+def _repository_names(database: Database) -> dict[int, str]:
+    with database.transaction() as session:
+        return {r.id: r.name for r in list_repositories(session=session)}
+
+
+async def follow_list(
+    request: Request, database: Database, query: ListQuery
+) -> AsyncIterator[dict[str, str]]:
+    """Events for a pipelines list: every row once, then each row that changes or appears."""
+    seen: dict[int, tuple[Any, ...]] = {}
+    order: list[int] = []
+    names: dict[int, str] = {}
+    while not await request.is_disconnected():
+        rows = await anyio.to_thread.run_sync(query.read, database)
+        if any(p.repository_id not in names for p in rows):
+            names = await anyio.to_thread.run_sync(_repository_names, database)
+        for p in reversed(rows):  # oldest first: a new row is put on top of the older ones
+            key = _row_key(p)
+            if seen.get(p.id) != key:
+                seen[p.id] = key
+                html = render_macro("macros.html", "pipeline_row", p, names)
+                yield {"event": "row", "data": json.dumps({"id": p.id, "html": html})}
+        ids = [p.id for p in rows]
+        if ids != order:
+            order = ids
+            yield {"event": "order", "data": json.dumps(ids)}
+        seen = {i: seen[i] for i in ids}
+        await anyio.sleep(POLL_SECONDS)
+
+
+def pipeline_fingerprint(database: Database, pipeline_id: int) -> tuple[Any, ...]:
+    """What changes on a pipeline page when anything on it changes (statuses and attempts)."""
+    with database.transaction() as session:
+        head = session.execute(
+            select(Pipeline.status, Pipeline.finished_at).where(Pipeline.id == pipeline_id)
+        ).one_or_none()
+        jobs = session.execute(
+            select(Job.id, Job.status, Job.exit_code).where(Job.pipeline_id == pipeline_id)
+        ).all()
+    return (tuple(head) if head else None, tuple(sorted(tuple(j) for j in jobs)))
+
+
+def pipeline_version(database: Database, pipeline_id: int) -> str:
+    """A short digest of `pipeline_fingerprint`: the page carries it, the stream compares."""
+    text = repr(pipeline_fingerprint(database, pipeline_id))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+async def follow_pipeline(
+    request: Request, database: Database, pipeline_id: int, version: str
+) -> AsyncIterator[dict[str, str]]:
+    """Events for a pipeline page served at `version`: `changed` each time it differs from the
+    version last seen (at once when it changed between the page and the stream)."""
+    last = version
+    yield {"event": "ready", "data": str(pipeline_id)}
+    while not await request.is_disconnected():
+        now = await anyio.to_thread.run_sync(pipeline_version, database, pipeline_id)
+        if now != last:
+            last = now
+            yield {"event": "changed", "data": now}
+        await anyio.sleep(POLL_SECONDS)

@@ -1,0 +1,106 @@
+// kapal dashboard: live rows of the pipelines list, live pipeline pages, ticking durations.
+// Every value shown comes escaped from the server's templates; nothing here builds HTML from
+// text it received.
+"use strict";
+
+(function () {
+  function formatDuration(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    if (h) return h + "h " + two(m) + "m";
+    if (m) return m + "m " + two(s) + "s";
+    return s + "s";
+  }
+
+  function tickDurations() {
+    var now = Date.now();
+    document.querySelectorAll("[data-since]").forEach(function (el) {
+      var since = Date.parse(el.getAttribute("data-since"));
+      if (!isNaN(since)) el.textContent = formatDuration((now - since) / 1000);
+    });
+  }
+
+  // A fragment of the server's own escaped HTML, parsed inertly (scripts in it never run).
+  function parseRow(html) {
+    var doc = new DOMParser().parseFromString("<table><tbody>" + html + "</tbody></table>", "text/html");
+    var row = doc.querySelector("tr");
+    return row ? document.importNode(row, true) : null;
+  }
+
+  function followList(tbody) {
+    var state = document.getElementById("live-state");
+    var source = new EventSource(tbody.getAttribute("data-events"));
+    source.addEventListener("open", function () { if (state) state.hidden = false; });
+    source.addEventListener("error", function () { if (state) state.hidden = true; });
+    source.addEventListener("row", function (event) {
+      var data = JSON.parse(event.data);
+      var row = parseRow(data.html);
+      if (!row) return;
+      var old = document.getElementById("pipeline-" + data.id);
+      if (old) {
+        old.replaceWith(row);
+      } else {
+        tbody.insertBefore(row, tbody.firstChild);
+        var empty = document.getElementById("no-pipelines");
+        if (empty) empty.remove();
+      }
+      row.classList.add("changed");
+      setTimeout(function () { row.classList.remove("changed"); }, 1500);
+    });
+    source.addEventListener("order", function (event) {
+      var ids = JSON.parse(event.data);
+      var keep = {};
+      ids.forEach(function (id) { keep["pipeline-" + id] = true; });
+      Array.prototype.slice.call(tbody.children).forEach(function (row) {
+        if (!keep[row.id]) row.remove();
+      });
+      ids.forEach(function (id) {
+        var row = document.getElementById("pipeline-" + id);
+        if (row) tbody.appendChild(row);
+      });
+    });
+  }
+
+  // A pipeline page: when the server says it changed, fetch it again and swap its body.
+  function followPipeline(live) {
+    var source = new EventSource(live.getAttribute("data-events"));
+    var busy = false, again = false;
+    function refresh() {
+      if (busy) { again = true; return; }
+      busy = true;
+      fetch(window.location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) { return response.text(); })
+        .then(function (text) {
+          var doc = new DOMParser().parseFromString(text, "text/html");
+          var fresh = doc.getElementById("pipeline-live");
+          var current = document.getElementById("pipeline-live");
+          if (fresh && current) {
+            // keep the open <details> open
+            var open = {};
+            current.querySelectorAll("details[open] > summary").forEach(function (s) { open[s.textContent] = true; });
+            var node = document.importNode(fresh, true);
+            node.removeAttribute("data-events");
+            node.querySelectorAll("details > summary").forEach(function (s) { if (open[s.textContent]) s.parentNode.open = true; });
+            current.replaceWith(node);
+            tickDurations();
+          }
+        })
+        .catch(function () {})
+        .then(function () { busy = false; if (again) { again = false; refresh(); } });
+    }
+    source.addEventListener("changed", refresh);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var tbody = document.getElementById("pipelines");
+    if (tbody && tbody.getAttribute("data-events")) followList(tbody);
+    var live = document.getElementById("pipeline-live");
+    if (live && live.getAttribute("data-events")) followPipeline(live);
+    document.querySelectorAll("input.copy").forEach(function (input) {
+      input.addEventListener("focus", function () { input.select(); });
+    });
+    tickDurations();
+    setInterval(tickDurations, 1000);
+  });
+})();
