@@ -34,7 +34,13 @@ from runner.engine.script import after_script, job_script
 from runner.engine.services import PROBE_COMMAND, service_hostnames, wait_for_ports
 from runner.engine.variables import expand, resolve_variables
 from runner.engine.workspace import InPlaceTree
-from runner.errors import BuildError, ContainerStartError, RunnerError, ServiceError
+from runner.errors import (
+    BuildError,
+    ContainerStartError,
+    EngineError,
+    RunnerError,
+    ServiceError,
+)
 from runner.job_images import BuildRequest, ImageProvider, RunnableImage
 from runner.masking import LineMasker, SecretMasker
 from runner.runtime.backend import (
@@ -148,16 +154,6 @@ def artifact_sources(plan: Plan, job: Job) -> list[str]:
     return [other.name for other in plan.runnable_jobs() if stage_index.get(other.stage, 0) < mine]
 
 
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class JobRunner:
-    """Runs one attempt of one job to its end.
-
-    Lifecycle:
-    1. Construct it (no I/O) with the job, its plan, the attempt's ids and the shared parts.
-    2. Call `run()` once, in the thread that owns the attempt. It makes the attempt's directory
 class CachePolicyError(EngineError):
     """A `cache: policy` written with variables expands to no policy GitLab knows."""
 
@@ -189,6 +185,16 @@ def fallback_keys(spec: CacheSpec, values: Mapping[str, str]) -> list[str]:
     return [key for key in keys if key]
 
 
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class JobRunner:
+    """Runs one attempt of one job to its end.
+
+    Lifecycle:
+    1. Construct it (no I/O) with the job, its plan, the attempt's ids and the shared parts.
+    2. Call `run()` once, in the thread that owns the attempt. It makes the attempt's directory
        `work_dir/<job_folder(name)>-<attempt>`, fills its `workspace` from `source` (an
        `InPlaceTree` is used as it is, uncopied), restores caches and the artifacts of the
        jobs this one gets them from (a cancel meanwhile ends the attempt here, `canceled`,
@@ -310,6 +316,10 @@ def fallback_keys(spec: CacheSpec, values: Mapping[str, str]) -> list[str]:
             cache_keys = [
                 self._cache_key(index, workspace, values) for index in range(len(job.caches))
             ]
+            try:
+                policies = [cache_policy(spec, values) for spec in job.caches]
+            except CachePolicyError as exc:
+                return JobOutcome(JobStatus.FAILED, reason=str(exc))
             self._restore_artifacts(workspace)
             self._restore_caches(workspace, values, cache_keys, policies)
             if self._canceled.is_set():  # while the workspace was made: nothing of it ran
@@ -320,10 +330,6 @@ def fallback_keys(spec: CacheSpec, values: Mapping[str, str]) -> list[str]:
                 outcome = self._script_job(job_dir, workspace, values)
             # as GitLab's runner does for a job canceled while running: artifacts are uploaded
             # as for a failed job (`when: always|on_failure`); caches are not saved
-            try:
-                policies = [cache_policy(spec, values) for spec in job.caches]
-            except CachePolicyError as exc:
-                return JobOutcome(JobStatus.FAILED, reason=str(exc))
             self._save_artifacts(workspace, outcome)
             if outcome.status != JobStatus.CANCELED:
                 self._save_caches(workspace, values, cache_keys, policies, outcome)
@@ -424,6 +430,15 @@ def fallback_keys(spec: CacheSpec, values: Mapping[str, str]) -> list[str]:
             files = self.caches.restore(key, workspace)
             if files:
                 self._log(f"kapal: restored cache {key!r} ({len(files)} file(s))")
+                continue
+            for fallback in fallback_keys(spec, values):
+                files = self.caches.restore(fallback, workspace)
+                if files:
+                    self._log(
+                        f"kapal: no cache {key!r} yet; restored the fallback cache {fallback!r} "
+                        f"({len(files)} file(s))"
+                    )
+                    break
             else:
                 self._log(f"kapal: no cache {key!r} yet")
 
@@ -435,6 +450,7 @@ def fallback_keys(spec: CacheSpec, values: Mapping[str, str]) -> list[str]:
         policies: list[CachePolicy],
         outcome: JobOutcome,
     ) -> None:
+        """Save each pushed cache under its own key (never under a fallback key)."""
         if not self.options.use_cache:
             return
         succeeded = outcome.status == JobStatus.SUCCESS
@@ -443,22 +459,12 @@ def fallback_keys(spec: CacheSpec, values: Mapping[str, str]) -> list[str]:
                 continue
             if not {"always": True, "on_success": succeeded, "on_failure": not succeeded}[
                 spec.when
-                continue
-            for fallback in fallback_keys(spec, values):
-                files = self.caches.restore(fallback, workspace)
-                if files:
-                    self._log(
-                        f"kapal: no cache {key!r} yet; restored the fallback cache {fallback!r} "
-                        f"({len(files)} file(s))"
-                    )
-                    break
             ]:
                 continue
             files = self.caches.save(key, workspace, [expand(p, values) for p in spec.paths])
             self._log(f"kapal: saved cache {key!r} ({len(files)} file(s))")
 
     # -- build jobs ------------------------------------------------------------------------
-        """Save each pushed cache under its own key (never under a fallback key)."""
 
     def _build(self, workspace: Path, values: Mapping[str, str]) -> JobOutcome:
         """Run a `build:` job with the builder.
