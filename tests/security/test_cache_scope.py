@@ -15,6 +15,7 @@ from runner.cache import CacheStore
 from runner.engine.recorder import JobStatus
 from runner.images.store import ImageStore
 from runner.job_images import StoreImageProvider
+from tests.e2e.conftest import kapal
 from tests.security.pipelines import backend_fixture, run_pipeline  # noqa: F401
 from tests.support.runtime_leftovers import RecordingBackend
 
@@ -108,3 +109,19 @@ def test_saved_files_stay_within_their_scope(tmp_path: Path) -> None:
     assert CacheStore(tmp_path / "cache", "repo:2").restore("deps", fresh) == []
     assert CacheStore(tmp_path / "cache", "repo:1", protected=True).restore("deps", fresh) == []
     assert CacheStore(tmp_path / "cache", "repo:1").restore("deps", fresh) == [".deps/lib"]
+
+
+def test_kapal_run_gives_each_project_its_own_caches(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    outputs = {}
+    for who in ("first", "second", "first"):
+        project = tmp_path / who
+        project.mkdir(exist_ok=True)
+        (project / ".kapal.yml").write_text(PIPELINE.replace("shared-key", f"key-{tmp_path.name}"))
+        done = kapal("run", str(project), "--var", f"WHO={who}", env=kapal_env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.setdefault(who, []).append(done.stdout)
+    assert "[deps] restored: nothing" in outputs["first"][0]
+    assert "[deps] restored: nothing" in outputs["second"][0]  # the same key, another project
+    assert "[deps] restored: first" in outputs["first"][1]

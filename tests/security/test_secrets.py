@@ -27,6 +27,7 @@ from runner.images.reference import Reference
 from runner.images.store import ImageStore, namespaced
 from runner.job_images import StoreImageProvider, embedded_builder
 from runner.masking import LineMasker, SecretMasker, encoded_forms
+from runner.owners import local_owner
 from runner.secrets import (
     PipelineAccess,
     Secret,
@@ -493,3 +494,24 @@ def test_any_output_goes_through_the_masker(text: str, width: int) -> None:
     stream = LineMasker(masker)
     out = [shown for line in lines for shown in stream.push(line)] + stream.flush()
     assert len(out) == len(lines)
+
+
+def test_kapal_run_keeps_a_secret_build_arg_out_of_the_image(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Dockerfile").write_text(DOCKERFILE)
+    (project / ".kapal.yml").write_text(
+        "image-build:\n  build:\n    context: .\n    tags: [run-secret-args:1]\n"
+        "    build_args: {TOKEN: $DEPLOY, PLAIN: visible-arg}\n"
+    )
+    secrets = tmp_path / "secrets"
+    secrets.write_text("protected DEPLOY=deploy-value-2\n")
+    done = kapal("run", str(project), "--secrets-file", str(secrets), env=kapal_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    name = namespaced(local_owner(project), Reference.parse("run-secret-args:1")).familiar
+    inspected = kapal("image", "inspect", name, env=kapal_env)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "|1 PLAIN=visible-arg " in inspected.stdout
+    assert "deploy-value-2" not in inspected.stdout
