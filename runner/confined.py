@@ -422,6 +422,11 @@ class ConfinedTree:
 
     def set_attributes(self, path: str, uid: int, gid: int, mode: int | None) -> None:
         """Set owner (and mode, unless None) of the entry at `path` itself, not of a link target."""
+        if not _parts(path):
+            os.fchown(self.fd, uid, gid)
+            if mode is not None:
+                os.fchmod(self.fd, mode)
+            return
         with self.parent_of(path, create=False) as (parent, name):
             try:
                 os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
