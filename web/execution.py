@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,6 +241,55 @@ def run_job_context(
         reason=outcome.reason,
         failure_kind=outcome.failure_kind,
     )
+
+
+def fail_orphaned_jobs(*, services: Services, host: str | None = None) -> list[int]:
+    """Fail the jobs left `running` by a worker of this host that no longer exists (killed,
+    crashed, the machine restarted) and advance their pipelines; returns their ids.
+
+    A worker's name ends with `@<host>.<pid>` (`web.tasks.worker_name`); a job whose worker is
+    on `host` (this machine by default) and whose process is gone will never end otherwise:
+    its message, taken by the dead worker, finds the job claimed when it comes back. Workers
+    of other machines are left alone (nothing here can tell whether they still run).
+    """
+    host = host or socket.gethostname()
+    with services.database.transaction() as session:
+        running = list(
+            session.execute(
+                select(Job.id, Job.worker).where(Job.status == "running", Job.retried.is_(False))
+            )
+        )
+    orphans = [
+        (job_id, worker) for job_id, worker in running if _local_worker_gone(worker or "", host)
+    ]
+    for job_id, worker in orphans:
+        log.warning("job %s: its worker %s is gone; failing it", job_id, worker)
+        finish_job(
+            services=services,
+            job_id=job_id,
+            end=JobEnd(
+                JobStatus.FAILED,
+                reason=f"the worker running it ({worker}) stopped before the job ended",
+                failure_kind="runner_system_failure",
+            ),
+        )
+    return [job_id for job_id, _ in orphans]
+
+
+def _local_worker_gone(worker: str, host: str) -> bool:
+    _, at, place = worker.rpartition("@")
+    name, dot, pid = place.rpartition(".")
+    if not at or not dot or name != host or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class CancelWatcher:

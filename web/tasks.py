@@ -255,8 +255,8 @@ def start_embedded_worker(
     """Start a worker in a thread of this process and return once it takes tasks.
 
     `app` defaults to `create_celery(settings)`; `concurrency` to
-    `settings.worker_concurrency` jobs at once. Jobs left pending by a lost message are sent
-    again once it runs (`requeue_pending`).
+    `settings.worker_concurrency` jobs at once. Once it runs, `recover_jobs` fails the jobs a
+    crashed worker of this machine left running and sends the lost pending ones again.
     """
     app = app or create_celery(settings)
     # the pool's threads find their app as Celery's default one: one worker's app per process
@@ -276,8 +276,17 @@ def start_embedded_worker(
     app.worker_name = controller.hostname
     worker = EmbeddedWorker(app, controller)
     worker._start(start_timeout)
-    try:
-        requeue_pending(services=app.services)
-    except Exception:  # the worker runs all the same; only lost messages wait longer
-        log.exception("cannot look for pending jobs whose message was lost")
+    recover_jobs(app.services)
     return worker
+
+
+def recover_jobs(services: Services) -> None:
+    """What a worker does as it starts: fail the jobs a dead worker of this machine left
+    running, and send again the pending jobs whose message was lost. Never raises (logged)."""
+    from web.execution import fail_orphaned_jobs
+
+    try:
+        fail_orphaned_jobs(services=services)
+        requeue_pending(services=services)
+    except Exception:  # the worker runs all the same; only those jobs wait longer
+        log.exception("cannot look for jobs left behind by a stopped worker or a lost message")

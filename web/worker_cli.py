@@ -52,17 +52,13 @@ def run_worker(
             f"cannot use the database at {describe(settings.database_url)}: {reason}"
         ) from None
 
-    from web.orchestration import requeue_pending
-    from web.tasks import DEFAULT_QUEUE, create_celery, worker_name
+    from web.tasks import DEFAULT_QUEUE, create_celery, recover_jobs, worker_name
 
     app = create_celery(settings)
     name = hostname or worker_name()
     app.worker_name = name
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        requeue_pending(services=app.services)
-    except SQLAlchemyError:
-        logging.getLogger(__name__).exception("cannot look for pending jobs")
+    recover_jobs(app.services)
     worker = app.Worker(
         hostname=name,
         pool="threads",

@@ -216,3 +216,37 @@ def test_a_job_printing_50_mb_keeps_the_worker_memory_bounded(
     growth = peak[0] - baseline
     print(f"worker RSS growth while a job printed {LOUD_MB} MB: {growth / 2**20:.1f} MiB")
     assert growth < 100 * 2**20
+
+
+def test_a_job_left_running_by_a_dead_worker_fails_when_a_worker_starts(
+    request: pytest.FixtureRequest,
+    services: Services,
+    project: Project,
+    repository: RepositoryRead,
+) -> None:
+    import socket
+    import subprocess
+
+    from web.db.jobs import claim_job, get_job, list_jobs
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs: the worker that claimed the job, killed
+    dead = f"kapal@{socket.gethostname()}.{gone.pid}"
+    elsewhere = "kapal@another-machine.1"  # may still run its job: left alone
+    first = _start(services, project, repository, SLEEPER)
+    second = _start(services, project, repository, SLEEPER + "# again\n")
+    with services.database.transaction() as session:
+        orphan = list_jobs(session=session, pipeline_id=first)[0]
+        remote = list_jobs(session=session, pipeline_id=second)[0]
+        assert claim_job(session=session, job_id=orphan.id, worker=dead)
+        assert claim_job(session=session, job_id=remote.id, worker=elsewhere)
+    request.getfixturevalue("worker")
+    detail = wait_for(services, first)
+    jobs = {j.name: j for j in detail.jobs}
+    assert detail.status == "failed"
+    assert jobs["sleeper"].status == "failed"
+    assert jobs["sleeper"].reason == f"the worker running it ({dead}) stopped before the job ended"
+    assert jobs["after"].status == "skipped"
+    with services.database.transaction() as session:
+        still = get_job(session=session, job_id=remote.id)
+    assert still is not None and (still.status, still.worker) == ("running", elsewhere)
