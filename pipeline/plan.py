@@ -193,7 +193,10 @@ class DeployServiceSpec:
 
     name: str
     port: int | None = None
-    health: str | None = None
+    health: str | None = None  # `/path`: HTTP GET on `port`; anything else: a shell command
+    host_port: int | None = None  # on 127.0.0.1 of the host; None: the service is not published
+    env: tuple[tuple[str, str], ...] = ()
+    command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

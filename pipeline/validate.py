@@ -128,7 +128,7 @@ _UNSUPPORTED_IMAGE_KEYS = {
 }
 _BUILD_KEYS = {"context", "dockerfile", "tags", "build_args", "target", "push"}
 _DEPLOY_KEYS = {"image", "to", "service"}
-_DEPLOY_SERVICE_KEYS = {"name", "port", "health"}
+_DEPLOY_SERVICE_KEYS = {"name", "port", "health", "host_port", "env", "command"}
 # A job with one of these already has a problem that explains its missing `script:`.
 _INCOMPLETE_MARKERS = {"extends", "trigger", "run"}
 _ENVIRONMENT_ACTIONS = ("start", "prepare", "stop", "verify", "access")
@@ -1477,13 +1477,26 @@ class _Validator(_Checker):
                 self.keys(svc, _DEPLOY_SERVICE_KEYS, {}, sub)
                 sname = self.string(svc, "name", f"{sub}: name")
                 port = self.typed(svc, "port", int, f"{sub}: port", "a port number")
-                if port is not None and not 1 <= port <= 65535:
-                    self.error("a port is between 1 and 65535", svc.value_at("port"), sub)
+                host_port = self.typed(svc, "host_port", int, f"{sub}: host_port", "a port number")
+                for key, number in (("port", port), ("host_port", host_port)):
+                    if number is not None and not 1 <= number <= 65535:
+                        self.error("a port is between 1 and 65535", svc.value_at(key), sub)
+                if host_port is not None and port is None:
+                    self.error(
+                        "`host_port:` needs `port:`, the port it forwards to", svc.location, sub
+                    )
+                env = self.variables(svc, "env", f"{sub}: env")
+                command = self.strings(svc, "command", f"{sub}: command", allow_single=False)
                 if not sname:
                     self.error("a deploy service needs a `name:`", svc.location, sub)
                 else:
                     service = DeployServiceSpec(
-                        name=sname, port=port, health=self.string(svc, "health", f"{sub}: health")
+                        name=sname,
+                        port=port,
+                        health=self.string(svc, "health", f"{sub}: health"),
+                        host_port=host_port,
+                        env=tuple((v.name, v.value) for v in env),
+                        command=command,
                     )
             else:
                 self.error(

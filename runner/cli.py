@@ -37,6 +37,8 @@ from runner.runtime.fake import FakeBackend
 from runner.runtime.quantities import parse_size
 from runner.secrets import PipelineAccess, load_secrets, secrets_for
 from runner.settings import RunnerSettings
+from runner.ship.deploy import describe_deploy
+from runner.ship.settings import local_shipper
 from runner.terminal import LiveRecorder, PlainRecorder
 
 EXIT_FAILED = 1
@@ -140,7 +142,7 @@ def _list(the_plan: pipeline.Plan, console: Console) -> None:
         table.add_column(column)
     for job in the_plan.jobs:
         if job.deploy is not None:
-            note = "deploy: not runnable yet (ship is not implemented)"
+            note = describe_deploy(job.deploy)
         elif job.build is not None:
             note = "build: " + ", ".join(job.build.tags)
         else:
@@ -311,6 +313,7 @@ def _run(
         project_dir=context.project_dir,
         secrets=secrets_for(access, secrets),
         limits=policy.limits_for(asked),
+        ship=local_shipper(settings, store, owner, pipeline_id),
     )
     interactive = sys.stdout.isatty()
     if interactive:

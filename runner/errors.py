@@ -128,3 +128,11 @@ class ServiceError(EngineError):
 
 class UnknownJobError(EngineError):
     """A job named on the command line is not in the pipeline."""
+
+
+class ShipError(RunnerError):
+    """A push, a copy to a registry, a service rollout or a rollback failed (runner.ship)."""
+
+
+class RolloutError(ShipError):
+    """A service's new version never became healthy; the previous one keeps serving."""

@@ -36,6 +36,9 @@ COMMAND_MODULES: dict[str, str] = {
     "cancel": "web.client_cli",
     "retry": "web.client_cli",
     "play": "web.client_cli",
+    "services": "runner.ship.cli",
+    "deployments": "runner.ship.cli",
+    "rollback": "runner.ship.cli",
 }
 
 

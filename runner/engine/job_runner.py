@@ -40,6 +40,7 @@ from runner.errors import (
     EngineError,
     RunnerError,
     ServiceError,
+    ShipError,
 )
 from runner.job_images import BuildRequest, ImageProvider, RunnableImage
 from runner.masking import LineMasker, SecretMasker
@@ -54,6 +55,7 @@ from runner.runtime.backend import (
     SandboxSpec,
 )
 from runner.runtime.durations import format_duration
+from runner.ship.deploy import Shipper
 
 SCRIPT_DIR = "/kapal"
 
@@ -75,6 +77,8 @@ class JobOptions:
     secrets: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     keep_work_dir: bool = False
+    # pushes (`build: push:`), `deploy:` jobs and deployment records; None: they fail the job
+    ship: Shipper | None = None
 
 
 @dataclass(frozen=True)
@@ -326,8 +330,12 @@ class JobRunner:
                 return JobOutcome(JobStatus.CANCELED, reason="canceled before its script started")
             if job.build is not None:
                 outcome = self._build(workspace, values)
+            elif job.deploy is not None:
+                outcome = self._deploy(values)
             else:
                 outcome = self._script_job(job_dir, workspace, values)
+                if outcome.status == JobStatus.SUCCESS and self.options.ship is not None:
+                    self.options.ship.record_script(job, values)
             # as GitLab's runner does for a job canceled while running: artifacts are uploaded
             # as for a failed job (`when: always|on_failure`); caches are not saved
             self._save_artifacts(workspace, outcome)
@@ -511,9 +519,24 @@ class JobRunner:
             return JobOutcome(JobStatus.FAILED, exit_code=1, reason=str(exc))
         for shown in masker.flush():
             self._record(LogLine(job=job.name, text=shown))
-        if spec.push:
-            self._log("kapal: push: is not implemented yet; the image stays local")
         self._log(f"kapal: built {digest}")
+        if spec.push:
+            if self.options.ship is None:
+                return JobOutcome(JobStatus.FAILED, reason="this runner cannot push images")
+            try:
+                self.options.ship.push_built(request.tags, values, self._log)
+            except ShipError as exc:
+                return JobOutcome(JobStatus.FAILED, exit_code=1, reason=str(exc))
+        return JobOutcome(JobStatus.SUCCESS, exit_code=0)
+
+    def _deploy(self, values: Mapping[str, str]) -> JobOutcome:
+        """Run a `deploy:` job with the shipper (runner.ship.deploy)."""
+        if self.options.ship is None:
+            return JobOutcome(JobStatus.FAILED, reason="this runner cannot run deploy: jobs")
+        try:
+            self.options.ship.deploy_job(self.job, values, self._log)
+        except ShipError as exc:
+            return JobOutcome(JobStatus.FAILED, exit_code=1, reason=str(exc))
         return JobOutcome(JobStatus.SUCCESS, exit_code=0)
 
     # -- script jobs -----------------------------------------------------------------------

@@ -243,8 +243,6 @@ def _decide(
             return JobStatus.MANUAL, f"manual job: {options.play_hint.format(job=job.name)}"
     elif job.when == "on_failure" and not failed:
         return JobStatus.SKIPPED, "when: on_failure, and nothing failed"
-    if job.deploy is not None:
-        return JobStatus.SKIPPED, DEPLOY_NOT_RUNNABLE
     return JobStatus.PENDING, ""
 
 

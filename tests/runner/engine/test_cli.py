@@ -52,7 +52,7 @@ def test_list_shows_every_job(project: Path) -> None:
     assert code == 0, out + err
     for name in ("compile", "unit", "release", "ship"):
         assert name in out
-    assert "not runnable yet" in out and "manual" in out
+    assert "deploy: app:1 to r.test/app:1" in out and "manual" in out
 
 
 def test_dry_run_checks_images_after_expanding_variables(project: Path) -> None:

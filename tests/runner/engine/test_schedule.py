@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from pipeline.plan import DeploySpec, Job, Need, Plan, RetrySpec
 from runner.engine.recorder import JobStatus, PipelineStatus
 from runner.engine.schedule import (
-    DEPLOY_NOT_RUNNABLE,
     JobState,
     ScheduleOptions,
     Step,
@@ -278,11 +277,11 @@ CASES: list[tuple[str, Plan, dict[str, JobState], ScheduleOptions, list[tuple[st
         [("deploy-b", S.PENDING, "")],
     ),
     (
-        "deploy jobs are planned but not runnable",
+        "deploy jobs start like the others",
         plan(job("ship", "deploy", deploy=DeploySpec(image="app:1"))),
         {},
         WAIT,
-        [("ship", S.SKIPPED, DEPLOY_NOT_RUNNABLE)],
+        [("ship", S.PENDING, "")],
     ),
     (
         "jobs outside only are skipped; what the named job waits for runs",

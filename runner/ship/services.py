@@ -1,0 +1,375 @@
+"""Long-lived services deployed by `deploy: service:` jobs: rollout, listing, stop.
+
+State lives under `<data_dir>/services/<name>/` and is all a later `kapal` needs (nothing is kept
+in the memory of `kapal run` or `kapal serve`, so services survive their restarts):
+
+- `service.json`: owner, host address and port, container port, the current version and digest;
+- `current.json`: the port proxy's target (the current version's pinned network namespace, port);
+- `proxy.json`: the proxy process's pid and address (`runner.ship.proxy`);
+- `versions/<id>/`: one version: `spec.json`, `status.json` and `output.log` of its keeper
+  process (`runner.ship.keeper`).
+
+Keepers and the proxy are detached processes (their own session, `start_new_session`), so they
+outlive the `kapal` that started them; they do not outlive a reboot. A rollout holds the service's
+lock (`lock`): two deploys of one service are serialised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from runner.errors import RolloutError, ShipError
+from runner.runtime.backend import ImageDefaults
+from runner.ship.keeper import read_json, write_json
+
+Log = Callable[[str], None]
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+_START_WAIT = 10.0  # for the proxy to listen
+_STOP_WAIT = 15.0
+_POLL = 0.1
+_KEPT_VERSIONS = 5
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    """One version to roll out: the image (by digest) and how to run and check it."""
+
+    name: str
+    owner: str
+    image: str  # the reference the pipeline named
+    digest: str
+    layers: tuple[Path, ...]
+    defaults: ImageDefaults
+    port: int | None = None
+    host_port: int | None = None
+    health: str | None = None
+    env: Mapping[str, str] | None = None
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """A rollout that succeeded: the version now serving and the one it replaced."""
+
+    version: str
+    digest: str
+    previous: str | None
+    address: str | None
+    health: str
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What `kapal services` shows for one service."""
+
+    name: str
+    owner: str
+    image: str
+    digest: str
+    address: str | None
+    state: str  # running, exited, stopped
+    version: str | None
+
+
+def check_name(name: str) -> str:
+    """`name` when it can name a service directory; `ShipError` otherwise."""
+    if not _NAME.fullmatch(name):
+        raise ShipError(
+            f"service name {name!r} must be 1-63 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (a child of this process not yet reaped) counts as gone
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def _spawn(module: str, argument: Path, log: Path, env: Mapping[str, str] | None) -> int:
+    """Start `python -m module argument` detached from this process; its pid."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, str(argument)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+            env=dict(env) if env is not None else None,
+            cwd="/",
+        )
+    _forget(proc)
+    return proc.pid
+
+
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def _forget(proc: subprocess.Popen[bytes]) -> None:
+    """Keep a handle so the child is reaped (polled) when it ends while this process lives."""
+    _children.append(proc)
+    for child in list(_children):
+        if child.poll() is not None:
+            _children.remove(child)
+
+
+def _reap() -> None:
+    for child in list(_children):
+        if child.poll() is not None:
+            _children.remove(child)
+
+
+def _terminate(pid: int, wait: float = _STOP_WAIT) -> None:
+    """SIGTERM `pid`, then SIGKILL if it is still there after `wait` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        _reap()
+        if not _alive(pid):
+            return
+        time.sleep(_POLL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+class Services:
+    """The services under `root` (`<data_dir>/services`).
+
+    Lifecycle: construct (no I/O); every method may be called from any process at any time:
+    what one rollout changes is guarded by the service's file lock.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        data_dir: Path,
+        *,
+        health_timeout: float = 60.0,
+        drain: float = 1.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = root
+        self.data_dir = data_dir
+        self.health_timeout = health_timeout
+        self.drain = drain  # seconds connections to the old version get to finish
+        self.env = env
+
+    def _dir(self, name: str) -> Path:
+        return self.root / check_name(name)
+
+    def roll_out(self, request: ServiceRequest, log: Log) -> RolloutResult:
+        """Start `request` as a new version, wait for it to be healthy, move the port to it and
+        stop the previous version. `RolloutError` (the previous version untouched and serving)
+        when it never becomes healthy; `ShipError` when the service belongs to another owner or
+        its host port cannot be listened on."""
+        directory = self._dir(request.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(directory / "lock")):
+            config = read_json(directory / "service.json") or {}
+            if config.get("owner") not in (None, request.owner):
+                raise ShipError(
+                    f"service {request.name} belongs to another repository; pick another name"
+                )
+            version = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            vdir = directory / "versions" / version
+            vdir.mkdir(parents=True)
+            write_json(
+                vdir / "spec.json",
+                {
+                    "name": request.name,
+                    "data_dir": str(self.data_dir),
+                    "image": request.image,
+                    "digest": request.digest,
+                    "layers": [str(p) for p in request.layers],
+                    "defaults": asdict(request.defaults),
+                    "port": request.port,
+                    "health": request.health,
+                    "health_timeout": self.health_timeout,
+                    "env": dict(request.env or {}),
+                    "command": list(request.command) if request.command is not None else None,
+                },
+            )
+            log(f"kapal: starting {request.name} version {version} ({request.digest})")
+            pid = _spawn("runner.ship.keeper", vdir, vdir / "keeper.log", self.env)
+            status = self._await_verdict(vdir, pid)
+            if status.get("state") != "healthy":
+                for line in status.get("log") or []:
+                    log(f"[{request.name}] {line}")
+                _terminate(pid)
+                said = status.get("output") or "the keeper ended without a verdict"
+                raise RolloutError(
+                    f"{request.name} version {version} never became healthy: {said}; "
+                    "the previous version keeps serving"
+                )
+            log(f"kapal: {request.name} is healthy: {status.get('output', '')}")
+            previous = config.get("version")
+            address = self._publish(directory, config, request, vdir, status)
+            config.update(
+                owner=request.owner,
+                name=request.name,
+                image=request.image,
+                digest=request.digest,
+                version=version,
+                pid=pid,
+                port=request.port,
+                updated=time.time(),
+            )
+            write_json(directory / "service.json", config)
+            if previous and previous != version:
+                old = read_json(directory / "versions" / previous / "status.json") or {}
+                if _alive(old.get("pid")):
+                    time.sleep(self.drain)
+                    _terminate(int(old["pid"]))
+                    log(f"kapal: stopped the previous version {previous}")
+            self._prune(directory, keep={version})
+            return RolloutResult(
+                version, request.digest, previous, address, status.get("output", "")
+            )
+
+    def _await_verdict(self, vdir: Path, pid: int) -> dict[str, Any]:
+        deadline = time.monotonic() + self.health_timeout + 60.0
+        while time.monotonic() < deadline:
+            status = read_json(vdir / "status.json") or {}
+            if status.get("state") in ("healthy", "unhealthy", "exited", "stopped"):
+                return status
+            _reap()
+            if not _alive(pid):
+                status = read_json(vdir / "status.json") or {}
+                if status.get("state") in ("healthy", "unhealthy", "exited"):
+                    return status
+                tail = (vdir / "keeper.log").read_text(errors="replace")[-400:].strip()
+                return {"state": "unhealthy", "output": f"the keeper exited: {tail}"}
+            time.sleep(_POLL)
+        return {"state": "unhealthy", "output": "no verdict from the keeper in time"}
+
+    def _publish(
+        self,
+        directory: Path,
+        config: dict[str, Any],
+        request: ServiceRequest,
+        vdir: Path,
+        status: Mapping[str, Any],
+    ) -> str | None:
+        """Point the proxy at the new version, starting (or moving) the proxy when needed."""
+        if request.host_port is None or request.port is None:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / "current.json").unlink()
+            self._stop_proxy(directory)
+            config.pop("host_port", None)
+            return None
+        write_json(
+            directory / "current.json",
+            {"version": vdir.name, "netns": status["netns"], "port": request.port},
+        )
+        proxy = read_json(directory / "proxy.json") or {}
+        same = config.get("host_port") == request.host_port and config.get("host") == "127.0.0.1"
+        if same and _alive(proxy.get("pid")):
+            return str(proxy.get("address"))
+        self._stop_proxy(directory)
+        config.update(host="127.0.0.1", host_port=request.host_port)
+        write_json(directory / "service.json", config)
+        (directory / "proxy.json").unlink(missing_ok=True)
+        pid = _spawn("runner.ship.proxy", directory, directory / "proxy.log", self.env)
+        deadline = time.monotonic() + _START_WAIT
+        while time.monotonic() < deadline:
+            started = read_json(directory / "proxy.json") or {}
+            if started.get("error"):
+                raise ShipError(f"cannot publish {request.name}: {started['error']}")
+            if started.get("address"):
+                return str(started["address"])
+            _reap()
+            if not _alive(pid):
+                break
+            time.sleep(_POLL)
+        raise ShipError(
+            f"the port proxy of {request.name} did not start; see {directory}/proxy.log"
+        )
+
+    def _stop_proxy(self, directory: Path) -> None:
+        proxy = read_json(directory / "proxy.json") or {}
+        if _alive(proxy.get("pid")):
+            _terminate(int(proxy["pid"]))
+
+    def _prune(self, directory: Path, keep: set[str]) -> None:
+        versions = sorted((directory / "versions").iterdir())
+        for old in versions[:-_KEPT_VERSIONS]:
+            status = read_json(old / "status.json") or {}
+            if old.name not in keep and not _alive(status.get("pid")):
+                shutil.rmtree(old, ignore_errors=True)
+
+    def list(self) -> list[ServiceInfo]:
+        """Every service with its current version and whether it runs."""
+        out: list[ServiceInfo] = []
+        if not self.root.is_dir():
+            return out
+        for directory in sorted(self.root.iterdir()):
+            config = read_json(directory / "service.json")
+            if config is None:
+                continue
+            version = config.get("version")
+            status = {}
+            if version:
+                status = read_json(directory / "versions" / version / "status.json") or {}
+            state = status.get("state", "stopped")
+            if state == "healthy":
+                state = "running" if _alive(status.get("pid")) else "exited"
+            proxy = read_json(directory / "proxy.json") or {}
+            address = proxy.get("address") if _alive(proxy.get("pid")) else None
+            out.append(
+                ServiceInfo(
+                    name=directory.name,
+                    owner=str(config.get("owner", "")),
+                    image=str(config.get("image", "")),
+                    digest=str(config.get("digest", "")),
+                    address=address,
+                    state=state,
+                    version=version,
+                )
+            )
+        return out
+
+    def stop(self, name: str) -> bool:
+        """Stop every version of `name` and its proxy; False when there is no such service."""
+        directory = self._dir(name)
+        if not (directory / "service.json").exists():
+            return False
+        with FileLock(str(directory / "lock")):
+            self._stop_proxy(directory)
+            versions = directory / "versions"
+            for vdir in sorted(versions.iterdir()) if versions.is_dir() else []:
+                status = read_json(vdir / "status.json") or {}
+                if _alive(status.get("pid")):
+                    _terminate(int(status["pid"]))
+            config = read_json(directory / "service.json") or {}
+            config["version"] = None
+            write_json(directory / "service.json", config)
+            (directory / "current.json").unlink(missing_ok=True)
+        return True

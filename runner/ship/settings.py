@@ -1,0 +1,57 @@
+"""Ship settings (`KAPAL_*` variables) and the `Shipper` a local `kapal run` uses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runner.images.store import ImageStore
+from runner.settings import RunnerSettings
+from runner.ship.deploy import ShipContext, Shipper
+from runner.ship.deployments import LocalDeployments
+from runner.ship.push import PushSettings
+from runner.ship.services import Services
+
+
+class ShipSettings(BaseSettings):
+    """How services are rolled out: the health check's deadline, the old version's drain time."""
+
+    model_config = SettingsConfigDict(env_prefix="KAPAL_", extra="ignore")
+
+    service_health_timeout: float = Field(default=60.0, gt=0)
+    service_drain: float = Field(default=1.0, ge=0)
+
+
+def services_for(settings: RunnerSettings, ship: ShipSettings | None = None) -> Services:
+    """The services of this data dir (`<data_dir>/services`)."""
+    ship = ship or ShipSettings()
+    return Services(
+        settings.data_dir / "services",
+        settings.data_dir,
+        health_timeout=ship.service_health_timeout,
+        drain=ship.service_drain,
+    )
+
+
+def deployments_dir(data_dir: Path) -> Path:
+    """Where `kapal run` records deployments."""
+    return data_dir / "deployments"
+
+
+def local_shipper(
+    settings: RunnerSettings, store: ImageStore, owner: str, pipeline_id: int | None = None
+) -> Shipper:
+    """The shipper of a `kapal run` pipeline: local records, the operator's auth file."""
+    return Shipper(
+        store,
+        owner=owner,
+        services=services_for(settings),
+        deployments=LocalDeployments(deployments_dir(settings.data_dir)),
+        push=PushSettings(
+            insecure=tuple(settings.insecure_registries), auth_file=settings.registry_auth_file
+        ),
+        context=ShipContext(user=os.environ.get("USER", ""), pipeline_id=pipeline_id),
+    )
