@@ -32,6 +32,8 @@ router = APIRouter(tags=["webhooks"])
 # Never kept with a stored delivery: GitLab's token header is the webhook secret itself.
 _SECRET_HEADERS = frozenset({"x-gitlab-token", "authorization", "cookie"})
 MAX_KEPT_HEADER = 1024
+# The outcome of a delivery kapal failed to turn into a pipeline (a redelivery tries again).
+FAILED_PREFIX = "failed: "
 
 
 def _find_repository(
@@ -93,21 +95,27 @@ def _deliver(
             if recorded.created
             else get_delivery(session=session, provider=provider, delivery_id=delivery.delivery_id)
         )
+    row_id = recorded.id
     if earlier is not None:
         if earlier.pipeline_id is not None:
             return 200, {"pipeline_id": earlier.pipeline_id, "redelivery": True}
         if earlier.outcome.startswith("ignored: "):
             return 202, {"ignored": earlier.outcome.removeprefix("ignored: ")}
-        return 200, {"pipeline_id": None, "redelivery": True, "note": "still being processed"}
+        if not earlier.outcome.startswith(FAILED_PREFIX):
+            return 200, {"pipeline_id": None, "redelivery": True, "note": "still being processed"}
+        row_id = earlier.id  # the first delivery failed on kapal's side: try again
     if isinstance(outcome, Ignored):
         return 202, outcome.body()
     assert isinstance(outcome, Trigger)
-    made = create_pipeline_from_trigger(
-        services=services,
-        repository_id=repository.id,
-        trigger=outcome,
-        delivery_row_id=recorded.id,
-    )
+    try:
+        made = create_pipeline_from_trigger(
+            services=services, repository_id=repository.id, trigger=outcome, delivery_row_id=row_id
+        )
+    except BaseException as exc:
+        # leave the delivery redeliverable: the host's retry (or a person's) runs it again
+        with database.transaction() as session:
+            finish_delivery(session=session, id=row_id, outcome=f"{FAILED_PREFIX}{exc}"[:2000])
+        raise
     if made.pipeline is None:
         return 202, {"ignored": made.ignored or "no pipeline"}
     return 201, {"pipeline_id": made.pipeline.id, "status": made.pipeline.status}
