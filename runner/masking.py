@@ -14,8 +14,7 @@ Sequences that could take the cursor back to an earlier row (cursor up, absolute
 restoring a saved cursor, reverse index, scrolling, inserting or deleting lines, the alternate
 screen), repeat a character or set tab stops are removed from the output of jobs that have
 secrets, so no secret is assembled across rows or out of repeated characters either.
-Not modelled: line wrapping at the terminal's width, characters two columns wide, and
-bidirectional reordering.
+Not modelled: line wrapping at the terminal's width, and bidirectional reordering.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from __future__ import annotations
 import base64
 import bisect
 import re
+import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Iterator
 
@@ -43,6 +43,7 @@ _MAX_COLUMN = 1 << 14  # cursor movement beyond this is clamped (terminals clamp
 # operations a line performs on the cursor's row, in order
 _PRINT, _TAB, _LEFT, _RIGHT, _COLUMN, _ERASE_LINE, _ERASE, _DELETE, _INSERT = range(9)
 _BACK_TAB, _DROPPED = range(9, 11)
+_WIDE = -2  # in a row's cells: the second column of a character two columns wide
 _MOVES = frozenset({_LEFT, _COLUMN, _ERASE_LINE, _ERASE, _DELETE, _INSERT, _BACK_TAB})
 # sequences removed from the output of jobs with secrets, as they could assemble a secret where
 # the masker does not look: CSI finals that take the cursor to an earlier row or bring one to it
@@ -246,18 +247,35 @@ class _Projection:
         return self.origins[run] + position - self.starts[run]
 
 
-def _cells(ops: list[Op]) -> tuple[list[int], int]:
-    """For each column of the row, the index of the character left showing there (-1: blank);
-    and the column of the cursor at the end."""
+def _width(char: str) -> int:
+    """How many columns a terminal gives `char`: 2 for East Asian wide ones, 0 for marks."""
+    if unicodedata.east_asian_width(char) in "WF":
+        return 2
+    return 0 if unicodedata.combining(char) or unicodedata.category(char) == "Me" else 1
+
+
+def _cells(text: str, ops: list[Op]) -> tuple[list[int], int]:
+    """For each column of the row, the index of the character left showing there (-1: blank,
+    `_WIDE`: the second column of a wide one); and the column of the cursor at the end."""
     cells: list[int] = []
     cursor = 0
+    narrow = text.isascii()
     for kind, a, b in ops:
-        if kind == _PRINT:
+        if kind == _PRINT and narrow:
             stop = cursor + b - a
             if len(cells) < stop:
                 cells.extend([-1] * (stop - len(cells)))
             cells[cursor:stop] = range(a, b)
             cursor = stop
+        elif kind == _PRINT:
+            for index in range(a, b):
+                width = _width(text[index])
+                if width == 0:
+                    continue  # drawn over the character before it
+                if len(cells) < cursor + width:
+                    cells.extend([-1] * (cursor + width - len(cells)))
+                cells[cursor : cursor + width] = [index, _WIDE][:width]
+                cursor += width
         elif kind == _TAB:
             cursor = min((cursor // 8 + 1) * 8, _MAX_COLUMN)
         elif kind == _BACK_TAB:
@@ -278,6 +296,12 @@ def _cells(ops: list[Op]) -> tuple[list[int], int]:
         elif kind == _INSERT and cursor < len(cells):
             cells[cursor:cursor] = [-1] * a
     return cells, cursor
+
+
+def _row(text: str, cells: list[int]) -> tuple[str, list[int]]:
+    """What `cells` show (a blank as a space, a wide character once), and each one's index."""
+    owners = [i for i in cells if i != _WIDE]
+    return "".join(text[i] if i >= 0 else " " for i in owners), owners
 
 
 def _occurrences(text: str, pattern: str) -> Iterator[int]:
@@ -341,11 +365,10 @@ class SecretMasker:
                     masked[first : last + 1] = [True] * (last + 1 - first)
         if not any(kind in _MOVES for kind, _, _ in ops):
             return
-        cells, _ = _cells(ops)
-        shown = "".join(text[i] if i >= 0 else " " for i in cells)
+        shown, owners = _row(text, _cells(text, ops)[0])
         for pattern in self._present(shown):
             for start in _occurrences(shown, pattern):
-                indices = [i for i in cells[start : start + len(pattern)] if i >= 0]
+                indices = [i for i in owners[start : start + len(pattern)] if i >= 0]
                 if indices and (boundary is None or min(indices) < boundary <= max(indices)):
                     for i in indices:
                         masked[i] = True
@@ -419,10 +442,10 @@ class SecretMasker:
         if size:
             start = projection.origin(len(projection.visible) - size)
         if any(kind in _MOVES for kind, _, _ in ops):
-            cells, cursor = _cells(ops)
-            cells = cells[:cursor]
-            size = self._visible_prefix("".join(text[i] if i >= 0 else " " for i in cells))
-            start = min([start, *(i for i in cells[len(cells) - size :] if size and i >= 0)])
+            cells, cursor = _cells(text, ops)
+            shown, owners = _row(text, cells[:cursor])
+            size = self._visible_prefix(shown)
+            start = min([start, *(i for i in owners[len(owners) - size :] if size and i >= 0)])
         return len(text) - start
 
     def _visible_prefix(self, text: str) -> int:

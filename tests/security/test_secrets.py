@@ -242,6 +242,13 @@ def test_sequences_that_print_or_move_elsewhere_go_from_jobs_with_secrets() -> N
     assert SecretMasker([]).mask("up\033[2Adown") == "up\033[2Adown"  # no secret, no change
 
 
+def test_a_secret_of_wide_characters_is_masked_where_it_lands() -> None:
+    secret = "ab秘密cd"  # 秘 and 密 take two columns each on a terminal
+    line = "ab秘Q\033[5G密cd"  # column 5 is where Q is, after the wide 秘
+    assert shows(secret, [line])
+    assert not shows(secret, [SecretMasker([secret]).mask(line)])
+
+
 def test_zero_width_characters_inside_a_secret_are_masked() -> None:
     masked = SecretMasker([SECRET]).mask("sup3r\u200bS3cret\u00adValue42")
     assert masked == "[MASKED]"
