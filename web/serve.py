@@ -22,6 +22,8 @@ from typing import Annotated, Any
 import typer
 
 UNIX_SOCKET_MODE = 0o660
+# Webhook URLs of a server on a socket without KAPAL_PUBLIC_URL: the TCP default a proxy uses.
+_DEFAULT_PUBLIC = "http://127.0.0.1:8080"
 
 
 class ServeError(Exception):
@@ -145,7 +147,7 @@ def serve(
             listener = unix_socket(Path(settings.bind_socket))
             where = f"unix://{settings.bind_socket}"
             if not settings.public_url:
-                settings.public_url = f"http://{settings.bind_host}:{settings.bind_port}"
+                settings.public_url = _DEFAULT_PUBLIC
         else:
             listener = tcp_socket(settings.bind_host, settings.bind_port)
             settings.bind_port = listener.getsockname()[1]  # the port the kernel picked for 0
@@ -224,6 +226,10 @@ def _announce(settings: Any, where: str, admin: str | None, worker: bool) -> Non
         "  webhook URLs:",
         *(f"    {settings.server_url}/hooks/{p}" for p in ("github", "gitlab", "gitea")),
     ]
+    if not where.startswith("http") and settings.public_url == _DEFAULT_PUBLIC:
+        lines.append(
+            "    (set KAPAL_PUBLIC_URL to the address a proxy to the socket gives git hosts)"
+        )
     if admin is not None:
         lines += [
             f"  admin token (shown this once; export KAPAL_TOKEN={admin}):",

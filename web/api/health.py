@@ -8,7 +8,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from web.api.deps import DatabaseDep
+from web.api.deps import AccessDep, DatabaseDep
+from web.db.schemas import Scope
 from web.db.session import Database
 from web.db.stats import count_jobs_by_status, count_pipelines_by_status, recent_job_durations
 
@@ -73,8 +74,9 @@ def render_metrics(database: Database) -> str:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(database: DatabaseDep) -> PlainTextResponse:
+async def metrics(database: DatabaseDep, access: AccessDep) -> PlainTextResponse:
     """Prometheus metrics: `kapal_pipelines`, `kapal_jobs`, `kapal_queue_depth`,
-    `kapal_job_duration_seconds`."""
+    `kapal_job_duration_seconds` (a read: token-only when reads are)."""
+    access.need(Scope.READ)
     body = await run_in_threadpool(render_metrics, database)
     return PlainTextResponse(body, media_type=PROMETHEUS_TYPE)

@@ -40,11 +40,15 @@ def _find_repository(
     database: Database, provider: Provider, identity: RepositoryIdentity
 ) -> RepositoryRead:
     with database.transaction() as session:
-        for repository in list_repositories(session=session):
-            if repository.provider is provider and identity.matches(
-                name=repository.name, clone_url=repository.clone_url
-            ):
-                return repository
+        candidates = [
+            r
+            for r in list_repositories(session=session)
+            if r.provider is provider and identity.matches(name=r.name, clone_url=r.clone_url)
+        ]
+    # the repository registered under the delivery's name first, then one with its clone URL
+    candidates.sort(key=lambda r: r.name.lower() != identity.full_name.lower())
+    if candidates:
+        return candidates[0]
     raise NotFoundError(
         f"no {provider.value} repository registered as {identity.full_name[:200]!r}; "
         "register it first (kapal repo add, or POST /api/v1/repos)"

@@ -11,6 +11,7 @@ has finished and every line was sent.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import tarfile
@@ -22,6 +23,7 @@ from typing import IO, Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import OperationalError
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 
@@ -37,6 +39,7 @@ from web.errors import InvalidCursorError, NotFoundError
 from web.orchestration import cancel_job, play_job, retry_job
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+logger = logging.getLogger(__name__)
 
 LINES_PER_READ = 2000
 FOLLOW_POLL_SECONDS = 0.2
@@ -123,7 +126,15 @@ async def _follow(
     request: Request, database: Database, job_id: int, offset: int
 ) -> AsyncIterator[dict[str, Any]]:
     while True:
-        job, lines = await anyio.to_thread.run_sync(_read_step, database, job_id, offset)
+        try:
+            job, lines = await anyio.to_thread.run_sync(_read_step, database, job_id, offset)
+        except NotFoundError:  # deleted with its pipeline while followed
+            yield {"event": "end", "id": str(offset), "data": json.dumps({"status": "deleted"})}
+            return
+        except OperationalError:  # the database is away for a moment: look again shortly
+            logger.warning("following job %d: the database did not answer", job_id)
+            await anyio.sleep(1.0)
+            continue
         for line in lines:
             offset += 1
             yield {"id": str(offset), "data": line}

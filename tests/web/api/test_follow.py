@@ -122,3 +122,25 @@ def test_a_follower_from_an_offset_gets_only_the_lines_after_it(
         (9, "l8"),
         (10, "l9"),
     ]
+
+
+def test_a_job_deleted_while_followed_ends_the_stream(
+    live_server: LiveServer, services: Services
+) -> None:
+    from web.db.pipelines import delete_pipeline
+
+    repo = register(services)
+    pipeline_id, (job_id,) = add_pipeline(services, repo.id, jobs={"a": "running"})
+    _write(services, job_id, ["only"])
+    url = f"{live_server.url}/api/v1/jobs/{job_id}/log"
+    with (
+        httpx.Client(timeout=30) as http,
+        http.stream("GET", url, headers={"Accept": "text/event-stream"}) as response,
+    ):
+        lines = response.iter_lines()
+        assert _events(lines, 1)[0]["data"] == "only"
+        with services.database.transaction() as session:
+            delete_pipeline(session=session, pipeline_id=pipeline_id)
+        end = _events(lines, 1)[0]
+    assert end["event"] == "end"
+    assert json.loads(end["data"]) == {"status": "deleted"}

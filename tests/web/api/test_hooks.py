@@ -328,3 +328,18 @@ def test_fuzzed_deliveries_never_get_a_500(
     assert answer.headers["content-type"].startswith("application/json")
     if answer.status_code >= 400:
         error_of(answer)
+
+
+def test_the_repository_registered_under_the_delivery_name_wins(
+    client: TestClient, services: Services, origin: Project
+) -> None:
+    # another repository claims the same clone URL: the delivery names acme/shop
+    register(services, name="aaa/first", clone_url="https://github.com/acme/shop.git")
+    sha = origin.commit({".kapal.yml": PIPELINE})
+    origin.push()
+    headers, body = delivery("github", push_of(sha), "push")
+    answer = client.post("/hooks/github", content=body, headers=headers)
+    assert answer.status_code == 201, answer.text
+    detail = client.get(f"/api/v1/pipelines/{answer.json()['pipeline_id']}").json()
+    shop = client.get("/api/v1/repos", params={"name": "acme/shop"}).json()[0]
+    assert detail["repository_id"] == shop["id"]

@@ -190,6 +190,8 @@ def test_reads_can_need_a_token(services: Services, settings: object) -> None:
         assert client.get("/api/v1/pipelines").status_code == 401
         assert client.get(f"/api/v1/pipelines/{pipeline_id}", headers=AUTH).status_code == 200
         assert client.get("/healthz").status_code == 200
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers=AUTH).status_code == 200
 
 
 def test_log_text_from_an_offset(client: TestClient, services: Services) -> None:

@@ -239,16 +239,20 @@ def test_a_stopped_server_removes_its_socket(served: Served) -> None:
 def test_the_admin_token_is_printed_on_the_first_start_only(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     banners = []
-    for _ in range(2):
-        socket = tmp_path / "kapal.sock"
+    for where in (["--socket", str(tmp_path / "kapal.sock")], ["--port", "0"]):
         process = subprocess.Popen(
-            [*KAPAL, "serve", "--socket", str(socket), "--no-worker"],
+            [*KAPAL, "serve", *where, "--no-worker"],
             env=_env(data_dir),
             stdout=subprocess.PIPE,
             text=True,
         )
         try:
             banners.append(read_banner(process))
+            if where[0] == "--port":  # TCP on the port the kernel picked, as printed
+                url = re.search(r"API on (http://127\.0\.0\.1:\d+) ", banners[-1])
+                assert url, banners[-1]
+                assert httpx.get(f"{url.group(1)}/healthz", timeout=30).status_code == 200
+                assert f"{url.group(1)}/hooks/github" in banners[-1]
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(60)
