@@ -236,7 +236,8 @@ class Job:
     interruptible: bool = False
     resource_group: str | None = None
     tags: tuple[str, ...] = ()
-    # None: the job did not say; script jobs then get no network, builds the host's
+    # None: the job did not say; jobs and build RUN steps then get the NAT network (the
+    # outside world through slirp4netns, not the host)
     network: Literal["none", "host"] | None = None
     build: BuildSpec | None = None
     deploy: DeploySpec | None = None

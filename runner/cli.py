@@ -313,6 +313,7 @@ def _run(
         project_dir=context.project_dir,
         secrets=secrets_for(access, secrets),
         limits=policy.limits_for(asked),
+        workspace_disk_bytes=policy.disk_bytes,
         ship=local_shipper(settings, store, owner, pipeline_id),
     )
     interactive = sys.stdout.isatty()

@@ -225,6 +225,7 @@ def run_job_context(
             project_dir=context.project_dir,
             secrets=context.secrets,
             limits=policy.limits_for(Limits()),
+            workspace_disk_bytes=policy.disk_bytes,
             stop_grace=STOP_GRACE,
         ),
     )

@@ -53,7 +53,9 @@ from runner.runtime.backend import (
     Mount,
     Sandbox,
     SandboxSpec,
+    format_size,
 )
+from runner.runtime.disk import LimitedDisk
 from runner.runtime.durations import format_duration
 from runner.ship.deploy import Shipper
 
@@ -77,6 +79,9 @@ class JobOptions:
     secrets: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     keep_work_dir: bool = False
+    # the job's folder (workspace, scripts) is a disk of this many bytes of its own, so a job
+    # cannot fill the host's disk; None: a plain folder (an in-place tree is never capped)
+    workspace_disk_bytes: int | None = None
     # pushes (`build: push:`), `deploy:` jobs and deployment records; None: they fail the job
     ship: Shipper | None = None
 
@@ -307,11 +312,13 @@ class JobRunner:
     def _attempt(self) -> JobOutcome:
         job = self.job
         job_dir = self.work_dir / f"{job_folder(job.name)}-{self.attempt}"
+        disk: LimitedDisk | None = None
         try:
             if isinstance(self.source, InPlaceTree):
                 workspace = self.source.checked()
                 job_dir.mkdir(parents=True)
             else:
+                disk = self._job_disk(job_dir)
                 workspace = job_dir / "workspace"
                 workspace.mkdir(parents=True)
                 self.source(workspace)
@@ -341,10 +348,25 @@ class JobRunner:
             self._save_artifacts(workspace, outcome)
             if outcome.status != JobStatus.CANCELED:
                 self._save_caches(workspace, values, cache_keys, policies, outcome)
+            if outcome.status == JobStatus.FAILED and disk is not None and disk.full():
+                size = format_size(disk.size)
+                outcome = dataclasses.replace(
+                    outcome, reason=f"disk limit exceeded ({size} workspace): {outcome.reason}"
+                )
             return outcome
         finally:
-            if not self.options.keep_work_dir:
+            if disk is not None:
+                disk.remove()  # unmounting drops the files at once
+            elif not self.options.keep_work_dir:
                 self._remove_dir(job_dir)
+
+    def _job_disk(self, job_dir: Path) -> LimitedDisk | None:
+        """Mount a disk of its own on `job_dir` when the options cap the workspace."""
+        size = self.options.workspace_disk_bytes
+        if size is None or self.options.keep_work_dir:
+            return None
+        job_dir.parent.mkdir(parents=True, exist_ok=True)
+        return LimitedDisk.create(job_dir, size)
 
     def _record(self, event: LogLine | ArtifactStored | TestReport) -> None:
         with self._record_lock, contextlib.suppress(Exception):
@@ -477,7 +499,8 @@ class JobRunner:
     def _build(self, workspace: Path, values: Mapping[str, str]) -> JobOutcome:
         """Run a `build:` job with the builder.
 
-        RUN steps get the host network, as in `docker build`, unless the job says `network: none`.
+        RUN steps get the NAT network (the outside world, not the host) unless the job says
+        `network: none` or `network: host` (the latter only where the operator allows it).
         """
         job = self.job
         spec = job.build
@@ -491,11 +514,12 @@ class JobRunner:
         request = BuildRequest(
             context=context,
             dockerfile=dockerfile,
+            dockerfile_root=workspace,
             tags=tuple(expand(tag, values) for tag in spec.tags),
             build_args={k: expand(v, values) for k, v in spec.build_args},
             target=spec.target,
             epoch=_source_date_epoch(values),
-            network=job.network or "host",
+            network=job.network or "nat",
             cancel=self._canceled,
             # `kapal run --no-cache` uses no cache at all, the builder's layer cache included
             no_cache=not self.options.use_cache,
@@ -570,7 +594,7 @@ class JobRunner:
         sandbox = self.backend.setup(
             SandboxSpec(
                 name=f"p{self.pipeline_id}-{job_folder(job.name)}",
-                network=job.network or "none",
+                network=job.network or "nat",
                 aliases=tuple(aliases),
             )
         )

@@ -258,11 +258,6 @@ def test_a_pipeline_build_request_keeps_the_dockerfile_in_the_repository(
     assert host_dir.secret not in str(info.value) + "\n".join(lines)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine must pass BuildRequest(dockerfile_root=<workspace>) for build: jobs "
-    "(runner/engine/job_runner.py); the builder side is tested above",
-)
 @pytest.mark.parametrize("how", ["dotdot", "link"])
 def test_a_build_job_naming_a_host_file_as_dockerfile_shows_none_of_it(
     kapal_settings: RunnerSettings,

@@ -116,3 +116,32 @@ def test_kapal_run_reports_the_disk_limit(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "disk limit exceeded (64 MiB)" in done.stdout
     assert "never" not in done.stdout.replace("echo never", "")
+
+
+def test_kapal_run_caps_the_workspace_too(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    # The project dir is a bind mount of the job's folder, not the writable layer: the folder
+    # is a disk of its own, so filling it fails the job with the same reason.
+    project = tmp_path / "project"
+    project.mkdir()
+    fill = FILL.replace("/tmp/fill", "fill-in-workspace")
+    (project / ".kapal.yml").write_text(
+        f"fill:\n  image: busybox:latest\n  script:\n    - {fill}\n    - echo never\n"
+    )
+    before = {p.name for p in Path(kapal_env["KAPAL_DATA_DIR"]).glob("work*")}
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "run", str(project)],
+        env={**kapal_env, "KAPAL_JOB_DISK": "64m"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "disk limit exceeded (64 MiB workspace)" in done.stdout
+    assert "never" not in done.stdout.replace("echo never", "")
+    assert not (project / "fill-in-workspace").exists()  # the copy was filled, not the tree
+    with open("/proc/mounts") as mounts:
+        assert str(kapal_env["KAPAL_DATA_DIR"]) not in mounts.read()
+    assert {p.name for p in Path(kapal_env["KAPAL_DATA_DIR"]).glob("work*")} <= before | {"work"}

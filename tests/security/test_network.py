@@ -230,11 +230,6 @@ def test_kapal_run_refuses_network_host_when_not_allowed(
     assert "Traceback" not in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine still gives a job without `network:` the loopback-only network: "
-    'runner/engine/job_runner.py must pass `job.network or "nat"` to SandboxSpec',
-)
 def test_kapal_run_job_default_network_is_nat(
     kapal_env: dict[str, str], busybox_image: str, loopback_server: int, tmp_path: Path
 ) -> None:
