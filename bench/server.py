@@ -14,7 +14,10 @@ uvicorn on 127.0.0.1, a real Celery worker (embedded, threads pool) and the real
   (the container got SIGTERM, its after_script-free job ended, the worker recorded it).
 - throughput: with the worker stopped, `--deliveries` signed deliveries (distinct ids, one
   commit) are POSTed by 16 threads, then 10% of them again; reported are accepted deliveries
-  per second and whether every one made exactly one pipeline.
+  per second and whether every one made exactly one pipeline. The HTTP hook plans each
+  pipeline before answering (git and the planner in the request); for comparison, the
+  service layer's `plan_now=False` path (record the delivery and the pipeline, send a plan
+  task) is timed the same way without HTTP (`deferred/s`).
 
 Prints a table and writes JSON to bench/results/server.json.
 
@@ -236,6 +239,7 @@ def bench_stack(
             sha = project.commit({"round.txt": "throughput\n"})
             project.push()
             result.update(_throughput(base, project, before, sha, deliveries, services))
+            result["deferred_per_s"] = _deferred_throughput(services, sha, deliveries)
     finally:
         worker.stop()
         services.database.dispose()
@@ -296,6 +300,56 @@ def _throughput(
     }
 
 
+def _deferred_throughput(services: Services, sha: str, deliveries: int) -> float:
+    """Deliveries per second through the service layer when planning is left to a worker
+    (`plan_now=False`): record the delivery, record the pipeline, send the plan task."""
+    from web.db.deliveries import record_delivery
+    from web.db.schemas import DeliveryCreate
+    from web.hooks.trigger import Trigger
+    from web.orchestration import create_pipeline_from_trigger
+
+    def deliver(index: int) -> None:
+        delivery = f"deferred-{index}-{uuid.uuid4()}"
+        with services.database.transaction() as session:
+            recorded = record_delivery(
+                session=session,
+                delivery=DeliveryCreate(
+                    provider=Provider.GITHUB, delivery_id=delivery, event="push", payload=b"{}"
+                ),
+            )
+        trigger = Trigger(
+            provider="github",
+            delivery_id=delivery,
+            event="push",
+            kind="push",
+            ref="refs/heads/main",
+            branch="main",
+            tag=None,
+            sha=sha,
+            before_sha="0" * 40,
+            fetch_ref="refs/heads/main",
+            message="bench",
+            author="Ada <ada@example.com>",
+            timestamp="",
+            repository="acme/shop",
+            clone_url="",
+            default_branch="main",
+            changed_files=(),
+        )
+        create_pipeline_from_trigger(
+            services=services,
+            repository_id=1,
+            trigger=trigger,
+            delivery_row_id=recorded.id,
+            plan_now=False,
+        )
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        began = time.perf_counter()
+        list(pool.map(deliver, range(deliveries)))
+        return round(deliveries / (time.perf_counter() - began), 1)
+
+
 def main() -> None:
     """Run the benchmark (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -340,13 +394,17 @@ def main() -> None:
 
 def _report(results: list[dict[str, Any]], repeat: int) -> None:
     print(f"\nkapal service, {platform.node()}: medians of {repeat} (p90 in brackets)\n")
-    print(f"{'stack':<18} {'accepted':>16} {'first container':>18} {'cancel':>9} {'hooks/s':>9}")
+    print(
+        f"{'stack':<18} {'accepted':>16} {'first container':>18} {'cancel':>9} {'hooks/s':>9}"
+        f" {'deferred/s':>11}"
+    )
     for r in results:
         accepted, first = r["accepted_ms"], r["first_container_ms"]
         print(
             f"{r['stack']:<18} {accepted['median']:>7.1f} ms ({accepted['p90']:>5.0f})"
             f" {first['median']:>8.1f} ms ({first['p90']:>5.0f})"
             f" {r['cancel_ms']:>6.0f} ms {r['deliveries_per_s']:>9.1f}"
+            f" {r['deferred_per_s']:>11.1f}"
         )
         print(
             f"{'':<18} {r['accepted']}/{r['deliveries']} deliveries accepted, "
