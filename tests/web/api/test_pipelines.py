@@ -123,9 +123,8 @@ def test_cancel_and_retry(client: TestClient, services: Services) -> None:
     assert again.status_code == 200
     assert again.json()["status"] == "canceled"
     nothing = client.post(f"/api/v1/pipelines/{pipeline_id}/retry", headers=AUTH)
-    assert nothing.status_code in (200, 409)
-    if nothing.status_code == 409:
-        error_of(nothing)
+    assert nothing.status_code == 409  # recorded without a plan: nothing it could run again
+    assert "no plan" in error_of(nothing)
     assert client.post("/api/v1/pipelines/999/cancel", headers=AUTH).status_code == 404
     assert client.post("/api/v1/jobs/999/play", headers=AUTH).status_code == 404
 
@@ -305,3 +304,50 @@ def test_bad_path_parameters_are_422(client: TestClient, path: str) -> None:
     answer = client.get(path)
     assert answer.status_code == 422
     error_of(answer)
+
+
+RETRY_PIPELINE = """
+image: busybox:latest
+stages: [build, test]
+build:
+  stage: build
+  script: [echo build]
+test:
+  stage: test
+  script: [echo test]
+"""
+
+
+def test_retry_a_failed_pipeline_and_read_its_jobs(
+    client: TestClient, services: Services, project: Project, dispatcher: RecordingDispatcher
+) -> None:
+    from runner.engine.recorder import JobStatus
+    from web.db.jobs import claim_job
+    from web.orchestration import JobEnd, finish_job
+
+    repo = register(services, clone_url=str(project.origin))
+    project.commit({".kapal.yml": RETRY_PIPELINE})
+    project.push()
+    made = client.post(f"/api/v1/repos/{repo.id}/pipelines", json={"ref": "main"}, headers=AUTH)
+    pipeline_id = made.json()["id"]
+    build = dispatcher.sent[0]
+    with services.database.transaction() as session:
+        assert claim_job(session=session, job_id=build, worker="test-worker")
+    finish_job(services=services, job_id=build, end=JobEnd(JobStatus.FAILED, 2, "exit 2"))
+    job = client.get(f"/api/v1/jobs/{build}").json()
+    assert (job["status"], job["exit_code"], job["worker"]) == ("failed", 2, "test-worker")
+    assert job["repository_id"] == repo.id
+    failed = client.get(f"/api/v1/pipelines/{pipeline_id}").json()
+    assert failed["status"] == "failed"
+    assert {j["name"]: j["status"] for j in failed["jobs"]}["test"] == "skipped"
+    retried = client.post(f"/api/v1/pipelines/{pipeline_id}/retry", headers=AUTH)
+    assert retried.status_code == 200, retried.text
+    current = {j["name"]: j for j in retried.json()["jobs"] if not j["retried"]}
+    assert current["build"]["attempt"] == 2
+    assert current["build"]["status"] == "pending"
+    assert current["test"]["status"] == "created"
+    assert dispatcher.sent[-1] == current["build"]["id"]
+    busy = client.post(f"/api/v1/pipelines/{pipeline_id}/retry", headers=AUTH)
+    assert busy.status_code == 409
+    assert "still runs" in error_of(busy)
+    assert client.get("/api/v1/jobs/999").status_code == 404
