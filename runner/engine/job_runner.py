@@ -24,6 +24,7 @@ from runner.cache import CachePolicy, CacheStore
 from runner.confined import ConfinedTree
 from runner.engine.recorder import (
     ArtifactStored,
+    CoverageReport,
     JobStatus,
     LogLine,
     Recorder,
@@ -44,6 +45,13 @@ from runner.errors import (
 )
 from runner.job_images import BuildRequest, ImageProvider, RunnableImage
 from runner.masking import LineMasker, SecretMasker
+from runner.reports import (
+    MAX_DOTENV_BYTES,
+    Coverage,
+    ReportError,
+    parse_cobertura,
+    parse_dotenv,
+)
 from runner.runtime.backend import (
     Backend,
     Container,
@@ -119,8 +127,20 @@ def slug(name: str) -> str:
     return out.strip("-")[:63] or "job"
 
 
-def job_variables(job: Job, options: JobOptions, *, job_id: int, attempt: int) -> dict[str, str]:
-    """The environment of `job`'s containers: predefined, the plan's, then the secrets."""
+def job_variables(
+    job: Job,
+    options: JobOptions,
+    *,
+    job_id: int,
+    attempt: int,
+    inherited: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of `job`'s containers: predefined, the plan's, then the secrets.
+
+    `inherited` holds the dotenv report variables of the jobs it gets artifacts from: as in
+    GitLab they win over the file's variables but not over pipeline (trigger) variables or
+    the project's secrets.
+    """
     project_dir = options.project_dir
     defaults = {
         "CI_JOB_NAME": job.name,
@@ -141,7 +161,9 @@ def job_variables(job: Job, options: JobOptions, *, job_id: int, attempt: int) -
     return resolve_variables(
         (
             *(Variable(name=k, value=v, source="predefined") for k, v in defaults.items()),
-            *job.variables,
+            *(var for var in job.variables if var.source != "trigger"),
+            *(Variable(name=k, value=v, source="job") for k, v in (inherited or {}).items()),
+            *(var for var in job.variables if var.source == "trigger"),
             *(Variable(name=k, value=v, source="predefined") for k, v in forced.items()),
             *(
                 Variable(name=k, value=v, source="pipeline", expand=False)
@@ -192,6 +214,12 @@ def fallback_keys(spec: CacheSpec, values: Mapping[str, str]) -> list[str]:
     if global_key and not global_key.endswith("-protected"):
         keys.append(global_key)
     return [key for key in keys if key]
+
+
+def ignored_note(job: Job) -> str:
+    """What a failure's reason adds for a job using keywords kapal ignores."""
+    named = "; ".join(f"`{keyword}`: {lost}" for keyword, lost in job.ignored_keywords)
+    return f"it uses keywords kapal ignores, which may be why ({named})"
 
 
 def _remove_tree(path: Path) -> None:
@@ -305,6 +333,10 @@ class JobRunner:
             )
         if self._canceled.is_set() and outcome.status != JobStatus.SUCCESS:
             outcome = JobOutcome(JobStatus.CANCELED, outcome.exit_code, "canceled")
+        if outcome.status == JobStatus.FAILED and self.job.ignored_keywords:
+            outcome = dataclasses.replace(
+                outcome, reason=f"{outcome.reason}; {ignored_note(self.job)}"
+            )
         return dataclasses.replace(outcome, reason=self._masker.mask(outcome.reason))
 
     # -- the attempt -----------------------------------------------------------------------
@@ -322,7 +354,15 @@ class JobRunner:
                 workspace = job_dir / "workspace"
                 workspace.mkdir(parents=True)
                 self.source(workspace)
-            values = job_variables(job, self.options, job_id=self.job_id, attempt=self.attempt)
+            for keyword, lost in job.ignored_keywords:
+                self._log(f"kapal: ignoring `{keyword}`: {lost}")
+            values = job_variables(
+                job,
+                self.options,
+                job_id=self.job_id,
+                attempt=self.attempt,
+                inherited=self._dotenv_variables(),
+            )
             # keys from the files as the source has them, before artifacts or caches land
             cache_keys = [
                 self._cache_key(index, workspace, values) for index in range(len(job.caches))
@@ -345,7 +385,7 @@ class JobRunner:
                     self.options.ship.record_script(job, values)
             # as GitLab's runner does for a job canceled while running: artifacts are uploaded
             # as for a failed job (`when: always|on_failure`); caches are not saved
-            self._save_artifacts(workspace, outcome)
+            outcome = self._save_artifacts(workspace, outcome)
             if outcome.status != JobStatus.CANCELED:
                 self._save_caches(workspace, values, cache_keys, policies, outcome)
             if outcome.status == JobStatus.FAILED and disk is not None and disk.full():
@@ -368,7 +408,7 @@ class JobRunner:
         job_dir.parent.mkdir(parents=True, exist_ok=True)
         return LimitedDisk.create(job_dir, size)
 
-    def _record(self, event: LogLine | ArtifactStored | TestReport) -> None:
+    def _record(self, event: LogLine | ArtifactStored | TestReport | CoverageReport) -> None:
         with self._record_lock, contextlib.suppress(Exception):
             self._recorder.record(event)
 
@@ -383,25 +423,127 @@ class JobRunner:
             if files:
                 self._log(f"kapal: restored {len(files)} artifact file(s) of {source}")
 
-    def _save_artifacts(self, workspace: Path, outcome: JobOutcome) -> None:
+    def _dotenv_variables(self) -> dict[str, str]:
+        """The dotenv report variables of the jobs this one gets artifacts from, in that order
+        (a later job's value wins), read from their stored artifacts inside the store."""
+        found: dict[str, str] = {}
+        names = {job.name for job in self.plan.jobs}
+        for source in artifact_sources(self.plan, self.job):
+            spec = self.plan.job(source).artifacts if source in names else None
+            paths = tuple(
+                p for r in (spec.reports if spec else ()) if r.kind == "dotenv" for p in r.paths
+            )
+            stored = self.artifacts.job_dir(self.pipeline_id, source)
+            if not paths or not stored.is_dir():
+                continue
+            with ConfinedTree(stored) as tree:
+                for rel in collect_paths(stored, paths):
+                    try:
+                        found.update(parse_dotenv(tree.read_bytes(rel, MAX_DOTENV_BYTES + 1)))
+                    except (ReportError, RunnerError) as exc:
+                        self._log(f"kapal: dotenv report {rel} of {source} not used: {exc}")
+        if found:
+            self._log(f"kapal: variables from dotenv reports: {', '.join(sorted(found))}")
+        return found
+
+    def _save_artifacts(self, workspace: Path, outcome: JobOutcome) -> JobOutcome:
+        """Store the job's artifacts: every report's files whatever the result (JUnit cases and
+        Cobertura coverage recorded), the other paths as `when` says; the outcome, failed
+        when a dotenv report is one GitLab refuses."""
         spec = self.job.artifacts
         if spec is None:
-            return
+            return outcome
         succeeded = outcome.status == JobStatus.SUCCESS
         if spec.junit:
             self._report_tests(workspace, collect_paths(workspace, spec.junit))
+        self._report_coverage(workspace)
+        outcome = self._check_dotenv(workspace, outcome)
         # reports are kept whatever the result, as GitLab does; paths follow `when`
+        reports = (*spec.junit, *(path for report in spec.reports for path in report.paths))
         wanted = {"always": True, "on_success": succeeded, "on_failure": not succeeded}[spec.when]
-        paths = (*spec.paths, *spec.junit) if wanted else spec.junit
+        paths = (*spec.paths, *reports) if wanted else reports
         files = collect_paths(workspace, paths, spec.exclude)
         if not files:
             if wanted and spec.paths:
                 self._log("kapal: no files matched the artifacts paths")
-            return
+            return outcome
         stored = self.artifacts.save(self.pipeline_id, self.job.name, workspace, files)
         self._log(f"kapal: stored {len(files)} artifact file(s) ({stored.size} bytes)")
         shown = tuple(self._masker.mask(name) for name in stored.files)
         self._record(ArtifactStored(job=self.job.name, files=shown, size=stored.size))
+        return outcome
+
+    def _report_coverage(self, workspace: Path) -> None:
+        """Read the Cobertura `coverage_report` files (inside the workspace) and record their
+        line coverage, as GitLab shows it next to the test results."""
+        spec = self.job.artifacts
+        assert spec is not None
+        figures: list[tuple[str, Coverage]] = []
+        for report in spec.reports:
+            if report.kind != "coverage_report":
+                continue
+            if report.coverage_format != "cobertura":
+                self._log(
+                    f"kapal: {report.coverage_format} coverage reports are kept but not read "
+                    "(kapal reads cobertura)"
+                )
+                continue
+            with ConfinedTree(workspace) as tree:
+                for rel in collect_paths(workspace, report.paths):
+                    try:
+                        figures.append((rel, parse_cobertura(tree.read_bytes(rel))))
+                    except (ReportError, RunnerError) as exc:
+                        self._log(f"kapal: cannot read the coverage report {rel}: {exc}")
+        if not figures:
+            return
+        # several files: weighted by their lines when each says how many, else averaged
+        lines_covered: int | None = 0
+        lines_valid: int | None = 0
+        for _, figure in figures:
+            if (
+                lines_covered is None
+                or lines_valid is None
+                or figure.lines_covered is None
+                or not figure.lines_valid
+            ):
+                lines_covered = lines_valid = None
+            else:
+                lines_covered += figure.lines_covered or 0
+                lines_valid += figure.lines_valid
+        if lines_covered is not None and lines_valid:
+            percent = round(100 * lines_covered / lines_valid, 2)
+        else:
+            percent = round(sum(f.percent for _, f in figures) / len(figures), 2)
+        files = tuple(self._masker.mask(rel) for rel, _ in figures)
+        self._log(f"kapal: coverage {percent:.2f}% ({', '.join(files)})")
+        self._record(
+            CoverageReport(
+                job=self.job.name,
+                percent=percent,
+                files=files,
+                lines_covered=lines_covered,
+                lines_valid=lines_valid,
+            )
+        )
+
+    def _check_dotenv(self, workspace: Path, outcome: JobOutcome) -> JobOutcome:
+        """Check the job's dotenv reports as GitLab does when they are uploaded: a file it
+        refuses fails the job (a job that succeeded), naming the file and what is wrong."""
+        spec = self.job.artifacts
+        assert spec is not None
+        paths = tuple(p for r in spec.reports if r.kind == "dotenv" for p in r.paths)
+        if not paths:
+            return outcome
+        with ConfinedTree(workspace) as tree:
+            for rel in collect_paths(workspace, paths):
+                try:
+                    parse_dotenv(tree.read_bytes(rel, MAX_DOTENV_BYTES + 1))
+                except (ReportError, RunnerError) as exc:
+                    problem = f"the dotenv report {rel} {exc}"
+                    self._log(f"kapal: {problem}")
+                    if outcome.status == JobStatus.SUCCESS:
+                        return JobOutcome(JobStatus.FAILED, exit_code=0, reason=problem)
+        return outcome
 
     def _report_tests(self, workspace: Path, reports: list[str]) -> None:
         """Parse the JUnit reports (read inside the workspace: a report that is a link to a host

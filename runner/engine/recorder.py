@@ -1,8 +1,8 @@
 """The `Recorder` interface: where the engine reports what happens while a pipeline runs.
 
 The engine sends a stream of events (pipeline started, job status changed, log line, artifact
-stored, test report, pipeline finished) to one recorder. `kapal run` records to the terminal, the
-server to its database, tests to memory or to nothing.
+stored, test report, coverage report, pipeline finished) to one recorder. `kapal run` records to
+the terminal, the server to its database, tests to memory or to nothing.
 """
 
 from __future__ import annotations
@@ -116,6 +116,17 @@ class TestReport:
 
 
 @dataclass(frozen=True)
+class CoverageReport:
+    """The line coverage read from a job's `coverage_report` files (Cobertura), in percent."""
+
+    job: str
+    percent: float
+    files: tuple[str, ...]
+    lines_covered: int | None = None
+    lines_valid: int | None = None
+
+
+@dataclass(frozen=True)
 class PipelineFinished:
     """The pipeline ended with `status` after `duration` seconds."""
 
@@ -124,7 +135,13 @@ class PipelineFinished:
 
 
 Event = (
-    PipelineStarted | JobStatusChanged | LogLine | ArtifactStored | TestReport | PipelineFinished
+    PipelineStarted
+    | JobStatusChanged
+    | LogLine
+    | ArtifactStored
+    | TestReport
+    | CoverageReport
+    | PipelineFinished
 )
 
 
