@@ -80,10 +80,13 @@ def draw_dag(jobs: Sequence[DagJob]) -> str:
             x1, y1 = where[need]
             sx, sy = x1 + NODE_WIDTH, y1 + NODE_HEIGHT / 2
             ex, ey = x2 - 2, y2 + NODE_HEIGHT / 2
-            bend = max(20.0, (ex - sx) / 2)
+            # straight along the source's row, bending in the last gap only: an arrow over
+            # several columns passes between the jobs of the columns it crosses
+            turn = max(sx, ex - COLUMN_GAP)
+            bend = (ex - turn) / 2
             parts.append(
                 f'<path class="edge" data-from={quoteattr(need)} data-to={quoteattr(job.name)} '
-                f'd="M{sx} {sy} C{sx + bend} {sy} {ex - bend} {ey} {ex} {ey}" '
+                f'd="M{sx} {sy} L{turn} {sy} C{turn + bend} {sy} {ex - bend} {ey} {ex} {ey}" '
                 'marker-end="url(#arrow)"/>'
             )
     for job in jobs:

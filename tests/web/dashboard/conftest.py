@@ -8,6 +8,7 @@ uncaught exception of the pages it opened.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,14 +79,20 @@ class Dashboard:
     def page(self) -> Any:
         """A new tab that records console errors and uncaught exceptions."""
         tab = self.context.new_page()
-        tab.on(
-            "console",
-            lambda m: (
-                self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
-            ),
-        )
+        tab.on("console", self._console)
         tab.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        tab.on("response", self._response)
         return tab
+
+    def _console(self, message: Any) -> None:
+        # a page answered 401/403 on purpose logs "Failed to load resource"; failed
+        # subresources (scripts, styles, streams) are caught by `_response` instead
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.problems.append(f"console error: {message.text}")
+
+    def _response(self, response: Any) -> None:
+        if response.status >= 400 and response.request.resource_type != "document":
+            self.problems.append(f"{response.status} for {response.url}")
 
     def screenshot(self, tab: Any, name: str) -> Path:
         """A full-page screenshot under the test output (for a reviewer; not committed)."""
@@ -121,8 +128,10 @@ def dashboard(
     server = LiveServer(settings, services, tmp_path / "run" / "kapal.sock")
     server.start()
     context = browser.new_context(viewport={"width": 1360, "height": 900})
-    # under pytest's base temporary directory (kept for the last runs), never in the tree
-    shots = tmp_path_factory.getbasetemp() / SCREENSHOTS
+    # KAPAL_SCREENSHOTS, else under pytest's base temporary directory; never in the tree
+    shots = Path(
+        os.environ.get("KAPAL_SCREENSHOTS") or tmp_path_factory.getbasetemp() / SCREENSHOTS
+    )
     shots.mkdir(parents=True, exist_ok=True)
     board = Dashboard(server, services, dispatcher, context, shots)
     try:
@@ -218,3 +227,14 @@ def write_log(board: Dashboard, job_id: int, lines: list[str]) -> None:
     """Append lines to a job's log in the database."""
     with board.transaction() as session:
         append_log(session=session, job_id=job_id, lines=lines)
+
+
+def wait_until(tab: Any, expression: str, timeout: float = 15.0) -> None:
+    """Poll a JavaScript expression until it is truthy (`wait_for_function` evaluates strings
+    with eval, which the dashboard's Content-Security-Policy refuses, as it should)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not tab.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout} s: {expression}"
+        tab.wait_for_timeout(50)

@@ -214,6 +214,20 @@
     if (!root) return;
     var view = new LogView(root);
     view.watchScroll();
+    window.addEventListener("hashchange", function () {
+      var match = /^#L(\d+)$/.exec(window.location.hash);
+      if (!match) return;
+      document.querySelectorAll("#log .line.target").forEach(function (l) { l.classList.remove("target"); });
+      var line = document.getElementById("L" + match[1]);
+      view.setFollow(false);
+      if (line) {
+        line.classList.add("target");
+        var section = line.closest("details");
+        if (section) section.open = true;
+      } else {
+        view.anchor = match;  // not arrived yet: marked when it does
+      }
+    });
     var collapse = document.getElementById("log-collapse"), expand = document.getElementById("log-expand");
     if (collapse) collapse.addEventListener("click", function () { setAll(false); });
     if (expand) expand.addEventListener("click", function () { setAll(true); });

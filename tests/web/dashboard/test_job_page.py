@@ -1,0 +1,127 @@
+"""The job page in a browser: the log streams while the job runs, every line stays text (a
+`<script>` line never runs), ANSI colours become classes, `$ command` lines fold their output,
+lines are numbered with anchors, and the page shows the job's end."""
+
+from __future__ import annotations
+
+from tests.web.dashboard.conftest import (
+    Dashboard,
+    add_pipeline,
+    register,
+    set_job,
+    wait_until,
+    write_log,
+)
+
+HOSTILE = [
+    "<script>window.__pwned = 'script'</script>",
+    '<img src="x" onerror="window.__pwned = \'img\'">',
+    "</div><b id=injected>not bold</b>",
+]
+
+
+def test_log_streams_as_text_with_colours_and_sections(dashboard: Dashboard) -> None:
+    repository = register(dashboard)
+    _, (job_id,) = add_pipeline(dashboard, repository.id, jobs={"unit": "running"})
+    write_log(
+        dashboard,
+        job_id,
+        [
+            "Running with kapal",
+            "$ make test",
+            "\x1b[31mred failure\x1b[0m then \x1b[1;32mbold green\x1b[0m",
+            *HOSTILE,
+            "$ echo done",
+        ],
+    )
+    tab = dashboard.page()
+    tab.goto(f"{dashboard.url}/jobs/{job_id}")
+    tab.wait_for_selector("#L7")
+    log = tab.locator("#log")
+
+    # hostile lines are shown as they were written, and nothing in them ran or was parsed
+    for number, line in enumerate(HOSTILE, start=4):
+        assert tab.locator(f"#L{number} .text").inner_text() == line
+    assert tab.evaluate("window.__pwned") is None
+    assert tab.locator("#log script, #log img, #injected").count() == 0
+
+    # colours: classes on spans holding the text
+    assert tab.locator("#L3 .ansi-fg-1").inner_text() == "red failure"
+    assert tab.locator("#L3 .ansi-fg-2.ansi-bold").inner_text() == "bold green"
+    assert "\x1b" not in log.inner_text()
+
+    # line numbers link to their anchors
+    assert tab.locator("#L3 a.ln").get_attribute("href") == "#L3"
+
+    # each `$ command` opens a section holding the lines after it, which folds
+    sections = tab.locator("#log details.section")
+    assert sections.count() == 2
+    first = sections.nth(0)
+    assert first.locator("summary .text").inner_text() == "$ make test"
+    assert first.locator(".section-body .line").count() == 4
+    assert tab.locator("#L3").is_visible()
+    first.locator("summary").click()
+    assert not tab.locator("#L3").is_visible()
+    tab.click("#log-expand")
+    assert tab.locator("#L3").is_visible()
+
+    # lines written while the page is open arrive without a reload
+    tab.evaluate("window.__notReloaded = true")
+    write_log(dashboard, job_id, ["done \x1b[33mwarning\x1b[0m", "last line"])
+    tab.wait_for_selector("#L9", timeout=15_000)
+    assert tab.locator("#L8 .ansi-fg-3").inner_text() == "warning"
+    assert tab.locator("#L9").locator("xpath=ancestor::details").count() == 1  # in `$ echo done`
+    assert tab.evaluate("window.__notReloaded") is True
+    dashboard.screenshot(tab, "job")
+
+    # the end of the job: the stream closes and the page shows the outcome
+    set_job(dashboard, job_id, "failed", exit_code=2)
+    tab.wait_for_selector("#log-end:not([hidden])", timeout=15_000)
+    assert "failed" in tab.locator("#log-end").inner_text()
+    assert "exit code 2" in tab.locator("#log-end").inner_text()
+    tab.wait_for_selector("#job-status [data-status=failed]", timeout=15_000)
+    assert tab.locator("#exit-code").inner_text() == "2"
+    assert tab.locator("#log .line").count() == 9  # nothing sent twice
+
+    # the raw log downloads as plain text
+    raw = tab.request.get(f"{dashboard.url}/jobs/{job_id}/raw")
+    assert raw.headers["content-type"].startswith("text/plain")
+    assert raw.text().splitlines()[3] == HOSTILE[0]
+
+
+AT_BOTTOM = "window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 30"
+
+
+def test_auto_scroll_follows_until_the_reader_scrolls_up_and_anchors_open_their_line(
+    dashboard: Dashboard,
+) -> None:
+    repository = register(dashboard)
+    _, (job_id,) = add_pipeline(dashboard, repository.id, jobs={"long": "running"})
+    write_log(dashboard, job_id, [f"line {n}" for n in range(1, 301)])
+    tab = dashboard.page()
+    tab.goto(f"{dashboard.url}/jobs/{job_id}")
+    tab.wait_for_selector("#L300")
+    wait_until(tab, AT_BOTTOM)
+    write_log(dashboard, job_id, [f"line {n}" for n in range(301, 321)])
+    tab.wait_for_selector("#L320", timeout=15_000)
+    wait_until(tab, AT_BOTTOM)  # followed the new lines
+
+    tab.mouse.move(400, 500)
+    tab.mouse.wheel(0, -1500)
+    wait_until(tab, "!document.getElementById('log-follow').checked")
+    before = tab.evaluate("window.scrollY")
+    write_log(dashboard, job_id, [f"line {n}" for n in range(321, 341)])
+    tab.wait_for_selector("#L340", timeout=15_000)
+    tab.wait_for_timeout(300)  # a frame or more for any scroll that would follow
+    assert tab.evaluate("window.scrollY") == before
+    assert tab.evaluate(AT_BOTTOM) is False
+
+    # a line number is a link to the line; a page opened at one shows it, and does not follow
+    tab.click("#L7 a.ln")
+    assert tab.locator("#L7.target").count() == 1
+    fresh = dashboard.page()
+    fresh.goto(f"{dashboard.url}/jobs/{job_id}#L120")
+    fresh.wait_for_selector("#L120.target")
+    assert fresh.locator("#log-follow").is_checked() is False
+    top = fresh.evaluate("document.getElementById('L120').getBoundingClientRect().top")
+    assert 0 <= top <= fresh.viewport_size["height"]
