@@ -1269,13 +1269,6 @@ class _Validator(_Checker):
                 files = self.strings(value, kind, sub)
                 if files is not None:
                     out.append(ReportSpec(kind, files))
-                if kind == "dotenv":
-                    self.warn(
-                        "the file is kept as an artifact, but kapal does not pass its variables "
-                        "to later jobs yet; write them to a file artifact and `source` it",
-                        value.key_at(kind),
-                        sub,
-                    )
                 continue
             coverage = value[kind]
             if not isinstance(coverage, YMap):
