@@ -81,8 +81,8 @@ class Access:
         Raises AuthenticationError (401) without a token, PermissionDeniedError (403) for a
         token lacking the scope or limited to another repository.
         """
-        if scope is Scope.READ and self.public_reads and self.token is None:
-            return None
+        if scope is Scope.READ and self.public_reads:
+            return self.token  # a token never gives less than no token
         if self.token is None:
             what = "reading" if scope is Scope.READ else "this operation"
             raise AuthenticationError(

@@ -151,6 +151,7 @@ def test_writes_need_a_token_with_the_right_scope(client: TestClient, services: 
     denied = client.post(f"/api/v1/jobs/{job_id}/cancel", headers=elsewhere)
     assert denied.status_code == 403
     assert "write" in error_of(denied)
+    assert client.get(f"/api/v1/pipelines/{pipeline_id}", headers=elsewhere).status_code == 200
     writer = token(services, "writer", Scope.WRITE, repository_id=repo.id)
     assert client.post(f"/api/v1/jobs/{job_id}/cancel", headers=writer).status_code == 200
     assert client.post("/api/v1/repos", json={}, headers=writer).status_code == 403
