@@ -106,8 +106,15 @@ class Dashboard:
 
 
 @pytest.fixture
+def public_reads() -> bool:
+    """Whether the served kapal lets anyone read (parametrize it to False for a private one)."""
+    return True
+
+
+@pytest.fixture
 def dashboard(
     browser: Any,
+    public_reads: bool,
     tmp_path: Path,
     migrated_sqlite: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -121,6 +128,7 @@ def dashboard(
         secret_key="test key",
         admin_token=ADMIN,
         public_url="http://kapal.test",
+        public_reads=public_reads,
     )
     dispatcher = RecordingDispatcher()
     database = Database(settings.database_url)

@@ -38,6 +38,8 @@
       var row = parseRow(data.html);
       if (!row) return;
       var old = document.getElementById("pipeline-" + data.id);
+      // the first events repeat the rows as served: flash only a row that is new or moved on
+      var moved = !old || old.getAttribute("data-status") !== row.getAttribute("data-status");
       if (old) {
         old.replaceWith(row);
       } else {
@@ -45,8 +47,10 @@
         var empty = document.getElementById("no-pipelines");
         if (empty) empty.remove();
       }
-      row.classList.add("changed");
-      setTimeout(function () { row.classList.remove("changed"); }, 1500);
+      if (moved) {
+        row.classList.add("changed");
+        setTimeout(function () { row.classList.remove("changed"); }, 1500);
+      }
     });
     source.addEventListener("order", function (event) {
       var ids = JSON.parse(event.data);
