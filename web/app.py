@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from web.api import health, hooks, jobs, pipelines, repos, tokens
+from web.api import environments, health, hooks, jobs, pipelines, repos, tokens
 from web.dashboard import routes as dashboard
 from web.db.session import Database
 from web.errors import PayloadTooLargeError, WebError
@@ -212,6 +212,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         pipelines.router,
         jobs.router,
         tokens.router,
+        environments.router,
         dashboard.router,
     ):
         app.include_router(router)

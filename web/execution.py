@@ -57,6 +57,7 @@ from web.db.session import Database
 from web.mirrors import RepositoryMirror
 from web.orchestration import JobEnd, Services, finish_job
 from web.recording import DatabaseRecorder
+from web.shipping import approver_of, job_shipper
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ class JobContext:
     secrets: dict[str, str]
     allow_host_network: bool
     project_dir: str
+    repository_id: int = 0
+    user: str = ""  # who the pipeline is by (its commit's author)
+    approved_by: str | None = None  # who played it, for a manual job (its approval gate)
 
 
 def run_claimed_job(
@@ -172,6 +176,9 @@ def load_context(*, services: Services, job_id: int) -> JobContext:
         secrets=secrets,
         allow_host_network=repository.allow_host_network,
         project_dir=project_dir,
+        repository_id=repository.id,
+        user=pipeline.author_name or pipeline.source,
+        approved_by=approver_of(job.when, job.reason),
     )
 
 
@@ -227,6 +234,17 @@ def run_job_context(
             limits=policy.limits_for(Limits()),
             workspace_disk_bytes=policy.disk_bytes,
             stop_grace=STOP_GRACE,
+            ship=job_shipper(
+                services=services,
+                store=store,
+                owner=context.owner,
+                repository_id=context.repository_id,
+                pipeline_id=context.pipeline_id,
+                job_id=context.job_id,
+                job_name=context.name,
+                user=context.user,
+                approved_by=context.approved_by,
+            ),
         ),
     )
     watcher = CancelWatcher(services.database, context.job_id, runner.cancel)

@@ -158,9 +158,17 @@ class Shipper:
             )
         )
 
-    def rollback(self, environment: str, log: Log, *, to: int | None = None) -> Deployment:
+    def rollback(
+        self,
+        environment: str,
+        log: Log,
+        *,
+        to: int | None = None,
+        values: Mapping[str, str] | None = None,
+    ) -> Deployment:
         """Re-deploy an earlier deployment's exact digest (`to`, else the one before the
-        current); the new deployment says which one it rolls back to."""
+        current); the new deployment says which one it rolls back to. `values` are the
+        secrets a push to a registry may need (`CI_REGISTRY_USER`...)."""
         history = self.deployments.history(environment)
         target = rollback_target(history, to)
         if target.kind == "script":
@@ -190,7 +198,7 @@ class Shipper:
         )
         spec = dict(target.spec)
         if spec.get("to"):
-            self._push(image, str(spec["to"]), {}, log)
+            self._push(image, str(spec["to"]), values or {}, log)
         return self._finish(record, image, log)
 
     def _push(self, image: Image, to: str, values: Mapping[str, str], log: Log) -> None:

@@ -327,3 +327,46 @@ class Secret(Base):
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Environment(Base):
+    """Where a repository's deploy jobs ship (`environment: name`), one row per name."""
+
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("repository_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(CleanString(255))
+    url: Mapped[str | None] = mapped_column(CleanText())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Deployment(Base):
+    """One deployment of an image digest to an environment (see `runner.ship.deployments`)."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (Index("ix_deployments_environment_id_id", "environment_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE")
+    )
+    pipeline_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pipelines.id", ondelete="SET NULL")
+    )
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(CleanString(16))  # registry | service | script
+    image: Mapped[str] = mapped_column(CleanText(), default="")
+    digest: Mapped[str] = mapped_column(CleanString(80), default="")
+    target: Mapped[str] = mapped_column(CleanText(), default="")
+    status: Mapped[str] = mapped_column(CleanString(16))  # success | failed
+    user: Mapped[str] = mapped_column(CleanText(), default="")  # who deployed
+    approved_by: Mapped[str | None] = mapped_column(CleanText())  # who played the manual job
+    rollback_of: Mapped[int | None] = mapped_column(
+        ForeignKey("deployments.id", ondelete="SET NULL")
+    )
+    message: Mapped[str] = mapped_column(CleanText(), default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

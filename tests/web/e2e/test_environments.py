@@ -1,0 +1,130 @@
+"""Environments on the service, end to end on a real worker, runtime and registry: a manual
+deploy job is an approval gate recorded with who played it, the API lists environments with
+their current deployment and history, and a rollback through the API restores an earlier digest.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from starlette.exceptions import StarletteDeprecationWarning
+
+from runner.images.reference import Reference
+from runner.images.registry import RegistryClient
+from runner.images.store import ImageStore
+from tests.web.e2e.conftest import wait_for
+from tests.web.test_mirrors import Project
+from web.app import create_app
+from web.db.schemas import RepositoryRead
+from web.orchestration import Services, create_pipeline_for_ref, play_job
+from web.settings import Settings
+from web.tasks import EmbeddedWorker
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+ADMIN = "admin-environments-token"
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+PIPELINE = """\
+stages: [build, ship]
+image-build:
+  stage: build
+  build: {tags: ["app:1"]}
+production:
+  stage: ship
+  when: manual
+  environment: {name: production}
+  deploy: {image: "app:1", to: "@REG@/acme/shop:production"}
+"""
+
+
+@pytest.fixture
+def client(service_settings: Settings, services: Services) -> Iterator[TestClient]:
+    settings = service_settings.model_copy(update={"admin_token": SecretStr(ADMIN)})
+    with TestClient(create_app(settings, services=services), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _ship(
+    services: Services, project: Project, repository: RepositoryRead, registry: str, who: str
+) -> tuple[int, str]:
+    """Commit a new image, run its pipeline, play the gate as `who`; (pipeline id, digest)."""
+    stamp = uuid.uuid4().hex
+    project.commit(
+        {
+            ".kapal.yml": PIPELINE.replace("@REG@", registry),
+            "Dockerfile": f'FROM busybox:latest\nRUN echo "{stamp}" > /stamp\n',
+        }
+    )
+    project.push()
+    pipeline_id = create_pipeline_for_ref(
+        services=services, repository_id=repository.id, ref="main"
+    ).id
+    detail = wait_for(
+        services,
+        pipeline_id,
+        until=lambda p: any(j.name == "production" and j.status == "manual" for j in p.jobs),
+    )
+    gate = next(j for j in detail.jobs if j.name == "production")
+    play_job(services=services, job_id=gate.id, who=who)
+    detail = wait_for(services, pipeline_id)
+    assert detail.status == "success", detail.jobs
+    store = ImageStore(services.settings.images_dir).for_owner(f"repo:{repository.id}")
+    return pipeline_id, store.resolve("app:1").digest
+
+
+def test_manual_gate_deployments_api_and_rollback(
+    services: Services,
+    worker: EmbeddedWorker,
+    project: Project,
+    repository: RepositoryRead,
+    registry: str,
+    client: TestClient,
+    tmp_path: Path,
+) -> None:
+    assert client.get("/api/v1/environments", headers=AUTH).json() == []
+    first_pipeline, first = _ship(services, project, repository, registry, "alice-approver")
+    second_pipeline, second = _ship(services, project, repository, registry, "bob-approver")
+    assert first != second
+
+    (env,) = client.get("/api/v1/environments", headers=AUTH).json()
+    assert env["name"] == "production" and env["repository_id"] == repository.id
+    current = env["current"]
+    assert (current["digest"], current["pipeline_id"], current["approved_by"]) == (
+        second,
+        second_pipeline,
+        "bob-approver",
+    )
+    history = client.get(f"/api/v1/environments/{env['id']}/deployments", headers=AUTH).json()
+    assert [(d["digest"], d["approved_by"], d["kind"], d["pipeline_id"]) for d in history] == [
+        (second, "bob-approver", "registry", second_pipeline),
+        (first, "alice-approver", "registry", first_pipeline),
+    ]
+    anonymous = client.post(f"/api/v1/environments/{env['id']}/rollback", json={})
+    assert anonymous.status_code == 401
+
+    answer = client.post(f"/api/v1/environments/{env['id']}/rollback", headers=AUTH, json={})
+    assert answer.status_code == 201, answer.text
+    rolled = answer.json()
+    assert (rolled["digest"], rolled["rollback_of"]) == (first, history[1]["id"])
+    with RegistryClient() as registry_client:
+        pulled = registry_client.pull(
+            Reference.parse(f"{registry}/acme/shop:production"), ImageStore(tmp_path / "pulled")
+        )
+    assert pulled.digest == first
+    (env,) = client.get("/api/v1/environments", headers=AUTH).json()
+    assert env["current"]["id"] == rolled["id"]
+
+    missing = client.post("/api/v1/environments/999999/rollback", headers=AUTH, json={})
+    assert missing.status_code == 404
+    refused = client.post(
+        f"/api/v1/environments/{env['id']}/rollback", headers=AUTH, json={"to": 999999}
+    )
+    assert refused.status_code == 409 and "no deployment 999999" in refused.json()["error"]
