@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from tests.web.service_support import KeptJobs, register
 from tests.web.test_mirrors import Project, git
-from tests.web.test_orchestration import FAN_IN, KeptJobs, _trigger
+from tests.web.test_orchestration import FAN_IN, _trigger
 from web.db.jobs import list_jobs
-from web.db.repos import create_repository
-from web.db.schemas import Provider, RepositoryCreate, RepositoryRead
+from web.db.schemas import RepositoryRead
 from web.db.secrets import set_secret
 from web.db.session import Database
 from web.execution import JobContext, load_context
@@ -38,18 +38,8 @@ def project(tmp_path: Path) -> Project:
 
 @pytest.fixture
 def repository(services: Services, project: Project) -> RepositoryRead:
+    repository = register(services, project, protected_refs=["refs/heads/release/*"])
     with services.database.transaction() as session:
-        repository = create_repository(
-            session=session,
-            cipher=services.cipher(),
-            new=RepositoryCreate(
-                name="acme/shop",
-                clone_url=str(project.origin),
-                provider=Provider.GITHUB,
-                webhook_secret="hook secret",
-                protected_refs=["refs/heads/release/*"],
-            ),
-        )
         for name, protected in (("DEPLOY_TOKEN", True), ("PUBLIC_TOKEN", False)):
             set_secret(
                 session=session,

@@ -4,25 +4,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from runner.engine.recorder import JobStatus
+from tests.web.service_support import KeptJobs, register
 from tests.web.test_mirrors import Project
 from web.db.deliveries import get_delivery, record_delivery
 from web.db.jobs import claim_job, list_jobs
 from web.db.pipelines import get_pipeline, get_pipeline_detail
-from web.db.repos import create_repository
 from web.db.schemas import (
     DeliveryCreate,
     JobRead,
     PipelineDetail,
     Provider,
-    RepositoryCreate,
     RepositoryRead,
 )
 from web.db.session import Database
@@ -39,23 +36,6 @@ from web.orchestration import (
     retry_pipeline,
 )
 from web.settings import Settings
-
-
-class KeptJobs:
-    """A dispatcher keeping the ids it is sent, in order (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.sent: list[int] = []
-        self.plans: list[tuple[int, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-
-    def run_jobs(self, job_ids: Sequence[int]) -> None:
-        with self._lock:
-            self.sent.extend(job_ids)
-
-    def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
-        with self._lock:
-            self.plans.append((pipeline_id, request))
 
 
 @pytest.fixture
@@ -78,17 +58,7 @@ def project(tmp_path: Path) -> Project:
 
 @pytest.fixture
 def repository(services: Services, project: Project) -> RepositoryRead:
-    with services.database.transaction() as session:
-        return create_repository(
-            session=session,
-            cipher=services.cipher(),
-            new=RepositoryCreate(
-                name="acme/shop",
-                clone_url=str(project.origin),
-                provider=Provider.GITHUB,
-                webhook_secret="hook secret",
-            ),
-        )
+    return register(services, project)
 
 
 def _pipeline(services: Services, project: Project, repository: RepositoryRead, text: str) -> int:

@@ -14,11 +14,11 @@ import redis
 from pydantic import SecretStr
 
 from runner.images import ImageStore
+from tests.web.service_support import register
 from tests.web.test_mirrors import Project
 from web.db.encryption import SecretCipher
 from web.db.pipelines import get_pipeline_detail
-from web.db.repos import create_repository
-from web.db.schemas import PipelineDetail, Provider, RepositoryCreate, RepositoryRead
+from web.db.schemas import PipelineDetail, RepositoryRead
 from web.db.session import Database
 from web.orchestration import Services
 from web.settings import Settings
@@ -111,17 +111,7 @@ def worker(service_settings: Settings, celery_app: KapalCelery) -> Iterator[Embe
 @pytest.fixture
 def repository(services: Services, project: Project) -> RepositoryRead:
     """`acme/shop` registered with the local bare repository as its clone URL."""
-    with services.database.transaction() as session:
-        return create_repository(
-            session=session,
-            cipher=services.cipher(),
-            new=RepositoryCreate(
-                name="acme/shop",
-                clone_url=str(project.origin),
-                provider=Provider.GITHUB,
-                webhook_secret="hook secret",
-            ),
-        )
+    return register(services, project)
 
 
 def wait_for(

@@ -5,6 +5,7 @@ that repository, and images and caches of its own repository only."""
 from __future__ import annotations
 
 from tests.web.e2e.conftest import wait_for
+from tests.web.service_support import register
 from tests.web.test_mirrors import Project
 from web.db.logs import read_log
 from web.db.repos import update_repository
@@ -114,21 +115,8 @@ def test_two_repositories_with_one_cache_key_get_caches_of_their_own(
 ) -> None:
     from pathlib import Path
 
-    from web.db.repos import create_repository
-    from web.db.schemas import Provider, RepositoryCreate
-
     other_project = Project(Path(str(tmp_path)) / "other")
-    with services.database.transaction() as session:
-        other = create_repository(
-            session=session,
-            cipher=services.cipher(),
-            new=RepositoryCreate(
-                name="mallory/copycat",
-                clone_url=str(other_project.origin),
-                provider=Provider.GITHUB,
-                webhook_secret="another secret",
-            ),
-        )
+    other = register(services, other_project, "mallory/copycat")
     for each in (project, other_project):
         each.commit({".kapal.yml": CACHED})
         each.push()
@@ -166,9 +154,7 @@ def test_a_built_image_is_recorded_and_seen_by_its_own_repository_only(
     from pathlib import Path
 
     from web.db.pipelines import get_pipeline_detail
-    from web.db.repos import create_repository
     from web.db.results import list_built_images
-    from web.db.schemas import Provider, RepositoryCreate
 
     project.commit(
         {".kapal.yml": BUILD, "Dockerfile": DOCKERFILE, "hello.txt": "hello from acme\n"}
@@ -186,17 +172,7 @@ def test_a_built_image_is_recorded_and_seen_by_its_own_repository_only(
     assert "hello from acme" in lines
     # another repository naming the same image does not get acme's build
     other_project = Project(Path(str(tmp_path)) / "other")
-    with services.database.transaction() as session:
-        other = create_repository(
-            session=session,
-            cipher=services.cipher(),
-            new=RepositoryCreate(
-                name="mallory/copycat",
-                clone_url=str(other_project.origin),
-                provider=Provider.GITHUB,
-                webhook_secret="another secret",
-            ),
-        )
+    other = register(services, other_project, "mallory/copycat")
     other_project.commit(
         {".kapal.yml": "use:\n  image: shop-app:latest\n  script: [cat /app/hello.txt]\n"}
     )

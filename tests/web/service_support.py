@@ -1,0 +1,49 @@
+"""Helpers of the service-layer tests: register a repository, keep what a dispatcher is sent."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from tests.web.test_mirrors import Project
+from web.db.repos import create_repository
+from web.db.schemas import Provider, RepositoryCreate, RepositoryRead
+from web.orchestration import Services
+
+
+class KeptJobs:
+    """A dispatcher keeping what it is sent, in order (thread-safe): job ids, plan requests."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+        self.plans: list[tuple[int, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def run_jobs(self, job_ids: Sequence[int]) -> None:
+        """Keep the job ids."""
+        with self._lock:
+            self.sent.extend(job_ids)
+
+    def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
+        """Keep the plan request."""
+        with self._lock:
+            self.plans.append((pipeline_id, request))
+
+
+def register(
+    services: Services, project: Project, name: str = "acme/shop", **fields: Any
+) -> RepositoryRead:
+    """Register `project`'s bare repository as `name` (a GitHub repository)."""
+    with services.database.transaction() as session:
+        return create_repository(
+            session=session,
+            cipher=services.cipher(),
+            new=RepositoryCreate(
+                name=name,
+                clone_url=str(project.origin),
+                provider=Provider.GITHUB,
+                webhook_secret=f"hook secret of {name}",
+                **fields,
+            ),
+        )
