@@ -52,7 +52,7 @@ from web.db.models import Job
 from web.db.pipelines import get_pipeline, get_pipeline_plan
 from web.db.repos import get_repository
 from web.db.results import add_built_image
-from web.db.secrets import UNTRUSTED_SOURCES, is_protected_ref, secrets_for_pipeline
+from web.db.secrets import pipeline_access, secrets_for_pipeline
 from web.db.session import Database
 from web.mirrors import RepositoryMirror
 from web.orchestration import JobEnd, Services, finish_job
@@ -135,22 +135,9 @@ def load_context(*, services: Services, job_id: int) -> JobContext:
         if repository is None:
             raise LookupError(f"repository {pipeline.repository_id} does not exist")
         facts: dict[str, Any] = pipeline.trigger
-        from_fork = bool(facts.get("from_fork"))
-        protected = (
-            not from_fork
-            and pipeline.source not in UNTRUSTED_SOURCES
-            and is_protected_ref(
-                default_branch=repository.default_branch,
-                protected_refs=list(repository.protected_refs),
-                ref=pipeline.ref,
-                tag=pipeline.tag,
-            )
-        )
-        secrets = (
-            {}
-            if from_fork
-            else secrets_for_pipeline(session=session, cipher=cipher, pipeline_id=pipeline.id)
-        )
+        access = pipeline_access(repository=repository, pipeline=pipeline)
+        from_fork, protected = access.from_fork, access.protected
+        secrets = secrets_for_pipeline(session=session, cipher=cipher, pipeline_id=pipeline.id)
     plan = Plan.from_dict(data)
     owner = f"repo:{repository.id}"
     if from_fork:  # a fork's code builds and caches apart from the repository's own

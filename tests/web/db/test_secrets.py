@@ -128,3 +128,12 @@ def test_is_protected_ref_patterns() -> None:
     assert not is_protected_ref(
         default_branch="trunk", protected_refs=patterns, ref="x/stable-2", tag=False
     )
+    # `*` is the only wildcard, as in GitLab (and as `kapal run` matches): `?` and `[...]` are
+    # themselves, so a pattern never protects more branches than it names
+    for pattern, ref in (("refs/heads/v?", "v1"), ("refs/heads/[ab]", "a")):
+        assert not is_protected_ref(
+            default_branch="trunk", protected_refs=[pattern], ref=ref, tag=False
+        )
+    assert is_protected_ref(
+        default_branch="trunk", protected_refs=["refs/tags/v*"], ref="v1", tag=True
+    )
