@@ -12,6 +12,8 @@ uvicorn on 127.0.0.1, a real Celery worker (embedded, threads pool) and the real
   for the benchmark only). Medians and 90th percentiles are reported.
 - cancel: a `sleep 60` job is canceled once running; timed until the job row is `canceled`
   (the container got SIGTERM, its after_script-free job ended, the worker recorded it).
+- a job printing 50 MB of log: how long it takes, and the growth of this process's RSS (the
+  worker runs in it) while it runs.
 - throughput: with the worker stopped, `--deliveries` signed deliveries (distinct ids, one
   commit) are POSTed by 16 threads, then 10% of them again; reported are accepted deliveries
   per second and whether every one made exactly one pipeline. The HTTP hook plans each
@@ -72,6 +74,10 @@ from web.tasks import create_celery, start_embedded_worker  # noqa: E402
 
 SECRET = "bench webhook secret"
 PIPELINE = "hello:\n  image: busybox:latest\n  script: [echo hello]\n"
+LOUD = (  # 50 MB of log: 500,000 lines of 100 bytes
+    "loud:\n  image: busybox:latest\n"
+    "  script: ['(yes " + "x" * 99 + " || true) | head -n 500000']\n"
+)
 SLEEPER = "sleeper:\n  image: busybox:latest\n  script: [echo started, sleep 60]\n"
 FINISHED = frozenset({"success", "failed", "canceled", "skipped"})
 STARTS: queue.Queue[float] = queue.Queue()
@@ -166,6 +172,13 @@ def _wait(services: Services, pipeline_id: int, until: Callable[[str], bool]) ->
         time.sleep(0.01)
 
 
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -233,6 +246,33 @@ def bench_stack(
             status = _wait(services, pipeline_id, FINISHED.__contains__)
             result["cancel_ms"] = round((time.perf_counter() - asked) * 1000, 1)
             result["cancel_status"] = status
+
+            sha = project.commit({".kapal.yml": LOUD})
+            project.push()
+            headers, body = _signed(_push_payload(project, sha, sha), str(uuid.uuid4()))
+            baseline = _rss()
+            peak = [baseline]
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.wait(0.05):
+                    peak[0] = max(peak[0], _rss())
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            loud = time.perf_counter()
+            pipeline_id = client.post("/hooks/github", content=body, headers=headers).json()[
+                "pipeline_id"
+            ]
+            status = _wait(services, pipeline_id, FINISHED.__contains__)
+            done.set()
+            sampler.join()
+            result["log_50mb"] = {
+                "status": status,
+                "seconds": round(time.perf_counter() - loud, 1),
+                "rss_growth_mib": round((peak[0] - baseline) / 2**20, 1),
+            }
+            before = sha
             worker.stop()
 
             project.commit({".kapal.yml": PIPELINE})
@@ -405,6 +445,11 @@ def _report(results: list[dict[str, Any]], repeat: int) -> None:
             f" {first['median']:>8.1f} ms ({first['p90']:>5.0f})"
             f" {r['cancel_ms']:>6.0f} ms {r['deliveries_per_s']:>9.1f}"
             f" {r['deferred_per_s']:>11.1f}"
+        )
+        loud = r["log_50mb"]
+        print(
+            f"{'':<18} a job printing 50 MB: {loud['status']} in {loud['seconds']} s, worker "
+            f"process RSS growth {loud['rss_growth_mib']} MiB"
         )
         print(
             f"{'':<18} {r['accepted']}/{r['deliveries']} deliveries accepted, "
