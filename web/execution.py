@@ -56,7 +56,7 @@ from web.db.secrets import pipeline_access, secrets_for_pipeline
 from web.db.session import Database
 from web.mirrors import RepositoryMirror
 from web.orchestration import JobEnd, Services, finish_job
-from web.recording import DatabaseRecorder
+from web.recording import DatabaseRecorder, with_database_retries
 from web.shipping import approver_of, job_shipper
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ CANCEL_POLL = 0.2  # seconds between two looks at a running job's cancel_request
 # SIGTERM, then SIGKILL this many seconds later: with the poll above and the runtime's own
 # work, a canceled job's container is gone within the 2 s the service promises
 STOP_GRACE = 1.0
+FINISH_ATTEMPTS = 10  # about 45 s of a database failing before a job's end is given up
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,15 @@ def run_claimed_job(
         )
     else:
         end = run_job_context(services=services, context=context, backend=backend)
-    finish_job(services=services, job_id=job_id, end=end)
+    # the job ran: its end must be recorded, or it stays `running` for good (a task retry
+    # would find it claimed), so a database that fails now is waited for here
+    recorded = with_database_retries(
+        lambda: finish_job(services=services, job_id=job_id, end=end),
+        f"job {job_id}: record its end",
+        attempts=FINISH_ATTEMPTS,
+    )
+    if recorded is None:
+        log.error("job %s ended %s but could not be recorded", job_id, end.status.value)
     return end
 
 

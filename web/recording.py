@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from runner.confined import ConfinedTree
 from runner.engine.recorder import ArtifactStored, Event, LogLine, TestReport
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WRITE_ATTEMPTS = 5
+MAX_PAUSE = 10.0  # seconds between two attempts at most
 
 
 class DatabaseRecorder:
@@ -120,7 +121,10 @@ class DatabaseRecorder:
                 with self.database.transaction() as session:
                     return append_log(session=session, job_id=self.job_id, lines=lines)
 
-            if _retrying(write, f"job {self.job_id}: append {len(lines)} log lines") is not None:
+            if (
+                with_database_retries(write, f"job {self.job_id}: append {len(lines)} log lines")
+                is not None
+            ):
                 self.lines_written += len(lines)
 
     def _flush_loop(self) -> None:
@@ -148,7 +152,7 @@ class DatabaseRecorder:
             with self.database.transaction() as session:
                 return add_test_cases(session=session, job_id=self.job_id, cases=cases)
 
-        _retrying(write, f"job {self.job_id}: record {len(cases)} test cases")
+        with_database_retries(write, f"job {self.job_id}: record {len(cases)} test cases")
 
     def _artifact(self, stored: ArtifactStored) -> None:
         directory = self._artifact_dir(self.pipeline_id, stored.job)
@@ -164,7 +168,7 @@ class DatabaseRecorder:
             with self.database.transaction() as session:
                 return add_artifact(session=session, job_id=self.job_id, artifact=artifact)
 
-        _retrying(write, f"job {self.job_id}: record its artifacts")
+        with_database_retries(write, f"job {self.job_id}: record its artifacts")
 
 
 def tree_digest(directory: Path) -> str:
@@ -188,17 +192,19 @@ def tree_digest(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def _retrying(write: Callable[[], T], what: str) -> T | None:
-    """Run a database write, again with a growing pause when the database fails (a restart,
-    a lock held too long); None when it kept failing (logged)."""
+def with_database_retries(
+    write: Callable[[], T], what: str, attempts: int = WRITE_ATTEMPTS
+) -> T | None:
+    """Run a database write, again with a growing pause (0.1 s doubling up to 10 s) when the
+    database fails (a restart, a lock held too long); None when it kept failing (logged)."""
     pause = 0.1
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             return write()
-        except DBAPIError:
-            if attempt == WRITE_ATTEMPTS:
+        except (OperationalError, InterfaceError):
+            if attempt == attempts:
                 log.exception("%s: the database kept failing; dropped", what)
                 return None
             time.sleep(pause)
-            pause *= 2
+            pause = min(pause * 2, MAX_PAUSE)
     return None
