@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
@@ -28,9 +29,10 @@ from pipeline.plan import Plan
 from web.api import jobs as api_jobs
 from web.api.auth import Access, authenticate
 from web.api.repos import webhook_url
+from web.dashboard import charts, trends
 from web.dashboard.badges import badge_svg
 from web.dashboard.dag import DagJob, draw_dag
-from web.dashboard.display import FINISHED_STATUSES
+from web.dashboard.display import FINISHED_STATUSES, duration
 from web.dashboard.live import (
     PAGE_SIZE,
     ListQuery,
@@ -549,6 +551,100 @@ def badge(request: Request, path: str) -> Response:
         media_type="image/svg+xml",
         headers=BADGE_HEADERS,
     )
+
+
+# -- charts ----------------------------------------------------------------------------------
+
+CHART_PIPELINES = 30
+CHART_DAYS = 14
+
+
+@router.get("/charts")
+def charts_page(request: Request, repo: Filter = None, branch: Filter = None) -> Response:
+    """A repository's trends: durations and pass rate of a branch, slowest jobs, flaky tests."""
+    database = _database(request)
+
+    def build(access: Access) -> Response:
+        with database.transaction() as session:
+            repositories = list_repositories(session=session)
+            chosen = next((r for r in repositories if r.name == _blank(repo)), None)
+            if _blank(repo) is not None and chosen is None:
+                raise NotFoundError(f"no repository named {repo!r}")
+            repository = chosen or (repositories[0] if repositories else None)
+            if repository is None:
+                access.need(Scope.READ)
+                return render(
+                    request, "charts.html", viewer=access, section="charts", repository=None
+                )
+            access.need(Scope.READ, repository.id)
+            ref = _blank(branch) or repository.default_branch
+            runs = trends.recent_durations(
+                session=session, repository_id=repository.id, ref=ref, limit=CHART_PIPELINES
+            )
+            days = trends.pass_rate_by_day(
+                session=session,
+                repository_id=repository.id,
+                ref=ref,
+                days=CHART_DAYS,
+                today=datetime.now(UTC),
+            )
+            slow = trends.slowest_jobs(session=session, repository_id=repository.id)
+            flaky = trends.flakiest_tests(session=session, repository_id=repository.id)
+        return render(
+            request,
+            "charts.html",
+            viewer=access,
+            section="charts",
+            repositories=repositories,
+            repository=repository,
+            branch=ref,
+            days=CHART_DAYS,
+            durations_count=len(runs),
+            durations=Markup(  # drawn by kapal, every label escaped
+                charts.column_chart(
+                    [
+                        charts.Bar(
+                            value=run.seconds,
+                            label=f"#{run.id}",
+                            status=run.status,
+                            href=f"/pipelines/{run.id}",
+                            title=f"#{run.id} {run.status}: {duration(run.seconds)}",
+                        )
+                        for run in runs
+                    ],
+                    label=f"durations of the last pipelines of {ref}",
+                )
+            ),
+            pass_rate=Markup(
+                charts.rate_chart(
+                    [(d.day.strftime("%m-%d"), d.rate if d.total else None) for d in days],
+                    label=f"pass rate of {ref} by day",
+                )
+            ),
+            slowest_count=len(slow),
+            slowest=Markup(
+                charts.ranked_chart(
+                    [
+                        (j.name, j.mean, f"(longest {duration(j.longest)}, {j.runs} runs)")
+                        for j in slow
+                    ],
+                    label="slowest jobs",
+                )
+            ),
+            flaky_count=len(flaky),
+            flaky=Markup(
+                charts.ranked_chart(
+                    [
+                        (f"{t.suite} {t.name}", t.failed, f"failed, {t.passed} passed")
+                        for t in flaky
+                    ],
+                    label="flakiest tests",
+                    unit="",
+                )
+            ),
+        )
+
+    return _page(request, build)
 
 
 # -- live events -----------------------------------------------------------------------------
