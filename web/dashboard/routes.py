@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -50,6 +51,7 @@ from web.dashboard.signin import (
 )
 from web.db.encryption import SecretCipher
 from web.db.jobs import get_job
+from web.db.paging import MAX_ID
 from web.db.pipelines import (
     get_pipeline,
     get_pipeline_detail,
@@ -97,6 +99,8 @@ router = APIRouter(include_in_schema=False)
 static_files = StaticFiles(directory=STATIC_DIR)
 
 Filter = Annotated[str | None, Query(max_length=255)]
+# an id past what a BIGINT holds is refused before any database sees it
+RowId = Annotated[int, FastAPIPath(ge=1, le=MAX_ID)]
 
 
 def _settings(request: Request) -> Settings:
@@ -308,7 +312,7 @@ def _dag(jobs: list[JobRead], plan: Plan | None) -> Markup | None:
 
 
 @router.get("/pipelines/{pipeline_id}")
-def pipeline_page(request: Request, pipeline_id: int) -> Response:
+def pipeline_page(request: Request, pipeline_id: RowId) -> Response:
     """A pipeline: stages of job cards, the needs graph, tests, artifacts, images, actions."""
     database = _database(request)
 
@@ -379,7 +383,7 @@ def _job_of(database: Database, job_id: int) -> tuple[JobRead, PipelineRead, Rep
 
 
 @router.get("/jobs/{job_id}")
-def job_page(request: Request, job_id: int) -> Response:
+def job_page(request: Request, job_id: RowId) -> Response:
     """A job: its metadata and its log, followed live while it runs."""
     database = _database(request)
 
@@ -403,7 +407,7 @@ def job_page(request: Request, job_id: int) -> Response:
 
 
 @router.get("/jobs/{job_id}/log/events")
-async def job_log_events(request: Request, job_id: int) -> Any:
+async def job_log_events(request: Request, job_id: RowId) -> Any:
     """The job's log as the API's SSE follow (resumable with Last-Event-ID), for the viewer."""
     access = await run_in_threadpool(_viewer, request)
     return await api_jobs.log(
@@ -418,7 +422,7 @@ async def job_log_events(request: Request, job_id: int) -> Any:
 
 
 @router.get("/jobs/{job_id}/raw")
-async def job_raw_log(request: Request, job_id: int) -> Any:
+async def job_raw_log(request: Request, job_id: RowId) -> Any:
     """The job's whole log as plain text, to download."""
     access = await run_in_threadpool(_viewer, request)
     response = await api_jobs.log(
@@ -436,7 +440,7 @@ async def job_raw_log(request: Request, job_id: int) -> Any:
 
 
 @router.get("/jobs/{job_id}/artifacts/{artifact_id}")
-async def job_artifact(request: Request, job_id: int, artifact_id: int) -> Any:
+async def job_artifact(request: Request, job_id: RowId, artifact_id: RowId) -> Any:
     """Download one of the job's artifacts (.tar.gz)."""
     access = await run_in_threadpool(_viewer, request)
     return await api_jobs.download_artifact(
@@ -469,7 +473,7 @@ def repositories_page(request: Request) -> Response:
 
 
 @router.get("/repos/{repository_id}")
-def repository_page(request: Request, repository_id: int) -> Response:
+def repository_page(request: Request, repository_id: RowId) -> Response:
     """A repository: settings, the webhook to set up, its badge and recent pipelines."""
     database = _database(request)
     settings = _settings(request)
@@ -653,7 +657,7 @@ def charts_page(request: Request, repo: Filter = None, branch: Filter = None) ->
 @router.get("/dashboard/events")
 async def events(
     request: Request,
-    pipeline: int | None = None,
+    pipeline: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     version: Annotated[str, Query(max_length=64)] = "",
     repo: Filter = None,
     branch: Filter = None,
@@ -806,7 +810,7 @@ def _who(access: Access) -> str:
 
 
 @router.post("/jobs/{job_id}/play")
-async def play(request: Request, job_id: int) -> Response:
+async def play(request: Request, job_id: RowId) -> Response:
     """Play a manual job (who played it is recorded as its reason)."""
 
     def act(services: Services, access: Access) -> None:
@@ -817,7 +821,7 @@ async def play(request: Request, job_id: int) -> Response:
 
 
 @router.post("/jobs/{job_id}/retry")
-async def retry(request: Request, job_id: int) -> Response:
+async def retry(request: Request, job_id: RowId) -> Response:
     """A new attempt of a finished job; on to its page when retried from the job's page."""
 
     def act(services: Services, access: Access) -> str | None:
@@ -829,7 +833,7 @@ async def retry(request: Request, job_id: int) -> Response:
 
 
 @router.post("/jobs/{job_id}/cancel")
-async def cancel(request: Request, job_id: int) -> Response:
+async def cancel(request: Request, job_id: RowId) -> Response:
     """Cancel a job."""
 
     def act(services: Services, access: Access) -> None:
@@ -841,7 +845,7 @@ async def cancel(request: Request, job_id: int) -> Response:
 
 @router.post("/pipelines/{pipeline_id}/retry")
 async def retry_all(
-    request: Request, pipeline_id: int, all: Annotated[bool, Query()] = False
+    request: Request, pipeline_id: RowId, all: Annotated[bool, Query()] = False
 ) -> Response:
     """Retry a pipeline's failed and canceled jobs (every job with `?all=1`)."""
 
@@ -854,7 +858,7 @@ async def retry_all(
 
 
 @router.post("/pipelines/{pipeline_id}/cancel")
-async def cancel_all(request: Request, pipeline_id: int) -> Response:
+async def cancel_all(request: Request, pipeline_id: RowId) -> Response:
     """Cancel a pipeline."""
 
     def act(services: Services, access: Access) -> str:
