@@ -298,6 +298,8 @@ def _run(
     if not the_plan.created:
         console.print(f"no pipeline: {the_plan.skip_reason}")
         return 0
+    for notice in the_plan.warnings:  # what kapal plans around (ignored keywords, ...)
+        console.print(str(notice), style="yellow", markup=False, highlight=False, soft_wrap=True)
     if list_jobs:
         _list(the_plan, console)
         return 0

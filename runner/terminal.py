@@ -29,6 +29,7 @@ _STYLE = {
     JobStatus.CREATED: "dim",
     JobStatus.PENDING: "yellow",
     JobStatus.RUNNING: "cyan",
+    JobStatus.SCHEDULED: "yellow",
     JobStatus.SUCCESS: "green",
     JobStatus.FAILED: "red",
     JobStatus.CANCELED: "magenta",

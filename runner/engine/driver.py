@@ -44,11 +44,13 @@ from runner.engine.schedule import (
     PIPELINE_CANCELED,
     JobState,
     ScheduleOptions,
+    auto_cancel_reason,
     failure_allowed,
     next_steps,
     pipeline_status,
     retry_wanted,
     select_jobs,
+    start_delay,
 )
 from runner.engine.variables import expand
 from runner.engine.workspace import InPlaceTree
@@ -162,6 +164,9 @@ class Engine:
         self._lock = threading.Condition()
         self._canceled = threading.Event()
         self._forced = threading.Event()  # a second cancel: stop after_script containers too
+        # why running jobs were stopped by `workflow: auto_cancel: on_job_failure` (None: not)
+        self._auto_canceled: str | None = None
+        self._scheduled_at: dict[str, float] = {}  # delayed jobs: when they were scheduled
         self._runners: dict[str, JobRunner] = {}
         self._results: dict[str, JobResult] = {}
         self._plan: Plan | None = None
@@ -291,6 +296,8 @@ class Engine:
         status = pipeline_status(plan, self._states(), canceled=self._canceled.is_set())
         self._canceled.clear()  # the next run starts afresh
         self._forced.clear()
+        self._auto_canceled = None
+        self._scheduled_at = {}
         duration = time.monotonic() - started
         self.recorder.record(PipelineFinished(status=status, duration=duration))
         return PipelineResult(status=status, jobs=dict(self._results), duration=duration)
@@ -324,6 +331,12 @@ class Engine:
             self._lock,
         ):
             while True:
+                now = time.monotonic()
+                due = frozenset(
+                    name
+                    for name, since in self._scheduled_at.items()
+                    if now >= since + start_delay(plan.job(name))
+                )
                 options = ScheduleOptions(
                     manual=self.options.manual,
                     only=self.options.only,
@@ -331,16 +344,28 @@ class Engine:
                     canceled=self._canceled.is_set(),
                     held="skip",  # nobody will play a manual job during this run
                     play_hint=_PLAY_HINT,
+                    due=due,
                 )
-                for step in next_steps(plan, self._states(), options):
+                states = self._states()
+                for step in next_steps(plan, states, options):
                     job = plan.job(step.job)
                     self._set_status(job, step.status, reason=step.reason)
-                    if step.status is JobStatus.PENDING:
+                    if step.status is JobStatus.SCHEDULED:
+                        self._scheduled_at[job.name] = now
+                    elif step.status is JobStatus.PENDING:
+                        self._scheduled_at.pop(job.name, None)
                         future = pool.submit(run_job, job)
                         future.add_done_callback(self._wake)
                         futures.append(future)
+                    else:
+                        self._scheduled_at.pop(job.name, None)
+                stop = auto_cancel_reason(plan, states)
+                if stop is not None and self._auto_canceled is None:
+                    self._auto_canceled = stop
+                    for runner in self._runners.values():
+                        runner.cancel()
                 waiting = any(r.status == JobStatus.CREATED for r in self._results.values())
-                if all(f.done() for f in futures):
+                if all(f.done() for f in futures) and not self._scheduled_at:
                     if not waiting:
                         break
                     # nothing runs and nothing can start: only a scheduler bug gets here
@@ -352,9 +377,17 @@ class Engine:
                                 reason="kapal could not schedule it (a bug: please report it)",
                             )
                     break
-                self._lock.wait(timeout=1.0)
+                self._lock.wait(timeout=self._next_wake(plan))
         for future in futures:
             future.result()
+
+    def _next_wake(self, plan: Plan) -> float:
+        """How long the scheduling loop may sleep: 1 s, or less when a delayed job is due."""
+        now = time.monotonic()
+        waits = [
+            since + start_delay(plan.job(name)) - now for name, since in self._scheduled_at.items()
+        ]
+        return max(0.0, min([1.0, *waits]))
 
     def _wake(self, _: Future[None]) -> None:
         with self._lock:
@@ -432,6 +465,9 @@ class Engine:
                 if self._canceled.is_set():
                     outcome = JobOutcome(JobStatus.CANCELED, reason=PIPELINE_CANCELED)
                     break
+                if self._auto_canceled is not None:
+                    outcome = JobOutcome(JobStatus.CANCELED, reason=self._auto_canceled)
+                    break
                 self._runners[job.name] = runner
             self._set_status(job, JobStatus.RUNNING, attempt=attempt)
             try:
@@ -441,6 +477,8 @@ class Engine:
                     self._runners.pop(job.name, None)
             if self._canceled.is_set() and outcome.status != JobStatus.SUCCESS:
                 outcome = JobOutcome(JobStatus.CANCELED, outcome.exit_code, PIPELINE_CANCELED)
+            elif runner.canceled and outcome.status == JobStatus.CANCELED and self._auto_canceled:
+                outcome = JobOutcome(JobStatus.CANCELED, outcome.exit_code, self._auto_canceled)
             if outcome.status == JobStatus.FAILED and retry_wanted(
                 job, attempt=attempt, exit_code=outcome.exit_code, failure_kind=outcome.failure_kind
             ):

@@ -21,6 +21,7 @@ class JobStatus(StrEnum):
     CREATED = "created"
     PENDING = "pending"
     RUNNING = "running"
+    SCHEDULED = "scheduled"  # a `when: delayed` job waiting for its `start_in` to pass
     SUCCESS = "success"
     FAILED = "failed"
     CANCELED = "canceled"

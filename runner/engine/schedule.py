@@ -7,10 +7,13 @@ records a job's end, so each decision is taken once however many workers there a
 Who moves a job through its statuses:
 
     created ──next_steps──► pending ──driver──► running ──driver──► success | failed | canceled
-       │
+       │                       ▲
+       ├──next_steps──► scheduled (`when: delayed`; next_steps moves it on once the driver says
+       │                 its `start_in` has passed, or cancels it)
        └──next_steps──► skipped | manual | canceled
 
-`next_steps` only decides for jobs still `created`; a driver (`Engine`, the server's tasks) moves
+`next_steps` only decides for jobs still `created` or `scheduled`; a driver (`Engine`, the server's
+tasks) moves
 `pending` jobs to `running` and records how each attempt ended, retries included (a job waiting
 for its next attempt stays `running` as far as the scheduler is concerned). A driver plays a
 `manual` job by moving it to `pending` itself.
@@ -27,6 +30,14 @@ The rules, as GitLab applies them:
   skips them, as nobody will play it during the run.
 - At most one job of a `resource_group` is pending or running at a time.
 - Jobs outside the run's selection (`only`, `stage`) are skipped.
+- A `when: delayed` job that may start is `scheduled` instead: the driver keeps the time it was
+  scheduled and lists it in `ScheduleOptions.due` once `start_in_seconds` have passed; it then
+  starts as an `on_success` job would. Canceling the pipeline cancels it while it waits.
+- With `workflow: auto_cancel: on_job_failure: all`, a job that fails (not allowed to) cancels
+  the jobs not started yet; `auto_cancel_reason` tells the driver to stop the running ones too.
+  (`on_new_commit` and `interruptible` are about a newer pipeline for the same ref: the server's
+  concern when it creates one, not this scheduler's; `Engine.cancel(redundant=True)` honours
+  `interruptible` for a caller that knows of a newer pipeline.)
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from typing import Literal, NamedTuple
 from pipeline.plan import Job, Plan
 from runner.engine.recorder import JobStatus, PipelineStatus
 from runner.errors import UnknownJobError
+from runner.runtime.durations import format_duration
 
 DEPLOY_NOT_RUNNABLE = "not runnable yet (ship is not implemented)"
 PIPELINE_CANCELED = "pipeline canceled"
@@ -67,6 +79,8 @@ class ScheduleOptions:
     held: Literal["wait", "skip"] = "wait"
     # how a person plays a manual job, said in the manual status's reason ({job}: its name)
     play_hint: str = "play it to run it"
+    # `scheduled` (delayed) jobs whose `start_in` has passed: they start now
+    due: frozenset[str] = frozenset()
 
 
 class Step(NamedTuple):
@@ -114,7 +128,8 @@ def select_jobs(plan: Plan, *, only: Iterable[str] = (), stage: str | None = Non
 def next_steps(
     plan: Plan, states: Mapping[str, JobState], options: ScheduleOptions = ScheduleOptions()
 ) -> list[Step]:
-    """Every decision that can be taken now for the plan's `created` jobs, in plan order.
+    """Every decision that can be taken now for the plan's `created` and `scheduled` jobs, in
+    plan order.
 
     `states` maps job names to their states; a runnable job missing from it counts as
     `created`. Decisions cascade within one call (a skipped job skips the jobs after it), so
@@ -130,19 +145,26 @@ def next_steps(
         if job.resource_group and current[job.name].status in (JobStatus.PENDING, JobStatus.RUNNING)
     }
     steps: list[Step] = []
+    # failures only come from drivers, so one look before deciding is enough
+    stop = _stop_reason(plan, current, options)
     changed = True
     while changed:
         changed = False
         for job in plan.runnable_jobs():
-            if current[job.name].status != JobStatus.CREATED:
+            status = current[job.name].status
+            if status == JobStatus.SCHEDULED:
+                if stop is not None:
+                    decision: tuple[JobStatus, str] | None = (JobStatus.CANCELED, stop)
+                elif job.name in options.due:
+                    decision = (JobStatus.PENDING, "")
+                else:
+                    continue
+            elif status != JobStatus.CREATED:
                 continue
-            if job.name not in selected:
-                decision: tuple[JobStatus, str] | None = (
-                    JobStatus.SKIPPED,
-                    "not selected for this run",
-                )
+            elif job.name not in selected:
+                decision = (JobStatus.SKIPPED, "not selected for this run")
             else:
-                decision = _decide(jobs, job, current, options)
+                decision = _decide(jobs, job, current, options, stop)
             if decision is None:
                 continue
             status, reason = decision
@@ -154,6 +176,23 @@ def next_steps(
             steps.append(Step(job.name, status, reason))
             changed = True
     return steps
+
+
+def auto_cancel_reason(plan: Plan, states: Mapping[str, JobState]) -> str | None:
+    """Why the pipeline's other jobs are canceled now: with `workflow: auto_cancel:
+    on_job_failure: all`, once a job failed without being allowed to; else None."""
+    if plan.auto_cancel_on_job_failure != "all":
+        return None
+    for job in plan.runnable_jobs():
+        state = states.get(job.name)
+        if state is not None and state.status == JobStatus.FAILED and not state.allowed_failure:
+            return f"{job.name} failed (workflow: auto_cancel: on_job_failure: all)"
+    return None
+
+
+def start_delay(job: Job) -> float:
+    """How long a `scheduled` job waits (its `start_in`) before it is due, in seconds."""
+    return float(job.start_in_seconds or 0)
 
 
 def pipeline_status(
@@ -170,7 +209,7 @@ def pipeline_status(
     jobs = plan.runnable_jobs()
     current = {job.name: states.get(job.name, CREATED) for job in jobs}
     statuses = [state.status for state in current.values()]
-    if any(s in (JobStatus.PENDING, JobStatus.RUNNING) for s in statuses):
+    if any(s in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SCHEDULED) for s in statuses):
         return PipelineStatus.RUNNING
     if JobStatus.CREATED in statuses:
         if all(s == JobStatus.CREATED for s in statuses):
@@ -210,11 +249,16 @@ def retry_wanted(job: Job, *, attempt: int, exit_code: int | None, failure_kind:
 
 
 def _decide(
-    jobs: Mapping[str, Job], job: Job, states: Mapping[str, JobState], options: ScheduleOptions
+    jobs: Mapping[str, Job],
+    job: Job,
+    states: Mapping[str, JobState],
+    options: ScheduleOptions,
+    stop: str | None,
 ) -> tuple[JobStatus, str] | None:
-    """A created job's next status and why; None while it must wait."""
-    if options.canceled:
-        return JobStatus.CANCELED, PIPELINE_CANCELED
+    """A created job's next status and why (`stop`: why no job starts any more, if so); None
+    while it must wait."""
+    if stop is not None:
+        return JobStatus.CANCELED, stop
     upstream = [states[name] for name in job.waits_for if name in states]
     if any(not state.status.finished for state in upstream):
         return None
@@ -243,7 +287,23 @@ def _decide(
             return JobStatus.MANUAL, f"manual job: {options.play_hint.format(job=job.name)}"
     elif job.when == "on_failure" and not failed:
         return JobStatus.SKIPPED, "when: on_failure, and nothing failed"
+    if job.start_in_seconds is not None and job.name not in options.due:
+        return JobStatus.SCHEDULED, f"delayed: starts {_duration(job.start_in_seconds)} from now"
     return JobStatus.PENDING, ""
+
+
+def _stop_reason(
+    plan: Plan, states: Mapping[str, JobState], options: ScheduleOptions
+) -> str | None:
+    """Why no job may start any more (the pipeline canceled, or auto-canceled); None if not."""
+    if options.canceled:
+        return PIPELINE_CANCELED
+    return auto_cancel_reason(plan, states)
+
+
+def _duration(seconds: int) -> str:
+    """`90` as "1m 30s", for a scheduled job's reason."""
+    return format_duration(float(seconds))
 
 
 def _failed_ancestor(

@@ -3,10 +3,22 @@ keys, delayed jobs, auto-cancel on job failure, ignored keywords; over the fake 
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import replace
 from typing import Any
 
 from pipeline.plan import CacheSpec
-from runner.engine.recorder import JobStatus
+from runner.engine.recorder import JobStatus, JobStatusChanged, PipelineStatus
+from runner.engine.schedule import (
+    JobState,
+    ScheduleOptions,
+    Step,
+    auto_cancel_reason,
+    next_steps,
+    pipeline_status,
+    start_delay,
+)
 from runner.runtime.fake import FakeBehaviour
 from tests.runner.engine.conftest import Harness, job, plan, workspace_of
 
@@ -109,3 +121,197 @@ def test_fallback_keys_are_not_used_without_pull(harness: Harness) -> None:
     push = CacheSpec(key="b", paths=(".deps/",), policy="push", fallback_keys=("main",))
     harness.run(plan(job("unit", caches=(push,))))
     assert seen == ["none", "none"]
+
+
+# -- when: delayed (scheduler) --------------------------------------------------------------
+
+DELAYED = plan(
+    job("compile", "build"),
+    job("smoke", start_in_seconds=600),
+    job("publish", "deploy"),
+)
+
+
+def state(status: JobStatus, allowed: bool = False) -> JobState:
+    return JobState(status, allowed)
+
+
+def test_a_delayed_job_is_scheduled_when_it_could_start() -> None:
+    assert next_steps(DELAYED, {}) == [Step("compile", JobStatus.PENDING, "")]
+    steps = next_steps(DELAYED, {"compile": state(JobStatus.SUCCESS)})
+    assert steps == [Step("smoke", JobStatus.SCHEDULED, "delayed: starts 10m from now")]
+
+
+def test_a_scheduled_job_waits_until_the_driver_says_it_is_due() -> None:
+    waiting = {"compile": state(JobStatus.SUCCESS), "smoke": state(JobStatus.SCHEDULED)}
+    assert next_steps(DELAYED, waiting) == []  # the later stage waits for it too
+    assert pipeline_status(DELAYED, waiting) == PipelineStatus.RUNNING
+    due = ScheduleOptions(due=frozenset({"smoke"}))
+    assert next_steps(DELAYED, waiting, due) == [Step("smoke", JobStatus.PENDING, "")]
+    assert start_delay(DELAYED.job("smoke")) == 600.0
+
+
+def test_a_delayed_job_after_a_failure_is_skipped_not_scheduled() -> None:
+    steps = next_steps(DELAYED, {"compile": state(JobStatus.FAILED)})
+    assert [(s.job, s.status) for s in steps] == [
+        ("smoke", JobStatus.SKIPPED),
+        ("publish", JobStatus.SKIPPED),
+    ]
+
+
+def test_canceling_the_pipeline_cancels_a_scheduled_job() -> None:
+    waiting = {"compile": state(JobStatus.SUCCESS), "smoke": state(JobStatus.SCHEDULED)}
+    steps = next_steps(DELAYED, waiting, ScheduleOptions(canceled=True))
+    assert steps == [
+        Step("smoke", JobStatus.CANCELED, "pipeline canceled"),
+        Step("publish", JobStatus.CANCELED, "pipeline canceled"),
+    ]
+
+
+def test_a_due_job_of_a_busy_resource_group_keeps_waiting() -> None:
+    the_plan = plan(
+        job("deploy-a", resource_group="prod"),
+        job("deploy-b", resource_group="prod", start_in_seconds=5),
+    )
+    busy = {"deploy-a": state(JobStatus.RUNNING), "deploy-b": state(JobStatus.SCHEDULED)}
+    assert next_steps(the_plan, busy, ScheduleOptions(due=frozenset({"deploy-b"}))) == []
+
+
+# -- workflow: auto_cancel: on_job_failure (scheduler) --------------------------------------
+
+AUTO = replace(
+    plan(
+        job("unit"),
+        job("lint"),
+        job("slow"),
+        job("cleanup", "deploy", when="always"),
+        job("optional", allow_failure=True),
+    ),
+    auto_cancel_on_job_failure="all",
+)
+
+
+def test_a_failed_job_cancels_the_jobs_not_started() -> None:
+    failed = {"unit": state(JobStatus.FAILED), "slow": state(JobStatus.RUNNING)}
+    reason = "unit failed (workflow: auto_cancel: on_job_failure: all)"
+    assert auto_cancel_reason(AUTO, failed) == reason
+    assert next_steps(AUTO, failed) == [
+        Step("lint", JobStatus.CANCELED, reason),
+        Step("cleanup", JobStatus.CANCELED, reason),  # `when: always` too, as in GitLab
+        Step("optional", JobStatus.CANCELED, reason),
+    ]
+
+
+def test_failures_allowed_to_fail_cancel_nothing() -> None:
+    allowed = {"optional": state(JobStatus.FAILED, allowed=True)}
+    assert auto_cancel_reason(AUTO, allowed) is None
+    assert all(s.status == JobStatus.PENDING for s in next_steps(AUTO, allowed))
+
+
+def test_without_auto_cancel_a_failure_cancels_nothing() -> None:
+    plain = replace(AUTO, auto_cancel_on_job_failure="none")
+    failed = {"unit": state(JobStatus.FAILED)}
+    assert auto_cancel_reason(plain, failed) is None
+    assert {s.status for s in next_steps(plain, failed)} == {JobStatus.PENDING}
+
+
+# -- the Engine drives them ----------------------------------------------------------------
+
+
+def test_engine_starts_a_delayed_job_after_its_start_in(harness: Harness) -> None:
+    the_plan = plan(job("compile", "build"), job("smoke", start_in_seconds=1))
+    started = time.monotonic()
+    result = harness.run(the_plan)
+    took = time.monotonic() - started
+    assert result.passed
+    assert harness.recorder.statuses("smoke") == [
+        JobStatus.CREATED,
+        JobStatus.SCHEDULED,
+        JobStatus.PENDING,
+        JobStatus.RUNNING,
+        JobStatus.SUCCESS,
+    ]
+    # it did wait its second (a lower bound: how much longer it took is the machine's business)
+    assert took >= 1.0
+    (scheduled,) = [
+        e
+        for e in harness.recorder.of_type(JobStatusChanged)
+        if e.job == "smoke" and e.status == JobStatus.SCHEDULED
+    ]
+    assert scheduled.reason == "delayed: starts 1s from now"
+
+
+def test_engine_cancels_a_job_while_it_waits(harness: Harness) -> None:
+    engine = harness.engine()
+    the_plan = plan(
+        job("compile", "build"), job("smoke", start_in_seconds=3600), job("after", "deploy")
+    )
+
+    def cancel_once_scheduled() -> None:
+        while JobStatus.SCHEDULED not in harness.recorder.statuses("smoke"):
+            time.sleep(0.01)
+        engine.cancel()
+
+    helper = threading.Thread(target=cancel_once_scheduled)
+    helper.start()
+    result = engine.run(the_plan, harness.source)
+    helper.join()
+    assert result.status == PipelineStatus.CANCELED
+    assert result.jobs["smoke"].status == JobStatus.CANCELED
+    assert result.jobs["smoke"].reason == "pipeline canceled"
+    assert [s.name for s in harness.backend.started] == ["compile"]
+
+
+def test_engine_auto_cancel_stops_running_jobs_and_cancels_the_rest(harness: Harness) -> None:
+    harness.backend.script(named("unit"), FakeBehaviour(exit_code=1))
+    harness.backend.script(named("slow"), FakeBehaviour(delay=300))
+    the_plan = replace(
+        plan(
+            job("unit"),
+            job("slow"),
+            job("publish", "deploy"),
+            job("report", "deploy", when="always"),
+        ),
+        auto_cancel_on_job_failure="all",
+    )
+    result = harness.run(the_plan)
+    reason = "unit failed (workflow: auto_cancel: on_job_failure: all)"
+    assert result.status == PipelineStatus.FAILED
+    assert result.jobs["unit"].status == JobStatus.FAILED
+    assert (result.jobs["slow"].status, result.jobs["slow"].reason) == (JobStatus.CANCELED, reason)
+    for name in ("publish", "report"):
+        assert (result.jobs[name].status, result.jobs[name].reason) == (JobStatus.CANCELED, reason)
+
+
+def test_engine_without_auto_cancel_lets_other_jobs_finish(harness: Harness) -> None:
+    harness.backend.script(named("unit"), FakeBehaviour(exit_code=1))
+    harness.backend.script(named("slow"), FakeBehaviour(delay=0.3))
+    the_plan = plan(job("unit"), job("slow"), job("report", "deploy", when="always"))
+    result = harness.run(the_plan)
+    assert result.jobs["slow"].status == JobStatus.SUCCESS
+    assert result.jobs["report"].status == JobStatus.SUCCESS
+
+
+# -- ignored keywords ------------------------------------------------------------------------
+
+IGNORED = (("id_tokens", "no OIDC token is issued"), ("secrets", "no Vault secret is fetched"))
+
+
+def test_ignored_keywords_are_logged_at_job_start(harness: Harness) -> None:
+    harness.run(plan(job("unit", ignored_keywords=IGNORED)))
+    log = harness.recorder.log("unit")
+    assert log[:2] == [
+        "kapal: ignoring `id_tokens`: no OIDC token is issued",
+        "kapal: ignoring `secrets`: no Vault secret is fetched",
+    ]
+
+
+def test_a_failure_names_the_ignored_keywords(harness: Harness) -> None:
+    harness.backend.script(named("unit"), FakeBehaviour(exit_code=2))
+    harness.backend.script(named("plain"), FakeBehaviour(exit_code=2))
+    result = harness.run(plan(job("unit", ignored_keywords=IGNORED), job("plain")))
+    assert result.jobs["unit"].reason == (
+        "exited with code 2; it uses keywords kapal ignores, which may be why (`id_tokens`: no "
+        "OIDC token is issued; `secrets`: no Vault secret is fetched)"
+    )
+    assert result.jobs["plain"].reason == "exited with code 2"
