@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from pipeline.plan import ImageSpec, RetrySpec, Variable
-from runner.engine import DEPLOY_NOT_RUNNABLE
 from runner.engine.recorder import (
     JobStatus,
     JobStatusChanged,
@@ -326,15 +325,15 @@ def test_redundant_cancel_respects_interruptible(harness: Harness) -> None:
     assert answers == [False] and result.passed
 
 
-def test_deploy_jobs_are_planned_but_not_runnable(harness: Harness) -> None:
+def test_deploy_jobs_fail_clearly_without_a_shipper(harness: Harness) -> None:
     from pipeline.plan import DeploySpec
 
     result = harness.run(
         plan(job("unit"), job("ship", "deploy", deploy=DeploySpec(image="app:1", to="r/app:1")))
     )
-    assert result.passed
-    assert result.jobs["ship"].status == JobStatus.SKIPPED
-    assert result.jobs["ship"].reason == DEPLOY_NOT_RUNNABLE
+    assert not result.passed
+    assert result.jobs["ship"].status == JobStatus.FAILED
+    assert result.jobs["ship"].reason == "this runner cannot run deploy: jobs"
 
 
 def test_script_lines_and_predefined_variables_reach_the_container(harness: Harness) -> None:
