@@ -5,15 +5,28 @@ The verbs live beside what they drive: `lint`/`plan` in `pipeline.cli`, `run` in
 `runner.build.cli`. Each of those modules exposes `register(app)`. A sub-command's module is
 imported only when that sub-command runs, so `kapal lint` does not pay for the image store and
 `kapal build` does not pay for the engine.
+
+Start-up is what a person feels on every command, so `main` answers `kapal version`, `kapal` and
+`kapal --help` without importing Typer or any verb's module (the list of verbs and their one-line
+summaries are below; tests/test_startup.py keeps the summaries equal to the commands' own help).
+A verb whose module lists it in `ARGV_COMMANDS` (verb -> `main(argv) -> exit code`) is run
+straight from argv, for the commands that must start as fast as the tools they stand in for
+(`kapal exec`, `kapal build`); everything else goes through Typer with only the asked-for verb's
+module imported.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import os
+import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
-from typer.core import TyperGroup
+if TYPE_CHECKING:
+    import typer
+    from typer.core import TyperGroup
+
+ROOT_HELP = "kapal: CI/CD pipelines on containers, on a server or on your laptop."
 
 # sub-command name -> the module whose `register(app)` defines it
 COMMAND_MODULES: dict[str, str] = {
@@ -41,9 +54,40 @@ COMMAND_MODULES: dict[str, str] = {
     "rollback": "runner.ship.cli",
 }
 
+# sub-command name -> its one-line summary, shown by `kapal --help` without importing the module
+COMMAND_SUMMARIES: dict[str, str] = {
+    "build": "Build an image from a Dockerfile (no Docker daemon needed).",
+    "cancel": "Cancel a pipeline (or with --job one job).",
+    "deployments": "List environments with their current deployment, or one environment's history.",
+    "exec": "Run one container, like `docker run --rm`; exit with the container's exit code.",
+    "gc": "Remove containers, mounts, cgroups and namespaces that crashed workers left behind.",
+    "image": "Manage the local OCI image store.",
+    "lint": "Check a pipeline file; print each problem as file:line:col: message.",
+    "logs": "Print a job's log (with -f, follow it live until the job ends).",
+    "migrate": "Upgrade the database (KAPAL_DATABASE_URL, default: SQLite in the data dir).",
+    "pipeline": "Show a pipeline and its jobs.",
+    "pipelines": "List pipelines, newest first.",
+    "plan": "Show what a pipeline would run for a trigger: stages, jobs, skipped jobs and why, "
+    "needs.",
+    "play": "Start a manual job.",
+    "repo": "Repositories the server takes webhooks for.",
+    "retry": "Retry a pipeline's failed jobs (every job with --all; one job with --job).",
+    "rollback": "Re-deploy an earlier deployment's exact digest (by default the one before).",
+    "run": "Run a pipeline here: every job in a container, no server needed.",
+    "serve": "Run the kapal service: webhooks, REST API and (unless --no-worker) a worker.",
+    "services": "Services deployed by `deploy: service:` jobs.",
+    "token": "API tokens (on the server's database).",
+    "trigger": "Run the pipeline of a branch or tag's current commit.",
+    "version": "Print kapal's version.",
+    "worker": "Run a worker: take jobs from the broker and run them on this machine.",
+}
+
 
 def _package_commands(module_name: str) -> TyperGroup:
     """Import one package's CLI module and return its commands as a group."""
+    import typer
+    from typer.core import TyperGroup
+
     module = importlib.import_module(module_name)
     app = typer.Typer()
 
@@ -58,27 +102,35 @@ def _package_commands(module_name: str) -> TyperGroup:
     return command
 
 
-class LazyCommands(TyperGroup):
-    """The root group: resolves a package's sub-commands only when one of them is asked for."""
+def _lazy_commands_class() -> type[TyperGroup]:
+    """The root group's class (made on first use: Typer is imported only when a verb runs)."""
+    from typer.core import TyperGroup
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        """Every sub-command name, without importing the packages."""
-        return sorted({*COMMAND_MODULES, *super().list_commands(ctx)})
+    class LazyCommands(TyperGroup):
+        """The root group: resolves a package's sub-commands only when one is asked for."""
 
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        """Import the module that defines `cmd_name` and return its command."""
-        module_name = COMMAND_MODULES.get(cmd_name)
-        if module_name is None:
-            return super().get_command(ctx, cmd_name)
-        return _package_commands(module_name).get_command(ctx, cmd_name)
+        def list_commands(self, ctx: Any) -> list[str]:
+            """Every sub-command name, without importing the packages."""
+            return sorted({*COMMAND_MODULES, *super().list_commands(ctx)})
+
+        def get_command(self, ctx: Any, cmd_name: str) -> Any:
+            """Import the module that defines `cmd_name` and return its command."""
+            module_name = COMMAND_MODULES.get(cmd_name)
+            if module_name is None:
+                return super().get_command(ctx, cmd_name)
+            return _package_commands(module_name).get_command(ctx, cmd_name)
+
+    return LazyCommands
 
 
 def build_app() -> typer.Typer:
     """Return the `kapal` Typer application with every sub-command registered."""
+    import typer
+
     app = typer.Typer(
         name="kapal",
-        cls=LazyCommands,
-        help="kapal: CI/CD pipelines on containers, on a server or on your laptop.",
+        cls=_lazy_commands_class(),
+        help=ROOT_HELP,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
@@ -91,16 +143,91 @@ def build_app() -> typer.Typer:
     @app.command()
     def version() -> None:
         """Print kapal's version."""
-        import importlib.metadata  # only here: it costs every other command ~50 ms at start
-
-        typer.echo(f"kapal {importlib.metadata.version('kapal')}")
+        typer.echo(f"kapal {installed_version()}")
 
     return app
 
 
-def main() -> None:
+def installed_version() -> str:
+    """kapal's version, read from its installed metadata the way `importlib.metadata` finds it.
+
+    `importlib.metadata` itself costs tens of milliseconds to import (email, zipfile, csv), more
+    than the rest of `kapal version`; this reads the same `Version:` line from the first
+    kapal .dist-info or .egg-info directory on sys.path, and falls back to it if none is found.
+    """
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in sorted(names):
+            stem, dot, kind = name.rpartition(".")
+            if kind not in ("dist-info", "egg-info") or not dot:
+                continue
+            if stem.split("-", 1)[0].lower() != "kapal":
+                continue
+            metadata = "METADATA" if kind == "dist-info" else "PKG-INFO"
+            try:
+                with open(os.path.join(entry or ".", name, metadata), encoding="utf-8") as file:
+                    for line in file:
+                        if line.startswith("Version:"):
+                            return line.partition(":")[2].strip()
+                        if not line.strip():
+                            break  # the headers end at the first blank line
+            except OSError:
+                continue
+    import importlib.metadata
+
+    return importlib.metadata.version("kapal")
+
+
+def root_help() -> str:
+    """`kapal --help`: what kapal is and every command with its one-line summary."""
+    verbs = sorted({*COMMAND_MODULES, "version"})
+    width = max(len(verb) for verb in verbs) + 2
+    lines = [
+        "Usage: kapal COMMAND [ARGS]...",
+        "",
+        ROOT_HELP,
+        "",
+        "Commands:",
+    ]
+    for verb in verbs:
+        summary = COMMAND_SUMMARIES.get(verb)
+        if summary is None:  # a verb registered without a summary: ask its module (slower)
+            summary = _summary_from_module(verb)
+        lines.append(f"  {verb:<{width}}{summary}")
+    lines += ["", "Run `kapal COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def _summary_from_module(verb: str) -> str:
+    """The first paragraph of `verb`'s help, from its command (imports its module)."""
+    import typer
+
+    group = _package_commands(COMMAND_MODULES[verb])
+    command = group.get_command(typer.Context(group), verb)
+    text = (command.help or "") if command is not None else ""
+    return " ".join(text.split("\n\n")[0].split())
+
+
+def main(argv: list[str] | None = None) -> None:
     """Run the `kapal` command line."""
-    build_app()()
+    args = sys.argv[1:] if argv is None else argv
+    # The answers a person asks for most, without Typer: it alone costs more than the target.
+    if args in ([], ["--help"]):
+        print(root_help())
+        raise SystemExit(0 if args else 2)  # as Typer did: no arguments is a usage error
+    if args == ["version"]:
+        print(f"kapal {installed_version()}")
+        return
+    module_name = COMMAND_MODULES.get(args[0])
+    if module_name is not None:
+        # A verb whose module parses its own argv (`ARGV_COMMANDS`) runs without Typer.
+        direct = getattr(importlib.import_module(module_name), "ARGV_COMMANDS", {}).get(args[0])
+        if direct is not None:
+            raise SystemExit(direct(args[1:]))
+    build_app()(args, prog_name="kapal")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,35 @@
-"""`kapal exec` (one container, like `docker run --rm`) and `kapal gc` (clean up after crashes)."""
+"""`kapal exec` (one container, like `docker run --rm`) and `kapal gc` (clean up after crashes).
+
+Both parse their arguments with argparse and are run by `kapal` straight from the command line
+(`ARGV_COMMANDS`), without Typer: Typer builds a pydantic adapter per option, which alone costs
+more than runc takes to run a container. `register` adds them to the Typer application as
+pass-through commands, so `build_app()` (the tests' entry) runs the very same code.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
+from runner.argv_commands import ArgvMain, register_argv_command
 from runner.errors import RunnerError
 from runner.runtime.backend import ContainerSpec, ExitStatus, ImageDefaults, Limits, LogLine, Mount
 from runner.runtime.durations import parse_duration
-from runner.runtime.embedded import EmbeddedBackend
 from runner.runtime.environment import RuntimeEnvironment, RuntimeSettings
-from runner.runtime.gc import collect
 from runner.runtime.oneshot import run_container
 from runner.runtime.quantities import parse_size
+
+if TYPE_CHECKING:
+    import typer
+
+    from runner.runtime.embedded import EmbeddedBackend
 
 # Docker's convention: 125 when the container could not be run at all.
 EXIT_KAPAL_ERROR = 125
@@ -77,99 +87,149 @@ def _write_line(line: LogLine) -> None:
     out.flush()
 
 
-def register(app: typer.Typer) -> None:
-    """Add `kapal exec` and `kapal gc` to the `kapal` application."""
+EXEC_HELP = "Run one container, like `docker run --rm`; exit with the container's exit code."
+EXEC_EPILOG = """\
+Options go before IMAGE; everything after IMAGE (or after --) is the command.
 
-    @app.command(
-        "exec",
-        context_settings={"allow_interspersed_args": False},
-        no_args_is_help=True,
+Disk: a one-shot `kapal exec` writes its container's layer to kapal's data dir with no size cap
+(the operator runs it). Jobs, services and build steps get a size-limited disk of their own
+(KAPAL_JOB_DISK); pass --disk SIZE to give `kapal exec` one too (about 60 ms more to start)."""
+
+
+def exec_parser() -> argparse.ArgumentParser:
+    """The arguments of `kapal exec`."""
+    parser = argparse.ArgumentParser(
+        prog="kapal exec",
+        usage="kapal exec [OPTIONS] IMAGE [--] [COMMAND]...",
+        description=EXEC_HELP,
+        epilog=EXEC_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    def exec_command(
-        image: Annotated[str, typer.Argument(help="Image reference, or a root filesystem dir.")],
-        command: Annotated[
-            list[str] | None, typer.Argument(help="Command and arguments (after --).")
-        ] = None,
-        memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
-        cpus: Annotated[float | None, typer.Option(help="CPU limit, e.g. 1.5.")] = None,
-        pids: Annotated[int | None, typer.Option(help="Maximum number of processes.")] = None,
-        timeout: Annotated[str | None, typer.Option(help="Kill after, e.g. 30s, 10m.")] = None,
-        network: Annotated[
-            str, typer.Option(help="none (loopback only), nat (the outside world) or host.")
-        ] = "none",
-        env: Annotated[list[str] | None, typer.Option("-e", "--env", help="K=V")] = None,
-        workdir: Annotated[str | None, typer.Option("-w", "--workdir")] = None,
-        volume: Annotated[
-            list[str] | None, typer.Option("-v", "--volume", help="HOST:CONTAINER[:ro]")
-        ] = None,
-        user: Annotated[str | None, typer.Option("-u", "--user")] = None,
-        entrypoint: Annotated[
-            str | None, typer.Option(help="Replace the image's entrypoint ('' for none).")
-        ] = None,
-    ) -> None:
-        """Run one container, like `docker run --rm`; exit with the container's exit code."""
-        try:
-            if network not in ("none", "nat", "host"):
-                raise RunnerError(f"--network {network!r}: use none, nat or host")
-            if cpus is not None and cpus <= 0:
-                raise RunnerError(f"--cpus {cpus}: must be more than zero")
-            if pids is not None and pids <= 0:
-                raise RunnerError(f"--pids {pids}: must be more than zero")
-            if workdir is not None and not workdir.startswith("/"):
-                raise RunnerError(f"-w {workdir!r}: the working directory must be absolute")
-            limits = Limits(
-                memory_bytes=parse_size(memory, what="--memory") if memory else None,
-                cpus=cpus,
-                pids=pids,
-            )
-            seconds = parse_duration(timeout) if timeout else None
-            mounts = tuple(parse_volume(v) for v in volume or [])
-            environment = parse_env(env or [])
-            argv = list(command or [])
-            if argv[:1] == ["--"]:
-                argv = argv[1:]
-            settings = RuntimeEnvironment.from_environ()
-            backend = EmbeddedBackend(settings)
-            layers, rootfs, defaults = image_spec(settings, image)
-            spec = ContainerSpec(
-                name=image.rsplit("/", 1)[-1].split(":")[0] or "exec",
-                layers=layers,
-                rootfs=rootfs,
-                image=defaults,
-                command=tuple(argv) if argv else None,
-                entrypoint=None if entrypoint is None else ((entrypoint,) if entrypoint else ()),
-                env=environment,
-                cwd=workdir,
-                user=user,
-                mounts=mounts,
-                limits=limits,
-                timeout=seconds,
-            )
-            status = _run_interruptible(backend, spec, network)
-        except RunnerError as err:
-            typer.echo(f"kapal exec: error: {err}", err=True)
-            raise typer.Exit(EXIT_KAPAL_ERROR) from None
-        except OSError as err:  # the host refused something kapal needs (a file, a directory)
-            where = f" ({err.filename})" if err.filename else ""
-            typer.echo(f"kapal exec: error: {err.strerror or err}{where}", err=True)
-            raise typer.Exit(EXIT_KAPAL_ERROR) from None
-        if status.timed_out or status.oom_killed or status.canceled or status.error:
-            typer.echo(f"kapal exec: {status.describe()}", err=True)
-        if status.canceled:
-            raise typer.Exit(EXIT_CANCELED)
-        raise typer.Exit(status.exit_code)
+    parser.add_argument("image", metavar="IMAGE", help="Image reference, or a root filesystem dir.")
+    parser.add_argument(
+        "command", metavar="COMMAND", nargs=argparse.REMAINDER, help="Command and arguments."
+    )
+    parser.add_argument("--memory", help="Memory limit, e.g. 256m.")
+    parser.add_argument("--cpus", type=float, help="CPU limit, e.g. 1.5.")
+    parser.add_argument("--pids", type=int, help="Maximum number of processes.")
+    parser.add_argument("--timeout", help="Kill after, e.g. 30s, 10m.")
+    parser.add_argument(
+        "--network", default="none", help="none (loopback only, the default), nat or host."
+    )
+    parser.add_argument(
+        "--disk", help="Cap the container's writes with a disk of this size, e.g. 1g."
+    )
+    parser.add_argument("-e", "--env", action="append", default=[], help="K=V (or K).")
+    parser.add_argument("-w", "--workdir", help="Working directory in the container.")
+    parser.add_argument("-v", "--volume", action="append", default=[], help="HOST:CONTAINER[:ro]")
+    parser.add_argument("-u", "--user", help="User (name or uid[:gid]) to run as.")
+    parser.add_argument("--entrypoint", help="Replace the image's entrypoint ('' for none).")
+    return parser
 
-    @app.command("gc")
-    def gc_command() -> None:
-        """Remove containers, mounts, cgroups and namespaces that crashed workers left behind."""
-        try:
-            report = collect(RuntimeEnvironment.from_environ())
-        except (RunnerError, OSError) as err:
-            typer.echo(f"kapal gc: error: {err}", err=True)
-            raise typer.Exit(1) from None
-        for warning in report.warnings:
-            typer.echo(f"kapal gc: warning: {warning}", err=True)
-        typer.echo(f"kapal gc: {report.summary()}")
+
+def exec_main(argv: list[str]) -> int:
+    """`kapal exec ARGV`: run the container; return its exit code (125: kapal failed)."""
+    parser = exec_parser()
+    if not argv:
+        parser.print_help()
+        return 2
+    args = parser.parse_args(argv)
+    try:
+        settings = RuntimeEnvironment.from_environ()
+        network, spec, disk_bytes = _exec_request(args)
+        backend = _exec_backend(settings, disk_bytes)  # first: it checks the data dir
+        layers, rootfs, defaults = image_spec(settings, args.image)
+        spec = dataclasses.replace(spec, layers=layers, rootfs=rootfs, image=defaults)
+        status = _run_interruptible(backend, spec, network)
+    except RunnerError as err:
+        print(f"kapal exec: error: {err}", file=sys.stderr)
+        return EXIT_KAPAL_ERROR
+    except OSError as err:  # the host refused something kapal needs (a file, a directory)
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"kapal exec: error: {err.strerror or err}{where}", file=sys.stderr)
+        return EXIT_KAPAL_ERROR
+    if status.timed_out or status.oom_killed or status.canceled or status.error:
+        print(f"kapal exec: {status.describe()}", file=sys.stderr)
+    if status.canceled:
+        return EXIT_CANCELED
+    return status.exit_code
+
+
+def _exec_request(args: argparse.Namespace) -> tuple[str, ContainerSpec, int | None]:
+    """The network, container spec (image not yet read) and disk cap `kapal exec` asked for.
+
+    RunnerError when an option is malformed.
+    """
+    if args.network not in ("none", "nat", "host"):
+        raise RunnerError(f"--network {args.network!r}: use none, nat or host")
+    if args.cpus is not None and args.cpus <= 0:
+        raise RunnerError(f"--cpus {args.cpus}: must be more than zero")
+    if args.pids is not None and args.pids <= 0:
+        raise RunnerError(f"--pids {args.pids}: must be more than zero")
+    if args.workdir is not None and not args.workdir.startswith("/"):
+        raise RunnerError(f"-w {args.workdir!r}: the working directory must be absolute")
+    limits = Limits(
+        memory_bytes=parse_size(args.memory, what="--memory") if args.memory else None,
+        cpus=args.cpus,
+        pids=args.pids,
+    )
+    disk_bytes = parse_size(args.disk, what="--disk") if args.disk else None
+    seconds = parse_duration(args.timeout) if args.timeout else None
+    mounts = tuple(parse_volume(v) for v in args.volume)
+    environment = parse_env(args.env)
+    argv = list(args.command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    entrypoint = args.entrypoint
+    spec = ContainerSpec(
+        name=args.image.rsplit("/", 1)[-1].split(":")[0] or "exec",
+        command=tuple(argv) if argv else None,
+        entrypoint=None if entrypoint is None else ((entrypoint,) if entrypoint else ()),
+        env=environment,
+        cwd=args.workdir,
+        user=args.user,
+        mounts=mounts,
+        limits=limits,
+        timeout=seconds,
+    )
+    return args.network, spec, disk_bytes
+
+
+def _exec_backend(settings: RuntimeSettings, disk_bytes: int | None) -> EmbeddedBackend:
+    """The embedded backend with the default policy, and a disk cap only when asked for."""
+    from runner.runtime.embedded import EmbeddedBackend
+    from runner.runtime.policy import ContainerPolicy
+
+    return EmbeddedBackend(settings, ContainerPolicy(disk_bytes=disk_bytes))
+
+
+GC_HELP = "Remove containers, mounts, cgroups and namespaces that crashed workers left behind."
+
+
+def gc_main(argv: list[str]) -> int:
+    """`kapal gc ARGV`: collect what crashed workers left; return the exit code."""
+    argparse.ArgumentParser(prog="kapal gc", description=GC_HELP).parse_args(argv)
+    from runner.runtime.gc import collect
+
+    try:
+        report = collect(RuntimeEnvironment.from_environ())
+    except (RunnerError, OSError) as err:
+        print(f"kapal gc: error: {err}", file=sys.stderr)
+        return 1
+    for warning in report.warnings:
+        print(f"kapal gc: warning: {warning}", file=sys.stderr)
+    print(f"kapal gc: {report.summary()}")
+    return 0
+
+
+# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
+ARGV_COMMANDS: dict[str, ArgvMain] = {"exec": exec_main, "gc": gc_main}
+
+
+def register(app: typer.Typer) -> None:
+    """Add `kapal exec` and `kapal gc` to the `kapal` application (as argv pass-throughs)."""
+    register_argv_command(app, "exec", exec_main, EXEC_HELP)
+    register_argv_command(app, "gc", gc_main, GC_HELP)
 
 
 def _run_interruptible(backend: EmbeddedBackend, spec: ContainerSpec, network: str) -> ExitStatus:
