@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy.orm import Session
 
 from web.api.auth import Access, authenticate, bearer_token
@@ -92,3 +92,8 @@ def require_token(access: AccessDep) -> Access:
 
 
 WriterDep = Annotated[Access, Depends(require_token)]
+
+
+MAX_ROW_ID = 2**31 - 1  # the largest id an INTEGER primary key holds on PostgreSQL
+# A row id in a path (`/pipelines/{pipeline_id}`): a larger number is a 422, not a database error.
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]

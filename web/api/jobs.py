@@ -28,7 +28,16 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from web.api.auth import Access
-from web.api.deps import AccessDep, DatabaseDep, ServicesDep, SessionDep, SettingsDep, WriterDep
+from web.api.deps import (
+    MAX_ROW_ID,
+    AccessDep,
+    DatabaseDep,
+    RowId,
+    ServicesDep,
+    SessionDep,
+    SettingsDep,
+    WriterDep,
+)
 from web.db.jobs import FINISHED_STATUSES, get_job
 from web.db.logs import read_log
 from web.db.pipelines import get_pipeline
@@ -54,6 +63,8 @@ class JobOut(JobRead):
 
 
 def _job(database: Database, job_id: int) -> JobOut:
+    if not 1 <= job_id <= MAX_ROW_ID:  # PostgreSQL would refuse to compare it with an id
+        raise NotFoundError(f"job {job_id} does not exist")
     with database.transaction() as session:
         job = get_job(session=session, job_id=job_id)
         if job is None:
@@ -68,7 +79,7 @@ def _who(access: Access) -> str:
 
 
 @router.get("/{job_id}")
-def read_job(job_id: int, database: DatabaseDep, access: AccessDep) -> JobOut:
+def read_job(job_id: RowId, database: DatabaseDep, access: AccessDep) -> JobOut:
     """One job attempt: status, reason, worker, timings, exit code."""
     job = _job(database, job_id)
     access.need(Scope.READ, job.repository_id)
@@ -76,7 +87,7 @@ def read_job(job_id: int, database: DatabaseDep, access: AccessDep) -> JobOut:
 
 
 @router.post("/{job_id}/play")
-def play(job_id: int, services: ServicesDep, access: WriterDep) -> JobRead:
+def play(job_id: RowId, services: ServicesDep, access: WriterDep) -> JobRead:
     """Start a manual job waiting to be played (409 when it is not `manual`)."""
     job = _job(services.database, job_id)
     access.need(Scope.WRITE, job.repository_id)
@@ -84,7 +95,7 @@ def play(job_id: int, services: ServicesDep, access: WriterDep) -> JobRead:
 
 
 @router.post("/{job_id}/retry")
-def retry(job_id: int, services: ServicesDep, access: WriterDep) -> JobRead:
+def retry(job_id: RowId, services: ServicesDep, access: WriterDep) -> JobRead:
     """A new attempt of a finished job; answers the new attempt."""
     job = _job(services.database, job_id)
     access.need(Scope.WRITE, job.repository_id)
@@ -92,7 +103,7 @@ def retry(job_id: int, services: ServicesDep, access: WriterDep) -> JobRead:
 
 
 @router.post("/{job_id}/cancel")
-def cancel(job_id: int, services: ServicesDep, access: WriterDep) -> JobRead:
+def cancel(job_id: RowId, services: ServicesDep, access: WriterDep) -> JobRead:
     """Cancel a job (a running one is stopped by its worker)."""
     job = _job(services.database, job_id)
     access.need(Scope.WRITE, job.repository_id)
@@ -174,11 +185,13 @@ def _text_lines(database: Database, job_id: int, offset: int, end: int) -> Itera
     },
 )
 async def log(
-    job_id: int,
+    job_id: RowId,
     request: Request,
     database: DatabaseDep,
     access: AccessDep,
-    offset: Annotated[int, Query(ge=0, description="first line to send (0-based)")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_ROW_ID, description="first line to send (0-based)")
+    ] = 0,
     accept: Annotated[str | None, Header()] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Any:
@@ -209,7 +222,7 @@ async def iterate_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
 
 @router.get("/{job_id}/artifacts")
 def artifacts(
-    job_id: int, session: SessionDep, database: DatabaseDep, access: AccessDep
+    job_id: RowId, session: SessionDep, database: DatabaseDep, access: AccessDep
 ) -> list[ArtifactRead]:
     """A job's artifacts (names, files, sizes)."""
     job = _job(database, job_id)
@@ -269,8 +282,8 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
     responses={200: {"content": {"application/gzip": {}}, "description": "a .tar.gz"}},
 )
 async def download_artifact(
-    job_id: int,
-    artifact_id: int,
+    job_id: RowId,
+    artifact_id: RowId,
     database: DatabaseDep,
     settings: SettingsDep,
     access: AccessDep,

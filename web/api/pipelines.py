@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from web.api.deps import AccessDep, ServicesDep, SessionDep, WriterDep
+from web.api.deps import MAX_ROW_ID, AccessDep, RowId, ServicesDep, SessionDep, WriterDep
+from web.db.paging import decode_cursor
 from web.db.pipelines import get_pipeline, get_pipeline_detail, list_pipelines
 from web.db.repos import get_repository, get_repository_by_name
 from web.db.results import list_test_cases
@@ -53,7 +54,7 @@ def pipeline_repository(database: Database, pipeline_id: int) -> int:
 
 @router.post("/api/v1/repos/{repository_id}/pipelines", status_code=201)
 def create_pipeline(
-    repository_id: int, body: PipelineIn, services: ServicesDep, access: WriterDep
+    repository_id: RowId, body: PipelineIn, services: ServicesDep, access: WriterDep
 ) -> PipelineRead:
     """Run the pipeline of a branch or tag's current commit (source `api`)."""
     access.need(Scope.WRITE, repository_id)
@@ -82,13 +83,15 @@ def list_all_pipelines(
     if repo is not None:
         found = (
             get_repository(session=session, repository_id=int(repo))
-            if repo.isascii() and repo.isdigit() and len(repo) < 19
+            if repo.isascii() and repo.isdigit() and int(repo) <= MAX_ROW_ID
             else get_repository_by_name(session=session, name=repo)
         )
         if found is None:
             raise NotFoundError(f"no repository {repo!r}; list them with GET /api/v1/repos")
         repository_id = found.id
     access.need(Scope.READ, repository_id)
+    if cursor is not None and decode_cursor(cursor) > MAX_ROW_ID:
+        cursor = None  # every id is below it: the first page
     return list_pipelines(
         session=session,
         repository_id=repository_id,
@@ -101,7 +104,7 @@ def list_all_pipelines(
 
 
 @router.get("/api/v1/pipelines/{pipeline_id}")
-def read_pipeline(pipeline_id: int, session: SessionDep, access: AccessDep) -> PipelineDetail:
+def read_pipeline(pipeline_id: RowId, session: SessionDep, access: AccessDep) -> PipelineDetail:
     """A pipeline with its status, timings and every job attempt."""
     detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
     if detail is None:
@@ -111,7 +114,7 @@ def read_pipeline(pipeline_id: int, session: SessionDep, access: AccessDep) -> P
 
 
 @router.post("/api/v1/pipelines/{pipeline_id}/cancel")
-def cancel(pipeline_id: int, services: ServicesDep, access: WriterDep) -> PipelineDetail:
+def cancel(pipeline_id: RowId, services: ServicesDep, access: WriterDep) -> PipelineDetail:
     """Cancel a pipeline's unfinished jobs (running ones are stopped by their workers)."""
     access.need(Scope.WRITE, pipeline_repository(services.database, pipeline_id))
     return cancel_pipeline(services=services, pipeline_id=pipeline_id)
@@ -119,7 +122,7 @@ def cancel(pipeline_id: int, services: ServicesDep, access: WriterDep) -> Pipeli
 
 @router.post("/api/v1/pipelines/{pipeline_id}/retry")
 def retry(
-    pipeline_id: int,
+    pipeline_id: RowId,
     services: ServicesDep,
     access: WriterDep,
     all: Annotated[bool, Query(description="retry every job, not only the failed")] = False,
@@ -130,7 +133,7 @@ def retry(
 
 
 @router.get("/api/v1/pipelines/{pipeline_id}/tests")
-def tests(pipeline_id: int, session: SessionDep, access: AccessDep) -> TestReport:
+def tests(pipeline_id: RowId, session: SessionDep, access: AccessDep) -> TestReport:
     """The pipeline's JUnit test cases, in the order recorded, with counts by status."""
     found = get_pipeline(session=session, pipeline_id=pipeline_id)
     if found is None:

@@ -11,7 +11,7 @@ import re
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, field_validator
 
-from web.api.deps import AccessDep, AdminDep, CipherDep, SessionDep, SettingsDep
+from web.api.deps import AccessDep, AdminDep, CipherDep, RowId, SessionDep, SettingsDep
 from web.db import repos, secrets
 from web.db.schemas import (
     Provider,
@@ -138,7 +138,7 @@ def list_repositories(
 
 @router.get("/{repository_id}")
 def get_repository(
-    repository_id: int, session: SessionDep, settings: SettingsDep, access: AccessDep
+    repository_id: RowId, session: SessionDep, settings: SettingsDep, access: AccessDep
 ) -> RepositoryOut:
     """One repository."""
     access.need(Scope.READ, repository_id)
@@ -147,7 +147,7 @@ def get_repository(
 
 @router.patch("/{repository_id}")
 def update_repository(
-    repository_id: int,
+    repository_id: RowId,
     body: RepositoryChanges,
     session: SessionDep,
     cipher: CipherDep,
@@ -171,7 +171,7 @@ def update_repository(
 
 
 @router.delete("/{repository_id}", status_code=204)
-def delete_repository(repository_id: int, session: SessionDep, access: AccessDep) -> Response:
+def delete_repository(repository_id: RowId, session: SessionDep, access: AccessDep) -> Response:
     """Delete a repository with its pipelines, jobs, logs and secrets."""
     access.need(Scope.ADMIN)
     if not repos.delete_repository(session=session, repository_id=repository_id):
@@ -180,7 +180,7 @@ def delete_repository(repository_id: int, session: SessionDep, access: AccessDep
 
 
 @router.get("/{repository_id}/secrets")
-def list_secrets(repository_id: int, session: SessionDep, access: AccessDep) -> list[SecretRead]:
+def list_secrets(repository_id: RowId, session: SessionDep, access: AccessDep) -> list[SecretRead]:
     """A repository's secrets: names and flags, never values."""
     access.need(Scope.ADMIN)
     _existing(session, repository_id)
@@ -189,7 +189,7 @@ def list_secrets(repository_id: int, session: SessionDep, access: AccessDep) -> 
 
 @router.put("/{repository_id}/secrets/{name}")
 def set_secret(
-    repository_id: int,
+    repository_id: RowId,
     name: str,
     body: SecretIn,
     session: SessionDep,
@@ -211,7 +211,7 @@ def set_secret(
 
 @router.delete("/{repository_id}/secrets/{name}", status_code=204)
 def delete_secret(
-    repository_id: int, name: str, session: SessionDep, access: AccessDep
+    repository_id: RowId, name: str, session: SessionDep, access: AccessDep
 ) -> Response:
     """Delete a secret."""
     access.need(Scope.ADMIN)

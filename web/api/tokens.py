@@ -7,8 +7,9 @@ from datetime import timedelta
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from web.api.deps import AccessDep, AdminDep, SessionDep
+from web.api.deps import MAX_ROW_ID, AccessDep, AdminDep, RowId, SessionDep
 from web.db.models import utcnow
+from web.db.repos import get_repository
 from web.db.schemas import Scope, TokenRead
 from web.db.tokens import create_token, list_tokens, revoke_token
 from web.errors import NotFoundError
@@ -21,7 +22,7 @@ class TokenIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=255)
     scopes: list[Scope] = Field(default_factory=lambda: [Scope.WRITE], min_length=1)
-    repository_id: int | None = None
+    repository_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 
@@ -35,7 +36,10 @@ class TokenOut(BaseModel):
 @router.post("", status_code=201)
 def make_token(body: TokenIn, session: SessionDep, access: AdminDep) -> TokenOut:
     """Make a token; its plaintext is in this answer and nowhere else."""
-    access.need(Scope.ADMIN)
+    if body.repository_id is not None and (
+        get_repository(session=session, repository_id=body.repository_id) is None
+    ):
+        raise NotFoundError(f"repository {body.repository_id} does not exist")
     expires = None if body.expires_in_days is None else utcnow() + timedelta(body.expires_in_days)
     made = create_token(
         session=session,
@@ -55,7 +59,7 @@ def tokens(session: SessionDep, access: AccessDep) -> list[TokenRead]:
 
 
 @router.delete("/{token_id}", status_code=204)
-def revoke(token_id: int, session: SessionDep, access: AccessDep) -> Response:
+def revoke(token_id: RowId, session: SessionDep, access: AccessDep) -> Response:
     """Revoke a token."""
     access.need(Scope.ADMIN)
     if not revoke_token(session=session, token_id=token_id):

@@ -343,3 +343,26 @@ def test_the_repository_registered_under_the_delivery_name_wins(
     detail = client.get(f"/api/v1/pipelines/{answer.json()['pipeline_id']}").json()
     shop = client.get("/api/v1/repos", params={"name": "acme/shop"}).json()[0]
     assert detail["repository_id"] == shop["id"]
+
+
+def test_copies_of_one_delivery_at_once_make_one_pipeline(
+    live_server: Any, services: Services, origin: Project
+) -> None:
+    import httpx
+
+    from tests.support.threads import run_at_once
+
+    sha = origin.commit({".kapal.yml": PIPELINE})
+    origin.push()
+    headers, body = delivery("github", push_of(sha), "push", delivery_id="same-delivery")
+
+    def send(_: int) -> httpx.Response:
+        with httpx.Client(timeout=120) as http:
+            return http.post(f"{live_server.url}/hooks/github", content=body, headers=headers)
+
+    answers = run_at_once(4, send)
+    assert all(isinstance(a, httpx.Response) for a in answers), answers
+    statuses = sorted(a.status_code for a in answers if isinstance(a, httpx.Response))
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {200, 201}
+    assert len(pipelines_of(services)) == 1

@@ -352,3 +352,34 @@ def test_retry_a_failed_pipeline_and_read_its_jobs(
     assert busy.status_code == 409
     assert "still runs" in error_of(busy)
     assert client.get("/api/v1/jobs/999").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/pipelines/2147483648",
+        "/api/v1/jobs/9223372036854775807",
+        "/api/v1/repos/99999999999999999999/secrets",
+        "/api/v1/jobs/0/log",
+    ],
+)
+def test_ids_out_of_range_are_422_not_a_database_error(client: TestClient, path: str) -> None:
+    answer = client.get(path, headers=AUTH)
+    assert answer.status_code == 422
+    assert "less than or equal" in error_of(answer) or "greater than" in error_of(answer)
+
+
+def test_huge_numbers_in_queries_are_not_database_errors(
+    client: TestClient, services: Services
+) -> None:
+    repo = register(services)
+    pipeline_id, _ = add_pipeline(services, repo.id)
+    page = client.get("/api/v1/pipelines", params={"cursor": str(2**40)}).json()
+    assert [p["id"] for p in page["items"]] == [pipeline_id]
+    missing = client.get("/api/v1/pipelines", params={"repo": str(2**40)})
+    assert missing.status_code == 404
+    made = client.post("/api/v1/tokens", json={"name": "t", "repository_id": 2**40}, headers=AUTH)
+    assert made.status_code == 422
+    unknown = client.post("/api/v1/tokens", json={"name": "t", "repository_id": 77}, headers=AUTH)
+    assert unknown.status_code == 404
+    assert "repository 77 does not exist" in error_of(unknown)

@@ -1,0 +1,111 @@
+"""Whatever a client sends to the REST API (bodies, query strings, path ids, headers), the
+answer is never a 500, and an error is `{"error": "..."}`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.web.api.conftest import AUTH, add_pipeline, error_of, register
+from web.orchestration import Services
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
+    max_leaves=15,
+)
+FIELDS = st.sampled_from(
+    [
+        "name",
+        "clone_url",
+        "provider",
+        "secret",
+        "default_branch",
+        "ref",
+        "variables",
+        "value",
+        "protected",
+        "scopes",
+        "repository_id",
+        "expires_in_days",
+        "protected_refs",
+    ]
+)
+BODIES = st.one_of(
+    st.binary(max_size=200),
+    JSON.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(FIELDS, JSON, max_size=6).map(lambda v: json.dumps(v).encode()),
+)
+IDS = st.one_of(
+    st.integers(min_value=-5, max_value=2**70).map(str), st.text(min_size=1, max_size=12)
+)
+ROUTES = st.sampled_from(
+    [
+        ("POST", "/api/v1/repos"),
+        ("PATCH", "/api/v1/repos/{id}"),
+        ("PUT", "/api/v1/repos/{id}/secrets/{id}"),
+        ("POST", "/api/v1/repos/{id}/pipelines"),
+        ("POST", "/api/v1/pipelines/{id}/cancel"),
+        ("POST", "/api/v1/pipelines/{id}/retry"),
+        ("POST", "/api/v1/jobs/{id}/play"),
+        ("POST", "/api/v1/jobs/{id}/retry"),
+        ("POST", "/api/v1/jobs/{id}/cancel"),
+        ("POST", "/api/v1/tokens"),
+        ("GET", "/api/v1/pipelines"),
+        ("GET", "/api/v1/pipelines/{id}"),
+        ("GET", "/api/v1/jobs/{id}/log"),
+        ("GET", "/api/v1/jobs/{id}/artifacts/{id}"),
+        ("DELETE", "/api/v1/tokens/{id}"),
+    ]
+)
+QUERY = st.dictionaries(
+    st.sampled_from(["repo", "ref", "status", "source", "cursor", "limit", "offset", "all"]),
+    st.text(max_size=30),
+    max_size=4,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    route=ROUTES,
+    ident=IDS,
+    body=BODIES,
+    query=QUERY,
+    content_type=st.sampled_from(
+        ["application/json", "text/plain", "application/x-www-form-urlencoded", ""]
+    ),
+)
+def test_fuzzed_requests_never_get_a_500(
+    client: TestClient,
+    services: Services,
+    route: tuple[str, str],
+    ident: str,
+    body: bytes,
+    query: dict[str, str],
+    content_type: str,
+) -> None:
+    with services.database.transaction() as session:
+        from web.db.repos import get_repository_by_name
+
+        known = get_repository_by_name(session=session, name="acme/shop")
+    if known is None:
+        repo = register(services, clone_url="/nonexistent/origin.git")
+        add_pipeline(services, repo.id, jobs={"a": "running", "b": "manual"})
+    method, template = route
+    path = template.replace("{id}", quote(ident, safe=""))
+    headers: dict[str, Any] = dict(AUTH)
+    if content_type:
+        headers["Content-Type"] = content_type
+    answer = client.request(
+        method, path, content=body if method != "GET" else None, params=query, headers=headers
+    )
+    assert answer.status_code < 500, (method, path, answer.text)
+    if answer.status_code >= 400:
+        error_of(answer)
