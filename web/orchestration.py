@@ -13,6 +13,19 @@ pipeline at once never start a job twice.
     worker: job ended ─► finish_job ─────────┴─► (retry: a new attempt) ─► advance
     advance: lock the pipeline, `next_steps` over its jobs' statuses, write the decisions and
              the pipeline's status; commit; dispatch `run_job` for each job made pending.
+
+A `when: delayed` job is `scheduled` when it could start, and due `start_in` after the last job
+it waits for finished (the pipeline's creation when none): each job made `scheduled` sends an
+`advance_pipeline` message delayed by its `start_in`, which starts it (or, early, sends itself
+again); a worker starting wakes every pipeline with scheduled jobs, in case such a message was
+lost. With `workflow: auto_cancel: on_job_failure: all`, a job failing (not allowed to) cancels
+the pending jobs and asks the running ones' workers to stop them.
+
+Not done yet, for whoever creates pipelines: `workflow: auto_cancel: on_new_commit`
+(`Plan.auto_cancel_on_new_commit`, GitLab's default `conservative`) with `interruptible:`
+(`Job.interruptible`): a new pipeline for a ref should cancel the older pipelines of that ref
+whose running jobs are all interruptible (`interruptible`: cancel those jobs only; `none`: never).
+`runner.engine.Engine.cancel(redundant=True)` shows the rule on one pipeline.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import git
@@ -34,10 +47,12 @@ from runner.engine.recorder import JobStatus
 from runner.engine.schedule import (
     JobState,
     ScheduleOptions,
+    auto_cancel_reason,
     failure_allowed,
     next_steps,
     pipeline_status,
     retry_wanted,
+    start_delay,
 )
 from web.db import jobs as job_rows
 from web.db.deliveries import finish_delivery
@@ -104,6 +119,9 @@ class Dispatcher(Protocol):
     def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
         """Have a worker plan a recorded pipeline (`web.tasks.plan_pipeline`, which calls
         `plan_recorded_pipeline(pipeline_id=..., **request)`)."""
+
+    def advance_later(self, pipeline_id: int, seconds: float) -> None:
+        """Have a worker `advance` the pipeline in `seconds` (a delayed job is due then)."""
 
 
 @dataclass(frozen=True)
@@ -427,12 +445,14 @@ def _record_planned(
                     pipeline_id=pipeline_id if keep_ignored else None,
                 )
         return TriggerOutcome(kept, ignored)
+    wake: list[float] = []
     with services.database.transaction() as session:
         lock_pipeline(session=session, pipeline_id=pipeline_id)
         record_plan(session=session, pipeline_id=pipeline_id, plan=the_plan)
-        started = _advance_locked(session, pipeline_id)
+        started = _advance_locked(session, pipeline_id, wake)
         recorded = get_pipeline(session=session, pipeline_id=pipeline_id)
     _dispatch(services, started)
+    _wake_later(services, pipeline_id, wake)
     assert recorded is not None
     return TriggerOutcome(recorded)
 
@@ -443,10 +463,12 @@ def _record_planned(
 def advance(*, services: Services, pipeline_id: int) -> list[int]:
     """Take every scheduling decision the pipeline's job statuses allow now; return the ids of
     the jobs made pending (already sent to the dispatcher)."""
+    wake: list[float] = []
     with services.database.transaction() as session:
         lock_pipeline(session=session, pipeline_id=pipeline_id)
-        started = _advance_locked(session, pipeline_id)
+        started = _advance_locked(session, pipeline_id, wake, rearm=True)
     _dispatch(services, started)
+    _wake_later(services, pipeline_id, wake)
     return started
 
 
@@ -474,8 +496,15 @@ def _states(plan: Plan, jobs: Mapping[str, JobRead]) -> dict[str, JobState]:
     return states
 
 
-def _advance_locked(session: Session, pipeline_id: int) -> list[int]:
-    """`advance` inside a transaction that holds the pipeline's lock; the jobs made pending."""
+def _advance_locked(
+    session: Session, pipeline_id: int, wake: list[float] | None = None, *, rearm: bool = False
+) -> list[int]:
+    """`advance` inside a transaction that holds the pipeline's lock; the jobs made pending.
+
+    Appends to `wake` the delays after which the pipeline must be advanced again for its
+    scheduled jobs: each job made scheduled now, and with `rearm` (a delayed advance) the
+    earliest scheduled job not due yet.
+    """
     pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
     if pipeline is None:
         raise NotFoundError(f"pipeline {pipeline_id} does not exist")
@@ -484,8 +513,12 @@ def _advance_locked(session: Session, pipeline_id: int) -> list[int]:
         return []
     jobs = _current_jobs(session, pipeline_id)
     states = _states(plan, jobs)
+    due_at = _due_times(plan, jobs, pipeline.created_at)
+    now = utcnow()
+    due = frozenset(name for name, when in due_at.items() if when <= now)
+    wake = [] if wake is None else wake
     started: list[int] = []
-    for step in next_steps(plan, states, ScheduleOptions(play_hint=PLAY_HINT)):
+    for step in next_steps(plan, states, ScheduleOptions(play_hint=PLAY_HINT, due=due)):
         row = jobs.get(step.job)
         if row is None:
             continue
@@ -494,17 +527,84 @@ def _advance_locked(session: Session, pipeline_id: int) -> list[int]:
             job_id=row.id,
             status=step.status.value,
             reason=step.reason,
-            only_from={"created"},
+            only_from={row.status},  # created, or scheduled
         ):
             states[step.job] = JobState(step.status)
             if step.status == JobStatus.PENDING:
                 started.append(row.id)
+            elif step.status == JobStatus.SCHEDULED:
+                wake.append(start_delay(plan.job(step.job)))
+    if rearm:
+        waiting = [
+            (when - now).total_seconds()
+            for name, when in due_at.items()
+            if states[name].status == JobStatus.SCHEDULED and name not in due
+        ]
+        wake.extend(sorted(waiting)[:1])
+    stop = auto_cancel_reason(plan, states)
+    if stop is not None:
+        _auto_cancel(session, jobs, states, stop)
     status = pipeline_status(plan, states).value
     if status != pipeline.status:
         set_pipeline_status(
             session=session, pipeline_id=pipeline_id, status=status, reason=pipeline.reason
         )
     return started
+
+
+def _due_times(plan: Plan, jobs: Mapping[str, JobRead], created: datetime) -> dict[str, datetime]:
+    """When each scheduled job is due: `start_in` after the last job it waits for finished (it
+    was scheduled then), or after the pipeline's creation when it waits for none."""
+    due: dict[str, datetime] = {}
+    for name, row in jobs.items():
+        if row.status != JobStatus.SCHEDULED.value:
+            continue
+        ends = [
+            _aware(jobs[up].finished_at)
+            for up in plan.job(name).waits_for
+            if up in jobs and jobs[up].finished_at is not None
+        ]
+        since = max(ends, default=_aware(created))
+        due[name] = since + timedelta(seconds=start_delay(plan.job(name)))
+    return due
+
+
+def _aware(moment: datetime | None) -> datetime:
+    """`moment` as an aware UTC datetime (SQLite gives naive ones)."""
+    assert moment is not None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _auto_cancel(
+    session: Session, jobs: Mapping[str, JobRead], states: dict[str, JobState], reason: str
+) -> None:
+    """`workflow: auto_cancel: on_job_failure: all`: cancel the pending jobs, ask the running
+    ones' workers to stop them (they watch `cancel_requested`)."""
+    for name, state in list(states.items()):
+        row = jobs.get(name)
+        if row is None or row.cancel_requested:
+            continue
+        if state.status == JobStatus.PENDING:
+            job_rows.set_job_status(
+                session=session,
+                job_id=row.id,
+                status=JobStatus.CANCELED.value,
+                reason=reason,
+                only_from={JobStatus.PENDING.value},
+            )
+            states[name] = JobState(JobStatus.CANCELED)
+        elif state.status == JobStatus.RUNNING:
+            request_job_cancel(session=session, job_id=row.id)
+
+
+def _wake_later(services: Services, pipeline_id: int, delays: Sequence[float]) -> None:
+    """Have the pipeline advanced after each delay (a second more: its job is then due); a
+    broker that is down leaves it for the next worker start (`requeue_pending`)."""
+    for delay in sorted(set(delays)):
+        try:
+            services.dispatcher.advance_later(pipeline_id, max(0.0, delay) + 1.0)
+        except Exception:
+            log.exception("cannot schedule pipeline %s's delayed jobs", pipeline_id)
 
 
 def _dispatch(services: Services, job_ids: Sequence[int]) -> None:
@@ -520,7 +620,9 @@ def _dispatch(services: Services, job_ids: Sequence[int]) -> None:
 
 def requeue_pending(*, services: Services, older_than: float = 30.0) -> list[int]:
     """Send again the jobs pending for more than `older_than` seconds (a message lost with a
-    broker that went down); a job whose message was not lost is not run twice (the claim)."""
+    broker that went down); a job whose message was not lost is not run twice (the claim).
+    Pipelines with scheduled (delayed) jobs are advanced, which starts the due ones and sends
+    a delayed advance for the others."""
     cutoff = utcnow() - timedelta(seconds=older_than)
     with services.database.transaction() as session:
         ids = list(
@@ -531,6 +633,16 @@ def requeue_pending(*, services: Services, older_than: float = 30.0) -> list[int
             )
         )
     _dispatch(services, ids)
+    with services.database.transaction() as session:
+        waiting = list(
+            session.scalars(
+                select(Job.pipeline_id)
+                .where(Job.status == JobStatus.SCHEDULED.value, Job.retried.is_(False))
+                .distinct()
+            )
+        )
+    for pipeline_id in waiting:
+        advance(services=services, pipeline_id=pipeline_id)
     return ids
 
 
@@ -541,6 +653,7 @@ def finish_job(*, services: Services, job_id: int, end: JobEnd) -> list[int]:
     """Record how a running job attempt ended, retry it as its `retry:` says, advance its
     pipeline; return the jobs made pending (dispatched). A job no longer running (canceled
     before it started) keeps its status."""
+    wake: list[float] = []
     with services.database.transaction() as session:
         job = _job(session, job_id)
         lock_pipeline(session=session, pipeline_id=job.pipeline_id)
@@ -572,8 +685,9 @@ def finish_job(*, services: Services, job_id: int, end: JobEnd) -> list[int]:
         if changed and again:
             new = job_rows.retry_job(session=session, job_id=job_id, status="pending")
             started.append(new.id)
-        started += _advance_locked(session, job.pipeline_id)
+        started += _advance_locked(session, job.pipeline_id, wake)
     _dispatch(services, started)
+    _wake_later(services, job.pipeline_id, wake)
     return started
 
 
@@ -590,29 +704,34 @@ def _job(session: Session, job_id: int) -> JobRead:
 def cancel_pipeline(*, services: Services, pipeline_id: int) -> PipelineDetail:
     """Cancel a pipeline: jobs not started are canceled at once, running ones are stopped by
     their workers (within ~2 s); returns the pipeline as it is now."""
+    wake: list[float] = []
     with services.database.transaction() as session:
         request_pipeline_cancel(session=session, pipeline_id=pipeline_id)
-        started = _advance_locked(session, pipeline_id)
+        started = _advance_locked(session, pipeline_id, wake)
         detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
     _dispatch(services, started)
+    _wake_later(services, pipeline_id, wake)
     assert detail is not None
     return detail
 
 
 def cancel_job(*, services: Services, job_id: int) -> JobRead:
     """Cancel one job (stopped by its worker if it runs); the jobs after it are canceled too."""
+    wake: list[float] = []
     with services.database.transaction() as session:
         job = _job(session, job_id)
         lock_pipeline(session=session, pipeline_id=job.pipeline_id)
         request_job_cancel(session=session, job_id=job_id)
-        started = _advance_locked(session, job.pipeline_id)
+        started = _advance_locked(session, job.pipeline_id, wake)
         now = _job(session, job_id)
     _dispatch(services, started)
+    _wake_later(services, job.pipeline_id, wake)
     return now
 
 
 def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
     """Start a manual job waiting to be played; ConflictError when it is not `manual`."""
+    wake: list[float] = []
     with services.database.transaction() as session:
         job = _job(session, job_id)
         lock_pipeline(session=session, pipeline_id=job.pipeline_id)
@@ -628,9 +747,10 @@ def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
                 f"job {current.name!r} is {current.status}; only a manual job waiting to be "
                 "played can be played (retry a finished one instead)"
             )
-        started = [job_id, *_advance_locked(session, job.pipeline_id)]
+        started = [job_id, *_advance_locked(session, job.pipeline_id, wake)]
         now = _job(session, job_id)
     _dispatch(services, started)
+    _wake_later(services, job.pipeline_id, wake)
     return now
 
 
@@ -642,6 +762,7 @@ def retry_job(*, services: Services, job_id: int) -> JobRead:
 
     ConflictError when the job is not finished, or was skipped (nothing to retry).
     """
+    wake: list[float] = []
     with services.database.transaction() as session:
         job = _job(session, job_id)
         lock_pipeline(session=session, pipeline_id=job.pipeline_id)
@@ -657,11 +778,12 @@ def retry_job(*, services: Services, job_id: int) -> JobRead:
         new = job_rows.retry_job(session=session, job_id=latest.id, status=first)
         if plan is not None:
             _reopen_skipped_after(session, plan, job.pipeline_id, [job.name])
-        started = _advance_locked(session, job.pipeline_id)
+        started = _advance_locked(session, job.pipeline_id, wake)
         if first == "pending":
             started.insert(0, new.id)
         now = _job(session, new.id)
     _dispatch(services, started)
+    _wake_later(services, job.pipeline_id, wake)
     return now
 
 
@@ -670,6 +792,7 @@ def retry_pipeline(
 ) -> PipelineDetail:
     """Run a finished pipeline's failed and canceled jobs again (every job unless
     `failed_only`), with the jobs they skipped; ConflictError when there is nothing to retry."""
+    wake: list[float] = []
     with services.database.transaction() as session:
         lock_pipeline(session=session, pipeline_id=pipeline_id)
         plan = _plan(session, pipeline_id)
@@ -697,9 +820,10 @@ def retry_pipeline(
             job_rows.retry_job(session=session, job_id=job.id, status="created")
         _reopen(session, [j.id for j in reopen], {"skipped", "manual"})
         _reopen_skipped_after(session, plan, pipeline_id, [j.name for j in again])
-        started = _advance_locked(session, pipeline_id)
+        started = _advance_locked(session, pipeline_id, wake)
         detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
     _dispatch(services, started)
+    _wake_later(services, pipeline_id, wake)
     assert detail is not None
     return detail
 

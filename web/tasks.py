@@ -113,6 +113,12 @@ class CeleryDispatcher:
         """Send a `plan_pipeline` message."""
         self.app.send_task(PLAN_PIPELINE, args=[pipeline_id, request], queue=self.queue)
 
+    def advance_later(self, pipeline_id: int, seconds: float) -> None:
+        """Send an `advance_pipeline` message that runs in `seconds` (Celery's countdown)."""
+        self.app.send_task(
+            ADVANCE_PIPELINE, args=[pipeline_id], queue=self.queue, countdown=seconds
+        )
+
 
 def celery_settings(settings: Settings) -> dict[str, Any]:
     """The Celery configuration kapal runs with, for `settings`."""

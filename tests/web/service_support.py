@@ -18,6 +18,7 @@ class KeptJobs:
     def __init__(self) -> None:
         self.sent: list[int] = []
         self.plans: list[tuple[int, dict[str, Any]]] = []
+        self.later: list[tuple[int, float]] = []
         self._lock = threading.Lock()
 
     def run_jobs(self, job_ids: Sequence[int]) -> None:
@@ -29,6 +30,11 @@ class KeptJobs:
         """Keep the plan request."""
         with self._lock:
             self.plans.append((pipeline_id, request))
+
+    def advance_later(self, pipeline_id: int, seconds: float) -> None:
+        """Keep the delayed advance."""
+        with self._lock:
+            self.later.append((pipeline_id, seconds))
 
 
 def register(

@@ -122,7 +122,7 @@ def set_job_image(*, session: Session, job_id: int, image: str, digest: str | No
     session.flush()
 
 
-WAITING_STATUSES = frozenset({"created", "pending", "manual"})
+WAITING_STATUSES = frozenset({"created", "pending", "manual", "scheduled"})
 
 
 def request_job_cancel(*, session: Session, job_id: int) -> JobRead:
