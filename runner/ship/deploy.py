@@ -122,6 +122,11 @@ class Shipper:
             job=job.name,
         )
         ship_spec: dict[str, Any] = {}
+        if spec.service is not None and job.network == "host":
+            raise ShipError(
+                f"job {job.name}: a deploy service runs in a network namespace of its own; "
+                "drop `network: host` (use `network: none` for a service with no outbound access)"
+            )
         if spec.to:
             to = _expand(spec.to, values)
             self._push(image, to, values, log)
@@ -136,6 +141,7 @@ class Shipper:
                 "health": svc.health,
                 "env": {k: _expand(v, values) for k, v in svc.env},
                 "command": list(svc.command) if svc.command is not None else None,
+                "network": job.network or "nat",
             }
             record = replace(record, target=svc.name)
         record = replace(record, spec=ship_spec)
@@ -243,6 +249,7 @@ class Shipper:
                 health=svc.get("health"),
                 env=dict(svc.get("env") or {}),
                 command=tuple(command) if command is not None else None,
+                network=str(svc.get("network") or "nat"),
             ),
             log,
         )

@@ -122,7 +122,12 @@ class Keeper:
         policy = dataclasses.replace(settings.container_policy(), max_timeout=None)
         backend = EmbeddedBackend(settings, policy)
         self._status("starting")
-        sandbox = backend.setup(SandboxSpec(name=f"svc-{spec['name']}", network="none"))
+        sandbox = backend.setup(
+            SandboxSpec(
+                name=f"svc-{spec['name']}",
+                network="none" if spec.get("network") == "none" else "nat",
+            )
+        )
         output = _Output(self.directory / "output.log")
         try:
             defaults = ImageDefaults(**{k: _tuple(v) for k, v in spec["defaults"].items()})

@@ -60,6 +60,7 @@ class ServiceRequest:
     health: str | None = None
     env: Mapping[str, str] | None = None
     command: tuple[str, ...] | None = None
+    network: str = "nat"  # nat: outbound through slirp4netns; none: loopback only
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ class Services:
                     "layers": [str(p) for p in request.layers],
                     "defaults": asdict(request.defaults),
                     "port": request.port,
+                    "network": request.network,
                     "health": request.health,
                     "health_timeout": self.health_timeout,
                     "env": dict(request.env or {}),

@@ -1,0 +1,101 @@
+"""Services outlive the `kapal` process that deployed them; names and owners are checked."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from runner.errors import ShipError
+from runner.runtime.backend import ImageDefaults
+from runner.settings import RunnerSettings
+from runner.ship.keeper import read_json
+from runner.ship.services import ServiceRequest, Services, check_name
+from tests.runner.ship.test_services_runtime import DOCKERFILE, free_port, get
+
+KAPAL = [sys.executable, "-m", "web.cli"]
+REPO = Path(__file__).resolve().parents[3]
+
+PIPELINE = """\
+image-build:
+  stage: build
+  build: {tags: ["app:1"]}
+ship:
+  stage: deploy
+  deploy:
+    image: app:1
+    service:
+      name: @NAME@
+      port: 8080
+      host_port: @PORT@
+      health: wget -q -O- http://127.0.0.1:8080/index.html
+      env: {GREETING: hello}
+"""
+
+
+def kapal(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KAPAL, *args], env=env, capture_output=True, text=True, timeout=600, cwd=REPO
+    )
+
+
+def test_a_service_outlives_kapal_run_and_stops_on_request(
+    tmp_path: Path, kapal_settings: RunnerSettings, busybox_image: str
+) -> None:
+    name, port = f"keep-{uuid.uuid4().hex[:8]}", free_port()
+    project = tmp_path / "p"
+    (project / "www").mkdir(parents=True)
+    (project / "www" / "index.html").write_text("kept\n")
+    (project / "Dockerfile").write_text(DOCKERFILE)
+    (project / ".kapal.yml").write_text(
+        PIPELINE.replace("@NAME@", name).replace("@PORT@", str(port))
+    )
+    env = dict(os.environ, KAPAL_DATA_DIR=str(kapal_settings.data_dir))
+    try:
+        ran = kapal(env, "run", str(project))
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "wget -q -O- http://127.0.0.1:8080/index.html` exited with code 0" in ran.stdout
+        # the kapal process has exited: the service and its port are still there
+        assert get(port) == "kept"
+        listed = kapal(env, "services")
+        assert name in listed.stdout and "running" in listed.stdout
+        assert f"127.0.0.1:{port}" in listed.stdout
+        stopped = kapal(env, "services", "stop", name)
+        assert stopped.returncode == 0, stopped.stderr
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+        versions = kapal_settings.data_dir / "services" / name / "versions"
+        states = {(read_json(v / "status.json") or {}).get("state") for v in versions.iterdir()}
+        assert states == {"stopped"}
+    finally:
+        Services(kapal_settings.data_dir / "services", kapal_settings.data_dir).stop(name)
+    unknown = kapal(env, "services", "stop", name + "-none")
+    assert unknown.returncode == 1 and "there is no service" in unknown.stderr
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "", "UPPER", ".hidden", "x" * 64, "a\nb"])
+def test_service_names_that_could_leave_the_services_dir_are_refused(name: str) -> None:
+    with pytest.raises(ShipError, match="service name"):
+        check_name(name)
+
+
+def test_another_owners_service_is_not_taken_over(tmp_path: Path) -> None:
+    services = Services(tmp_path / "services", tmp_path)
+    (tmp_path / "services" / "web").mkdir(parents=True)
+    (tmp_path / "services" / "web" / "service.json").write_text('{"owner": "repo:1"}')
+    request = ServiceRequest(
+        name="web",
+        owner="repo:2",
+        image="app:1",
+        digest="sha256:" + "0" * 64,
+        layers=(),
+        defaults=ImageDefaults(),
+    )
+    with pytest.raises(ShipError, match="belongs to another repository"):
+        services.roll_out(request, print)
+    assert not (tmp_path / "services" / "web" / "versions").exists()
