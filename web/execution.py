@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,55 @@ class JobContext:
     approved_by: str | None = None  # who played it, for a manual job (its approval gate)
 
 
+class RunningJobs:
+    """The job attempts a worker runs in this process, so that stopping it can cancel them.
+
+    Lifecycle: one per worker; each attempt is added while it runs; `stop_all()` (the worker
+    stops) cancels those running and every one added later, which then end `canceled` with
+    `STOPPED_REASON`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancels: dict[int, Callable[[], object]] = {}
+        self.stopping = threading.Event()
+
+    def add(self, job_id: int, cancel: Callable[[], object]) -> None:
+        """Note a running attempt and how to cancel it (at once if the worker stops)."""
+        with self._lock:
+            self._cancels[job_id] = cancel
+        if self.stopping.is_set():
+            cancel()
+
+    def remove(self, job_id: int) -> None:
+        """The attempt ended."""
+        with self._lock:
+            self._cancels.pop(job_id, None)
+
+    def stop_all(self) -> list[int]:
+        """Cancel every attempt running now or added later; returns the ids canceled now."""
+        self.stopping.set()
+        with self._lock:
+            running = dict(self._cancels)
+        for cancel in running.values():
+            cancel()
+        return sorted(running)
+
+
+STOPPED_REASON = "canceled: the worker running it was stopped; retry the job"
+
+
 def run_claimed_job(
-    *, services: Services, job_id: int, worker: str, backend: Backend | None = None
+    *,
+    services: Services,
+    job_id: int,
+    worker: str,
+    backend: Backend | None = None,
+    running: RunningJobs | None = None,
 ) -> JobEnd | None:
     """Claim job `job_id` for `worker` and run it to its end; None when it was not pending
-    (already claimed, canceled, unknown). `backend` replaces the embedded runtime (tests)."""
+    (already claimed, canceled, unknown). `backend` replaces the embedded runtime (tests);
+    `running` is the worker's register of its attempts (see `RunningJobs`)."""
     with services.database.transaction() as session:
         if not claim_job(session=session, job_id=job_id, worker=worker):
             job = get_job(session=session, job_id=job_id)
@@ -116,7 +161,7 @@ def run_claimed_job(
             failure_kind="runner_system_failure",
         )
     else:
-        end = run_job_context(services=services, context=context, backend=backend)
+        end = run_job_context(services=services, context=context, backend=backend, running=running)
     # the job ran: its end must be recorded, or it stays `running` for good (a task retry
     # would find it claimed), so a database that fails now is waited for here
     recorded = with_database_retries(
@@ -179,7 +224,11 @@ def load_context(*, services: Services, job_id: int) -> JobContext:
 
 
 def run_job_context(
-    *, services: Services, context: JobContext, backend: Backend | None = None
+    *,
+    services: Services,
+    context: JobContext,
+    backend: Backend | None = None,
+    running: RunningJobs | None = None,
 ) -> JobEnd:
     """Run one claimed attempt (see the module docstring) and say how it ended; never raises
     for what the job does."""
@@ -245,15 +294,22 @@ def run_job_context(
     )
     watcher = CancelWatcher(services.database, context.job_id, runner.cancel)
     watcher.start()
+    if running is not None:
+        running.add(context.job_id, runner.cancel)
     try:
         outcome: JobOutcome = runner.run()
     finally:
+        if running is not None:
+            running.remove(context.job_id)
         watcher.stop()
         recorder.close()
+    reason = outcome.reason
+    if outcome.status == JobStatus.CANCELED and running is not None and running.stopping.is_set():
+        reason = STOPPED_REASON
     return JobEnd(
         status=outcome.status,
         exit_code=outcome.exit_code,
-        reason=outcome.reason,
+        reason=reason,
         failure_kind=outcome.failure_kind,
     )
 

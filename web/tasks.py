@@ -53,6 +53,7 @@ class KapalCelery(Celery):  # type: ignore[misc]
 
     services: Services
     worker_name: str | None = None
+    running: Any = None  # the embedded worker's `web.execution.RunningJobs`, when one runs
 
 
 class KapalTask(Task):  # type: ignore[misc]
@@ -166,7 +167,10 @@ class RunJob(KapalTask):
 
         app: KapalCelery = self.app
         run_claimed_job(
-            services=app.services, job_id=job_id, worker=app.worker_name or worker_name()
+            services=app.services,
+            job_id=job_id,
+            worker=app.worker_name or worker_name(),
+            running=app.running,
         )
 
 
@@ -216,13 +220,17 @@ class EmbeddedWorker:
     """A Celery worker running in a thread of this process (the threads pool).
 
     Lifecycle: made and started by `start_embedded_worker`, which returns once it takes tasks;
-    `stop()` lets the running jobs end (warm shutdown) and waits for the thread. Jobs to cancel
-    first are the caller's to cancel (`web.orchestration.cancel_pipeline`).
+    `stop()` cancels the jobs it runs (unless told not to), stops taking tasks (messages
+    taken but not started go back to the broker) and waits for the thread.
     """
 
     def __init__(self, app: KapalCelery, controller: _WorkController) -> None:
+        from web.execution import RunningJobs
+
         self.app = app
         self.controller = controller
+        self.jobs = RunningJobs()
+        app.running = self.jobs
         self.name: str = controller.hostname
         self._thread = threading.Thread(
             target=controller.start, name="kapal-embedded-worker", daemon=True
@@ -239,8 +247,15 @@ class EmbeddedWorker:
         """Whether the worker's thread is alive."""
         return self._thread.is_alive()
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Stop taking tasks, let the running ones end, and wait for the worker to exit."""
+    def stop(self, timeout: float = 60.0, *, cancel_jobs: bool = True) -> None:
+        """Stop taking tasks and wait for the worker to exit.
+
+        With `cancel_jobs` (the default: the process is going away) the jobs it runs are
+        canceled first and end `canceled` ("the worker running it was stopped") within a few
+        seconds; without, they run to their end (up to `timeout`).
+        """
+        if cancel_jobs:
+            self.jobs.stop_all()
         if self._thread.is_alive():
             self.controller.stop(in_sighandler=False)
             self._thread.join(timeout)

@@ -250,3 +250,23 @@ def test_a_job_left_running_by_a_dead_worker_fails_when_a_worker_starts(
     with services.database.transaction() as session:
         still = get_job(session=session, job_id=remote.id)
     assert still is not None and (still.status, still.worker) == ("running", elsewhere)
+
+
+def test_stopping_the_embedded_worker_cancels_its_running_jobs(
+    services: Services, worker: EmbeddedWorker, project: Project, repository: RepositoryRead
+) -> None:
+    from web.execution import STOPPED_REASON
+
+    pipeline_id = _start(services, project, repository, SLEEPER)
+    wait_for(
+        services,
+        pipeline_id,
+        lambda p: any(j.status == "running" and j.log_lines > 0 for j in p.jobs),
+    )
+    worker.stop(timeout=60)
+    assert not worker.running
+    detail = wait_for(services, pipeline_id, timeout=10)
+    jobs = {j.name: j for j in detail.jobs}
+    assert (jobs["sleeper"].status, jobs["sleeper"].reason) == ("canceled", STOPPED_REASON)
+    assert "got TERM" in _log(services, jobs["sleeper"].id)
+    assert detail.status == "canceled"
