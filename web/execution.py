@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -433,13 +433,13 @@ class _RecordingImages:
         self._job_id = job_id
         self._first = True
 
-    def available(self, name: str) -> bool:
+    def available(self, name: str, pull_policy: Sequence[str] = ()) -> bool:
         """Whether the image is there (see `StoreImageProvider`)."""
-        return self._provider.available(name)
+        return self._provider.available(name, *([pull_policy] if pull_policy else []))
 
-    def resolve(self, name: str) -> RunnableImage:
+    def resolve(self, name: str, pull_policy: Sequence[str] = ()) -> RunnableImage:
         """Resolve the image; the first one resolved is the job's own: its digest is kept."""
-        image = self._provider.resolve(name)
+        image = self._provider.resolve(name, *([pull_policy] if pull_policy else []))
         if self._first:
             self._first = False
             try:
