@@ -6,7 +6,9 @@ these tests cost about a minute cold on 2 cores; they share the session's debian
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,8 +27,14 @@ def test_the_example_pipeline_passes(debian_image: str, kapal_env: dict[str, str
     assert "==> unit: success" in out and "==> integration: success" in out
     assert "[integration] kapal: waiting for hello-redis:bookworm to listen on 6379" in out
     assert "5/5 passed" in out and "3/3 passed" in out  # the JUnit reports were read
-    assert "==> ship: skipped - not runnable yet (ship is not implemented)" in out
+    assert "==> ship: success" in out and "[ship] kapal: hello-staging is healthy" in out
+    assert "==> production: manual" in out  # the approval gate waits to be played
     assert "success in" in out.splitlines()[-1]
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:18080/?name=Ada", timeout=10) as answer:
+            assert json.load(answer) == {"message": "Hello, Ada!"}
+    finally:
+        kapal("services", "stop", "hello-staging", env=kapal_env)
 
 
 @pytest.mark.slow
