@@ -75,8 +75,11 @@ def unix_socket(path: Path) -> socket.socket:
 def tcp_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port (port 0: one the kernel picks)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of such sockets,
+    # and without it every answer waits ~40 ms for a delayed ACK (Nagle's algorithm)
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         listener.bind((host, port))
     except OSError as exc:

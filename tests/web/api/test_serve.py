@@ -262,3 +262,37 @@ def test_the_admin_token_is_printed_on_the_first_start_only(tmp_path: Path) -> N
     assert "kapal_" in banners[0]
     assert "kapal_" not in banners[1]
     shutil.rmtree(data_dir)
+
+
+def test_served_tcp_connections_send_without_delay() -> None:
+    """Each answer leaves at once (TCP_NODELAY), not after the peer's delayed ACK."""
+    import asyncio
+    import socket as sockets
+
+    from web.serve import tcp_socket
+
+    listener = tcp_socket("127.0.0.1", 0)
+    seen: list[int] = []
+
+    async def main() -> None:
+        def accepted(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=listener)
+        async with server:
+            port = listener.getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+            await writer.wait_closed()
+
+    try:
+        asyncio.run(main())
+    finally:
+        listener.close()
+    assert seen and seen[0] != 0
