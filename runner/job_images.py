@@ -24,7 +24,7 @@ from runner.errors import BuildError, ImageError, ImageNotFoundError, RunnerErro
 from runner.images.image import Image
 from runner.images.reference import Reference
 from runner.images.resolve import ImageResolver
-from runner.images.store import NAMESPACE_REGISTRY, ImageStore
+from runner.images.store import NAMESPACE_REGISTRY, ImageStore, namespaced
 from runner.masking import SecretMasker
 from runner.owners import DEFAULT_OWNER
 from runner.runtime.backend import (
@@ -75,12 +75,13 @@ BuildLog = Callable[[str], None]
 class ImageProvider(Protocol):
     """Finds and builds images for the engine; every method may be called from any thread."""
 
-    def available(self, name: str) -> bool:
+    def available(self, name: str, pull_policy: Sequence[str] = ()) -> bool:
         """Whether `name` can be resolved now (`ImageReferenceError` when it does not parse)."""
         ...
 
-    def resolve(self, name: str) -> RunnableImage:
-        """The image `name`, unpacked; `ImageNotFoundError` with the fix when it is missing."""
+    def resolve(self, name: str, pull_policy: Sequence[str] = ()) -> RunnableImage:
+        """The image `name`, unpacked, got as GitLab's `pull_policy` says (`PULL_POLICIES`; empty:
+        `if-not-present`); `ImageNotFoundError` with the fix when it is missing."""
         ...
 
     def build(self, request: BuildRequest, log: BuildLog) -> str:
@@ -100,6 +101,12 @@ def exposed_ports(config: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 Builder = Callable[[ImageStore, BuildRequest, BuildLog], str]
+
+PULL_POLICIES = ("always", "if-not-present", "never")
+"""GitLab's image `pull_policy` values, tried in the order a job lists them: `always` pulls
+afresh from the configured pull registries (an image the owner's pipelines built is used as
+it is: it is the freshest copy there is), `if-not-present` uses the local store and pulls
+when it lacks the image, `never` uses the local store only."""
 
 
 class StoreImageProvider:
@@ -130,8 +137,36 @@ class StoreImageProvider:
         self._secrets = SecretMasker(secrets)
         self._lock = threading.Lock()  # the resolver serves one thread at a time
 
-    def _image(self, name: str) -> Image:
+    def _image(self, name: str, pull_policy: Sequence[str] = ()) -> Image:
         ref = Reference.parse(name)
+        errors: list[str] = []
+        for policy in pull_policy or ("if-not-present",):
+            try:
+                return self._image_by(ref, policy)
+            except ImageNotFoundError as exc:
+                errors.append(f"{policy}: {exc}" if len(pull_policy) > 1 else str(exc))
+        raise ImageNotFoundError("; ".join(errors))
+
+    def _image_by(self, ref: Reference, policy: str) -> Image:
+        """The image for `ref` under one pull policy (see `PULL_POLICIES`)."""
+        if policy == "never":
+            try:
+                return self.store.resolve(ref)
+            except ImageNotFoundError as exc:
+                raise ImageNotFoundError(
+                    f"{exc} (pull_policy: never: kapal does not pull it)"
+                ) from None
+        if policy == "always" and ref.registry != NAMESPACE_REGISTRY:
+            if self.store.for_owner(None).exists(namespaced(self.owner, ref)):
+                return self.store.resolve(ref)  # this repository's own build
+            if self._resolver is None or not self._resolver.candidates(ref):
+                raise ImageNotFoundError(
+                    f"pull_policy: always, but no configured pull registry serves "
+                    f"{ref.familiar!r} (set KAPAL_PULL_REGISTRIES), and `always` does not use "
+                    "the local copy; add `if-not-present` to the job's pull_policy to use it"
+                )
+            with self._lock:
+                return self._resolver.pull(ref)
         try:
             return self.store.resolve(ref)
         except ImageNotFoundError:
@@ -140,21 +175,22 @@ class StoreImageProvider:
         with self._lock:  # the resolver pulls base images into the operator's store
             return self._resolver.resolve(ref)
 
-    def available(self, name: str) -> bool:
-        """Whether the store holds `name`, or a configured registry gave it."""
-        if self.store.exists(Reference.parse(name)):
+    def available(self, name: str, pull_policy: Sequence[str] = ()) -> bool:
+        """Whether the store holds `name`, or a configured registry gave it (as `pull_policy`
+        allows)."""
+        if not pull_policy and self.store.exists(Reference.parse(name)):
             return True
-        if self._resolver is None:
+        if self._resolver is None and not pull_policy:
             return False
         try:
-            self._image(name)
+            self._image(name, pull_policy)
         except ImageNotFoundError:
             return False
         return True
 
-    def resolve(self, name: str) -> RunnableImage:
-        """Resolve `name` (pulling it when allowed) and unpack its layers."""
-        image = self._image(name)
+    def resolve(self, name: str, pull_policy: Sequence[str] = ()) -> RunnableImage:
+        """Resolve `name` as `pull_policy` says (pulling it when allowed), unpack its layers."""
+        image = self._image(name, pull_policy)
         layers = tuple(self.store.unpacked_layers(image))
         return RunnableImage(
             reference=name,
@@ -191,6 +227,8 @@ class FakeImageProvider:
 
     images: dict[str, RunnableImage] = field(default_factory=dict)
     builds: list[BuildRequest] = field(default_factory=list)
+    # (name, pull_policy) of each resolve, in order
+    resolved: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     build_output: Sequence[str] = ("building", "done")
     build_error: Exception | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -206,15 +244,16 @@ class FakeImageProvider:
             exposed_ports=ports,
         )
 
-    def available(self, name: str) -> bool:
+    def available(self, name: str, pull_policy: Sequence[str] = ()) -> bool:
         """Whether `name` was added (or built)."""
         Reference.parse(name)
         with self._lock:
             return name in self.images
 
-    def resolve(self, name: str) -> RunnableImage:
-        """The added image or `ImageNotFoundError`."""
+    def resolve(self, name: str, pull_policy: Sequence[str] = ()) -> RunnableImage:
+        """The added image or `ImageNotFoundError` (whatever the pull policy, recorded)."""
         with self._lock:
+            self.resolved.append((name, tuple(pull_policy)))
             found = self.images.get(name)
         if found is None:
             raise ImageNotFoundError(f"image {name} not found")

@@ -199,9 +199,12 @@ class Engine:
                 raise EngineError(
                     f"job {job.name!r} has no image: add `image:` to the job or to `default:`"
                 )
-            names = [expand(job.image.name, values)]
-            names += [expand(s.name, values) for s in job.services]
-            for name in names:
+            # `always` is checked as `if-not-present` here; the job says it if it cannot pull
+            names = [(expand(job.image.name, values), _checked_policy(job.image.pull_policy))]
+            names += [
+                (expand(svc.name, values), _checked_policy(svc.pull_policy)) for svc in job.services
+            ]
+            for name, policy in names:
                 if not name.strip():
                     raise EngineError(
                         f"job {job.name!r}: an image name is empty after expanding variables"
@@ -209,7 +212,7 @@ class Engine:
                 if _normalise(name) in built:
                     continue
                 try:
-                    found = self.images.available(name)
+                    found = self.images.available(name, policy)
                 except ImageReferenceError as exc:
                     raise ImageReferenceError(f"job {job.name!r}: {exc}") from None
                 if not found:
@@ -517,6 +520,12 @@ class Engine:
 def _copy_tree(source: Path, destination: Path) -> None:
     """Fill `destination` with a copy of `source` (symlinks copied as links)."""
     shutil.copytree(source, destination, symlinks=True, dirs_exist_ok=True)
+
+
+def _checked_policy(pull_policy: tuple[str, ...]) -> tuple[str, ...]:
+    """The pull policy an image is checked with before the run: `always` left out (the job
+    pulls then, or fails saying why)."""
+    return tuple(policy for policy in pull_policy if policy != "always")
 
 
 def _normalise(name: str) -> str:

@@ -710,9 +710,13 @@ class JobRunner:
     def _script_job(self, job_dir: Path, workspace: Path, values: dict[str, str]) -> JobOutcome:
         job = self.job
         assert job.image is not None
-        image = self.images.resolve(expand(job.image.name, values))
+        image = self.images.resolve(expand(job.image.name, values), job.image.pull_policy)
         services = [
-            (svc, self.images.resolve(expand(svc.name, values)), expand(svc.name, values))
+            (
+                svc,
+                self.images.resolve(expand(svc.name, values), svc.pull_policy),
+                expand(svc.name, values),
+            )
             for svc in job.services
         ]
         aliases: list[str] = []

@@ -59,6 +59,12 @@ class ImageResolver:
             return self.store.resolve(ref)
         except ImageNotFoundError:
             pass
+        return self.pull(ref)
+
+    def pull(self, name: str | Reference) -> Image:
+        """Pull `name` afresh from the configured registries (`pull_policy: always`), whatever
+        the store holds; `ImageNotFoundError` naming the registries tried when none gives it."""
+        ref = name if isinstance(name, Reference) else Reference.parse(name)
         tried: list[str] = []
         candidates = self.candidates(ref)
         if candidates:

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from pipeline.plan import CacheSpec
+from pipeline.plan import CacheSpec, ImageSpec, ServiceSpec
 from runner.engine.recorder import JobStatus, JobStatusChanged, PipelineStatus
 from runner.engine.schedule import (
     JobState,
@@ -315,3 +315,20 @@ def test_a_failure_names_the_ignored_keywords(harness: Harness) -> None:
         "OIDC token is issued; `secrets`: no Vault secret is fetched)"
     )
     assert result.jobs["plain"].reason == "exited with code 2"
+
+
+# -- pull_policy -----------------------------------------------------------------------------
+
+
+def test_images_are_resolved_with_their_pull_policy(harness: Harness) -> None:
+    harness.images.add("redis:7")
+    unit = job(
+        "unit",
+        image=ImageSpec(name="busybox", pull_policy=("always", "if-not-present")),
+        services=(ServiceSpec(name="redis:7", aliases=("redis",), pull_policy=("never",)),),
+    )
+    assert harness.run(plan(unit)).passed
+    assert harness.images.resolved == [
+        ("busybox", ("always", "if-not-present")),
+        ("redis:7", ("never",)),
+    ]
