@@ -1,25 +1,35 @@
-"""`kapal build`: build an image from a Dockerfile into kapal's image store."""
+"""`kapal build`: build an image from a Dockerfile into kapal's image store.
+
+The command parses its own argv (argparse) and `kapal` runs it without Typer (`ARGV_COMMANDS`);
+a warm rebuild takes a few milliseconds in-process, so start-up is most of what a person waits
+for. For the same reason the settings are read without pydantic until a RUN step misses the
+cache or `--push` needs the registry settings (`RunnerSettings`, kapal's one settings class).
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Literal
 
-import typer
-
+from runner.argv_commands import ArgvMain, register_argv_command
 from runner.build.builder import SUPPORTED_PLATFORMS, Builder, BuildOptions
 from runner.build.cache import LayerCache
 from runner.errors import BuildError, BuildStepError, RunnerError
 from runner.images.image import Image
 from runner.images.reference import Reference
 from runner.images.store import ImageStore
-from runner.settings import RunnerSettings
+from runner.runtime.environment import RuntimeEnvironment
 
 if TYPE_CHECKING:
+    import typer
+
     from runner.runtime.backend import Backend, LogLine
+
+BUILD_HELP = "Build an image from a Dockerfile (no Docker daemon needed)."
 
 
 class TerminalReporter:
@@ -31,7 +41,7 @@ class TerminalReporter:
     def step(self, number: int, total: int, stage: str, text: str) -> None:
         """Print the step line."""
         self._cached = False
-        typer.echo(f"[{number}/{total}] {text}")
+        print(f"[{number}/{total}] {text}", flush=True)
 
     def cached(self) -> None:
         """Mark the current step as a cache hit."""
@@ -39,15 +49,20 @@ class TerminalReporter:
 
     def line(self, line: LogLine) -> None:
         """Print one line of RUN output."""
-        typer.echo(f"  | {line.text}", err=line.stream == "stderr")
+        out = sys.stderr if line.stream == "stderr" else sys.stdout
+        print(f"  | {line.text}", file=out, flush=True)
 
     def done(self, seconds: float) -> None:
         """Print how the step ended."""
-        typer.echo(f"  {'CACHED ' if self._cached else ''}{seconds:.2f}s")
+        print(f"  {'CACHED ' if self._cached else ''}{seconds:.2f}s", flush=True)
 
     def note(self, text: str) -> None:
         """Print a note."""
-        typer.echo(f"note: {text}", err=True)
+        print(f"note: {text}", file=sys.stderr, flush=True)
+
+
+class UsageError(Exception):
+    """A command-line argument `kapal build` cannot use (exit 2, like argparse's own errors)."""
 
 
 def _build_args(values: list[str]) -> dict[str, str]:
@@ -55,7 +70,7 @@ def _build_args(values: list[str]) -> dict[str, str]:
     for value in values:
         name, eq, rest = value.partition("=")
         if not name:
-            raise typer.BadParameter(f"'{value}': write NAME=VALUE", param_hint="--build-arg")
+            raise UsageError(f"--build-arg '{value}': write NAME=VALUE")
         if eq:
             out[name] = rest
         elif name in os.environ:
@@ -66,121 +81,140 @@ def _build_args(values: list[str]) -> dict[str, str]:
 def _epoch() -> int:
     raw = os.environ.get("SOURCE_DATE_EPOCH", "0")
     if not raw.isdigit():
-        raise typer.BadParameter(f"SOURCE_DATE_EPOCH={raw!r} must be a whole number of seconds")
+        raise UsageError(f"SOURCE_DATE_EPOCH={raw!r} must be a whole number of seconds")
     return int(raw)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of `kapal build`."""
+    parser = argparse.ArgumentParser(
+        prog="kapal build", usage="kapal build [OPTIONS] CONTEXT", description=BUILD_HELP
+    )
+    parser.add_argument("context", metavar="CONTEXT", nargs="?", help="The build context dir.")
+    parser.add_argument(
+        "-t", "--tag", action="append", default=[], help="name:tag to give the image."
+    )
+    parser.add_argument("-f", "--file", help="Dockerfile (default CONTEXT/Dockerfile).")
+    parser.add_argument("--build-arg", action="append", default=[], help="NAME=VALUE for an ARG.")
+    parser.add_argument("--target", help="Build up to this stage.")
+    parser.add_argument("--no-cache", action="store_true", help="Ignore the cache.")
+    parser.add_argument("--push", action="store_true", help="Push the tags after building.")
+    parser.add_argument(
+        "--network",
+        default="default",
+        help="Network for RUN steps and ADD <url>: default (the outside world, not the host), "
+        "none or host.",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="Push over plain HTTP / unverified TLS."
+    )
+    parser.add_argument(
+        "--platform", default="linux/amd64", help="Target platform; kapal builds linux/amd64 only."
+    )
+    return parser
+
+
+def _build_options(args: argparse.Namespace) -> BuildOptions:
+    """The `BuildOptions` the command line asks for; UsageError when it cannot be used."""
+    if args.context is None:
+        raise UsageError("Missing argument 'CONTEXT': the build context directory")
+    if args.platform not in SUPPORTED_PLATFORMS:
+        raise UsageError(
+            f"--platform '{args.platform}': kapal builds linux/amd64 images only; drop "
+            "--platform or use linux/amd64 (build other platforms with docker buildx)"
+        )
+    if args.network not in ("default", "host", "none"):
+        raise UsageError(f"--network '{args.network}': use default, host or none")
+    net: Literal["host", "nat", "none"] = (
+        "nat" if args.network == "default" else "host" if args.network == "host" else "none"
+    )
+    tags = tuple(args.tag)
+    if args.push and not tags:
+        raise UsageError("--push needs at least one -t NAME:TAG")
+    return BuildOptions(
+        context=Path(args.context),
+        dockerfile=Path(args.file) if args.file else None,
+        tags=tags,
+        build_args=_build_args(args.build_arg),
+        target=args.target,
+        no_cache=args.no_cache,
+        network=net,
+        epoch=_epoch(),
+    )
+
+
+def build_main(argv: list[str]) -> int:
+    """`kapal build ARGV`: build, print the steps and the digest; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        options = _build_options(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"kapal build: error: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        data_dir = RuntimeEnvironment.from_environ().data_dir
+        for ref in options.tags:
+            Reference.parse(ref)
+        builder = Builder(
+            store=ImageStore(data_dir / "images"),
+            cache=LayerCache(data_dir / "build-cache"),
+            backend=_embedded_backend,
+            reporter=TerminalReporter(),
+        )
+        result = builder.build(options)
+        if args.push:
+            _push(result.image, result.tags, args.insecure)
+    except BuildStepError as exc:
+        print(f"error: build failed at {exc}", file=sys.stderr)
+        return 1
+    except (BuildError, RunnerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("build interrupted", file=sys.stderr)
+        return 130
+    elapsed = time.monotonic() - started
+    print(
+        f"built {result.image.digest} in {elapsed:.2f}s "
+        f"({result.run_steps} layer steps run, {result.cached_steps} cached)"
+    )
+    for name in result.tags:
+        print(f"tagged {name}")
+    sys.stdout.flush()
+    return 0
+
+
+# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
+ARGV_COMMANDS: dict[str, ArgvMain] = {"build": build_main}
+
+
 def register(app: typer.Typer) -> None:
-    """Add `kapal build` to the `kapal` application."""
-
-    @app.command("build")
-    def build(
-        context: Annotated[Path, typer.Argument(help="The build context directory.")],
-        tag: Annotated[
-            list[str] | None, typer.Option("--tag", "-t", help="name:tag to give the image.")
-        ] = None,
-        file: Annotated[
-            Path | None,
-            typer.Option("--file", "-f", help="Dockerfile (default CONTEXT/Dockerfile)."),
-        ] = None,
-        build_arg: Annotated[
-            list[str] | None, typer.Option("--build-arg", help="NAME=VALUE for an ARG.")
-        ] = None,
-        target: Annotated[str | None, typer.Option(help="Build up to this stage.")] = None,
-        no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the cache.")] = False,
-        push: Annotated[bool, typer.Option("--push", help="Push the tags after building.")] = False,
-        network: Annotated[
-            str,
-            typer.Option(
-                help="Network for RUN steps and ADD <url>: default (the outside world, not the "
-                "host), none or host."
-            ),
-        ] = "default",
-        insecure: Annotated[
-            bool, typer.Option("--insecure", help="Push over plain HTTP / unverified TLS.")
-        ] = False,
-        platform: Annotated[
-            str, typer.Option(help="Target platform; kapal builds linux/amd64 only.")
-        ] = "linux/amd64",
-    ) -> None:
-        """Build an image from a Dockerfile (no Docker daemon needed)."""
-        if platform not in SUPPORTED_PLATFORMS:
-            raise typer.BadParameter(
-                f"'{platform}': kapal builds linux/amd64 images only; drop --platform or use "
-                "linux/amd64 (build other platforms with docker buildx)",
-                param_hint="--platform",
-            )
-        if network not in ("default", "host", "none"):
-            raise typer.BadParameter(
-                f"'{network}': use default, host or none", param_hint="--network"
-            )
-        net: Literal["host", "nat", "none"] = (
-            "nat" if network == "default" else "host" if network == "host" else "none"
-        )
-        tags = tuple(tag or ())
-        if push and not tags:
-            raise typer.BadParameter("--push needs at least one -t NAME:TAG", param_hint="--push")
-        options = BuildOptions(
-            context=context,
-            dockerfile=file,
-            tags=tags,
-            build_args=_build_args(build_arg or []),
-            target=target,
-            no_cache=no_cache,
-            network=net,
-            epoch=_epoch(),
-        )
-        started = time.monotonic()
-        try:
-            settings = RunnerSettings()
-            for ref in tags:
-                Reference.parse(ref)
-            builder = Builder(
-                store=ImageStore(settings.images_dir),
-                cache=LayerCache(settings.build_cache_dir),
-                backend=lambda: _embedded_backend(settings),
-                reporter=TerminalReporter(),
-            )
-            result = builder.build(options)
-            if push:
-                _push(settings, result.image, result.tags, insecure)
-        except BuildStepError as exc:
-            typer.echo(f"error: build failed at {exc}", err=True)
-            raise typer.Exit(1) from None
-        except BuildError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-        except RunnerError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("build interrupted", err=True)
-            raise typer.Exit(130) from None
-        elapsed = time.monotonic() - started
-        typer.echo(
-            f"built {result.image.digest} in {elapsed:.2f}s "
-            f"({result.run_steps} layer steps run, {result.cached_steps} cached)"
-        )
-        for name in result.tags:
-            typer.echo(f"tagged {name}")
-        sys.stdout.flush()
+    """Add `kapal build` to the `kapal` application (as an argv pass-through)."""
+    register_argv_command(app, "build", build_main, BUILD_HELP)
 
 
-def _embedded_backend(settings: RunnerSettings) -> Backend:
-    """The runc backend, imported only when a RUN step misses the cache."""
+def _embedded_backend() -> Backend:
+    """The runc backend under the operator's policy, made only when a RUN step misses the cache."""
     from runner.runtime.embedded import EmbeddedBackend
+    from runner.settings import RunnerSettings
 
+    settings = RunnerSettings()
     return EmbeddedBackend(settings, settings.container_policy())
 
 
-def _push(settings: RunnerSettings, image: Image, tags: tuple[str, ...], insecure: bool) -> None:
+def _push(image: Image, tags: tuple[str, ...], insecure: bool) -> None:
     """Push the built image to each tag's registry with the images package's client."""
     from runner.images.registry import RegistryClient  # only `--push` needs the HTTP client
+    from runner.settings import RunnerSettings
 
+    settings = RunnerSettings()
     store = ImageStore(settings.images_dir)
     for name in tags:
         ref = Reference.parse(name)
         allowed = [*settings.insecure_registries, *([ref.registry] if insecure else [])]
         with RegistryClient(insecure=allowed, auth_file=settings.registry_auth_file) as client:
             digest = client.push(store, image, ref)
-        typer.echo(f"pushed {ref.familiar} {digest}")
+        print(f"pushed {ref.familiar} {digest}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -223,3 +224,20 @@ def test_sigterm_cancels_and_cleans_up(
         assert not [m for m in mount_points() if m.startswith(str(root))]
     # The overlay dirs go through the trash; `kapal exec` empties it before it exits.
     assert list(trash_dir(paths.disk_root).glob("*")) == []
+
+
+def _root_kib(env: dict[str, str], image: str, *options: str) -> int:
+    done = kapal(env, "exec", *options, image, "--", "df", "-k", "/")
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.splitlines()[-1].split()[1])
+
+
+def test_disk_cap_only_with_the_disk_option(
+    kapal_env: dict[str, str], kapal_data_dir: Path, busybox_image: str
+) -> None:
+    # A one-shot `kapal exec` is the operator's: its writable layer lives in the data dir with
+    # no cap (and no loop-mounted disk to make, ~60 ms). `--disk` gives it a job's cap.
+    capped = _root_kib(kapal_env, busybox_image, "--disk", "64m")
+    assert 32 * 1024 < capped <= 64 * 1024
+    stats = os.statvfs(kapal_data_dir)
+    assert _root_kib(kapal_env, busybox_image) == stats.f_blocks * stats.f_frsize // 1024

@@ -1,0 +1,118 @@
+"""The import budget of kapal's start-up: what the quick commands may not import.
+
+A person runs `kapal version`, `kapal --help`, `kapal exec` and `kapal build` all day, and their
+start-up is what they wait for (issue 11). Each test runs the command as a subprocess under
+`python -X importtime` and reads the modules it imported; no wall-clock threshold (the machine's
+load would make one flaky), but a heavy import creeping back into a quick path fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from web.cli import COMMAND_MODULES, COMMAND_SUMMARIES, build_app
+
+# what the installed `kapal` script runs
+ENTRY = "import sys; from web.cli import main; sys.exit(main())"
+# Third-party libraries that cost tens of milliseconds each to import. Typer builds a pydantic
+# adapter per option, so it counts as pydantic too.
+HEAVY = ("typer", "click", "pydantic", "pydantic_settings", "rich", "httpx", "sqlalchemy")
+
+
+def imported_by(env: dict[str, str] | None, *args: str) -> tuple[set[str], str]:
+    """The modules `kapal ARGS` imports (read from -X importtime), and what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", ENTRY, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    modules = {
+        line.split("|")[2].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert modules, f"no -X importtime output: {done.stderr[-500:]}"
+    assert done.returncode in (0, 2), done.stderr[-2000:]
+    return modules, done.stdout
+
+
+def heavy_in(modules: set[str], *more: str) -> list[str]:
+    """The modules in `modules` that belong to a heavy package or to one of `more`."""
+    forbidden = (*HEAVY, *more)
+    return sorted(
+        m for m in modules if m in forbidden or m.startswith(tuple(f + "." for f in forbidden))
+    )
+
+
+def test_version_imports_nothing_but_the_entry_point() -> None:
+    modules, out = imported_by(None, "version")
+    assert out == f"kapal {importlib.metadata.version('kapal')}\n"
+    assert heavy_in(modules, "runner", "pipeline", "importlib.metadata", "yaml") == []
+    assert sorted(m for m in modules if m.split(".")[0] == "web") == ["web", "web.cli"]
+
+
+@pytest.mark.parametrize("args", [["--help"], []])
+def test_help_lists_every_command_without_importing_them(args: list[str]) -> None:
+    modules, out = imported_by(None, *args)
+    assert heavy_in(modules, "runner", "pipeline", "yaml") == []
+    listed = {
+        line.split()[0]: " ".join(line.split()[1:]) for line in out.splitlines() if line[:2] == "  "
+    }
+    assert listed == {
+        **{verb: COMMAND_SUMMARIES[verb] for verb in COMMAND_MODULES},
+        "version": COMMAND_SUMMARIES["version"],
+    }
+
+
+def test_each_summary_is_its_commands_own_help() -> None:
+    # `kapal --help` shows COMMAND_SUMMARIES without importing the verbs' modules; each must
+    # say what the command's own help says (the first paragraph), and every verb needs one.
+    app = typer.main.get_command(build_app())
+    context = typer.Context(app)
+    for verb in sorted({*COMMAND_MODULES, "version"}):
+        command = app.get_command(context, verb)  # type: ignore[attr-defined]
+        first = " ".join((command.help or "").split("\n\n")[0].split())
+        assert COMMAND_SUMMARIES.get(verb) == first, verb
+
+
+def test_a_verb_still_gets_its_help_and_an_unknown_one_an_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "nosuch"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "No such command 'nosuch'" in done.stderr
+    shown = CliRunner().invoke(build_app(), ["exec", "--help"])
+    assert shown.exit_code == 0
+    assert "--disk" in shown.stdout and "no size cap" in shown.stdout
+
+
+def test_exec_starts_without_typer_pydantic_or_the_settings(
+    kapal_env: dict[str, str], busybox_image: str
+) -> None:
+    modules, out = imported_by(kapal_env, "exec", busybox_image, "--", "echo", "ran")
+    assert out == "ran\n"
+    assert heavy_in(modules, "pipeline", "runner.settings", "runner.engine", "web.client") == []
+
+
+def test_a_warm_build_starts_without_typer_pydantic_or_the_runtime(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox_image}\nCOPY a.txt /a.txt\n")
+    (tmp_path / "a.txt").write_text("a\n")
+    args = ("build", "--network", "none", "-t", "startup-test:1", str(tmp_path))
+    imported_by(kapal_env, *args)  # the first build fills the cache
+    warm, out = imported_by(kapal_env, *args)
+    assert "CACHED" in out
+    assert heavy_in(warm, "pipeline", "runner.settings", "runner.engine", "web.client") == []
+    # nothing to run: the container runtime is not even imported
+    assert "runner.runtime.embedded" not in warm
