@@ -114,7 +114,7 @@ def _resume_offset(offset: int, last_event_id: str | None) -> int:
     if last_event_id is None or not last_event_id.strip():
         return offset
     text = last_event_id.strip()
-    if not (text.isascii() and text.isdigit() and len(text) < 19):
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_ROW_ID):
         raise InvalidCursorError(
             f"Last-Event-ID {text[:40]!r} is not a line number this server sent"
         )

@@ -234,10 +234,13 @@ def test_log_as_server_sent_events_of_a_finished_job(
         ).text
     )
     assert [e[2] for e in resumed if e[1] is None] == ["three"]
-    bad = client.get(
-        f"/api/v1/jobs/{job_id}/log", headers={"Accept": "text/event-stream", "Last-Event-ID": "x"}
-    )
-    assert bad.status_code == 400
+    for wrong in ("x", "-1", str(2**40), "1" * 30):
+        bad = client.get(
+            f"/api/v1/jobs/{job_id}/log",
+            headers={"Accept": "text/event-stream", "Last-Event-ID": wrong},
+        )
+        assert bad.status_code == 400, wrong
+        assert "Last-Event-ID" in error_of(bad)
 
 
 def sse(text: str) -> list[tuple[str | None, str | None, str]]:
