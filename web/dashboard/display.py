@@ -76,6 +76,14 @@ def status_word(status: str) -> str:
     return STATUS_WORDS.get(status, status)
 
 
+SOURCE_WORDS = {"merge_request_event": "merge request"}
+
+
+def source_word(source: str) -> str:
+    """The words a pipeline source is shown as (`merge_request_event` reads `merge request`)."""
+    return SOURCE_WORDS.get(source, source)
+
+
 def size(count: int) -> str:
     """A byte count as `812 B`, `1.4 kB`, `12.0 MB`."""
     value = float(count)

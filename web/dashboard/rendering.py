@@ -45,6 +45,7 @@ def _environment() -> Environment:
         first_line=display.first_line,
         status_word=display.status_word,
         size=display.size,
+        source_word=display.source_word,
     )
     env.globals.update(
         STATUSES=display.STATUSES,

@@ -401,6 +401,7 @@ def job_page(request: Request, job_id: RowId) -> Response:
             p=pipeline,
             repository=repository,
             artifacts=artifacts,
+            version=pipeline_version(database, pipeline.id),
         )
 
     return _page(request, build)

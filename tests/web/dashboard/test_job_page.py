@@ -12,6 +12,7 @@ from tests.web.dashboard.conftest import (
     wait_until,
     write_log,
 )
+from web.db.jobs import claim_job
 
 HOSTILE = [
     "<script>window.__pwned = 'script'</script>",
@@ -125,3 +126,17 @@ def test_auto_scroll_follows_until_the_reader_scrolls_up_and_anchors_open_their_
     assert fresh.locator("#log-follow").is_checked() is False
     top = fresh.evaluate("document.getElementById('L120').getBoundingClientRect().top")
     assert 0 <= top <= fresh.viewport_size["height"]
+
+
+def test_the_job_facts_follow_the_job_without_a_reload(dashboard: Dashboard) -> None:
+    repository = register(dashboard)
+    _, (job_id,) = add_pipeline(dashboard, repository.id, jobs={"unit": "pending"})
+    tab = dashboard.page()
+    tab.goto(f"{dashboard.url}/jobs/{job_id}")
+    assert tab.locator("#job-status [data-status=pending]").count() == 1
+    tab.evaluate("window.__notReloaded = true")
+    with dashboard.transaction() as session:
+        assert claim_job(session=session, job_id=job_id, worker="worker-7@host")
+    tab.wait_for_selector("#job-status [data-status=running]", timeout=15_000)
+    assert "worker-7@host" in tab.locator("#job-meta").inner_text()
+    assert tab.evaluate("window.__notReloaded") is True

@@ -66,8 +66,10 @@
     });
   }
 
-  // A pipeline page: when the server says it changed, fetch it again and swap its body.
-  function followPipeline(live) {
+  // A live part of a page (a pipeline's jobs, a job's facts): when the server says the
+  // pipeline changed, fetch the page again and swap the part in.
+  function followPart(live) {
+    var id = live.id;
     var source = new EventSource(live.getAttribute("data-events"));
     var busy = false, again = false;
     function refresh() {
@@ -77,8 +79,8 @@
         .then(function (response) { return response.text(); })
         .then(function (text) {
           var doc = new DOMParser().parseFromString(text, "text/html");
-          var fresh = doc.getElementById("pipeline-live");
-          var current = document.getElementById("pipeline-live");
+          var fresh = doc.getElementById(id);
+          var current = document.getElementById(id);
           if (fresh && current) {
             // keep the open <details> open
             var open = {};
@@ -99,8 +101,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     var tbody = document.getElementById("pipelines");
     if (tbody && tbody.getAttribute("data-events")) followList(tbody);
-    var live = document.getElementById("pipeline-live");
-    if (live && live.getAttribute("data-events")) followPipeline(live);
+    ["pipeline-live", "job-live"].forEach(function (id) {
+      var live = document.getElementById(id);
+      if (live && live.getAttribute("data-events")) followPart(live);
+    });
     document.querySelectorAll("input.copy").forEach(function (input) {
       input.addEventListener("focus", function () { input.select(); });
     });
