@@ -96,10 +96,13 @@ after:
 """
 
 
+Parts = tuple[RecordingBackend, StoreImageProvider, ArtifactStore, CacheStore]
+
+
 @pytest.fixture
 def parts(
     kapal_settings: RunnerSettings, image_store: ImageStore, busybox_image: str, tmp_path: Path
-) -> Iterator[tuple[RecordingBackend, StoreImageProvider, ArtifactStore, CacheStore]]:
+) -> Iterator[Parts]:
     backend = RecordingBackend(kapal_settings)
     yield (
         backend,
@@ -111,7 +114,7 @@ def parts(
     assert left == [], f"left behind: {left}"
 
 
-def run(text: str, parts: tuple, tmp_path: Path) -> tuple[PipelineResult, MemoryRecorder]:
+def run(text: str, parts: Parts, tmp_path: Path) -> tuple[PipelineResult, MemoryRecorder]:
     """Plan `text` as GitLab would for a push to main and run it."""
     project = tmp_path / "project"
     project.mkdir(exist_ok=True)
@@ -134,12 +137,12 @@ def run(text: str, parts: tuple, tmp_path: Path) -> tuple[PipelineResult, Memory
 
 
 def test_reports_dotenv_caches_and_delayed_jobs_on_the_real_runtime(
-    parts: tuple, tmp_path: Path
+    parts: Parts, tmp_path: Path
 ) -> None:
     result, recorder = run(PIPELINE, parts, tmp_path)
     jobs = result.jobs
     assert result.passed, {n: (j.status, j.reason) for n, j in jobs.items()}
-    artifacts: ArtifactStore = parts[2]
+    artifacts = parts[2]
 
     (coverage,) = recorder.of_type(CoverageReport)
     assert (coverage.job, coverage.percent, coverage.files) == ("build", 75.0, ("coverage.xml",))
@@ -162,7 +165,7 @@ def test_reports_dotenv_caches_and_delayed_jobs_on_the_real_runtime(
         "restored the fallback cache 'deps-main'" in line for line in recorder.log("cache-fallback")
     )
     # policy `pull` (from the variable): nothing saved under the job's own key
-    caches: CacheStore = parts[3]
+    caches = parts[3]
     assert not (caches.root / caches.dir_name("deps-main-feature")).exists()
 
     assert recorder.statuses("later")[:3] == [
@@ -174,7 +177,7 @@ def test_reports_dotenv_caches_and_delayed_jobs_on_the_real_runtime(
 
 
 def test_report_links_out_of_the_workspace_read_nothing_of_the_host(
-    parts: tuple, tmp_path: Path
+    parts: Parts, tmp_path: Path
 ) -> None:
     host = tmp_path / "host"
     host.mkdir()
