@@ -4,10 +4,13 @@ follower, which resumes by itself."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
@@ -144,3 +147,98 @@ def test_a_job_deleted_while_followed_ends_the_stream(
         end = _events(lines, 1)[0]
     assert end["event"] == "end"
     assert json.loads(end["data"]) == {"status": "deleted"}
+
+
+class CuttableProxy:
+    """A TCP forwarder to `upstream` whose open connections can be cut at once."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self.accepted = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            with self._lock:
+                self.accepted += 1
+                self.connections += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: Any, sink: Any) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def cut(self) -> None:
+        """Break every connection open now."""
+        with self._lock:
+            for sock in self.connections:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self.connections.clear()
+
+    def close(self) -> None:
+        """Stop accepting and break what is open."""
+        self.listener.close()
+        self.cut()
+
+
+def test_the_cli_client_resumes_after_a_broken_connection_without_losing_a_line(
+    live_server: LiveServer, services: Services
+) -> None:
+    repo = register(services)
+    _, (job_id,) = add_pipeline(services, repo.id, jobs={"a": "running"})
+    _write(services, job_id, ["one", "two", "three"])
+    host, port = live_server.url.removeprefix("http://").split(":")
+    proxy = CuttableProxy((host, int(port)))
+    got: list[Any] = []
+    failure: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            with KapalClient(proxy.url) as client:
+                got.extend(client.follow_log(job_id))
+        except BaseException as exc:
+            failure.append(exc)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(got) < 3:
+            assert time.monotonic() < deadline and not failure, (got, failure)
+            time.sleep(0.02)
+        proxy.cut()
+        _write(services, job_id, ["four", "five"])
+        _finish(services, job_id)
+        follower.join(60)
+    finally:
+        proxy.close()
+    assert not failure, failure
+    assert [(e.line_number, e.text) for e in got if not e.end] == [
+        (1, "one"),
+        (2, "two"),
+        (3, "three"),
+        (4, "four"),
+        (5, "five"),
+    ]
+    assert got[-1].end and got[-1].status == "success"
+    assert proxy.accepted == 2  # it did connect again
