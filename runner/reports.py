@@ -118,7 +118,7 @@ def parse_dotenv(data: bytes) -> dict[str, str]:
     Raises `ReportError` naming the line.
     """
     if len(data) > MAX_DOTENV_BYTES:
-        raise ReportError(f"is {len(data)} bytes; GitLab's limit is {MAX_DOTENV_BYTES} bytes")
+        raise ReportError(f"is larger than GitLab's limit of {MAX_DOTENV_BYTES} bytes")
     text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
     found: dict[str, str] = {}
     lines = text.split("\n")

@@ -730,7 +730,8 @@ def cancel_job(*, services: Services, job_id: int) -> JobRead:
 
 
 def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
-    """Start a manual job waiting to be played; ConflictError when it is not `manual`."""
+    """Start a manual job waiting to be played, or a delayed one waiting for its `start_in`
+    (GitLab's "run now"); ConflictError when it is neither `manual` nor `scheduled`."""
     wake: list[float] = []
     with services.database.transaction() as session:
         job = _job(session, job_id)
@@ -740,12 +741,13 @@ def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
             job_id=job_id,
             status="pending",
             reason=f"played by {who}"[:500],
-            only_from={"manual"},
+            only_from={"manual", "scheduled"},
         ):
             current = _job(session, job_id)
             raise ConflictError(
                 f"job {current.name!r} is {current.status}; only a manual job waiting to be "
-                "played can be played (retry a finished one instead)"
+                "played or a delayed one waiting to start can be played (retry a finished one "
+                "instead)"
             )
         started = [job_id, *_advance_locked(session, job.pipeline_id, wake)]
         now = _job(session, job_id)
@@ -803,7 +805,7 @@ def retry_pipeline(
             )
         jobs = _current_jobs(session, pipeline_id)
         runnable = {job.name for job in plan.runnable_jobs()}
-        if any(j.status in ("pending", "running") for j in jobs.values()):
+        if any(j.status in ("pending", "running", "scheduled") for j in jobs.values()):
             raise ConflictError(
                 f"pipeline {pipeline_id} still runs; cancel it or wait for its end to retry it"
             )

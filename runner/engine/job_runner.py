@@ -47,6 +47,7 @@ from runner.job_images import BuildRequest, ImageProvider, RunnableImage
 from runner.masking import LineMasker, SecretMasker
 from runner.reports import (
     MAX_DOTENV_BYTES,
+    MAX_XML_BYTES,
     Coverage,
     ReportError,
     parse_cobertura,
@@ -491,7 +492,8 @@ class JobRunner:
             with ConfinedTree(workspace) as tree:
                 for rel in collect_paths(workspace, report.paths):
                     try:
-                        figures.append((rel, parse_cobertura(tree.read_bytes(rel))))
+                        data = tree.read_bytes(rel, MAX_XML_BYTES + 1)
+                        figures.append((rel, parse_cobertura(data)))
                     except (ReportError, RunnerError) as exc:
                         self._log(f"kapal: cannot read the coverage report {rel}: {exc}")
         if not figures:

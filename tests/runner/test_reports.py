@@ -126,7 +126,9 @@ def test_dotenv_limits() -> None:
         parse_dotenv(many + b"ONE_MORE=1\n")
     big = b"A=" + b"x" * (MAX_DOTENV_BYTES - 2)
     assert len(parse_dotenv(big)["A"]) == MAX_DOTENV_BYTES - 2
-    with pytest.raises(ReportError, match=f"limit is {MAX_DOTENV_BYTES} bytes"):
+    with pytest.raises(
+        ReportError, match=f"larger than GitLab's limit of {MAX_DOTENV_BYTES} bytes"
+    ):
         parse_dotenv(big + b"x")
 
 

@@ -25,6 +25,7 @@ from web.orchestration import (
     cancel_pipeline,
     create_pipeline_for_ref,
     finish_job,
+    play_job,
     requeue_pending,
 )
 from web.settings import Settings
@@ -190,3 +191,16 @@ def test_without_auto_cancel_a_failure_lets_the_stage_finish(
     end(services, jobs["unit"], JobStatus.FAILED, exit_code=1)
     jobs = current(services, pipeline_id)
     assert jobs["lint"].status == "pending" and not jobs["slow"].cancel_requested
+
+
+def test_a_scheduled_job_can_be_played_at_once(
+    services: Services, kept: KeptJobs, repository: tuple[Project, RepositoryRead]
+) -> None:
+    pipeline_id = start(services, repository, DELAYED)
+    build = current(services, pipeline_id)["build"]
+    claim(services, build)
+    end(services, build, JobStatus.SUCCESS)
+    smoke = current(services, pipeline_id)["smoke"]
+    played = play_job(services=services, job_id=smoke.id, who="alice")
+    assert (played.status, played.reason) == ("pending", "played by alice")
+    assert smoke.id in kept.sent
