@@ -248,9 +248,12 @@ class Services:
             if previous and previous != version:
                 old = read_json(directory / "versions" / previous / "status.json") or {}
                 if _alive(old.get("pid")):
+                    # connections the old version took meanwhile get `drain` seconds; its keeper
+                    # then stops it (SIGTERM, SIGKILL after its grace) on its own
                     time.sleep(self.drain)
-                    _terminate(int(old["pid"]))
-                    log(f"kapal: stopped the previous version {previous}")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(old["pid"]), signal.SIGTERM)
+                    log(f"kapal: stopping the previous version {previous}")
             self._prune(directory, keep={version})
             return RolloutResult(
                 version, request.digest, previous, address, status.get("output", "")
