@@ -4,6 +4,7 @@ pipeline in its embedded worker, and the CLI drives it all over the socket."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -296,3 +297,31 @@ def test_served_tcp_connections_send_without_delay() -> None:
     finally:
         listener.close()
     assert seen and seen[0] != 0
+
+
+def test_serve_says_in_one_line_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    with sockets_free_port() as port:
+        url = f"postgresql+psycopg://kapal:hunter2@127.0.0.1:{port}/kapal"
+        done = subprocess.run(
+            [*KAPAL, "serve", "--port", "0", "--no-worker"],
+            env=_env(tmp_path, KAPAL_DATABASE_URL=url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    where = f"postgresql+psycopg://kapal:***@127.0.0.1:{port}/kapal"
+    assert lines[0].startswith(f"kapal serve: cannot use the database at {where}: ")
+    assert "hunter2" not in done.stderr
+
+
+@contextlib.contextmanager
+def sockets_free_port() -> Iterator[int]:
+    """A TCP port nothing listens on (held closed for the block)."""
+    import socket as sockets
+
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        yield probe.getsockname()[1]
