@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import stat
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -14,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from runner.confined import ConfinedTree, CopyReport
 from runner.engine.recorder import TestCase
 from runner.errors import ConfinedPathError
+from runner.reports import ReportError, parse_xml
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -257,11 +257,12 @@ def _safe_name(name: str) -> str:
 def parse_junit(xml_text: str | bytes) -> list[TestCase]:
     """Test cases of a JUnit XML report (`<testsuites>` or a single `<testsuite>`).
 
-    Raises `ValueError` when the text is not XML.
+    Raises `ValueError` when the text is not XML, or declares entities (refused: see
+    `runner.reports.parse_xml`).
     """
     try:
-        root = ElementTree.fromstring(xml_text)
-    except ElementTree.ParseError as exc:
+        root = parse_xml(xml_text)
+    except ReportError as exc:
         raise ValueError(f"not a JUnit XML report: {exc}") from None
     cases: list[TestCase] = []
     for case in root.iter("testcase"):

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runner.artifacts import parse_junit
 from runner.reports import (
     MAX_DOTENV_BYTES,
     MAX_DOTENV_VARIABLES,
@@ -140,3 +141,12 @@ def test_dotenv_parser_fails_only_with_report_errors(data: bytes) -> None:
         return
     assert len(found) <= MAX_DOTENV_VARIABLES
     assert all(name and all(c.isascii() for c in name) for name in found)
+
+
+def test_junit_reports_refuse_entities_too() -> None:
+    with pytest.raises(ValueError, match="declares entities"):
+        parse_junit(
+            LAUGHS.replace(b"<coverage", b"<testsuite").replace(b"</coverage", b"</testsuite")
+        )
+    (case,) = parse_junit(b'<testsuite><testcase classname="c" name="n" time="1"/></testsuite>')
+    assert (case.classname, case.name, case.status) == ("c", "n", "passed")
