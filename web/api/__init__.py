@@ -2,6 +2,7 @@
 
 - `deps`: the `Annotated` dependencies routes declare (`SessionDep`, `ServicesDep`, `AccessDep`).
 - `auth`: API tokens as the routes see them (`Access`), and the admin token made at first start.
+- `RowId` (in `deps`): a row id in a path, bounded so a huge number is a 422, not a database error.
 - routers: `hooks` (webhooks), `health` (`/healthz`, `/metrics`), `repos`, `pipelines`, `jobs`,
-  `tokens`; `web.app.create_app` mounts them.
+  `tokens`, `environments`; `web.app.create_app` mounts them with the dashboard's.
 """
