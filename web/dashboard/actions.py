@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from web.api.auth import Access
 from web.dashboard.pages import RowId, error_page, job_with_context, services_of, viewer_of
-from web.dashboard.signin import local_path, read_form
+from web.dashboard.signin import local_path, read_form, set_notice_cookie
 from web.db.pipelines import get_pipeline
 from web.db.schemas import Scope
 from web.errors import AuthenticationError, ConflictError, NotFoundError, WebError
@@ -40,10 +40,6 @@ def _back(request: Request, default: str) -> str:
     return default
 
 
-def _with_notice(path: str, notice: str) -> str:
-    return f"{path}?{urlencode({'notice': notice[:300]})}"
-
-
 async def _act(
     request: Request, default: str, act: Callable[[Services, Access], str | None]
 ) -> Response:
@@ -61,7 +57,9 @@ async def _act(
         signed_in = access
         target = await run_in_threadpool(act, services_of(request), signed_in)
     except ConflictError as exc:
-        return RedirectResponse(_with_notice(back, str(exc)), status_code=303)
+        refused = RedirectResponse(back, status_code=303)
+        set_notice_cookie(refused, request, str(exc))
+        return refused
     except WebError as exc:
         return error_page(request, access, exc)
     return RedirectResponse(target or back, status_code=303)

@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from web.api.auth import Access
 from web.dashboard import display
-from web.dashboard.signin import CSRF_FIELD, csrf_value, set_csrf_cookie
+from web.dashboard.signin import CSRF_FIELD, csrf_value, set_csrf_cookie, take_notice
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Scripts and styles come from kapal only; no inline script or style attribute is needed, so a
@@ -81,15 +81,17 @@ def render(
 ) -> HTMLResponse:
     """A page: `name` rendered with the viewer, the CSRF value and `context`."""
     csrf, new = csrf_value(request)
+    response = HTMLResponse("", status_code=status_code, headers=SECURITY_HEADERS)
     html = ENVIRONMENT.get_template(name).render(
         request=request,
         viewer=viewer,
         csrf=csrf,
         now=datetime.now(UTC),
-        notice=request.query_params.get("notice", "")[:300],
+        notice=take_notice(request, response),
         **context,
     )
-    response = HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+    response.body = response.render(html)
+    response.headers["Content-Length"] = str(len(response.body))
     response.headers["Cache-Control"] = "no-store"
     if new:
         set_csrf_cookie(response, request, csrf)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from fastapi import Request, Response
 
@@ -24,6 +24,10 @@ from web.settings import Settings
 TOKEN_COOKIE = "kapal_token"
 CSRF_COOKIE = "kapal_csrf"
 CSRF_FIELD = "csrf"
+# why an action was refused, shown once on the page it returns to (a cookie, not the URL: a
+# link made elsewhere cannot put words on a kapal page)
+NOTICE_COOKIE = "kapal_notice"
+NOTICE_MAX = 300
 TOKEN_MAX_AGE = 14 * 24 * 3600
 MAX_FORM_BYTES = 16 * 1024
 
@@ -79,6 +83,28 @@ def set_token_cookie(response: Response, request: Request, plaintext: str) -> No
         secure=request.url.scheme == "https",
         path="/",
     )
+
+
+def set_notice_cookie(response: Response, request: Request, notice: str) -> None:
+    """Show `notice` once, on the next page this browser opens."""
+    response.set_cookie(
+        NOTICE_COOKIE,
+        quote(notice[:NOTICE_MAX]),
+        max_age=60,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def take_notice(request: Request, response: Response) -> str:
+    """The notice waiting for this browser (forgotten once shown), or empty."""
+    value = request.cookies.get(NOTICE_COOKIE)
+    if value is None:
+        return ""
+    response.delete_cookie(NOTICE_COOKIE, path="/", httponly=True, samesite="strict")
+    return unquote(value)[:NOTICE_MAX]
 
 
 def clear_token_cookie(response: Response) -> None:

@@ -155,6 +155,15 @@ def test_pipeline_page_shows_the_run_and_its_actions_need_a_signed_in_token(
     # cancel, then retry the failed jobs: a second attempt of `unit`, the first kept
     tab.click(".title .actions button.danger")
     tab.wait_for_selector("#job-ship[data-status=canceled]")
+    # a refused action comes back to its page with the reason, shown once
+    csrf = tab.locator("input[name=csrf]").first.input_value()
+    refused = tab.request.post(
+        f"{dashboard.url}/jobs/{jobs['ship']}/play", form={"csrf": csrf}, headers={"Referer": url}
+    )
+    assert refused.status == 200 and refused.url == url
+    assert "only a manual job waiting to be played" in refused.text()
+    tab.goto(url + "?notice=Your+session+expired")  # a link cannot put words on the page
+    assert tab.locator(".notice").count() == 0
     tab.click("text=Retry failed")
     tab.wait_for_selector("#job-unit .earlier")
     with dashboard.transaction() as session:
