@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from web.api.deps import AccessDep, ServicesDep, SessionDep, WriterDep
+from web.api.deps import AccessDep, RowId, ServicesDep, SessionDep, WriterDep
 from web.db.environments import (
     DeploymentRead,
     EnvironmentRead,
@@ -58,14 +58,14 @@ def _environment(session: SessionDep, access: AccessDep, environment_id: int) ->
 
 
 @router.get("/{environment_id}")
-def environment(environment_id: int, session: SessionDep, access: AccessDep) -> EnvironmentRead:
+def environment(environment_id: RowId, session: SessionDep, access: AccessDep) -> EnvironmentRead:
     """One environment and its current deployment."""
     return _environment(session, access, environment_id)
 
 
 @router.get("/{environment_id}/deployments")
 def deployments(
-    environment_id: int,
+    environment_id: RowId,
     session: SessionDep,
     access: AccessDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -77,7 +77,7 @@ def deployments(
 
 @router.post("/{environment_id}/rollback", status_code=201)
 def rollback(
-    environment_id: int, services: ServicesDep, access: WriterDep, body: RollbackIn | None = None
+    environment_id: RowId, services: ServicesDep, access: WriterDep, body: RollbackIn | None = None
 ) -> DeploymentRead:
     """Re-deploy an earlier deployment's digest (409 with the reason when it cannot)."""
     with services.database.transaction() as session:
