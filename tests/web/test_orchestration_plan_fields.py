@@ -109,13 +109,19 @@ def finished_ago(services: Services, job: JobRead, seconds: float) -> None:
         )
 
 
-def test_a_delayed_job_is_scheduled_then_started_by_a_delayed_advance(
-    services: Services, kept: KeptJobs, repository: tuple[Project, RepositoryRead]
-) -> None:
-    pipeline_id = start(services, repository, DELAYED)
+def built(services: Services, repo: tuple[Project, RepositoryRead]) -> tuple[int, JobRead]:
+    """A DELAYED pipeline whose build job succeeded (its smoke job is then scheduled)."""
+    pipeline_id = start(services, repo, DELAYED)
     build = current(services, pipeline_id)["build"]
     claim(services, build)
     end(services, build, JobStatus.SUCCESS)
+    return pipeline_id, build
+
+
+def test_a_delayed_job_is_scheduled_then_started_by_a_delayed_advance(
+    services: Services, kept: KeptJobs, repository: tuple[Project, RepositoryRead]
+) -> None:
+    pipeline_id, build = built(services, repository)
     smoke = current(services, pipeline_id)["smoke"]
     assert (smoke.status, smoke.reason) == ("scheduled", "delayed: starts 10m from now")
     assert smoke.id not in kept.sent
@@ -136,10 +142,7 @@ def test_a_delayed_job_is_scheduled_then_started_by_a_delayed_advance(
 def test_a_worker_start_wakes_pipelines_with_scheduled_jobs(
     services: Services, kept: KeptJobs, repository: tuple[Project, RepositoryRead]
 ) -> None:
-    pipeline_id = start(services, repository, DELAYED)
-    build = current(services, pipeline_id)["build"]
-    claim(services, build)
-    end(services, build, JobStatus.SUCCESS)
+    pipeline_id, build = built(services, repository)
     finished_ago(services, build, 700)  # its delayed message was lost meanwhile
     requeue_pending(services=services)
     smoke = current(services, pipeline_id)["smoke"]
@@ -149,10 +152,7 @@ def test_a_worker_start_wakes_pipelines_with_scheduled_jobs(
 def test_canceling_the_pipeline_cancels_a_scheduled_job(
     services: Services, kept: KeptJobs, repository: tuple[Project, RepositoryRead]
 ) -> None:
-    pipeline_id = start(services, repository, DELAYED)
-    build = current(services, pipeline_id)["build"]
-    claim(services, build)
-    end(services, build, JobStatus.SUCCESS)
+    pipeline_id, build = built(services, repository)
     cancel_pipeline(services=services, pipeline_id=pipeline_id)
     jobs = current(services, pipeline_id)
     assert jobs["smoke"].status == "canceled" and jobs["ship"].status == "canceled"
@@ -196,10 +196,7 @@ def test_without_auto_cancel_a_failure_lets_the_stage_finish(
 def test_a_scheduled_job_can_be_played_at_once(
     services: Services, kept: KeptJobs, repository: tuple[Project, RepositoryRead]
 ) -> None:
-    pipeline_id = start(services, repository, DELAYED)
-    build = current(services, pipeline_id)["build"]
-    claim(services, build)
-    end(services, build, JobStatus.SUCCESS)
+    pipeline_id, _ = built(services, repository)
     smoke = current(services, pipeline_id)["smoke"]
     played = play_job(services=services, job_id=smoke.id, who="alice")
     assert (played.status, played.reason) == ("pending", "played by alice")
