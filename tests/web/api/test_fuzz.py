@@ -63,6 +63,8 @@ ROUTES = st.sampled_from(
         ("GET", "/api/v1/jobs/{id}/log"),
         ("GET", "/api/v1/jobs/{id}/artifacts/{id}"),
         ("DELETE", "/api/v1/tokens/{id}"),
+        ("GET", "/api/v1/environments/{id}/deployments"),
+        ("POST", "/api/v1/environments/{id}/rollback"),
     ]
 )
 QUERY = st.dictionaries(
