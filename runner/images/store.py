@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -39,9 +40,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from filelock import FileLock
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import (
     ArchiveError,
@@ -58,6 +57,9 @@ from runner.images.layers import scan_layer, unpack_layer
 from runner.images.platforms import pick_platform
 from runner.images.reference import Reference
 from runner.owners import owner_slug
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 # the registry part of namespaced tags: a reserved name that never resolves, so nothing is pulled
 NAMESPACE_REGISTRY = "kapal.invalid"
@@ -141,8 +143,15 @@ class ImageStore:
             directory.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(root / "blobs", self.tmp)
         self._tags_path = root / "tags.json"
-        self._lock = FileLock(str(root / "store.lock"))
         self._gc_lock_path = root / "gc.lock"
+
+    @functools.cached_property
+    def _lock(self) -> FileLock:
+        """The store's lock, made on first use: filelock costs ~15 ms to import, and reading an
+        image (what `kapal exec` and a warm `kapal build` do) never takes it."""
+        from filelock import FileLock
+
+        return FileLock(str(self.root / "store.lock"))
 
     def for_owner(self, owner: str | None) -> ImageStore:
         """This store as the pipelines of `owner` see it (the operator's view for None)."""
@@ -524,6 +533,8 @@ class ImageStore:
         blob = self.blobs.path(layer.digest)
         if not blob.is_file():
             raise ImageError(f"{where} is missing from the store; remove the image, get it again")
+        from filelock import FileLock
+
         lock = FileLock(str(self.tmp / f"unpack-{layer.diff_id.partition(':')[2]}.lock"))
         with self.session(), lock:
             if final.is_dir():
