@@ -316,7 +316,7 @@ def _run(
         secrets=secrets_for(access, secrets),
         limits=policy.limits_for(asked),
         workspace_disk_bytes=policy.disk_bytes,
-        ship=local_shipper(settings, store, owner, pipeline_id),
+        ship=local_shipper(settings, store, owner, pipeline_id, secrets_for(access, secrets)),
     )
     interactive = sys.stdout.isatty()
     if interactive:

@@ -289,6 +289,7 @@ def run_job_context(
                 job_name=context.name,
                 user=context.user,
                 approved_by=context.approved_by,
+                secrets=context.secrets,
             ),
         ),
     )

@@ -14,6 +14,7 @@ with the secrets of the pipeline that made that deployment.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from runner.errors import RunnerError
 from runner.images.store import ImageStore
@@ -56,6 +57,7 @@ def job_shipper(
     job_name: str,
     user: str,
     approved_by: str | None,
+    secrets: Mapping[str, str],
     url: str | None = None,
 ) -> Shipper:
     """The shipper of one job attempt on a worker."""
@@ -72,7 +74,9 @@ def job_shipper(
             url=url,
         ),
         push=push_settings(services.settings),
-        context=ShipContext(user=approved_by or user, pipeline_id=pipeline_id, job=job_name),
+        context=ShipContext(
+            user=approved_by or user, pipeline_id=pipeline_id, job=job_name, secrets=secrets
+        ),
     )
 
 
@@ -109,7 +113,7 @@ def rollback_environment(
         services=services_for(services.settings),
         deployments=records,
         push=push_settings(services.settings),
-        context=ShipContext(user=who),
+        context=ShipContext(user=who, secrets=secrets),
     )
     lines: list[str] = []
     try:

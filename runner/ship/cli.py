@@ -6,6 +6,7 @@ worker on this host) deployed, and the deployments `kapal run` recorded.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from rich.table import Table
 from runner.errors import RunnerError
 from runner.images.store import ImageStore
 from runner.owners import DEFAULT_OWNER
+from runner.secrets import load_secrets
 from runner.settings import RunnerSettings
 from runner.ship.deployments import LocalDeployments, current
 from runner.ship.keeper import read_json
@@ -120,7 +122,11 @@ def register(app: typer.Typer) -> None:
         if now is not None and now.kind == "service":
             config = read_json(settings.data_dir / "services" / now.target / "service.json")
             owner = str((config or {}).get("owner") or DEFAULT_OWNER)
-        shipper = local_shipper(settings, ImageStore(settings.images_dir), owner)
+        try:
+            secrets = {k: s.value for k, s in load_secrets(os.environ).items()}
+        except RunnerError as exc:
+            raise _fail(exc) from None
+        shipper = local_shipper(settings, ImageStore(settings.images_dir), owner, None, secrets)
         try:
             done = shipper.rollback(environment, typer.echo, to=to)
         except RunnerError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.plan import DeploySpec, Job
@@ -35,6 +35,9 @@ class ShipContext:
     user: str = ""
     pipeline_id: int | None = None
     job: str = ""
+    # the secrets of the run: a service's `env:` entry carrying one is recorded as written
+    # (`$NAME`), never expanded, and expanded again from these on a rollback
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 def environment_of(job: Job, spec: DeploySpec | None, values: Mapping[str, str]) -> str:
@@ -134,18 +137,24 @@ class Shipper:
             record = replace(record, target=to)
         if spec.service is not None:
             svc = spec.service
+            env = {k: _expand(v, values) for k, v in svc.env}
+            secret = sorted(k for k, v in svc.env if self._carries_secret(env[k]))
             ship_spec["service"] = {
                 "name": svc.name,
                 "port": svc.port,
                 "host_port": svc.host_port,
                 "health": svc.health,
-                "env": {k: _expand(v, values) for k, v in svc.env},
+                "env": {k: (v if k in secret else env[k]) for k, v in svc.env},
+                "secret_env": secret,
                 "command": list(svc.command) if svc.command is not None else None,
                 "network": job.network or "nat",
             }
             record = replace(record, target=svc.name)
         record = replace(record, spec=ship_spec)
-        return self._finish(record, image, log)
+        return self._finish(record, image, log, env)
+
+    def _carries_secret(self, value: str) -> bool:
+        return any(secret and secret in value for secret in self.context.secrets.values())
 
     def record_script(self, job: Job, values: Mapping[str, str]) -> Deployment | None:
         """The deployment a script job with `environment:` (action start) makes, as GitLab's."""
@@ -218,12 +227,21 @@ class Shipper:
         )
         log(f"kapal: deployed {image.digest} to {to}")
 
-    def _finish(self, record: Deployment, image: Image, log: Log) -> Deployment:
-        """Roll out the service part, if any, and record the deployment (failed ones too)."""
+    def _finish(
+        self, record: Deployment, image: Image, log: Log, env: Mapping[str, str] | None = None
+    ) -> Deployment:
+        """Roll out the service part, if any, with `env` (default: the recorded one, its secret
+        entries expanded from the context's secrets) and record the deployment (failed ones
+        too)."""
         svc = dict(record.spec).get("service")
         if svc:
+            if env is None:
+                recorded = dict(svc.get("env") or {})
+                for key in svc.get("secret_env") or ():
+                    recorded[key] = _expand(str(recorded.get(key, "")), self.context.secrets)
+                env = recorded
             try:
-                result = self._roll_out(svc, record.image, image, log)
+                result = self._roll_out(svc, record.image, image, env, log)
             except RolloutError as exc:
                 self.deployments.record(replace(record, status="failed", message=str(exc)))
                 raise
@@ -233,7 +251,14 @@ class Shipper:
         log(f"kapal: deployment {stored.id} of {stored.environment}: {stored.digest}")
         return stored
 
-    def _roll_out(self, svc: Mapping[str, Any], name: str, image: Image, log: Log) -> RolloutResult:
+    def _roll_out(
+        self,
+        svc: Mapping[str, Any],
+        name: str,
+        image: Image,
+        env: Mapping[str, str],
+        log: Log,
+    ) -> RolloutResult:
         layers = tuple(self.store.unpacked_layers(image))
         command = svc.get("command")
         return self.services.roll_out(
@@ -247,7 +272,7 @@ class Shipper:
                 port=svc.get("port"),
                 host_port=svc.get("host_port"),
                 health=svc.get("health"),
-                env=dict(svc.get("env") or {}),
+                env=dict(env),
                 command=tuple(command) if command is not None else None,
                 network=str(svc.get("network") or "nat"),
             ),

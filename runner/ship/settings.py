@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field
@@ -42,9 +43,14 @@ def deployments_dir(data_dir: Path) -> Path:
 
 
 def local_shipper(
-    settings: RunnerSettings, store: ImageStore, owner: str, pipeline_id: int | None = None
+    settings: RunnerSettings,
+    store: ImageStore,
+    owner: str,
+    pipeline_id: int | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> Shipper:
-    """The shipper of a `kapal run` pipeline: local records, the operator's auth file."""
+    """The shipper of a `kapal run` pipeline (or a local rollback): local records, the
+    operator's auth file, the run's `secrets`."""
     return Shipper(
         store,
         owner=owner,
@@ -53,5 +59,7 @@ def local_shipper(
         push=PushSettings(
             insecure=tuple(settings.insecure_registries), auth_file=settings.registry_auth_file
         ),
-        context=ShipContext(user=os.environ.get("USER", ""), pipeline_id=pipeline_id),
+        context=ShipContext(
+            user=os.environ.get("USER", ""), pipeline_id=pipeline_id, secrets=dict(secrets or {})
+        ),
     )

@@ -99,3 +99,55 @@ def test_another_owners_service_is_not_taken_over(tmp_path: Path) -> None:
     with pytest.raises(ShipError, match="belongs to another repository"):
         services.roll_out(request, print)
     assert not (tmp_path / "services" / "web" / "versions").exists()
+
+
+SECRET_PIPELINE = """\
+image-build:
+  stage: build
+  build: {tags: ["app:1"]}
+ship:
+  stage: deploy
+  environment: {name: @ENV@}
+  deploy:
+    image: app:1
+    service:
+      name: @NAME@
+      port: 8080
+      env: {TOKEN: $SERVICE_TOKEN, PLAIN: "p-$CI_JOB_NAME"}
+      health: test "$TOKEN" = "$(cat /expected)" && test "$PLAIN" = p-ship && echo env-ok
+"""
+
+
+def test_secret_env_reaches_the_service_but_not_the_records(
+    tmp_path: Path, kapal_settings: RunnerSettings, busybox_image: str
+) -> None:
+    secret = f"tok-{uuid.uuid4().hex}"
+    name, environment = f"sec-{uuid.uuid4().hex[:8]}", f"env-{uuid.uuid4().hex[:8]}"
+    project = tmp_path / "p"
+    (project / "www").mkdir(parents=True)
+    (project / "www" / "index.html").write_text("x\n")
+    (project / "expected").write_text(secret + "\n")
+    (project / "Dockerfile").write_text(DOCKERFILE + "COPY expected /expected\n")
+    (project / ".kapal.yml").write_text(
+        SECRET_PIPELINE.replace("@NAME@", name).replace("@ENV@", environment)
+    )
+    env = dict(
+        os.environ,
+        KAPAL_DATA_DIR=str(kapal_settings.data_dir),
+        KAPAL_SECRET_SERVICE_TOKEN=secret,
+        KAPAL_SERVICE_HEALTH_TIMEOUT="10",
+    )
+    try:
+        for _ in range(2):
+            ran = kapal(env, "run", str(project))
+            assert ran.returncode == 0, ran.stdout + ran.stderr
+            assert "env-ok" in ran.stdout
+            (project / "www" / "index.html").write_text(uuid.uuid4().hex)  # a new digest
+        records = (kapal_settings.data_dir / "deployments").glob(f"{environment}*.jsonl")
+        text = "".join(path.read_text() for path in records)
+        assert "$SERVICE_TOKEN" in text and "p-ship" in text and secret not in text
+        rolled = kapal(env, "rollback", environment)  # the secret is expanded again
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        assert "env-ok" in rolled.stdout
+    finally:
+        Services(kapal_settings.data_dir / "services", kapal_settings.data_dir).stop(name)
