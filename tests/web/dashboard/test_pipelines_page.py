@@ -57,3 +57,20 @@ def test_rows_update_live_and_filters_narrow_the_list(dashboard: Dashboard) -> N
     with dashboard.transaction() as session:
         set_pipeline_status(session=session, pipeline_id=newer, status="running")
     tab.wait_for_selector(f"#pipeline-{newer}", state="detached", timeout=15_000)
+
+
+def test_older_pipelines_are_a_page_away(dashboard: Dashboard) -> None:
+    shop = register(dashboard, "acme/shop")
+    ids = [add_pipeline(dashboard, shop.id, status="success")[0] for _ in range(53)]
+    tab = dashboard.page()
+    tab.goto(dashboard.url + "/?repo=acme/shop")
+    shown = [r.get_attribute("data-id") for r in tab.locator("tr.pipeline-row").all()]
+    assert shown == [str(i) for i in reversed(ids[-50:])]
+    tab.click("#older")
+    tab.wait_for_url(lambda url: "cursor=" in url)
+    shown = [r.get_attribute("data-id") for r in tab.locator("tr.pipeline-row").all()]
+    assert shown == [str(i) for i in reversed(ids[:3])]
+    assert "repo=acme%2Fshop" in tab.url  # the filters stay
+    assert tab.locator("#older").count() == 0
+    tab.click("text=« Newest")
+    assert tab.locator("tr.pipeline-row").count() == 50
