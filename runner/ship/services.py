@@ -176,12 +176,14 @@ class Services:
         health_timeout: float = 60.0,
         drain: float = 1.0,
         env: Mapping[str, str] | None = None,
+        ports: tuple[int, int] = (1024, 65535),
     ) -> None:
         self.root = root
         self.data_dir = data_dir
         self.health_timeout = health_timeout
         self.drain = drain  # seconds connections to the old version get to finish
         self.env = env
+        self.ports = ports  # the host ports services may be published on
 
     def _dir(self, name: str) -> Path:
         return self.root / check_name(name)
@@ -192,6 +194,12 @@ class Services:
         when it never becomes healthy; `ShipError` when the service belongs to another owner or
         its host port cannot be listened on."""
         directory = self._dir(request.name)
+        low, high = self.ports
+        if request.host_port is not None and not low <= request.host_port <= high:
+            raise ShipError(
+                f"service {request.name}: host_port {request.host_port} is outside the ports "
+                f"services may use here ({low}-{high}, KAPAL_SERVICE_PORTS)"
+            )
         directory.mkdir(parents=True, exist_ok=True)
         with FileLock(str(directory / "lock")):
             config = read_json(directory / "service.json") or {}

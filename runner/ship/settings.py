@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runner.errors import ShipError
 from runner.images.store import ImageStore
 from runner.settings import RunnerSettings
 from runner.ship.deploy import ShipContext, Shipper
@@ -24,6 +25,19 @@ class ShipSettings(BaseSettings):
 
     service_health_timeout: float = Field(default=60.0, gt=0)
     service_drain: float = Field(default=1.0, ge=0)
+    # the host ports services may be published on (`FIRST-LAST`)
+    service_ports: str = "1024-65535"
+
+    def port_range(self) -> tuple[int, int]:
+        """`service_ports` as (first, last); ShipError when it is not FIRST-LAST."""
+        first, sep, last = self.service_ports.partition("-")
+        if sep and first.strip().isdigit() and last.strip().isdigit():
+            low, high = int(first), int(last)
+            if 1 <= low <= high <= 65535:
+                return low, high
+        raise ShipError(
+            f"KAPAL_SERVICE_PORTS={self.service_ports!r}: write it as FIRST-LAST (1-65535)"
+        )
 
 
 def services_for(settings: RunnerSettings, ship: ShipSettings | None = None) -> Services:
@@ -34,6 +48,7 @@ def services_for(settings: RunnerSettings, ship: ShipSettings | None = None) -> 
         settings.data_dir,
         health_timeout=ship.service_health_timeout,
         drain=ship.service_drain,
+        ports=ship.port_range(),
     )
 
 

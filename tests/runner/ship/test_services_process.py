@@ -6,16 +6,18 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
 from runner.errors import ShipError
+from runner.images.store import ImageStore
 from runner.runtime.backend import ImageDefaults
 from runner.settings import RunnerSettings
 from runner.ship.keeper import read_json
-from runner.ship.services import ServiceRequest, Services, check_name
+from runner.ship.services import RolloutResult, ServiceRequest, Services, check_name
 from tests.runner.ship.test_services_runtime import DOCKERFILE, free_port, get
 
 KAPAL = [sys.executable, "-m", "web.cli"]
@@ -151,3 +153,76 @@ def test_secret_env_reaches_the_service_but_not_the_records(
         assert "env-ok" in rolled.stdout
     finally:
         Services(kapal_settings.data_dir / "services", kapal_settings.data_dir).stop(name)
+
+
+def _request(store: ImageStore, name: str, version: str, host_port: int | None) -> ServiceRequest:
+    image = store.resolve("busybox:latest")
+    return ServiceRequest(
+        name=name,
+        owner="test",
+        image="busybox:latest",
+        digest=image.digest,
+        layers=tuple(store.unpacked_layers(image)),
+        defaults=ImageDefaults.from_image_config(image.config),
+        port=8080,
+        host_port=host_port,
+        health="/index.html",
+        command=(
+            "sh",
+            "-c",
+            f"mkdir -p /www && echo {version} > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ),
+    )
+
+
+def test_two_rollouts_of_one_service_wait_for_each_other(
+    kapal_settings: RunnerSettings, image_store: ImageStore, busybox_image: str
+) -> None:
+    services = Services(kapal_settings.data_dir / "services", kapal_settings.data_dir, drain=0.1)
+    name, port = f"two-{uuid.uuid4().hex[:8]}", free_port()
+    results: dict[str, RolloutResult] = {}
+
+    def deploy(version: str) -> None:
+        results[version] = services.roll_out(_request(image_store, name, version, port), print)
+
+    threads = [threading.Thread(target=deploy, args=(v,)) for v in ("a", "b")]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        first, second = sorted(results.values(), key=lambda r: r.version)
+        assert first.previous is None and second.previous == first.version
+        assert get(port) == ("a" if results["a"] is second else "b")
+    finally:
+        services.stop(name)
+
+
+def test_a_host_port_outside_the_allowed_range_is_refused(
+    tmp_path: Path, image_store: ImageStore, busybox_image: str
+) -> None:
+    services = Services(tmp_path / "services", tmp_path, ports=(20000, 20010))
+    with pytest.raises(ShipError, match=r"host_port 22 is outside .*20000-20010"):
+        services.roll_out(_request(image_store, "low", "x", 22), print)
+    assert not (tmp_path / "services" / "low").exists()
+
+
+def test_a_script_job_with_an_environment_records_a_deployment(
+    tmp_path: Path, kapal_settings: RunnerSettings, busybox_image: str
+) -> None:
+    environment = f"notes-{uuid.uuid4().hex[:8]}"
+    (tmp_path / ".kapal.yml").write_text(
+        "announce:\n  image: busybox:latest\n  script: [echo shipping]\n"
+        f"  environment: {{name: {environment}, url: 'https://example.test/'}}\n"
+        "undo:\n  image: busybox:latest\n  script: [echo stop]\n"
+        f"  environment: {{name: {environment}, action: stop}}\n"
+    )
+    env = dict(os.environ, KAPAL_DATA_DIR=str(kapal_settings.data_dir))
+    ran = kapal(env, "run", str(tmp_path))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    listed = kapal(env, "deployments", environment)
+    assert listed.returncode == 0 and "https://example.test/" in listed.stdout
+    assert listed.stdout.count("announce") == 1 and "undo" not in listed.stdout
+    refused = kapal(env, "rollback", environment)
+    assert refused.returncode == 1
+    assert "no earlier deployment to roll back to" in refused.stderr
