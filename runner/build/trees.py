@@ -213,11 +213,23 @@ class LayeredTree:
                     target if target.startswith("/") else posixpath.join(parent, target)
                 )
                 continue
-            try:
-                return host.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                return None
+            return _read_regular(host)
         return None
+
+
+def _read_regular(host: Path) -> str | None:
+    """Text of a regular file; None for anything else (a fifo in an image must not hang us)."""
+    try:
+        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            return handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return None
 
 
 def _clean(path: str) -> str:

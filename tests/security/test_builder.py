@@ -285,3 +285,21 @@ def test_a_build_job_naming_a_host_file_as_dockerfile_shows_none_of_it(
     out = result.stdout + result.stderr
     assert result.exit_code != 0, out
     assert host_dir.secret not in out
+
+
+@pytest.mark.timeout(300)
+def test_an_image_whose_passwd_is_a_fifo_does_not_hang_the_builder(
+    build: BuildFn, tmp_path: Path
+) -> None:
+    # --chown=name reads the image's /etc/passwd on the host: a fifo there must not block it
+    ctx = _context(
+        tmp_path,
+        """
+        FROM busybox:latest
+        RUN rm /etc/passwd && mkfifo /etc/passwd
+        COPY --chown=nobody f /f
+        """,
+        {"f": b"f\n"},
+    )
+    with pytest.raises(DockerfileError, match="is not in the image's /etc/passwd"):
+        build(ctx)
