@@ -11,6 +11,7 @@ from fastapi import Query, Request
 from fastapi.responses import Response
 
 from web.api.auth import Access
+from web.api.deps import get_database, get_services, get_settings
 from web.dashboard.rendering import render
 from web.dashboard.signin import viewer
 from web.db.jobs import get_job
@@ -20,8 +21,6 @@ from web.db.repos import get_repository
 from web.db.schemas import JobRead, PipelineRead, RepositoryRead
 from web.db.session import Database
 from web.errors import NotFoundError, WebError
-from web.orchestration import Services
-from web.settings import Settings
 
 ERROR_TITLES = {
     400: "Bad request",
@@ -37,22 +36,10 @@ Filter = Annotated[str | None, Query(max_length=255)]
 RowId = Annotated[int, FastAPIPath(ge=1, le=MAX_ID)]
 
 
-def settings_of(request: Request) -> Settings:
-    """The app's settings."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def database_of(request: Request) -> Database:
-    """The app's database."""
-    database: Database = request.app.state.database
-    return database
-
-
-def services_of(request: Request) -> Services:
-    """The service layer the app drives."""
-    services: Services = request.app.state.services
-    return services
+# the app's settings, database and service layer, read as the API's dependencies read them
+settings_of = get_settings
+database_of = get_database
+services_of = get_services
 
 
 def viewer_of(request: Request) -> Access:

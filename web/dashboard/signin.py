@@ -28,6 +28,7 @@ CSRF_FIELD = "csrf"
 # link made elsewhere cannot put words on a kapal page)
 NOTICE_COOKIE = "kapal_notice"
 NOTICE_MAX = 300
+NOTICE_MAX_AGE = 60
 TOKEN_MAX_AGE = 14 * 24 * 3600
 MAX_FORM_BYTES = 16 * 1024
 
@@ -60,42 +61,34 @@ def csrf_value(request: Request) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
-def set_csrf_cookie(response: Response, request: Request, value: str) -> None:
-    """Keep `value` as this browser's CSRF value."""
+def _keep(
+    response: Response, request: Request, name: str, value: str, max_age: int | None = None
+) -> None:
+    """Set a cookie scripts cannot read and other sites cannot make the browser send."""
     response.set_cookie(
-        CSRF_COOKIE,
+        name,
         value,
+        max_age=max_age,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/",
     )
+
+
+def set_csrf_cookie(response: Response, request: Request, value: str) -> None:
+    """Keep `value` as this browser's CSRF value."""
+    _keep(response, request, CSRF_COOKIE, value)
 
 
 def set_token_cookie(response: Response, request: Request, plaintext: str) -> None:
     """Keep a signed-in token (HttpOnly, SameSite=Strict, Secure over HTTPS)."""
-    response.set_cookie(
-        TOKEN_COOKIE,
-        plaintext,
-        max_age=TOKEN_MAX_AGE,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    _keep(response, request, TOKEN_COOKIE, plaintext, TOKEN_MAX_AGE)
 
 
 def set_notice_cookie(response: Response, request: Request, notice: str) -> None:
     """Show `notice` once, on the next page this browser opens."""
-    response.set_cookie(
-        NOTICE_COOKIE,
-        quote(notice[:NOTICE_MAX]),
-        max_age=60,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    _keep(response, request, NOTICE_COOKIE, quote(notice[:NOTICE_MAX]), NOTICE_MAX_AGE)
 
 
 def take_notice(request: Request, response: Response) -> str:
