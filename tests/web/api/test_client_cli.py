@@ -117,7 +117,13 @@ def test_logs_cancel_retry(live_server: LiveServer, services: Services, tmp_path
     )
     code, out, _ = kapal(live_server, "retry", "--job", str(job_id), tmp=tmp_path)
     assert code == 0
-    assert out.strip().endswith("(a) created") or out.strip().endswith("(a) pending")
+    again = int(out.split()[1])
+    assert out.strip() in (f"job {again} (a) created", f"job {again} (a) pending")
+    code, out, _ = kapal(live_server, "cancel", "--job", str(again), tmp=tmp_path)
+    assert (code, out.strip()) == (0, f"job {again} (a) canceled")
+    code, _, err = kapal(live_server, "retry", str(pipeline_id), "--all", tmp=tmp_path)
+    assert code == 1  # recorded without a plan: nothing the server can run again
+    assert err.startswith("kapal retry: pipeline") and "no plan" in err
 
 
 def test_errors_are_one_line_with_fitting_exit_codes(
