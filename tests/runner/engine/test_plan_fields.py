@@ -8,6 +8,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pipeline.plan import CacheSpec, ImageSpec, ServiceSpec
 from runner.engine.recorder import JobStatus, JobStatusChanged, PipelineStatus
 from runner.engine.schedule import (
@@ -21,6 +24,7 @@ from runner.engine.schedule import (
 )
 from runner.runtime.fake import FakeBehaviour
 from tests.runner.engine.conftest import Harness, job, plan, workspace_of
+from tests.runner.engine.test_schedule import random_plans
 
 
 def named(name: str) -> Any:
@@ -332,3 +336,46 @@ def test_images_are_resolved_with_their_pull_policy(harness: Harness) -> None:
         ("busybox", ("always", "if-not-present")),
         ("redis:7", ("never",)),
     ]
+
+
+# -- a driven pipeline with delayed jobs and auto-cancel (property) ---------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(random_plans(), st.data())
+def test_delayed_and_auto_canceled_pipelines_always_finish(
+    the_plan: Any, data: st.DataObject
+) -> None:
+    """Some jobs delayed, auto-cancel on or off, jobs ending and delays passing as chance says:
+    every job ends finished, and once a job failed (not allowed to) under `on_job_failure:
+    all` no job starts any more."""
+    delayed = data.draw(st.sets(st.sampled_from([j.name for j in the_plan.jobs])))
+    the_plan = replace(
+        the_plan,
+        jobs=tuple(
+            replace(j, start_in_seconds=60) if j.name in delayed and not j.manual else j
+            for j in the_plan.jobs
+        ),
+        auto_cancel_on_job_failure=data.draw(st.sampled_from(["none", "all"])),
+    )
+    current: dict[str, JobState] = {}
+    due: set[str] = set()
+    for _ in range(200):
+        options = ScheduleOptions(held="skip", due=frozenset(due))
+        stopped = auto_cancel_reason(the_plan, current) is not None
+        for step in next_steps(the_plan, current, options):
+            assert not (stopped and step.status == JobStatus.PENDING), step
+            current[step.job] = JobState(step.status)
+        waiting = [n for n, s in current.items() if s.status == JobStatus.SCHEDULED]
+        running = [n for n, s in current.items() if s.status == JobStatus.PENDING]
+        if not waiting and not running:
+            break
+        if waiting and (not running or data.draw(st.booleans())):
+            due.add(data.draw(st.sampled_from(sorted(waiting))))  # its start_in passed
+            continue
+        name = data.draw(st.sampled_from(sorted(running)))
+        ended = data.draw(st.sampled_from((JobStatus.SUCCESS, JobStatus.FAILED)))
+        allowed = ended == JobStatus.FAILED and the_plan.job(name).allow_failure
+        current[name] = JobState(ended, allowed)
+    assert {j.name for j in the_plan.jobs} == set(current)
+    assert all(state.status.finished for state in current.values())
