@@ -178,38 +178,38 @@ class ConfinedTree:
             except OSError as exc:
                 raise _fail(self.root, path, _why(exc)) from None
 
-    def stat(self, path: str, *, follow: bool = True) -> os.stat_result | None:
-        """`stat` of `path` resolved in the tree (last link followed if `follow`), or None."""
-        base = posixpath.basename(path.rstrip("/"))
-        flags = os.O_PATH if follow or base in ("", ".", "..") else os.O_PATH | os.O_NOFOLLOW
+    @contextlib.contextmanager
+    def _opened(self, path: str, flags: int) -> Iterator[int | None]:
+        """An fd of `path` resolved in the tree, or None when it is absent; closed on exit."""
         try:
             fd = self._open(path, flags)
         except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return None
-            raise _fail(self.root, path, _why(exc)) from None
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise _fail(self.root, path, _why(exc)) from None
+            yield None
+            return
         try:
-            return os.fstat(fd)
+            yield fd
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _lookup(path: str, follow: bool) -> int:
+        base = posixpath.basename(path.rstrip("/"))
+        return os.O_PATH if follow or base in ("", ".", "..") else os.O_PATH | os.O_NOFOLLOW
+
+    def stat(self, path: str, *, follow: bool = True) -> os.stat_result | None:
+        """`stat` of `path` resolved in the tree (last link followed if `follow`), or None."""
+        with self._opened(path, self._lookup(path, follow)) as fd:
+            return None if fd is None else os.fstat(fd)
 
     def resolve(self, path: str, *, follow: bool = True) -> str | None:
         """The canonical path (relative to the root) that `path` names; None when absent.
 
         Symlinks are resolved inside the tree; the last one only when `follow` is set.
         """
-        base = posixpath.basename(path.rstrip("/"))
-        flags = os.O_PATH if follow or base in ("", ".", "..") else os.O_PATH | os.O_NOFOLLOW
-        try:
-            fd = self._open(path, flags)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return None
-            raise _fail(self.root, path, _why(exc)) from None
-        try:
-            return self._relative(fd)
-        finally:
-            os.close(fd)
+        with self._opened(path, self._lookup(path, follow)) as fd:
+            return None if fd is None else self._relative(fd)
 
     def _relative(self, fd: int) -> str:
         where = os.readlink(f"/proc/self/fd/{fd}")
@@ -222,31 +222,15 @@ class ConfinedTree:
 
     def readlink(self, path: str) -> str | None:
         """Target of the symlink at `path` (parents resolved in the tree); None if not a link."""
-        try:
-            fd = self._open(path, os.O_PATH | os.O_NOFOLLOW)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return None
-            raise _fail(self.root, path, _why(exc)) from None
-        try:
-            if not stat.S_ISLNK(os.fstat(fd).st_mode):
+        with self._opened(path, os.O_PATH | os.O_NOFOLLOW) as fd:
+            if fd is None or not stat.S_ISLNK(os.fstat(fd).st_mode):
                 return None
             return os.readlink("", dir_fd=fd)
-        finally:
-            os.close(fd)
 
     def listdir(self, path: str = "") -> list[str]:
         """Sorted names in the directory at `path` (resolved in the tree); empty if none."""
-        try:
-            fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return []
-            raise _fail(self.root, path, _why(exc)) from None
-        try:
-            return sorted(os.listdir(fd))
-        finally:
-            os.close(fd)
+        with self._opened(path, os.O_RDONLY | os.O_DIRECTORY) as fd:
+            return [] if fd is None else sorted(os.listdir(fd))
 
     def walk(self, path: str = "") -> Iterator[tuple[str, os.stat_result]]:
         """Every entry below the directory at `path`, as (path from the root, lstat), sorted.
@@ -254,17 +238,9 @@ class ConfinedTree:
         Symlinks are reported, never followed; a directory comes before its contents. The
         directory at `path` itself is resolved in the tree.
         """
-        try:
-            fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return
-            raise _fail(self.root, path, _why(exc)) from None
-        try:
-            start = self._relative(fd)
-            yield from _walk_fd(fd, start)
-        finally:
-            os.close(fd)
+        with self._opened(path, os.O_RDONLY | os.O_DIRECTORY) as fd:
+            if fd is not None:
+                yield from _walk_fd(fd, self._relative(fd))
 
     def open_beneath(self, path: str) -> tuple[int, os.stat_result] | None:
         """An O_PATH fd of `path` and its lstat, refusing any symlink on the way (not the last).
