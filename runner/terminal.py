@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.engine.recorder import (
+    CoverageReport,
     Event,
     JobStatus,
     JobStatusChanged,
@@ -50,6 +51,7 @@ class _JobRow:
     attempt: int = 1
     reason: str = ""
     tests: str = ""
+    coverage: str = ""
 
     def elapsed(self) -> float | None:
         """Seconds the job took, or has been running so far."""
@@ -98,6 +100,9 @@ class RunSummary:
         elif isinstance(event, TestReport):
             row = self.rows.setdefault(event.job, _JobRow(name=event.job, stage=""))
             row.tests = f"{len(event.cases) - event.failed}/{len(event.cases)} passed"
+        elif isinstance(event, CoverageReport):
+            row = self.rows.setdefault(event.job, _JobRow(name=event.job, stage=""))
+            row.coverage = f"coverage {event.percent:.2f}%"
         elif isinstance(event, PipelineFinished):
             self.status = event.status
             self.duration = event.duration
@@ -109,9 +114,7 @@ class RunSummary:
             table.add_column(column, no_wrap=column != "note")
         for row in self.rows.values():
             elapsed = row.elapsed()
-            note = row.tests or row.reason
-            if row.tests and row.reason:
-                note = f"{row.tests}; {row.reason}"
+            note = "; ".join(part for part in (row.tests, row.coverage, row.reason) if part)
             table.add_row(
                 row.stage,
                 row.name,

@@ -7,6 +7,7 @@ import io
 from rich.console import Console
 
 from runner.engine.recorder import (
+    CoverageReport,
     JobStatus,
     JobStatusChanged,
     LogLine,
@@ -81,3 +82,22 @@ def test_live_view_prints_logs_and_the_final_table() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "build-it" in text and "$ make" in text and "ran 2 tests" in text
     assert "==> unit: failed" in text and "exited with code 1" in text
+
+
+def test_summary_table_shows_coverage_and_a_scheduled_job() -> None:
+    recorder = PlainRecorder(io.StringIO())
+    events = [
+        PipelineStarted(pipeline_id=8, jobs=(("unit", "test"), ("smoke", "test"))),
+        CoverageReport(job="unit", percent=83.5, files=("coverage.xml",)),
+        JobStatusChanged(job="unit", status=JobStatus.SUCCESS, exit_code=0, duration=1.0),
+        JobStatusChanged(
+            job="smoke", status=JobStatus.SCHEDULED, reason="delayed: starts 10m from now"
+        ),
+    ]
+    for event in events:
+        recorder.record(event)
+    console = Console(file=io.StringIO(), width=120)
+    recorder.print_summary(console)
+    table = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "coverage 83.50%" in table
+    assert "scheduled" in table and "delayed: starts 10m from now" in table
