@@ -20,7 +20,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.confined import ConfinedTree
+from runner.errors import BuildError, ConfinedPathError
+
 __all__ = ["DockerIgnore", "IgnorePattern"]
+
+_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,21 @@ class DockerIgnore:
 
     @classmethod
     def load(cls, context: Path) -> DockerIgnore:
-        """The .dockerignore at the root of `context`, or no patterns when there is none."""
-        path = context / ".dockerignore"
-        try:
-            return cls.parse(path.read_text(encoding="utf-8", errors="replace"))
-        except FileNotFoundError:
-            return cls()
+        """The .dockerignore at the root of `context`, or no patterns when there is none.
+
+        Read inside the context (`runner.confined`): a link to a host file, a fifo or a device
+        is not read (BuildError), and the file may hold at most 4 MiB.
+        """
+        with ConfinedTree(context) as tree:
+            if tree.stat(".dockerignore") is None:
+                return cls()
+            try:
+                raw = tree.read_bytes(".dockerignore", _MAX_BYTES + 1)
+            except ConfinedPathError as exc:
+                raise BuildError(f"cannot read the .dockerignore: {exc}") from None
+        if len(raw) > _MAX_BYTES:
+            raise BuildError(f"{context}/.dockerignore is larger than 4 MiB; it cannot be right")
+        return cls.parse(raw.decode("utf-8", errors="replace"))
 
     def excluded(self, relpath: str) -> bool:
         """Whether the context-relative path (`/`-separated) is excluded."""

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from runner.build.builder import Builder, BuildOptions, BuildResult
 from runner.build.cache import LayerCache
-from runner.errors import DockerfileError
+from runner.errors import BuildError, DockerfileError
 from runner.images import ImageStore
 from runner.job_images import BuildRequest, embedded_builder
 from runner.runtime.embedded import EmbeddedBackend
@@ -303,3 +303,23 @@ def test_an_image_whose_passwd_is_a_fifo_does_not_hang_the_builder(
     )
     with pytest.raises(DockerfileError, match="is not in the image's /etc/passwd"):
         build(ctx)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("target", ["host", "fifo"])
+def test_a_dockerignore_linked_out_of_the_context_or_to_a_fifo_is_not_read(
+    build: BuildFn, tmp_path: Path, target: str
+) -> None:
+    # a host file's lines would become patterns (an oracle on its content); a fifo (or a link
+    # to /dev/zero) would block the build or fill the host's memory
+    ctx = _context(tmp_path, "FROM busybox:latest\nCOPY f /f\n", {"f": b"f\n"})
+    if target == "fifo":
+        os.mkfifo(ctx / "fifo")
+        os.symlink("fifo", ctx / ".dockerignore")
+        with pytest.raises(BuildError, match="dockerignore"):
+            build(ctx)
+        return
+    host_file = tmp_path / "host-patterns"
+    host_file.write_text("*\n")  # read as patterns, it would exclude f
+    os.symlink(host_file, ctx / ".dockerignore")
+    build(ctx)
