@@ -187,7 +187,7 @@ class ArtifactStore:
         return self.root / str(pipeline_id) / _safe_name(job)
 
     def job_dir(self, pipeline_id: int, job: str) -> Path:
-        """Where `job`'s artifacts of pipeline `pipeline_id` are kept (whether or not they exist)."""
+        """Where `job`'s artifacts of pipeline `pipeline_id` are kept (existing or not)."""
         return self._job_dir(pipeline_id, job)
 
     def save(
