@@ -22,6 +22,15 @@ sandbox with its network namespace and hosts file, cgroup limits, `runc delete`)
 backend, job script".
 
 Prints a table with the ratios and writes JSON to bench/results/. The best of N rounds is kept.
+
+Peer: `kapal run` against gitlab-ci-local 4.60's docker executor (issue 11: kapal >= 5x faster),
+both run as a user runs them, as subprocesses, on a git repository with 4 trivial jobs (busybox
+`true`) in 2 stages, the commands taking turns round by round; medians of N rounds. gitlab-ci-local
+runs on a private dockerd (tests.support.dockerd) with `--pull-policy never --network none`; its
+helper image docker.io/firecow/gitlab-ci-local-util:latest cannot be pulled here, so it is made
+locally: debian:bookworm bootstrapped with rsync and git, `docker load`ed and tagged. Needs
+gitlab-ci-local (`npm install gitlab-ci-local@4.60.1` in /opt/kapal-bench, Node 20), rsync on the
+host, and docker.io; `--peer-only` skips the 20-job measurements above.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,18 +54,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pipeline  # noqa: E402
+from bench.startup import installed_env  # noqa: E402
 from runner.artifacts import ArtifactStore  # noqa: E402
 from runner.cache import CacheStore  # noqa: E402
 from runner.engine import Engine, EngineOptions  # noqa: E402
 from runner.engine.recorder import NullRecorder  # noqa: E402
 from runner.engine.script import job_script  # noqa: E402
 from runner.engine.workspace import copy_working_tree  # noqa: E402
-from runner.images import ImageStore, bootstrap_busybox  # noqa: E402
+from runner.images import ImageStore, bootstrap_busybox, bootstrap_debian  # noqa: E402
+from runner.images.archives import export_images  # noqa: E402
+from runner.images.bootstrap import write_busybox_tar  # noqa: E402
 from runner.job_images import StoreImageProvider  # noqa: E402
 from runner.runtime.backend import ContainerSpec, ImageDefaults, Mount, SandboxSpec  # noqa: E402
 from runner.runtime.embedded import EmbeddedBackend  # noqa: E402
 from runner.runtime.runc import find_runtime  # noqa: E402
 from runner.settings import RunnerSettings  # noqa: E402
+from tests.support.dockerd import DockerEngine, running_dockerd  # noqa: E402
 
 STAGES = 4
 PER_STAGE = 5
@@ -195,11 +209,135 @@ def time_kapal(settings: RunnerSettings, project: Path, concurrency: int, work: 
     return elapsed
 
 
+GITLAB_CI_LOCAL = "/opt/kapal-bench/node_modules/.bin/gitlab-ci-local"
+GCL_HELPER = "docker.io/firecow/gitlab-ci-local-util:latest"
+TARBALL_CACHE = Path("/var/cache/kapal-tests")
+PEER_STAGES = ("one", "two")
+PEER_PER_STAGE = 2
+
+
+def peer_pipeline_yaml() -> str:
+    """4 jobs running `true` in busybox, 2 in each of 2 stages."""
+    lines = [f"stages: [{', '.join(PEER_STAGES)}]"]
+    for stage in PEER_STAGES:
+        for n in range(PEER_PER_STAGE):
+            lines += [f"job-{stage}-{n}:", f"  stage: {stage}", "  image: busybox:latest"]
+            lines += ['  script: ["true"]']
+    return "\n".join(lines) + "\n"
+
+
+def peer_project(directory: Path) -> Path:
+    """A git repository holding the 4-job pipeline as .gitlab-ci.yml (both tools read it)."""
+    directory.mkdir(parents=True)
+    (directory / ".gitlab-ci.yml").write_text(peer_pipeline_yaml())
+    git = ["git", "-c", "user.email=bench@kapal", "-c", "user.name=bench"]
+    for argv in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "bench"]):
+        subprocess.run([*git, *argv], cwd=directory, check=True, capture_output=True)
+    return directory
+
+
+def load_peer_images(engine: DockerEngine, store: ImageStore, work: Path) -> None:
+    """busybox:latest and gitlab-ci-local's helper image into the private dockerd."""
+    busybox = work / "busybox.tar"
+    write_busybox_tar(busybox, 0)
+    path = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    engine.docker("import", "--change", path, str(busybox), "busybox:latest")
+    print("bootstrapping gitlab-ci-local's helper image (debian:bookworm + rsync, git)...")
+    bootstrap_debian(
+        store,
+        "debian:bookworm",
+        include=("rsync", "git"),
+        tag="kapal-bench/gcl-util:latest",
+        tarball_cache=TARBALL_CACHE,
+    )
+    archive = work / "gcl-util.tar"
+    export_images(store, ["kapal-bench/gcl-util:latest"], archive)
+    engine.docker("load", "-i", str(archive))
+    engine.docker("tag", "kapal-bench/gcl-util:latest", GCL_HELPER)
+
+
+def run_checked(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Seconds `argv` took; exits with its output if it failed."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def time_peer(rounds: int, gitlab_ci_local: str) -> dict[str, list[float]]:
+    """Seconds per round of `kapal run` and of gitlab-ci-local on the 4-job pipeline."""
+    if not Path(gitlab_ci_local).exists():
+        raise SystemExit(
+            f"{gitlab_ci_local} not found: `npm install gitlab-ci-local@4.60.1` in /opt/kapal-bench"
+        )
+    with tempfile.TemporaryDirectory(prefix="kapal-bench-peer-") as tmp_name:
+        tmp = Path(tmp_name)
+        settings = RunnerSettings(data_dir=tmp / "data")
+        store = ImageStore(settings.images_dir)
+        bootstrap_busybox(store, "busybox:latest")
+        project = peer_project(tmp / "project")
+        kapal = [str(Path(sys.executable).parent / "kapal"), "run", str(project)]
+        kapal_env = installed_env(KAPAL_DATA_DIR=str(settings.data_dir))
+        with running_dockerd() as engine:
+            load_peer_images(engine, store, tmp)
+            gcl = [gitlab_ci_local, "--pull-policy", "never", "--network", "none"]
+            gcl_env = dict(os.environ, DOCKER_HOST=engine.host)
+            run_checked(kapal, project, kapal_env)  # warm-up: page cache, bytecode, images
+            run_checked(gcl, project, gcl_env)
+            times: dict[str, list[float]] = {"kapal run": [], "gitlab-ci-local": []}
+            for _ in range(rounds):
+                times["kapal run"].append(run_checked(kapal, project, kapal_env))
+                times["gitlab-ci-local"].append(run_checked(gcl, project, gcl_env))
+    return times
+
+
+def report_peer(times: dict[str, list[float]]) -> dict[str, object]:
+    """Print the peer table; return its figures for the JSON."""
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    speedup = medians["gitlab-ci-local"] / medians["kapal run"]
+    load = os.getloadavg()[0]
+    print(
+        f"\n4 trivial jobs in 2 stages, median of {len(times['kapal run'])} rounds "
+        f"(load average {load:.1f} on {os.cpu_count()} CPUs)"
+    )
+    for name, value in medians.items():
+        print(f"{name:<44} {value:>9.3f}")
+    met = "met" if speedup >= 5 else "not met"
+    print(f"{'gitlab-ci-local / kapal run':<44} {speedup:>8.2f}x (target >= 5x: {met})")
+    return {"seconds": times, "median_seconds": medians, "speedup": speedup, "load": load}
+
+
 def main() -> None:
     """Run the benchmark, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the best is kept")
+    parser.add_argument("--gitlab-ci-local", default=GITLAB_CI_LOCAL, help="its executable")
+    parser.add_argument("--no-peer", action="store_true", help="skip gitlab-ci-local")
+    parser.add_argument("--peer-only", action="store_true", help="only kapal run vs the peer")
     args = parser.parse_args()
+    peer = None if args.no_peer else time_peer(max(args.rounds, 5), args.gitlab_ci_local)
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    if peer is not None:
+        figures = report_peer(peer)
+        (results / "pipeline_peer.json").write_text(
+            json.dumps(
+                {
+                    "benchmark": "pipeline_peer",
+                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "peer": "gitlab-ci-local 4.60.1, docker executor, --network none",
+                    **figures,
+                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        print(f"wrote {(results / 'pipeline_peer.json').relative_to(ROOT)}")
+    if args.peer_only:
+        return
     runc = find_runtime("")
     with tempfile.TemporaryDirectory(prefix="kapal-bench-") as tmp_name:
         tmp = Path(tmp_name)

@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["version"]:
         print(f"kapal {installed_version()}")
         return
+    # kapal uses no pydantic plugins; looking for them reads every installed distribution's
+    # metadata (30-70 ms) the first time a model or a Typer option is built.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     module_name = COMMAND_MODULES.get(args[0])
     if module_name is not None:
         # A verb whose module parses its own argv (`ARGV_COMMANDS`) runs without Typer.

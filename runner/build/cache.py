@@ -31,8 +31,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from runner.build.layers import LayerTar
 
 __all__ = ["CachedLayer", "LayerCache", "cache_key"]
@@ -86,6 +84,8 @@ class LayerCache:
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """Hold the lock for computing `key` (blocks while another build holds it)."""
+        from filelock import FileLock  # only a cache miss stores: a warm build never imports it
+
         with FileLock(str(self.root / "locks" / f"{key}.lock")):
             yield
 

@@ -259,6 +259,10 @@ class ImageStore:
         ref = self.writable_name(ref)
         digest = image.digest if isinstance(image, Image) else image
         self.get(digest)
+        if self._read_tags().get(str(ref)) == digest:
+            # Already so (a rebuild with nothing changed): no lock, no fsync'd rewrite. The index
+            # is replaced whole, so this read is consistent; a change racing it simply follows.
+            return ref
         with self._lock:
             tags = self._read_tags()
             tags[str(ref)] = digest
