@@ -125,6 +125,7 @@ class Shipper:
             job=job.name,
         )
         ship_spec: dict[str, Any] = {}
+        env: dict[str, str] | None = None
         if spec.service is not None and job.network == "host":
             raise ShipError(
                 f"job {job.name}: a deploy service runs in a network namespace of its own; "

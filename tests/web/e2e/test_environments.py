@@ -5,6 +5,7 @@ their current deployment and history, and a rollback through the API restores an
 
 from __future__ import annotations
 
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -17,9 +18,12 @@ from starlette.exceptions import StarletteDeprecationWarning
 from runner.images.reference import Reference
 from runner.images.registry import RegistryClient
 from runner.images.store import ImageStore
+from runner.ship.settings import services_for
+from tests.runner.ship.test_services_runtime import DOCKERFILE, free_port, get
 from tests.web.e2e.conftest import wait_for
 from tests.web.test_mirrors import Project
 from web.app import create_app
+from web.db.environments import DeploymentRead, list_deployments, list_environments
 from web.db.schemas import RepositoryRead
 from web.orchestration import Services, create_pipeline_for_ref, play_job
 from web.settings import Settings
@@ -73,11 +77,29 @@ def _ship(
         until=lambda p: any(j.name == "production" and j.status == "manual" for j in p.jobs),
     )
     gate = next(j for j in detail.jobs if j.name == "production")
+    before = len(_deployments(services, repository.id))
+    time.sleep(0.5)  # the gate holds: nothing ships until it is played
+    held = wait_for(services, pipeline_id, until=lambda p: True)
+    assert next(j.status for j in held.jobs if j.name == "production") == "manual"
+    assert len(_deployments(services, repository.id)) == before
     play_job(services=services, job_id=gate.id, who=who)
-    detail = wait_for(services, pipeline_id)
+    detail = wait_for(
+        services,
+        pipeline_id,
+        until=lambda p: any(j.name == "production" and j.status == "success" for j in p.jobs),
+    )
     assert detail.status == "success", detail.jobs
     store = ImageStore(services.settings.images_dir).for_owner(f"repo:{repository.id}")
     return pipeline_id, store.resolve("app:1").digest
+
+
+def _deployments(services: Services, repository_id: int) -> list[DeploymentRead]:
+    with services.database.transaction() as session:
+        return [
+            deployment
+            for env in list_environments(session=session, repository_id=repository_id)
+            for deployment in list_deployments(session=session, environment_id=env.id)
+        ]
 
 
 def test_manual_gate_deployments_api_and_rollback(
@@ -128,3 +150,51 @@ def test_manual_gate_deployments_api_and_rollback(
         f"/api/v1/environments/{env['id']}/rollback", headers=AUTH, json={"to": 999999}
     )
     assert refused.status_code == 409 and "no deployment 999999" in refused.json()["error"]
+
+
+SERVICE_PIPELINE = """\
+stages: [build, ship]
+image-build:
+  stage: build
+  build: {tags: ["web:1"]}
+staging:
+  stage: ship
+  environment: {name: staging}
+  deploy:
+    image: web:1
+    service: {name: @NAME@, port: 8080, host_port: @PORT@, health: /index.html}
+"""
+
+
+def test_a_worker_deploys_a_service_answering_http(
+    services: Services,
+    worker: EmbeddedWorker,
+    project: Project,
+    repository: RepositoryRead,
+    client: TestClient,
+) -> None:
+    name, port = f"srv-{uuid.uuid4().hex[:8]}", free_port()
+    project.commit(
+        {
+            ".kapal.yml": SERVICE_PIPELINE.replace("@NAME@", name).replace("@PORT@", str(port)),
+            "Dockerfile": DOCKERFILE,
+            "www/index.html": "from the worker\n",
+        }
+    )
+    project.push()
+    pipeline_id = create_pipeline_for_ref(
+        services=services, repository_id=repository.id, ref="main"
+    ).id
+    try:
+        detail = wait_for(services, pipeline_id)
+        assert detail.status == "success", detail.jobs
+        assert get(port) == "from the worker"
+        (env,) = client.get("/api/v1/environments", headers=AUTH).json()
+        assert (env["name"], env["current"]["kind"], env["current"]["target"]) == (
+            "staging",
+            "service",
+            name,
+        )
+        assert env["current"]["approved_by"] is None  # no gate: nobody approved it
+    finally:
+        services_for(services.settings).stop(name)
