@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.startup import installed_env  # noqa: E402
 from runner.build.builder import Builder, BuildOptions  # noqa: E402
 from runner.build.cache import LayerCache  # noqa: E402
 from runner.images import ImageStore, bootstrap_debian  # noqa: E402
@@ -104,7 +105,7 @@ def run(work: Path, repeat: int) -> None:
     for name, content in APP.items():
         (ctx / name).parent.mkdir(parents=True, exist_ok=True)
         (ctx / name).write_text(content)
-    kapal_env = dict(os.environ, KAPAL_DATA_DIR=str(data))
+    kapal_env = installed_env(KAPAL_DATA_DIR=str(data))
     # RUN steps without a network for both builders (dockerd here runs with --bridge=none)
     kapal = [str(ROOT / ".venv" / "bin" / "kapal"), "build", "--network", "none"]
     kapal += ["-t", "bench-app:kapal"]
@@ -151,7 +152,7 @@ def run(work: Path, repeat: int) -> None:
     version = [str(ROOT / ".venv" / "bin" / "kapal"), "version"]
     startup = statistics.median(_timed(lambda: _run(version, kapal_env)) for _ in range(repeat))
     medians = {n: {s: statistics.median(v) for s, v in t.items()} for n, t in results.items()}
-    print()
+    print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'scenario':<18}" + "".join(f"{n:>20}" for n in medians) + "  ratio CLI/docker")
     for scenario in ("cold", "warm", "one file changed"):
         row = "".join(f"{medians[n][scenario]:>19.3f}s" for n in medians)
@@ -166,7 +167,11 @@ def run(work: Path, repeat: int) -> None:
             {
                 "benchmark": "build",
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average": os.getloadavg()[0],
+                },
                 "repeat": repeat,
                 "seconds": results,
                 "median_seconds": medians,

@@ -1,5 +1,7 @@
 """Sub-commands of `kapal` for this package (registered by `web.cli`): `lint` and `plan`.
 
+`lint` itself lives in `pipeline.lint_command` (argparse, no Typer, for start-up); `plan` here.
+
 Exit codes: 0 valid, 1 the pipeline has problems, 2 usage errors (bad options, no such file).
 Warnings (a duplicate key, an ignored keyword) are printed but keep exit code 0 unless
 `--strict`. With `--json`, problems are printed as JSON objects (file, line, column, job,
@@ -8,7 +10,6 @@ keyword, message, severity).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -19,127 +20,28 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.context import PIPELINE_SOURCES, TriggerContext
-from pipeline.document import PIPELINE_FILE_NAMES, Document, load
 from pipeline.errors import PipelineError
+from pipeline.lint_command import (
+    ARGV_COMMANDS,
+    INPUT_HELP,
+    LINT_HELP,
+    _blocking,
+    _load,
+    _pipeline_path,
+    _print_problems,
+    _problems_json,
+    _usage,
+    lint_main,
+)
 from pipeline.plan import Plan
 from pipeline.planner import plan as plan_pipeline
 from pipeline.validate import validate_collecting
 
+__all__ = ["ARGV_COMMANDS", "register"]
+
+_INPUT_OPTION = typer.Option("--input", help=INPUT_HELP)
+
 _VAR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
-
-
-def _pipeline_path(path: Path | None) -> Path:
-    """The file to read: PATH itself, the pipeline file of directory PATH, or of the cwd."""
-    target = path if path is not None else Path(".")
-    if target.is_dir():
-        for name in PIPELINE_FILE_NAMES:
-            if (target / name).is_file():
-                return target / name
-        _usage(f"no pipeline file in {target}: expected .kapal.yml or .gitlab-ci.yml")
-    if not target.exists():
-        _usage(f"{target}: no such file")
-    return target
-
-
-def _usage(message: str) -> None:
-    typer.echo(f"kapal: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _print_problems(problems: list[PipelineError]) -> None:
-    for problem in problems:
-        if problem.severity == "warning":
-            where = f"{problem.location}: " if problem.location is not None else ""
-            typer.echo(f"{where}warning: {problem.message}")
-        else:
-            typer.echo(str(problem))
-
-
-def _problems_json(path: Path, problems: list[PipelineError], **extra: object) -> str:
-    """The JSON document `--json` prints for a file's problems."""
-    shown = [p.as_dict() for p in problems]
-    return json.dumps(
-        {
-            "file": str(path),
-            **extra,
-            "errors": [p for p in shown if p["severity"] == "error"],
-            "warnings": [p for p in shown if p["severity"] == "warning"],
-        },
-        indent=2,
-        ensure_ascii=False,
-    )
-
-
-def _blocking(problems: list[PipelineError], strict: bool) -> list[PipelineError]:
-    """The problems that make the command fail: errors, and warnings too with `--strict`."""
-    return [p for p in problems if strict or p.severity == "error"]
-
-
-def _inputs(items: list[str] | None) -> dict[str, object] | None:
-    """`--input NAME=VALUE` options as the inputs of the file's `spec: inputs`."""
-    if not items:
-        return None
-    found: dict[str, object] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            _usage(f"--input {item!r} must look like NAME=VALUE")
-        found[name] = value
-    return found
-
-
-_INPUT_OPTION = typer.Option(
-    "--input", help="A value for the file's `spec: inputs`, NAME=VALUE (repeatable)."
-)
-
-
-def _load(path: Path, as_json: bool = False, inputs: list[str] | None = None) -> Document:
-    try:
-        return load(path, inputs=_inputs(inputs))
-    except PipelineError as exc:
-        problems = exc.problems
-        if as_json:
-            typer.echo(_problems_json(path, problems, valid=False))
-            raise typer.Exit(1) from None
-        _print_problems(problems)
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        typer.echo(f"{path}: {count}; it cannot be read as a pipeline", err=True)
-        raise typer.Exit(1) from None
-
-
-def lint_command(
-    file: Annotated[
-        Path | None,
-        typer.Argument(help="Pipeline file or project directory (default: the current one)."),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print errors and warnings as JSON.")
-    ] = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Treat warnings as errors (exit 1).")
-    ] = False,
-    inputs: Annotated[list[str] | None, _INPUT_OPTION] = None,
-) -> None:
-    """Check a pipeline file; print each problem as file:line:col: message."""
-    path = _pipeline_path(file)
-    document = _load(path, as_json, inputs)
-    config, problems = validate_collecting(document)
-    failing = _blocking(problems, strict) or config is None
-    if as_json:
-        jobs = {"jobs": len(config.jobs)} if config is not None else {}
-        typer.echo(_problems_json(path, problems, valid=not failing, **jobs))
-        if failing:
-            raise typer.Exit(1)
-        return
-    _print_problems(problems)
-    if failing or config is None:
-        count = len(problems)
-        typer.echo(f"{path}: {count} problem{'s' if count != 1 else ''}", err=True)
-        raise typer.Exit(1)
-    jobs_count = len(config.jobs)
-    warned = len(problems)
-    note = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
-    typer.echo(f"{path}: valid ({jobs_count} job{'s' if jobs_count != 1 else ''}{note})")
 
 
 def _git_head(root: Path) -> tuple[str | None, str | None]:
@@ -314,7 +216,22 @@ def _duration(seconds: int) -> str:
     return "".join(parts) or "0s"
 
 
+def lint_command(ctx: typer.Context) -> None:
+    """Check a pipeline file; print each problem as file:line:col: message."""
+    raise typer.Exit(lint_main(list(ctx.args)))
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's sub-commands to the `kapal` application."""
-    app.command("lint")(lint_command)
+    # `lint` parses its own arguments (pipeline.lint_command, also run without Typer by `kapal`)
+    app.command(
+        "lint",
+        help=LINT_HELP,
+        add_help_option=False,
+        context_settings={
+            "allow_extra_args": True,
+            "ignore_unknown_options": True,
+            "help_option_names": [],
+        },
+    )(lint_command)
     app.command("plan")(plan_command)

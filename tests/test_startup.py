@@ -116,3 +116,10 @@ def test_a_warm_build_starts_without_typer_pydantic_or_the_runtime(
     assert heavy_in(warm, "pipeline", "runner.settings", "runner.engine", "web.client") == []
     # nothing to run: the container runtime is not even imported
     assert "runner.runtime.embedded" not in warm
+
+
+def test_lint_checks_a_file_without_typer_or_the_runner(tmp_path: Path) -> None:
+    (tmp_path / ".kapal.yml").write_text("job:\n  script: [echo hi]\n")
+    modules, out = imported_by(None, "lint", str(tmp_path))
+    assert out == f"{tmp_path / '.kapal.yml'}: valid (1 job)\n"
+    assert heavy_in(modules, "runner") == []

@@ -1,10 +1,10 @@
 """The `kapal` command: one entry module that wires each package's sub-commands.
 
-The verbs live beside what they drive: `lint`/`plan` in `pipeline.cli`, `run` in `runner.cli`,
-`image` in `runner.images.cli`, `exec`/`gc` in `runner.runtime.cli`, `build` in
-`runner.build.cli`. Each of those modules exposes `register(app)`. A sub-command's module is
-imported only when that sub-command runs, so `kapal lint` does not pay for the image store and
-`kapal build` does not pay for the engine.
+The verbs live beside what they drive: `lint` in `pipeline.lint_command`, `plan` in
+`pipeline.cli`, `run` in `runner.cli`, `image` in `runner.images.cli`, `exec`/`gc` in
+`runner.runtime.cli`, `build` in `runner.build.cli`. Each of those modules exposes
+`register(app)`. A sub-command's module is imported only when that sub-command runs, so
+`kapal lint` does not pay for the image store and `kapal build` does not pay for the engine.
 
 Start-up is what a person feels on every command, so `main` answers `kapal version`, `kapal` and
 `kapal --help` without importing Typer or any verb's module (the list of verbs and their one-line
@@ -30,7 +30,7 @@ ROOT_HELP = "kapal: CI/CD pipelines on containers, on a server or on your laptop
 
 # sub-command name -> the module whose `register(app)` defines it
 COMMAND_MODULES: dict[str, str] = {
-    "lint": "pipeline.cli",
+    "lint": "pipeline.lint_command",
     "plan": "pipeline.cli",
     "run": "runner.cli",
     "image": "runner.images.cli",
