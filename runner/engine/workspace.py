@@ -7,10 +7,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-import git
+from typing import TYPE_CHECKING
 
 from runner.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    import git
 
 
 def working_tree_files(root: Path) -> list[Path]:
@@ -77,6 +79,8 @@ def clone_at_commit(
 
     Raises `WorkspaceError` when the remote cannot be reached or has no such commit.
     """
+    import git  # GitPython: only a clone needs it (~30 ms to import, more than `kapal run` starts)
+
     destination.mkdir(parents=True, exist_ok=True)
     repo = git.Repo.init(destination)
     try:
