@@ -13,11 +13,24 @@
     return s + "s";
   }
 
+  // As the server words it (web/dashboard/display.py `age`).
+  function formatAge(seconds) {
+    if (seconds < 45) return "just now";
+    if (seconds < 3600) return Math.max(1, Math.round(seconds / 60)) + " min ago";
+    if (seconds < 86400) return Math.round(seconds / 3600) + " h ago";
+    var days = Math.round(seconds / 86400);
+    return days + " day" + (days !== 1 ? "s" : "") + " ago";
+  }
+
   function tickDurations() {
     var now = Date.now();
     document.querySelectorAll("[data-since]").forEach(function (el) {
       var since = Date.parse(el.getAttribute("data-since"));
       if (!isNaN(since)) el.textContent = formatDuration((now - since) / 1000);
+    });
+    document.querySelectorAll("time.age[datetime]").forEach(function (el) {
+      var at = Date.parse(el.getAttribute("datetime"));
+      if (!isNaN(at)) el.textContent = formatAge((now - at) / 1000);
     });
   }
 
