@@ -22,6 +22,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.repofiles import open_in_repository
 from runner.confined import ConfinedTree, extract_tar
 from runner.errors import ConfinedPathError
 
@@ -57,6 +58,18 @@ LINKS = st.builds(
     st.lists(NAMES, max_size=5).map(tuple),
 )
 ENTRY = st.tuples(PARTS, st.sampled_from(["dir", "file", "link"]), LINKS)
+# a query starts with the path of one of the generated entries (so it meets their links) or not
+QUERY = st.tuples(st.integers(0, 30), st.booleans(), st.lists(NAMES, max_size=4))
+
+
+def _queries(
+    entries: list[tuple[list[str], str, Link]], drawn: list[tuple[int, bool, list[str]]]
+) -> list[str]:
+    out = []
+    for index, from_entry, suffix in drawn:
+        prefix = entries[index % len(entries)][0] if entries and from_entry else []
+        out.append("/".join([*prefix, *suffix]) or ".")
+    return out
 
 
 @contextmanager
@@ -65,7 +78,9 @@ def _world() -> Iterator[tuple[Path, Path]]:
         base = Path(tmp)
         root = base / "root"
         root.mkdir()
-        for rel in ("outside/a/b", "outside/c", "a/b", "b"):
+        # directories beside the root (what an escape would reach) and a few inside it, so that
+        # generated links often sit below the top
+        for rel in ("outside/a/b", "outside/c", "a/b", "b", "root/a/b", "root/c"):
             (base / rel).mkdir(parents=True, exist_ok=True)
         (base / "outside" / "secret").write_text("outside\n")
         yield base, root
@@ -134,16 +149,15 @@ def _step_resolution(tree: ConfinedTree, query: str) -> str | None:
 
 
 @FUZZ
-@given(entries=st.lists(ENTRY, max_size=14), queries=st.lists(PARTS, min_size=1, max_size=8))
+@given(entries=st.lists(ENTRY, max_size=14), drawn=st.lists(QUERY, min_size=1, max_size=8))
 def test_resolving_stays_inside_and_matches_the_kernel(
-    entries: list[tuple[list[str], str, Link]], queries: list[list[str]]
+    entries: list[tuple[list[str], str, Link]], drawn: list[tuple[int, bool, list[str]]]
 ) -> None:
     with _world() as (base, root):
         _build(root, base, entries)
         top = os.path.realpath(root)
         with ConfinedTree(root) as tree:
-            for parts in queries:
-                query = "/".join(parts)
+            for query in _queries(entries, drawn):
                 try:
                     kernel = tree.resolve(query)
                 except ConfinedPathError as exc:
@@ -159,16 +173,15 @@ def test_resolving_stays_inside_and_matches_the_kernel(
 
 
 @FUZZ
-@given(entries=st.lists(ENTRY, max_size=14), writes=st.lists(PARTS, min_size=1, max_size=8))
+@given(entries=st.lists(ENTRY, max_size=14), drawn=st.lists(QUERY, min_size=1, max_size=8))
 def test_writing_never_changes_anything_outside(
-    entries: list[tuple[list[str], str, Link]], writes: list[list[str]]
+    entries: list[tuple[list[str], str, Link]], drawn: list[tuple[int, bool, list[str]]]
 ) -> None:
     with _world() as (base, root):
         _build(root, base, entries)
         before = _outside(base)
         with ConfinedTree(root) as tree:
-            for index, parts in enumerate(writes):
-                query = "/".join(parts)
+            for index, query in enumerate(_queries(entries, drawn)):
                 try:
                     if index % 3 == 0:
                         tree.symlink(query, "/outside/secret")
@@ -232,3 +245,37 @@ def test_extracting_a_tar_never_changes_anything_outside(
                 with ConfinedTree(root) as tree, suppress(ConfinedPathError):
                     extract_tar(archive, tree)
         assert _outside(base) == before
+
+
+@FUZZ
+@given(entries=st.lists(ENTRY, max_size=14), drawn=st.lists(QUERY, min_size=1, max_size=8))
+def test_the_pipeline_resolver_agrees_with_the_kernel(
+    entries: list[tuple[list[str], str, Link]], drawn: list[tuple[int, bool, list[str]]]
+) -> None:
+    # pipeline/ cannot import runner/: its own resolver for include files must give the same
+    with _world() as (base, root):
+        _build(root, base, entries)
+        with ConfinedTree(root) as tree:
+            for query in _queries(entries, drawn):
+                try:
+                    kernel = tree.resolve(query)
+                except ConfinedPathError:
+                    kernel = None
+                try:
+                    fd = open_in_repository(root, query)
+                except OSError:
+                    assert kernel is None or tree.stat(query) is None or _unreadable(root, kernel)
+                    continue
+                try:
+                    assert tree._relative(fd) == kernel, query
+                finally:
+                    os.close(fd)
+
+
+def _unreadable(root: Path, rel: str) -> bool:
+    """Whether the kernel-resolved entry is one O_RDONLY cannot open (a dangling link...)."""
+    try:
+        os.close(os.open(root / rel, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW))
+    except OSError:
+        return True
+    return False
