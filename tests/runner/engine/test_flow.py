@@ -221,18 +221,20 @@ def test_build_jobs_make_images_later_jobs_use(harness: Harness) -> None:
     assert "building" in harness.recorder.log("image")
 
 
-def test_builds_reach_the_host_network_unless_the_job_says_none(harness: Harness) -> None:
-    """As `docker build`: RUN steps get the host's network; `network: none` cuts it."""
+def test_builds_get_the_nat_network_unless_the_job_says_otherwise(harness: Harness) -> None:
+    """RUN steps reach the outside world through NAT, never the host's loopback, by default;
+    `network: none` cuts it, `network: host` asks for the host's (where the operator allows)."""
     (harness.project / "Dockerfile").write_text("FROM busybox\n")
     build = BuildSpec(tags=("app:1",))
     harness.run(
         plan(
             job("default", "build", image=None, build=build),
             job("offline", "build", image=None, build=build, network="none"),
+            job("hosted", "build", image=None, build=build, network="host"),
         )
     )
     networks = sorted(request.network for request in harness.images.builds)
-    assert networks == ["host", "none"]
+    assert networks == ["host", "nat", "none"]
 
 
 def test_builds_take_their_timestamps_from_the_commit(harness: Harness) -> None:
