@@ -25,7 +25,7 @@ def _parts(path: str) -> list[str]:
 
 
 def open_in_repository(root: Path, rel: str) -> int:
-    """An fd (O_RDONLY) of `rel` resolved inside `root`; OSError (ENOENT...) when it is absent."""
+    """An O_PATH fd of `rel` resolved inside `root`; OSError (ENOENT...) when it is absent."""
     todo = _parts(rel)
     stack = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
     hops = 0
@@ -36,17 +36,23 @@ def open_in_repository(root: Path, rel: str) -> int:
                 if len(stack) > 1:
                     os.close(stack.pop())
                 continue
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-            if todo:
-                flags |= os.O_DIRECTORY
+            # the last name is held without opening it (O_PATH): a device node is never opened
+            flags = (
+                os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_RDONLY | os.O_DIRECTORY if todo else os.O_PATH)
+            )
             try:
                 fd = os.open(name, flags, dir_fd=stack[-1])
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
+                fd = -1
+            if fd >= 0 and not todo and stat.S_ISLNK(os.fstat(fd).st_mode):
+                os.close(fd)  # the last name is a link: follow it inside the repository
+                fd = -1
+            if fd < 0:
                 st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
                 if not stat.S_ISLNK(st.st_mode):
-                    raise
+                    raise OSError(errno.ENOTDIR, "not a directory", rel)
                 hops += 1
                 if hops > _MAX_LINKS:
                     raise OSError(errno.ELOOP, "too many symlinks", rel) from None

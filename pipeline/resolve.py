@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -441,6 +442,8 @@ def _read_in_repository(root: Path, rel: str, shown: str) -> str:
     except (OSError, ValueError):
         raise LoadError(f"file not found in the repository: {shown}", Location(shown)) from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LoadError(f"{shown} is not a regular file", Location(shown))
         # the fd's own /proc name reopens the file resolved above, not the path again
         return read_text(Path(f"/proc/self/fd/{fd}"), shown)
     finally:

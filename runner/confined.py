@@ -156,18 +156,23 @@ class ConfinedTree:
         return openat2(self.fd, path.lstrip("/") or ".", flags, _IN_ROOT)
 
     def open_file(self, path: str) -> BinaryIO:
-        """The regular file at `path` opened for reading (symlinks resolved inside the tree)."""
+        """The regular file at `path` opened for reading (symlinks resolved inside the tree).
+
+        Anything else is refused before it is opened: a job can `mknod` in its workspace, and
+        opening a device node on the host runs its driver.
+        """
         try:
-            fd = self._open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+            held = self._open(path, os.O_PATH)
         except OSError as exc:
             raise _fail(self.root, path, _why(exc)) from None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if not stat.S_ISREG(os.fstat(held).st_mode):
                 raise _fail(self.root, path, "is not a regular file")
-            os.set_blocking(fd, True)
-        except BaseException:
-            os.close(fd)
-            raise
+            fd = os.open(f"/proc/self/fd/{held}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _fail(self.root, path, _why(exc)) from None
+        finally:
+            os.close(held)
         return os.fdopen(fd, "rb")
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes:

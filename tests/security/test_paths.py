@@ -12,10 +12,12 @@ import io
 import os
 import stat
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
 
+from runner.artifacts import read_workspace_file
 from runner.confined import ConfinedTree, extract_tar
 from runner.errors import ConfinedPathError, RunnerError
 
@@ -180,3 +182,27 @@ def test_tar_links_are_resolved_inside_the_destination(
     assert (root / str(host).lstrip("/") / "file").read_bytes() == b"data"
     assert (root / "etc" / "file2").read_bytes() == b"data"
     assert (root / "h").read_bytes() == b"data"
+
+
+def test_a_special_file_is_refused_without_being_opened(tmp_path: Path) -> None:
+    # a job can mknod in its workspace; opening a device node on the host runs its driver. A
+    # fifo shows whether it was opened: its writer wakes up only when a reader opens it.
+    root = tmp_path / "ws"
+    root.mkdir()
+    os.mkfifo(root / "report.xml")
+    opened = threading.Event()
+
+    def writer() -> None:
+        fd = os.open(root / "report.xml", os.O_WRONLY)  # blocks until a reader opens the fifo
+        opened.set()
+        os.close(fd)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_workspace_file(root, "report.xml")
+    with ConfinedTree(root) as tree, pytest.raises(ConfinedPathError):
+        tree.read_bytes("report.xml")
+    assert not opened.wait(2)
+    os.close(os.open(root / "report.xml", os.O_RDONLY | os.O_NONBLOCK))  # let the writer go
+    thread.join()
