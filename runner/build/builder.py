@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import json
 import os
 import posixpath
@@ -34,6 +35,7 @@ from runner.build.dockerfile import (
     Dockerfile,
     Instruction,
     json_array,
+    parse_dockerfile,
     parse_heredoc,
     read_dockerfile,
 )
@@ -46,7 +48,13 @@ from runner.build.stages import Stage, plan_stages
 from runner.build.treelinks import link_tree
 from runner.build.trees import ContextTree, LayeredTree, SourceTree
 from runner.build.users import resolve_chown
-from runner.errors import BuildError, BuildStepError, ImageNotFoundError, RunnerError
+from runner.errors import (
+    BuildError,
+    BuildStepError,
+    DockerfileError,
+    ImageNotFoundError,
+    RunnerError,
+)
 from runner.images.image import Image, LayerDescriptor
 from runner.images.mediatypes import OCI_LAYER_GZIP
 from runner.images.reference import Reference
@@ -347,9 +355,11 @@ class _Build:
         earlier = self.plan.find(stage.base)
         if earlier is not None and earlier.index < stage.index and earlier.index in self.stages:
             parent = self.stages[earlier.index]
-            return _StageState(
+            state = _StageState(
                 copy.deepcopy(parent.config), list(parent.layers), cache_key(parent.key, "stage")
             )
+            self.run_triggers(stage, state)
+            return state
         if stage.base == "scratch":
             config: dict[str, Any] = {
                 "architecture": "amd64",
@@ -363,14 +373,32 @@ class _Build:
         state.key = cache_key("image", image.config_digest)
         if not state.env().get("PATH"):
             state.set_env({**state.env(), "PATH": DEFAULT_PATH.partition("=")[2]})
-        onbuild = state.settings.get("OnBuild") or []
-        if onbuild:
-            self.note(
-                f"{self.df.path}:{stage.from_inst.line}: the base image {stage.base} has ONBUILD "
-                f"triggers ({len(onbuild)}); kapal records ONBUILD but does not run triggers"
-            )
-            state.settings["OnBuild"] = None
+        self.run_triggers(stage, state)
         return state
+
+    def run_triggers(self, stage: Stage, state: _StageState) -> None:
+        """Run the base's ONBUILD triggers as the stage's first steps; the stage keeps none."""
+        triggers = state.settings.get("OnBuild") or []
+        state.settings["OnBuild"] = None
+        if not isinstance(triggers, list):
+            triggers = []
+        for text in triggers:
+            inst = self.trigger(stage, str(text))
+            self.step(stage, state, inst)
+
+    def trigger(self, stage: Stage, text: str) -> Instruction:
+        """Parse one ONBUILD trigger of the base (text its author wrote) as an instruction."""
+        where = f"{self.df.path}:{stage.from_inst.line}: ONBUILD trigger of {stage.base}"
+        try:
+            parsed = parse_dockerfile(text, where).instructions
+        except DockerfileError as exc:
+            raise DockerfileError(f"{exc} ({_short(text)})") from None
+        if len(parsed) != 1 or parsed[0].keyword in ("FROM", "ONBUILD", "MAINTAINER"):
+            raise DockerfileError(
+                f"{where}: '{_short(text)}' is not an instruction ONBUILD may run; "
+                "rebuild the base image without it"
+            )
+        return dataclasses.replace(parsed[0], line=stage.from_inst.line)
 
     def resolve_image(self, name: str, inst: Instruction) -> Image:
         try:
@@ -472,7 +500,10 @@ class _Build:
             return self.history(state, f"HEALTHCHECK {inst.args.strip()}", empty=True)
         if kw == "ONBUILD":
             triggers = list(settings.get("OnBuild") or [])
-            triggers.append(inst.args.strip())
+            # a heredoc trigger keeps its bodies, so the child build can parse it back whole
+            triggers.append(
+                "\n".join([inst.args.strip(), *(f"{d.content}{d.name}" for d in inst.heredocs)])
+            )
             settings["OnBuild"] = triggers
             return self.history(state, f"ONBUILD {inst.args.strip()}", empty=True)
         if kw == "WORKDIR":

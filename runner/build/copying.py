@@ -4,7 +4,8 @@ Docker's rules followed here: sources are relative to the context (or to the `--
 image root), may hold wildcards (Go `filepath.Match`, per path component), and a directory source
 copies its *contents*; with several sources or a wildcard the destination must end with `/`; a
 destination ending in `/` or naming an existing directory receives files under their base names;
-a relative destination is under WORKDIR; missing parent directories are created 0755 root:root;
+a relative destination is under WORKDIR; missing parent directories are created 0755, owned by
+the `--chown` user and group when one is given (as `docker build` does), else root:root;
 files keep their permission bits (`--chmod` replaces them) and get owner 0:0 (`--chown` sets
 it). ADD also extracts local tar archives (gzip, bzip2, xz or plain) into the destination directory
 and downloads http(s) URLs (mode 0600).
@@ -12,6 +13,7 @@ and downloads http(s) URLs (mode 0600).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import os
@@ -52,6 +54,8 @@ class CopyItem:
     host: Path | None = None
     data: bytes | None = None
     target: str = ""
+    # owner of the parent directories this entry needs that the image does not have (--chown)
+    parents: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,8 @@ def plan_copy(
                 continue
             keep = not isinstance(tree, ContextTree)
             items.append(_entry(host, st, target_for(name), owner, uid, gid, keep))
+    if owner.uid is not None:
+        items = [dataclasses.replace(item, parents=(uid, gid)) for item in items]
     items.sort(key=lambda item: item.dest)
     return items
 
@@ -297,13 +303,15 @@ def materialize(
 
 def _write_item(tree: ConfinedTree, item: CopyItem, image: LayeredTree) -> None:
     def created(rel: str, fd: int) -> None:
-        # a directory made on the way gets the owner and mode the image has there
+        # a directory made on the way gets the owner and mode the image has there; one the image
+        # lacks is new: 0755, owned by --chown's user and group (root without --chown)
         existing = image.locate(rel)
         if existing is not None and existing.is_dir() and not existing.is_symlink():
             st = os.lstat(existing)
             os.fchown(fd, st.st_uid, st.st_gid)
             os.fchmod(fd, stat.S_IMODE(st.st_mode))
         else:
+            os.fchown(fd, *item.parents)
             os.fchmod(fd, 0o755)
 
     dest = item.dest.lstrip("/")

@@ -111,13 +111,19 @@ def test_peer_multi_stage_and_copy_from(builds: BuildHelper, docker: DockerPeer)
     dockerfile = f"""
         FROM {BASE} AS build
         RUN mkdir -p /out/bin && echo built > /out/bin/tool && chmod 755 /out/bin/tool
+        ONBUILD ARG FLAVOUR=plain
+        ONBUILD COPY app.txt /onbuild/
+        ONBUILD RUN echo "flavour=$FLAVOUR" > /onbuild/flavour
+        ONBUILD LABEL from.trigger=yes
         FROM {BASE} AS unused
         RUN echo never > /never
-        FROM {BASE}
+        FROM build
+        ONBUILD RUN echo own
         COPY --from=build /out /opt/app
         COPY --from=0 /out/bin/tool /usr/local/bin/tool
         """
-    _compare(builds, docker, {"Dockerfile": dockerfile})
+    # the final stage starts from `build`: its ONBUILD triggers run first, only its own are kept
+    _compare(builds, docker, {"Dockerfile": dockerfile, "app.txt": "app"})
 
 
 def test_peer_dockerignore(builds: BuildHelper, docker: DockerPeer) -> None:
@@ -159,6 +165,8 @@ def test_peer_user_workdir_env(builds: BuildHelper, docker: DockerPeer) -> None:
         COPY --chown=1000:1000 app.txt ./
         COPY --chown="1000:0"\tapp.txt quoted-flag.txt
         COPY -- app.txt /dash-dash/
+        COPY --chown=1000:1000 app.txt /made/for/owner/
+        COPY --chown=1000:1000 app.txt sub/new/named.txt
         USER 1000:1000
         RUN id -u > /tmp/uid && id -g >> /tmp/uid
         WORKDIR sub
