@@ -26,7 +26,8 @@ what to do. Subclasses set `status`; the HTTP layer answers `{"error": str(exc)}
     │   ├── ConflictError             a unique name (repository, token) is already taken (409)
     │   └── InvalidCursorError        a pagination cursor this server did not hand out (400)
     ├── SettingsError                 the service's configuration is unusable (500)
-    │   └── SecretKeyError            the key that encrypts secrets at rest cannot be had
+    │   ├── SecretKeyError            the key that encrypts secrets at rest cannot be had
+    │   └── WorkerQueuesError         `kapal worker --queues` names queues it cannot serve
     └── ClientError                   the kapal CLI's request was refused (exit status 1)
         └── ServerUnreachableError    the CLI cannot reach the server at KAPAL_HOST (exit 3)
 
@@ -184,6 +185,12 @@ class SettingsError(WebError):
 
 class SecretKeyError(SettingsError):
     """The key that encrypts repository secrets at rest is missing, empty or unreadable."""
+
+    status = 500
+
+
+class WorkerQueuesError(SettingsError):
+    """A worker was asked to serve queues it cannot (too many tags, a malformed name)."""
 
     status = 500
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -29,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from pipeline.plan import Plan
 from runner.artifacts import ArtifactStore
@@ -47,17 +49,21 @@ from runner.job_images import (
     embedded_builder,
 )
 from runner.runtime.backend import Backend, Limits
+from runner.runtime.disk import remove_disk
 from runner.runtime.embedded import EmbeddedBackend
+from runner.runtime.syscalls import mount_points
 from web.db.jobs import claim_job, get_job, set_job_image
-from web.db.models import Job
+from web.db.models import BuiltImage, Job
 from web.db.pipelines import get_pipeline, get_pipeline_plan
 from web.db.repos import get_repository
 from web.db.results import add_built_image
 from web.db.secrets import pipeline_access, secrets_for_pipeline
 from web.db.session import Database
+from web.heartbeats import LOST_REASON, without_waiting_reason
 from web.mirrors import RepositoryMirror
 from web.orchestration import JobEnd, Services, finish_job
 from web.recording import DatabaseRecorder, with_database_retries
+from web.shared_images import RegistryShare
 from web.shipping import approver_of, job_shipper
 
 log = logging.getLogger(__name__)
@@ -117,6 +123,14 @@ class RunningJobs:
         with self._lock:
             self._cancels.pop(job_id, None)
 
+    def cancel_running(self) -> list[int]:
+        """Cancel the attempts running now (the worker goes on taking jobs); their ids."""
+        with self._lock:
+            running = dict(self._cancels)
+        for cancel in running.values():
+            cancel()
+        return sorted(running)
+
     def stop_all(self) -> list[int]:
         """Cancel every attempt running now or added later; returns the ids canceled now."""
         self.stopping.set()
@@ -151,6 +165,7 @@ def run_claimed_job(
                 "unknown" if job is None else job.status,
             )
             return None
+        _forget_waiting_reason(session, job_id)
     try:
         context = load_context(services=services, job_id=job_id)
     except Exception as exc:  # the job was claimed: it must end, not stay running
@@ -172,6 +187,14 @@ def run_claimed_job(
     if recorded is None:
         log.error("job %s ended %s but could not be recorded", job_id, end.status.value)
     return end
+
+
+def _forget_waiting_reason(session: Session, job_id: int) -> None:
+    """A claimed job no longer waits for a worker serving its tags: drop that from its reason."""
+    reason = session.scalar(select(Job.reason).where(Job.id == job_id)) or ""
+    kept = without_waiting_reason(reason)
+    if kept != reason:
+        session.execute(update(Job).where(Job.id == job_id).values(reason=kept))
 
 
 def load_context(*, services: Services, job_id: int) -> JobContext:
@@ -249,6 +272,8 @@ def run_job_context(
         ),
         services.database,
         context.job_id,
+        pipeline_id=context.pipeline_id,
+        share=RegistryShare(settings, store, context.owner) if settings.share_registry else None,
     )
     artifacts = ArtifactStore(settings.artifacts_dir)
     recorder = DatabaseRecorder(
@@ -271,7 +296,7 @@ def run_job_context(
         backend=backend,
         images=images,
         artifacts=artifacts,
-        caches=CacheStore(settings.data_dir / "cache", context.owner, protected=context.protected),
+        caches=CacheStore(settings.job_caches_dir, context.owner, protected=context.protected),
         recorder=recorder,
         options=JobOptions(
             project_dir=context.project_dir,
@@ -341,11 +366,62 @@ def fail_orphaned_jobs(*, services: Services, host: str | None = None) -> list[i
             job_id=job_id,
             end=JobEnd(
                 JobStatus.FAILED,
-                reason=f"the worker running it ({worker}) stopped before the job ended",
+                reason=f"{LOST_REASON}: the worker running it ({worker}) stopped before the job "
+                "ended",
                 failure_kind="runner_system_failure",
             ),
         )
     return [job_id for job_id, _ in orphans]
+
+
+def clean_leftovers(*, services: Services) -> list[str]:
+    """Remove what dead workers left on this machine: `kapal gc`'s containers, sandboxes and
+    runc states of processes that are gone, then the work dirs of jobs that are not running
+    (a work dir is made after its job's claim, so a job not running now has finished: no live
+    worker uses it). Returns what was removed, for the log."""
+    from runner.runtime.gc import collect
+
+    settings = services.settings
+    report = collect(settings)
+    for warning in report.warnings:
+        log.warning("cleaning up: %s", warning)
+    removed = [f"container {c}" for c in report.containers]
+    removed += [f"sandbox {s}" for s in report.sandboxes]
+    work = settings.data_dir / "work"
+    found: dict[int, Path] = {}
+    if work.is_dir():
+        for entry in work.iterdir():
+            number = entry.name.removeprefix("job-")
+            if entry.name.startswith("job-") and number.isdigit() and not entry.is_symlink():
+                found[int(number)] = entry
+    if found:
+        with services.database.transaction() as session:
+            running = set(
+                session.scalars(
+                    select(Job.id).where(Job.id.in_(list(found)), Job.status == "running")
+                )
+            )
+        mounted = mount_points()
+        for job_id, entry in sorted(found.items()):
+            if job_id not in running:
+                _remove_work_dir(entry, mounted)
+                removed.append(f"work dir {entry.name}")
+    if removed:
+        log.warning("cleaned up what stopped workers left: %s", ", ".join(removed))
+    return removed
+
+
+def _remove_work_dir(entry: Path, mounted: set[str]) -> None:
+    """Remove a dead job's work dir: its workspace disk (a loop mount) unmounted and deleted
+    first, deepest mount first, so nothing is deleted through a mount."""
+    inside = sorted(
+        (Path(p) for p in mounted if Path(p).is_relative_to(entry)),
+        key=lambda p: len(p.parts),
+        reverse=True,
+    )
+    for point in inside:
+        remove_disk(point)
+    shutil.rmtree(entry, ignore_errors=True)
 
 
 def _local_worker_gone(worker: str, host: str) -> bool:
@@ -365,7 +441,8 @@ def _local_worker_gone(worker: str, host: str) -> bool:
 
 
 class CancelWatcher:
-    """Polls a running job's `cancel_requested` and calls `cancel` once it is set.
+    """Polls a running job's `cancel_requested` and calls `cancel` once it is set, or once the
+    job is no longer running (the sweep of lost workers failed it: never run it twice).
 
     Lifecycle: `start()` before the job runs, `stop()` after (joins the thread).
     """
@@ -393,15 +470,15 @@ class CancelWatcher:
         self._thread.join()
 
     def _watch(self) -> None:
-        query = select(Job.cancel_requested).where(Job.id == self.job_id)
+        query = select(Job.cancel_requested, Job.status).where(Job.id == self.job_id)
         while not self._stop.wait(self.interval):
             try:
                 with self.database.engine.connect() as connection:
-                    requested = connection.execute(query).scalar()
+                    row = connection.execute(query).first()
             except Exception:
                 log.warning("job %s: cannot read its cancel flag", self.job_id, exc_info=True)
                 continue
-            if requested:
+            if row is None or row.cancel_requested or row.status != "running":
                 self.canceled = True
                 self.cancel()
                 return
@@ -426,20 +503,60 @@ class _MirrorSource:
 
 
 class _RecordingImages:
-    """An `ImageProvider` recording the job's image digest and the images it builds."""
+    """An `ImageProvider` recording the job's image digest and the images it builds; with a
+    share registry, pushing what it builds and pulling what an earlier job of the pipeline
+    built on another worker (`web.shared_images`)."""
 
-    def __init__(self, provider: StoreImageProvider, database: Database, job_id: int) -> None:
+    def __init__(
+        self,
+        provider: StoreImageProvider,
+        database: Database,
+        job_id: int,
+        *,
+        pipeline_id: int = 0,
+        share: RegistryShare | None = None,
+    ) -> None:
         self._provider = provider
         self._database = database
         self._job_id = job_id
+        self._pipeline_id = pipeline_id
+        self._share = share
         self._first = True
+
+    def _fetch_shared(self, name: str) -> None:
+        """Pull `name` from the share registry when an earlier job of the pipeline built it
+        and this worker's store lacks it (a failure is logged: resolving then says not found)."""
+        if self._share is None:
+            return
+        try:
+            wanted = str(Reference.parse(name))
+            if self._provider.store.exists(Reference.parse(name)):
+                return
+        except Exception:  # not an image name: the provider says so
+            return
+        with self._database.transaction() as session:
+            built = session.execute(
+                select(BuiltImage.tag, BuiltImage.digest)
+                .join(Job, Job.id == BuiltImage.job_id)
+                .where(Job.pipeline_id == self._pipeline_id, BuiltImage.pushed.is_(True))
+                .order_by(BuiltImage.id.desc())
+            ).all()
+        digest = next((d for tag, d in built if _same_image(tag, wanted)), None)
+        if digest is None:
+            return
+        try:
+            self._share.fetch(name, digest)
+        except Exception:
+            log.warning("job %s: cannot pull %s@%s", self._job_id, name, digest, exc_info=True)
 
     def available(self, name: str, pull_policy: Sequence[str] = ()) -> bool:
         """Whether the image is there (see `StoreImageProvider`)."""
+        self._fetch_shared(name)
         return self._provider.available(name, *([pull_policy] if pull_policy else []))
 
     def resolve(self, name: str, pull_policy: Sequence[str] = ()) -> RunnableImage:
         """Resolve the image; the first one resolved is the job's own: its digest is kept."""
+        self._fetch_shared(name)
         image = self._provider.resolve(name, *([pull_policy] if pull_policy else []))
         if self._first:
             self._first = False
@@ -452,9 +569,25 @@ class _RecordingImages:
         return image
 
     def build(self, request: BuildRequest, log_line: BuildLog) -> str:
-        """Build, then record the image under each of its tags."""
+        """Build, push it by digest to the share registry (when set), then record the image
+        under each of its tags."""
         digest = self._provider.build(request, log_line)
+        pushed = False
+        if self._share is not None and request.tags:
+            for tag in request.tags:
+                where = self._share.push(tag, digest)
+                log_line(f"shared {tag} with the other workers as {where}")
+            pushed = True
         with self._database.transaction() as session:
             for tag in request.tags or ("",):
-                add_built_image(session=session, job_id=self._job_id, tag=tag, digest=digest)
+                add_built_image(
+                    session=session, job_id=self._job_id, tag=tag, digest=digest, pushed=pushed
+                )
         return digest
+
+
+def _same_image(tag: str, wanted: str) -> bool:
+    try:
+        return str(Reference.parse(tag)) == wanted
+    except Exception:
+        return False

@@ -21,11 +21,10 @@ again); a worker starting wakes every pipeline with scheduled jobs, in case such
 lost. With `workflow: auto_cancel: on_job_failure: all`, a job failing (not allowed to) cancels
 the pending jobs and asks the running ones' workers to stop them.
 
-Not done yet, for whoever creates pipelines: `workflow: auto_cancel: on_new_commit`
-(`Plan.auto_cancel_on_new_commit`, GitLab's default `conservative`) with `interruptible:`
-(`Job.interruptible`): a new pipeline for a ref should cancel the older pipelines of that ref
-whose running jobs are all interruptible (`interruptible`: cancel those jobs only; `none`: never).
-`runner.engine.Engine.cancel(redundant=True)` shows the rule on one pipeline.
+A new pipeline for a ref auto-cancels the older ones of that ref (`cancel_redundant`, GitLab's
+`workflow: auto_cancel: on_new_commit` with `interruptible:`). Each change of a pipeline's
+status is handed, after its commit, to `dispatcher.commit_status` (reported to the git host by
+`web.statuses`).
 """
 
 from __future__ import annotations
@@ -60,6 +59,7 @@ from web.db.encryption import SecretCipher
 from web.db.jobs import get_job, list_jobs, request_job_cancel, request_pipeline_cancel
 from web.db.locks import lock_pipeline
 from web.db.models import Job, utcnow
+from web.db.models import Pipeline as PipelineRow
 from web.db.pipelines import (
     create_pipeline,
     delete_pipeline,
@@ -122,6 +122,10 @@ class Dispatcher(Protocol):
 
     def advance_later(self, pipeline_id: int, seconds: float) -> None:
         """Have a worker `advance` the pipeline in `seconds` (a delayed job is due then)."""
+
+    def commit_status(self, pipeline_id: int, status: str) -> None:
+        """Have the pipeline's new status reported to its git host (`web.statuses`); a
+        dispatcher without this method reports nothing."""
 
 
 @dataclass(frozen=True)
@@ -406,7 +410,9 @@ def _fail_pipeline(services: Services, pipeline_id: int, reason: str) -> Pipelin
         set_pipeline_status(
             session=session, pipeline_id=pipeline_id, status="failed", reason=reason
         )
+        _note_status(session, pipeline_id, "failed")
         found = get_pipeline(session=session, pipeline_id=pipeline_id)
+    _dispatch(services, [], session)
     assert found is not None
     return found
 
@@ -451,10 +457,99 @@ def _record_planned(
         record_plan(session=session, pipeline_id=pipeline_id, plan=the_plan)
         started = _advance_locked(session, pipeline_id, wake)
         recorded = get_pipeline(session=session, pipeline_id=pipeline_id)
-    _dispatch(services, started)
+    _dispatch(services, started, session)
     _wake_later(services, pipeline_id, wake)
     assert recorded is not None
+    cancel_redundant(services=services, pipeline=recorded)
     return TriggerOutcome(recorded)
+
+
+REDUNDANT_SOURCES = frozenset({"push", "api", "web", "merge_request_event"})
+UNFINISHED = ("created", "pending", "running", "scheduled", "manual")
+
+
+def cancel_redundant(*, services: Services, pipeline: PipelineRead) -> list[int]:
+    """GitLab's auto-cancel of redundant pipelines: a new pipeline for a ref stops the older
+    unfinished pipelines of that ref at another commit, as each older pipeline's
+    `workflow: auto_cancel: on_new_commit` says:
+
+    - `conservative` (the default): the whole pipeline, unless a job that is not
+      `interruptible: true` has started (a job not started is safe to cancel);
+    - `interruptible`: only its `interruptible` jobs, started or not;
+    - `none`: nothing.
+
+    Returns the ids of the pipelines something was canceled in. Never raises (logged): the new
+    pipeline runs all the same.
+    """
+    if pipeline.source not in REDUNDANT_SOURCES:
+        return []
+    try:
+        with services.database.transaction() as session:
+            older = list(
+                session.scalars(
+                    select(PipelineRow.id)
+                    .where(
+                        PipelineRow.repository_id == pipeline.repository_id,
+                        PipelineRow.ref == pipeline.ref,
+                        PipelineRow.tag.is_(pipeline.tag),
+                        PipelineRow.id < pipeline.id,
+                        PipelineRow.sha != pipeline.sha,
+                        PipelineRow.status.in_(UNFINISHED),
+                    )
+                    .order_by(PipelineRow.id)
+                )
+            )
+        return [old for old in older if _cancel_if_redundant(services, old, pipeline.id)]
+    except Exception:
+        log.exception("cannot auto-cancel the pipelines pipeline %s makes redundant", pipeline.id)
+        return []
+
+
+def _cancel_if_redundant(services: Services, pipeline_id: int, newer: int) -> bool:
+    wake: list[float] = []
+    with services.database.transaction() as session:
+        lock_pipeline(session=session, pipeline_id=pipeline_id)
+        plan = _plan(session, pipeline_id)
+        if plan is None or plan.auto_cancel_on_new_commit == "none":
+            return False
+        known = {job.name for job in plan.jobs}
+        jobs = {n: j for n, j in _current_jobs(session, pipeline_id).items() if n in known}
+        unfinished = [j for j in jobs.values() if j.status not in job_rows.FINISHED_STATUSES]
+        if plan.auto_cancel_on_new_commit == "interruptible":
+            chosen = [j for j in unfinished if plan.job(j.name).interruptible]
+        elif any(
+            j.started_at is not None and not plan.job(j.name).interruptible for j in jobs.values()
+        ):
+            return False
+        else:
+            chosen = unfinished
+        if not chosen:
+            return False
+        for job in chosen:
+            request_job_cancel(session=session, job_id=job.id)
+        started = _advance_locked(session, pipeline_id, wake)
+        whole = len(chosen) == len(unfinished)
+        set_pipeline_status(
+            session=session,
+            pipeline_id=pipeline_id,
+            status=_stored_status(session, pipeline_id),
+            reason=(
+                f"auto-canceled: pipeline #{newer} for the same ref is newer"
+                if whole
+                else f"interruptible jobs auto-canceled: pipeline #{newer} for the same ref "
+                "is newer"
+            ),
+        )
+    _dispatch(services, started, session)
+    _wake_later(services, pipeline_id, wake)
+    return True
+
+
+def _stored_status(session: Session, pipeline_id: int) -> str:
+    """The pipeline's status as stored now."""
+    found = get_pipeline(session=session, pipeline_id=pipeline_id)
+    assert found is not None
+    return found.status
 
 
 # -- advancing -------------------------------------------------------------------------------
@@ -467,7 +562,7 @@ def advance(*, services: Services, pipeline_id: int) -> list[int]:
     with services.database.transaction() as session:
         lock_pipeline(session=session, pipeline_id=pipeline_id)
         started = _advance_locked(session, pipeline_id, wake, rearm=True)
-    _dispatch(services, started)
+    _dispatch(services, started, session)
     _wake_later(services, pipeline_id, wake)
     return started
 
@@ -549,6 +644,7 @@ def _advance_locked(
         set_pipeline_status(
             session=session, pipeline_id=pipeline_id, status=status, reason=pipeline.reason
         )
+        _note_status(session, pipeline_id, status)
     return started
 
 
@@ -607,15 +703,33 @@ def _wake_later(services: Services, pipeline_id: int, delays: Sequence[float]) -
             log.exception("cannot schedule pipeline %s's delayed jobs", pipeline_id)
 
 
-def _dispatch(services: Services, job_ids: Sequence[int]) -> None:
+def _dispatch(services: Services, job_ids: Sequence[int], session: Session | None = None) -> None:
     """Send the jobs to the workers; a broker that is down leaves them pending, for
-    `requeue_pending` (run at every worker start) to send again."""
-    if not job_ids:
-        return
-    try:
-        services.dispatcher.run_jobs(job_ids)
-    except Exception:
-        log.exception("cannot send jobs %s to the workers; they stay pending", list(job_ids))
+    `requeue_pending` (run at every worker start) to send again. Then have the pipeline
+    statuses the committed `session` changed reported to the git host (`web.statuses`)."""
+    if job_ids:
+        try:
+            services.dispatcher.run_jobs(job_ids)
+        except Exception:
+            log.exception("cannot send jobs %s to the workers; they stay pending", list(job_ids))
+    changes: dict[int, str] = session.info.pop(STATUS_CHANGES, {}) if session else {}
+    report = getattr(services.dispatcher, "commit_status", None)
+    for pipeline_id, status in changes.items():
+        if report is None:
+            break
+        try:
+            report(pipeline_id, status)
+        except Exception:  # a status is never worth failing the pipeline for
+            log.exception("cannot send pipeline %s's commit status", pipeline_id)
+
+
+STATUS_CHANGES = "kapal.pipeline_statuses"
+
+
+def _note_status(session: Session, pipeline_id: int, status: str) -> None:
+    """Keep, on the session, that the pipeline's status changed (reported after the commit)."""
+    changes: dict[int, str] = session.info.setdefault(STATUS_CHANGES, {})
+    changes[pipeline_id] = status
 
 
 def requeue_pending(*, services: Services, older_than: float = 30.0) -> list[int]:
@@ -686,7 +800,7 @@ def finish_job(*, services: Services, job_id: int, end: JobEnd) -> list[int]:
             new = job_rows.retry_job(session=session, job_id=job_id, status="pending")
             started.append(new.id)
         started += _advance_locked(session, job.pipeline_id, wake)
-    _dispatch(services, started)
+    _dispatch(services, started, session)
     _wake_later(services, job.pipeline_id, wake)
     return started
 
@@ -709,7 +823,7 @@ def cancel_pipeline(*, services: Services, pipeline_id: int) -> PipelineDetail:
         request_pipeline_cancel(session=session, pipeline_id=pipeline_id)
         started = _advance_locked(session, pipeline_id, wake)
         detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
-    _dispatch(services, started)
+    _dispatch(services, started, session)
     _wake_later(services, pipeline_id, wake)
     assert detail is not None
     return detail
@@ -724,7 +838,7 @@ def cancel_job(*, services: Services, job_id: int) -> JobRead:
         request_job_cancel(session=session, job_id=job_id)
         started = _advance_locked(session, job.pipeline_id, wake)
         now = _job(session, job_id)
-    _dispatch(services, started)
+    _dispatch(services, started, session)
     _wake_later(services, job.pipeline_id, wake)
     return now
 
@@ -751,7 +865,7 @@ def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
             )
         started = [job_id, *_advance_locked(session, job.pipeline_id, wake)]
         now = _job(session, job_id)
-    _dispatch(services, started)
+    _dispatch(services, started, session)
     _wake_later(services, job.pipeline_id, wake)
     return now
 
@@ -784,7 +898,7 @@ def retry_job(*, services: Services, job_id: int) -> JobRead:
         if first == "pending":
             started.insert(0, new.id)
         now = _job(session, new.id)
-    _dispatch(services, started)
+    _dispatch(services, started, session)
     _wake_later(services, job.pipeline_id, wake)
     return now
 
@@ -824,7 +938,7 @@ def retry_pipeline(
         _reopen_skipped_after(session, plan, pipeline_id, [j.name for j in again])
         started = _advance_locked(session, pipeline_id, wake)
         detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
-    _dispatch(services, started)
+    _dispatch(services, started, session)
     _wake_later(services, pipeline_id, wake)
     assert detail is not None
     return detail

@@ -57,9 +57,20 @@ class Settings(RunnerSettings):
     # `kapal serve` runs a Celery worker in its own process unless this is false (`--no-worker`).
     embedded_worker: bool = True
     worker_concurrency: int = Field(default=2, ge=1)
+    # Workers write a heartbeat this often; one silent for `worker_lost_after` seconds is lost:
+    # its running jobs fail "worker lost" (retried by `retry: {when: runner_system_failure}`).
+    worker_heartbeat_interval: float = Field(default=5.0, gt=0)
+    worker_lost_after: float = Field(default=30.0, gt=0)
     # Infrastructure errors of a job task are retried this many times, with exponential backoff.
     task_max_retries: int = Field(default=3, ge=0)
 
+    # A directory every worker and the web process reach (a network file system across
+    # machines): artifacts and caches live there, so a later job on another worker finds them.
+    # Unset: the data dir (one machine).
+    shared_dir: Path | None = None
+    # A registry path (`host:port/prefix`) the images jobs build are pushed to by digest and
+    # pulled from by the workers running later jobs. Empty: they stay on the worker's disk.
+    share_registry: str = ""
     # Log lines go to the database in batches bounded by time and size.
     log_flush_interval: float = Field(default=0.25, gt=0)
     log_flush_bytes: int = Field(default=64 * 1024, gt=0)
@@ -112,8 +123,13 @@ class Settings(RunnerSettings):
 
     @property
     def artifacts_dir(self) -> Path:
-        """Root of the artifact archives the server keeps."""
-        return self.data_dir / "artifacts"
+        """Root of the artifact archives the server keeps (in the shared dir when set)."""
+        return (self.shared_dir or self.data_dir) / "artifacts"
+
+    @property
+    def job_caches_dir(self) -> Path:
+        """Root of the jobs' `cache:` archives (in the shared dir when set)."""
+        return (self.shared_dir or self.data_dir) / "cache"
 
     @property
     def secret_key_file(self) -> Path:

@@ -29,12 +29,16 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.worker import WorkController
+from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from web.broker import broker_settings
+from web.db.models import Job, Pipeline, Repository
 from web.db.session import Database
 from web.errors import WebError
+from web.heartbeats import Heartbeat, explain_unserved
 from web.orchestration import Services, advance, plan_recorded_pipeline, requeue_pending
+from web.routing import DEFAULT_QUEUE, job_queue, worker_queues
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +46,8 @@ log = logging.getLogger(__name__)
 RUN_JOB = "kapal.run_job"
 ADVANCE_PIPELINE = "kapal.advance_pipeline"
 PLAN_PIPELINE = "kapal.plan_pipeline"
-DEFAULT_QUEUE = "kapal"
+COMMIT_STATUS = "kapal.commit_status"
+STATUS_MAX_RETRIES = 8  # 1 + 2 + ... + 60 s: a git host down for about four minutes
 RETRY_BACKOFF_MAX = 60.0  # seconds
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
@@ -99,16 +104,34 @@ class KapalTask(Task):  # type: ignore[misc]
 
 
 class CeleryDispatcher:
-    """A `web.orchestration.Dispatcher` sending `run_job` messages through a Celery app."""
+    """A `web.orchestration.Dispatcher` sending `run_job` messages through a Celery app, each
+    to the queue of its job's `tags:` (`web.routing`)."""
 
-    def __init__(self, app: Celery, queue: str = DEFAULT_QUEUE) -> None:
+    def __init__(self, app: KapalCelery, queue: str = DEFAULT_QUEUE) -> None:
         self.app = app
         self.queue = queue
 
     def run_jobs(self, job_ids: Sequence[int]) -> None:
-        """Send one `run_job` message per job."""
+        """Send one `run_job` message per job, to its tags' queue; a job no live worker serves
+        is sent all the same (a worker started later takes it) and its reason says so."""
+        if not job_ids:
+            return
+        services: Services = self.app.services
+        with services.database.transaction() as session:
+            tags = dict(
+                session.execute(select(Job.id, Job.tags).where(Job.id.in_(list(job_ids)))).all()
+            )
         for job_id in job_ids:
-            self.app.send_task(RUN_JOB, args=[job_id], queue=self.queue)
+            self.app.send_task(RUN_JOB, args=[job_id], queue=job_queue(tags.get(job_id) or ()))
+        try:
+            with services.database.transaction() as session:
+                explain_unserved(
+                    session=session,
+                    job_ids=list(job_ids),
+                    lost_after=services.settings.worker_lost_after,
+                )
+        except INFRASTRUCTURE_ERRORS:  # the jobs are sent; only their reason waits for a sweep
+            log.warning("cannot say which of jobs %s no worker serves", list(job_ids))
 
     def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
         """Send a `plan_pipeline` message."""
@@ -119,6 +142,18 @@ class CeleryDispatcher:
         self.app.send_task(
             ADVANCE_PIPELINE, args=[pipeline_id], queue=self.queue, countdown=seconds
         )
+
+    def commit_status(self, pipeline_id: int, status: str) -> None:
+        """Send a `commit_status` message when the pipeline's repository has a status token."""
+        services: Services = self.app.services
+        with services.database.transaction() as session:
+            has_token = session.scalar(
+                select(Repository.status_token.is_not(None))
+                .join(Pipeline, Pipeline.repository_id == Repository.id)
+                .where(Pipeline.id == pipeline_id)
+            )
+        if has_token:
+            self.app.send_task(COMMIT_STATUS, args=[pipeline_id, status], queue=self.queue)
 
 
 def celery_settings(settings: Settings) -> dict[str, Any]:
@@ -194,8 +229,36 @@ class PlanPipeline(KapalTask):
         plan_recorded_pipeline(services=self.app.services, pipeline_id=pipeline_id, **request)
 
 
+class CommitStatus(KapalTask):
+    """`commit_status(pipeline_id, status)`: report it to the git host (`web.statuses`), tried
+    again with exponential backoff while the host fails."""
+
+    name = COMMIT_STATUS
+
+    def run(self, pipeline_id: int, status: str) -> None:
+        """The task's body."""
+        from web.statuses import StatusDeliveryError, post_commit_status
+
+        try:
+            post_commit_status(services=self.app.services, pipeline_id=pipeline_id, status=status)
+        except StatusDeliveryError as exc:
+            retries = self.request.retries
+            if retries >= STATUS_MAX_RETRIES:
+                log.error("pipeline %s: commit status %s not sent: %s", pipeline_id, status, exc)
+                return
+            countdown = min(RETRY_BACKOFF_MAX, 2.0**retries)
+            log.warning(
+                "pipeline %s: commit status %s: %s; again in %.0fs",
+                pipeline_id,
+                status,
+                exc,
+                countdown,
+            )
+            raise self.retry(countdown=countdown, max_retries=STATUS_MAX_RETRIES) from None
+
+
 def _register_tasks(app: KapalCelery) -> None:
-    for task in (RunJob, AdvancePipeline, PlanPipeline):
+    for task in (RunJob, AdvancePipeline, PlanPipeline, CommitStatus):
         app.register_task(task())
 
 
@@ -224,7 +287,9 @@ class EmbeddedWorker:
     taken but not started go back to the broker) and waits for the thread.
     """
 
-    def __init__(self, app: KapalCelery, controller: _WorkController) -> None:
+    def __init__(
+        self, app: KapalCelery, controller: _WorkController, served: Sequence[str]
+    ) -> None:
         from web.execution import RunningJobs
 
         self.app = app
@@ -232,11 +297,19 @@ class EmbeddedWorker:
         self.jobs = RunningJobs()
         app.running = self.jobs
         self.name: str = controller.hostname
+        self.heartbeat = Heartbeat(
+            app.services,
+            name=self.name,
+            queues=served,
+            concurrency=controller.concurrency,
+            fence=self.jobs.cancel_running,
+        )
         self._thread = threading.Thread(
             target=controller.start, name="kapal-embedded-worker", daemon=True
         )
 
     def _start(self, timeout: float) -> None:
+        self.heartbeat.start()
         self._thread.start()
         if not self.controller.ready.wait(timeout):
             self.stop()
@@ -262,6 +335,7 @@ class EmbeddedWorker:
         if self._thread.is_alive():
             self.controller.terminate(in_sighandler=False)
             self._thread.join(5.0)
+        self.heartbeat.stop()
 
 
 def start_embedded_worker(
@@ -276,8 +350,10 @@ def start_embedded_worker(
     """Start a worker in a thread of this process and return once it takes tasks.
 
     `app` defaults to `create_celery(settings)`; `concurrency` to
-    `settings.worker_concurrency` jobs at once. Once it runs, `recover_jobs` fails the jobs a
-    crashed worker of this machine left running and sends the lost pending ones again.
+    `settings.worker_concurrency` jobs at once; `queues` are the tags it serves (`kapal` for
+    untagged jobs, see `web.routing`). It beats (`web.heartbeats.Heartbeat`) from before it
+    takes tasks. Once it runs, `recover_jobs` fails the jobs a crashed worker of this machine
+    left running, cleans what it left and sends the lost pending ones again.
     """
     app = app or create_celery(settings)
     # the pool's threads find their app as Celery's default one: one worker's app per process
@@ -288,14 +364,14 @@ def start_embedded_worker(
         hostname=hostname or worker_name("kapal-embedded"),
         pool="threads",
         concurrency=concurrency or settings.worker_concurrency,
-        queues=list(queues),
+        queues=worker_queues(queues),
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
         loglevel=logging.WARNING,
     )
     app.worker_name = controller.hostname
-    worker = EmbeddedWorker(app, controller)
+    worker = EmbeddedWorker(app, controller, list(queues))
     worker._start(start_timeout)
     recover_jobs(app.services)
     return worker
@@ -303,11 +379,16 @@ def start_embedded_worker(
 
 def recover_jobs(services: Services) -> None:
     """What a worker does as it starts: fail the jobs a dead worker of this machine left
-    running, and send again the pending jobs whose message was lost. Never raises (logged)."""
-    from web.execution import fail_orphaned_jobs
+    running (and those of any worker silent too long), remove what they left on this machine
+    (`kapal gc`'s containers and sandboxes, finished jobs' work dirs), and send again the
+    pending jobs whose message was lost. Never raises (logged)."""
+    from web.execution import clean_leftovers, fail_orphaned_jobs
+    from web.heartbeats import sweep_lost_workers
 
     try:
         fail_orphaned_jobs(services=services)
+        sweep_lost_workers(services=services)
+        clean_leftovers(services=services)
         requeue_pending(services=services)
     except Exception:  # the worker runs all the same; only those jobs wait longer
         log.exception("cannot look for jobs left behind by a stopped worker or a lost message")

@@ -4,6 +4,10 @@ It takes jobs from the broker of `KAPAL_BROKER_URL` and records them in the data
 `KAPAL_DATABASE_URL` (the embedded defaults in the data dir when unset), like the worker
 `kapal serve` runs in its own process. More workers, here or on other machines sharing the
 database and broker, run more jobs at once; SIGTERM or Ctrl-C lets the running jobs end.
+
+`--queues` names the job tags it serves, `kapal` standing for untagged jobs (the default):
+`--queues kapal,docker` runs untagged jobs and jobs tagged `docker` (`web.routing`). It writes a
+heartbeat every few seconds (`web.heartbeats`): killed, its running jobs fail "worker lost".
 """
 
 from __future__ import annotations
@@ -52,18 +56,39 @@ def run_worker(
             f"cannot use the database at {describe(settings.database_url)}: {reason}"
         ) from None
 
-    from web.tasks import DEFAULT_QUEUE, create_celery, recover_jobs, worker_name
+    from web.execution import RunningJobs
+    from web.heartbeats import Heartbeat
+    from web.routing import DEFAULT_QUEUE, worker_queues
+    from web.tasks import create_celery, recover_jobs, worker_name
 
+    served = queues or [DEFAULT_QUEUE]
+    try:
+        broker_queues = worker_queues(served)
+    except WebError as exc:
+        raise _fail(str(exc)) from None
     app = create_celery(settings)
     name = hostname or worker_name()
     app.worker_name = name
+    app.running = RunningJobs()
+    concurrency = concurrency or settings.worker_concurrency
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    heartbeat = Heartbeat(
+        app.services,
+        name=name,
+        queues=served,
+        concurrency=concurrency,
+        fence=app.running.cancel_running,
+    )
+    try:
+        heartbeat.start()
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(f"cannot register the worker in the database: {exc}") from None
     recover_jobs(app.services)
     worker = app.Worker(
         hostname=name,
         pool="threads",
-        concurrency=concurrency or settings.worker_concurrency,
-        queues=queues or [DEFAULT_QUEUE],
+        concurrency=concurrency,
+        queues=broker_queues,
         loglevel=loglevel.upper(),
         without_heartbeat=True,
         without_mingle=True,
@@ -73,6 +98,7 @@ def run_worker(
     try:
         worker.start()
     finally:
+        heartbeat.stop()
         app.services.database.dispose()
     if worker.exitcode:
         raise typer.Exit(worker.exitcode)

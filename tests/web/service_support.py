@@ -19,6 +19,7 @@ class KeptJobs:
         self.sent: list[int] = []
         self.plans: list[tuple[int, dict[str, Any]]] = []
         self.later: list[tuple[int, float]] = []
+        self.statuses: list[tuple[int, str]] = []
         self._lock = threading.Lock()
 
     def run_jobs(self, job_ids: Sequence[int]) -> None:
@@ -35,6 +36,11 @@ class KeptJobs:
         """Keep the delayed advance."""
         with self._lock:
             self.later.append((pipeline_id, seconds))
+
+    def commit_status(self, pipeline_id: int, status: str) -> None:
+        """Keep the pipeline status to report."""
+        with self._lock:
+            self.statuses.append((pipeline_id, status))
 
 
 def register(

@@ -208,6 +208,7 @@ def retry_job(*, session: Session, job_id: int, status: str = "pending") -> JobR
         allow_failure=old.allow_failure,
         attempt=latest.attempt + 1,
         image=old.image,
+        tags=list(old.tags),
         queued_at=now if status == "pending" else None,
     )
     session.add(new)

@@ -200,10 +200,30 @@ class Job(Base):
     image: Mapped[str | None] = mapped_column(CleanText())
     image_digest: Mapped[str | None] = mapped_column(CleanText())
     log_lines: Mapped[int] = mapped_column(Integer, default=0)  # lines appended so far
+    # the job's `tags:`: only a worker serving every one of them runs it (`web.routing`)
+    tags: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column()
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class Worker(Base):
+    """A worker process (`kapal worker`, or `kapal serve`'s own): the queues it serves and its
+    last heartbeat, by which a worker that died is told from one that is busy."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_heartbeat_at", "heartbeat_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(CleanString(255), unique=True)  # "kapal@host.pid"
+    host: Mapped[str] = mapped_column(CleanString(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[str]] = mapped_column(default=list)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column()
 
 
 class LogChunk(Base):

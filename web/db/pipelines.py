@@ -111,6 +111,7 @@ def record_plan(*, session: Session, pipeline_id: int, plan: Plan) -> list[JobRe
                 when=job.when,
                 allow_failure=job.allow_failure,
                 image=job.image.name if job.image is not None else None,
+                tags=list(job.tags),
             )
             for position, job in enumerate(plan.jobs)
         ],

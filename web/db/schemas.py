@@ -146,6 +146,7 @@ class JobCreate(BaseModel):
     when: str = Field(default="on_success", max_length=32)
     allow_failure: bool = False
     image: str | None = None
+    tags: list[str] = Field(default_factory=list)
 
 
 class JobRead(_Row):
@@ -168,6 +169,7 @@ class JobRead(_Row):
     image: str | None
     image_digest: str | None
     log_lines: int
+    tags: list[str] = Field(default_factory=list)
     created_at: datetime
     queued_at: datetime | None
     started_at: datetime | None

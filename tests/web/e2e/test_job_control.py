@@ -245,7 +245,9 @@ def test_a_job_left_running_by_a_dead_worker_fails_when_a_worker_starts(
     jobs = {j.name: j for j in detail.jobs}
     assert detail.status == "failed"
     assert jobs["sleeper"].status == "failed"
-    assert jobs["sleeper"].reason == f"the worker running it ({dead}) stopped before the job ended"
+    assert jobs["sleeper"].reason == (
+        f"worker lost: the worker running it ({dead}) stopped before the job ended"
+    )
     assert jobs["after"].status == "skipped"
     with services.database.transaction() as session:
         still = get_job(session=session, job_id=remote.id)
