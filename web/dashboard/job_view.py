@@ -3,9 +3,9 @@ the job's artifacts to download."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -14,6 +14,7 @@ from web.api.auth import Access
 from web.dashboard.live import pipeline_version
 from web.dashboard.pages import RowId, database_of, job_with_context, page, settings_of, viewer_of
 from web.dashboard.rendering import render
+from web.db.paging import MAX_ID
 from web.db.results import list_artifacts
 from web.db.schemas import Scope
 
@@ -46,15 +47,20 @@ def job_page(request: Request, job_id: RowId) -> Response:
 
 
 @router.get("/jobs/{job_id}/log/events")
-async def job_log_events(request: Request, job_id: RowId) -> Any:
-    """The job's log as the API's SSE follow (resumable with Last-Event-ID), for the viewer."""
+async def job_log_events(
+    request: Request,
+    job_id: RowId,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="lines already shown")] = 0,
+) -> Any:
+    """The job's log as the API's SSE follow for the viewer, from `offset` (a page reopening
+    its stream) or after `Last-Event-ID` (the browser reconnecting by itself)."""
     access = await run_in_threadpool(viewer_of, request)
     return await api_jobs.log(
         job_id=job_id,
         request=request,
         database=database_of(request),
         access=access,
-        offset=0,
+        offset=offset,
         accept="text/event-stream",
         last_event_id=request.headers.get("last-event-id"),
     )

@@ -140,3 +140,34 @@ def test_the_job_facts_follow_the_job_without_a_reload(dashboard: Dashboard) -> 
     tab.wait_for_selector("#job-status [data-status=running]", timeout=15_000)
     assert "worker-7@host" in tab.locator("#job-meta").inner_text()
     assert tab.evaluate("window.__notReloaded") is True
+
+
+HIDE = (
+    "Object.defineProperty(document, 'hidden', {value: %s, configurable: true});"
+    "document.dispatchEvent(new Event('visibilitychange'))"
+)
+
+
+def test_a_hidden_tab_lets_go_of_its_stream_and_resumes_after_its_last_line(
+    dashboard: Dashboard,
+) -> None:
+    repository = register(dashboard)
+    _, (job_id,) = add_pipeline(dashboard, repository.id, jobs={"unit": "running"})
+    write_log(dashboard, job_id, ["one", "two"])
+    tab = dashboard.page()
+    tab.goto(f"{dashboard.url}/jobs/{job_id}")
+    tab.wait_for_selector("#L2")
+    tab.evaluate(HIDE % "true")
+    write_log(dashboard, job_id, ["three while hidden"])
+    tab.wait_for_timeout(1500)  # several polls of an open stream: the line would have come
+    assert tab.locator("#L3").count() == 0
+    tab.evaluate(HIDE % "false")
+    tab.wait_for_selector("#L3", timeout=15_000)
+    write_log(dashboard, job_id, ["four"])
+    tab.wait_for_selector("#L4", timeout=15_000)
+    assert [t.inner_text() for t in tab.locator("#log .line .text").all()] == [
+        "one",
+        "two",
+        "three while hidden",
+        "four",
+    ]

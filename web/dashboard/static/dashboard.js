@@ -41,40 +41,62 @@
     return row ? document.importNode(row, true) : null;
   }
 
+  // An EventSource that lets go of its connection while the tab is hidden (a browser gives a
+  // site six HTTP/1.1 connections across all its tabs) and opens again, from `makeUrl()`, when
+  // the tab is shown; `attach(source)` adds the listeners to each new one.
+  function stream(makeUrl, attach) {
+    var source = null, done = false;
+    function open() {
+      if (done || source) return;
+      source = new EventSource(makeUrl());
+      attach(source);
+    }
+    function close() {
+      if (source) { source.close(); source = null; }
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) close(); else open();
+    });
+    if (!document.hidden) open();
+    return { stop: function () { done = true; close(); } };
+  }
+  window.kapalStream = stream;
+
   function followList(tbody) {
     var state = document.getElementById("live-state");
-    var source = new EventSource(tbody.getAttribute("data-events"));
-    source.addEventListener("open", function () { if (state) state.hidden = false; });
-    source.addEventListener("error", function () { if (state) state.hidden = true; });
-    source.addEventListener("row", function (event) {
-      var data = JSON.parse(event.data);
-      var row = parseRow(data.html);
-      if (!row) return;
-      var old = document.getElementById("pipeline-" + data.id);
-      // the first events repeat the rows as served: flash only a row that is new or moved on
-      var moved = !old || old.getAttribute("data-status") !== row.getAttribute("data-status");
-      if (old) {
-        old.replaceWith(row);
-      } else {
-        tbody.insertBefore(row, tbody.firstChild);
-        var empty = document.getElementById("no-pipelines");
-        if (empty) empty.remove();
-      }
-      if (moved) {
-        row.classList.add("changed");
-        setTimeout(function () { row.classList.remove("changed"); }, 1500);
-      }
-    });
-    source.addEventListener("order", function (event) {
-      var ids = JSON.parse(event.data);
-      var keep = {};
-      ids.forEach(function (id) { keep["pipeline-" + id] = true; });
-      Array.prototype.slice.call(tbody.children).forEach(function (row) {
-        if (!keep[row.id]) row.remove();
+    stream(function () { return tbody.getAttribute("data-events"); }, function (source) {
+      source.addEventListener("open", function () { if (state) state.hidden = false; });
+      source.addEventListener("error", function () { if (state) state.hidden = true; });
+      source.addEventListener("row", function (event) {
+        var data = JSON.parse(event.data);
+        var row = parseRow(data.html);
+        if (!row) return;
+        var old = document.getElementById("pipeline-" + data.id);
+        // the first events repeat the rows as served: flash only a row that is new or moved on
+        var moved = !old || old.getAttribute("data-status") !== row.getAttribute("data-status");
+        if (old) {
+          old.replaceWith(row);
+        } else {
+          tbody.insertBefore(row, tbody.firstChild);
+          var empty = document.getElementById("no-pipelines");
+          if (empty) empty.remove();
+        }
+        if (moved) {
+          row.classList.add("changed");
+          setTimeout(function () { row.classList.remove("changed"); }, 1500);
+        }
       });
-      ids.forEach(function (id) {
-        var row = document.getElementById("pipeline-" + id);
-        if (row) tbody.appendChild(row);
+      source.addEventListener("order", function (event) {
+        var ids = JSON.parse(event.data);
+        var keep = {};
+        ids.forEach(function (id) { keep["pipeline-" + id] = true; });
+        Array.prototype.slice.call(tbody.children).forEach(function (row) {
+          if (!keep[row.id]) row.remove();
+        });
+        ids.forEach(function (id) {
+          var row = document.getElementById("pipeline-" + id);
+          if (row) tbody.appendChild(row);
+        });
       });
     });
   }
@@ -83,7 +105,7 @@
   // pipeline changed, fetch the page again and swap the part in.
   function followPart(live) {
     var id = live.id;
-    var source = new EventSource(live.getAttribute("data-events"));
+    var url = live.getAttribute("data-events");
     var busy = false, again = false;
     function refresh() {
       if (busy) { again = true; return; }
@@ -108,7 +130,9 @@
         .catch(function () {})
         .then(function () { busy = false; if (again) { again = false; refresh(); } });
     }
-    source.addEventListener("changed", refresh);
+    stream(function () { return url; }, function (source) {
+      source.addEventListener("changed", refresh);
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -233,28 +233,34 @@
     if (expand) expand.addEventListener("click", function () { setAll(true); });
     var ended = document.getElementById("log-end");
     var wasRunning = root.getAttribute("data-finished") !== "yes";
-    var source = new EventSource(root.getAttribute("data-events"));
-    source.addEventListener("message", function (event) {
-      view.add(parseInt(event.lastEventId, 10) || view.count + view.queue.length + 1, event.data);
-    });
-    source.addEventListener("end", function (event) {
-      source.close();
-      var end = {};
-      try { end = JSON.parse(event.data); } catch (e) { end = {}; }
-      root.setAttribute("data-status", end.status || "");
-      root.classList.add("ended");
-      if (ended) {
-        ended.hidden = false;
-        ended.textContent = "Job " + (end.status || "finished") +
-          (end.exit_code !== null && end.exit_code !== undefined ? " with exit code " + end.exit_code : "") + ".";
-      }
-      if (wasRunning) refreshJob();
-    });
-    source.addEventListener("error", function () {
-      if (source.readyState === EventSource.CLOSED && ended && !root.classList.contains("ended")) {
-        ended.hidden = false;
-        ended.textContent = "The log stream stopped; reload the page to follow it again.";
-      }
+    var received = 0;  // the last line number the stream gave: a reopened stream starts after it
+    var base = root.getAttribute("data-events");
+    var handle = window.kapalStream(function () { return base + "?offset=" + received; }, function (source) {
+      source.addEventListener("message", function (event) {
+        var number = parseInt(event.lastEventId, 10) || received + 1;
+        if (number <= received) return;
+        received = number;
+        view.add(number, event.data);
+      });
+      source.addEventListener("end", function (event) {
+        handle.stop();
+        var end = {};
+        try { end = JSON.parse(event.data); } catch (e) { end = {}; }
+        root.setAttribute("data-status", end.status || "");
+        root.classList.add("ended");
+        if (ended) {
+          ended.hidden = false;
+          ended.textContent = "Job " + (end.status || "finished") +
+            (end.exit_code !== null && end.exit_code !== undefined ? " with exit code " + end.exit_code : "") + ".";
+        }
+        if (wasRunning) refreshJob();
+      });
+      source.addEventListener("error", function () {
+        if (source.readyState === EventSource.CLOSED && ended && !root.classList.contains("ended")) {
+          ended.hidden = false;
+          ended.textContent = "The log stream stopped; reload the page to follow it again.";
+        }
+      });
     });
   });
 })();
