@@ -194,7 +194,8 @@ class DeployServiceSpec:
     name: str
     port: int | None = None
     health: str | None = None  # `/path`: HTTP GET on `port`; anything else: a shell command
-    host_port: int | None = None  # on 127.0.0.1 of the host; None: the service is not published
+    # on 127.0.0.1 of the host (a string holds a $VARIABLE); None: the service is not published
+    host_port: int | str | None = None
     env: tuple[tuple[str, str], ...] = ()
     command: tuple[str, ...] | None = None
 

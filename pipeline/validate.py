@@ -1470,9 +1470,15 @@ class _Validator(_Checker):
                 self.keys(svc, _DEPLOY_SERVICE_KEYS, {}, sub)
                 sname = self.string(svc, "name", f"{sub}: name")
                 port = self.typed(svc, "port", int, f"{sub}: port", "a port number")
-                host_port = self.typed(svc, "host_port", int, f"{sub}: host_port", "a port number")
+                host_port: int | str | None = None
+                if isinstance(svc.get("host_port"), str) and "$" in svc["host_port"]:
+                    host_port = svc["host_port"]  # a variable: checked once expanded
+                else:
+                    host_port = self.typed(
+                        svc, "host_port", int, f"{sub}: host_port", "a port number or a $VARIABLE"
+                    )
                 for key, number in (("port", port), ("host_port", host_port)):
-                    if number is not None and not 1 <= number <= 65535:
+                    if isinstance(number, int) and not 1 <= number <= 65535:
                         self.error("a port is between 1 and 65535", svc.value_at(key), sub)
                 if host_port is not None and port is None:
                     self.error(

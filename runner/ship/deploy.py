@@ -52,6 +52,16 @@ def environment_of(job: Job, spec: DeploySpec | None, values: Mapping[str, str])
     return job.name
 
 
+def _host_port(value: int | str | None, values: Mapping[str, str]) -> int | None:
+    """`host_port:` as a number, its variables expanded; ShipError when it is no port."""
+    if value is None or isinstance(value, int):
+        return value
+    text = _expand(value, values).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ShipError(f"host_port {value!r} expands to {text!r}, which is not a port number")
+    return int(text)
+
+
 def describe_deploy(spec: DeploySpec) -> str:
     """What a `deploy:` job ships where, for job listings."""
     where = [f"to {spec.to}"] if spec.to else []
@@ -143,7 +153,7 @@ class Shipper:
             ship_spec["service"] = {
                 "name": svc.name,
                 "port": svc.port,
-                "host_port": svc.host_port,
+                "host_port": _host_port(svc.host_port, values),
                 "health": svc.health,
                 "env": {k: (v if k in secret else env[k]) for k, v in svc.env},
                 "secret_env": secret,

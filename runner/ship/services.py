@@ -241,7 +241,11 @@ class Services:
                 )
             log(f"kapal: {request.name} is healthy: {status.get('output', '')}")
             previous = config.get("version")
-            address = self._publish(directory, config, request, vdir, status)
+            try:
+                address = self._publish(directory, config, request, vdir, status)
+            except BaseException:
+                _terminate(pid)  # the new version: never published
+                raise
             config.update(
                 owner=request.owner,
                 name=request.name,
@@ -291,37 +295,58 @@ class Services:
         vdir: Path,
         status: Mapping[str, Any],
     ) -> str | None:
-        """Point the proxy at the new version, starting (or moving) the proxy when needed."""
+        """Point the proxy at the new version, starting a proxy when none listens on its port
+        (a proxy on another port stops once the new one listens). `RolloutError`, with the
+        previous target, proxy and settings put back, when the new proxy cannot listen."""
+        current = directory / "current.json"
+        proxy = read_json(directory / "proxy.json") or {}
+        old_proxy = int(proxy["pid"]) if _alive(proxy.get("pid")) else None
         if request.host_port is None or request.port is None:
-            with contextlib.suppress(FileNotFoundError):
-                (directory / "current.json").unlink()
-            self._stop_proxy(directory)
+            current.unlink(missing_ok=True)
+            if old_proxy is not None:
+                _terminate(old_proxy)
             config.pop("host_port", None)
             return None
-        write_json(
-            directory / "current.json",
-            {"version": vdir.name, "netns": status["netns"], "port": request.port},
-        )
-        proxy = read_json(directory / "proxy.json") or {}
+        before = read_json(current)
+        write_json(current, {"version": vdir.name, "netns": status["netns"], "port": request.port})
         same = config.get("host_port") == request.host_port and config.get("host") == "127.0.0.1"
-        if same and _alive(proxy.get("pid")):
+        if same and old_proxy is not None:
             return str(proxy.get("address"))
-        self._stop_proxy(directory)
-        config.update(host="127.0.0.1", host_port=request.host_port)
-        write_json(directory / "service.json", config)
+        write_json(
+            directory / "service.json",
+            {**config, "host": "127.0.0.1", "host_port": request.host_port},
+        )
         (directory / "proxy.json").unlink(missing_ok=True)
+        try:
+            address = self._start_proxy(directory, request)
+        except ShipError as exc:
+            if before is not None:
+                write_json(current, before)
+            else:
+                current.unlink(missing_ok=True)
+            write_json(directory / "service.json", config)
+            if proxy:
+                write_json(directory / "proxy.json", proxy)
+            raise RolloutError(f"{exc}; the previous version keeps serving") from None
+        if old_proxy is not None:
+            _terminate(old_proxy)
+        config.update(host="127.0.0.1", host_port=request.host_port)
+        return address
+
+    def _start_proxy(self, directory: Path, request: ServiceRequest) -> str:
         pid = _spawn("runner.ship.proxy", directory, directory / "proxy.log", self.env)
         deadline = time.monotonic() + _START_WAIT
         while time.monotonic() < deadline:
             started = read_json(directory / "proxy.json") or {}
             if started.get("error"):
-                raise ShipError(f"cannot publish {request.name}: {started['error']}")
+                raise ShipError(f"cannot publish {request.name} on {started['error']}")
             if started.get("address"):
                 return str(started["address"])
             _reap()
             if not _alive(pid):
                 break
             time.sleep(_POLL)
+        _terminate(pid)
         raise ShipError(
             f"the port proxy of {request.name} did not start; see {directory}/proxy.log"
         )

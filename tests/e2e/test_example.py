@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -20,9 +21,18 @@ EXAMPLE = REPO / "examples" / "hello-app"
 
 @pytest.mark.slow
 def test_the_example_pipeline_passes(debian_image: str, kapal_env: dict[str, str]) -> None:
-    done = kapal("run", str(EXAMPLE), env=kapal_env)
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    with socket.socket() as sock:  # not 18080: a demo may be serving there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    try:
+        done = kapal("run", str(EXAMPLE), "--var", f"STAGING_PORT={port}", env=kapal_env)
+        _check_example_output(done.stdout, done.stderr, done.returncode, port)
+    finally:
+        kapal("services", "stop", "hello-staging", env=kapal_env)
+
+
+def _check_example_output(out: str, err: str, code: int, port: int) -> None:
+    assert code == 0, out + err
     assert "==> app-image: success" in out and "==> redis-image: success" in out
     assert "==> unit: success" in out and "==> integration: success" in out
     assert "[integration] kapal: waiting for hello-redis:bookworm to listen on 6379" in out
@@ -30,11 +40,8 @@ def test_the_example_pipeline_passes(debian_image: str, kapal_env: dict[str, str
     assert "==> ship: success" in out and "[ship] kapal: hello-staging is healthy" in out
     assert "==> production: manual" in out  # the approval gate waits to be played
     assert "success in" in out.splitlines()[-1]
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:18080/?name=Ada", timeout=10) as answer:
-            assert json.load(answer) == {"message": "Hello, Ada!"}
-    finally:
-        kapal("services", "stop", "hello-staging", env=kapal_env)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/?name=Ada", timeout=10) as answer:
+        assert json.load(answer) == {"message": "Hello, Ada!"}
 
 
 @pytest.mark.slow

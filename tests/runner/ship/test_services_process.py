@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import ShipError
+from runner.errors import RolloutError, ShipError
 from runner.images.store import ImageStore
 from runner.runtime.backend import ImageDefaults
 from runner.settings import RunnerSettings
@@ -226,3 +226,43 @@ def test_a_script_job_with_an_environment_records_a_deployment(
     refused = kapal(env, "rollback", environment)
     assert refused.returncode == 1
     assert "no earlier deployment to roll back to" in refused.stderr
+
+
+def test_a_taken_host_port_fails_the_rollout_and_keeps_the_old_version(
+    kapal_settings: RunnerSettings, image_store: ImageStore, busybox_image: str
+) -> None:
+    services = Services(kapal_settings.data_dir / "services", kapal_settings.data_dir, drain=0.1)
+    name, port = f"taken-{uuid.uuid4().hex[:8]}", free_port()
+    try:
+        services.roll_out(_request(image_store, name, "old", port), print)
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", 0))
+            squatter.listen()
+            taken = squatter.getsockname()[1]
+            with pytest.raises(RolloutError) as failed:
+                services.roll_out(_request(image_store, name, "new", taken), print)
+        assert f"cannot publish {name} on 127.0.0.1:{taken}" in str(failed.value)
+        assert "the previous version keeps serving" in str(failed.value)
+        assert get(port) == "old"
+        (info,) = [s for s in services.list() if s.name == name]
+        assert (info.state, info.address) == ("running", f"127.0.0.1:{port}")
+        versions = kapal_settings.data_dir / "services" / name / "versions"
+        running = [
+            v.name for v in versions.iterdir() if (read_json(v / "status.json") or {}).get("pid")
+        ]
+        assert len(running) == 2
+        for version in versions.iterdir():  # the new version's keeper was stopped
+            status = read_json(version / "status.json") or {}
+            if version.name != info.version:
+                assert status.get("state") in ("stopped", "healthy")
+                assert not _pid_alive(int(status["pid"]))
+    finally:
+        services.stop(name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
