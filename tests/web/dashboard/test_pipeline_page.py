@@ -9,6 +9,7 @@ import hashlib
 from tests.web.api.conftest import ADMIN
 from tests.web.dashboard.conftest import (
     Dashboard,
+    add_pipeline,
     add_planned_pipeline,
     register,
     set_job,
@@ -17,7 +18,8 @@ from tests.web.dashboard.conftest import (
 from web.db.jobs import get_job, list_jobs
 from web.db.pipelines import set_pipeline_status
 from web.db.results import add_artifact, add_built_image, add_test_cases
-from web.db.schemas import ArtifactCreate, TestCaseCreate
+from web.db.schemas import ArtifactCreate, Scope, TestCaseCreate
+from web.db.tokens import create_token
 
 PIPELINE = """
 stages: [build, test, deploy]
@@ -176,3 +178,24 @@ def test_pipeline_page_shows_the_run_and_its_actions_need_a_signed_in_token(
     set_job(dashboard, unit[1].id, "running")
     tab.wait_for_selector("#job-unit[data-status=running]", timeout=15_000)
     wait_until(tab, "window.__notReloaded === true")
+
+
+def test_a_read_only_token_cannot_play(dashboard: Dashboard) -> None:
+    repository = register(dashboard)
+    pipeline_id, (job_id,) = add_pipeline(dashboard, repository.id, jobs={"ship": "manual"})
+    with dashboard.transaction() as session:
+        reader = create_token(session=session, name="reader", scopes=[Scope.READ]).plaintext
+    tab = dashboard.page()
+    tab.goto(f"{dashboard.url}/pipelines/{pipeline_id}")
+    tab.click("#signin-link")
+    tab.fill("input[name=token]", reader)
+    tab.click("form.signin button")
+    tab.wait_for_selector("text=signed in as")
+    tab.click("#job-ship button.play")
+    assert tab.title().startswith("Not allowed")
+    assert "may not do this" in tab.locator("#error-message").inner_text()
+    assert _status(dashboard, job_id) == "manual"
+    tab.goto(f"{dashboard.url}/pipelines/{pipeline_id}")
+    tab.click(".who button")  # sign out
+    assert tab.locator("#signin-link").count() == 1
+    assert not [c for c in dashboard.context.cookies() if c["name"] == "kapal_token"]
