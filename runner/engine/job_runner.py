@@ -463,12 +463,17 @@ class JobRunner:
         reports = (*spec.junit, *(path for report in spec.reports for path in report.paths))
         wanted = {"always": True, "on_success": succeeded, "on_failure": not succeeded}[spec.when]
         paths = (*spec.paths, *reports) if wanted else reports
-        files = collect_paths(workspace, paths, spec.exclude)
+        skipped: list[str] = []
+        files = collect_paths(workspace, paths, spec.exclude, skipped=skipped)
+        for why in skipped:  # a path through a symlink: never followed out of the workspace
+            self._log(f"kapal: artifacts: left out {why}")
         if not files:
             if wanted and spec.paths:
                 self._log("kapal: no files matched the artifacts paths")
             return outcome
         stored = self.artifacts.save(self.pipeline_id, self.job.name, workspace, files)
+        for why in stored.skipped:
+            self._log(f"kapal: artifacts: left out {why}")
         self._log(f"kapal: stored {len(files)} artifact file(s) ({stored.size} bytes)")
         shown = tuple(self._masker.mask(name) for name in stored.files)
         self._record(ArtifactStored(job=self.job.name, files=shown, size=stored.size))
