@@ -8,6 +8,7 @@ A `Deployment` is written by the job that ships (`runner.ship.deploy.Shipper`) t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -60,10 +61,13 @@ class DeploymentLog(Protocol):
 
 
 def environment_file_name(environment: str) -> str:
-    """A file name for an environment name (which may hold `/`, as GitLab's `review/x` does)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", environment)[:80] or "_"
-    tail = environment.encode().hex()[:16] if safe != environment else ""
-    return f"{safe}{'-' + tail if tail else ''}.jsonl"
+    """A file name of its own for an environment name (which may hold `/`, as GitLab's
+    `review/x` does): the name when it is a plain one, else its safe letters and a hash."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", environment)[:80]
+    if safe == environment and safe:
+        return f"{safe}.jsonl"
+    digest = hashlib.sha256(environment.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{safe}~{digest}.jsonl"
 
 
 class LocalDeployments:
@@ -100,9 +104,11 @@ class LocalDeployments:
         out = []
         for line in lines:
             try:
-                out.append(Deployment(**json.loads(line)))
+                deployment = Deployment(**json.loads(line))
             except (ValueError, TypeError):
                 continue
+            if deployment.environment == environment:
+                out.append(deployment)
         return out
 
     def environments(self) -> list[str]:
