@@ -303,11 +303,15 @@ def _throughput(
     payload = _push_payload(project, before, sha)
     local = threading.local()
 
+    latencies: list[float] = []
+
     def post(delivery: str) -> tuple[int, Any]:
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=base, timeout=120)
         headers, body = _signed(payload, delivery)
+        sent = time.perf_counter()
         answer = local.client.post("/hooks/github", content=body, headers=headers)
+        latencies.append(time.perf_counter() - sent)
         return answer.status_code, answer.json().get("pipeline_id")
 
     with services.database.transaction() as session:
@@ -323,11 +327,14 @@ def _throughput(
             select(func.count(WebhookDelivery.id)).where(WebhookDelivery.delivery_id.in_(ids))
         )
     made = [pid for status, pid in first if status == 201]
+    first_latencies = latencies[:deliveries]
     first_ids = dict(zip(ids, (pid for _, pid in first), strict=True))
     repeated = ids[:: max(1, deliveries // (deliveries // 10 or 1))]
     return {
         "deliveries": deliveries,
         "deliveries_per_s": round(len(made) / elapsed, 1),
+        "delivery_p50_ms": round(_quantile(first_latencies, 0.5) * 1000, 1),
+        "delivery_p99_ms": round(_quantile(first_latencies, 0.99) * 1000, 1),
         "accepted": len(made),
         "pipelines_made": pipelines,
         "deliveries_recorded": recorded,
@@ -390,13 +397,177 @@ def _deferred_throughput(services: Services, sha: str, deliveries: int) -> float
         return round(deliveries / (time.perf_counter() - began), 1)
 
 
+def bench_pipeline_list(
+    settings: Settings, work: Path, count: int = 100_000, requests: int = 200
+) -> dict[str, Any]:
+    """`GET /api/v1/pipelines` over `count` recorded pipelines: p50/p95 of `requests` calls
+    each of the first page, a repository's branch, a status, and the page after a cursor."""
+    from sqlalchemy import insert
+
+    from web.db.models import utcnow
+
+    upgrade(settings.database_url)
+    app = create_celery(settings)
+    services = app.services
+    try:
+        with services.database.transaction() as session:
+            repository = create_repository(
+                session=session,
+                cipher=services.cipher(),
+                new=RepositoryCreate(
+                    name="acme/list",
+                    clone_url=str(work / "none.git"),
+                    provider=Provider.GITHUB,
+                    webhook_secret=SECRET,
+                ),
+            )
+        statuses = ("success", "failed", "canceled", "running")
+        began = time.perf_counter()
+        for start in range(0, count, 5000):
+            rows = [
+                {
+                    "repository_id": repository.id,
+                    "source": "push",
+                    "ref": f"branch-{i % 50}",
+                    "tag": False,
+                    "sha": f"{i:040x}",
+                    "status": statuses[i % len(statuses)],
+                    "created_at": utcnow(),
+                }
+                for i in range(start, min(count, start + 5000))
+            ]
+            with services.database.transaction() as session:
+                session.execute(insert(Pipeline), rows)
+        filled = time.perf_counter() - began
+        with _serving(settings, services) as base, httpx.Client(base_url=base) as client:
+            cursor = client.get("/api/v1/pipelines").json()["next_cursor"]
+            queries = {
+                "first page": {},
+                "repo + branch": {"repo": "acme/list", "ref": "branch-7"},
+                "status": {"status": "failed"},
+                "after a cursor": {"cursor": cursor},
+            }
+            timings: dict[str, dict[str, float]] = {}
+            for label, params in queries.items():
+                spent: list[float] = []
+                for _ in range(requests):
+                    sent = time.perf_counter()
+                    answer = client.get("/api/v1/pipelines", params=params)
+                    spent.append(time.perf_counter() - sent)
+                    if answer.status_code != 200 or not answer.json()["items"]:
+                        raise SystemExit(f"pipeline list {params}: {answer.status_code}")
+                timings[label] = {
+                    "p50": round(_quantile(spent, 0.5) * 1000, 1),
+                    "p95": round(_quantile(spent, 0.95) * 1000, 1),
+                }
+    finally:
+        services.database.dispose()
+    return {"pipelines": count, "fill_s": round(filled, 1), "list_ms": timings}
+
+
+SCALE_PIPELINE = "".join(
+    f"job{n}:\n  image: busybox:latest\n  script: ['sleep 1']\n" for n in range(4)
+)
+
+
+def bench_workers(
+    settings: Settings, work: Path, images: Path, pipelines: int = 20
+) -> dict[str, Any]:
+    """`pipelines` pipelines of 4 jobs (`sleep 1` each) through one `kapal worker` process,
+    then through two (each `--concurrency 2`): seconds from the first pipeline made to the
+    last one finished, and whether any job ran more than once."""
+    import os
+    import signal
+    import subprocess
+
+    from web.db.models import Job
+    from web.orchestration import create_pipeline_for_ref
+
+    upgrade(settings.database_url)
+    app = create_celery(settings)
+    services = app.services
+    project = Project(work / "scale-repos")
+    project.commit({".kapal.yml": SCALE_PIPELINE})
+    project.push()
+    with services.database.transaction() as session:
+        repository = create_repository(
+            session=session,
+            cipher=services.cipher(),
+            new=RepositoryCreate(
+                name="acme/scale",
+                clone_url=str(project.origin),
+                provider=Provider.GITHUB,
+                webhook_secret=SECRET,
+            ),
+        )
+    env = dict(
+        os.environ,
+        KAPAL_DATABASE_URL=settings.database_url,
+        KAPAL_BROKER_URL=settings.broker_url,
+        KAPAL_ENCRYPTION_KEY="bench",
+    )
+    result: dict[str, Any] = {"pipelines": pipelines, "jobs_per_pipeline": 4}
+    try:
+        for count in (1, 2):
+            processes = []
+            for n in range(count):
+                data = work / f"worker-{count}-{n}"
+                data.mkdir(parents=True)
+                (data / "images").symlink_to(images)
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "web.cli", "worker", "-c", "2", "-l", "warning"],
+                        env=dict(env, KAPAL_DATA_DIR=str(data)),
+                        cwd=ROOT,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            time.sleep(5)  # the workers connect
+            began = time.perf_counter()
+            made = [
+                create_pipeline_for_ref(
+                    services=services, repository_id=repository.id, ref="main"
+                ).id
+                for _ in range(pipelines)
+            ]
+            ends = [_wait(services, p, FINISHED.__contains__) for p in made]
+            spent = time.perf_counter() - began
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(60)
+            with services.database.transaction() as session:
+                attempts = session.scalar(
+                    select(func.count(Job.id)).where(Job.pipeline_id.in_(made))
+                )
+            result[f"{count}_worker_s"] = round(spent, 1)
+            result[f"{count}_worker_ok"] = ends.count("success") == pipelines
+            result[f"{count}_worker_job_rows"] = attempts
+        result["speedup"] = round(result["1_worker_s"] / result["2_worker_s"], 2)
+    finally:
+        services.database.dispose()
+    return result
+
+
 def main() -> None:
     """Run the benchmark (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--deliveries", type=int, default=300)
     parser.add_argument("--stack", choices=["embedded", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--part",
+        choices=["all", "latency", "list", "workers"],
+        default="all",
+        help="latency: the per-stack measurements; list: the pipeline list over 100,000 "
+        "pipelines (PostgreSQL); workers: 20 pipelines x 4 jobs through one worker, then two",
+    )
+    parser.add_argument("--list-size", type=int, default=100_000)
     options = parser.parse_args()
+    if options.part in ("list", "workers"):
+        _extra(options.part, options.list_size)
+        return
     web.execution.EmbeddedBackend = TimedBackend  # type: ignore[attr-defined]
     results = []
     with tempfile.TemporaryDirectory(prefix="kapal-bench-server-") as temporary:
@@ -430,6 +601,34 @@ def main() -> None:
                 )
         shutil.rmtree(root / "embedded", ignore_errors=True)
     _report(results, options.repeat)
+
+
+def _extra(part: str, list_size: int) -> None:
+    """The pipeline list or the workers measurement on PostgreSQL + Redis; merged into
+    bench/results/server.json under its name."""
+    with tempfile.TemporaryDirectory(prefix="kapal-bench-server-") as temporary:
+        root = Path(temporary)
+        images = root / "images"
+        bootstrap_busybox(ImageStore(images), "busybox:latest")
+        data = root / "data"
+        data.mkdir()
+        (data / "images").symlink_to(images)
+        server = start_postgres()
+        with server.database() as url, run_redis(root / "redis") as redis_url:
+            settings = Settings(
+                data_dir=data, secret_key=SecretStr("bench"), database_url=url, broker_url=redis_url
+            )
+            if part == "list":
+                result = bench_pipeline_list(settings, root, count=list_size)
+            else:
+                result = bench_workers(settings, root, images)
+    print(json.dumps(result, indent=2))
+    out = ROOT / "bench" / "results" / "server.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recorded = json.loads(out.read_text()) if out.exists() else {"machine": platform.node()}
+    recorded[f"{part}"] = result
+    out.write_text(json.dumps(recorded, indent=2) + "\n")
+    print(f"\nmerged into {out.relative_to(ROOT)}")
 
 
 def _report(results: list[dict[str, Any]], repeat: int) -> None:

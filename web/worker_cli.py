@@ -40,8 +40,14 @@ def run_worker(
 
     from web.db.migrate import check_migrated, describe
     from web.errors import WebError
+    from web.routing import DEFAULT_QUEUE, worker_queues
     from web.settings import Settings
 
+    served = queues or [DEFAULT_QUEUE]
+    try:
+        broker_queues = worker_queues(served)
+    except WebError as exc:
+        raise _fail(str(exc)) from None
     try:
         settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
     except ValidationError as exc:
@@ -58,14 +64,8 @@ def run_worker(
 
     from web.execution import RunningJobs
     from web.heartbeats import Heartbeat
-    from web.routing import DEFAULT_QUEUE, worker_queues
     from web.tasks import create_celery, recover_jobs, worker_name
 
-    served = queues or [DEFAULT_QUEUE]
-    try:
-        broker_queues = worker_queues(served)
-    except WebError as exc:
-        raise _fail(str(exc)) from None
     app = create_celery(settings)
     name = hostname or worker_name()
     app.worker_name = name

@@ -24,12 +24,12 @@ import posixpath
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from runner.build import copying
+from runner.build import copying, mounts
 from runner.build.cache import CachedLayer, LayerCache, cache_key
 from runner.build.dockerfile import (
     Dockerfile,
@@ -44,6 +44,7 @@ from runner.build.dockerignore import DockerIgnore
 from runner.build.expansion import Expander, ExpansionError
 from runner.build.imageconfig import DEFAULT_PATH, go_duration_ns, history_entry, rfc3339
 from runner.build.layers import write_layer
+from runner.build.mounts import mounted as mounts_for_step
 from runner.build.stages import Stage, plan_stages
 from runner.build.treelinks import link_tree
 from runner.build.trees import ContextTree, LayeredTree, SourceTree
@@ -119,6 +120,8 @@ class BuildOptions:
     epoch: int = 0
     # build args holding secrets: RUN steps get them, the history (`|N NAME=value`) does not
     secret_args: frozenset[str] = frozenset()
+    # RUN --mount=type=secret sources by id (`kapal build --secret`): in no layer, no history
+    secrets: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,13 @@ class _Build:
         self.run_steps = 0
         self.used_args: set[str] = set()
         self.stages: dict[int, _StageState] = {}
+        # RUN --mount=type=secret: `--secret`s, and a pipeline's secret variables by name
+        self.secrets: dict[str, bytes] = {
+            name: value.encode()
+            for name, value in options.build_args.items()
+            if name in options.secret_args
+        }
+        self.secrets.update(options.secrets)
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -834,6 +844,7 @@ class _Build:
         )
         user = state.settings.get("User") or None
         cwd = state.settings.get("WorkingDir") or "/"
+        planned = self.plan_mounts(state, inst, env, cwd)
         key = cache_key(
             state.key,
             "RUN",
@@ -842,6 +853,7 @@ class _Build:
             user,
             cwd,
             network,
+            *([mounts.mount_key(planned)] if planned else []),
         )
 
         def produce(work: Path) -> Path:
@@ -857,26 +869,35 @@ class _Build:
                 tail.append(line.text)
                 self.b.reporter.line(line)
 
-            mounts: list[Mount] = []
+            script_mounts: list[Mount] = []
             if argv and argv[0].startswith(f"{_SCRIPT_DIR}/") and inst.heredocs:
                 script = work / "script"
                 script.write_text(inst.heredocs[0].content)
                 script.chmod(0o755)
-                mounts.append(Mount(script, argv[0], read_only=True))
-            spec = ContainerSpec(
-                name="kapal-build",
-                mounts=tuple(mounts),
-                layers=tuple(self.b.cache.short_path(layer.tree) for layer in state.layers),
-                command=tuple(argv),
-                entrypoint=(),
-                env={**run_env, **arg_env},
-                cwd=cwd,
-                user=user,
-                upper_dir=upper,
-            )
+                script_mounts.append(Mount(script, argv[0], read_only=True))
             try:
-                status = run_container(self.b.backend, spec, on_line=on_line, network=network)
+                with mounts_for_step(
+                    planned,
+                    work=work,
+                    cache_root=self.b.cache.root / "mounts",
+                    owner=self.b.store.owner,
+                    secrets=self.secrets,
+                ) as (step_mounts, secret_env):
+                    spec = ContainerSpec(
+                        name="kapal-build",
+                        mounts=(*script_mounts, *step_mounts),
+                        layers=tuple(self.b.cache.short_path(layer.tree) for layer in state.layers),
+                        command=tuple(argv),
+                        entrypoint=(),
+                        env={**run_env, **arg_env, **secret_env},
+                        cwd=cwd,
+                        user=user,
+                        upper_dir=upper,
+                    )
+                    status = run_container(self.b.backend, spec, on_line=on_line, network=network)
             except PolicyError as exc:  # RUN --network=host where the operator forbids it
+                raise self.df.error(inst, str(exc)) from None
+            except mounts.MountError as exc:
                 raise self.df.error(inst, str(exc)) from None
             if not status.ok:
                 last = "\n".join(f"  {line}" for line in tail) or "  (no output)"
@@ -886,10 +907,40 @@ class _Build:
                 )
             upper.mkdir(exist_ok=True)
             _drop_mountpoints(upper, state.tree())
+            mounts.drop_mount_stubs(upper, state.tree(), [p.spec.target for p in planned])
             return upper
 
         self.cached_layer(state, key, produce)
         self.history(state, f"RUN {prefix}{created} # buildkit", empty=False)
+
+    def plan_mounts(
+        self, state: _StageState, inst: Instruction, env: dict[str, str], cwd: str
+    ) -> list[mounts.PlannedMount]:
+        """The step's `--mount`s parsed, their targets resolved in the image, sources planned."""
+        image = state.tree()
+        out: list[mounts.PlannedMount] = []
+
+        def tree_for(name: str | None) -> SourceTree:
+            return self.context if name is None else self.source_tree(inst, name)
+
+        for flag, value in inst.flags:
+            if flag != "mount" or value is None:
+                continue
+            try:
+                spec = mounts.parse_mount(self.expand(inst, value, env), cwd)
+                if spec.target:
+                    target = "/" + image.resolve(spec.target, follow_last=True)
+                    spec = dataclasses.replace(spec, target=target)
+                if spec.kind == "secret" and spec.required and spec.id not in self.secrets:
+                    raise mounts.MountError(
+                        f"--mount=type=secret,id={spec.id} is required but no secret "
+                        f"'{spec.id}' was given: pass kapal build --secret id={spec.id},src=FILE "
+                        "(or define a secret variable of that name)"
+                    )
+                out.append(mounts.plan_mount(spec, tree_for))
+            except mounts.MountError as exc:
+                raise self.df.error(inst, str(exc)) from None
+        return out
 
     def run_argv(self, state: _StageState, inst: Instruction) -> tuple[list[str], str]:
         if inst.exec_form is not None:

@@ -78,6 +78,46 @@ def _build_args(values: list[str]) -> dict[str, str]:
     return out
 
 
+_SECRET_LIMIT = 1 << 20  # BuildKit's limit on one secret (500 KiB) is of the same order
+
+
+def _secrets(values: list[str]) -> dict[str, bytes]:
+    """`--secret id=NAME[,src=FILE|,env=VAR]` as Docker takes them (no src or env: $NAME)."""
+    out: dict[str, bytes] = {}
+    for value in values:
+        fields: dict[str, str] = {}
+        for item in value.split(","):
+            key, eq, rest = item.partition("=")
+            key = key.strip().lower()
+            if not eq or key not in ("id", "src", "source", "env", "type"):
+                raise UsageError(f"--secret '{value}': write id=NAME,src=FILE or id=NAME,env=VAR")
+            fields["src" if key == "source" else key] = rest
+        name = fields.get("id", "")
+        if not name:
+            raise UsageError(f"--secret '{value}': id=NAME is missing")
+        if fields.get("type", "file" if "src" in fields else "env") not in ("file", "env"):
+            raise UsageError(f"--secret '{value}': type is file or env")
+        if "src" in fields:
+            out[name] = _read_secret(Path(fields["src"]).expanduser(), value)
+        else:
+            var = fields.get("env", name)
+            if var not in os.environ:
+                raise UsageError(f"--secret '{value}': the variable {var} is not set")
+            out[name] = os.environ[var].encode()
+    return out
+
+
+def _read_secret(path: Path, flag: str) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(_SECRET_LIMIT + 1)
+    except OSError as exc:
+        raise UsageError(f"--secret '{flag}': cannot read {path}: {exc.strerror}") from None
+    if len(data) > _SECRET_LIMIT:
+        raise UsageError(f"--secret '{flag}': {path} is larger than 1 MiB")
+    return data
+
+
 def _epoch() -> int:
     raw = os.environ.get("SOURCE_DATE_EPOCH", "0")
     if not raw.isdigit():
@@ -97,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", "--file", help="Dockerfile (default CONTEXT/Dockerfile).")
     parser.add_argument("--build-arg", action="append", default=[], help="NAME=VALUE for an ARG.")
     parser.add_argument("--target", help="Build up to this stage.")
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        help="id=NAME,src=FILE (or env=VAR) for RUN --mount=type=secret; never in the image.",
+    )
     parser.add_argument("--no-cache", action="store_true", help="Ignore the cache.")
     parser.add_argument("--push", action="store_true", help="Push the tags after building.")
     parser.add_argument(
@@ -140,6 +186,7 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         no_cache=args.no_cache,
         network=net,
         epoch=_epoch(),
+        secrets=_secrets(args.secret),
     )
 
 

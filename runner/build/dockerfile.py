@@ -18,11 +18,12 @@ What it understands (Docker's reference, "Dockerfile reference", and BuildKit's 
 - ENV and LABEL pairs: `KEY=VALUE ...`, or the legacy `KEY VALUE` form (a note asks for `=`);
   `ENV KEY` without a value is an error.
 
-Decisions: `RUN --mount` and `RUN --security` are rejected with a DockerfileError (kapal runs no
-BuildKit mount machinery); `COPY --link` is accepted and means nothing more than COPY (kapal's COPY
-layers never depend on the parent's content); `ADD --checksum`, `--keep-git-dir`, `COPY --parents`
-and `--exclude` are rejected. Variable expansion happens later, in the builder, because its values
-depend on the build state (see `runner.build.expansion`).
+Decisions: `RUN --security` is rejected with a DockerfileError (steps run unprivileged); `RUN
+--mount`, `COPY --parents`, `--exclude` and `ADD --checksum` are read here and carried out by the
+builder (`runner.build.mounts`, `runner.build.copying`); `COPY --link` is accepted and means
+nothing more than COPY (kapal's COPY layers never depend on the parent's content). Variable
+expansion happens later, in the builder, because its values depend on the build state (see
+`runner.build.expansion`).
 """
 
 from __future__ import annotations
@@ -77,9 +78,22 @@ KNOWN = [
 # flag name -> takes a value
 _FLAGS: dict[str, dict[str, bool]] = {
     "FROM": {"platform": True},
-    "RUN": {"network": True},
-    "COPY": {"from": True, "chown": True, "chmod": True, "link": False},
-    "ADD": {"chown": True, "chmod": True, "link": False},
+    "RUN": {"network": True, "mount": True},
+    "COPY": {
+        "from": True,
+        "chown": True,
+        "chmod": True,
+        "link": False,
+        "parents": False,
+        "exclude": True,
+    },
+    "ADD": {
+        "chown": True,
+        "chmod": True,
+        "link": False,
+        "checksum": True,
+        "exclude": True,
+    },
     "HEALTHCHECK": {
         "interval": True,
         "timeout": True,
@@ -89,13 +103,8 @@ _FLAGS: dict[str, dict[str, bool]] = {
     },
 }
 _REJECTED = {
-    ("RUN", "mount"): "RUN --mount is not supported by kapal; copy what the step needs with COPY",
     ("RUN", "security"): "RUN --security is not supported; steps run unprivileged",
-    ("ADD", "checksum"): "ADD --checksum is not supported; verify the download in a RUN step",
     ("ADD", "keep-git-dir"): "ADD of git repositories is not supported; clone in a RUN step",
-    ("COPY", "parents"): "COPY --parents is not supported; copy each directory explicitly",
-    ("COPY", "exclude"): "COPY --exclude is not supported; use .dockerignore",
-    ("ADD", "exclude"): "ADD --exclude is not supported; use .dockerignore",
 }
 _HEREDOC_INSTRUCTIONS = {"RUN", "COPY", "ADD"}
 _JSON_INSTRUCTIONS = {"RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME"}

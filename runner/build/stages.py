@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 
 from runner.build.dockerfile import Dockerfile, Instruction
@@ -116,13 +117,31 @@ def _need(plan: StagePlan, stage: Stage, needed: set[int], dockerfile: Dockerfil
     if base is not None and base.index < stage.index:
         _need(plan, base, needed, dockerfile)
     for inst in stage.instructions:
-        source = inst.flag("from") if inst.keyword == "COPY" else None
-        if source is None:
-            continue
-        dep = plan.find(source)
-        if dep is not None:
-            if dep.index >= stage.index:
-                raise dockerfile.error(
-                    inst, f"COPY --from={source} names this stage or a later one; reorder stages"
-                )
-            _need(plan, dep, needed, dockerfile)
+        sources: list[str] = []
+        if inst.keyword == "COPY" and inst.flag("from") is not None:
+            sources.append(str(inst.flag("from")))
+        if inst.keyword == "RUN":
+            sources += [s for name, v in inst.flags if name == "mount" and (s := mount_from(v))]
+        for source in sources:
+            dep = plan.find(source)
+            if dep is not None:
+                if dep.index >= stage.index:
+                    raise dockerfile.error(
+                        inst,
+                        f"{inst.keyword} names the stage {source}, this stage or a later one; "
+                        "reorder stages",
+                    )
+                _need(plan, dep, needed, dockerfile)
+
+
+def mount_from(value: str | None) -> str | None:
+    """The `from=` of a `RUN --mount` value (None when absent or unreadable)."""
+    try:
+        fields = next(csv.reader([value or ""]), [])
+    except csv.Error:
+        return None
+    for item in fields:
+        key, _, val = item.partition("=")
+        if key.strip().lower() == "from" and val:
+            return val
+    return None

@@ -139,3 +139,16 @@ def test_kapal_worker_refuses_a_bad_log_level(tmp_path: Path, level: str) -> Non
     )
     assert done.returncode == 2
     assert "use debug, info, warning or error" in done.stderr
+
+
+def test_kapal_worker_refuses_queues_it_cannot_serve(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "worker", "--queues", "kapal,docker+linux"],
+        env=dict(os.environ, KAPAL_DATA_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "error: queue 'docker+linux': use a job tag (no spaces, no '+'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -102,9 +102,10 @@ def test_flags() -> None:
     ("text", "message"),
     [
         (
-            "FROM busybox\nRUN --mount=type=cache,target=/x true\n",
-            r":2: RUN --mount is not supported",
+            "FROM busybox\nRUN --security=insecure true\n",
+            r":2: RUN --security is not supported",
         ),
+        ("FROM busybox\nRUN --mount true\n", r":2: flag --mount needs a value"),
         ("FROM busybox\nCOPY --nope a b\n", r":2: unknown flag --nope for COPY"),
         ("FROM busybox\nCOPY --chown a b\n", r":2: flag --chown needs a value"),
         ("FROM busybox\nFETCH x\n", r":2: unknown instruction 'FETCH'"),

@@ -352,3 +352,31 @@ def test_a_later_job_on_another_worker_gets_the_built_image_the_artifacts_and_th
     assert built.digest in {d for r, d in tester_tags.items() if "shop-app" in str(r)}
     assert (tmp_path / "shared" / "artifacts" / str(pipeline_id)).is_dir()
     assert not (workers.data_dir("builder") / "artifacts").exists()
+
+
+def test_two_workers_drain_fifty_pipelines_and_run_each_job_once(
+    services: Services, workers: Workers, project: Project, repository: RepositoryRead
+) -> None:
+    from sqlalchemy import select
+
+    from web.db.logs import read_log
+    from web.db.models import Job
+
+    workers.start("left", "kapal")
+    workers.start("right", "kapal")
+    _wait_registered(services, "left", "right")
+    project.commit({".kapal.yml": "once:\n  image: busybox:latest\n  script: ['echo ran']\n"})
+    project.push()
+    pipelines = [
+        create_pipeline_for_ref(services=services, repository_id=repository.id, ref="main").id
+        for _ in range(50)
+    ]
+    ended = [wait_for(services, pipeline_id, timeout=600) for pipeline_id in pipelines]
+    assert [p.status for p in ended] == ["success"] * 50
+    with services.database.transaction() as session:
+        jobs = list(session.scalars(select(Job)))
+        logs = {job.id: read_log(session=session, job_id=job.id).lines for job in jobs}
+    assert len(jobs) == 50 and {j.attempt for j in jobs} == {1}
+    # a job run twice would have said so twice in its log
+    assert all(lines.count("ran") == 1 for lines in logs.values()), logs
+    assert {j.worker for j in jobs} == {"left", "right"}
