@@ -16,6 +16,7 @@ BADGE_COLOURS = {
     "unknown": "#9aa0a6",
 }
 BADGE_WORDS = {"success": "passed"}
+MAX_WORD = 24
 # Verdana 11px advance widths are near 7 px a character for these words; a fixed table keeps the
 # badge independent of fonts installed on the server.
 CHAR_WIDTH = 7
@@ -24,9 +25,9 @@ PADDING = 10
 
 def badge_svg(status: str | None, label: str = "pipeline") -> str:
     """The badge of a status (None: no pipeline yet, shown as `unknown`)."""
-    key = status if status in BADGE_COLOURS else "unknown"
-    word = BADGE_WORDS.get(key, key)
-    colour = BADGE_COLOURS[key]
+    key = status or "unknown"
+    word = BADGE_WORDS.get(key, key)[:MAX_WORD]
+    colour = BADGE_COLOURS.get(key, BADGE_COLOURS["unknown"])
     left = len(label) * CHAR_WIDTH + PADDING
     right = len(word) * CHAR_WIDTH + PADDING
     width = left + right

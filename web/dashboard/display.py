@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 FINISHED_STATUSES = frozenset({"success", "failed", "canceled", "skipped"})
-STATUSES = ("created", "pending", "running", "manual", "success", "failed", "canceled", "skipped")
+STATUSES = (
+    "created",
+    "pending",
+    "scheduled",
+    "running",
+    "manual",
+    "success",
+    "failed",
+    "canceled",
+    "skipped",
+)
 SOURCES = ("push", "merge_request_event", "api", "web")
 STATUS_WORDS = {
     "created": "created",

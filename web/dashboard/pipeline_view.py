@@ -149,7 +149,7 @@ def pipeline_page(request: Request, pipeline_id: RowId) -> Response:
             can_retry=plan is not None
             and not statuses & {"pending", "running"}
             and bool(statuses & {"success", "failed", "canceled"}),
-            can_cancel=bool(statuses & {"created", "pending", "running", "manual"})
+            can_cancel=bool(statuses & {"created", "pending", "scheduled", "running", "manual"})
             and detail.status not in FINISHED_STATUSES,
             version=pipeline_version(database, pipeline_id),
         )
