@@ -5,13 +5,17 @@ page ran (one indexed page of pipelines, or one pipeline's job statuses) and sen
 changed since the last look: a `row` event with the row's HTML (rendered by the same template
 as the page, so every value is escaped the same way) and an `order` event with the ids the page
 should now hold; for a pipeline page, a `changed` event telling it to fetch itself again.
+Lists showing the same page share one read per poll (`SharedPages`), so a hundred people
+watching the newest pipelines cost the database one indexed query a second.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +59,48 @@ class ListQuery:
             ).items
 
 
+class SharedPages:
+    """The pages of pipelines the open lists follow, read once per poll for all of them.
+
+    Every open pipelines list polls its page each second; lists showing the same page (most
+    show the newest one) share one read instead of each making its own. Safe to use from the
+    worker threads the reads run in. Lifecycle: one per app, made on first use, kept on
+    `app.state`; pages nobody asked for in a minute are forgotten.
+    """
+
+    FORGET_AFTER = 60.0
+
+    def __init__(self, fresh_for: float = POLL_SECONDS / 2) -> None:
+        self.fresh_for = fresh_for
+        self._lock = threading.Lock()
+        self._pages: dict[ListQuery, tuple[float, list[PipelineRead]]] = {}
+
+    def read(
+        self, query: ListQuery, load: Callable[[ListQuery], list[PipelineRead]]
+    ) -> list[PipelineRead]:
+        """The page of `query`: the one read less than `fresh_for` seconds ago, else `load`ed."""
+        now = time.monotonic()
+        with self._lock:
+            kept = self._pages.get(query)
+            if kept is not None and now - kept[0] < self.fresh_for:
+                return kept[1]
+        rows = load(query)
+        with self._lock:
+            self._pages[query] = (time.monotonic(), rows)
+            for stale in [k for k, (at, _) in self._pages.items() if now - at > self.FORGET_AFTER]:
+                del self._pages[stale]
+        return rows
+
+    @classmethod
+    def of(cls, state: Any) -> SharedPages:
+        """The app's shared pages (`request.app.state`), made on first use."""
+        shared = getattr(state, "dashboard_pages", None)
+        if not isinstance(shared, cls):
+            shared = cls()
+            state.dashboard_pages = shared
+        return shared
+
+
 def _row_key(p: PipelineRead) -> tuple[Any, ...]:
     return (p.status, p.started_at, p.finished_at)
 
@@ -71,8 +117,13 @@ async def follow_list(
     seen: dict[int, tuple[Any, ...]] = {}
     order: list[int] = []
     names: dict[int, str] = {}
+    shared = SharedPages.of(request.app.state)
+
+    def load(wanted: ListQuery) -> list[PipelineRead]:
+        return wanted.read(database)
+
     while not await request.is_disconnected():
-        rows = await anyio.to_thread.run_sync(query.read, database)
+        rows = await anyio.to_thread.run_sync(shared.read, query, load)
         if any(p.repository_id not in names for p in rows):
             names = await anyio.to_thread.run_sync(_repository_names, database)
         for p in reversed(rows):  # oldest first: a new row is put on top of the older ones
