@@ -9,10 +9,13 @@ rebuilt. `deploy: to:` pushes that digest to the destination; `deploy: service:`
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from pipeline.plan import DeploySpec, Job
 from runner.engine.variables import expand
@@ -20,8 +23,15 @@ from runner.errors import ImageError, RolloutError, ShipError
 from runner.images.image import Image
 from runner.images.reference import Reference
 from runner.images.store import ImageStore
+from runner.owners import owner_slug
 from runner.runtime.backend import ImageDefaults
-from runner.ship.deployments import Deployment, DeploymentLog, current, rollback_target
+from runner.ship.deployments import (
+    Deployment,
+    DeploymentLog,
+    current,
+    environment_file_name,
+    rollback_target,
+)
 from runner.ship.push import PushSettings, push_image, secret_credentials
 from runner.ship.services import RolloutResult, ServiceRequest, Services
 
@@ -99,6 +109,23 @@ class Shipper:
         self.deployments = deployments
         self.push_settings = push
         self.context = context or ShipContext(user=os.environ.get("USER", ""))
+        # deploys to one environment of one owner wait for each other, across pipelines
+        self.locks = services.data_dir / "deploy-locks"
+
+    @contextlib.contextmanager
+    def _environment_lock(self, environment: str, log: Log) -> Iterator[None]:
+        self.locks.mkdir(parents=True, exist_ok=True)
+        name = f"{owner_slug(self.owner)}-{environment_file_name(environment)}.lock"
+        lock = FileLock(str(self.locks / name))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log(f"kapal: waiting for another deploy to {environment} to finish")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _image(self, name: str) -> Image:
         try:
@@ -119,9 +146,17 @@ class Shipper:
         )
 
     def deploy_job(self, job: Job, values: Mapping[str, str], log: Log) -> Deployment:
-        """Run a `deploy:` job: push to `to:`, roll out `service:`; its recorded deployment."""
+        """Run a `deploy:` job: push to `to:`, roll out `service:`; its recorded deployment.
+
+        Deploys to one environment wait for each other (a lock per owner and environment)."""
         spec = job.deploy
         assert spec is not None
+        with self._environment_lock(environment_of(job, spec, values), log):
+            return self._deploy_job(job, spec, values, log)
+
+    def _deploy_job(
+        self, job: Job, spec: DeploySpec, values: Mapping[str, str], log: Log
+    ) -> Deployment:
         name = _expand(spec.image, values)
         image = self._image(name)
         log(f"kapal: shipping {name} ({image.digest})")
@@ -195,6 +230,16 @@ class Shipper:
         """Re-deploy an earlier deployment's exact digest (`to`, else the one before the
         current); the new deployment says which one it rolls back to. `values` are the
         secrets a push to a registry may need (`CI_REGISTRY_USER`...)."""
+        with self._environment_lock(environment, log):
+            return self._rollback(environment, log, to, values)
+
+    def _rollback(
+        self,
+        environment: str,
+        log: Log,
+        to: int | None,
+        values: Mapping[str, str] | None,
+    ) -> Deployment:
         history = self.deployments.history(environment)
         target = rollback_target(history, to)
         if target.kind == "script":

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.plan import DeploySpec, EnvironmentSpec, Job
 from runner.images.reference import Reference
 from runner.images.registry import RegistryClient
 from runner.images.store import ImageStore
 from runner.owners import local_owner
 from runner.settings import RunnerSettings
 from runner.ship.deployments import LocalDeployments
-from runner.ship.settings import deployments_dir
+from runner.ship.settings import deployments_dir, local_shipper
 from tests.support.registry import run_registry
 from tests.support.token_server import run_token_server, token_auth_config
 from web.cli import build_app
@@ -139,3 +142,30 @@ def test_an_unreachable_registry_fails_the_push_clearly(
     assert "push to 127.0.0.1:9/ship/app:1 failed: cannot reach registry 127.0.0.1:9" in out
     assert LocalDeployments(deployments_dir(kapal_settings.data_dir)).history(env) == []
     assert json.dumps(out).count("Traceback") == 0
+
+
+def test_a_deploy_waits_for_the_one_in_progress_to_its_environment(
+    registry: str, kapal_settings: RunnerSettings, image_store: ImageStore
+) -> None:
+    shipper = local_shipper(kapal_settings, image_store, "serial-test")
+    environment = f"serial-{uuid.uuid4().hex[:8]}"
+    job = Job(
+        name="second",
+        stage="deploy",
+        base_name="second",
+        environment=EnvironmentSpec(name=environment),
+        deploy=DeploySpec(image="busybox:latest", to=f"{registry}/serial/app:1"),
+    )
+    lines: list[str] = []
+    records = LocalDeployments(deployments_dir(kapal_settings.data_dir))
+    deploying = threading.Thread(target=shipper.deploy_job, args=(job, {}, lines.append))
+    with shipper._environment_lock(environment, print):  # another pipeline's deploy, under way
+        deploying.start()
+        deadline = time.monotonic() + 60
+        while not any("waiting for another deploy" in x for x in lines):
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert records.history(environment) == [] and deploying.is_alive()
+    deploying.join()
+    assert [d.job for d in records.history(environment)] == ["second"]
