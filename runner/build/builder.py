@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import hashlib
 import json
 import os
 import posixpath
@@ -686,12 +687,25 @@ class _Build:
             if not chmod or any(c not in "01234567" for c in chmod) or len(chmod) > 4:
                 raise self.df.error(inst, f"--chmod={chmod}: give an octal mode such as 0755")
             owner = copying.Ownership(owner.uid, owner.gid, int(chmod, 8))
+        parents = inst.keyword == "COPY" and (inst.flag("parents") or "false") != "false"
+        patterns = [self.expand(inst, v, env) for k, v in inst.flags if k == "exclude" and v]
+        exclude = DockerIgnore.parse("\n".join(patterns)) if patterns else None
+        checksum = inst.flag("checksum") if is_add else None
+        if checksum is not None:
+            checksum = self.expand(inst, checksum, env)
+            remote = [s for s in sources if s.startswith(("http://", "https://"))]
+            if len(sources) != 1 or not remote:
+                raise self.df.error(
+                    inst, "--checksum verifies one http(s) source: ADD --checksum=sha256:… URL DEST"
+                )
         with self.b.cache.tmp_dir() as work:
             downloads: dict[str, Path] = {}
             if is_add:
                 for source in sources:
                     if source.startswith(("http://", "https://")):
                         downloads[source] = self.download(inst, source, work)
+                        if checksum is not None:
+                            self.verify_checksum(inst, source, downloads[source], checksum)
             try:
                 items = copying.plan_copy(
                     tree=tree,
@@ -702,6 +716,8 @@ class _Build:
                     extract_archives=is_add,
                     heredocs=heredocs,
                     downloads=downloads,
+                    parents=parents,
+                    exclude=exclude,
                 )
             except copying.CopyPlanError as exc:
                 raise self.df.error(inst, str(exc)) from None
@@ -712,6 +728,24 @@ class _Build:
                 self.layer_step(state, key, items, created_by)
             except copying.ArchiveExtractError as exc:
                 raise self.df.error(inst, str(exc)) from None
+
+    def verify_checksum(self, inst: Instruction, url: str, path: Path, checksum: str) -> None:
+        """ADD --checksum: the download must have the digest given (sha256, sha384 or sha512)."""
+        algorithm, _, expected = checksum.partition(":")
+        if algorithm not in ("sha256", "sha384", "sha512") or not expected:
+            raise self.df.error(
+                inst, f"--checksum={checksum}: write sha256:HEX (or sha384:, sha512:)"
+            )
+        digest = hashlib.new(algorithm)
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != expected.lower():
+            raise self.df.error(
+                inst,
+                f"{url}: checksum mismatch: expected {checksum}, got "
+                f"{algorithm}:{digest.hexdigest()}; the file changed, or the checksum is wrong",
+            )
 
     def source_tree(self, inst: Instruction, name: str) -> LayeredTree:
         stage = self.plan.find(name)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from runner.build.dockerignore import DockerIgnore
 from runner.build.trees import ContextTree, LayeredTree, SourceTree
 from runner.confined import ConfinedTree, extract_tar
 from runner.errors import ConfinedPathError
@@ -71,13 +72,15 @@ def _has_magic(text: str) -> bool:
     return any(ch in _MAGIC for ch in text)
 
 
-def _glob(tree: SourceTree, pattern: str) -> list[str]:
+def _glob(tree: SourceTree, pattern: str, *, globstar: bool = False) -> list[str]:
     parts = [p for p in posixpath.normpath("/" + pattern).split("/") if p]
     found = [""]
     for part in parts:
         nxt: list[str] = []
         for base in found:
-            if _has_magic(part):
+            if globstar and part == "**":  # zero or more directories (COPY --parents)
+                nxt += [base, *_subdirs(tree, base)]
+            elif _has_magic(part):
                 go = part.replace("[^", "[!")
                 for name in tree.listdir(base):
                     if fnmatch.fnmatchcase(name, go):
@@ -85,7 +88,18 @@ def _glob(tree: SourceTree, pattern: str) -> list[str]:
             else:
                 nxt.append(f"{base}/{part}" if base else part)
         found = nxt
-    return [p for p in found if _locate(tree, p) is not None]
+    return [p for p in dict.fromkeys(found) if _locate(tree, p) is not None]
+
+
+def _subdirs(tree: SourceTree, base: str) -> list[str]:
+    """Every directory below `base` (symlinks not entered)."""
+    out: list[str] = []
+    for name in tree.listdir(base):
+        child = f"{base}/{name}" if base else name
+        host = _locate(tree, child)
+        if host is not None and host.is_dir() and not host.is_symlink():
+            out += [child, *_subdirs(tree, child)]
+    return out
 
 
 def _locate(tree: SourceTree, path: str) -> Path | None:
@@ -106,13 +120,20 @@ def plan_copy(
     extract_archives: bool = False,
     heredocs: dict[str, bytes] | None = None,
     downloads: dict[str, Path] | None = None,
+    parents: bool = False,
+    exclude: DockerIgnore | None = None,
 ) -> list[CopyItem]:
-    """Flatten a COPY/ADD into the entries it creates (absolute image paths, sorted)."""
+    """Flatten a COPY/ADD into the entries it creates (absolute image paths, sorted).
+
+    `parents` (COPY --parents) keeps each source's path below the destination (from a `/./` in
+    the source on, when it has one); `exclude` (--exclude) leaves out what its patterns match,
+    relative to a directory source, or a file source's name.
+    """
     heredocs = heredocs or {}
     downloads = downloads or {}
-    many = len(sources) > 1 or any(_has_magic(s) for s in sources)
+    many = len(sources) > 1 or any(_has_magic(s) for s in sources) or parents
     dest_is_dir = dest.endswith("/") or many
-    if many and not dest.endswith("/"):
+    if many and not dest.endswith("/") and not parents:
         raise CopyPlanError(
             f"with several sources or a wildcard the destination must be a directory ending "
             f"in '/': write '{dest}/'"
@@ -143,7 +164,14 @@ def plan_copy(
             host = downloads[source]
             items.append(CopyItem("file", target_for(host.name), mode, uid, gid, host=host))
             continue
-        matches = _glob(tree, source)
+        pivot = ""
+        trimmed = source
+        while trimmed.startswith("./"):
+            trimmed = trimmed[2:]
+        if parents and "/./" in "/" + trimmed:
+            head, _, _tail = ("/" + trimmed).partition("/./")
+            pivot = posixpath.normpath(head.lstrip("/") or ".").lstrip(".").strip("/")
+        matches = _glob(tree, source, globstar=parents)
         if not matches:
             where = "the build context" if isinstance(tree, ContextTree) else "the source image"
             excluded = (
@@ -155,16 +183,22 @@ def plan_copy(
             assert found is not None
             host = _follow_top(tree, match, found)
             st = os.lstat(host)
+            base_dest = dest_path
+            if parents:
+                kept = match[len(pivot) :].lstrip("/") if pivot else match
+                base_dest = posixpath.join(dest_path, kept) if kept else dest_path
             if not (
                 stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
             ):
                 raise CopyPlanError(f"'{match}' is not a file or a directory; it cannot be copied")
             if stat.S_ISDIR(st.st_mode):
-                if existing is None or not existing.is_dir():
-                    add_dir(dest_path, 0o755)
-                _walk(tree, match, dest_path, items, owner, uid, gid)
+                if base_dest != dest_path or existing is None or not existing.is_dir():
+                    add_dir(base_dest, 0o755)
+                _walk(tree, match, base_dest, items, owner, uid, gid, exclude, "")
                 continue
             name = posixpath.basename(match)
+            if exclude is not None and exclude.excluded(name):
+                continue
             if (
                 extract_archives
                 and isinstance(tree, ContextTree)
@@ -174,7 +208,8 @@ def plan_copy(
                 items.append(CopyItem("extract", dest_path, 0, uid, gid, host=host))
                 continue
             keep = not isinstance(tree, ContextTree)
-            items.append(_entry(host, st, target_for(name), owner, uid, gid, keep))
+            target = base_dest if parents else target_for(name)
+            items.append(_entry(host, st, target, owner, uid, gid, keep))
     if owner.uid is not None:
         items = [dataclasses.replace(item, parents=(uid, gid)) for item in items]
     items.sort(key=lambda item: item.dest)
@@ -205,11 +240,20 @@ def _walk(
     owner: Ownership,
     uid: int,
     gid: int,
+    exclude: DockerIgnore | None = None,
+    below: str = "",
 ) -> None:
     for name in tree.listdir(src):
         child = f"{src}/{name}" if src else name
+        rel = f"{below}/{name}" if below else name
         host = _locate(tree, child)
         if host is None:
+            continue
+        if exclude is not None and exclude.excluded(rel):
+            if not (exclude.has_exceptions() and host.is_dir() and not host.is_symlink()):
+                continue
+            # a later `!pattern` may bring back something below: look inside, add only that
+            _walk(tree, child, posixpath.join(dest, name), items, owner, uid, gid, exclude, rel)
             continue
         st = os.lstat(host)
         if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
@@ -218,7 +262,7 @@ def _walk(
         keep = not isinstance(tree, ContextTree)
         items.append(_entry(host, st, target, owner, uid, gid, keep))
         if stat.S_ISDIR(st.st_mode):
-            _walk(tree, child, target, items, owner, uid, gid)
+            _walk(tree, child, target, items, owner, uid, gid, exclude, rel)
 
 
 def _entry(
