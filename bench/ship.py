@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def get(port: int) -> str:
 def command(version: str, port: int) -> list[str]:
     """The service's command: write its page, serve it."""
     return [
-        "sh",
+        "/bin/sh",
         "-c",
         f"mkdir -p /www && echo {version} > /www/index.html && exec httpd -f -p {port} -h /www",
     ]
@@ -131,6 +132,28 @@ def latencies(port: int, count: int = 300) -> dict[str, float]:
     return {"median_ms": statistics.median(times), "p90_ms": times[int(len(times) * 0.9)]}
 
 
+def rollouts(port: int, deploy: Callable[[str], None], rounds: int) -> dict[str, float]:
+    """Deploy v0, then v1..v`rounds` with a client on the port; each rollout lasts until the
+    port answers the new version. The median rollout time, answers and failures."""
+    deploy("v0")
+    wait_for(port, "v0")
+    seconds, answers, failures = [], 0, 0
+    for n in range(1, rounds + 1):
+        with Client(port) as client:
+            start = time.monotonic()
+            deploy(f"v{n}")
+            wait_for(port, f"v{n}")
+            seconds.append(time.monotonic() - start)
+            time.sleep(0.2)
+        answers += client.answers
+        failures += client.failures
+    return {
+        "rollout_median_s": statistics.median(seconds),
+        "answers": answers,
+        "failures": failures,
+    }
+
+
 def main() -> None:
     """Run the benchmark, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -168,23 +191,7 @@ def main() -> None:
             )
 
         # (a) kapal
-        roll_out("v0")
-        wait_for(host_port, "v0")
-        seconds, answers, failures = [], 0, 0
-        for n in range(1, args.rounds + 1):
-            with Client(host_port) as client:
-                start = time.monotonic()
-                roll_out(f"v{n}")
-                seconds.append(time.monotonic() - start)
-                time.sleep(0.2)
-            assert get(host_port) == f"v{n}"
-            answers += client.answers
-            failures += client.failures
-        results["kapal"] = {
-            "rollout_median_s": statistics.median(seconds),
-            "answers": answers,
-            "failures": failures,
-        }
+        results["kapal"] = rollouts(host_port, roll_out, args.rounds)
         proxied = latencies(host_port)
 
         # (b) docker
@@ -206,24 +213,13 @@ def main() -> None:
                         "kapal-bench-busybox", *command(version, port),
                     )  # fmt: skip
 
-                run("v0")
-                wait_for(port, "v0")
-                seconds, answers, failures = [], 0, 0
-                for n in range(1, args.rounds + 1):
-                    with Client(port) as client:
-                        start = time.monotonic()
-                        engine.docker("rm", "-f", f"v{n - 1}")
-                        run(f"v{n}")
-                        wait_for(port, f"v{n}")
-                        seconds.append(time.monotonic() - start)
-                        time.sleep(0.2)
-                    answers += client.answers
-                    failures += client.failures
-                results["docker"] = {
-                    "rollout_median_s": statistics.median(seconds),
-                    "answers": answers,
-                    "failures": failures,
-                }
+                def replace(version: str) -> None:
+                    number = int(version[1:])
+                    if number:
+                        engine.docker("rm", "-f", f"v{number - 1}")
+                    run(version)
+
+                results["docker"] = rollouts(port, replace, args.rounds)
                 direct = latencies(port)
                 engine.docker("rm", "-f", f"v{args.rounds}")
         if direct is None:  # a busybox httpd on the host's network, for the proxy's cost
