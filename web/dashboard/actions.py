@@ -40,7 +40,7 @@ def _back(request: Request, default: str) -> str:
     return default
 
 
-async def _act(
+async def act_then_return(
     request: Request, default: str, act: Callable[[Services, Access], str | None]
 ) -> Response:
     """Check the form and the signed-in token, then `act` (returning where to go, or None for
@@ -77,7 +77,8 @@ def _pipeline_repository(services: Services, pipeline_id: int) -> int:
     return found.repository_id
 
 
-def _who(access: Access) -> str:
+def who(access: Access) -> str:
+    """The name an action is recorded under: the signed-in token's."""
     return access.token.name if access.token is not None else "anonymous"
 
 
@@ -87,9 +88,9 @@ async def play(request: Request, job_id: RowId) -> Response:
 
     def act(services: Services, access: Access) -> None:
         access.need(Scope.WRITE, _job_repository(services, job_id))
-        play_job(services=services, job_id=job_id, who=_who(access))
+        play_job(services=services, job_id=job_id, who=who(access))
 
-    return await _act(request, f"/jobs/{job_id}", act)
+    return await act_then_return(request, f"/jobs/{job_id}", act)
 
 
 @router.post("/jobs/{job_id}/retry")
@@ -101,7 +102,7 @@ async def retry(request: Request, job_id: RowId) -> Response:
         new = retry_job(services=services, job_id=job_id)
         return f"/jobs/{new.id}" if _back(request, "") == f"/jobs/{job_id}" else None
 
-    return await _act(request, f"/jobs/{job_id}", act)
+    return await act_then_return(request, f"/jobs/{job_id}", act)
 
 
 @router.post("/jobs/{job_id}/cancel")
@@ -112,7 +113,7 @@ async def cancel(request: Request, job_id: RowId) -> Response:
         access.need(Scope.WRITE, _job_repository(services, job_id))
         cancel_job(services=services, job_id=job_id)
 
-    return await _act(request, f"/jobs/{job_id}", act)
+    return await act_then_return(request, f"/jobs/{job_id}", act)
 
 
 @router.post("/pipelines/{pipeline_id}/retry")
@@ -126,7 +127,7 @@ async def retry_all(
         retry_pipeline(services=services, pipeline_id=pipeline_id, failed_only=not all)
         return f"/pipelines/{pipeline_id}"
 
-    return await _act(request, f"/pipelines/{pipeline_id}", act)
+    return await act_then_return(request, f"/pipelines/{pipeline_id}", act)
 
 
 @router.post("/pipelines/{pipeline_id}/cancel")
@@ -138,4 +139,4 @@ async def cancel_all(request: Request, pipeline_id: RowId) -> Response:
         cancel_pipeline(services=services, pipeline_id=pipeline_id)
         return f"/pipelines/{pipeline_id}"
 
-    return await _act(request, f"/pipelines/{pipeline_id}", act)
+    return await act_then_return(request, f"/pipelines/{pipeline_id}", act)

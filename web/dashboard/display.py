@@ -94,6 +94,14 @@ def source_word(source: str) -> str:
     return SOURCE_WORDS.get(source, source)
 
 
+def web_link(url: str | None) -> str | None:
+    """`url` when it is an http(s) address to link to, else None (a pipeline file names an
+    environment's URL: `javascript:` and other schemes are shown, never linked)."""
+    if url and url.strip().lower().startswith(("http://", "https://")):
+        return url.strip()
+    return None
+
+
 def size(count: int) -> str:
     """A byte count as `812 B`, `1.4 kB`, `12.0 MB`."""
     value = float(count)

@@ -46,6 +46,7 @@ def _environment() -> Environment:
         status_word=display.status_word,
         size=display.size,
         source_word=display.source_word,
+        web_link=display.web_link,
     )
     env.globals.update(
         STATUSES=display.STATUSES,

@@ -1,6 +1,6 @@
-"""The dashboard's routes, gathered: pages (pipelines, a pipeline, a job, repositories, charts),
-live events, badges, the token sign-in and the write actions, which call the same service
-layer as the REST API.
+"""The dashboard's routes, gathered: pages (pipelines, a pipeline, a job, repositories,
+environments, charts), live events, badges, the token sign-in and the write actions, which call
+the same service layer as the REST API.
 
 Reads follow the API's rule (public unless `Settings.public_reads` is false, then a signed-in
 token); writes need a signed-in token with the `write` scope on the repository, and a form
@@ -19,6 +19,7 @@ from web.dashboard import (
     account_view,
     actions,
     charts_view,
+    environment_view,
     events_view,
     job_view,
     list_view,
@@ -37,6 +38,7 @@ for part in (
     pipeline_view,
     job_view,
     repository_view,
+    environment_view,
     charts_view,
     events_view,
     account_view,

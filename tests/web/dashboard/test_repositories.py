@@ -79,6 +79,8 @@ def test_private_reads_need_a_sign_in_and_then_follow_live(dashboard: Dashboard)
             f"/pipelines/{pipeline_id}",
             f"/jobs/{job_id}",
             "/repos",
+            "/environments",
+            "/charts",
             f"/jobs/{job_id}/raw",
             f"/jobs/{job_id}/log/events",
             "/dashboard/events",
