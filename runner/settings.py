@@ -53,6 +53,9 @@ class RunnerSettings(BaseSettings):
     # `network: host` shares the host's network (and its loopback services) with a job.
     # `kapal run` allows it; the service's settings turn it off by default.
     allow_host_network: bool = True
+    # The builder's cache (layers of build steps, RUN --mount=type=cache directories) is pruned to
+    # this size, least recently used first, by `kapal image gc` and `kapal build --prune`.
+    build_cache_max: str = "20g"
 
     @property
     def images_dir(self) -> Path:

@@ -72,13 +72,16 @@ class LayerCache:
 
     def lookup(self, key: str) -> CachedLayer | None:
         """The layer stored under `key`, or None when any part of it is missing."""
+        path = self.root / "keys" / f"{key}.json"
         try:
-            entry = json.loads((self.root / "keys" / f"{key}.json").read_text())
+            entry = json.loads(path.read_text())
             layer = self._layer(entry["digest"], entry["diff_id"], int(entry["size"]))
         except (OSError, ValueError, KeyError):
             return None
         if not layer.blob.is_file() or not layer.tree.is_dir():
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # last use, for pruning least recently used first (cache_prune)
         return layer
 
     @contextlib.contextmanager

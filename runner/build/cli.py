@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="id=NAME,src=FILE (or env=VAR) for RUN --mount=type=secret; never in the image.",
     )
     parser.add_argument("--no-cache", action="store_true", help="Ignore the cache.")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="After the build, prune the build cache to KAPAL_BUILD_CACHE_MAX (LRU first).",
+    )
     parser.add_argument("--push", action="store_true", help="Push the tags after building.")
     parser.add_argument(
         "--network",
@@ -214,6 +219,8 @@ def build_main(argv: list[str]) -> int:
         result = builder.build(options)
         if args.push:
             _push(result.image, result.tags, args.insecure)
+        if args.prune:
+            _prune(data_dir / "build-cache")
     except BuildStepError as exc:
         print(f"error: build failed at {exc}", file=sys.stderr)
         return 1
@@ -250,6 +257,21 @@ def _embedded_backend() -> Backend:
 
     settings = RunnerSettings()
     return EmbeddedBackend(settings, settings.container_policy())
+
+
+def _prune(cache: Path) -> None:
+    """`--prune`: the build cache pruned to its limit setting, least recently used first."""
+    from runner.build.cache_prune import prune_build_cache
+    from runner.runtime.quantities import parse_size
+    from runner.settings import RunnerSettings
+
+    limit = parse_size(RunnerSettings().build_cache_max, what="KAPAL_BUILD_CACHE_MAX")
+    report = prune_build_cache(cache, limit)
+    print(
+        f"build cache pruned: {report.entries} step layers and {report.mounts} cache mounts "
+        f"removed, {report.bytes_freed} bytes freed, {report.bytes_kept} bytes kept "
+        f"(limit {limit})"
+    )
 
 
 def _push(image: Image, tags: tuple[str, ...], insecure: bool) -> None:

@@ -411,6 +411,8 @@ def _cache(plan: PlannedMount, root: Path, owner: str | None, spare: Path) -> It
         finally:
             if fresh.exists():
                 shutil.rmtree(fresh, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.utime(path)  # last use, for pruning least recently used first (cache_prune)
     lock = FileLock(str(path) + ".lock")
     if spec.sharing == "shared":
         yield path

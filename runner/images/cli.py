@@ -211,9 +211,20 @@ def register(app: typer.Typer) -> None:
     @image_app.command("gc")
     @_fail_cleanly
     def gc() -> None:
-        """Delete blobs and unpacked layers that no tag uses."""
-        report = _store(RunnerSettings()).gc()
+        """Delete blobs and unpacked layers that no tag uses; prune the build cache to its limit."""
+        from runner.build.cache_prune import prune_build_cache
+        from runner.runtime.quantities import parse_size
+
+        settings = RunnerSettings()
+        report = _store(settings).gc()
         typer.echo(
             f"removed {report.blobs} blobs and {report.layers} unpacked layers, "
             f"freed {_human(report.bytes_freed)}"
+        )
+        limit = parse_size(settings.build_cache_max, what="KAPAL_BUILD_CACHE_MAX")
+        pruned = prune_build_cache(settings.build_cache_dir, limit)
+        typer.echo(
+            f"build cache: removed {pruned.entries} step layers and {pruned.mounts} cache "
+            f"mounts, freed {_human(pruned.bytes_freed)}, {_human(pruned.bytes_kept)} kept "
+            f"(limit {_human(limit)})"
         )
