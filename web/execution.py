@@ -118,6 +118,11 @@ class RunningJobs:
         if self.stopping.is_set():
             cancel()
 
+    def count(self) -> int:
+        """How many attempts run now."""
+        with self._lock:
+            return len(self._cancels)
+
     def remove(self, job_id: int) -> None:
         """The attempt ended."""
         with self._lock:

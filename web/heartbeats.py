@@ -8,6 +8,10 @@ jobs of a worker that stopped beating ("worker lost").
                                           `worker_lost_after` seconds (any worker sweeps;
                                           each job is failed once, by a compare-and-set)
                           explain         say on pending jobs which tags no live worker serves
+                          resend          a worker with a free slot sends again the jobs it
+                                          serves pending for `LOST_MESSAGE_AFTER` seconds: their
+                                          message was lost (a broker restarted without its
+                                          queues); a message not lost finds the job claimed
     Heartbeat.stop()    stop the thread, mark the worker stopped
 
 A worker that is slow but alive keeps beating (the thread does not wait for its jobs), so the
@@ -26,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -38,7 +43,16 @@ from web.routing import WAITING_PREFIX, serves, unserved_reason
 log = logging.getLogger(__name__)
 
 LOST_REASON = "worker lost"
+# a job this long pending while a worker serving it has a free slot lost its message
+LOST_MESSAGE_AFTER = 15.0
 PRUNE_AFTER = timedelta(days=1)  # rows of workers stopped or silent this long are removed
+
+
+class RunningCount(Protocol):
+    """How many jobs a worker runs now (`web.execution.RunningJobs`)."""
+
+    def count(self) -> int:
+        """The number of attempts running."""
 
 
 def _aware(moment: datetime) -> datetime:
@@ -159,6 +173,28 @@ def prune_workers(*, session: Session) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def resend_lost_messages(
+    *, services: Services, queues: Sequence[str], older_than: float = LOST_MESSAGE_AFTER
+) -> list[int]:
+    """Send again the jobs a worker serving `queues` runs that have been pending for
+    `older_than` seconds (called when that worker has a free slot); returns their ids."""
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    with services.database.transaction() as session:
+        rows = session.execute(
+            select(Job.id, Job.tags).where(
+                Job.status == "pending",
+                Job.retried.is_(False),
+                Job.cancel_requested.is_(False),
+                Job.queued_at < cutoff,
+            )
+        ).all()
+    lost = [job_id for job_id, tags in rows if serves(queues, tags or [])]
+    if lost:
+        log.warning("jobs %s waited %.0fs with a worker free: sending them again", lost, older_than)
+        services.dispatcher.run_jobs(lost)
+    return lost
+
+
 class Heartbeat:
     """A worker's heartbeat thread (see the module docstring).
 
@@ -176,12 +212,14 @@ class Heartbeat:
         queues: Sequence[str],
         concurrency: int,
         fence: Callable[[], object] | None = None,
+        running: RunningCount | None = None,
     ) -> None:
         self.services = services
         self.name = name
         self.queues = list(queues)
         self.concurrency = concurrency
         self.fence = fence
+        self.running = running
         self.interval = services.settings.worker_heartbeat_interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kapal-heartbeat", daemon=True)
@@ -250,6 +288,8 @@ class Heartbeat:
                     session=session, job_ids=None, lost_after=settings.worker_lost_after
                 )
                 prune_workers(session=session)
+            if self.running is not None and self.running.count() < self.concurrency:
+                resend_lost_messages(services=self.services, queues=self.queues)
         except Exception:
             log.warning("worker %s: the sweep of lost workers failed", self.name, exc_info=True)
 

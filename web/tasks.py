@@ -303,6 +303,7 @@ class EmbeddedWorker:
             queues=served,
             concurrency=controller.concurrency,
             fence=self.jobs.cancel_running,
+            running=self.jobs,
         )
         self._thread = threading.Thread(
             target=controller.start, name="kapal-embedded-worker", daemon=True

@@ -78,6 +78,7 @@ def run_worker(
         queues=served,
         concurrency=concurrency,
         fence=app.running.cancel_running,
+        running=app.running,
     )
     try:
         heartbeat.start()

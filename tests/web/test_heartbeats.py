@@ -21,7 +21,14 @@ from web.db.schemas import JobCreate, PipelineCreate, Provider, RepositoryCreate
 from web.db.session import Database
 from web.errors import WorkerQueuesError
 from web.execution import _forget_waiting_reason
-from web.heartbeats import Heartbeat, explain_unserved, register_worker, sweep_lost_workers
+from web.heartbeats import (
+    LOST_MESSAGE_AFTER,
+    Heartbeat,
+    explain_unserved,
+    register_worker,
+    resend_lost_messages,
+    sweep_lost_workers,
+)
 from web.orchestration import Services
 from web.routing import job_queue, serves, worker_queues
 from web.settings import Settings
@@ -174,3 +181,20 @@ def test_queues_by_tags() -> None:
     for bad in (["a+b"], ["tags:x"], [" x"], [str(n) for n in range(9)]):
         with pytest.raises(WorkerQueuesError):
             worker_queues(bad)
+
+
+def test_a_worker_with_a_free_slot_sends_again_the_jobs_it_serves_pending_too_long(
+    services: Services,
+) -> None:
+    old_plain, old_gpu, new_plain = _jobs(services, [], ["gpu"], [])
+    with services.database.transaction() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_([old_plain, old_gpu]))
+            .values(queued_at=utcnow() - timedelta(seconds=LOST_MESSAGE_AFTER + 1))
+        )
+    assert resend_lost_messages(services=services, queues=["kapal"]) == [old_plain]
+    assert resend_lost_messages(services=services, queues=["gpu"]) == [old_gpu]
+    kept = services.dispatcher
+    assert isinstance(kept, KeptJobs) and kept.sent == [old_plain, old_gpu]
+    assert new_plain not in kept.sent

@@ -233,8 +233,10 @@ def test_a_job_left_running_by_a_dead_worker_fails_when_a_worker_starts(
     gone.wait()  # a process id that no longer runs: the worker that claimed the job, killed
     dead = f"kapal@{socket.gethostname()}.{gone.pid}"
     elsewhere = "kapal@another-machine.1"  # may still run its job: left alone
-    first = _start(services, project, repository, SLEEPER)
-    second = _start(services, project, repository, SLEEPER + "# again\n")
+    # kept when the second pipeline comes (not auto-canceled as redundant)
+    keep = "workflow:\n  auto_cancel:\n    on_new_commit: none\n"
+    first = _start(services, project, repository, keep + SLEEPER)
+    second = _start(services, project, repository, keep + SLEEPER + "# again\n")
     with services.database.transaction() as session:
         orphan = list_jobs(session=session, pipeline_id=first)[0]
         remote = list_jobs(session=session, pipeline_id=second)[0]

@@ -380,3 +380,96 @@ def test_two_workers_drain_fifty_pipelines_and_run_each_job_once(
     # a job run twice would have said so twice in its log
     assert all(lines.count("ran") == 1 for lines in logs.values()), logs
     assert {j.worker for j in jobs} == {"left", "right"}
+
+
+class RestartableRedis:
+    """A Redis server without persistence on a fixed port, restarted in place (its queues
+    lost, as a Redis restarted without persistence loses them)."""
+
+    def __init__(self, root: Path) -> None:
+        import socket
+
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and wait until it answers."""
+        import shutil
+
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.root)]
+        self.process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if redis.Redis.from_url(self.url).ping():
+                    return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server does not answer"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop it (SIGKILL: nothing is saved)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def test_pipelines_finish_when_redis_restarts_under_them(
+    tmp_path: Path,
+    database_url_postgres: str,
+    image_store: ImageStore,
+    busybox_image: str,
+    project: Project,
+) -> None:
+    broker = RestartableRedis(tmp_path / "redis")
+    broker.start()
+    settings = Settings(
+        data_dir=tmp_path / "web",
+        secret_key=SecretStr(KEY),
+        database_url=database_url_postgres,
+        broker_url=broker.url,
+    )
+    app = create_celery(settings)
+    services = app.services
+    workers = Workers(tmp_path / "workers", image_store, database_url_postgres, broker.url)
+    try:
+        repository = register(services, project)
+        workers.start("only", "kapal")
+        _wait_registered(services, "only")
+        project.commit(
+            {
+                ".kapal.yml": "stages: [one, two]\n"
+                "slow:\n  stage: one\n  image: busybox:latest\n  script: ['sleep 4']\n"
+                "after:\n  stage: two\n  image: busybox:latest\n  script: ['echo after']\n"
+            }
+        )
+        project.push()
+        # three pipelines, two jobs at a time: one waits in Redis when it goes away
+        pipelines = [
+            create_pipeline_for_ref(services=services, repository_id=repository.id, ref="main").id
+            for _ in range(3)
+        ]
+        wait_for(services, pipelines[0], _until("slow", lambda j: j.status == "running"))
+        broker.stop()
+        time.sleep(1)
+        broker.start()
+        ended = [wait_for(services, pipeline_id, timeout=300) for pipeline_id in pipelines]
+        assert [p.status for p in ended] == ["success"] * 3, workers.output("only")
+        # the third pipeline's first job lost its message with Redis: the idle worker sent it
+        assert "with a worker free: sending them again" in workers.output("only")
+    finally:
+        workers.stop_all()
+        broker.stop()
+        services.database.dispose()
