@@ -29,6 +29,9 @@ def job_page(request: Request, job_id: RowId) -> Response:
     def build(access: Access) -> Response:
         job, pipeline, repository = job_with_context(database, job_id)
         access.need(Scope.READ, repository.id)
+        # taken before the reads the page shows: a change made meanwhile makes it refresh
+        version = pipeline_version(database, pipeline.id)
+        job, pipeline, repository = job_with_context(database, job_id)
         with database.transaction() as session:
             artifacts = list_artifacts(session=session, job_id=job_id)
         return render(
@@ -40,7 +43,7 @@ def job_page(request: Request, job_id: RowId) -> Response:
             p=pipeline,
             repository=repository,
             artifacts=artifacts,
-            version=pipeline_version(database, pipeline.id),
+            version=version,
         )
 
     return page(request, build)

@@ -107,6 +107,8 @@ def pipeline_page(request: Request, pipeline_id: RowId) -> Response:
     database = database_of(request)
 
     def build(access: Access) -> Response:
+        # taken before the page's reads: a change made while they run makes the page refresh
+        version = pipeline_version(database, pipeline_id)
         with database.transaction() as session:
             detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
             if detail is None:
@@ -151,7 +153,7 @@ def pipeline_page(request: Request, pipeline_id: RowId) -> Response:
             and bool(statuses & {"success", "failed", "canceled"}),
             can_cancel=bool(statuses & {"created", "pending", "scheduled", "running", "manual"})
             and detail.status not in FINISHED_STATUSES,
-            version=pipeline_version(database, pipeline_id),
+            version=version,
         )
 
     return page(request, build)
