@@ -4,9 +4,11 @@ lines are numbered with anchors, and the page shows the job's end."""
 
 from __future__ import annotations
 
+from tests.web.api.conftest import ADMIN
 from tests.web.dashboard.conftest import (
     Dashboard,
     add_pipeline,
+    add_planned_pipeline,
     register,
     set_job,
     wait_until,
@@ -171,3 +173,23 @@ def test_a_hidden_tab_lets_go_of_its_stream_and_resumes_after_its_last_line(
         "three while hidden",
         "four",
     ]
+
+
+def test_retry_from_the_job_page_opens_the_new_attempt(dashboard: Dashboard) -> None:
+    repository = register(dashboard)
+    _, jobs = add_planned_pipeline(dashboard, repository.id, "unit:\n  script: [make test]\n")
+    set_job(dashboard, jobs["unit"], "failed", exit_code=1)
+    tab = dashboard.page()
+    tab.goto(f"{dashboard.url}/jobs/{jobs['unit']}")
+    tab.click("#signin-link")
+    tab.fill("input[name=token]", ADMIN)
+    tab.click("form.signin button")
+    tab.click(".title .actions button:has-text('Retry')")
+    tab.wait_for_url(lambda url: not url.endswith(f"/jobs/{jobs['unit']}"))
+    assert tab.url.endswith(f"/jobs/{jobs['unit'] + 1}")
+    assert tab.locator("#job-meta dd").first.inner_text() == "2"
+    assert tab.locator("#job-status [data-status]").get_attribute("data-status") in (
+        "created",
+        "pending",
+    )
+    assert len(dashboard.dispatcher.sent) == 1  # sent to a worker once
