@@ -32,7 +32,8 @@ def test_log_streams_as_text_with_colours_and_sections(dashboard: Dashboard) -> 
         [
             "Running with kapal",
             "$ make test",
-            "\x1b[31mred failure\x1b[0m then \x1b[1;32mbold green\x1b[0m",
+            "\x1b[31mred failure\x1b[0m then \x1b[1;32mbold green\x1b[0m"
+            "\x1b[38:5:196m colon\x1b[0m\x1b[2K\x1b]0;title\x07",
             *HOSTILE,
             "$ echo done",
         ],
@@ -52,6 +53,11 @@ def test_log_streams_as_text_with_colours_and_sections(dashboard: Dashboard) -> 
     assert tab.locator("#L3 .ansi-fg-1").inner_text() == "red failure"
     assert tab.locator("#L3 .ansi-fg-2.ansi-bold").inner_text() == "bold green"
     assert "\x1b" not in log.inner_text()
+    # a 256-colour code written with colons; an erase and a window title leave nothing behind
+    assert tab.locator("#L3").inner_text().endswith("bold green colon")
+    assert tab.locator("#L3 .text > span:has-text('colon')").evaluate("s => s.style.color") == (
+        "rgb(255, 0, 0)"
+    )
 
     # line numbers link to their anchors
     assert tab.locator("#L3 a.ln").get_attribute("href") == "#L3"

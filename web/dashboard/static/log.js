@@ -7,7 +7,8 @@
 "use strict";
 
 (function () {
-  var ESCAPE = /\x1b\[([0-9;?]*)([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?/g;
+  // CSI (parameters, intermediates, final byte), OSC (up to BEL or ST), other two-byte escapes
+  var ESCAPE = /\x1b\[([0-?]*)[ -\/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?/g;
   var CUBE = [0, 95, 135, 175, 215, 255];
 
   function newState() {
@@ -22,7 +23,7 @@
   }
 
   function applySgr(state, params) {
-    var codes = params === "" ? [0] : params.split(";").map(function (p) { return p === "" ? 0 : parseInt(p, 10); });
+    var codes = params === "" ? [0] : params.split(/[;:]/).map(function (p) { return p === "" ? 0 : parseInt(p, 10); });
     for (var i = 0; i < codes.length; i++) {
       var c = codes[i];
       if (c === 0) { var fresh = newState(); for (var k in fresh) state[k] = fresh[k]; }
