@@ -14,6 +14,7 @@ from web.api.auth import Access
 from web.dashboard.live import PAGE_SIZE
 from web.dashboard.pages import Filter, blank, database_of, page
 from web.dashboard.rendering import render
+from web.dashboard.stages import stage_summaries
 from web.db.pipelines import list_pipelines
 from web.db.repos import get_repository_by_name, list_repositories
 from web.db.schemas import Scope
@@ -81,12 +82,14 @@ def pipelines_page(
                 cursor=cursor,
                 limit=PAGE_SIZE,
             )
+            stages = stage_summaries(session=session, pipeline_ids=[p.id for p in page.items])
         return render(
             request,
             "pipelines.html",
             viewer=access,
             section="pipelines",
             page=page,
+            stages=stages,
             filters=filters,
             cursor=cursor,
             repositories=repositories,

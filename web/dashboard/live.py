@@ -24,6 +24,7 @@ from fastapi import Request
 from sqlalchemy import select
 
 from web.dashboard.rendering import render_macro
+from web.dashboard.stages import StageSummary, stage_summaries
 from web.db.models import Job, Pipeline
 from web.db.pipelines import list_pipelines
 from web.db.repos import list_repositories
@@ -45,10 +46,10 @@ class ListQuery:
     cursor: str | None = None
     limit: int = PAGE_SIZE
 
-    def read(self, database: Database) -> list[PipelineRead]:
-        """The page's pipelines as they are now."""
+    def read(self, database: Database) -> ListPage:
+        """The page's pipelines as they are now, with their stages."""
         with database.transaction() as session:
-            return list_pipelines(
+            rows = list_pipelines(
                 session=session,
                 repository_id=self.repository_id,
                 ref=self.ref,
@@ -57,6 +58,16 @@ class ListQuery:
                 cursor=self.cursor,
                 limit=self.limit,
             ).items
+            stages = stage_summaries(session=session, pipeline_ids=[p.id for p in rows])
+        return ListPage(rows, stages)
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """A page of pipelines as a list shows them: the rows, and each one's stages."""
+
+    rows: list[PipelineRead]
+    stages: dict[int, list[StageSummary]]
 
 
 class SharedPages:
@@ -73,11 +84,9 @@ class SharedPages:
     def __init__(self, fresh_for: float = POLL_SECONDS / 2) -> None:
         self.fresh_for = fresh_for
         self._lock = threading.Lock()
-        self._pages: dict[ListQuery, tuple[float, list[PipelineRead]]] = {}
+        self._pages: dict[ListQuery, tuple[float, ListPage]] = {}
 
-    def read(
-        self, query: ListQuery, load: Callable[[ListQuery], list[PipelineRead]]
-    ) -> list[PipelineRead]:
+    def read(self, query: ListQuery, load: Callable[[ListQuery], ListPage]) -> ListPage:
         """The page of `query`: the one read less than `fresh_for` seconds ago, else `load`ed."""
         now = time.monotonic()
         with self._lock:
@@ -101,8 +110,8 @@ class SharedPages:
         return shared
 
 
-def _row_key(p: PipelineRead) -> tuple[Any, ...]:
-    return (p.status, p.started_at, p.finished_at)
+def _row_key(p: PipelineRead, stages: list[StageSummary]) -> tuple[Any, ...]:
+    return (p.status, p.started_at, p.finished_at, tuple(stages))
 
 
 def _repository_names(database: Database) -> dict[int, str]:
@@ -119,18 +128,20 @@ async def follow_list(
     names: dict[int, str] = {}
     shared = SharedPages.of(request.app.state)
 
-    def load(wanted: ListQuery) -> list[PipelineRead]:
+    def load(wanted: ListQuery) -> ListPage:
         return wanted.read(database)
 
     while not await request.is_disconnected():
-        rows = await anyio.to_thread.run_sync(shared.read, query, load)
+        page = await anyio.to_thread.run_sync(shared.read, query, load)
+        rows = page.rows
         if any(p.repository_id not in names for p in rows):
             names = await anyio.to_thread.run_sync(_repository_names, database)
         for p in reversed(rows):  # oldest first: a new row is put on top of the older ones
-            key = _row_key(p)
+            stages = page.stages.get(p.id, [])
+            key = _row_key(p, stages)
             if seen.get(p.id) != key:
                 seen[p.id] = key
-                html = render_macro("macros.html", "pipeline_row", p, names)
+                html = render_macro("macros.html", "pipeline_row", p, names, stages)
                 yield {"event": "row", "data": json.dumps({"id": p.id, "html": html})}
         ids = [p.id for p in rows]
         if ids != order:

@@ -13,6 +13,7 @@ from web.api.repos import webhook_url
 from web.dashboard.badges import badge_svg
 from web.dashboard.pages import RowId, database_of, page, settings_of, viewer_of
 from web.dashboard.rendering import render
+from web.dashboard.stages import stage_summaries
 from web.db.encryption import SecretCipher
 from web.db.pipelines import latest_pipeline, list_pipelines
 from web.db.repos import (
@@ -62,6 +63,7 @@ def repository_page(request: Request, repository_id: RowId) -> Response:
             pipelines = list_pipelines(
                 session=session, repository_id=repository.id, limit=RECENT_PIPELINES
             ).items
+            stages = stage_summaries(session=session, pipeline_ids=[p.id for p in pipelines])
             secret = None
             if access.token is not None and access.token.allows(Scope.ADMIN, repository.id):
                 secret = get_repository_credentials(
@@ -77,6 +79,7 @@ def repository_page(request: Request, repository_id: RowId) -> Response:
             section="repos",
             r=repository,
             pipelines=pipelines,
+            stages=stages,
             repos={repository.id: repository.name},
             events="/dashboard/events?"
             + urlencode({"repo": repository.name, "limit": RECENT_PIPELINES}),

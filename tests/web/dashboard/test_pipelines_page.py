@@ -3,7 +3,7 @@ without a reload when the database changes."""
 
 from __future__ import annotations
 
-from tests.web.dashboard.conftest import Dashboard, add_pipeline, register
+from tests.web.dashboard.conftest import Dashboard, add_pipeline, register, set_job
 from web.db.pipelines import set_pipeline_status
 
 
@@ -11,8 +11,13 @@ def test_rows_update_live_and_filters_narrow_the_list(dashboard: Dashboard) -> N
     shop = register(dashboard, "acme/shop")
     docs = register(dashboard, "acme/docs")
     old, _ = add_pipeline(dashboard, docs.id, ref="gh-pages", status="failed", message="Typo")
-    running, _ = add_pipeline(
-        dashboard, shop.id, ref="main", status="running", message="Add <b>bold</b> basket\nbody"
+    running, (unit, _) = add_pipeline(
+        dashboard,
+        shop.id,
+        ref="main",
+        status="running",
+        message="Add <b>bold</b> basket\nbody",
+        jobs={"unit": "running", "lint": "success"},
     )
     tab = dashboard.page()
     tab.goto(dashboard.url + "/")
@@ -31,6 +36,10 @@ def test_rows_update_live_and_filters_narrow_the_list(dashboard: Dashboard) -> N
     tab.wait_for_selector("#live-state:not([hidden])")
     tab.evaluate("window.__notReloaded = true")
 
+    # the stage's icon: its jobs added up
+    assert first.locator(".stage-icon").get_attribute("title") == "test: running"
+    set_job(dashboard, unit, "success")
+    tab.wait_for_selector(f"#pipeline-{running} .stage-icon[data-status=success]", timeout=15_000)
     with dashboard.transaction() as session:
         set_pipeline_status(session=session, pipeline_id=running, status="success")
     tab.wait_for_selector(f"#pipeline-{running}[data-status=success]", timeout=15_000)
