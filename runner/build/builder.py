@@ -58,7 +58,7 @@ from runner.errors import (
     RunnerError,
 )
 from runner.images.image import Image, LayerDescriptor
-from runner.images.mediatypes import OCI_LAYER_GZIP
+from runner.images.mediatypes import OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 from runner.images.reference import Reference
 from runner.images.store import ImageStore
 
@@ -123,6 +123,8 @@ class BuildOptions:
     secret_args: frozenset[str] = frozenset()
     # RUN --mount=type=secret sources by id (`kapal build --secret`): in no layer, no history
     secrets: Mapping[str, bytes] = field(default_factory=dict)
+    # how the layers this build makes are compressed (base image layers are kept as they are)
+    compression: Literal["gzip", "zstd"] = "gzip"
 
 
 @dataclass(frozen=True)
@@ -830,6 +832,8 @@ class _Build:
 
     def cached_layer(self, state: _StageState, key: str, produce: Callable[[Path], Path]) -> None:
         cache = self.b.cache
+        if self.o.compression == "zstd":  # a blob of its own, so a key of its own
+            key = cache_key(key, "zstd")
         hit = None if self.o.no_cache else cache.lookup(key)
         if hit is None:
             with cache.lock(key):
@@ -838,7 +842,11 @@ class _Build:
                     with cache.tmp_dir() as work:
                         tree = produce(work)
                         layer = write_layer(
-                            tree, work / "layer.tar.gz", epoch=self.o.epoch, whiteouts=True
+                            tree,
+                            work / "layer.tar.gz",
+                            epoch=self.o.epoch,
+                            whiteouts=True,
+                            compression=self.o.compression,
                         )
                         hit = cache.store(key, layer, tree)
                     self.run_steps += 1
@@ -1007,6 +1015,7 @@ class _Build:
         config["config"] = {k: v for k, v in settings.items() if v not in (None, {}, [], "")}
         if "Cmd" in settings and settings["Cmd"] is None:
             config["config"].pop("Cmd", None)
+        zstd = self.o.compression == "zstd"
         with store.session():
             descriptors: list[LayerDescriptor] = []
             for layer in state.layers:
@@ -1016,13 +1025,13 @@ class _Build:
                     cached = layer.cached
                     assert cached is not None
                     if _link_blob(store, cached):  # no need to rescan or copy it
+                        media_type = OCI_LAYER_ZSTD if zstd else OCI_LAYER_GZIP
                         descriptors.append(
-                            LayerDescriptor(
-                                cached.digest, cached.diff_id, cached.size, OCI_LAYER_GZIP
-                            )
+                            LayerDescriptor(cached.digest, cached.diff_id, cached.size, media_type)
                         )
                     else:
-                        descriptors.append(store.add_layer(cached.blob, compressed=True))
+                        compressed = self.o.compression
+                        descriptors.append(store.add_layer(cached.blob, compressed=compressed))
                     _link_unpacked(store, cached)
             return store.commit(config, descriptors, [Reference.parse(t) for t in self.o.tags])
 

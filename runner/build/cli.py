@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-cache", action="store_true", help="Ignore the cache.")
     parser.add_argument(
+        "--compression",
+        default="gzip",
+        help="Compression of the layers the build makes: gzip (the default) or zstd.",
+    )
+    parser.add_argument(
         "--prune",
         action="store_true",
         help="After the build, prune the build cache to KAPAL_BUILD_CACHE_MAX (LRU first).",
@@ -174,6 +179,8 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
             f"--platform '{args.platform}': kapal builds linux/amd64 images only; drop "
             "--platform or use linux/amd64 (build other platforms with docker buildx)"
         )
+    if args.compression not in ("gzip", "zstd"):
+        raise UsageError(f"--compression '{args.compression}': use gzip or zstd")
     if args.network not in ("default", "host", "none"):
         raise UsageError(f"--network '{args.network}': use default, host or none")
     net: Literal["host", "nat", "none"] = (
@@ -192,6 +199,7 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         network=net,
         epoch=_epoch(),
         secrets=_secrets(args.secret),
+        compression="zstd" if args.compression == "zstd" else "gzip",
     )
 
 

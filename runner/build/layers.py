@@ -18,13 +18,14 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = ["OPAQUE", "WHITEOUT_PREFIX", "LayerTar", "write_layer"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 COMPRESS_LEVEL = 6  # Go's compress/gzip default, what docker pushes
+ZSTD_LEVEL = 3  # zstd's default level, what BuildKit uses for compression=zstd
 _KEPT_XATTRS = ("security.capability",)
 _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
@@ -63,19 +64,34 @@ class _HashingWriter:
             self.sink.flush()
 
 
-def write_layer(root: Path, out: Path, *, epoch: int = 0, whiteouts: bool = False) -> LayerTar:
-    """Write the tree under `root` (not `root` itself) as a gzip layer tar to `out`."""
+def write_layer(
+    root: Path,
+    out: Path,
+    *,
+    epoch: int = 0,
+    whiteouts: bool = False,
+    compression: str = "gzip",
+) -> LayerTar:
+    """Write the tree under `root` (not `root` itself) as a layer tar to `out`, compressed with
+    gzip (the default) or zstd (level 3, one thread: the same bytes every time)."""
     with out.open("wb") as file:
         blob = _HashingWriter(file)
-        gz = gzip.GzipFile(
-            filename="",
-            mode="wb",
-            fileobj=blob,
-            mtime=0,
-            compresslevel=COMPRESS_LEVEL,
-        )
+        gz: Any
+        if compression == "zstd":
+            import zstandard  # only `--compression zstd` builds need it
+
+            compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+            gz = compressor.stream_writer(blob, closefd=False)  # type: ignore[arg-type]
+        else:
+            gz = gzip.GzipFile(
+                filename="",
+                mode="wb",
+                fileobj=blob,
+                mtime=0,
+                compresslevel=COMPRESS_LEVEL,
+            )
         try:
-            raw = _HashingWriter(gz)  # type: ignore[arg-type]
+            raw = _HashingWriter(gz)
             count = 0
             tar_file = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
                 fileobj=raw, mode="w", format=tarfile.PAX_FORMAT

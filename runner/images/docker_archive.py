@@ -77,9 +77,16 @@ def import_docker_archive(
 
 def _uncompressed_layer(store: ImageStore, digest: str, media_type: str, out: Path) -> None:
     source = store.blobs.path(digest)
-    if mt.layer_is_gzip(media_type, f"layer {digest}"):
+    compression = mt.layer_compression(media_type, f"layer {digest}")
+    if compression == "gzip":
         with gzip.open(source, "rb") as src, out.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
+    elif compression == "zstd":
+        import zstandard  # only exporting a zstd layer needs it
+
+        with source.open("rb") as src, out.open("wb") as dst:
+            reader = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
+            shutil.copyfileobj(reader, dst, 1 << 20)
     else:
         shutil.copyfile(source, out)
 

@@ -1,8 +1,10 @@
 """Layer tars: checking them (digests, paths, truncation) and unpacking them for overlayfs.
 
-Unpacking turns OCI whiteouts into overlayfs ones: `.wh.x` becomes a 0/0 character device `x`,
-`.wh..wh..opq` becomes the `trusted.overlay.opaque=y` xattr on its directory. Extraction is done by
-GNU tar as root (owners, modes, devices, xattrs kept) after a Python pass has rejected members that
+Layers may be plain tars, gzip or zstd (`zstandard` is imported only for a zstd layer; GNU
+tar unpacks those through the `zstd` program). Unpacking turns OCI whiteouts into overlayfs
+ones: `.wh.x` becomes a 0/0 character device `x`, `.wh..wh..opq` becomes the
+`trusted.overlay.opaque=y` xattr on its directory. Extraction is done by GNU tar as root (owners,
+modes, devices, xattrs kept) after a Python pass has rejected members that
 would escape the layer directory.
 """
 
@@ -19,6 +21,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from runner.errors import ArchiveError, StoreFullError
 from runner.images.blobs import CHUNK, file_digest
@@ -27,18 +30,47 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
 
+def _compression(value: bool | str) -> str:
+    """A layer's compression as "gzip", "zstd" or "" (True and False: gzip or none)."""
+    if isinstance(value, bool):
+        return "gzip" if value else ""
+    return value
+
+
+_ZLIB = type(zlib.decompressobj())
+
+
+class _Decompressor(Protocol):
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+def _decompressor(compression: str) -> _Decompressor:
+    if compression == "zstd":
+        import zstandard  # only images with zstd layers need it
+
+        return zstandard.ZstdDecompressor().decompressobj()
+    return zlib.decompressobj(wbits=47)
+
+
 class _HashingReader:
     """A file-like reader that hashes the raw bytes and the (decompressed) tar stream it yields."""
 
-    def __init__(self, path: Path, gzip: bool) -> None:
+    def __init__(self, path: Path, compression: bool | str) -> None:
+        self._kind = _compression(compression)
         self._file = path.open("rb")
-        self._inflate = zlib.decompressobj(wbits=47) if gzip else None
+        self._inflate = _decompressor(self._kind) if self._kind else None
         self._buffer = bytearray()
         self._position = 0
         self._eof = False
         self.tar_hash = hashlib.sha256()
         # An uncompressed blob is its own tar stream: one hash serves for both digests.
-        self.raw_hash = hashlib.sha256() if gzip else self.tar_hash
+        self.raw_hash = hashlib.sha256() if self._kind else self.tar_hash
         self.raw_size = 0
 
     def _fill(self) -> bytes:
@@ -51,15 +83,15 @@ class _HashingReader:
         self.raw_hash.update(raw)
         if not raw:
             self._eof = True
-            out = self._inflate.flush()
+            out = self._inflate.flush() if isinstance(self._inflate, _ZLIB) else b""
             if not self._inflate.eof:
-                raise ArchiveError("the gzip stream ends early (truncated layer)")
+                raise ArchiveError(f"the {self._kind} stream ends early (truncated layer)")
         else:
             out = self._inflate.decompress(raw)
-            # A gzip file may hold several members back to back.
+            # A gzip file may hold several members back to back, a zstd one several frames.
             while self._inflate.eof and self._inflate.unused_data:
                 rest = self._inflate.unused_data
-                self._inflate = zlib.decompressobj(wbits=47)
+                self._inflate = _decompressor(self._kind)
                 out += self._inflate.decompress(rest)
         self.tar_hash.update(out)
         return out
@@ -144,8 +176,11 @@ def _truncated(where: str, exc: BaseException) -> ArchiveError:
     )
 
 
-def scan_layer(path: Path, gzip: bool, where: str) -> LayerScan:
-    """Check a layer blob: its digest, diff_id, whiteouts; reject truncated or unsafe tars."""
+def scan_layer(path: Path, gzip: bool | str, where: str) -> LayerScan:
+    """Check a layer blob: its digest, diff_id, whiteouts; reject truncated or unsafe tars.
+
+    `gzip` is the blob's compression: True or "gzip", "zstd", or False or "" for a plain tar.
+    """
     if not gzip:
         # Uncompressed: walk the headers with seeks, hash the file in C; the blob is the tar.
         try:
@@ -164,6 +199,10 @@ def scan_layer(path: Path, gzip: bool, where: str) -> LayerScan:
         raise _truncated(where, exc) from exc
     except ArchiveError as exc:
         if str(exc).startswith(where):
+            raise
+        raise _truncated(where, exc) from exc
+    except Exception as exc:  # zstandard.ZstdError: the module is imported only when needed
+        if type(exc).__name__ != "ZstdError":
             raise
         raise _truncated(where, exc) from exc
     finally:
@@ -190,7 +229,7 @@ def _convert_whiteouts(dest: Path, scan: LayerScan) -> None:
             os.mknod(target, 0o600 | 0o020000, os.makedev(0, 0))
 
 
-def unpack_layer(blob: Path, gzip: bool, dest: Path, scan: LayerScan, where: str) -> None:
+def unpack_layer(blob: Path, gzip: bool | str, dest: Path, scan: LayerScan, where: str) -> None:
     """Extract a scanned layer blob into the empty directory `dest`, overlayfs-ready."""
     dest.mkdir(mode=0o755)
     command = [
@@ -208,8 +247,11 @@ def unpack_layer(blob: Path, gzip: bool, dest: Path, scan: LayerScan, where: str
         "--no-overwrite-dir",
         "--warning=no-unknown-keyword",
     ]
-    if gzip:
-        command.append("--gzip")
+    compression = _compression(gzip)
+    if compression:
+        command.append(f"--{compression}")
+    if compression == "zstd" and shutil.which("zstd") is None:
+        raise ArchiveError("the zstd program is needed to unpack zstd layers; install `zstd`")
     if shutil.which("tar") is None:
         raise ArchiveError("GNU tar is needed to unpack layers; install Debian's `tar` package")
     result = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -22,6 +22,7 @@ DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEXES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 GZIP_LAYERS = (OCI_LAYER_GZIP, OCI_LAYER_NONDIST_GZIP, DOCKER_LAYER_GZIP, DOCKER_LAYER_FOREIGN_GZIP)
+ZSTD_LAYERS = (OCI_LAYER_ZSTD,)
 TAR_LAYERS = (OCI_LAYER, DOCKER_LAYER_TAR)
 
 # What a registry is asked for when pulling: single manifests and lists, both families.
@@ -30,14 +31,23 @@ ACCEPT_MANIFESTS = ", ".join((*MANIFESTS, *INDEXES))
 
 def layer_is_gzip(media_type: str, where: str) -> bool:
     """Whether a layer of `media_type` is gzip-compressed; raise `MediaTypeError` if unknown."""
+    return layer_compression(media_type, where) == "gzip"
+
+
+def layer_compression(media_type: str, where: str) -> str:
+    """The compression of a layer of `media_type`: "gzip", "zstd" or "" (a plain tar).
+
+    Raises `MediaTypeError` for a media type kapal cannot read.
+    """
     if media_type in GZIP_LAYERS:
-        return True
+        return "gzip"
+    if media_type in ZSTD_LAYERS:
+        return "zstd"
     if media_type in TAR_LAYERS:
-        return False
-    hint = " (zstd layers are not supported yet)" if media_type == OCI_LAYER_ZSTD else ""
+        return ""
     raise MediaTypeError(
-        f"{where}: layer media type {media_type!r} is not supported{hint}; kapal reads "
-        "uncompressed and gzip tar layers (OCI and Docker v2)"
+        f"{where}: layer media type {media_type!r} is not supported; kapal reads "
+        "uncompressed, gzip and zstd tar layers (OCI and Docker v2)"
     )
 
 

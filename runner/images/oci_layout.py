@@ -109,7 +109,7 @@ def import_layout(
                 f"{len(diff_ids)} diff_ids; the image is malformed"
             )
         for layer, diff_id in zip(layers, diff_ids, strict=True):
-            gzip = mt.layer_is_gzip(str(layer.get("mediaType", "")), where)
+            gzip = mt.layer_compression(str(layer.get("mediaType", "")), where)
             layer_digest = str(layer["digest"])
             store.add_layer(
                 _blob_path(root, layer_digest, where),

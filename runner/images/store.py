@@ -426,11 +426,12 @@ class ImageStore:
         self,
         tar_path: Path,
         *,
-        compressed: bool,
+        compressed: bool | str,
         expected_diff_id: str | None = None,
         expected_digest: str | None = None,
     ) -> LayerDescriptor:
-        """Store a layer tar (gzip if `compressed`); return its descriptor (digest, diff_id)."""
+        """Store a layer tar (gzip if `compressed`, or as it names: "gzip", "zstd"); return its
+        descriptor (digest, diff_id)."""
         where = f"layer {tar_path}"
         scan = scan_layer(tar_path, compressed, where)
         if expected_digest is not None and expected_digest != scan.digest:
@@ -450,7 +451,13 @@ class ImageStore:
             digest=scan.digest,
             diff_id=scan.diff_id,
             size=scan.size,
-            media_type=mt.OCI_LAYER_GZIP if compressed else mt.OCI_LAYER,
+            media_type=(
+                mt.OCI_LAYER_ZSTD
+                if compressed == "zstd"
+                else mt.OCI_LAYER_GZIP
+                if compressed
+                else mt.OCI_LAYER
+            ),
         )
 
     def add_manifest(
@@ -533,7 +540,7 @@ class ImageStore:
         if final.is_dir():
             return final
         where = f"layer {layer.digest}"
-        gzip = mt.layer_is_gzip(layer.media_type, where)
+        gzip = mt.layer_compression(layer.media_type, where)
         blob = self.blobs.path(layer.digest)
         if not blob.is_file():
             raise ImageError(f"{where} is missing from the store; remove the image, get it again")
