@@ -12,6 +12,10 @@
          the job's `cancel_requested` every `CANCEL_POLL` seconds and cancels the runner
       4. `web.orchestration.finish_job`: the outcome, a retry as `retry:` says, the next jobs
 
+A worker starting cleans what a dead one left on this machine (`clean_leftovers`: `kapal gc`,
+work dirs and their workspace disks); the cancel watcher also stops an attempt the sweep of
+lost workers failed meanwhile (`web.heartbeats`), so an attempt never runs on two workers.
+
 A pipeline from a webhook runs code the operator did not write: everything here takes the
 repository's side of every choice from the database (never from the pipeline), so the job gets
 its repository's images, caches and secrets and no one else's.

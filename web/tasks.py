@@ -1,5 +1,7 @@
 """The Celery app and its thin tasks, which take ids: `run_job(job_id)`, `advance_pipeline(id)`,
-`plan_pipeline(id, request)` (a webhook's pipeline planned off the request).
+`plan_pipeline(id, request)` (a webhook's pipeline planned off the request), `commit_status(id,
+status)` (a pipeline's status to its git host, `web.statuses`). A `run_job` message goes to the
+queue of its job's `tags:` (`web.routing`); the others to the default queue.
 
 Task policy lives on `KapalTask`, as Read the Docs does for its builds:
 - late acknowledgement (`task_acks_late`, one message prefetched, a message whose worker died
@@ -15,7 +17,8 @@ over a SQLite file in the data dir, polled every 50 ms (`web.broker`). No result
 database holds every outcome.
 
 Workers: `start_embedded_worker(settings)` runs one in a thread of the calling process (what
-`kapal serve` does unless `--no-worker`); `kapal worker` (`web.worker_cli`) runs one apart.
+`kapal serve` does unless `--no-worker`); `kapal worker` (`web.worker_cli`) runs one apart. Each
+writes heartbeats from a thread and sweeps the jobs of lost workers (`web.heartbeats`).
 """
 
 from __future__ import annotations
