@@ -227,10 +227,30 @@ class Heartbeat:
         self._fenced = False
 
     def start(self) -> Heartbeat:
-        """Register the worker and start beating; returns self."""
+        """Register the worker and start beating; returns self. Jobs left running under this
+        worker's name (an earlier process of that name, dead) fail as lost: this one has not
+        taken any yet."""
         with self.services.database.transaction() as session:
             register_worker(
                 session=session, name=self.name, queues=self.queues, concurrency=self.concurrency
+            )
+            left = list(
+                session.scalars(
+                    select(Job.id).where(
+                        Job.status == "running", Job.retried.is_(False), Job.worker == self.name
+                    )
+                )
+            )
+        for job_id in left:
+            log.warning("job %s: left running by an earlier %s; failing it", job_id, self.name)
+            finish_job(
+                services=self.services,
+                job_id=job_id,
+                end=JobEnd(
+                    JobStatus.FAILED,
+                    reason=f"{LOST_REASON}: {self.name} restarted while it ran",
+                    failure_kind="runner_system_failure",
+                ),
             )
         self._last_beat = time.monotonic()
         self._thread.start()

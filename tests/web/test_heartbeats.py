@@ -198,3 +198,17 @@ def test_a_worker_with_a_free_slot_sends_again_the_jobs_it_serves_pending_too_lo
     kept = services.dispatcher
     assert isinstance(kept, KeptJobs) and kept.sent == [old_plain, old_gpu]
     assert new_plain not in kept.sent
+
+
+def test_a_worker_restarted_under_its_name_fails_what_the_dead_one_left_running(
+    services: Services,
+) -> None:
+    left, other = _jobs(services, [], [])
+    _worker(services, "named", ["kapal"])
+    _claim(services, left, "named")
+    _claim(services, other, "someone-else")
+    heartbeat = Heartbeat(services, name="named", queues=["kapal"], concurrency=1)
+    heartbeat.start()
+    heartbeat.stop()
+    assert _job(services, left)[:2] == ("failed", "worker lost: named restarted while it ran")
+    assert _job(services, other)[0] == "running"
