@@ -43,6 +43,7 @@ from runner.build.dockerfile import (
 from runner.build.dockerfile_source import read_dockerfile_within
 from runner.build.dockerignore import DockerIgnore
 from runner.build.expansion import Expander, ExpansionError
+from runner.build.gitsource import GitSource, GitSourceError, fetch_repository, parse_git_source
 from runner.build.imageconfig import DEFAULT_PATH, go_duration_ns, history_entry, rfc3339
 from runner.build.layers import write_layer
 from runner.build.mounts import mounted as mounts_for_step
@@ -702,25 +703,48 @@ class _Build:
                 )
         with self.b.cache.tmp_dir() as work:
             downloads: dict[str, Path] = {}
+            repositories: list[tuple[Path, str]] = []
             if is_add:
                 for source in sources:
-                    if source.startswith(("http://", "https://")):
+                    repository = self.git_source(inst, source)
+                    if repository is not None:
+                        if checksum is not None:
+                            raise self.df.error(inst, "--checksum is not supported for git sources")
+                        repositories.append(self.clone(inst, repository, work))
+                    elif source.startswith(("http://", "https://")):
                         downloads[source] = self.download(inst, source, work)
                         if checksum is not None:
                             self.verify_checksum(inst, source, downloads[source], checksum)
+            elif inst.has_flag("keep-git-dir"):
+                raise self.df.error(inst, "--keep-git-dir belongs to ADD of a git repository")
+            local = [s for s in sources if not (is_add and self.git_source(inst, s))]
             try:
-                items = copying.plan_copy(
-                    tree=tree,
-                    sources=sources,
-                    dest=dest,
-                    image=image,
-                    owner=owner,
-                    extract_archives=is_add,
-                    heredocs=heredocs,
-                    downloads=downloads,
-                    parents=parents,
-                    exclude=exclude,
+                items = (
+                    copying.plan_copy(
+                        tree=tree,
+                        sources=local,
+                        dest=dest,
+                        image=image,
+                        owner=owner,
+                        extract_archives=is_add,
+                        heredocs=heredocs,
+                        downloads=downloads,
+                        parents=parents,
+                        exclude=exclude,
+                    )
+                    if local
+                    else []
                 )
+                for checkout, subdir in repositories:
+                    items += copying.plan_copy(
+                        tree=ContextTree(checkout, DockerIgnore.parse("")),
+                        sources=[subdir or "."],
+                        dest=dest if dest.endswith("/") else dest + "/",
+                        image=image,
+                        owner=owner,
+                        exclude=exclude,
+                    )
+                items.sort(key=lambda item: item.dest)
             except copying.CopyPlanError as exc:
                 raise self.df.error(inst, str(exc)) from None
             digest = copying.fingerprint(items)
@@ -730,6 +754,34 @@ class _Build:
                 self.layer_step(state, key, items, created_by)
             except copying.ArchiveExtractError as exc:
                 raise self.df.error(inst, str(exc)) from None
+
+    def git_source(self, inst: Instruction, source: str) -> GitSource | None:
+        """The git repository an ADD source names (None: not one)."""
+        try:
+            return parse_git_source(source)
+        except GitSourceError as exc:
+            raise self.df.error(inst, str(exc)) from None
+
+    def clone(self, inst: Instruction, source: GitSource, work: Path) -> tuple[Path, str]:
+        """Fetch an ADD git source through the build's network: (checkout, subdirectory)."""
+        if self.o.network == "none":
+            raise self.df.error(
+                inst,
+                f"ADD {source.url}: this build has no network (`network: none`); vendor the "
+                "repository into the build context, or drop `network: none`",
+            )
+        keep = (inst.flag("keep-git-dir") or "false") != "false"
+        dest = work / "git" / str(len(list(work.glob("git/*"))))
+        checkout: list[Path] = []
+
+        def fetch() -> None:
+            checkout.append(fetch_repository(source, dest, keep_git_dir=keep))
+
+        try:
+            self.fetch_in_build_network(inst, fetch, work)
+        except GitSourceError as exc:
+            raise self.df.error(inst, str(exc)) from None
+        return checkout[0], source.subdir
 
     def verify_checksum(self, inst: Instruction, url: str, path: Path, checksum: str) -> None:
         """ADD --checksum: the download must have the digest given (sha256, sha384 or sha512)."""

@@ -93,6 +93,7 @@ _FLAGS: dict[str, dict[str, bool]] = {
         "link": False,
         "checksum": True,
         "exclude": True,
+        "keep-git-dir": False,
     },
     "HEALTHCHECK": {
         "interval": True,
@@ -104,7 +105,6 @@ _FLAGS: dict[str, dict[str, bool]] = {
 }
 _REJECTED = {
     ("RUN", "security"): "RUN --security is not supported; steps run unprivileged",
-    ("ADD", "keep-git-dir"): "ADD of git repositories is not supported; clone in a RUN step",
 }
 _HEREDOC_INSTRUCTIONS = {"RUN", "COPY", "ADD"}
 _JSON_INSTRUCTIONS = {"RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME"}
