@@ -93,3 +93,34 @@ def test_metadata_only_dockerfiles_build_or_raise_build_error(
             assert "Dockerfile:" in str(exc) or "stage" in str(exc)
         else:
             assert result.image.config["rootfs"]["type"] == "layers"
+
+
+_TRIGGERS = st.tuples(
+    st.sampled_from(["ENV", "LABEL", "ARG", "EXPOSE", "CMD", "ONBUILD", "FROM", "WORKDIR", "NOPE"]),
+    st.lists(_WORDS, min_size=0, max_size=3),
+).map(lambda t: f"ONBUILD {t[0]} {' '.join(t[1])}")
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_TRIGGERS, max_size=5), st.lists(_LINES, max_size=4))
+def test_onbuild_triggers_run_in_a_child_stage_or_raise_build_error(
+    triggers: list[str], lines: list[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        ctx = root / "ctx"
+        ctx.mkdir()
+        text = "FROM scratch AS base\n" + "\n".join(triggers) + "\nFROM base\n" + "\n".join(lines)
+        (ctx / "Dockerfile").write_text(text + "\n")
+        builder = Builder(
+            store=ImageStore(root / "store"),
+            cache=LayerCache(root / "cache"),
+            backend=FakeBackend(),
+        )
+        try:
+            result = builder.build(BuildOptions(context=ctx))
+        except BuildError as exc:
+            assert "Dockerfile:" in str(exc)
+        else:
+            own = [line for line in lines if line.startswith("ONBUILD")]
+            assert len(result.image.config["config"].get("OnBuild") or []) == len(own)
