@@ -18,6 +18,9 @@ from web.dashboard.display import utc
 from web.db.models import Job, Pipeline, TestCase
 
 FINISHED = ("success", "failed", "canceled")
+# a branch's newest pipelines the pass rate counts: a branch running more than this in the days
+# shown has its earliest days counted in part
+PASS_RATE_PIPELINES = 2000
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def pass_rate_by_day(
             Pipeline.finished_at >= since,
         )
         .order_by(Pipeline.id.desc())
-        .limit(10_000)
+        .limit(PASS_RATE_PIPELINES)
     ).all()
     passed: dict[date, int] = defaultdict(int)
     total: dict[date, int] = defaultdict(int)
@@ -119,20 +122,23 @@ def pass_rate_by_day(
 
 
 def slowest_jobs(
-    *, session: Session, repository_id: int, runs: int = 500, limit: int = 10
+    *, session: Session, repository_id: int, pipelines: int = 100, limit: int = 10
 ) -> list[JobTime]:
-    """The job names of the repository's last `runs` finished job attempts with the longest
-    mean duration, slowest first."""
+    """The job names of the repository's last `pipelines` pipelines with the longest mean
+    duration over their finished attempts, slowest first."""
+    recent = (
+        select(Pipeline.id)
+        .where(Pipeline.repository_id == repository_id)
+        .order_by(Pipeline.id.desc())
+        .limit(pipelines)
+        .scalar_subquery()
+    )
     rows = session.execute(
-        select(Job.name, Job.started_at, Job.finished_at)
-        .join(Pipeline, Pipeline.id == Job.pipeline_id)
-        .where(
-            Pipeline.repository_id == repository_id,
+        select(Job.name, Job.started_at, Job.finished_at).where(
+            Job.pipeline_id.in_(recent),
             Job.started_at.is_not(None),
             Job.finished_at.is_not(None),
         )
-        .order_by(Job.id.desc())
-        .limit(runs)
     ).all()
     times: dict[str, list[float]] = defaultdict(list)
     for name, start, end in rows:
