@@ -124,6 +124,9 @@ def run(work: Path, repeat: int) -> None:
         docker_build = docker.command("build", "-q", "--network", "none", "-t", "bench-app:docker")
         denv = docker.env()
         runners: dict[str, Callable[[bool], None]] = {
+            "docker build": lambda cold: _run(
+                [*docker_build, *(["--no-cache"] if cold else []), str(ctx)], denv
+            ),
             "kapal (CLI)": lambda cold: _run(
                 [*kapal, *(["--no-cache"] if cold else []), str(ctx)], kapal_env
             ),
@@ -135,9 +138,6 @@ def run(work: Path, repeat: int) -> None:
                 ),
                 None,
             )[1],
-            "docker build": lambda cold: _run(
-                [*docker_build, *(["--no-cache"] if cold else []), str(ctx)], denv
-            ),
         }
         for name, build in runners.items():
             build(True)  # warm-up: caches and page cache primed for every builder alike
