@@ -68,6 +68,15 @@ def register(app: typer.Typer) -> None:
             raise _fail(RunnerError(f"there is no service {name!r} (see `kapal services`)"))
         typer.echo(f"stopped {name}")
 
+    @services_app.command("restart")
+    def restart(name: str) -> None:
+        """Run a service's current version again (after a reboot, or once it exited)."""
+        try:
+            done = services_for(RunnerSettings()).restart(name, typer.echo)
+        except RunnerError as exc:
+            raise _fail(exc) from None
+        typer.echo(f"{name} runs version {done.version} on {done.address or 'no host port'}")
+
     @app.command("deployments")
     def deployments(
         environment: Annotated[str | None, typer.Argument(help="Show this one's history.")] = None,

@@ -130,7 +130,7 @@ class Keeper:
         )
         output = _Output(self.directory / "output.log")
         try:
-            defaults = ImageDefaults(**{k: _tuple(v) for k, v in spec["defaults"].items()})
+            defaults = defaults_from_json(spec["defaults"])
             container = backend.start(
                 sandbox,
                 ContainerSpec(
@@ -239,8 +239,12 @@ def _listening(port: int) -> tuple[bool, str]:
     return True, f"port {port} accepts connections"
 
 
-def _tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+def defaults_from_json(data: Any) -> ImageDefaults:
+    """The `ImageDefaults` a spec.json holds (`dataclasses.asdict` of one, lists for tuples)."""
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in dict(data or {}).items()
+    }
+    return ImageDefaults(**fields)
 
 
 def main(argv: list[str]) -> int:

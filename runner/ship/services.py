@@ -34,7 +34,7 @@ from filelock import FileLock
 
 from runner.errors import RolloutError, ShipError
 from runner.runtime.backend import ImageDefaults
-from runner.ship.keeper import read_json, write_json
+from runner.ship.keeper import defaults_from_json, read_json, write_json
 
 Log = Callable[[str], None]
 
@@ -97,20 +97,25 @@ def check_name(name: str) -> str:
     return name
 
 
+_children: list[subprocess.Popen[bytes]] = []  # keepers and proxies this process started
+
+
 def _alive(pid: Any) -> bool:
+    """Whether `pid` is a running keeper or proxy: a pid from a state file may have been reused
+    by another process since (after a reboot), which must never be signalled."""
     if not isinstance(pid, int) or pid <= 0:
         return False
+    for child in _children:  # started here: it may not have exec'd its module yet
+        if child.pid == pid:
+            return child.poll() is None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1]
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    # a zombie (a child of this process not yet reaped) counts as gone
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-            return False
-    return True
+    if state.startswith("Z"):  # a child of this process, ended, not yet reaped
+        return False
+    return any(arg in (b"runner.ship.keeper", b"runner.ship.proxy") for arg in cmdline)
 
 
 def _spawn(module: str, argument: Path, log: Path, env: Mapping[str, str] | None) -> int:
@@ -128,9 +133,6 @@ def _spawn(module: str, argument: Path, log: Path, env: Mapping[str, str] | None
         )
     _forget(proc)
     return proc.pid
-
-
-_children: list[subprocess.Popen[bytes]] = []
 
 
 def _forget(proc: subprocess.Popen[bytes]) -> None:
@@ -393,6 +395,34 @@ class Services:
                 )
             )
         return out
+
+    def restart(self, name: str, log: Log) -> RolloutResult:
+        """Roll the current version of `name` out again from its recorded spec (after a reboot,
+        or once it exited); `ShipError` when there is no such service or version."""
+        directory = self._dir(name)
+        config = read_json(directory / "service.json") or {}
+        version = config.get("version")
+        spec = read_json(directory / "versions" / str(version) / "spec.json") if version else None
+        if spec is None:
+            raise ShipError(f"service {name!r} has no version to restart (see `kapal services`)")
+        command = spec.get("command")
+        return self.roll_out(
+            ServiceRequest(
+                name=name,
+                owner=str(config.get("owner", "")),
+                image=str(spec.get("image", "")),
+                digest=str(spec.get("digest", "")),
+                layers=tuple(Path(p) for p in spec["layers"]),
+                defaults=defaults_from_json(spec["defaults"]),
+                port=spec.get("port"),
+                host_port=config.get("host_port"),
+                health=spec.get("health"),
+                env=dict(spec.get("env") or {}),
+                command=tuple(command) if command is not None else None,
+                network=str(spec.get("network") or "nat"),
+            ),
+            log,
+        )
 
     def stop(self, name: str) -> bool:
         """Stop every version of `name` and its proxy; False when there is no such service."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -266,3 +268,57 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+
+
+def test_a_reused_pid_in_the_state_is_never_signalled(tmp_path: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "60"])  # a process that took a keeper's old pid
+    try:
+        services = Services(tmp_path / "services", tmp_path)
+        version = tmp_path / "services" / "web" / "versions" / "v1"
+        version.mkdir(parents=True)
+        (version / "status.json").write_text(json.dumps({"state": "healthy", "pid": bystander.pid}))
+        (tmp_path / "services" / "web" / "service.json").write_text(
+            json.dumps({"owner": "o", "version": "v1"})
+        )
+        (tmp_path / "services" / "web" / "proxy.json").write_text(
+            json.dumps({"pid": bystander.pid, "address": "127.0.0.1:1"})
+        )
+        assert [(s.state, s.address) for s in services.list()] == [("exited", None)]
+        assert services.stop("web")
+        assert bystander.poll() is None  # untouched
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_restart_runs_the_current_version_again_after_its_processes_died(
+    kapal_settings: RunnerSettings, image_store: ImageStore, busybox_image: str
+) -> None:
+    services = Services(kapal_settings.data_dir / "services", kapal_settings.data_dir, drain=0.1)
+    name, port = f"boot-{uuid.uuid4().hex[:8]}", free_port()
+    directory = kapal_settings.data_dir / "services" / name
+    try:
+        first = services.roll_out(_request(image_store, name, "same", port), print)
+        keeper = (read_json(directory / "versions" / first.version / "status.json") or {})["pid"]
+        proxy = (read_json(directory / "proxy.json") or {})["pid"]
+        for pid in (proxy, keeper):  # as a reboot would: no SIGTERM, no clean-up
+            os.kill(int(pid), 9)
+        deadline = time.monotonic() + 30
+        while [s.state for s in services.list() if s.name == name] != ["exited"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with pytest.raises(OSError):
+            get(port)
+        again = services.restart(name, print)
+        assert again.version != first.version and again.digest == first.digest
+        assert get(port) == "same"
+        assert [s.state for s in services.list() if s.name == name] == ["running"]
+    finally:
+        services.stop(name)
+        subprocess.run(
+            [sys.executable, "-m", "web.cli", "gc"],
+            env=dict(os.environ, KAPAL_DATA_DIR=str(kapal_settings.data_dir)),
+            capture_output=True,
+            cwd=REPO,
+            check=False,
+        )
