@@ -111,19 +111,40 @@ def test_peer_multi_stage_and_copy_from(builds: BuildHelper, docker: DockerPeer)
     dockerfile = f"""
         FROM {BASE} AS build
         RUN mkdir -p /out/bin && echo built > /out/bin/tool && chmod 755 /out/bin/tool
-        ONBUILD ARG FLAVOUR=plain
-        ONBUILD COPY app.txt /onbuild/
-        ONBUILD RUN echo "flavour=$FLAVOUR" > /onbuild/flavour
-        ONBUILD LABEL from.trigger=yes
         FROM {BASE} AS unused
         RUN echo never > /never
-        FROM build
-        ONBUILD RUN echo own
+        FROM {BASE}
         COPY --from=build /out /opt/app
         COPY --from=0 /out/bin/tool /usr/local/bin/tool
         """
-    # the final stage starts from `build`: its ONBUILD triggers run first, only its own are kept
-    _compare(builds, docker, {"Dockerfile": dockerfile, "app.txt": "app"})
+    _compare(builds, docker, {"Dockerfile": dockerfile})
+
+
+def test_peer_onbuild_triggers_of_a_base_image(builds: BuildHelper, docker: DockerPeer) -> None:
+    # the parent is built by each builder under the same tag; the child runs its triggers first
+    # (ARG, COPY from the child's context, RUN, LABEL) and keeps only its own ONBUILD line
+    parent = builds.root / "onbuild-parent"
+    parent.mkdir()
+    _write(
+        parent,
+        {
+            "Dockerfile": f"""
+                FROM {BASE}
+                ONBUILD ARG FLAVOUR=plain
+                ONBUILD COPY app.txt /onbuild/
+                ONBUILD RUN echo "flavour=$FLAVOUR" > /onbuild/flavour
+                ONBUILD LABEL from.trigger=yes
+                """
+        },
+    )
+    builds.build(parent, tags=("onbuild-parent:1",))
+    docker.run("build", "-q", "--network", "none", "-t", "onbuild-parent:1", str(parent))
+    child = """
+        FROM onbuild-parent:1
+        ONBUILD RUN echo own
+        RUN cat /onbuild/flavour /onbuild/app.txt > /onbuild/seen
+        """
+    _compare(builds, docker, {"Dockerfile": child, "app.txt": "child-app"})
 
 
 def test_peer_dockerignore(builds: BuildHelper, docker: DockerPeer) -> None:
