@@ -234,34 +234,50 @@
     if (expand) expand.addEventListener("click", function () { setAll(true); });
     var ended = document.getElementById("log-end");
     var wasRunning = root.getAttribute("data-finished") !== "yes";
-    var received = 0;  // the last line number the stream gave: a reopened stream starts after it
+    var received = 0;  // the last line number shown or queued: a (re)opened stream starts after it
     var base = root.getAttribute("data-events");
-    var handle = window.kapalStream(function () { return base + "?offset=" + received; }, function (source) {
-      source.addEventListener("message", function (event) {
-        var number = parseInt(event.lastEventId, 10) || received + 1;
-        if (number <= received) return;
-        received = number;
-        view.add(number, event.data);
+    // the log so far in one plain-text request (fast for long logs), then the rest as it comes
+    fetch(root.getAttribute("data-raw"), { credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(function (text) {
+        var lines = text.split("\n");
+        if (lines.length && lines[lines.length - 1] === "") lines.pop();
+        lines.forEach(function (line) { received += 1; view.add(received, line); });
+      })
+      .catch(function () { /* the stream below sends every line instead */ })
+      .then(follow);
+    var handle = null;
+    function follow() {
+      handle = window.kapalStream(function () { return base + "?offset=" + received; }, function (source) {
+        source.addEventListener("message", function (event) {
+          var number = parseInt(event.lastEventId, 10) || received + 1;
+          if (number <= received) return;
+          received = number;
+          view.add(number, event.data);
+        });
+        source.addEventListener("end", function (event) {
+          if (handle) handle.stop();
+          var end = {};
+          try { end = JSON.parse(event.data); } catch (e) { end = {}; }
+          root.setAttribute("data-status", end.status || "");
+          root.classList.add("ended");
+          if (ended) {
+            ended.hidden = false;
+            ended.textContent = "Job " + (end.status || "finished") +
+              (end.exit_code !== null && end.exit_code !== undefined ? " with exit code " + end.exit_code : "") + ".";
+          }
+          if (wasRunning) refreshJob();
+        });
+        source.addEventListener("error", function () {
+          if (source.readyState === EventSource.CLOSED && ended && !root.classList.contains("ended")) {
+            ended.hidden = false;
+            ended.textContent = "The log stream stopped; reload the page to follow it again.";
+          }
+        });
       });
-      source.addEventListener("end", function (event) {
-        handle.stop();
-        var end = {};
-        try { end = JSON.parse(event.data); } catch (e) { end = {}; }
-        root.setAttribute("data-status", end.status || "");
-        root.classList.add("ended");
-        if (ended) {
-          ended.hidden = false;
-          ended.textContent = "Job " + (end.status || "finished") +
-            (end.exit_code !== null && end.exit_code !== undefined ? " with exit code " + end.exit_code : "") + ".";
-        }
-        if (wasRunning) refreshJob();
-      });
-      source.addEventListener("error", function () {
-        if (source.readyState === EventSource.CLOSED && ended && !root.classList.contains("ended")) {
-          ended.hidden = false;
-          ended.textContent = "The log stream stopped; reload the page to follow it again.";
-        }
-      });
-    });
+    }
   });
 })();
