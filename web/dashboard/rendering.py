@@ -14,7 +14,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from web.api.auth import Access
 from web.dashboard import display
-from web.dashboard.signin import CSRF_FIELD, csrf_value, set_csrf_cookie, take_notice
+from web.dashboard.signin import (
+    CSRF_FIELD,
+    csrf_value,
+    forget_notice,
+    notice_of,
+    set_csrf_cookie,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Scripts and styles come from kapal only; no inline script or style attribute is needed, so a
@@ -82,18 +88,19 @@ def render(
 ) -> HTMLResponse:
     """A page: `name` rendered with the viewer, the CSRF value and `context`."""
     csrf, new = csrf_value(request)
-    response = HTMLResponse("", status_code=status_code, headers=SECURITY_HEADERS)
+    notice = notice_of(request)
     html = ENVIRONMENT.get_template(name).render(
         request=request,
         viewer=viewer,
         csrf=csrf,
         now=datetime.now(UTC),
-        notice=take_notice(request, response),
+        notice=notice,
         **context,
     )
-    response.body = response.render(html)
-    response.headers["Content-Length"] = str(len(response.body))
+    response = HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
     response.headers["Cache-Control"] = "no-store"
+    if notice:
+        forget_notice(response)
     if new:
         set_csrf_cookie(response, request, csrf)
     return response

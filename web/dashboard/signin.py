@@ -91,13 +91,15 @@ def set_notice_cookie(response: Response, request: Request, notice: str) -> None
     _keep(response, request, NOTICE_COOKIE, quote(notice[:NOTICE_MAX]), NOTICE_MAX_AGE)
 
 
-def take_notice(request: Request, response: Response) -> str:
-    """The notice waiting for this browser (forgotten once shown), or empty."""
+def notice_of(request: Request) -> str:
+    """The notice waiting for this browser, or empty (`forget_notice` once it is shown)."""
     value = request.cookies.get(NOTICE_COOKIE)
-    if value is None:
-        return ""
+    return "" if value is None else unquote(value)[:NOTICE_MAX]
+
+
+def forget_notice(response: Response) -> None:
+    """Forget the notice shown by this response."""
     response.delete_cookie(NOTICE_COOKIE, path="/", httponly=True, samesite="strict")
-    return unquote(value)[:NOTICE_MAX]
 
 
 def clear_token_cookie(response: Response) -> None:
