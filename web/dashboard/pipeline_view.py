@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from pipeline.errors import PipelineError
 from pipeline.plan import Plan
@@ -17,10 +19,11 @@ from web.dashboard.display import FINISHED_STATUSES
 from web.dashboard.live import pipeline_version
 from web.dashboard.pages import RowId, database_of, page
 from web.dashboard.rendering import render
+from web.db.models import Artifact
 from web.db.pipelines import get_pipeline_detail, get_pipeline_plan
 from web.db.repos import get_repository
-from web.db.results import list_artifacts, list_built_images, list_test_cases
-from web.db.schemas import JobRead, Scope, TestCaseRead
+from web.db.results import list_built_images, list_test_cases
+from web.db.schemas import ArtifactRead, JobRead, Scope, TestCaseRead
 from web.errors import NotFoundError
 
 router = APIRouter(include_in_schema=False)
@@ -101,6 +104,16 @@ def _dag(jobs: list[JobRead], plan: Plan | None) -> Markup | None:
     return Markup(draw_dag(drawn)) if drawn else None
 
 
+def _artifacts_of(session: Session, job_ids: list[int]) -> list[ArtifactRead]:
+    """The artifacts of these jobs in one query (a pipeline may hold hundreds of jobs)."""
+    if not job_ids:
+        return []
+    rows = session.scalars(
+        select(Artifact).where(Artifact.job_id.in_(job_ids)).order_by(Artifact.job_id, Artifact.id)
+    )
+    return [ArtifactRead.model_validate(row) for row in rows]
+
+
 @router.get("/pipelines/{pipeline_id}")
 def pipeline_page(request: Request, pipeline_id: RowId) -> Response:
     """A pipeline: stages of job cards, the needs graph, tests, artifacts, images, actions."""
@@ -119,10 +132,10 @@ def pipeline_page(request: Request, pipeline_id: RowId) -> Response:
             cases = list_test_cases(session=session, pipeline_id=pipeline_id)
             names = {job.id: job.name for job in detail.jobs}
             current = [job for job in detail.jobs if not job.retried]
+            by_job = {job.id: job for job in current}
             artifacts = [
-                (job, artifact)
-                for job in current
-                for artifact in list_artifacts(session=session, job_id=job.id)
+                (by_job[artifact.job_id], artifact)
+                for artifact in _artifacts_of(session, list(by_job))
             ]
             images = [
                 (names.get(image.job_id, "?"), image.job_id, image)
