@@ -205,6 +205,21 @@ def test_jobs_go_to_the_worker_serving_their_tags_and_unserved_ones_say_why(
         "waiting for a worker serving tags arm, gpu: none of the 2 live worker(s) does; "
         "start one with `kapal worker --queues arm,gpu`"
     )
+    # as the REST API shows it
+    import warnings
+
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    from web.app import create_app
+
+    with warnings.catch_warnings():  # Starlette's TestClient prefers httpx2; it takes httpx
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    with TestClient(create_app(services.settings, services=services)) as client:
+        shown = client.get(f"/api/v1/pipelines/{pipeline_id}").json()
+    (job,) = [j for j in shown["jobs"] if j["name"] == "arm"]
+    assert (job["status"], job["reason"]) == ("pending", arm.reason)
     # a worker serving those tags comes: it takes the waiting job, whose reason is cleared
     workers.start("arm-box", "arm", "gpu")
     detail = wait_for(services, pipeline_id, timeout=180)
