@@ -69,11 +69,25 @@ class UserNetwork:
                 "jobs reach the outside world through slirp4netns, which is not installed: "
                 "apt-get install slirp4netns (or give the job `network: none`)"
             )
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            raise ContainerRuntimeError(
+                "jobs' networks need unshare(1) to start slirp4netns in a mount namespace of its "
+                "own: apt-get install util-linux"
+            )
         ready_r, ready_w = os.pipe()
         exit_r, exit_w = os.pipe()
         try:
             proc = subprocess.Popen(
                 [
+                    # In a mount namespace of its own, private all the way down: slirp4netns'
+                    # sandbox makes only "/" private before it pivots and lazily unmounts the old
+                    # root, and run as root in the host's namespace that unmount reaches the
+                    # host's shared mounts (other containers' roots vanished while jobs ran).
+                    unshare,
+                    "--mount",
+                    "--propagation",
+                    "private",
                     binary,
                     "--configure",
                     f"--mtu={_MTU}",
