@@ -82,7 +82,9 @@ def test_each_summary_is_its_commands_own_help() -> None:
     for verb in sorted({*COMMAND_MODULES, "version"}):
         command = app.get_command(context, verb)  # type: ignore[attr-defined]
         first = " ".join((command.help or "").split("\n\n")[0].split())
-        assert COMMAND_SUMMARIES.get(verb) == first, verb
+        assert COMMAND_SUMMARIES.get(verb) == first, (
+            f"web/cli.py: set COMMAND_SUMMARIES[{verb!r}] = {first!r} (what `kapal --help` shows)"
+        )
 
 
 def test_a_verb_still_gets_its_help_and_an_unknown_one_an_error() -> None:
