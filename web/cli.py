@@ -51,7 +51,7 @@ COMMAND_MODULES: dict[str, str] = {
     "play": "web.client_cli",
     "services": "runner.ship.cli",
     "deployments": "runner.ship.cli",
-    "rollback": "runner.ship.cli",
+    "rollback": "web.client_cli",
 }
 
 # sub-command name -> its one-line summary, shown by `kapal --help` without importing the module

@@ -1,5 +1,5 @@
 """The CLI verbs that talk to a kapal server: `repo add|list`, `trigger`, `pipelines`,
-`pipeline`, `logs [-f]`, `cancel`, `retry`, `play`.
+`pipeline`, `logs [-f]`, `cancel`, `retry`, `play`, `rollback` (here when no KAPAL_HOST is set).
 
 Where the server is and the token to send: `KAPAL_HOST`, `KAPAL_TOKEN` (see `web.client`).
 Exit status: 0 done; 1 the server refused (its message printed); 2 bad usage; 3 no server.
@@ -302,3 +302,39 @@ def register(app: typer.Typer) -> None:
     def play(job_id: int = typer.Argument(..., metavar="JOB")) -> None:
         """Start a manual job."""
         act("play", job_id, True)
+
+    @app.command("rollback")
+    def rollback(
+        environment: str = typer.Argument(..., metavar="ENV"),
+        to: int = typer.Option(None, "--to", min=1, help="The deployment to go back to (its id)."),
+        repository: str = typer.Option(None, "--repo", help="Repository name or id (server)."),
+    ) -> None:
+        """Re-deploy an earlier deployment's exact digest (by default the one before): on the
+        server KAPAL_HOST names, else the deployments `kapal run` recorded here."""
+        import os
+
+        if not os.environ.get("KAPAL_HOST"):
+            from runner.ship.cli import rollback_here
+
+            rollback_here(environment, to)
+            return
+        from web.errors import ClientError
+
+        with _client("rollback") as client:
+            repo = None if repository is None else _repository_id(client, repository)
+            found = [
+                e for e in client.get("/api/v1/environments", repo=repo) if e["name"] == environment
+            ]
+            if not found:
+                raise ClientError(f"no environment named {environment!r}; see `kapal deployments`")
+            if len(found) > 1:
+                raise ClientError(
+                    f"{len(found)} repositories have an environment {environment!r}: "
+                    "name one with --repo"
+                )
+            done = client.post(
+                f"/api/v1/environments/{found[0]['id']}/rollback", {} if to is None else {"to": to}
+            )
+        typer.echo(
+            f"{environment}: deployment {done['id']} rolls back to {done.get('rollback_of')}"
+        )

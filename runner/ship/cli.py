@@ -1,4 +1,4 @@
-"""`kapal services` (list, stop), `kapal deployments [ENV]` and `kapal rollback ENV [--to N]`.
+"""`kapal services` (list, stop), `kapal deployments [ENV]`, and `kapal rollback ENV [--to N]` here.
 
 These read and change the local data dir (`KAPAL_DATA_DIR`): the services `kapal run` (or a
 worker on this host) deployed, and the deployments `kapal run` recorded.
@@ -34,7 +34,7 @@ def _when(stamp: float) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `services`, `deployments` and `rollback` to the `kapal` application."""
+    """Add `services` and `deployments` to the `kapal` application (`rollback`: web.client_cli)."""
     services_app = typer.Typer(help="Services deployed by `deploy: service:` jobs.")
     app.add_typer(services_app, name="services")
 
@@ -116,28 +116,27 @@ def register(app: typer.Typer) -> None:
                 )
         Console(width=220).print(table)
 
-    @app.command("rollback")
-    def rollback(
-        environment: str,
-        to: Annotated[
-            int | None, typer.Option("--to", help="The deployment to go back to (its id).")
-        ] = None,
-    ) -> None:
-        """Re-deploy an earlier deployment's exact digest (by default the one before)."""
-        settings = RunnerSettings()
-        log = LocalDeployments(deployments_dir(settings.data_dir))
-        owner = DEFAULT_OWNER
-        now = current(log.history(environment))
-        if now is not None and now.kind == "service":
-            config = read_json(settings.data_dir / "services" / now.target / "service.json")
-            owner = str((config or {}).get("owner") or DEFAULT_OWNER)
-        try:
-            secrets = {k: s.value for k, s in load_secrets(os.environ).items()}
-        except RunnerError as exc:
-            raise _fail(exc) from None
-        shipper = local_shipper(settings, ImageStore(settings.images_dir), owner, None, secrets)
-        try:
-            done = shipper.rollback(environment, typer.echo, to=to)
-        except RunnerError as exc:
-            raise _fail(exc) from None
-        typer.echo(f"{environment}: deployment {done.id} rolls back to {done.rollback_of}")
+
+def rollback_here(environment: str, to: int | None) -> None:
+    """`kapal rollback` without a server: re-deploy an earlier deployment this host recorded.
+
+    (The verb itself lives in `web.client_cli`, which talks to a server when `KAPAL_HOST` is set
+    and calls this otherwise.)
+    """
+    settings = RunnerSettings()
+    log = LocalDeployments(deployments_dir(settings.data_dir))
+    owner = DEFAULT_OWNER
+    now = current(log.history(environment))
+    if now is not None and now.kind == "service":
+        config = read_json(settings.data_dir / "services" / now.target / "service.json")
+        owner = str((config or {}).get("owner") or DEFAULT_OWNER)
+    try:
+        secrets = {k: s.value for k, s in load_secrets(os.environ).items()}
+    except RunnerError as exc:
+        raise _fail(exc) from None
+    shipper = local_shipper(settings, ImageStore(settings.images_dir), owner, None, secrets)
+    try:
+        done = shipper.rollback(environment, typer.echo, to=to)
+    except RunnerError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{environment}: deployment {done.id} rolls back to {done.rollback_of}")

@@ -5,6 +5,9 @@ their current deployment and history, and a rollback through the API restores an
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 import warnings
@@ -20,6 +23,7 @@ from runner.images.registry import RegistryClient
 from runner.images.store import ImageStore
 from runner.ship.settings import services_for
 from tests.runner.ship.test_services_runtime import DOCKERFILE, free_port, get
+from tests.web.api.conftest import LiveServer
 from tests.web.e2e.conftest import wait_for
 from tests.web.test_mirrors import Project
 from web.app import create_app
@@ -86,7 +90,12 @@ def _ship(
     detail = wait_for(
         services,
         pipeline_id,
-        until=lambda p: any(j.name == "production" and j.status == "success" for j in p.jobs),
+        # the pipeline row and its jobs are read by two statements (two snapshots on
+        # PostgreSQL): wait until both show the end
+        until=lambda p: (
+            p.status not in ("created", "pending", "running", "manual")
+            and any(j.name == "production" and j.status == "success" for j in p.jobs)
+        ),
     )
     assert detail.status == "success", detail.jobs
     store = ImageStore(services.settings.images_dir).for_owner(f"repo:{repository.id}")
@@ -150,6 +159,29 @@ def test_manual_gate_deployments_api_and_rollback(
         f"/api/v1/environments/{env['id']}/rollback", headers=AUTH, json={"to": 999999}
     )
     assert refused.status_code == 409 and "no deployment 999999" in refused.json()["error"]
+
+    # `kapal rollback` against the server (KAPAL_HOST): back to the second deployment's digest
+    settings = services.settings.model_copy(update={"admin_token": SecretStr(ADMIN)})
+    server = LiveServer(settings, services, tmp_path / "run" / "kapal.sock")
+    server.start()
+    try:
+        env_vars = {**os.environ, "KAPAL_HOST": server.url, "KAPAL_TOKEN": ADMIN}
+        cli = [sys.executable, "-m", "web.cli", "rollback", "production"]
+        done = subprocess.run(
+            [*cli, "--to", str(history[0]["id"])], env=env_vars, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"rolls back to {history[0]['id']}" in done.stdout
+        unknown = subprocess.run(
+            [*cli[:-1], "staging"], env=env_vars, capture_output=True, text=True
+        )
+        assert unknown.returncode == 1
+        assert "no environment named 'staging'" in unknown.stderr
+        assert "Traceback" not in unknown.stderr
+    finally:
+        server.stop()
+    (env,) = client.get("/api/v1/environments", headers=AUTH).json()
+    assert env["current"]["digest"] == second and env["current"]["rollback_of"] == history[0]["id"]
 
 
 SERVICE_PIPELINE = """\
