@@ -319,6 +319,11 @@ class CancelableBackend:
         self._lock = threading.Lock()
         self._running: dict[str, Container] = {}
 
+    @property
+    def policy(self) -> object:
+        """The wrapped backend's container policy (the builder sizes RUN steps' disks by it)."""
+        return getattr(self._backend, "policy", None)
+
     def setup(self, spec: SandboxSpec) -> Sandbox:
         """Delegate."""
         return self._backend.setup(spec)

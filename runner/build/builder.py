@@ -48,6 +48,7 @@ from runner.build.imageconfig import DEFAULT_PATH, go_duration_ns, history_entry
 from runner.build.layers import write_layer
 from runner.build.mounts import mounted as mounts_for_step
 from runner.build.stages import Stage, plan_stages
+from runner.build.stepdisk import StepDisk, on_step_disk
 from runner.build.treelinks import link_tree
 from runner.build.trees import ContextTree, LayeredTree, SourceTree
 from runner.build.users import resolve_chown
@@ -950,7 +951,7 @@ class _Build:
             *([mounts.mount_key(planned)] if planned else []),
         )
 
-        def produce(work: Path) -> Path:
+        def produce(work: Path, disk: StepDisk | None) -> Path:
             # the runtime is loaded by the first RUN that misses the cache, not by every build
             from runner.runtime.backend import ContainerSpec, Mount
             from runner.runtime.oneshot import run_container
@@ -986,25 +987,30 @@ class _Build:
                         env={**run_env, **arg_env, **secret_env},
                         cwd=cwd,
                         user=user,
-                        upper_dir=upper,
+                        upper_dir=upper if disk is None else disk.upper,
+                        work_dir=None if disk is None else disk.work,
                     )
                     status = run_container(self.b.backend, spec, on_line=on_line, network=network)
             except PolicyError as exc:  # RUN --network=host where the operator forbids it
                 raise self.df.error(inst, str(exc)) from None
             except mounts.MountError as exc:
                 raise self.df.error(inst, str(exc)) from None
+            if disk is not None:
+                status = disk.explain(status)
             if not status.ok:
                 last = "\n".join(f"  {line}" for line in tail) or "  (no output)"
                 raise BuildStepError(
                     f"{self.df.path}:{inst.line}: {_short(inst.source)}: {status.describe()}\n"
                     f"last lines of its output:\n{last}"
                 )
+            if disk is not None:
+                disk.keep(upper)  # a rename cannot leave the disk
             upper.mkdir(exist_ok=True)
             _drop_mountpoints(upper, state.tree())
             mounts.drop_mount_stubs(upper, state.tree(), [p.spec.target for p in planned])
             return upper
 
-        self.cached_layer(state, key, produce)
+        self.cached_layer(state, key, lambda work: on_step_disk(self.b.backend, work, produce))
         self.history(state, f"RUN {prefix}{created} # buildkit", empty=False)
 
     def plan_mounts(

@@ -107,9 +107,11 @@ class ContainerSpec:
     `ImageStore.unpacked_layers` returns them) or of the single directory `rootfs`, plus a
     per-container upper dir. When `upper_dir` is set, that directory is the overlay's upper dir and
     it is kept after the container ends (the image builder turns it into a layer); it must be
-    empty or absent, must not be inside a lower dir, and must be on the same filesystem as
-    KAPAL_DATA_DIR (the overlay work dir lives there). runc creates the mount points the image
-    lacks in it (`/etc/hosts`, `/etc/resolv.conf`, bind-mount targets): drop those from a layer.
+    empty or absent, must not be inside a lower dir, and must be on the same filesystem as the
+    overlay work dir: `work_dir` when set (empty or absent; the caller removes it, e.g. with the
+    size-limited disk both are on), else one the backend keeps beside KAPAL_DATA_DIR. runc creates
+    the mount points the image lacks in it (`/etc/hosts`, `/etc/resolv.conf`, bind-mount
+    targets): drop those from a layer.
 
     The command follows Docker's rules: `entrypoint` replaces the image's Entrypoint (and then the
     image's Cmd is dropped, as `docker run --entrypoint` does; `()` means no entrypoint, like
@@ -132,6 +134,7 @@ class ContainerSpec:
     limits: Limits = field(default_factory=Limits)
     timeout: float | None = None
     upper_dir: Path | None = None
+    work_dir: Path | None = None  # only with upper_dir
 
     def argv(self) -> list[str]:
         """The process arguments after applying the Entrypoint/Cmd rules (may be empty)."""

@@ -320,7 +320,8 @@ class EmbeddedBackend:
         cwd = spec.working_dir()
         if not cwd.startswith("/"):
             raise ContainerStartError(f"working directory {cwd!r} must be an absolute path")
-        mount_overlay(lowers, upper, disk / "work", rootfs)
+        work = spec.work_dir if spec.upper_dir is not None and spec.work_dir else disk / "work"
+        mount_overlay(lowers, upper, work, rootfs)
         user = resolve_user(rootfs, spec.user_spec())
         hostname = spec.hostname or _hostname(spec.name)
         hosts = directory / "hosts"

@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from runner.errors import ImageNotFoundError
+from runner.images import ImageStore
 from runner.runtime.backend import SandboxSpec
 from runner.runtime.disk import image_of, limited_disk
 from runner.runtime.policy import ContainerPolicy
@@ -145,3 +148,67 @@ def test_kapal_run_caps_the_workspace_too(
     with open("/proc/mounts") as mounts:
         assert str(kapal_env["KAPAL_DATA_DIR"]) not in mounts.read()
     assert {p.name for p in Path(kapal_env["KAPAL_DATA_DIR"]).glob("work*")} <= before | {"work"}
+
+
+def _kapal_build(
+    kapal_env: dict[str, str], context: Path, disk: str, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "web.cli", "build", "--no-cache", *flags, str(context)],
+        env={**kapal_env, "KAPAL_JOB_DISK": disk, "SOURCE_DATE_EPOCH": "0"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def test_kapal_build_run_step_cannot_fill_the_host_disk(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    # The step's writable layer is a disk of the cap's size: the write fails there, the step
+    # fails with the disk reason, and neither the disk's mount nor its image file is left.
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\nRUN dd if=/dev/zero of=/big bs=1M count=512 && echo never\n"
+    )
+    data_dir = Path(kapal_env["KAPAL_DATA_DIR"])
+    done = _kapal_build(kapal_env, tmp_path, "64m", "-t", "kapal-test/disk-filler:1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "disk limit exceeded (64 MiB)" in done.stderr
+    assert "No space left on device" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "never" not in done.stdout.replace("&& echo never", "")
+    with open("/proc/mounts") as mounts:
+        assert str(data_dir / "build-cache") not in mounts.read()
+    assert not list((data_dir / "build-cache" / "tmp").glob("*/disk*"))  # mount point, image
+    images = ImageStore(data_dir / "images")
+    with pytest.raises(ImageNotFoundError):
+        images.resolve("kapal-test/disk-filler:1")
+
+
+def test_kapal_build_layer_is_the_same_with_and_without_the_cap(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    # The layer is copied off the step's disk: whiteouts, an opaque dir, a hard link, owner
+    # and mode must come through so that the image is the one an uncapped build makes.
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\n"
+        "RUN echo hi > /hello && ln /hello /hello2 && chown 5:6 /hello && chmod 640 /hello"
+        " && rm /bin/arch && rm -r /usr && mkdir -p /usr/new && echo n > /usr/new/f\n"
+    )
+    digests = {}
+    for disk in ("64m", "none"):
+        done = _kapal_build(kapal_env, tmp_path, disk, "-t", f"kapal-test/disk-layer:{disk}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        digests[disk] = done.stdout.split("built ", 1)[1].split()[0]
+    assert digests["64m"] == digests["none"]
+    images = ImageStore(Path(kapal_env["KAPAL_DATA_DIR"]) / "images")
+    image = images.resolve("kapal-test/disk-layer:64m")
+    with tarfile.open(images.blobs.path(image.layers[-1].digest)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert "bin/.wh.arch" in members
+    assert "usr/.wh..wh..opq" in members
+    assert "usr/new/f" in members
+    hello = members["hello"]
+    assert (hello.uid, hello.gid, hello.mode & 0o7777) == (5, 6, 0o640)
+    assert members["hello2"].islnk() and members["hello2"].linkname == "hello"
