@@ -309,8 +309,8 @@ def register(app: typer.Typer) -> None:
         to: int = typer.Option(None, "--to", min=1, help="The deployment to go back to (its id)."),
         repository: str = typer.Option(None, "--repo", help="Repository name or id (server)."),
     ) -> None:
-        """Re-deploy an earlier deployment's exact digest (by default the one before): on the
-        server KAPAL_HOST names, else the deployments `kapal run` recorded here."""
+        """Re-deploy an earlier deployment's exact digest (by default the one before)."""
+        # on the server KAPAL_HOST names; without one, the deployments `kapal run` recorded here
         import os
 
         if not os.environ.get("KAPAL_HOST"):

@@ -296,7 +296,9 @@ class Engine:
             self._cleanup.shutdown(wait=True)
             if not self.options.keep_work_dir:
                 shutil.rmtree(run_dir, ignore_errors=True)
-        status = pipeline_status(plan, self._states(), canceled=self._canceled.is_set())
+        status = pipeline_status(
+            plan, self._states(), canceled=self._canceled.is_set(), held="skip"
+        )
         self._canceled.clear()  # the next run starts afresh
         self._forced.clear()
         self._auto_canceled = None

@@ -196,12 +196,18 @@ def start_delay(job: Job) -> float:
 
 
 def pipeline_status(
-    plan: Plan, states: Mapping[str, JobState], *, canceled: bool = False
+    plan: Plan,
+    states: Mapping[str, JobState],
+    *,
+    canceled: bool = False,
+    held: Literal["wait", "skip"] = "wait",
 ) -> PipelineStatus:
     """The pipeline's status from its jobs' states (`canceled`: the pipeline was canceled).
 
     `created` while no job has moved; `running` while a job is pending or running or may still
-    start; `manual` when what remains waits for a blocking manual job to be played; once every
+    start; `manual` when a blocking manual job (`allow_failure: false`, an approval gate) waits
+    to be played, whatever else remains (with `held="skip"`, only while jobs wait behind it);
+    once every
     job has finished: `failed` if a job failed without being allowed to, else `canceled` if the
     pipeline or a job was canceled, else `success` (manual jobs nobody played do not count;
     where every job was skipped GitLab says `skipped`, kapal says `success`).
@@ -211,13 +217,16 @@ def pipeline_status(
     statuses = [state.status for state in current.values()]
     if any(s in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SCHEDULED) for s in statuses):
         return PipelineStatus.RUNNING
+    if JobStatus.CREATED in statuses and all(s == JobStatus.CREATED for s in statuses):
+        return PipelineStatus.CREATED
+    # a blocking manual job (an approval gate) holds the pipeline, even as its last job; a run
+    # that does not wait for gates (`held="skip"`, `kapal run`) ends without it
+    gated = any(
+        current[job.name].status == JobStatus.MANUAL and not job.allow_failure for job in jobs
+    )
+    if gated and (held == "wait" or JobStatus.CREATED in statuses):
+        return PipelineStatus.MANUAL
     if JobStatus.CREATED in statuses:
-        if all(s == JobStatus.CREATED for s in statuses):
-            return PipelineStatus.CREATED
-        if any(
-            current[job.name].status == JobStatus.MANUAL and not job.allow_failure for job in jobs
-        ):
-            return PipelineStatus.MANUAL
         return PipelineStatus.RUNNING
     if any(s.status == JobStatus.FAILED and not s.allowed_failure for s in current.values()):
         return PipelineStatus.FAILED

@@ -427,6 +427,21 @@ def test_pipeline_status(
     assert pipeline_status(the_plan, given, canceled=canceled) == expected
 
 
+LAST_GATE = plan(job("unit", "build"), job("deploy", when="manual", allow_failure=False))
+
+
+def test_a_blocking_gate_holds_the_pipeline_even_as_its_last_job() -> None:
+    """GitLab: a pipeline whose `allow_failure: false` manual job waits is blocked (`manual`),
+    whether or not jobs wait behind it; a run that does not wait for gates (`kapal run`) ends
+    as its jobs did, and a gate allowed to fail never holds anything."""
+    waiting = states(unit=S.SUCCESS, deploy=S.MANUAL)
+    assert pipeline_status(LAST_GATE, waiting) == PipelineStatus.MANUAL
+    assert pipeline_status(LAST_GATE, waiting, held="skip") == PipelineStatus.SUCCESS
+    assert pipeline_status(GATED, states(gate=S.MANUAL), held="skip") == PipelineStatus.MANUAL
+    soft = plan(job("unit", "build"), job("deploy", when="manual", allow_failure=True))
+    assert pipeline_status(soft, waiting) == PipelineStatus.SUCCESS
+
+
 @pytest.mark.parametrize(
     ("spec", "attempt", "exit_code", "kind", "expected"),
     [
@@ -543,7 +558,7 @@ def test_a_driven_pipeline_always_finishes_and_decisions_are_stable(
     assert {j.name for j in the_plan.jobs} == set(current)
     assert all(state.status.finished for state in current.values())
     assert len({s.job for s in decided}) == len(decided)
-    assert pipeline_status(the_plan, current) in (
+    assert pipeline_status(the_plan, current, held="skip") in (
         PipelineStatus.SUCCESS,
         PipelineStatus.FAILED,
         PipelineStatus.CANCELED,
