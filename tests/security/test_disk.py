@@ -212,3 +212,32 @@ def test_kapal_build_layer_is_the_same_with_and_without_the_cap(
     hello = members["hello"]
     assert (hello.uid, hello.gid, hello.mode & 0o7777) == (5, 6, 0o640)
     assert members["hello2"].islnk() and members["hello2"].linkname == "hello"
+
+
+def test_pipeline_build_job_run_step_is_capped_too(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    # A `build:` job runs the same builder through the engine's backend (wrapped so that the
+    # job can be canceled): its RUN steps get the policy's disk as well.
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / "Dockerfile").write_text(
+        f"FROM {busybox_image}\nRUN dd if=/dev/zero of=/big bs=1M count=512 && echo never\n"
+    )
+    (project / ".kapal.yml").write_text(
+        "image-build:\n  build:\n    context: .\n    tags: [kapal-test/disk-job:1]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "run", str(project)],
+        env={**kapal_env, "KAPAL_JOB_DISK": "64m"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "disk limit exceeded (64 MiB)" in out
+    with open("/proc/mounts") as mounts:
+        assert str(Path(kapal_env["KAPAL_DATA_DIR"]) / "build-cache") not in mounts.read()
