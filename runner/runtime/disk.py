@@ -103,12 +103,12 @@ class LimitedDisk:
         return disk
 
     def full(self) -> bool:
-        """True when (almost) nothing is left on the disk."""
+        """True when (almost) no space, or no inode, is left on the disk."""
         try:
             info = os.statvfs(self.mount_point)
         except OSError:
             return False
-        return info.f_bavail * info.f_frsize < _FULL_MARGIN
+        return info.f_bavail * info.f_frsize < _FULL_MARGIN or info.f_favail == 0
 
     def remove(self) -> None:
         """Unmount the disk and delete its image and mount point (idempotent)."""

@@ -241,3 +241,14 @@ def test_pipeline_build_job_run_step_is_capped_too(
     assert "disk limit exceeded (64 MiB)" in out
     with open("/proc/mounts") as mounts:
         assert str(Path(kapal_env["KAPAL_DATA_DIR"]) / "build-cache") not in mounts.read()
+
+
+def test_a_disk_out_of_inodes_is_full(tmp_path: Path) -> None:
+    # Many small files run out of inodes before blocks: that is the same limit.
+    with limited_disk(tmp_path / "job", CAP) as disk:
+        with pytest.raises(OSError, match="No space left"):
+            for n in range(1_000_000):
+                (disk.mount_point / str(n)).touch()
+        info = os.statvfs(disk.mount_point)
+        assert info.f_bavail * info.f_frsize > CAP // 2  # blocks were not what ran out
+        assert disk.full()
