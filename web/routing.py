@@ -6,7 +6,9 @@ queue of every non-empty combination of its tags: as with GitLab's runners, a wo
 when it serves every tag the job asks for, and one message is taken by one worker only.
 
 `kapal worker --queues kapal,docker,linux` serves untagged jobs and jobs tagged `docker`,
-`linux` or both; `--queues gpu` serves only jobs tagged `gpu`. A job no live worker serves stays
+`linux` or both; `--queues gpu` serves only jobs tagged `gpu`. Every worker also takes the
+service's own tasks (plan, advance, commit status) from `kapal-service`, so workers that serve
+only tags still move pipelines on. A job no live worker serves stays
 pending, its reason saying which tags it waits for (`unserved_reason`).
 """
 
@@ -18,6 +20,8 @@ from itertools import combinations
 from web.errors import WorkerQueuesError
 
 DEFAULT_QUEUE = "kapal"
+# planning, advancing and commit statuses: every worker takes them, whatever tags it serves
+SERVICE_QUEUE = "kapal-service"
 TAG_QUEUE_PREFIX = "tags:"
 MAX_WORKER_TAGS = 8  # a worker listens to 2**n - 1 tag queues
 WAITING_PREFIX = "waiting for a worker serving"
@@ -39,7 +43,13 @@ def served_tags(served: Iterable[str]) -> frozenset[str]:
 def worker_queues(served: Sequence[str]) -> list[str]:
     """The broker queues of a worker serving `served` (tags, and `kapal` for untagged jobs)."""
     for name in served:
-        if not name or name != name.strip() or "+" in name or name.startswith(TAG_QUEUE_PREFIX):
+        if (
+            not name
+            or name != name.strip()
+            or "+" in name
+            or name.startswith(TAG_QUEUE_PREFIX)
+            or name == SERVICE_QUEUE
+        ):
             raise WorkerQueuesError(
                 f"queue {name!r}: use a job tag (no spaces, no '+', not starting with "
                 f"{TAG_QUEUE_PREFIX!r}) or {DEFAULT_QUEUE!r} for untagged jobs"
@@ -49,7 +59,7 @@ def worker_queues(served: Sequence[str]) -> list[str]:
         raise WorkerQueuesError(
             f"{len(tags)} tags: a worker serves at most {MAX_WORKER_TAGS}; run more workers"
         )
-    queues = [DEFAULT_QUEUE] if DEFAULT_QUEUE in served else []
+    queues = [SERVICE_QUEUE] + ([DEFAULT_QUEUE] if DEFAULT_QUEUE in served else [])
     for size in range(1, len(tags) + 1):
         queues += [job_queue(chosen) for chosen in combinations(tags, size)]
     return queues

@@ -1,7 +1,8 @@
 """The Celery app and its thin tasks, which take ids: `run_job(job_id)`, `advance_pipeline(id)`,
 `plan_pipeline(id, request)` (a webhook's pipeline planned off the request), `commit_status(id,
 status)` (a pipeline's status to its git host, `web.statuses`). A `run_job` message goes to the
-queue of its job's `tags:` (`web.routing`); the others to the default queue.
+queue of its job's `tags:` (`web.routing`); the others to `kapal-service`, which every worker
+takes from.
 
 Task policy lives on `KapalTask`, as Read the Docs does for its builds:
 - late acknowledgement (`task_acks_late`, one message prefetched, a message whose worker died
@@ -41,7 +42,7 @@ from web.db.session import Database
 from web.errors import WebError
 from web.heartbeats import Heartbeat, explain_unserved
 from web.orchestration import Services, advance, plan_recorded_pipeline, requeue_pending
-from web.routing import DEFAULT_QUEUE, job_queue, worker_queues
+from web.routing import DEFAULT_QUEUE, SERVICE_QUEUE, job_queue, worker_queues
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,9 @@ class KapalTask(Task):  # type: ignore[misc]
 
 class CeleryDispatcher:
     """A `web.orchestration.Dispatcher` sending `run_job` messages through a Celery app, each
-    to the queue of its job's `tags:` (`web.routing`)."""
+    to the queue of its job's `tags:` (`web.routing`), and the service's tasks to `queue`."""
 
-    def __init__(self, app: KapalCelery, queue: str = DEFAULT_QUEUE) -> None:
+    def __init__(self, app: KapalCelery, queue: str = SERVICE_QUEUE) -> None:
         self.app = app
         self.queue = queue
 

@@ -169,16 +169,17 @@ def test_queues_by_tags() -> None:
     assert job_queue([]) == "kapal"
     assert job_queue(["linux", "docker", "linux"]) == "tags:docker+linux"
     assert worker_queues(["kapal", "linux", "docker"]) == [
+        "kapal-service",
         "kapal",
         "tags:docker",
         "tags:linux",
         "tags:docker+linux",
     ]
-    assert worker_queues(["gpu"]) == ["tags:gpu"]
+    assert worker_queues(["gpu"]) == ["kapal-service", "tags:gpu"]
     assert job_queue(["docker", "linux"]) in worker_queues(["linux", "docker", "x"])
     assert serves(["kapal"], []) and not serves(["gpu"], [])
     assert serves(["gpu", "arm"], ["arm"]) and not serves(["gpu"], ["gpu", "arm"])
-    for bad in (["a+b"], ["tags:x"], [" x"], [str(n) for n in range(9)]):
+    for bad in (["a+b"], ["tags:x"], [" x"], ["kapal-service"], [str(n) for n in range(9)]):
         with pytest.raises(WorkerQueuesError):
             worker_queues(bad)
 
