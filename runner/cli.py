@@ -1,46 +1,41 @@
-"""`kapal run`: run a pipeline on this machine (registered on the `kapal` app by `web.cli`)."""
+"""`kapal run`: run a pipeline on this machine (registered on the `kapal` app by `web.cli`).
+
+The command parses its own argv (argparse) and `kapal` runs it without Typer (`ARGV_COMMANDS`):
+most of a small pipeline's time was start-up. What a run needs (the engine, the runtime, rich,
+the settings) is imported once the arguments are read, and `--list` imports neither the settings
+(pydantic-settings) nor the engine or runtime; nothing on the path imports the registry's HTTP
+client unless an image is pulled or pushed.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, NamedTuple
 
-import typer
-from filelock import FileLock
-from rich.console import Console
-from rich.table import Table
-
-import pipeline
 from pipeline.errors import PipelineError
-from runner.artifacts import ArtifactStore
-from runner.cache import CacheStore
-from runner.engine import Engine, EngineOptions, PipelineResult
-from runner.engine.recorder import PipelineStatus
-from runner.engine.workspace import InPlaceTree, WorkingTreeSource, working_tree_files
+from runner.argv_commands import ArgvMain, register_argv_command
 from runner.errors import RunnerError, WorkspaceError
-from runner.images.resolve import ImageResolver
-from runner.images.store import ImageStore
-from runner.job_images import StoreImageProvider, embedded_builder
-from runner.owners import local_owner
-from runner.runtime.backend import Limits
-from runner.runtime.durations import format_duration
-from runner.runtime.embedded import EmbeddedBackend
-from runner.runtime.fake import FakeBackend
-from runner.runtime.quantities import parse_size
-from runner.secrets import PipelineAccess, load_secrets, secrets_for
-from runner.settings import RunnerSettings
-from runner.ship.deploy import describe_deploy
-from runner.ship.settings import local_shipper
-from runner.terminal import LiveRecorder, PlainRecorder
 
+if TYPE_CHECKING:
+    import typer
+    from rich.console import Console
+
+    import pipeline
+    from runner.engine import Engine, PipelineResult
+    from runner.runtime.backend import Limits
+    from runner.secrets import Secret
+    from runner.settings import RunnerSettings
+
+RUN_HELP = "Run a pipeline here: every job in a container, no server needed."
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_CANCELED = 130
@@ -66,6 +61,9 @@ def trigger_for(
     pipeline_id: int,
 ) -> pipeline.TriggerContext:
     """The trigger of a local run: the working tree's branch and commit, or sensible defaults."""
+    import pipeline
+    from runner.engine.workspace import working_tree_files
+
     sha = _git(project, "rev-parse", "HEAD") or "0" * 40
     current = _git(project, "rev-parse", "--abbrev-ref", "HEAD")
     name = project.resolve().name or "project"
@@ -85,19 +83,25 @@ def trigger_for(
     )
 
 
+class UsageError(ValueError):
+    """A command-line argument `kapal run` cannot use (exit 2, like argparse's own errors)."""
+
+
 def parse_vars(entries: list[str]) -> list[tuple[str, str]]:
-    """`--var K=V` options as pairs; `typer.BadParameter` for an entry without `=`."""
+    """`--var K=V` options as pairs; `UsageError` for an entry without `=`."""
     pairs = []
     for entry in entries:
         key, sep, value = entry.partition("=")
         if not sep or not key.strip():
-            raise typer.BadParameter(f"{entry!r}: expected NAME=value", param_hint="--var")
+            raise UsageError(f"argument --var: {entry!r}: expected NAME=value")
         pairs.append((key.strip(), value))
     return pairs
 
 
 def next_pipeline_id(data_dir: Path) -> int:
     """A pipeline number for a local run, counting up per data dir."""
+    from filelock import FileLock
+
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # artifacts and caches live here
     counter = data_dir / "local-pipelines"
     with FileLock(str(counter) + ".lock"):
@@ -136,7 +140,18 @@ def cancel_on_signals(engine: Engine, console: Console) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def describe_deploy(spec: pipeline.DeploySpec) -> str:
+    """What a `deploy:` job ships where, for job listings."""
+    where = [f"to {spec.to}"] if spec.to else []
+    if spec.service is not None:
+        port = f" on 127.0.0.1:{spec.service.host_port}" if spec.service.host_port else ""
+        where.append(f"as service {spec.service.name}{port}")
+    return f"deploy: {spec.image} " + " and ".join(where)
+
+
 def _list(the_plan: pipeline.Plan, console: Console) -> None:
+    from rich.table import Table
+
     table = Table(show_edge=False, pad_edge=False)
     for column in ("stage", "job", "when", "needs", "note"):
         table.add_column(column)
@@ -154,107 +169,128 @@ def _list(the_plan: pipeline.Plan, console: Console) -> None:
     console.print(table)
 
 
-def register(app: typer.Typer) -> None:
-    """Add `kapal run` to the `kapal` application."""
+def _at_least(kind: type[int] | type[float], minimum: float) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` no smaller than `minimum`."""
 
-    @app.command("run")
-    def run_command(
-        path: Annotated[
-            Path, typer.Argument(help="Project directory or pipeline file (default: .).")
-        ] = Path("."),
-        job: Annotated[
-            list[str] | None,
-            typer.Option("--job", "-j", help="Run this job (and what it needs); repeatable."),
-        ] = None,
-        stage: Annotated[
-            str | None, typer.Option("--stage", help="Run this stage's jobs (and what they need).")
-        ] = None,
-        branch: Annotated[
-            str | None, typer.Option("--branch", help="Branch the pipeline runs for.")
-        ] = None,
-        source: Annotated[
-            str, typer.Option("--source", help="CI_PIPELINE_SOURCE (push, web, schedule...).")
-        ] = "push",
-        var: Annotated[
-            list[str] | None, typer.Option("--var", help="Extra variable NAME=value; repeatable.")
-        ] = None,
-        secrets_file: Annotated[
-            Path | None,
-            typer.Option(
-                "--secrets-file",
-                help="NAME=value lines, values masked in logs; `protected NAME=value` only "
-                "reaches pipelines of the default branch.",
-            ),
-        ] = None,
-        manual: Annotated[bool, typer.Option("--manual", help="Run manual jobs too.")] = False,
-        list_jobs: Annotated[bool, typer.Option("--list", help="List the jobs and exit.")] = False,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Plan and check images; run nothing.")
-        ] = False,
-        jobs: Annotated[int, typer.Option("--jobs", min=1, help="Jobs run at once.")] = 4,
-        no_cache: Annotated[
-            bool,
-            typer.Option(
-                "--no-cache",
-                help="Neither restore nor save job caches; build images without the layer cache.",
-            ),
-        ] = False,
-        in_place: Annotated[
-            bool,
-            typer.Option(
-                "--in-place",
-                help="Mount the project directory itself into every job instead of a copy: "
-                "what jobs write (artifacts and caches restored too) stays in your tree.",
-            ),
-        ] = False,
-        memory: Annotated[
-            str | None,
-            typer.Option(help="Memory of each container, e.g. 2g (default KAPAL_JOB_MEMORY)."),
-        ] = None,
-        cpus: Annotated[
-            float | None,
-            typer.Option(min=0.01, help="CPUs of each container, e.g. 1.5 (KAPAL_JOB_CPUS)."),
-        ] = None,
-        pids: Annotated[
-            int | None,
-            typer.Option(min=1, help="Processes per container (default KAPAL_JOB_PIDS)."),
-        ] = None,
-    ) -> None:
-        """Run a pipeline here: every job in a container, no server needed."""
-        console = Console()
-        if source not in pipeline.PIPELINE_SOURCES:
-            raise typer.BadParameter(
-                f"{source!r} is not a pipeline source; use one of: "
-                + ", ".join(pipeline.PIPELINE_SOURCES),
-                param_hint="--source",
-            )
-        variables = parse_vars(var or [])
+    def parse(text: str) -> float:
         try:
-            code = _run(
-                path=path,
-                only=frozenset(job or ()),
-                stage=stage,
-                branch=branch,
-                source=source,
-                variables=variables,
-                secrets_file=secrets_file,
-                manual=manual,
-                list_jobs=list_jobs,
-                dry_run=dry_run,
-                concurrency=jobs,
-                use_cache=not no_cache,
-                in_place=in_place,
-                limits=(memory, cpus, pids),
-                console=console,
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is smaller than the minimum {minimum}")
+        return value
+
+    return parse
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """The arguments of `kapal run`."""
+    parser = argparse.ArgumentParser(
+        prog="kapal run", usage="kapal run [OPTIONS] [PATH]", description=RUN_HELP
+    )
+    add = parser.add_argument
+    add(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        type=Path,
+        default=Path("."),
+        help="Project directory or pipeline file (default: .).",
+    )
+    add(
+        "-j",
+        "--job",
+        action="append",
+        default=[],
+        help="Run this job (and what it needs); repeatable.",
+    )
+    add("--stage", help="Run this stage's jobs (and what they need).")
+    add("--branch", help="Branch the pipeline runs for.")
+    add("--source", default="push", help="CI_PIPELINE_SOURCE (push, web, schedule...).")
+    add("--var", action="append", default=[], help="Extra variable NAME=value; repeatable.")
+    add(
+        "--secrets-file",
+        type=Path,
+        help="NAME=value lines, values masked in logs; `protected NAME=value` only reaches "
+        "pipelines of the default branch.",
+    )
+    add("--manual", action="store_true", help="Run manual jobs too.")
+    add("--list", dest="list_jobs", action="store_true", help="List the jobs and exit.")
+    add("--dry-run", action="store_true", help="Plan and check images; run nothing.")
+    add("--jobs", type=_at_least(int, 1), default=4, help="Jobs run at once (default 4).")
+    add(
+        "--no-cache",
+        action="store_true",
+        help="Neither restore nor save job caches; build images without the layer cache.",
+    )
+    add(
+        "--in-place",
+        action="store_true",
+        help="Mount the project directory itself into every job instead of a copy: what jobs "
+        "write (artifacts and caches restored too) stays in your tree.",
+    )
+    add("--memory", help="Memory of each container, e.g. 2g (default KAPAL_JOB_MEMORY).")
+    add(
+        "--cpus",
+        type=_at_least(float, 0.01),
+        help="CPUs of each container, e.g. 1.5 (KAPAL_JOB_CPUS).",
+    )
+    add("--pids", type=_at_least(int, 1), help="Processes per container (default KAPAL_JOB_PIDS).")
+    return parser
+
+
+def run_main(argv: list[str]) -> int:
+    """`kapal run ARGV`: run (or list) the pipeline; return the exit code."""
+    from pipeline.context import PIPELINE_SOURCES
+
+    parser = run_parser()
+    args = parser.parse_args(argv)  # a usage error exits 2
+    try:
+        if args.source not in PIPELINE_SOURCES:
+            raise UsageError(
+                f"argument --source: {args.source!r} is not a pipeline source; use one of: "
+                + ", ".join(PIPELINE_SOURCES)
             )
-        except PipelineError as exc:
-            for problem in exc.problems:
-                typer.echo(f"error: {problem}", err=True)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except RunnerError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        raise typer.Exit(code)
+        variables = parse_vars(args.var)
+    except UsageError as exc:
+        parser.error(str(exc))
+    from rich.console import Console
+
+    try:
+        return _run(
+            path=args.path,
+            only=frozenset(args.job),
+            stage=args.stage,
+            branch=args.branch,
+            source=args.source,
+            variables=variables,
+            secrets_file=args.secrets_file,
+            manual=args.manual,
+            list_jobs=args.list_jobs,
+            dry_run=args.dry_run,
+            concurrency=args.jobs,
+            use_cache=not args.no_cache,
+            in_place=args.in_place,
+            limits=(args.memory, args.cpus, args.pids),
+            console=Console(),
+        )
+    except PipelineError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
+ARGV_COMMANDS: dict[str, ArgvMain] = {"run": run_main}
+
+
+def register(app: typer.Typer) -> None:
+    """Add `kapal run` to the `kapal` application (as an argv pass-through)."""
+    register_argv_command(app, "run", run_main, RUN_HELP)
 
 
 def _run(
@@ -275,6 +311,11 @@ def _run(
     limits: tuple[str | None, float | None, int | None],
     console: Console,
 ) -> int:
+    import pipeline
+    from runner.runtime.backend import Limits
+    from runner.runtime.quantities import parse_size
+    from runner.secrets import load_secrets
+
     if not path.exists():
         raise WorkspaceError(f"{path}: no such file or directory; pass the project directory")
     if path.is_file():
@@ -282,15 +323,18 @@ def _run(
     else:
         project = path
         pipeline_file = pipeline.find_pipeline_file(project)
-    settings = RunnerSettings()
-    policy = settings.container_policy()
     memory, cpus, pids = limits
     asked = Limits(
         memory_bytes=parse_size(memory, what="--memory") if memory else None, cpus=cpus, pids=pids
     )
-    policy.check_limits(asked)
+    settings = None
+    if not list_jobs:  # a listing reads no settings (pydantic-settings costs tens of ms)
+        from runner.settings import RunnerSettings
+
+        settings = RunnerSettings()
+        settings.container_policy().check_limits(asked)
     secrets = load_secrets(os.environ, secrets_file)
-    pipeline_id = next_pipeline_id(settings.data_dir) if not (list_jobs or dry_run) else 0
+    pipeline_id = next_pipeline_id(settings.data_dir) if settings and not dry_run else 0
     context = trigger_for(
         project, branch=branch, source=source, variables=variables, pipeline_id=pipeline_id
     )
@@ -300,18 +344,70 @@ def _run(
         return 0
     for notice in the_plan.warnings:  # what kapal plans around (ignored keywords, ...)
         console.print(str(notice), style="yellow", markup=False, highlight=False, soft_wrap=True)
-    if list_jobs:
+    if settings is None:
         _list(the_plan, console)
         return 0
+    return _execute(
+        the_plan,
+        context,
+        settings,
+        project=project,
+        asked=asked,
+        secrets=secrets,
+        options=_Options(only, stage, manual, dry_run, concurrency, use_cache, in_place),
+        console=console,
+    )
+
+
+class _Options(NamedTuple):
+    """What `kapal run`'s options ask of the engine."""
+
+    only: frozenset[str]
+    stage: str | None
+    manual: bool
+    dry_run: bool
+    concurrency: int
+    use_cache: bool
+    in_place: bool
+
+
+def _execute(
+    the_plan: pipeline.Plan,
+    context: pipeline.TriggerContext,
+    settings: RunnerSettings,
+    *,
+    project: Path,
+    asked: Limits,
+    secrets: Mapping[str, Secret],
+    options: _Options,
+    console: Console,
+) -> int:
+    """Run the planned pipeline (or with --dry-run check its images); return the exit code."""
+    from runner.artifacts import ArtifactStore
+    from runner.cache import CacheStore
+    from runner.engine import Engine, EngineOptions
+    from runner.engine.recorder import PipelineStatus
+    from runner.engine.workspace import InPlaceTree, WorkingTreeSource
+    from runner.images.resolve import ImageResolver
+    from runner.images.store import ImageStore
+    from runner.job_images import StoreImageProvider, embedded_builder
+    from runner.owners import local_owner
+    from runner.secrets import PipelineAccess, secrets_for
+    from runner.ship.settings import local_shipper
+    from runner.terminal import LiveRecorder, PlainRecorder
+
+    policy = settings.container_policy()
+    pipeline_id = context.pipeline_id
     store = ImageStore(settings.images_dir)
     # a local run belongs to its project; the default branch counts as protected, as in GitLab
     owner, access = local_owner(project), PipelineAccess.of_trigger(context)
-    options = EngineOptions(
-        concurrency=concurrency,
-        manual=manual,
+    only = options.only
+    engine_options = EngineOptions(
+        concurrency=options.concurrency,
+        manual=options.manual,
         only=only,
-        stage=stage,
-        use_cache=use_cache,
+        stage=options.stage,
+        use_cache=options.use_cache,
         project_dir=context.project_dir,
         secrets=secrets_for(access, secrets),
         limits=policy.limits_for(asked),
@@ -326,7 +422,9 @@ def _run(
     artifacts = ArtifactStore(settings.data_dir / "artifacts")
     caches = CacheStore(settings.data_dir / "cache", owner, protected=access.protected)
     resolver = ImageResolver(store, settings)
-    if dry_run:
+    if options.dry_run:
+        from runner.runtime.fake import FakeBackend
+
         engine = Engine(
             backend=FakeBackend(),
             images=StoreImageProvider(store, resolver=resolver, owner=owner),
@@ -334,13 +432,15 @@ def _run(
             work_dir=settings.data_dir / "runs",
             artifacts=artifacts,
             caches=caches,
-            options=options,
+            options=engine_options,
         )
         selected = engine.selected_jobs(the_plan)
         engine.check_images(the_plan, selected)
         _list(the_plan, console)
         console.print(f"dry run: {len(selected)} job(s) would run; images are in the store")
         return 0
+    from runner.runtime.embedded import EmbeddedBackend
+
     backend = EmbeddedBackend(settings, policy)
     engine = Engine(
         backend=backend,
@@ -355,14 +455,14 @@ def _run(
         work_dir=settings.data_dir / "runs",
         artifacts=artifacts,
         caches=caches,
-        options=options,
+        options=engine_options,
     )
     artifacts.prune(keep=LOCAL_PIPELINES_KEPT - 1)
     live = recorder if isinstance(recorder, LiveRecorder) else nullcontext()
     with cancel_on_signals(engine, console), live:
         result = engine.run(
             the_plan,
-            InPlaceTree(project) if in_place else WorkingTreeSource(project),
+            InPlaceTree(project) if options.in_place else WorkingTreeSource(project),
             pipeline_id=pipeline_id,
         )
     console.print()
@@ -374,4 +474,6 @@ def _run(
 
 
 def _seconds(result: PipelineResult) -> str:
+    from runner.runtime.durations import format_duration
+
     return format_duration(result.duration)

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from filelock import FileLock
 
 from runner.errors import (
@@ -43,6 +43,9 @@ from runner.images.image import Image
 from runner.images.platforms import pick_platform
 from runner.images.reference import DEFAULT_REGISTRY, Reference
 from runner.images.store import ImageStore
+
+if TYPE_CHECKING:
+    import httpx
 
 DOCKER_HUB_HOST = "registry-1.docker.io"
 CHUNK_UPLOAD_SIZE = 16 << 20
@@ -143,6 +146,8 @@ class RegistryClient:
         self._insecure = set(insecure)
         self._auth_file = auth_file
         self._progress = progress
+        import httpx  # loaded when a registry is talked to, not at start-up
+
         self._client = httpx.Client(transport=transport, timeout=timeout, follow_redirects=True)
         self._tokens: dict[tuple[str, str], str] = {}
         self._basic: set[str] = set()
@@ -181,6 +186,8 @@ class RegistryClient:
                 headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
 
     def _handle_challenge(self, ref: Reference, scope: str, response: httpx.Response) -> None:
+        import httpx
+
         scheme, params = parse_challenge(response.headers.get("www-authenticate", ""))
         creds = self._credentials(ref.registry)
         if scheme == "basic":
@@ -235,6 +242,8 @@ class RegistryClient:
         stream: bool = False,
     ) -> Iterator[httpx.Response]:
         """Send a request with auth and retries; yield a response whose status is in `ok`."""
+        import httpx
+
         last: httpx.Response | None = None
         authed = False
         for attempt in range(RETRIES + 1):
@@ -353,6 +362,8 @@ class RegistryClient:
         return image
 
     def _fetch_blob(self, ref: Reference, store: ImageStore, digest: str, size: int) -> None:
+        import httpx
+
         if store.blobs.has(digest):
             self._progress(digest, size, size)
             return
@@ -434,6 +445,8 @@ class RegistryClient:
     def _push_blob(
         self, store: ImageStore, ref: Reference, scope: str, base: str, digest: str, size: int
     ) -> None:
+        import httpx
+
         head_url = f"{base}{ref.repository}/blobs/{digest}"
         with self._send("HEAD", head_url, ref, scope, ok=(200, 404)) as response:
             if response.status_code == 200:
@@ -466,6 +479,8 @@ class RegistryClient:
         location: str,
     ) -> None:
         """Send a blob to an upload session at `location`: one PUT, or PATCH chunks then PUT."""
+        import httpx
+
         path = store.blobs.path(digest)
         if size <= CHUNK_UPLOAD_SIZE:
 
@@ -498,6 +513,8 @@ class RegistryClient:
 
     @staticmethod
     def _location(response: httpx.Response, base: str) -> str:
+        import httpx
+
         location = response.headers.get("location")
         if not location:
             raise RegistryError(f"registry answered {response.status_code} with no Location")

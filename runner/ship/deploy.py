@@ -72,15 +72,6 @@ def _host_port(value: int | str | None, values: Mapping[str, str]) -> int | None
     return int(text)
 
 
-def describe_deploy(spec: DeploySpec) -> str:
-    """What a `deploy:` job ships where, for job listings."""
-    where = [f"to {spec.to}"] if spec.to else []
-    if spec.service is not None:
-        port = f" on 127.0.0.1:{spec.service.host_port}" if spec.service.host_port else ""
-        where.append(f"as service {spec.service.name}{port}")
-    return f"deploy: {spec.image} " + " and ".join(where)
-
-
 def _expand(text: str, values: Mapping[str, str]) -> str:
     return expand(text, values)
 
