@@ -1,6 +1,6 @@
 """The import budget of kapal's start-up: what the quick commands may not import.
 
-A person runs `kapal version`, `kapal --help`, `kapal exec` and `kapal build` all day, and their
+A person runs `kapal version`, `kapal --help`, `kapal exec`, `kapal build` and `kapal run` all day, and their
 start-up is what they wait for (issue 11). Each test runs the command as a subprocess under
 `python -X importtime` and reads the modules it imported; no wall-clock threshold (the machine's
 load would make one flaky), but a heavy import creeping back into a quick path fails here.
@@ -125,3 +125,39 @@ def test_lint_checks_a_file_without_typer_or_the_runner(tmp_path: Path) -> None:
     modules, out = imported_by(None, "lint", str(tmp_path))
     assert out == f"{tmp_path / '.kapal.yml'}: valid (1 job)\n"
     assert heavy_in(modules, "runner") == []
+
+
+def test_run_list_starts_without_typer_the_settings_or_the_runtime(tmp_path: Path) -> None:
+    # `kapal run --list` may import the pipeline package (with yaml), rich (its table), and the
+    # small runner modules a plan needs (errors, secrets, limits, the working tree's file list).
+    (tmp_path / ".kapal.yml").write_text("job:\n  image: busybox\n  script: [echo hi]\n")
+    modules, out = imported_by(None, "run", "--list", str(tmp_path))
+    assert "job" in out and "busybox" in out
+    unexpected = heavy_in(
+        modules,
+        "runner.settings",
+        "runner.engine.job_runner",
+        "runner.runtime.embedded",
+        "runner.images.registry",
+        "runner.ship",
+        "filelock",
+        "web.client",
+    )
+    assert [m for m in unexpected if m.split(".")[0] != "rich"] == []
+
+
+def test_run_starts_without_typer_or_the_http_client(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    # A run imports the engine, the runtime and the settings, but not Typer (argparse reads its
+    # options), nor httpx (only a pull or push talks to a registry), nor the service's database.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".kapal.yml").write_text(f"job:\n  image: {busybox_image}\n  script: [echo ran]\n")
+    modules, out = imported_by(kapal_env, "run", str(project))
+    assert "[job] ran" in out and "success" in out
+    assert heavy_in(modules) == sorted(
+        m for m in modules if m.split(".")[0] in ("rich", "pydantic", "pydantic_settings")
+    )
+    assert {"typer", "click", "httpx", "sqlalchemy"}.isdisjoint(modules)
+    assert "runner.engine.job_runner" in modules  # the check above saw a real run's imports
