@@ -1,9 +1,10 @@
 """The import budget of kapal's start-up: what the quick commands may not import.
 
-A person runs `kapal version`, `kapal --help`, `kapal exec`, `kapal build` and `kapal run` all day, and their
-start-up is what they wait for (issue 11). Each test runs the command as a subprocess under
-`python -X importtime` and reads the modules it imported; no wall-clock threshold (the machine's
-load would make one flaky), but a heavy import creeping back into a quick path fails here.
+A person runs `kapal version`, `kapal --help`, `kapal exec`, `kapal build` and `kapal run` all
+day, and their start-up is what they wait for (issue 11). Each test runs the command as a
+subprocess under `python -X importtime` and reads the modules it imported; no wall-clock threshold
+(the machine's load would make one flaky), but a heavy import creeping back into a quick path
+fails here.
 """
 
 from __future__ import annotations
