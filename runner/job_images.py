@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from runner.build.builder import Builder as DockerfileBuilder
-from runner.build.builder import BuildOptions
-from runner.build.cache import LayerCache
 from runner.errors import BuildError, ImageError, ImageNotFoundError, RunnerError
 from runner.images.image import Image
 from runner.images.reference import Reference
@@ -388,6 +385,11 @@ def embedded_builder(backend: Backend, build_cache_dir: Path) -> Builder:
     """
 
     def build(store: ImageStore, request: BuildRequest, log: BuildLog) -> str:
+        # the builder is imported only when a `build:` job runs (a pipeline start-up cost otherwise)
+        from runner.build.builder import Builder as DockerfileBuilder
+        from runner.build.builder import BuildOptions
+        from runner.build.cache import LayerCache
+
         cancelable = CancelableBackend(backend, request.cancel)
         builder = DockerfileBuilder(
             store=store,

@@ -152,7 +152,8 @@ def test_run_starts_without_typer_or_the_http_client(
     kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
 ) -> None:
     # A run imports the engine, the runtime and the settings, but not Typer (argparse reads its
-    # options), nor httpx (only a pull or push talks to a registry), nor the service's database.
+    # options), nor httpx (only a pull or push talks to a registry), nor the service's database,
+    # nor the web package.
     project = tmp_path / "project"
     project.mkdir()
     (project / ".kapal.yml").write_text(f"job:\n  image: {busybox_image}\n  script: [echo ran]\n")
@@ -162,4 +163,7 @@ def test_run_starts_without_typer_or_the_http_client(
         m for m in modules if m.split(".")[0] in ("rich", "pydantic", "pydantic_settings")
     )
     assert {"typer", "click", "httpx", "sqlalchemy"}.isdisjoint(modules)
+    # no `build:` job: the Dockerfile builder is not imported
+    assert [m for m in modules if m.startswith("runner.build")] == []
+    assert sorted(m for m in modules if m.split(".")[0] == "web") == ["web", "web.cli"]
     assert "runner.engine.job_runner" in modules  # the check above saw a real run's imports
