@@ -4,10 +4,12 @@ Lifecycle: construct a `Builder` with the image store, the layer cache, a contai
 factory for one, called on the first RUN that misses the cache) and a `BuildReporter`; call
 `build(options)` once per build (a builder holds no per-build state between calls, so one instance
 may serve several sequential builds). Each build: parse the Dockerfile, plan the stages the target
-needs, then for each instruction either update the config (metadata steps, recorded in history with
+needs, then for each stage run its base's ONBUILD triggers first (the stage keeps none of them),
+and for each instruction either update the config (metadata steps, recorded in history with
 `empty_layer`) or produce a layer: RUN in a container over an overlay of the layers so far (the kept
-upper dir becomes the layer), COPY/ADD/WORKDIR written directly into a layer tree. Layer-producing
-steps are cached by key (see `runner.build.cache`).
+upper dir becomes the layer; `--mount`s prepared by `runner.build.mounts`), COPY/ADD/WORKDIR
+written directly into a layer tree (ADD of a git repository through `runner.build.gitsource`).
+Layer-producing steps are cached by key (see `runner.build.cache`).
 The target's layers and config are committed to the store under the requested tags; layers the build
 produced are handed to the store as hard links to the cache's blob and unpacked tree, so a built
 layer is kept on disk once.
