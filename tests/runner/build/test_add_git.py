@@ -3,10 +3,7 @@ repository served over HTTP, through the build's network."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import pytest
 from runner.build.gitsource import GitSource, GitSourceError, parse_git_source
 from runner.build.trees import LayeredTree
 from runner.errors import DockerfileError
-from tests.runner.build.conftest import BuildHelper
+from tests.runner.build.conftest import BuildHelper, serve_directory
 
 BASE = "busybox:latest"
 
@@ -50,21 +47,8 @@ def served_repository(tmp_path: Path) -> Iterator[str]:
     _git(root, "clone", "-q", "--bare", str(work), "repo.git")
     _git(root / "repo.git", "update-server-info")
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/repo.git"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_directory(root) as port:
+        yield f"http://127.0.0.1:{port}/repo.git"
 
 
 def test_add_git_refs_subdirs_and_keep_git_dir(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gzip
-import http.server
 import io
 import json
 import os
@@ -14,14 +11,13 @@ import tempfile
 import textwrap
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runner.build.builder import BuildResult
 from runner.errors import BuildError, BuildStepError, DockerfileError
-from tests.runner.build.conftest import BuildHelper
+from tests.runner.build.conftest import BuildHelper, serve_directory
 
 BASE = "busybox:latest"
 
@@ -318,7 +314,7 @@ def test_add_extracts_local_tars_and_downloads_urls(
     served = tmp_path / "served"
     served.mkdir()
     (served / "remote.txt").write_text("from the web\n")
-    with _http_server(served) as port:
+    with serve_directory(served) as port:
         dockerfile = f"""
             FROM {BASE}
             ADD bundle.tar.gz /opt/
@@ -467,26 +463,6 @@ def test_network_none_cuts_the_network(builds: BuildHelper, busybox_image: str) 
     # the default: a namespace of its own, with slirp4netns' tap device to the outside world
     default = builds.build(ctx)
     assert builds.run(default.image, "cat", "/ifaces")[1].split() == ["lo", "tap0"]
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _http_server(directory: Path) -> Iterator[int]:
-    """Serve `directory` over HTTP on 127.0.0.1; yields the port."""
-    handler = functools.partial(_Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_concurrent_builds_share_the_cache_safely(builds: BuildHelper, busybox_image: str) -> None:

@@ -4,14 +4,8 @@ COPY --parents, COPY/ADD --exclude, ADD --checksum, RUN --network, FROM --platfo
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import http.server
 import os
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +13,7 @@ from runner.build.builder import BuildResult
 from runner.build.trees import LayeredTree
 from runner.errors import DockerfileError
 from runner.images.reference import Reference
-from tests.runner.build.conftest import BuildHelper
+from tests.runner.build.conftest import BuildHelper, serve_directory
 
 BASE = "busybox:latest"
 
@@ -101,30 +95,12 @@ def test_copy_exclude_leaves_out_matches(builds: BuildHelper, busybox_image: str
     }
 
 
-@contextlib.contextmanager
-def _serve(directory: Path) -> Iterator[int]:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_add_checksum_is_verified(builds: BuildHelper, busybox_image: str) -> None:
     served = builds.root / "served"
     served.mkdir()
     (served / "tool.bin").write_bytes(b"tool-v1\n")
     good = hashlib.sha256(b"tool-v1\n").hexdigest()
-    with _serve(served) as port:
+    with serve_directory(served) as port:
         url = f"http://127.0.0.1:{port}/tool.bin"
         ok = builds.context(f"FROM {BASE}\nADD --checksum=sha256:{good} {url} /tool.bin\n")
         result = builds.build(ok, network="host")
