@@ -401,7 +401,10 @@ class _Build:
             triggers = []
         for text in triggers:
             inst = self.trigger(stage, str(text))
-            self.step(stage, state, inst)
+            try:
+                self.step(stage, state, inst)
+            except DockerfileError as exc:
+                raise DockerfileError(f"{exc} (in an ONBUILD trigger of {stage.base})") from None
 
     def trigger(self, stage: Stage, text: str) -> Instruction:
         """Parse one ONBUILD trigger of the base (text its author wrote) as an instruction."""

@@ -119,3 +119,29 @@ def test_push_sends_the_image_to_a_registry(
     )
     assert response.status_code == 200
     assert response.headers["Docker-Content-Digest"] == built.group(1)
+
+
+def test_secrets_from_a_file_and_the_environment(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox:latest\n"
+        "RUN --mount=type=secret,id=file --mount=type=secret,id=TOKEN,env=T "
+        'cat /run/secrets/file > /out && echo "$T" >> /out && cat /out\n'
+    )
+    secret = tmp_path / "secret.txt"
+    secret.write_text("from-a-file\n")
+    env = {**kapal_env, "TOKEN": "from-the-env"}
+    built = _kapal(
+        env, "build", "--secret", f"id=file,src={secret}", "--secret", "id=TOKEN", str(tmp_path)
+    )
+    assert built.returncode == 0, built.stderr
+    assert "  | from-a-file" in built.stdout and "  | from-the-env" in built.stdout
+    for flag, message in [
+        ("id=x,src=/nonexistent/s", "cannot read /nonexistent/s"),
+        ("src=/etc/hostname", "id=NAME is missing"),
+        ("id=UNSET_VARIABLE_X", "the variable UNSET_VARIABLE_X is not set"),
+        ("nonsense", "write id=NAME,src=FILE"),
+    ]:
+        bad = _kapal(kapal_env, "build", "--secret", flag, str(tmp_path))
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr

@@ -87,4 +87,6 @@ def test_bad_triggers_of_an_image_are_clear_errors(
     (ctx / "Dockerfile").write_text("FROM onbuild-bad:1\nRUN true\n")
     with pytest.raises(DockerfileError, match=message) as caught:
         builds.build(ctx)
-    assert "Dockerfile:1:" in str(caught.value)
+    assert "Dockerfile:1:" in str(caught.value) and "ONBUILD trigger of onbuild-bad:1" in str(
+        caught.value
+    )
