@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from runner.engine import Engine, PipelineResult
     from runner.runtime.backend import Limits
     from runner.secrets import Secret
-    from runner.settings import RunnerSettings
+    from runner.settings_env import EnvSettings
 
 RUN_HELP = "Run a pipeline here: every job in a container, no server needed."
 EXIT_FAILED = 1
@@ -329,9 +329,9 @@ def _run(
     )
     settings = None
     if not list_jobs:  # a listing reads no settings (pydantic-settings costs tens of ms)
-        from runner.settings import RunnerSettings
+        from runner.settings_env import EnvSettings
 
-        settings = RunnerSettings()
+        settings = EnvSettings.from_environ()  # RunnerSettings' variables, without pydantic
         settings.container_policy().check_limits(asked)
     secrets = load_secrets(os.environ, secrets_file)
     pipeline_id = next_pipeline_id(settings.data_dir) if settings and not dry_run else 0
@@ -374,7 +374,7 @@ class _Options(NamedTuple):
 def _execute(
     the_plan: pipeline.Plan,
     context: pipeline.TriggerContext,
-    settings: RunnerSettings,
+    settings: EnvSettings,
     *,
     project: Path,
     asked: Limits,
@@ -393,7 +393,7 @@ def _execute(
     from runner.job_images import StoreImageProvider, embedded_builder
     from runner.owners import local_owner
     from runner.secrets import PipelineAccess, secrets_for
-    from runner.ship.settings import local_shipper
+    from runner.ship.local import local_shipper
     from runner.terminal import LiveRecorder, PlainRecorder
 
     policy = settings.container_policy()

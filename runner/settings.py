@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runner.errors import RunnerError
-from runner.runtime.backend import Limits
-from runner.runtime.durations import parse_duration
+from runner.runtime.environment import default_data_dir
 from runner.runtime.policy import ContainerPolicy
-from runner.runtime.quantities import parse_size
+from runner.settings_env import container_policy
 
 
 def _default_data_dir() -> Path:
-    return Path.home() / ".local" / "share" / "kapal"
+    return default_data_dir()
 
 
 class RunnerSettings(BaseSettings):
@@ -74,29 +71,4 @@ class RunnerSettings(BaseSettings):
 
     def container_policy(self) -> ContainerPolicy:
         """The limits, caps, disk cap and network rule for containers; RunnerError if malformed."""
-        return ContainerPolicy(
-            defaults=Limits(
-                memory_bytes=parse_size(self.job_memory, what="KAPAL_JOB_MEMORY"),
-                cpus=self.job_cpus,
-                pids=self.job_pids,
-            ),
-            caps=Limits(
-                memory_bytes=parse_size(self.max_job_memory, what="KAPAL_MAX_JOB_MEMORY"),
-                cpus=self.max_job_cpus,
-                pids=self.max_job_pids,
-            ),
-            max_timeout=_setting(parse_duration, self.max_job_timeout, "KAPAL_MAX_JOB_TIMEOUT"),
-            allow_host_network=self.allow_host_network,
-            disk_bytes=(
-                None
-                if self.job_disk.strip().lower() == "none"
-                else parse_size(self.job_disk, what="KAPAL_JOB_DISK")
-            ),
-        )
-
-
-def _setting(parse: Callable[[str], float], text: str, name: str) -> float:
-    try:
-        return parse(text)
-    except RunnerError as err:
-        raise RunnerError(f"{name}: {err}") from None
+        return container_policy(self)

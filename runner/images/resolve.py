@@ -9,10 +9,11 @@ from runner.errors import ImageNotFoundError, RegistryError
 from runner.images.image import Image
 from runner.images.reference import DEFAULT_REGISTRY, Reference
 from runner.images.store import ImageStore, not_found
-from runner.settings import RunnerSettings
 
 if TYPE_CHECKING:
     from runner.images.registry import RegistryClient
+    from runner.settings import RunnerSettings
+    from runner.settings_env import EnvSettings
 
 
 class ImageResolver:
@@ -27,7 +28,7 @@ class ImageResolver:
     def __init__(
         self,
         store: ImageStore,
-        settings: RunnerSettings,
+        settings: RunnerSettings | EnvSettings,
         client_factory: Callable[[], RegistryClient] | None = None,
     ) -> None:
         self.store = store

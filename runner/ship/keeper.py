@@ -32,7 +32,6 @@ from runner.errors import RunnerError
 from runner.runtime.backend import ContainerSpec, ImageDefaults, SandboxSpec
 from runner.runtime.embedded import EmbeddedBackend
 from runner.runtime.usernet import run_in_network
-from runner.settings import RunnerSettings
 
 _LOG_CAP = 4 << 20
 _CHECK_INTERVAL = 0.25
@@ -118,6 +117,8 @@ class Keeper:
     def run(self) -> int:
         """Run the version to its end; the process's exit code."""
         spec = self.spec
+        from runner.settings import RunnerSettings  # the keeper's own process, not kapal run's
+
         settings = RunnerSettings(data_dir=Path(spec["data_dir"]))
         policy = dataclasses.replace(settings.container_policy(), max_timeout=None)
         backend = EmbeddedBackend(settings, policy)
