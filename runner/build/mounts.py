@@ -279,6 +279,11 @@ def plan_mount(spec: RunMount, tree_for: Callable[[str | None], SourceTree]) -> 
         source = posixpath.normpath("/" + (spec.source or "/"))
         if isinstance(tree, LayeredTree):
             source = "/" + tree.resolve(source, follow_last=True)
+        elif isinstance(tree, ContextTree) and source != "/":
+            # symlinks in the context are followed inside it, as `docker build` follows them
+            with ConfinedTree(tree.root) as context:
+                resolved = context.resolve(source)
+            source = "/" + resolved if resolved else source
         host = tree.locate(source.lstrip("/")) if source != "/" else Path("/")
         if host is None:
             where = "the build context" if isinstance(tree, ContextTree) else "the source"

@@ -97,6 +97,8 @@ def test_bind_mounts_from_the_context_and_a_stage(builds: BuildHelper, busybox_i
         RUN --mount=type=bind,from=tools,source=/opt/tools,target=/t cat /t/version > /from-stage
         RUN --mount=type=bind,target=/ctx,rw touch /ctx/scribble && ls /ctx > /listing
         RUN --mount=type=bind,source=src/main.txt,target=/one.txt cat /one.txt > /single
+        RUN --mount=type=bind,source=rel,target=/r --mount=type=bind,source=abs,target=/a \
+            cat /r/main.txt /a/main.txt > /through-links
         """
     files: dict[str, str | bytes] = {
         "src/main.txt": "main-v1\n",
@@ -104,10 +106,13 @@ def test_bind_mounts_from_the_context_and_a_stage(builds: BuildHelper, busybox_i
         ".dockerignore": "*.log\n**/*.log",
     }
     ctx = builds.context(dockerfile, files)
+    (ctx / "rel").symlink_to("src")
+    (ctx / "abs").symlink_to("/src")  # the context's own /src, as docker build reads it
     result = builds.build(ctx)
     code, out = builds.run(result.image, "cat", "/from-context", "/from-stage", "/single")
     assert code == 0
     assert out.splitlines() == ["main-v1", "read-only", "tool-v1", "main-v1"]
+    assert builds.run(result.image, "cat", "/through-links")[1].splitlines() == ["main-v1"] * 2
     listing = builds.run(result.image, "cat", "/listing")[1].splitlines()
     assert "scribble" in listing and "Dockerfile" in listing
     # rw writes are discarded, and targets the image lacked leave no mount point in a layer
