@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from runner.build.builder import Builder, BuildOptions, BuildResult
 from runner.build.cache import LayerCache
-from runner.build.mounts import MountError, cache_dir, parse_mount
+from runner.build.mounts import MountError, PlannedMount, cache_dir, mounted, parse_mount
 from runner.errors import DockerfileError
 from runner.images import ImageStore
 from runner.images.reference import Reference
@@ -240,3 +241,53 @@ def test_cache_ids_never_name_a_path(tmp_path: Path) -> None:
     for identifier in ("../../../../etc", "/..", "a/../../b", ""):
         path = cache_dir(root, "repo:1", identifier)
         assert path.parent.parent == root and stat.S_ISDIR(os.stat(root.parent).st_mode)
+
+
+def test_cache_seeded_from_a_stage_and_read_only(builds: BuildHelper, busybox_image: str) -> None:
+    dockerfile = f"""
+        FROM {BASE} AS tools
+        RUN mkdir -p /opt/seed && echo seeded > /opt/seed/first
+        FROM {BASE}
+        RUN --mount=type=cache,target=/c,id=seeded,from=tools,source=/opt/seed \\
+            cat /c/first > /seen && echo more > /c/second
+        RUN --mount=type=cache,target=/c,id=seeded,ro \\
+            (ls /c && (touch /c/third 2>/dev/null && echo writable || echo read-only)) > /ro
+        """
+    result = builds.build(builds.context(dockerfile))
+    assert builds.run(result.image, "cat", "/seen")[1] == "seeded"
+    assert builds.run(result.image, "cat", "/ro")[1].splitlines() == [
+        "first",
+        "second",
+        "read-only",
+    ]
+
+
+def test_cache_sharing_locked_waits_and_private_gets_its_own(tmp_path: Path) -> None:
+    root = tmp_path / "mounts"
+
+    def plan(sharing: str) -> list[PlannedMount]:
+        return [PlannedMount(parse_mount(f"type=cache,target=/c,sharing={sharing}", "/"))]
+
+    def enter(sharing: str, work: Path) -> Path:
+        work.mkdir()
+        with mounted(plan(sharing), work=work, cache_root=root, owner=None, secrets={}) as (m, _):
+            return m[0].source
+
+    work = tmp_path / "holder"
+    work.mkdir()
+    holder = mounted(plan("locked"), work=work, cache_root=root, owner=None, secrets={})
+    held_mounts, _env = holder.__enter__()
+    held = held_mounts[0].source
+    try:
+        # while one step holds it, a private user gets a fresh directory, a shared one the same
+        assert enter("private", tmp_path / "p") != held
+        assert enter("shared", tmp_path / "s") == held
+        waited: list[Path] = []
+        waiter = threading.Thread(target=lambda: waited.append(enter("locked", tmp_path / "l")))
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert waiter.is_alive() and not waited  # a locked user waits for the holder
+    finally:
+        holder.__exit__(None, None, None)
+    waiter.join()
+    assert waited == [held]  # and gets the same directory once it is free
