@@ -43,9 +43,14 @@ WEBHOOK_SECRET = "whsec-visible-to-admins"
 SCREENSHOTS = "dashboard-screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Headless Chromium for the whole session."""
+    """Headless Chromium for the dashboard's tests (one launch for them all).
+
+    Package-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop running in
+    this thread while it is started, so tests collected after these (`asyncio.run` in
+    tests/web/hooks) could not run their own loop if it lived to the end of the session.
+    """
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed: run .ci/setup (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
