@@ -23,7 +23,8 @@ uvicorn on 127.0.0.1, a real Celery worker (embedded, threads pool) and the real
 
 Apart (`--part`, on PostgreSQL + Redis, merged into the same JSON file):
 
-- `list`: `GET /api/v1/pipelines` over 100,000 recorded pipelines (`--list-size`): p50/p95 of
+- `list`: `GET /api/v1/pipelines` and the dashboard's list page `/` over 100,000 recorded
+  pipelines (`--list-size`): p50/p95 of
   200 calls each of the first page, a repository's branch, a status, the page after a cursor.
 - `workers`: 20 pipelines of 4 jobs (`sleep 1` each) through one `kapal worker` process, then
   through two (each `--concurrency 2`): seconds until the last one finished.
@@ -464,6 +465,20 @@ def bench_pipeline_list(
                     spent.append(time.perf_counter() - sent)
                     if answer.status_code != 200 or not answer.json()["items"]:
                         raise SystemExit(f"pipeline list {params}: {answer.status_code}")
+                timings[label] = {
+                    "p50": round(_quantile(spent, 0.5) * 1000, 1),
+                    "p95": round(_quantile(spent, 0.95) * 1000, 1),
+                }
+            # the dashboard's list page (server-rendered HTML), as a person opens it
+            pages = {"dashboard /": "/", "dashboard / filtered": "/?status=failed&ref=branch-7"}
+            for label, path in pages.items():
+                spent = []
+                for _ in range(requests):
+                    sent = time.perf_counter()
+                    answer = client.get(path)
+                    spent.append(time.perf_counter() - sent)
+                    if answer.status_code != 200 or "branch-" not in answer.text:
+                        raise SystemExit(f"dashboard {path}: {answer.status_code}")
                 timings[label] = {
                     "p50": round(_quantile(spent, 0.5) * 1000, 1),
                     "p95": round(_quantile(spent, 0.95) * 1000, 1),
