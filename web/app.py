@@ -3,8 +3,10 @@ and metrics, with a body-size limit and error answers a person can act on.
 
 Lifecycle: `create_app` makes nothing that holds a resource; the app's lifespan opens the
 database (and, unless `services` is given, a Celery app to send jobs through) and disposes of
-them at shutdown. Whatever a client sends is answered with a 4xx and `{"error": "..."}`; a 500
-means kapal itself failed, and its body says no more than that (the traceback is logged).
+them at shutdown. Whatever a client sends is answered with a 4xx and `{"error": "..."}`; a
+database that cannot be reached is a 503 saying to retry (the engine reconnects by itself once
+it is back); a 500 means kapal itself failed, and its body says no more than that (the traceback
+is logged).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from web.api import environments, health, hooks, jobs, pipelines, repos, tokens
@@ -38,6 +40,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HOOKS_PREFIX = "/hooks/"
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+DATABASE_DOWN = (
+    "kapal cannot reach its database right now; retry in a few seconds (a webhook: redeliver "
+    "it from the git host); if this lasts, check that the database is up and KAPAL_DATABASE_URL"
+)
 
 
 class BodyLimit:
@@ -130,7 +136,21 @@ def _validation_message(errors: list[Any]) -> str:
     return "invalid request: " + "; ".join(shown) + more
 
 
+def _connection_lost(exc: DBAPIError) -> bool:
+    """Whether `exc` means the database cannot be reached (down, restarting, connection cut),
+    rather than a statement kapal got wrong."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(
+            {"error": "kapal failed to handle this request; the server log has the details"},
+            status_code=500,
+        )
+
     @app.exception_handler(WebError)
     async def web_error(_request: Request, exc: WebError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -155,20 +175,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(OperationalError)
-    async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database error: %s", exc)
-        return JSONResponse(
-            {"error": "the database is unavailable; try again shortly"}, status_code=503
-        )
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("%s %s failed", request.method, request.url.path)
-        return JSONResponse(
-            {"error": "kapal failed to handle this request; the server log has the details"},
-            status_code=500,
-        )
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not _connection_lost(exc):
+            return await internal_error(request, exc)
+        log.error("%s %s: the database is unavailable: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": DATABASE_DOWN}, status_code=503, headers={"Retry-After": "5"})
 
 
 def _default_services(settings: Settings, database: Database) -> Services:
