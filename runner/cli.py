@@ -1,10 +1,11 @@
 """`kapal run`: run a pipeline on this machine (registered on the `kapal` app by `web.cli`).
 
 The command parses its own argv (argparse) and `kapal` runs it without Typer (`ARGV_COMMANDS`):
-most of a small pipeline's time was start-up. What a run needs (the engine, the runtime, rich,
-the settings) is imported once the arguments are read, and `--list` imports neither the settings
-(pydantic-settings) nor the engine or runtime; nothing on the path imports the registry's HTTP
-client unless an image is pulled or pushed.
+most of a small pipeline's time was start-up. What a run needs (the engine, the runtime, rich)
+is imported once the arguments are read; the settings are `RunnerSettings`' variables read
+without pydantic (`runner.settings_env`), and `--list` reads none. Nothing on the path imports
+the registry's HTTP client unless an image is pulled or pushed, nor the Dockerfile builder unless
+a `build:` job runs. tests/test_startup.py holds these import budgets.
 """
 
 from __future__ import annotations

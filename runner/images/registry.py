@@ -9,6 +9,9 @@ a token, then the request is retried with it; `Basic` retries with the credentia
 from a docker config.json-style file (`RunnerSettings.registry_auth_file`, by default
 `~/.docker/config.json`): `{"auths": {"host:port": {"auth": base64("user:password")}}}` or
 `{"username": ..., "password": ...}` in place of `auth`.
+
+httpx is imported when a client is made, not with this module: `kapal run` imports the module
+but talks to a registry only to pull or push.
 """
 
 from __future__ import annotations
