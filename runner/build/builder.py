@@ -50,7 +50,7 @@ from runner.build.imageconfig import DEFAULT_PATH, go_duration_ns, history_entry
 from runner.build.layers import write_layer
 from runner.build.mounts import mounted as mounts_for_step
 from runner.build.stages import Stage, plan_stages
-from runner.build.stepdisk import StepDisk, on_step_disk
+from runner.build.stepdisk import BuildDisk, StepDisk
 from runner.build.treelinks import link_tree
 from runner.build.trees import ContextTree, LayeredTree, SourceTree
 from runner.build.users import resolve_chown
@@ -289,10 +289,18 @@ class _Build:
             if name in options.secret_args
         }
         self.secrets.update(options.secrets)
+        # RUN steps that miss the cache write their layers there (made by the first one)
+        self.disk = BuildDisk(builder.cache.tmp_dir)
 
     # -- driving ---------------------------------------------------------------------------
 
     def run(self) -> BuildResult:
+        try:
+            return self.run_stages()
+        finally:
+            self.disk.close()  # failed or canceled too: no disk outlives its build
+
+    def run_stages(self) -> BuildResult:
         global_values = self.global_args()
         plan = plan_stages(self.df, global_values, self.o.target)
         self.plan = plan
@@ -1015,7 +1023,11 @@ class _Build:
             mounts.drop_mount_stubs(upper, state.tree(), [p.spec.target for p in planned])
             return upper
 
-        self.cached_layer(state, key, lambda work: on_step_disk(self.b.backend, work, produce))
+        def produce_on_disk(work: Path) -> Path:
+            with self.disk.step(self.b.backend) as disk:
+                return produce(work, disk)
+
+        self.cached_layer(state, key, produce_on_disk)
         self.history(state, f"RUN {prefix}{created} # buildkit", empty=False)
 
     def plan_mounts(

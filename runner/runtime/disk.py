@@ -10,7 +10,7 @@ Measured on the tested machine (2 cores shared with other work, load average abo
 virtio, kernel 6.18), 10 GiB image: create (mkfs.ext4 + loop mount) 28-49 ms, remove (unmount,
 which frees the image's blocks) 20-40 ms; bench/container_start.py puts a one-container sandbox
 at about 124 ms with the disk against 79 ms without (median of 20). Only sandboxes whose
-containers write a layer pay it (a build RUN step gets one of its own: runner.build.stepdisk). A
+containers write a layer pay it (a build gets one for its RUN steps: runner.build.stepdisk). A
 size-limited tmpfs would hold what jobs write in RAM; a watchdog summing file sizes would let a
 fast writer overshoot between two scans and cost a tree walk per scan.
 

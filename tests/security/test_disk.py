@@ -214,6 +214,33 @@ def test_kapal_build_layer_is_the_same_with_and_without_the_cap(
     assert members["hello2"].islnk() and members["hello2"].linkname == "hello"
 
 
+def test_kapal_build_steps_share_one_disk_and_each_has_the_whole_cap(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    # The RUN steps of a build write on one disk: what a step wrote is deleted before the next
+    # runs, so three steps of 40 MiB each fit a 64 MiB cap, and a fourth past it still fails.
+    # The disk goes with the build.
+    write = "RUN dd if=/dev/zero of=/f{n} bs=1M count=40 2>/dev/null && rm /bin/arch{n}\n"
+    steps = "".join(write.format(n=n) for n in range(3))
+    copies = "RUN for n in 0 1 2; do cp /bin/arch /bin/arch$n; done\n"
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox_image}\n{copies}{steps}")
+    data_dir = Path(kapal_env["KAPAL_DATA_DIR"])
+    done = _kapal_build(kapal_env, tmp_path, "64m", "-t", "kapal-test/disk-steps:1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    image = ImageStore(data_dir / "images").resolve("kapal-test/disk-steps:1")
+    with tarfile.open(ImageStore(data_dir / "images").blobs.path(image.layers[-1].digest)) as tar:
+        assert {"f2", "bin/.wh.arch2"} <= set(tar.getnames())
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\n{copies}{steps}RUN dd if=/dev/zero of=/big bs=1M count=80\n"
+    )
+    done = _kapal_build(kapal_env, tmp_path, "64m", "-t", "kapal-test/disk-steps:2")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "disk limit exceeded (64 MiB)" in done.stderr
+    with open("/proc/mounts") as mounts:
+        assert str(data_dir / "build-cache") not in mounts.read()
+    assert not list((data_dir / "build-cache" / "tmp").glob("*/disk*"))
+
+
 def test_pipeline_build_job_run_step_is_capped_too(
     kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
 ) -> None:
