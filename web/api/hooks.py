@@ -6,6 +6,13 @@ app's body limit, before anything is read into memory), which repository the del
 repository's secret (401), the event and payload (400, 415; 202 `{"ignored": ...}` for an event
 that asks for nothing). A verified delivery is recorded once per provider + delivery id: a
 redelivery answers 200 with the first one's `{"pipeline_id": N}` and makes nothing new.
+
+A push, tag or merge request is answered 201 `{"pipeline_id": N, "status": "created"}` as soon
+as its delivery and pipeline are recorded: git and the planner run on a worker (the
+`plan_pipeline` task), which fails the pipeline with the reason when its file is invalid or the
+commit cannot be fetched, and marks it `skipped` with the reason when the commit has no pipeline
+file or `workflow: rules` create none (the delivery records the same outcome). Only when no
+message can be sent to a worker is the pipeline planned in the request.
 """
 
 from __future__ import annotations
@@ -113,7 +120,11 @@ def _deliver(
     assert isinstance(outcome, Trigger)
     try:
         made = create_pipeline_from_trigger(
-            services=services, repository_id=repository.id, trigger=outcome, delivery_row_id=row_id
+            services=services,
+            repository_id=repository.id,
+            trigger=outcome,
+            delivery_row_id=row_id,
+            plan_now=False,
         )
     except BaseException as exc:
         # leave the delivery redeliverable: the host's retry (or a person's) runs it again
@@ -153,6 +164,7 @@ def _route(provider: Provider) -> None:
         summary=f"{provider.value} webhook",
         responses={
             200: {"description": "a redelivery: the pipeline the first delivery made"},
+            201: {"description": "the pipeline recorded (`created`); a worker plans it"},
             202: {"description": 'an event that asks for no pipeline: `{"ignored": reason}`'},
             400: {"description": "malformed payload or headers, with the reason"},
             401: {"description": "bad or missing signature"},

@@ -6,6 +6,7 @@ what these tests check); tests that need jobs to run use the end-to-end fixtures
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from web.db.pipelines import create_pipeline
 from web.db.repos import create_repository
 from web.db.schemas import JobCreate, PipelineCreate, Provider, RepositoryCreate, RepositoryRead
 from web.db.session import Database
-from web.orchestration import Services
+from web.orchestration import Services, plan_recorded_pipeline
 from web.settings import Settings
 
 ADMIN = "admin-test-token"
@@ -35,14 +36,25 @@ WEBHOOK_SECRET = "s3cret-webhook-key"
 
 
 class RecordingDispatcher:
-    """A dispatcher that keeps the job ids it is given."""
+    """A dispatcher that keeps the job ids it is given, and plans a pipeline it is sent at once
+    as a worker's `plan_pipeline` task would (the request through JSON, as Celery sends it)
+    when it has `services` (the `services` fixture sets them)."""
 
     def __init__(self) -> None:
         self.sent: list[int] = []
+        self.planned: list[tuple[int, dict[str, Any]]] = []
+        self.services: Services | None = None
 
     def run_jobs(self, job_ids: Sequence[int]) -> None:
         """Remember the jobs."""
         self.sent.extend(job_ids)
+
+    def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
+        """Remember the pipeline and its request; plan it when the dispatcher has services."""
+        sent = json.loads(json.dumps(request))
+        self.planned.append((pipeline_id, sent))
+        if self.services is not None:
+            plan_recorded_pipeline(services=self.services, pipeline_id=pipeline_id, **sent)
 
 
 @pytest.fixture
@@ -68,8 +80,11 @@ def services(settings: Settings, dispatcher: RecordingDispatcher) -> Iterator[Se
     """The service layer on the test database."""
     database = Database(settings.database_url)
     try:
-        yield Services(settings=settings, database=database, dispatcher=dispatcher)
+        made = Services(settings=settings, database=database, dispatcher=dispatcher)
+        dispatcher.services = made
+        yield made
     finally:
+        dispatcher.services = None
         database.dispose()
 
 

@@ -1,5 +1,6 @@
-"""Whatever a client sends to the REST API (bodies, query strings, path ids, headers), the
-answer is never a 500, and an error is `{"error": "..."}`."""
+"""Whatever a client sends to the REST API (bodies, query strings, path ids, headers) or the
+three webhook routes (10,000 fuzzed deliveries, signed and not, on PostgreSQL), the answer is
+never a 500, and an error is `{"error": "..."}`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.web.api.conftest import AUTH, add_pipeline, error_of, register
+from tests.web.api.test_hooks import (
+    HEADER_NAMES,
+    HEADER_VALUES,
+    delivery_bodies,
+    post_fuzzed_delivery,
+)
 from web.orchestration import Services
 
 JSON = st.recursive(
@@ -111,3 +119,30 @@ def test_fuzzed_requests_never_get_a_500(
     assert answer.status_code < 500, (method, path, answer.text)
     if answer.status_code >= 400:
         error_of(answer)
+
+
+FUZZED_DELIVERIES = 10_000
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@settings(
+    max_examples=FUZZED_DELIVERIES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    provider=st.sampled_from(["github", "gitlab", "gitea"]),
+    headers=st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=8),
+    body=delivery_bodies(),
+    signed=st.booleans(),
+)
+def test_ten_thousand_fuzzed_deliveries_never_get_a_500(
+    client: TestClient,
+    services: Services,
+    provider: str,
+    headers: dict[str, str],
+    body: bytes,
+    signed: bool,
+) -> None:
+    post_fuzzed_delivery(client, services, provider, headers, body, signed)

@@ -19,7 +19,7 @@ from tests.web.test_mirrors import Project
 from web.db.deliveries import get_delivery
 from web.db.pipelines import list_pipelines
 from web.db.schemas import Provider
-from web.orchestration import Services
+from web.orchestration import Services, plan_recorded_pipeline
 
 ZERO = "0" * 40
 PIPELINE = """
@@ -107,13 +107,49 @@ def test_an_invalid_pipeline_file_gives_a_failed_pipeline_with_its_errors(
     assert detail["jobs"] == []
 
 
-def test_a_commit_without_pipeline_file_is_ignored(client: TestClient, origin: Project) -> None:
+def test_a_commit_without_pipeline_file_gives_a_skipped_pipeline_with_the_reason(
+    client: TestClient, services: Services, origin: Project
+) -> None:
     sha = origin.commit({"README": "hi"})
     origin.push()
+    headers, body = delivery("github", push_of(sha), "push", delivery_id="no-file")
+    answer = client.post("/hooks/github", content=body, headers=headers)
+    assert answer.status_code == 201, answer.text
+    pipeline_id = answer.json()["pipeline_id"]
+    detail = client.get(f"/api/v1/pipelines/{pipeline_id}").json()
+    assert detail["status"] == "skipped"
+    assert "no pipeline file" in detail["reason"]
+    assert detail["jobs"] == []
+    with services.database.transaction() as session:
+        kept = get_delivery(session=session, provider=Provider.GITHUB, delivery_id="no-file")
+    assert kept is not None and kept.pipeline_id == pipeline_id
+    assert kept.outcome.startswith("ignored: no pipeline file")
+    again = client.post("/hooks/github", content=body, headers=headers)
+    assert again.status_code == 200
+    assert again.json()["pipeline_id"] == pipeline_id
+
+
+def test_the_hook_answers_before_planning_and_a_worker_plans(
+    client: TestClient, services: Services, origin: Project, dispatcher: RecordingDispatcher
+) -> None:
+    sha = origin.commit({".kapal.yml": PIPELINE})
+    origin.push()
+    dispatcher.services = None  # no worker takes the plan message yet
     headers, body = delivery("github", push_of(sha), "push")
     answer = client.post("/hooks/github", content=body, headers=headers)
-    assert answer.status_code == 202
-    assert "no pipeline file" in answer.json()["ignored"]
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["status"] == "created"
+    pipeline_id = answer.json()["pipeline_id"]
+    [(planned_id, request)] = dispatcher.planned
+    assert planned_id == pipeline_id
+    waiting = client.get(f"/api/v1/pipelines/{pipeline_id}").json()
+    assert (waiting["status"], waiting["jobs"]) == ("created", [])
+    assert dispatcher.sent == []
+    # the worker's plan_pipeline task, with the request the route sent
+    plan_recorded_pipeline(services=services, pipeline_id=pipeline_id, **request)
+    detail = client.get(f"/api/v1/pipelines/{pipeline_id}").json()
+    assert [j["name"] for j in detail["jobs"]] == ["test"]
+    assert dispatcher.sent == [detail["jobs"][0]["id"]]
 
 
 def test_ping_and_branch_deletion_are_ignored(client: TestClient, origin: Project) -> None:
@@ -260,7 +296,7 @@ JSON_VALUES = st.recursive(
 )
 
 
-def _bodies() -> st.SearchStrategy[bytes]:
+def delivery_bodies() -> st.SearchStrategy[bytes]:
     def mutated(data: dict[str, Any], key: str, value: Any) -> bytes:
         data = dict(data)
         data[key] = value
@@ -295,7 +331,7 @@ def _bodies() -> st.SearchStrategy[bytes]:
 @given(
     provider=st.sampled_from(["github", "gitlab", "gitea"]),
     headers=st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=8),
-    body=_bodies(),
+    body=delivery_bodies(),
     signed=st.booleans(),
 )
 def test_fuzzed_deliveries_never_get_a_500(
@@ -306,6 +342,19 @@ def test_fuzzed_deliveries_never_get_a_500(
     body: bytes,
     signed: bool,
 ) -> None:
+    post_fuzzed_delivery(client, services, provider, headers, body, signed)
+
+
+def post_fuzzed_delivery(
+    client: TestClient,
+    services: Services,
+    provider: str,
+    headers: dict[str, str],
+    body: bytes,
+    signed: bool,
+) -> None:
+    """Post one fuzzed delivery (signed with the test secret when `signed`): never a 500, and an
+    error is `{"error": ...}` (registers acme/shop and acme/shop-gl on the first call)."""
     with services.database.transaction() as session:
         from web.db.repos import get_repository_by_name
 
