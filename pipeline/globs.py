@@ -34,6 +34,7 @@ __all__ = [
     "compile_glob",
     "expand_existing",
     "expand_variables",
+    "include_wildcard",
     "matches_changes",
     "matches_exists",
 ]
@@ -150,6 +151,19 @@ def expand_variables(text: str, variables: Mapping[str, str]) -> str:
         return variables.get(name, "")
 
     return _VARIABLE_REFERENCE.sub(replace, text)
+
+
+def include_wildcard(pattern: str) -> re.Pattern[str]:
+    """`include: local` wildcards, GitLab's own grammar (not `File.fnmatch`'s).
+
+    GitLab escapes the pattern and turns only `**` into "anything, `/` included" and `*` into
+    "anything but `/`"; `?` and `[` are literal. So `configs/*.yml` is the files directly in
+    `configs/`, `configs/**.yml` every `.yml` under it, `configs/**/*.yml` those in its
+    subfolders only.
+    """
+    text = re.escape(pattern.lstrip("/"))
+    text = text.replace(r"\*\*", "\x00").replace(r"\*", "[^/]*?").replace("\x00", ".*?")
+    return re.compile(text, re.DOTALL)
 
 
 def _has_wildcards(pattern: str) -> bool:

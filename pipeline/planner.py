@@ -77,7 +77,7 @@ class _Decision:
 
 def plan(document: Document | PipelineConfig, context: TriggerContext) -> Plan:
     """Plan a pipeline for a trigger; PipelineError (only) when the file or the plan is wrong."""
-    config = document if isinstance(document, PipelineConfig) else validate(document)
+    config = document if isinstance(document, PipelineConfig) else validate(document, context)
     try:
         return _Planner(config, context).run()
     except RecursionError:

@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["open_in_repository", "regular_file_in_repository"]
+__all__ = ["files_in_repository", "open_in_repository", "regular_file_in_repository"]
 
 _MAX_LINKS = 40
 
@@ -68,6 +68,23 @@ def open_in_repository(root: Path, rel: str) -> int:
     finally:
         for fd in stack:
             os.close(fd)
+
+
+def files_in_repository(root: Path, limit: int) -> list[str]:
+    """Relative paths of the files under `root` (links too, never followed), `.git` left out.
+
+    Walked through directory fds (`os.fwalk`), so a directory swapped for a link while it is
+    listed is not entered; at most `limit` paths, sorted within each directory.
+    """
+    found: list[str] = []
+    for current, dirs, files, _fd in os.fwalk(root, follow_symlinks=False):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        rel = os.path.relpath(current, root)
+        for name in sorted(files):
+            found.append(name if rel == "." else f"{rel}/{name}")
+            if len(found) >= limit:
+                return found
+    return found
 
 
 def regular_file_in_repository(root: Path, rel: str) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipeline.context import TriggerContext
 from pipeline.document import (
     Document,
     Reference,
@@ -24,10 +25,12 @@ from pipeline.document import (
     YMap,
     collect_warnings,
     describe,
+    given_inputs,
     parse_yaml,
     read_text,
 )
 from pipeline.errors import (
+    ExpressionError,
     ExtendsError,
     IncludeError,
     LoadError,
@@ -35,13 +38,22 @@ from pipeline.errors import (
     PipelineError,
     ValidationError,
 )
+from pipeline.expressions import evaluate
+from pipeline.globs import expand_variables, include_wildcard, matches_changes, matches_exists
 from pipeline.keywords import DEFAULT_KEYWORDS, GLOBAL_KEYWORDS, LEGACY_GLOBAL_DEFAULTS
-from pipeline.repofiles import open_in_repository, regular_file_in_repository
+from pipeline.predefined import pipeline_variables
+from pipeline.repofiles import (
+    files_in_repository,
+    open_in_repository,
+    regular_file_in_repository,
+)
 from pipeline.suggest import name_hint
 
 MAX_INCLUDES = 150
 MAX_EXTENDS_DEPTH = 11
 MAX_REFERENCE_DEPTH = 10
+MAX_LISTED_FILES = 100_000
+_INCLUDE_RULE_KEYS = ("if", "exists", "changes", "when")
 
 _UNSUPPORTED_INCLUDES = {
     "remote": "copy the file into the repository and use `include: local`",
@@ -72,12 +84,39 @@ def is_job_key(key: Any, value: Any = None) -> bool:
     return not (isinstance(key, str) and key in GLOBAL_KEYWORDS)
 
 
+@dataclass(frozen=True)
+class _Include:
+    """One `include:` entry: the path (variables expanded), where it is written, its extras."""
+
+    path: str
+    location: Location
+    inputs: YMap | None = None
+    rules: YList | None = None
+    written: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The path for messages: as expanded, and as written when variables changed it."""
+        if self.written and self.written != self.path:
+            return f"{self.path!r} (from {self.written!r})"
+        return repr(self.path)
+
+
+# `_include_rules` answers this for rules it has reported as wrong
+_BAD_RULES = YList(Location("<bad rules>"))
+
+
 @dataclass
 class _Resolver:
     root_dir: Path
     shown_dir: str = ""
     problems: list[PipelineError] = field(default_factory=list)
     include_count: int = 0
+    # what `include:` paths and `include: rules` see: GitLab's variables for includes
+    variables: dict[str, str] = field(default_factory=dict)
+    changed_files: tuple[str, ...] | None = None
+    project_files: tuple[str, ...] | None = None
+    listed: tuple[str, ...] | None = None
 
     # include -------------------------------------------------------------------------------
     def with_includes(
@@ -89,20 +128,22 @@ class _Resolver:
         entries = self._include_entries(data)
         merged: YMap | None = None
         files: list[str] = []
-        for shown, loc in entries:
-            for target in self._expand_local(shown, loc):
+        for entry in entries:
+            if not self._rules_admit(entry):
+                continue
+            for target in self._expand_local(entry):
                 rel = str(target.relative_to(self.root_dir))
                 if rel in stack:
                     cycle = " → ".join([*stack[stack.index(rel) :], rel])
-                    self.problems.append(IncludeError(f"include cycle: {cycle}", loc))
+                    self.problems.append(IncludeError(f"include cycle: {cycle}", entry.location))
                     continue
                 self.include_count += 1
                 if self.include_count > MAX_INCLUDES:
                     self.problems.append(
-                        IncludeError(f"more than {MAX_INCLUDES} included files", loc)
+                        IncludeError(f"more than {MAX_INCLUDES} included files", entry.location)
                     )
                     return data, files
-                sub = self._load_included(target, rel, loc)
+                sub = self._load_included(target, rel, entry)
                 if sub is None:
                     continue
                 sub, nested = self.with_includes(sub, rel, (*stack, rel))
@@ -114,7 +155,7 @@ class _Resolver:
                 own.copy_entry(data, key)
         return (own if merged is None else deep_merge(merged, own)), files
 
-    def _include_entries(self, data: YMap) -> list[tuple[str, Location]]:
+    def _include_entries(self, data: YMap) -> list[_Include]:
         value = data["include"]
         loc = data.value_at("include")
         items: list[tuple[Any, Location]]
@@ -122,7 +163,7 @@ class _Resolver:
             items = [(item, value.item_at(i)) for i, item in enumerate(value)]
         else:
             items = [(value, loc)]
-        out: list[tuple[str, Location]] = []
+        out: list[_Include] = []
         for item, where in items:
             if isinstance(item, str):
                 if item.startswith(("http://", "https://")):
@@ -134,11 +175,11 @@ class _Resolver:
                         )
                     )
                     continue
-                out.append((item, where))
+                out.append(_Include(self._expanded(item, where), where, written=item))
             elif isinstance(item, YMap):
-                local = self._include_mapping(item)
-                if local is not None:
-                    out.append((local, item.value_at("local")))
+                entry = self._include_mapping(item)
+                if entry is not None:
+                    out.append(entry)
             else:
                 self.problems.append(
                     IncludeError(
@@ -149,7 +190,13 @@ class _Resolver:
                 )
         return out
 
-    def _include_mapping(self, item: YMap) -> str | None:
+    def _expanded(self, path: str, where: Location) -> str:
+        """GitLab expands project, trigger and pipeline predefined variables in include paths."""
+        if "$" not in path and "%" not in path:
+            return path
+        return expand_variables(path, self.variables)
+
+    def _include_mapping(self, item: YMap) -> _Include | None:
         for key in item:
             if key in _UNSUPPORTED_INCLUDES:
                 self.problems.append(
@@ -161,17 +208,8 @@ class _Resolver:
                 )
                 return None
         for key in item:
-            if key in ("rules", "inputs"):
-                self.problems.append(
-                    IncludeError(
-                        f"`include: {key}` is not supported by kapal yet; "
-                        "include the file unconditionally",
-                        item.key_at(key),
-                    )
-                )
-                return None
-            if key != "local":
-                hint = _suggest(key, ["local"])
+            if key not in ("local", "rules", "inputs"):
+                hint = _suggest(key, ["local", "rules", "inputs"])
                 self.problems.append(
                     IncludeError(f"unknown include keyword {key!r}{hint}", item.key_at(key))
                 )
@@ -190,14 +228,86 @@ class _Resolver:
                 )
             )
             return None
-        return local
+        inputs = item.get("inputs")
+        if "inputs" in item and not isinstance(inputs, YMap):
+            self.problems.append(
+                IncludeError(
+                    "include: inputs expects a mapping of input names to values, found "
+                    + describe(inputs),
+                    item.value_at("inputs"),
+                )
+            )
+            return None
+        rules = self._include_rules(item) if "rules" in item else None
+        if rules is _BAD_RULES:
+            return None
+        where = item.value_at("local")
+        return _Include(self._expanded(local, where), where, inputs, rules, local)
 
-    def _expand_local(self, shown: str, loc: Location) -> list[Path]:
-        rel = PurePosixPath(shown.lstrip("/"))
+    def _include_rules(self, item: YMap) -> YList | None:
+        rules = item["rules"]
+        where = item.value_at("rules")
+        if rules is None:
+            return None
+        if not isinstance(rules, YList) or not rules:
+            shown = "an empty list" if isinstance(rules, YList) else describe(rules)
+            self.problems.append(
+                IncludeError(f"include: rules expects a list of rules, found {shown}", where)
+            )
+            return _BAD_RULES
+        for i, rule in enumerate(rules):
+            problem = _include_rule_problem(rule)
+            if problem is not None:
+                at = rule.key_at(problem[1]) if isinstance(rule, YMap) and problem[1] else None
+                self.problems.append(IncludeError(problem[0], at or rules.item_at(i)))
+                return _BAD_RULES
+        return rules
+
+    def _rules_admit(self, entry: _Include) -> bool:
+        """GitLab's `include: rules`: the first rule that matches decides; none matching skips."""
+        if entry.rules is None:
+            return True
+        for rule in entry.rules:
+            if "if" in rule:
+                try:
+                    matched = evaluate(rule["if"], self.variables)
+                except ExpressionError as exc:
+                    self.problems.append(
+                        IncludeError(f"include: rules: if: {exc.message}", rule.value_at("if"))
+                    )
+                    return False
+                if not matched:
+                    continue
+            if "exists" in rule and not matches_exists(
+                _strings(rule["exists"]) or [], self._project_files(), variables=self.variables
+            ):
+                continue
+            if "changes" in rule and not matches_changes(
+                _strings(rule["changes"]) or [], self.changed_files, variables=self.variables
+            ):
+                continue
+            return bool(rule.get("when") != "never")
+        return False
+
+    def _project_files(self) -> tuple[str, ...]:
+        """What `exists:` looks at: the trigger's list of files, else the repository's."""
+        if self.project_files is None:
+            self.project_files = self._repository_files()
+        return self.project_files
+
+    def _repository_files(self) -> tuple[str, ...]:
+        """The files of the repository on disk (what a wildcard include can read)."""
+        if self.listed is None:
+            self.listed = tuple(_listed_files(self.root_dir))
+        return self.listed
+
+    def _expand_local(self, entry: _Include) -> list[Path]:
+        shown, loc = entry.shown, entry.location
+        rel = PurePosixPath(entry.path.lstrip("/"))
         if ".." in rel.parts:
             self.problems.append(
                 IncludeError(
-                    f"include: {shown!r} points outside the project; local includes are "
+                    f"include: {shown} points outside the project; local includes are "
                     "relative to the project root",
                     loc,
                 )
@@ -205,31 +315,26 @@ class _Resolver:
             return []
         if rel.suffix not in (".yml", ".yaml"):
             self.problems.append(
-                IncludeError(f"include: {shown!r} must be a .yml or .yaml file", loc)
+                IncludeError(f"include: {shown} must be a .yml or .yaml file", loc)
             )
             return []
-        if any(ch in str(rel) for ch in "*?["):
-            try:
-                found = sorted(
-                    p
-                    for p in self.root_dir.glob(str(rel))
-                    if _no_symlink_on_the_way(self.root_dir, p)
-                    and regular_file_in_repository(
-                        self.root_dir, p.relative_to(self.root_dir).as_posix()
-                    )
-                )
-            except (ValueError, OSError) as exc:
-                self.problems.append(IncludeError(f"include: bad pattern {shown!r}: {exc}", loc))
-                return []
+        if "*" in str(rel):
+            # GitLab matches the repository's file list; links are listed, never followed out
+            pattern = include_wildcard(str(rel))
+            found = [
+                self.root_dir / path
+                for path in self._repository_files()
+                if pattern.fullmatch(path) and regular_file_in_repository(self.root_dir, path)
+            ]
             if not found:
-                self.problems.append(IncludeError(f"include: no file matches {shown!r}", loc))
+                self.problems.append(IncludeError(f"include: no file matches {shown}", loc))
             return found
         target = self.root_dir / rel
         # resolved inside the repository: a symlink to a host file names the repository's own
         if not regular_file_in_repository(self.root_dir, str(rel)):
             self.problems.append(
                 IncludeError(
-                    f"include: file {shown!r} not found (local includes are relative to "
+                    f"include: file {shown} not found (local includes are relative to "
                     f"the project root {self.root_dir})",
                     loc,
                 )
@@ -237,11 +342,13 @@ class _Resolver:
             return []
         return [target]
 
-    def _load_included(self, target: Path, rel: str, loc: Location) -> YMap | None:
+    def _load_included(self, target: Path, rel: str, entry: _Include) -> YMap | None:
         try:
             # Shown beside the main file as the user named it, so positions can be opened.
             shown = str(PurePosixPath(self.shown_dir) / rel) if self.shown_dir else rel
-            data = parse_yaml(_read_in_repository(self.root_dir, rel, shown), shown)
+            text = _read_in_repository(self.root_dir, rel, shown)
+            with given_inputs(None if entry.inputs is None else dict(entry.inputs)):
+                data = parse_yaml(text, shown)
         except PipelineError as exc:
             self.problems.extend(exc.problems)
             return None
@@ -250,7 +357,8 @@ class _Resolver:
         if not isinstance(data, YMap):
             self.problems.append(
                 IncludeError(
-                    f"included file {rel} must contain a mapping, found {describe(data)}", loc
+                    f"included file {rel} must contain a mapping, found {describe(data)}",
+                    entry.location,
                 )
             )
             return None
@@ -426,14 +534,63 @@ class _Resolver:
         return out
 
 
-def _no_symlink_on_the_way(root: Path, found: Path) -> bool:
-    # a glob walks into symlinked directories; their files are not the repository's
-    here = found.parent
-    while here != root and here != here.parent:
-        if here.is_symlink():
-            return False
-        here = here.parent
-    return True
+def _include_rule_problem(rule: Any) -> tuple[str, str] | None:
+    """What is wrong with one `include: rules` entry (message, key), or None."""
+    if not isinstance(rule, YMap) or not rule:
+        return (
+            f"include: rules: each rule is a mapping like {{if: ...}}, found {describe(rule)}",
+            "",
+        )
+    for key in rule:
+        if key not in _INCLUDE_RULE_KEYS:
+            hint = _suggest(key, list(_INCLUDE_RULE_KEYS))
+            return (
+                f"include: rules: unknown rule keyword {key!r}{hint}; include rules take "
+                "if, exists, changes and when",
+                str(key),
+            )
+    if "if" in rule and not isinstance(rule["if"], str):
+        return (f"include: rules: if expects an expression, found {describe(rule['if'])}", "if")
+    for key in ("exists", "changes"):
+        if key in rule and _strings(rule[key]) is None:
+            return (f"include: rules: {key} expects a list of paths", key)
+    if "when" in rule and rule["when"] not in ("never", "always"):
+        return (
+            "include: rules: when can only be `never` or `always` (GitLab's rule for includes)",
+            "when",
+        )
+    return None
+
+
+def _strings(value: Any) -> list[str] | None:
+    """A path or list of paths as a list (`exists: {paths: [...]}` too); None when it is not."""
+    if isinstance(value, YMap) and set(value) <= {"paths", "project", "ref", "compare_to"}:
+        value = value.get("paths")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, YList) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def _listed_files(root: Path) -> list[str]:
+    try:
+        return files_in_repository(root, MAX_LISTED_FILES)
+    except OSError:
+        return []
+
+
+def include_variables(context: TriggerContext, config_path: str) -> dict[str, str]:
+    """The variables GitLab expands in `include:` (pipeline predefined and trigger/project ones).
+
+    Not the file's own `variables:` (GitLab reads includes before them), nor job variables.
+    """
+    found = {
+        v.name: v.value
+        for v in pipeline_variables(context, config_path=config_path, workflow_name=None)
+    }
+    found.update(context.variables)
+    return found
 
 
 def _read_in_repository(root: Path, rel: str, shown: str) -> str:
@@ -480,11 +637,25 @@ def _suggest(word: Any, candidates: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def resolve_collecting(document: Document) -> tuple[Document, list[PipelineError]]:
-    """Resolve a document and return it with every problem found (for `kapal lint`)."""
+def resolve_collecting(
+    document: Document, context: TriggerContext | None = None
+) -> tuple[Document, list[PipelineError]]:
+    """Resolve a document and return it with every problem found (for `kapal lint`).
+
+    `context` is the trigger `include:` paths and `include: rules` are evaluated for; without
+    one, a push to the default branch (what GitLab's CI Lint simulates).
+    """
     if document.resolved:
         return document, list(document.warnings)
-    resolver = _Resolver(Path(document.root_dir), _shown_dir(document))
+    if context is None:
+        context = TriggerContext(branch=TriggerContext().default_branch)
+    resolver = _Resolver(
+        Path(document.root_dir),
+        _shown_dir(document),
+        variables=include_variables(context, document.path),
+        changed_files=context.changed_files,
+        project_files=context.project_files,
+    )
     with collect_warnings() as warnings:
         data, files = resolver.with_includes(document.data, document.path, (_self_rel(document),))
     data = resolver.with_extends(data)
@@ -526,12 +697,13 @@ def _self_rel(document: Document) -> str:
         return document.path
 
 
-def resolve(document: Document) -> Document:
+def resolve(document: Document, context: TriggerContext | None = None) -> Document:
     """Apply include, extends, !reference and default; raise the errors found, grouped.
 
-    Warnings do not stop it; they stay in the returned document's `warnings`.
+    Warnings do not stop it; they stay in the returned document's `warnings`. `context` as for
+    `resolve_collecting`.
     """
-    resolved, found = resolve_collecting(document)
+    resolved, found = resolve_collecting(document, context)
     problems = [p for p in found if p.severity == "error"]
     if len(problems) == 1:
         raise problems[0]

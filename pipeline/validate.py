@@ -25,6 +25,7 @@ from pipeline.config import (
     RuleConfig,
     VariableDef,
 )
+from pipeline.context import TriggerContext
 from pipeline.document import Document, YList, YMap, describe, shown_value
 from pipeline.durations import parse_duration
 from pipeline.errors import (
@@ -1922,14 +1923,18 @@ def _default_aliases(image: str) -> tuple[str, ...]:
     return (first,) if first == second else (first, second)
 
 
-def validate_collecting(document: Document) -> tuple[PipelineConfig | None, list[PipelineError]]:
+def validate_collecting(
+    document: Document, context: TriggerContext | None = None
+) -> tuple[PipelineConfig | None, list[PipelineError]]:
     """Resolve (if needed) and validate; the config (None when invalid) and all problems.
+
+    `context` is the trigger `include:` variables and rules are read for (see `resolve`).
 
     The problems include warnings (`severity == "warning"`), which do not make the config None;
     the config keeps them in `warnings`.
     """
     try:
-        resolved, problems = resolve_collecting(document)
+        resolved, problems = resolve_collecting(document, context)
         validator = _Validator(resolved)
         config = validator.run()
     except RecursionError:
@@ -2026,12 +2031,12 @@ def _sort_key(location: Location | None) -> tuple[str, int, int]:
     return (location.file, location.line, location.column)
 
 
-def validate(document: Document) -> PipelineConfig:
+def validate(document: Document, context: TriggerContext | None = None) -> PipelineConfig:
     """Check a document (resolving it first if needed); ValidationError lists every error.
 
     Warnings do not stop it: they are in the returned config's `warnings`.
     """
-    config, found = validate_collecting(document)
+    config, found = validate_collecting(document, context)
     problems = [p for p in found if p.severity == "error"]
     if len(problems) == 1:
         raise problems[0]
