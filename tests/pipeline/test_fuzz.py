@@ -651,3 +651,64 @@ def test_random_inputs_headers_and_blocks(
         return
     for problem in lint(document):
         assert isinstance(problem, PipelineError)
+
+
+# -- include: local with variables, wildcards, inputs and rules --------------------------------
+
+INCLUDE_PROJECT = HERE / "fixtures" / "include-project"
+_include_paths = st.sampled_from(
+    [
+        "/ci/$CI_COMMIT_REF_NAME.yml",
+        "ci/${CI_COMMIT_REF_SLUG}.yml",
+        "ci/$NOPE.yml",
+        "configs/**.yml",
+        "configs/**/*.yml",
+        "configs/*.yml",
+        "**/*.yml",
+        "configs/[a].yml",
+        "templates/deploy.yml",
+        "ci/%CI_COMMIT_REF_NAME%.yml",
+        "/../ci/main.yml",
+        "*",
+    ]
+)
+_include_rule = st.fixed_dictionaries(
+    {},
+    optional={
+        "if": st.sampled_from([*EXPRESSIONS, "$A ==", "${CI}", 3]),
+        "exists": st.sampled_from([["Dockerfile"], "ci/*.yml", [3], {"paths": ["x"]}]),
+        "changes": st.sampled_from([["src/**/*"], "docs/*", None]),
+        "when": st.sampled_from(["never", "always", "manual", None]),
+        "iff": st.just("x"),
+    },
+)
+_include_entry = st.one_of(
+    _include_paths,
+    st.fixed_dictionaries(
+        {"local": _include_paths},
+        optional={
+            "rules": st.one_of(st.lists(_include_rule, max_size=3), st.just("x")),
+            "inputs": st.one_of(
+                st.dictionaries(
+                    st.sampled_from(["environment", "stage", "nope"]),
+                    st.sampled_from(["staging", "production", "qa", 3, True, None]),
+                    max_size=3,
+                ),
+                st.just(["environment"]),
+            ),
+        },
+    ),
+)
+
+
+@FUZZ_LIGHT
+@given(st.lists(_include_entry, min_size=1, max_size=4))
+def test_random_include_entries(entries: list[Any]) -> None:
+    """Include entries of every form against a project written for them."""
+    text = _dump({"include": entries, "unit": {"script": ["s"]}})
+    _check(text, INCLUDE_PROJECT)
+    for context in CONTEXTS:  # include: rules and paths read for each trigger
+        try:
+            plan(loads(text, filename=".gitlab-ci.yml", root_dir=INCLUDE_PROJECT), context)
+        except PipelineError:
+            continue

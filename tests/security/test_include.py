@@ -44,6 +44,8 @@ CASES = [
     pytest.param("inc.yml", {"inc.yml": "{host}/secret.yml"}, id="file-link"),
     pytest.param("hostdir/secret.yml", {"hostdir": "{host}"}, id="dir-link"),
     pytest.param("'hostdir/*.yml'", {"hostdir": "{host}"}, id="glob-through-dir-link"),
+    pytest.param("'ci/**.yml'", {"ci/inc.yml": "{host}/secret.yml"}, id="glob-matches-file-link"),
+    pytest.param("'/$CI_COMMIT_REF_NAME/secret.yml'", {"main": "{host}"}, id="variable-dir-link"),
     pytest.param("root{host}/secret.yml", {"root": "/"}, id="root-link"),
     pytest.param(
         "ci/inc.yml", {"ci/inc.yml": "../../../../../../../../..{host}/secret.yml"}, id="dotdot"
