@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from web.api.deps import DatabaseDep, ServicesDep, SettingsDep
 from web.db.deliveries import finish_delivery, get_delivery, record_delivery
@@ -44,14 +45,13 @@ FAILED_PREFIX = "failed: "
 
 
 def _find_repository(
-    database: Database, provider: Provider, identity: RepositoryIdentity
+    session: Session, provider: Provider, identity: RepositoryIdentity
 ) -> RepositoryRead:
-    with database.transaction() as session:
-        candidates = [
-            r
-            for r in list_repositories(session=session)
-            if r.provider is provider and identity.matches(name=r.name, clone_url=r.clone_url)
-        ]
+    candidates = [
+        r
+        for r in list_repositories(session=session)
+        if r.provider is provider and identity.matches(name=r.name, clone_url=r.clone_url)
+    ]
     # the repository registered under the delivery's name first, then one with its clone URL
     candidates.sort(key=lambda r: r.name.lower() != identity.full_name.lower())
     if candidates:
@@ -82,9 +82,9 @@ def _deliver(
 ) -> tuple[int, dict[str, Any]]:
     """Everything after the body is read (blocking: database, git): the status and JSON."""
     identity = identify_repository(provider.value, headers, body)
-    repository = _find_repository(database, provider, identity)
     cipher = SecretCipher(settings.encryption_key())
-    with database.transaction() as session:
+    with database.transaction() as session:  # one round of the database before the signature
+        repository = _find_repository(session, provider, identity)
         secret = get_repository_credentials(
             session=session, cipher=cipher, repository_id=repository.id
         ).webhook_secret
