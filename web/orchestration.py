@@ -57,7 +57,7 @@ from web.db import jobs as job_rows
 from web.db.deliveries import finish_delivery
 from web.db.encryption import SecretCipher
 from web.db.jobs import get_job, list_jobs, request_job_cancel, request_pipeline_cancel
-from web.db.locks import lock_pipeline
+from web.db.locks import lock_pipeline, lock_repository
 from web.db.models import Job, utcnow
 from web.db.models import Pipeline as PipelineRow
 from web.db.pipelines import (
@@ -540,8 +540,10 @@ def _cancel_if_redundant(services: Services, pipeline_id: int, newer: int) -> bo
                 "is newer"
             ),
         )
+        freed = _freed_groups(session, pipeline_id)
     _dispatch(services, started, session)
     _wake_later(services, pipeline_id, wake)
+    _wake_resource_waiters(services, freed)
     return True
 
 
@@ -613,10 +615,18 @@ def _advance_locked(
     due = frozenset(name for name, when in due_at.items() if when <= now)
     wake = [] if wake is None else wake
     started: list[int] = []
+    holders: dict[str, tuple[int, str]] | None = None
     for step in next_steps(plan, states, ScheduleOptions(play_hint=PLAY_HINT, due=due)):
         row = jobs.get(step.job)
         if row is None:
             continue
+        group = plan.job(step.job).resource_group if step.status == JobStatus.PENDING else None
+        if group:
+            if holders is None:
+                holders = _resource_holders(session, pipeline.repository_id, pipeline_id)
+            if group in holders:
+                _wait_for_resource(session, row, group, holders[group])
+                continue
         if job_rows.set_job_status(
             session=session,
             job_id=row.id,
@@ -627,6 +637,8 @@ def _advance_locked(
             states[step.job] = JobState(step.status)
             if step.status == JobStatus.PENDING:
                 started.append(row.id)
+                if group:
+                    _now_held(session, pipeline.repository_id, group, (pipeline_id, step.job))
             elif step.status == JobStatus.SCHEDULED:
                 wake.append(start_delay(plan.job(step.job)))
     if rearm:
@@ -646,6 +658,100 @@ def _advance_locked(
         )
         _note_status(session, pipeline_id, status)
     return started
+
+
+WAITING_FOR_RESOURCE = "waiting for resource_group {group} ("
+
+
+def _resource_holders(
+    session: Session, repository_id: int, pipeline_id: int
+) -> dict[str, tuple[int, str]]:
+    """The repository's resource groups held by a pending or running job of another pipeline:
+    group -> (pipeline id, job name). Locks the repository until the transaction ends, so no
+    other pipeline takes a group between this look and the caller's decision."""
+    lock_repository(session=session, repository_id=repository_id)
+    holders: dict[str, tuple[int, str]] = {}
+    plans: dict[int, Plan | None] = {}
+    for other, name in job_rows.busy_jobs_of_repository(
+        session=session, repository_id=repository_id, except_pipeline=pipeline_id
+    ):
+        if other not in plans:
+            plans[other] = _plan(session, other)
+        plan = plans[other]
+        known = {job.name for job in plan.jobs} if plan is not None else set()
+        group = plan.job(name).resource_group if plan is not None and name in known else None
+        if group:
+            holders.setdefault(group, (other, name))
+    return holders
+
+
+def _waiting_reason(group: str, holder: tuple[int, str]) -> str:
+    return WAITING_FOR_RESOURCE.format(group=group) + (
+        f"held by pipeline {holder[0]} job {holder[1]})"
+    )
+
+
+def _now_held(session: Session, repository_id: int, group: str, holder: tuple[int, str]) -> None:
+    """A job took the resource group (the repository locked): the jobs waiting for it say so."""
+    job_rows.rename_waits(
+        session=session,
+        repository_id=repository_id,
+        reason=WAITING_FOR_RESOURCE.format(group=group),
+        new_reason=_waiting_reason(group, holder),
+    )
+
+
+def _wait_for_resource(session: Session, row: JobRead, group: str, holder: tuple[int, str]) -> None:
+    """Leave a job that may start `created` (or `scheduled`) while another pipeline's job holds
+    its resource group, saying which; it is advanced when the group frees up."""
+    reason = _waiting_reason(group, holder)
+    if row.reason != reason:
+        job_rows.set_job_status(
+            session=session,
+            job_id=row.id,
+            status=row.status,
+            reason=reason,
+            only_from={row.status},
+        )
+
+
+def _freed_groups(session: Session, pipeline_id: int) -> tuple[int, list[str]]:
+    """The pipeline's repository, and the resource groups of its finished jobs that none of
+    its jobs holds now: what its last changes may have freed for other pipelines."""
+    pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
+    plan = _plan(session, pipeline_id)
+    if pipeline is None or plan is None:
+        return 0, []
+    jobs = _current_jobs(session, pipeline_id)
+    ended: set[str] = set()
+    held: set[str] = set()
+    for job in plan.runnable_jobs():
+        row = jobs.get(job.name)
+        if not job.resource_group or row is None:
+            continue
+        if row.status in ("pending", "running"):
+            held.add(job.resource_group)
+        elif row.status in job_rows.FINISHED_STATUSES:
+            ended.add(job.resource_group)
+    return pipeline.repository_id, sorted(ended - held)
+
+
+def _wake_resource_waiters(services: Services, freed: tuple[int, Sequence[str]]) -> None:
+    """After a commit that may have freed resource groups: advance, for each, the oldest
+    pipeline of the repository with a job waiting for it (which takes it if it is free)."""
+    repository_id, groups = freed
+    for group in groups:
+        try:
+            with services.database.transaction() as session:
+                waiting = job_rows.oldest_pipeline_waiting(
+                    session=session,
+                    repository_id=repository_id,
+                    reason=WAITING_FOR_RESOURCE.format(group=group),
+                )
+            if waiting is not None:
+                advance(services=services, pipeline_id=waiting)
+        except Exception:  # the waiter is advanced again by the next worker start
+            log.exception("cannot start the job waiting for resource_group %s", group)
 
 
 def _due_times(plan: Plan, jobs: Mapping[str, JobRead], created: datetime) -> dict[str, datetime]:
@@ -736,7 +842,8 @@ def requeue_pending(*, services: Services, older_than: float = 30.0) -> list[int
     """Send again the jobs pending for more than `older_than` seconds (a message lost with a
     broker that went down); a job whose message was not lost is not run twice (the claim).
     Pipelines with scheduled (delayed) jobs are advanced, which starts the due ones and sends
-    a delayed advance for the others."""
+    a delayed advance for the others, and so are those with a job waiting for a resource group
+    (in case the advance that should have started it was lost)."""
     cutoff = utcnow() - timedelta(seconds=older_than)
     with services.database.transaction() as session:
         ids = list(
@@ -751,7 +858,14 @@ def requeue_pending(*, services: Services, older_than: float = 30.0) -> list[int
         waiting = list(
             session.scalars(
                 select(Job.pipeline_id)
-                .where(Job.status == JobStatus.SCHEDULED.value, Job.retried.is_(False))
+                .where(
+                    (Job.status == JobStatus.SCHEDULED.value)
+                    | (
+                        (Job.status == JobStatus.CREATED.value)
+                        & Job.reason.startswith("waiting for resource_group ")
+                    ),
+                    Job.retried.is_(False),
+                )
                 .distinct()
             )
         )
@@ -800,8 +914,10 @@ def finish_job(*, services: Services, job_id: int, end: JobEnd) -> list[int]:
             new = job_rows.retry_job(session=session, job_id=job_id, status="pending")
             started.append(new.id)
         started += _advance_locked(session, job.pipeline_id, wake)
+        freed = _freed_groups(session, job.pipeline_id)
     _dispatch(services, started, session)
     _wake_later(services, job.pipeline_id, wake)
+    _wake_resource_waiters(services, freed)
     return started
 
 
@@ -823,8 +939,10 @@ def cancel_pipeline(*, services: Services, pipeline_id: int) -> PipelineDetail:
         request_pipeline_cancel(session=session, pipeline_id=pipeline_id)
         started = _advance_locked(session, pipeline_id, wake)
         detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
+        freed = _freed_groups(session, pipeline_id)
     _dispatch(services, started, session)
     _wake_later(services, pipeline_id, wake)
+    _wake_resource_waiters(services, freed)
     assert detail is not None
     return detail
 
@@ -838,8 +956,10 @@ def cancel_job(*, services: Services, job_id: int) -> JobRead:
         request_job_cancel(session=session, job_id=job_id)
         started = _advance_locked(session, job.pipeline_id, wake)
         now = _job(session, job_id)
+        freed = _freed_groups(session, job.pipeline_id)
     _dispatch(services, started, session)
     _wake_later(services, job.pipeline_id, wake)
+    _wake_resource_waiters(services, freed)
     return now
 
 
@@ -850,6 +970,7 @@ def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
     with services.database.transaction() as session:
         job = _job(session, job_id)
         lock_pipeline(session=session, pipeline_id=job.pipeline_id)
+        group = _take_group_to_play(session, job)
         if not job_rows.set_job_status(
             session=session,
             job_id=job_id,
@@ -863,11 +984,46 @@ def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
                 "played or a delayed one waiting to start can be played (retry a finished one "
                 "instead)"
             )
+        if group:
+            _now_held(
+                session,
+                _repository_of(session, job.pipeline_id),
+                group,
+                (job.pipeline_id, job.name),
+            )
         started = [job_id, *_advance_locked(session, job.pipeline_id, wake)]
         now = _job(session, job_id)
     _dispatch(services, started, session)
     _wake_later(services, job.pipeline_id, wake)
     return now
+
+
+def _repository_of(session: Session, pipeline_id: int) -> int:
+    pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
+    if pipeline is None:
+        raise NotFoundError(f"pipeline {pipeline_id} does not exist")
+    return pipeline.repository_id
+
+
+def _take_group_to_play(session: Session, job: JobRead) -> str | None:
+    """The resource group a job being played takes (None: it has none); ConflictError while
+    another job of the repository holds it (the repository locked until the transaction ends)."""
+    plan = _plan(session, job.pipeline_id)
+    groups = {} if plan is None else {j.name: j.resource_group for j in plan.jobs}
+    group = groups.get(job.name)
+    if not group:
+        return None
+    holders = _resource_holders(session, _repository_of(session, job.pipeline_id), job.pipeline_id)
+    for name, row in _current_jobs(session, job.pipeline_id).items():
+        if name != job.name and row.status in ("pending", "running") and groups.get(name) == group:
+            holders.setdefault(group, (job.pipeline_id, name))
+    if group in holders:
+        pipeline_id, name = holders[group]
+        raise ConflictError(
+            f"resource_group {group} is held by pipeline {pipeline_id} job {name}; play "
+            f"{job.name!r} once that job has ended"
+        )
+    return group
 
 
 RETRYABLE = frozenset({"success", "failed", "canceled"})

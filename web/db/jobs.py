@@ -114,6 +114,63 @@ def set_job_status(
     return changed == 1
 
 
+def busy_jobs_of_repository(
+    *, session: Session, repository_id: int, except_pipeline: int
+) -> list[tuple[int, str]]:
+    """The current pending and running jobs of the repository's pipelines other than
+    `except_pipeline`, as (pipeline id, job name), oldest pipeline first."""
+    rows = session.execute(
+        select(Job.pipeline_id, Job.name)
+        .join(Pipeline, Pipeline.id == Job.pipeline_id)
+        .where(
+            Pipeline.repository_id == repository_id,
+            Pipeline.id != except_pipeline,
+            Job.retried.is_(False),
+            Job.status.in_(("pending", "running")),
+        )
+        .order_by(Job.pipeline_id, Job.position)
+    )
+    return [(pipeline_id, name) for pipeline_id, name in rows]
+
+
+def oldest_pipeline_waiting(*, session: Session, repository_id: int, reason: str) -> int | None:
+    """The oldest pipeline of the repository with a job not started (`created`, `scheduled`)
+    whose reason starts with `reason` (what it waits for), or None."""
+    return session.scalar(
+        select(Job.pipeline_id)
+        .join(Pipeline, Pipeline.id == Job.pipeline_id)
+        .where(
+            Pipeline.repository_id == repository_id,
+            Job.retried.is_(False),
+            Job.status.in_(("created", "scheduled")),
+            Job.reason.startswith(reason, autoescape=True),
+        )
+        .order_by(Job.pipeline_id)
+        .limit(1)
+    )
+
+
+def rename_waits(*, session: Session, repository_id: int, reason: str, new_reason: str) -> None:
+    """Give every job of the repository not started whose reason starts with `reason` (what
+    it waits for) `new_reason` instead (who holds it now)."""
+    waiting = (
+        select(Job.id)
+        .join(Pipeline, Pipeline.id == Job.pipeline_id)
+        .where(
+            Pipeline.repository_id == repository_id,
+            Job.retried.is_(False),
+            Job.status.in_(("created", "scheduled")),
+            Job.reason.startswith(reason, autoescape=True),
+        )
+    )
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(waiting.scalar_subquery()))
+        .values(reason=new_reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def set_job_image(*, session: Session, job_id: int, image: str, digest: str | None) -> None:
     """Record the image a job runs in and its digest once resolved."""
     row = _row(session, job_id)
