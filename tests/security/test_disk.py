@@ -16,6 +16,7 @@ import pytest
 
 from runner.errors import ImageNotFoundError
 from runner.images import ImageStore
+from runner.runtime import disk as disk_module
 from runner.runtime.backend import SandboxSpec
 from runner.runtime.disk import image_of, limited_disk
 from runner.runtime.policy import ContainerPolicy
@@ -98,6 +99,39 @@ def test_limited_disk_for_a_workspace(tmp_path: Path) -> None:
         assert disk.full()
     assert not workspace.exists()
     assert not image_of(workspace).exists()
+
+
+def _on_a_loop_device(image: Path) -> bool:
+    # backing_file ends with " (deleted)" once the image is unlinked
+    files = Path("/sys/block").glob("loop*/loop/backing_file")
+    return any(f.read_text().startswith(str(image)) for f in files)
+
+
+@pytest.mark.parametrize("mounter", ["ioctls", "mount(8)"])
+def test_each_disk_is_a_fresh_capped_nodev_nosuid_filesystem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mounter: str
+) -> None:
+    # The second disk of a size is a copy of the first one's formatted image, not of what was
+    # written on it; mounted with ioctls or, where those fail, with mount(8): either way capped,
+    # nodev,nosuid, and its loop device is gone with it.
+    if mounter == "mount(8)":
+
+        def no_ioctls(*args: object) -> None:
+            raise OSError("LOOP_CONFIGURE: Inappropriate ioctl for device")
+
+        monkeypatch.setattr(disk_module, "mount_image", no_ioctls)
+    for n in range(2):
+        with limited_disk(tmp_path / f"job{n}", CAP) as disk:
+            assert {p.name for p in disk.mount_point.iterdir()} == {"lost+found"}
+            (disk.mount_point / "left-by-the-job").write_text("x")
+            info = os.statvfs(disk.mount_point)
+            assert CAP * 9 // 10 < info.f_blocks * info.f_frsize <= CAP
+            with open("/proc/self/mountinfo") as mounts:
+                line = next(m for m in mounts if f" {disk.mount_point} " in m)
+            assert {"nodev", "nosuid"} <= set(line.split()[5].split(","))
+            assert _on_a_loop_device(disk.image)
+        assert not _on_a_loop_device(disk.image)
+        assert not disk.image.exists()
 
 
 def test_kapal_run_reports_the_disk_limit(
