@@ -97,9 +97,11 @@ __all__ = [
     "finish_job",
     "plan_recorded_pipeline",
     "play_job",
+    "record_trigger_pipeline",
     "requeue_pending",
     "retry_job",
     "retry_pipeline",
+    "start_trigger_pipeline",
 ]
 
 log = logging.getLogger(__name__)
@@ -192,13 +194,60 @@ def create_pipeline_from_trigger(
     """
     with services.database.transaction() as session:
         _repository(session, repository_id)
-        created = create_pipeline(
-            session=session, new=_pipeline_of(repository_id, trigger, variables, source)
+        created = record_trigger_pipeline(
+            session=session,
+            repository_id=repository_id,
+            trigger=trigger,
+            delivery_row_id=delivery_row_id,
+            variables=variables,
+            source=source,
         )
-        if delivery_row_id is not None:
-            finish_delivery(
-                session=session, id=delivery_row_id, outcome="pipeline", pipeline_id=created.id
-            )
+    return start_trigger_pipeline(
+        services=services,
+        pipeline=created,
+        trigger=trigger,
+        delivery_row_id=delivery_row_id,
+        variables=variables,
+        source=source,
+        plan_now=plan_now,
+    )
+
+
+def record_trigger_pipeline(
+    *,
+    session: Session,
+    repository_id: int,
+    trigger: Trigger,
+    delivery_row_id: int | None = None,
+    variables: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> PipelineRead:
+    """Record the pipeline of `trigger` (status `created`) in the caller's transaction, linked
+    to the delivery row; once committed, `start_trigger_pipeline` plans it (the webhook route
+    records the delivery and its pipeline in one transaction this way)."""
+    created = create_pipeline(
+        session=session, new=_pipeline_of(repository_id, trigger, variables, source)
+    )
+    if delivery_row_id is not None:
+        finish_delivery(
+            session=session, id=delivery_row_id, outcome="pipeline", pipeline_id=created.id
+        )
+    return created
+
+
+def start_trigger_pipeline(
+    *,
+    services: Services,
+    pipeline: PipelineRead,
+    trigger: Trigger,
+    delivery_row_id: int | None = None,
+    variables: Mapping[str, str] | None = None,
+    source: str | None = None,
+    plan_now: bool = True,
+) -> TriggerOutcome:
+    """Plan a pipeline `record_trigger_pipeline` recorded (committed): here, or with
+    `plan_now=False` by a worker (see `create_pipeline_from_trigger`)."""
+    created = pipeline
     request: dict[str, Any] = {
         "trigger": dataclasses.asdict(trigger),
         "delivery_row_id": delivery_row_id,
@@ -718,10 +767,10 @@ def _wait_for_resource(session: Session, row: JobRead, group: str, holder: tuple
 def _freed_groups(session: Session, pipeline_id: int) -> tuple[int, list[str]]:
     """The pipeline's repository, and the resource groups of its finished jobs that none of
     its jobs holds now: what its last changes may have freed for other pipelines."""
-    pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
     plan = _plan(session, pipeline_id)
-    if pipeline is None or plan is None:
+    if plan is None or not any(job.resource_group for job in plan.runnable_jobs()):
         return 0, []
+    repository_id = _repository_of(session, pipeline_id)
     jobs = _current_jobs(session, pipeline_id)
     ended: set[str] = set()
     held: set[str] = set()
@@ -733,7 +782,7 @@ def _freed_groups(session: Session, pipeline_id: int) -> tuple[int, list[str]]:
             held.add(job.resource_group)
         elif row.status in job_rows.FINISHED_STATUSES:
             ended.add(job.resource_group)
-    return pipeline.repository_id, sorted(ended - held)
+    return repository_id, sorted(ended - held)
 
 
 def _wake_resource_waiters(services: Services, freed: tuple[int, Sequence[str]]) -> None:

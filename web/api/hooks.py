@@ -32,7 +32,12 @@ from web.db.schemas import DeliveryCreate, Provider, RepositoryRead
 from web.db.session import Database
 from web.errors import NotFoundError
 from web.hooks import Ignored, RepositoryIdentity, Trigger, identify_repository, parse_delivery
-from web.orchestration import Services, create_pipeline_from_trigger
+from web.orchestration import (
+    Services,
+    create_pipeline_from_trigger,
+    record_trigger_pipeline,
+    start_trigger_pipeline,
+)
 from web.settings import Settings
 
 router = APIRouter(tags=["webhooks"])
@@ -106,6 +111,18 @@ def _deliver(
             if recorded.created
             else get_delivery(session=session, provider=provider, delivery_id=delivery.delivery_id)
         )
+        # the delivery and its pipeline in one transaction: one commit, and a copy of the
+        # delivery arriving meanwhile waits for it, then answers with the same pipeline
+        made = (
+            record_trigger_pipeline(
+                session=session,
+                repository_id=repository.id,
+                trigger=outcome,
+                delivery_row_id=recorded.id,
+            )
+            if recorded.created and isinstance(outcome, Trigger)
+            else None
+        )
     row_id = recorded.id
     if earlier is not None:
         if earlier.pipeline_id is not None:
@@ -119,21 +136,30 @@ def _deliver(
         return 202, outcome.body()
     assert isinstance(outcome, Trigger)
     try:
-        made = create_pipeline_from_trigger(
-            services=services,
-            repository_id=repository.id,
-            trigger=outcome,
-            delivery_row_id=row_id,
-            plan_now=False,
-        )
+        if made is None:
+            started = create_pipeline_from_trigger(
+                services=services,
+                repository_id=repository.id,
+                trigger=outcome,
+                delivery_row_id=row_id,
+                plan_now=False,
+            )
+        else:
+            started = start_trigger_pipeline(
+                services=services,
+                pipeline=made,
+                trigger=outcome,
+                delivery_row_id=row_id,
+                plan_now=False,
+            )
     except BaseException as exc:
         # leave the delivery redeliverable: the host's retry (or a person's) runs it again
         with database.transaction() as session:
             finish_delivery(session=session, id=row_id, outcome=f"{FAILED_PREFIX}{exc}"[:2000])
         raise
-    if made.pipeline is None:
-        return 202, {"ignored": made.ignored or "no pipeline"}
-    return 201, {"pipeline_id": made.pipeline.id, "status": made.pipeline.status}
+    if started.pipeline is None:
+        return 202, {"ignored": started.ignored or "no pipeline"}
+    return 201, {"pipeline_id": started.pipeline.id, "status": started.pipeline.status}
 
 
 def _route(provider: Provider) -> None:
