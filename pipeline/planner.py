@@ -39,6 +39,7 @@ from pipeline.keywords import ONLY_REF_KEYWORDS
 from pipeline.plan import Job, Need, Notice, Plan, Variable
 from pipeline.predefined import job_variables, pipeline_variables
 from pipeline.regex import compile_regex, split_ref_pattern
+from pipeline.remote import RemoteFetcher
 from pipeline.validate import find_cycle, validate
 
 _DEFAULT_ONLY = ("branches", "tags")
@@ -75,9 +76,19 @@ class _Decision:
     interruptible: bool | None = None
 
 
-def plan(document: Document | PipelineConfig, context: TriggerContext) -> Plan:
-    """Plan a pipeline for a trigger; PipelineError (only) when the file or the plan is wrong."""
-    config = document if isinstance(document, PipelineConfig) else validate(document, context)
+def plan(
+    document: Document | PipelineConfig,
+    context: TriggerContext,
+    remote: RemoteFetcher | None = None,
+) -> Plan:
+    """Plan a pipeline for a trigger; PipelineError (only) when the file or the plan is wrong.
+
+    `remote` fetches `include: remote` files; without one they are errors.
+    """
+    if isinstance(document, PipelineConfig):
+        config = document
+    else:
+        config = validate(document, context, remote)
     try:
         return _Planner(config, context).run()
     except RecursionError:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.context import TriggerContext
 from pipeline.document import (
+    MAX_FILE_BYTES,
     Document,
     Reference,
     YList,
@@ -41,7 +42,7 @@ from pipeline.errors import (
 from pipeline.expressions import evaluate
 from pipeline.globs import expand_variables, include_wildcard, matches_changes, matches_exists
 from pipeline.keywords import DEFAULT_KEYWORDS, GLOBAL_KEYWORDS, LEGACY_GLOBAL_DEFAULTS
-from pipeline.predefined import pipeline_variables
+from pipeline.remote import RemoteFetcher, integrity_problem
 from pipeline.repofiles import (
     files_in_repository,
     open_in_repository,
@@ -56,7 +57,6 @@ MAX_LISTED_FILES = 100_000
 _INCLUDE_RULE_KEYS = ("if", "exists", "changes", "when")
 
 _UNSUPPORTED_INCLUDES = {
-    "remote": "copy the file into the repository and use `include: local`",
     "template": "copy GitLab's template into the repository and use `include: local`",
     "project": "copy the file into this repository and use `include: local`",
     "component": "copy the component's configuration into the repository",
@@ -93,6 +93,8 @@ class _Include:
     inputs: YMap | None = None
     rules: YList | None = None
     written: str = ""
+    remote: bool = False
+    integrity: str | None = None
 
     @property
     def shown(self) -> str:
@@ -113,10 +115,13 @@ class _Resolver:
     problems: list[PipelineError] = field(default_factory=list)
     include_count: int = 0
     # what `include:` paths and `include: rules` see: GitLab's variables for includes
-    variables: dict[str, str] = field(default_factory=dict)
+    context: TriggerContext = field(default_factory=TriggerContext)
+    config_path: str = ""
+    found_variables: dict[str, str] | None = None
     changed_files: tuple[str, ...] | None = None
     project_files: tuple[str, ...] | None = None
     listed: tuple[str, ...] | None = None
+    fetcher: RemoteFetcher | None = None
 
     # include -------------------------------------------------------------------------------
     def with_includes(
@@ -130,6 +135,19 @@ class _Resolver:
         files: list[str] = []
         for entry in entries:
             if not self._rules_admit(entry):
+                continue
+            if entry.remote:
+                if entry.path in stack:
+                    cycle = " → ".join([*stack[stack.index(entry.path) :], entry.path])
+                    self.problems.append(IncludeError(f"include cycle: {cycle}", entry.location))
+                    continue
+                self.include_count += 1
+                sub = self._load_remote(entry)
+                if sub is None:
+                    continue
+                sub, nested = self.with_includes(sub, entry.path, (*stack, entry.path))
+                files.extend([entry.path, *nested])
+                merged = sub if merged is None else deep_merge(merged, sub)
                 continue
             for target in self._expand_local(entry):
                 rel = str(target.relative_to(self.root_dir))
@@ -167,13 +185,8 @@ class _Resolver:
         for item, where in items:
             if isinstance(item, str):
                 if item.startswith(("http://", "https://")):
-                    self.problems.append(
-                        IncludeError(
-                            "include of a URL (`include: remote`) is not supported by kapal yet; "
-                            + _UNSUPPORTED_INCLUDES["remote"],
-                            where,
-                        )
-                    )
+                    url = self._expanded(item, where)
+                    out.append(_Include(url, where, written=item, remote=True))
                     continue
                 out.append(_Include(self._expanded(item, where), where, written=item))
             elif isinstance(item, YMap):
@@ -189,6 +202,13 @@ class _Resolver:
                     )
                 )
         return out
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """GitLab's variables for includes, computed when an include first needs them."""
+        if self.found_variables is None:
+            self.found_variables = include_variables(self.context, self.config_path)
+        return self.found_variables
 
     def _expanded(self, path: str, where: Location) -> str:
         """GitLab expands project, trigger and pipeline predefined variables in include paths."""
@@ -207,24 +227,37 @@ class _Resolver:
                     )
                 )
                 return None
+        kind = "remote" if "remote" in item else "local"
+        allowed = [kind, "rules", "inputs", *(["integrity"] if kind == "remote" else [])]
         for key in item:
-            if key not in ("local", "rules", "inputs"):
-                hint = _suggest(key, ["local", "rules", "inputs"])
+            if key not in allowed:
+                hint = _suggest(key, allowed)
                 self.problems.append(
                     IncludeError(f"unknown include keyword {key!r}{hint}", item.key_at(key))
                 )
                 return None
-        if "local" not in item:
+        if kind not in item:
             self.problems.append(
                 IncludeError("include: a mapping needs `local: path/to/file.yml`", item.location)
             )
             return None
-        local = item["local"]
+        local = item[kind]
         if not isinstance(local, str) or not local:
+            what = "an http(s) URL" if kind == "remote" else "a file path"
             self.problems.append(
                 IncludeError(
-                    f"include: local expects a file path, found {describe(local)}",
-                    item.value_at("local"),
+                    f"include: {kind} expects {what}, found {describe(local)}",
+                    item.value_at(kind),
+                )
+            )
+            return None
+        integrity = item.get("integrity")
+        if "integrity" in item and not isinstance(integrity, str):
+            self.problems.append(
+                IncludeError(
+                    "include: integrity expects a hash like sha256-BASE64, found "
+                    + describe(integrity),
+                    item.value_at("integrity"),
                 )
             )
             return None
@@ -241,8 +274,14 @@ class _Resolver:
         rules = self._include_rules(item) if "rules" in item else None
         if rules is _BAD_RULES:
             return None
-        where = item.value_at("local")
-        return _Include(self._expanded(local, where), where, inputs, rules, local)
+        where = item.value_at(kind)
+        path = self._expanded(local, where)
+        if kind == "remote" and not path.startswith(("http://", "https://")):
+            self.problems.append(
+                IncludeError(f"include: remote expects an http(s) URL, found {local!r}", where)
+            )
+            return None
+        return _Include(path, where, inputs, rules, local, kind == "remote", integrity)
 
     def _include_rules(self, item: YMap) -> YList | None:
         rules = item["rules"]
@@ -358,6 +397,66 @@ class _Resolver:
             self.problems.append(
                 IncludeError(
                     f"included file {rel} must contain a mapping, found {describe(data)}",
+                    entry.location,
+                )
+            )
+            return None
+        return data
+
+    def _load_remote(self, entry: _Include) -> YMap | None:
+        """An `include: remote` file, fetched through the caller's fetcher and checked."""
+        if self.fetcher is None:
+            self.problems.append(
+                IncludeError(
+                    f"include: remote {entry.shown} was not fetched: only `kapal run` fetches "
+                    "remote includes so far; or copy the file into the repository and use "
+                    "`include: local`",
+                    entry.location,
+                )
+            )
+            return None
+        try:
+            content = self.fetcher.fetch(entry.path)
+        except IncludeError as exc:
+            self.problems.append(
+                IncludeError(f"include: remote {entry.shown}: {exc.message}", entry.location)
+            )
+            return None
+        if entry.integrity is not None:
+            problem = integrity_problem(content, entry.integrity)
+            if problem is not None:
+                self.problems.append(
+                    IncludeError(f"include: remote {entry.shown}: {problem}", entry.location)
+                )
+                return None
+        return self._parsed(content, entry.path, entry)
+
+    def _parsed(self, content: bytes, shown: str, entry: _Include) -> YMap | None:
+        """A fetched file as a mapping, parsed with the entry's inputs."""
+        if len(content) > MAX_FILE_BYTES:
+            self.problems.append(
+                IncludeError(f"include: remote {entry.shown}: larger than 4 MiB", entry.location)
+            )
+            return None
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            self.problems.append(
+                IncludeError(f"include: remote {entry.shown}: not UTF-8 text", entry.location)
+            )
+            return None
+        try:
+            with given_inputs(None if entry.inputs is None else dict(entry.inputs)):
+                data = parse_yaml(text, shown)
+        except PipelineError as exc:
+            self.problems.extend(exc.problems)
+            return None
+        if data is None:
+            return YMap(Location(shown, 1, 1))
+        if not isinstance(data, YMap):
+            self.problems.append(
+                IncludeError(
+                    f"included file {shown} must contain a mapping, found {describe(data)}",
                     entry.location,
                 )
             )
@@ -585,6 +684,8 @@ def include_variables(context: TriggerContext, config_path: str) -> dict[str, st
 
     Not the file's own `variables:` (GitLab reads includes before them), nor job variables.
     """
+    from pipeline.predefined import pipeline_variables  # only when an include needs them
+
     found = {
         v.name: v.value
         for v in pipeline_variables(context, config_path=config_path, workflow_name=None)
@@ -638,12 +739,15 @@ def _suggest(word: Any, candidates: list[str]) -> str:
 
 
 def resolve_collecting(
-    document: Document, context: TriggerContext | None = None
+    document: Document,
+    context: TriggerContext | None = None,
+    remote: RemoteFetcher | None = None,
 ) -> tuple[Document, list[PipelineError]]:
     """Resolve a document and return it with every problem found (for `kapal lint`).
 
     `context` is the trigger `include:` paths and `include: rules` are evaluated for; without
-    one, a push to the default branch (what GitLab's CI Lint simulates).
+    one, a push to the default branch (what GitLab's CI Lint simulates). `remote` fetches
+    `include: remote` files (pipeline/ itself does no network I/O).
     """
     if document.resolved:
         return document, list(document.warnings)
@@ -652,9 +756,11 @@ def resolve_collecting(
     resolver = _Resolver(
         Path(document.root_dir),
         _shown_dir(document),
-        variables=include_variables(context, document.path),
+        context=context,
+        config_path=document.path,
         changed_files=context.changed_files,
         project_files=context.project_files,
+        fetcher=remote,
     )
     with collect_warnings() as warnings:
         data, files = resolver.with_includes(document.data, document.path, (_self_rel(document),))
@@ -697,13 +803,17 @@ def _self_rel(document: Document) -> str:
         return document.path
 
 
-def resolve(document: Document, context: TriggerContext | None = None) -> Document:
+def resolve(
+    document: Document,
+    context: TriggerContext | None = None,
+    remote: RemoteFetcher | None = None,
+) -> Document:
     """Apply include, extends, !reference and default; raise the errors found, grouped.
 
     Warnings do not stop it; they stay in the returned document's `warnings`. `context` as for
     `resolve_collecting`.
     """
-    resolved, found = resolve_collecting(document, context)
+    resolved, found = resolve_collecting(document, context, remote)
     problems = [p for p in found if p.severity == "error"]
     if len(problems) == 1:
         raise problems[0]

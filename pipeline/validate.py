@@ -82,6 +82,7 @@ from pipeline.plan import (
     Variable,
 )
 from pipeline.regex import compile_regex, split_ref_pattern
+from pipeline.remote import RemoteFetcher
 from pipeline.resolve import resolve_collecting
 from pipeline.suggest import keyword_hint, name_hint
 
@@ -1924,17 +1925,20 @@ def _default_aliases(image: str) -> tuple[str, ...]:
 
 
 def validate_collecting(
-    document: Document, context: TriggerContext | None = None
+    document: Document,
+    context: TriggerContext | None = None,
+    remote: RemoteFetcher | None = None,
 ) -> tuple[PipelineConfig | None, list[PipelineError]]:
     """Resolve (if needed) and validate; the config (None when invalid) and all problems.
 
-    `context` is the trigger `include:` variables and rules are read for (see `resolve`).
+    `context` is the trigger `include:` variables and rules are read for, `remote` what fetches
+    `include: remote` files (see `resolve`).
 
     The problems include warnings (`severity == "warning"`), which do not make the config None;
     the config keeps them in `warnings`.
     """
     try:
-        resolved, problems = resolve_collecting(document, context)
+        resolved, problems = resolve_collecting(document, context, remote)
         validator = _Validator(resolved)
         config = validator.run()
     except RecursionError:
@@ -2031,12 +2035,16 @@ def _sort_key(location: Location | None) -> tuple[str, int, int]:
     return (location.file, location.line, location.column)
 
 
-def validate(document: Document, context: TriggerContext | None = None) -> PipelineConfig:
+def validate(
+    document: Document,
+    context: TriggerContext | None = None,
+    remote: RemoteFetcher | None = None,
+) -> PipelineConfig:
     """Check a document (resolving it first if needed); ValidationError lists every error.
 
     Warnings do not stop it: they are in the returned config's `warnings`.
     """
-    config, found = validate_collecting(document, context)
+    config, found = validate_collecting(document, context, remote)
     problems = [p for p in found if p.severity == "error"]
     if len(problems) == 1:
         raise problems[0]

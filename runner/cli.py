@@ -339,7 +339,10 @@ def _run(
     context = trigger_for(
         project, branch=branch, source=source, variables=variables, pipeline_id=pipeline_id
     )
-    the_plan = pipeline.plan(pipeline.load(pipeline_file, root_dir=project), context)
+    from runner.remote_includes import default_fetcher  # httpx: only when a plan is made
+
+    with default_fetcher() as remote:  # include: remote, cached under the data dir
+        the_plan = pipeline.plan(pipeline.load(pipeline_file, root_dir=project), context, remote)
     if not the_plan.created:
         console.print(f"no pipeline: {the_plan.skip_reason}")
         return 0

@@ -685,6 +685,10 @@ _include_rule = st.fixed_dictionaries(
 _include_entry = st.one_of(
     _include_paths,
     st.fixed_dictionaries(
+        {"remote": st.sampled_from(["https://example.invalid/ci.yml", "ftp://x/y.yml", 3])},
+        optional={"integrity": st.sampled_from(["sha256-AAAA", "md5-x", None])},
+    ),
+    st.fixed_dictionaries(
         {"local": _include_paths},
         optional={
             "rules": st.one_of(st.lists(_include_rule, max_size=3), st.just("x")),

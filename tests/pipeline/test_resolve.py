@@ -144,7 +144,7 @@ def test_problem_in_included_file_names_that_file(tmp_path: Path) -> None:
     assert "ci/a.yml:2:3: job: unknown keyword 'scirpt'" in shown
 
 
-@pytest.mark.parametrize("kind", ["remote", "template", "project", "component"])
+@pytest.mark.parametrize("kind", ["template", "project", "component"])
 def test_other_include_kinds_are_unsupported(kind: str) -> None:
     with pytest.raises(IncludeError, match=f"`include: {kind}` is not supported by kapal yet"):
         resolve(loads(f"include:\n  - {kind}: x\njob:\n  script: s\n"))
