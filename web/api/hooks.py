@@ -88,21 +88,23 @@ def _deliver(
     """Everything after the body is read (blocking: database, git): the status and JSON."""
     identity = identify_repository(provider.value, headers, body)
     cipher = SecretCipher(settings.encryption_key())
-    with database.transaction() as session:  # one round of the database before the signature
+    # one transaction (one connection, one commit) from the repository's secret to the
+    # delivery and its pipeline: a refused delivery (a bad signature...) rolls back having
+    # written nothing
+    with database.transaction() as session:
         repository = _find_repository(session, provider, identity)
         secret = get_repository_credentials(
             session=session, cipher=cipher, repository_id=repository.id
         ).webhook_secret
-    outcome = parse_delivery(provider.value, headers, body, secret=secret)
-    delivery = DeliveryCreate(
-        provider=provider,
-        delivery_id=outcome.delivery_id[:255],
-        event=outcome.event[:255],
-        payload=body,
-        headers=kept_headers,
-        repository_id=repository.id,
-    )
-    with database.transaction() as session:
+        outcome = parse_delivery(provider.value, headers, body, secret=secret)
+        delivery = DeliveryCreate(
+            provider=provider,
+            delivery_id=outcome.delivery_id[:255],
+            event=outcome.event[:255],
+            payload=body,
+            headers=kept_headers,
+            repository_id=repository.id,
+        )
         recorded = record_delivery(session=session, delivery=delivery)
         if recorded.created and isinstance(outcome, Ignored):
             finish_delivery(session=session, id=recorded.id, outcome=f"ignored: {outcome.reason}")
