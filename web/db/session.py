@@ -23,6 +23,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Connections a process keeps open to PostgreSQL (made as needed), and how many more it may
+# open for a burst; a web process and each worker have their own pool.
+POSTGRES_POOL_SIZE = 20
+POSTGRES_MAX_OVERFLOW = 20
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -57,7 +61,15 @@ def make_engine(url: str, **options: Any) -> Engine:
         engine = create_engine(parsed, connect_args=connect_args, **options)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, **options)
+    # pool_pre_ping: a connection PostgreSQL dropped (restarted, terminated) is replaced at
+    # checkout instead of failing the request; a size near the web threads' concurrency, since
+    # every connection past `pool_size` is closed at checkin and made anew for the next request
+    pooling: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": POSTGRES_POOL_SIZE,
+        "max_overflow": POSTGRES_MAX_OVERFLOW,
+    }
+    return create_engine(parsed, **{**pooling, **options})
 
 
 def rowcount(result: Any) -> int:
