@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import ColumnElement, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from web.db.locks import lock_pipeline
@@ -133,18 +133,24 @@ def busy_jobs_of_repository(
     return [(pipeline_id, name) for pipeline_id, name in rows]
 
 
+def _waiting_for(repository_id: int, reason: str) -> tuple[ColumnElement[bool], ...]:
+    """The repository's jobs not started (`created`, `scheduled`) whose reason starts with
+    `reason` (needs the jobs joined to their pipelines)."""
+    return (
+        Pipeline.repository_id == repository_id,
+        Job.retried.is_(False),
+        Job.status.in_(("created", "scheduled")),
+        Job.reason.startswith(reason, autoescape=True),
+    )
+
+
 def oldest_pipeline_waiting(*, session: Session, repository_id: int, reason: str) -> int | None:
     """The oldest pipeline of the repository with a job not started (`created`, `scheduled`)
     whose reason starts with `reason` (what it waits for), or None."""
     return session.scalar(
         select(Job.pipeline_id)
         .join(Pipeline, Pipeline.id == Job.pipeline_id)
-        .where(
-            Pipeline.repository_id == repository_id,
-            Job.retried.is_(False),
-            Job.status.in_(("created", "scheduled")),
-            Job.reason.startswith(reason, autoescape=True),
-        )
+        .where(*_waiting_for(repository_id, reason))
         .order_by(Job.pipeline_id)
         .limit(1)
     )
@@ -152,16 +158,16 @@ def oldest_pipeline_waiting(*, session: Session, repository_id: int, reason: str
 
 def rename_waits(*, session: Session, repository_id: int, reason: str, new_reason: str) -> None:
     """Give every job of the repository not started whose reason starts with `reason` (what
-    it waits for) `new_reason` instead (who holds it now)."""
+    it waits for) `new_reason` instead (who holds it now).
+
+    Jobs another transaction is changing are left to it (on PostgreSQL, SKIP LOCKED): waiting
+    for them could deadlock with it, and it says what they wait for itself once it decides.
+    """
     waiting = (
         select(Job.id)
         .join(Pipeline, Pipeline.id == Job.pipeline_id)
-        .where(
-            Pipeline.repository_id == repository_id,
-            Job.retried.is_(False),
-            Job.status.in_(("created", "scheduled")),
-            Job.reason.startswith(reason, autoescape=True),
-        )
+        .where(*_waiting_for(repository_id, reason))
+        .with_for_update(of=Job, skip_locked=True, key_share=True)
     )
     session.execute(
         update(Job)
