@@ -35,6 +35,7 @@ from pipeline.lint_command import (
 )
 from pipeline.plan import Plan
 from pipeline.planner import plan as plan_pipeline
+from pipeline.remote import command_fetcher
 from pipeline.validate import validate_collecting
 
 __all__ = ["ARGV_COMMANDS", "register"]
@@ -136,8 +137,10 @@ def plan_command(
         changed_files=tuple(changed) if changed else None,
         variables=tuple(variables),
     )
-    config, problems = validate_collecting(document)
     try:
+        # include: paths and rules are read for this trigger; remote includes fetched
+        with command_fetcher() as remote:
+            config, problems = validate_collecting(document, context, remote)
         if config is None or _blocking(problems, strict):
             raise PipelineError("the pipeline has problems", problems=problems)
         result = plan_pipeline(config, context)

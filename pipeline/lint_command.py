@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from pipeline.document import PIPELINE_FILE_NAMES, Document, load
 from pipeline.errors import PipelineError
+from pipeline.remote import command_fetcher
 from pipeline.validate import validate_collecting
 
 if TYPE_CHECKING:
@@ -109,7 +110,8 @@ def lint(file: Path | None, as_json: bool, strict: bool, inputs: list[str] | Non
     """Check a pipeline file; print each problem as file:line:col: message; the exit code."""
     path = _pipeline_path(file)
     document = _load(path, as_json, inputs)
-    config, problems = validate_collecting(document)
+    with command_fetcher() as remote:  # include: remote, when the `kapal` entry set one
+        config, problems = validate_collecting(document, None, remote)
     failing = _blocking(problems, strict) or config is None
     if as_json:
         jobs = {"jobs": len(config.jobs)} if config is not None else {}

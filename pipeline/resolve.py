@@ -408,9 +408,9 @@ class _Resolver:
         if self.fetcher is None:
             self.problems.append(
                 IncludeError(
-                    f"include: remote {entry.shown} was not fetched: only `kapal run` fetches "
-                    "remote includes so far; or copy the file into the repository and use "
-                    "`include: local`",
+                    f"include: remote {entry.shown} was not fetched: no fetcher was given "
+                    "(`kapal lint`, `plan` and `run` pass one; a library caller passes "
+                    "`remote=`); or copy the file into the repository and use `include: local`",
                     entry.location,
                 )
             )

@@ -339,7 +339,7 @@ def _run(
     context = trigger_for(
         project, branch=branch, source=source, variables=variables, pipeline_id=pipeline_id
     )
-    from runner.remote_includes import default_fetcher  # httpx: only when a plan is made
+    from runner.remote_includes import default_fetcher  # httpx: on the first remote include
 
     with default_fetcher() as remote:  # include: remote, cached under the data dir
         the_plan = pipeline.plan(pipeline.load(pipeline_file, root_dir=project), context, remote)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import typer
     from typer.core import TyperGroup
 
+    from pipeline.remote import RemoteFetcher
+
 ROOT_HELP = "kapal: CI/CD pipelines on containers, on a server or on your laptop."
 
 # sub-command name -> the module whose `register(app)` defines it
@@ -123,9 +125,24 @@ def _lazy_commands_class() -> type[TyperGroup]:
     return LazyCommands
 
 
+def _remote_fetcher() -> RemoteFetcher:
+    from runner.remote_includes import default_fetcher  # httpx: on the first remote include
+
+    return default_fetcher()
+
+
+def _wire_remote_includes() -> None:
+    """`kapal lint` and `kapal plan` fetch `include: remote` with the runner's HTTP fetcher."""
+    from pipeline.remote import set_command_fetcher
+
+    set_command_fetcher(_remote_fetcher)
+
+
 def build_app() -> typer.Typer:
     """Return the `kapal` Typer application with every sub-command registered."""
     import typer
+
+    _wire_remote_includes()
 
     app = typer.Typer(
         name="kapal",
@@ -224,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     # kapal uses no pydantic plugins; looking for them reads every installed distribution's
     # metadata (30-70 ms) the first time a model or a Typer option is built.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    if args[0] in ("lint", "plan"):
+        _wire_remote_includes()
     module_name = COMMAND_MODULES.get(args[0])
     if module_name is not None:
         # A verb whose module parses its own argv (`ARGV_COMMANDS`) runs without Typer.

@@ -136,5 +136,32 @@ def test_offline_uses_the_cached_copy_else_one_clear_error(
 
 def test_without_a_fetcher_remote_is_one_clear_error(tmp_path: Path) -> None:
     main = _main(tmp_path, "  - remote: https://example.invalid/ci.yml\n")
-    with pytest.raises(IncludeError, match="was not fetched: only `kapal run` fetches"):
+    with pytest.raises(IncludeError, match="was not fetched: no fetcher was given"):
         plan(load(main), MAIN)
+
+
+def test_kapal_lint_and_plan_fetch_remote_includes(
+    tmp_path: Path, server: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from web.cli import build_app
+
+    monkeypatch.setenv("KAPAL_DATA_DIR", str(tmp_path / "data"))
+    main = _main(tmp_path, f"  - remote: {_url(server, '/ci/remote.yml')}\n")
+    (main.parent / "ci").mkdir()
+    (main.parent / "ci" / "dev.yml").write_text("dev-only:\n  script: s\n")
+    text = main.read_text().replace(
+        "include:\n", "include:\n  - local: ci/$CI_COMMIT_REF_NAME.yml\n"
+    )
+    main.write_text(text)
+    runner = CliRunner()
+    linted = runner.invoke(build_app(), ["lint", str(main.parent)])
+    # lint reads the includes as a default-branch pipeline: ci/main.yml does not exist
+    assert "include: file 'ci/main.yml' (from 'ci/$CI_COMMIT_REF_NAME.yml') not found" in (
+        linted.stdout + linted.stderr
+    )
+    planned = runner.invoke(build_app(), ["plan", str(main.parent), "--branch", "dev", "--json"])
+    assert planned.exit_code == 0, planned.stdout + planned.stderr
+    assert '"remote-job"' in planned.stdout and '"dev-only"' in planned.stdout
+    assert any((tmp_path / "data" / "includes").iterdir())
