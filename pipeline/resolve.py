@@ -689,6 +689,8 @@ def include_variables(context: TriggerContext, config_path: str) -> dict[str, st
     found = {
         v.name: v.value
         for v in pipeline_variables(context, config_path=config_path, workflow_name=None)
+        # GitLab reads the configuration before the pipeline exists: it has no id yet
+        if v.name not in ("CI_PIPELINE_ID", "CI_PIPELINE_IID")
     }
     found.update(context.variables)
     return found

@@ -94,6 +94,17 @@ def test_include_path_expands_project_predefined_variables(tmp_path: Path) -> No
     assert _jobs(main, context) == {"feature"}
 
 
+def test_include_path_has_no_pipeline_id(tmp_path: Path) -> None:
+    """GitLab's docs: the configuration is read before the pipeline exists, so no CI_PIPELINE_ID."""
+    main = _project(
+        tmp_path,
+        {".kapal.yml": "include: 'ci/p$CI_PIPELINE_ID.yml'\n", "ci/p7.yml": "p:\n  script: s\n"},
+    )
+    assert "include: file 'ci/p.yml' (from 'ci/p$CI_PIPELINE_ID.yml') not found" in _messages(
+        main, TriggerContext(branch="main", pipeline_id=7)
+    )
+
+
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [
