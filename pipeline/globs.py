@@ -227,7 +227,8 @@ def _first_brace(pattern: str) -> tuple[int, int, list[int]] | Literal["unbalanc
 
 
 def _normalise_escapes(pattern: str) -> str:
-    """Ruby drops a trailing lone backslash, and `\\/` is a path separator like `/`."""
+    """Ruby drops a trailing lone backslash, and `\\/` is a path separator like `/` — except
+    that only a literal `**/` recurses: a `**` segment before `\\/` is a plain `*`."""
     out: list[str] = []
     index = 0
     while index < len(pattern):
@@ -236,6 +237,10 @@ def _normalise_escapes(pattern: str) -> str:
             if index + 1 >= len(pattern):
                 break
             following = pattern[index + 1]
+            if following == "/" and "".join(out[-2:]) == "**" and (
+                len(out) == 2 or out[-3] == "/"
+            ):
+                out[-2:] = ["*"]
             out.append(following if following == "/" else char + following)
             index += 2
             continue

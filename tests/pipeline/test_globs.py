@@ -77,6 +77,12 @@ FNMATCH_CASES = [
     ("\\", "", True),
     ("a\\", "a", True),
     ("a\\/b", "a/b", True),
+    # only a literal `**/` recurses: before an escaped slash `**` is a plain `*`
+    ("**\\/**", "", False),
+    ("**\\/**", "a", False),
+    ("**\\/**", "a/b", True),
+    ("a/**\\/b", "a/x/b", True),
+    ("a/**\\/b", "a/x/y/b", False),
     ("[a/**/b]*", "a[x", True),
     ("\\a[a/**/b[!]", "ab", True),
     ("[.-0]", "/", False),
