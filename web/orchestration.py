@@ -1096,7 +1096,15 @@ def retry_job(*, services: Services, job_id: int) -> JobRead:
         plan = _plan(session, job.pipeline_id)
         # a played manual job runs again at once; any other is decided by the scheduler
         first = "pending" if job.when == "manual" else "created"
+        group = _take_group_to_play(session, job) if first == "pending" else None
         new = job_rows.retry_job(session=session, job_id=latest.id, status=first)
+        if group:
+            _now_held(
+                session,
+                _repository_of(session, job.pipeline_id),
+                group,
+                (job.pipeline_id, job.name),
+            )
         if plan is not None:
             _reopen_skipped_after(session, plan, job.pipeline_id, [job.name])
         started = _advance_locked(session, job.pipeline_id, wake)

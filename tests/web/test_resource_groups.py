@@ -28,6 +28,7 @@ from web.orchestration import (
     finish_job,
     play_job,
     requeue_pending,
+    retry_job,
 )
 from web.settings import Settings
 
@@ -231,3 +232,16 @@ def test_a_manual_job_is_played_only_while_its_group_is_free(
     _run(services, played)
     assert play_job(services=services, job_id=gate.id, who="bob").status == "pending"
     assert kept.sent.count(gate.id) == 1
+
+
+def test_a_manual_job_is_retried_only_while_its_group_is_free(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead
+) -> None:
+    first, second = (_pipeline(services, project, repository, MANUAL_DEPLOY) for _ in range(2))
+    _run(services, play_job(services=services, job_id=_job(services, first).id, who="ada"))
+    holder = play_job(services=services, job_id=_job(services, second).id, who="bob")
+    with pytest.raises(ConflictError, match=f"held by pipeline {second} job deploy"):
+        retry_job(services=services, job_id=_job(services, first).id)
+    _run(services, holder)
+    again = retry_job(services=services, job_id=_job(services, first).id)
+    assert (again.attempt, again.status) == (2, "pending")
