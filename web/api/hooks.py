@@ -22,13 +22,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from web.api.deps import DatabaseDep, ServicesDep, SettingsDep
 from web.db.deliveries import finish_delivery, get_delivery, record_delivery
 from web.db.encryption import SecretCipher
-from web.db.repos import get_repository_credentials, list_repositories
-from web.db.schemas import DeliveryCreate, Provider, RepositoryRead
+from web.db.models import Repository
+from web.db.schemas import DeliveryCreate, Provider
 from web.db.session import Database
 from web.errors import NotFoundError
 from web.hooks import Ignored, RepositoryIdentity, Trigger, identify_repository, parse_delivery
@@ -51,14 +52,15 @@ FAILED_PREFIX = "failed: "
 
 def _find_repository(
     session: Session, provider: Provider, identity: RepositoryIdentity
-) -> RepositoryRead:
+) -> Repository:
+    """The row of the repository a delivery names (its secret read in the same query)."""
     candidates = [
-        r
-        for r in list_repositories(session=session)
-        if r.provider is provider and identity.matches(name=r.name, clone_url=r.clone_url)
+        row
+        for row in session.scalars(select(Repository).where(Repository.provider == provider.value))
+        if identity.matches(name=row.name, clone_url=row.clone_url)
     ]
     # the repository registered under the delivery's name first, then one with its clone URL
-    candidates.sort(key=lambda r: r.name.lower() != identity.full_name.lower())
+    candidates.sort(key=lambda r: (r.name.lower() != identity.full_name.lower(), r.name))
     if candidates:
         return candidates[0]
     raise NotFoundError(
@@ -93,9 +95,7 @@ def _deliver(
     # written nothing
     with database.transaction() as session:
         repository = _find_repository(session, provider, identity)
-        secret = get_repository_credentials(
-            session=session, cipher=cipher, repository_id=repository.id
-        ).webhook_secret
+        secret = cipher.decrypt(repository.webhook_secret)
         outcome = parse_delivery(provider.value, headers, body, secret=secret)
         delivery = DeliveryCreate(
             provider=provider,
