@@ -237,9 +237,7 @@ def _normalise_escapes(pattern: str) -> str:
             if index + 1 >= len(pattern):
                 break
             following = pattern[index + 1]
-            if following == "/" and "".join(out[-2:]) == "**" and (
-                len(out) == 2 or out[-3] == "/"
-            ):
+            if following == "/" and "".join(out[-2:]) == "**" and (len(out) == 2 or out[-3] == "/"):
                 out[-2:] = ["*"]
             out.append(following if following == "/" else char + following)
             index += 2

@@ -370,12 +370,8 @@ class Deployment(Base):
     __table_args__ = (Index("ix_deployments_environment_id_id", "environment_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    environment_id: Mapped[int] = mapped_column(
-        ForeignKey("environments.id", ondelete="CASCADE")
-    )
-    pipeline_id: Mapped[int | None] = mapped_column(
-        ForeignKey("pipelines.id", ondelete="SET NULL")
-    )
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    pipeline_id: Mapped[int | None] = mapped_column(ForeignKey("pipelines.id", ondelete="SET NULL"))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(CleanString(16))  # registry | service | script
     image: Mapped[str] = mapped_column(CleanText(), default="")
