@@ -74,13 +74,18 @@ def database_url(
     try:
         yield url
     finally:
-        cleaner = Database(url)
-        try:
-            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            with cleaner.transaction() as session:
-                session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        finally:
-            cleaner.dispose()
+        empty_postgres(url)
+
+
+def empty_postgres(url: str) -> None:
+    """Empty every kapal table of the session's PostgreSQL database (ids start again at 1)."""
+    cleaner = Database(url)
+    try:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with cleaner.transaction() as session:
+            session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        cleaner.dispose()
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ import redis
 from pydantic import SecretStr
 
 from runner.images import ImageStore
+from tests.web.conftest import empty_postgres
 from tests.web.service_support import register
 from tests.web.test_mirrors import Project
 from web.db.encryption import SecretCipher
 from web.db.pipelines import get_pipeline_detail
 from web.db.schemas import PipelineDetail, RepositoryRead
-from web.db.session import Database
 from web.orchestration import Services
 from web.settings import Settings
 from web.tasks import EmbeddedWorker, KapalCelery, create_celery, start_embedded_worker
@@ -65,21 +65,11 @@ def service_settings(
 @pytest.fixture
 def database_url_postgres(request: pytest.FixtureRequest) -> Iterator[str]:
     """The session's migrated PostgreSQL database, emptied after the test."""
-    from sqlalchemy import text
-
-    from web.db.models import Base
-
     url: str = request.getfixturevalue("migrated_postgres")
     try:
         yield url
     finally:
-        cleaner = Database(url)
-        try:
-            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            with cleaner.transaction() as session:
-                session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        finally:
-            cleaner.dispose()
+        empty_postgres(url)
 
 
 @pytest.fixture
