@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from tests.web.test_mirrors import Project
 from web.db.repos import create_repository
 from web.db.schemas import Provider, RepositoryCreate, RepositoryRead
+from web.db.session import Database
 from web.orchestration import Services
+from web.settings import Settings
 
 
 class KeptJobs:
@@ -41,6 +46,12 @@ class KeptJobs:
         """Keep the pipeline status to report."""
         with self._lock:
             self.statuses.append((pipeline_id, status))
+
+
+def kept_services(database: Database, data_dir: Path, kept: KeptJobs | None = None) -> Services:
+    """The service layer on the test `database`, its dispatcher keeping what it is sent."""
+    settings = Settings(data_dir=data_dir, database_url=database.url, secret_key=SecretStr("k"))
+    return Services(settings=settings, database=database, dispatcher=kept or KeptJobs())
 
 
 def register(

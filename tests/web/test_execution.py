@@ -8,9 +8,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
-from tests.web.service_support import KeptJobs, register
+from tests.web.service_support import kept_services, register
 from tests.web.test_mirrors import Project, git
 from tests.web.test_orchestration import FAN_IN, _trigger
 from web.db.jobs import list_jobs
@@ -20,15 +19,11 @@ from web.db.session import Database
 from web.execution import JobContext, load_context
 from web.hooks.trigger import MergeRequest
 from web.orchestration import Services, create_pipeline_from_trigger
-from web.settings import Settings
 
 
 @pytest.fixture
 def services(database: Database, tmp_path: Path) -> Services:
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=database.url, secret_key=SecretStr("k")
-    )
-    return Services(settings=settings, database=database, dispatcher=KeptJobs())
+    return kept_services(database, tmp_path / "data")
 
 
 @pytest.fixture

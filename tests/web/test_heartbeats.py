@@ -9,10 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import update
 
-from tests.web.service_support import KeptJobs
+from tests.web.service_support import KeptJobs, kept_services
 from web.db.jobs import claim_job, create_jobs, get_job
 from web.db.models import Job, Worker, utcnow
 from web.db.pipelines import create_pipeline
@@ -31,16 +30,12 @@ from web.heartbeats import (
 )
 from web.orchestration import Services
 from web.routing import job_queue, serves, worker_queues
-from web.settings import Settings
 
 
 @pytest.fixture
 def services(database: Database, tmp_path: Path) -> Services:
     """The service layer on the test database; lost after 30 s (the default)."""
-    settings = Settings(
-        data_dir=tmp_path, secret_key=SecretStr("k"), database_url=str(database.engine.url)
-    )
-    return Services(settings=settings, database=database, dispatcher=KeptJobs())
+    return kept_services(database, tmp_path)
 
 
 def _jobs(services: Services, *tags: list[str]) -> list[int]:

@@ -7,10 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from runner.engine.recorder import JobStatus
-from tests.web.service_support import KeptJobs, register
+from tests.web.service_support import KeptJobs, kept_services, register
 from tests.web.test_mirrors import Project
 from web.db.deliveries import get_delivery, record_delivery
 from web.db.jobs import claim_job, list_jobs
@@ -35,7 +34,6 @@ from web.orchestration import (
     play_job,
     retry_pipeline,
 )
-from web.settings import Settings
 
 
 @pytest.fixture
@@ -45,10 +43,7 @@ def kept() -> KeptJobs:
 
 @pytest.fixture
 def services(database: Database, tmp_path: Path, kept: KeptJobs) -> Services:
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=database.url, secret_key=SecretStr("k")
-    )
-    return Services(settings=settings, database=database, dispatcher=kept)
+    return kept_services(database, tmp_path / "data", kept)
 
 
 @pytest.fixture

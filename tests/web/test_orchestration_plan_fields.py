@@ -7,11 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import update
 
 from runner.engine.recorder import JobStatus
-from tests.web.service_support import KeptJobs, register
+from tests.web.service_support import KeptJobs, kept_services, register
 from tests.web.test_mirrors import Project
 from web.db.jobs import claim_job, list_jobs
 from web.db.models import Job, utcnow
@@ -28,7 +27,6 @@ from web.orchestration import (
     play_job,
     requeue_pending,
 )
-from web.settings import Settings
 
 DELAYED = """
 stages: [build, test, deploy]
@@ -58,10 +56,7 @@ def kept() -> KeptJobs:
 
 @pytest.fixture
 def services(database: Database, tmp_path: Path, kept: KeptJobs) -> Services:
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=database.url, secret_key=SecretStr("k")
-    )
-    return Services(settings=settings, database=database, dispatcher=kept)
+    return kept_services(database, tmp_path / "data", kept)
 
 
 @pytest.fixture

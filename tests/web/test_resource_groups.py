@@ -10,10 +10,9 @@ from itertools import count
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from runner.engine.recorder import JobStatus
-from tests.web.service_support import KeptJobs, register
+from tests.web.service_support import KeptJobs, kept_services, register
 from tests.web.test_mirrors import Project
 from web.db.jobs import claim_job, get_job, list_jobs, set_job_status
 from web.db.schemas import JobRead, RepositoryRead
@@ -30,7 +29,6 @@ from web.orchestration import (
     requeue_pending,
     retry_job,
 )
-from web.settings import Settings
 
 DEPLOY = """
 workflow: {auto_cancel: {on_new_commit: none}}
@@ -62,10 +60,7 @@ def kept() -> KeptJobs:
 
 @pytest.fixture
 def services(database: Database, tmp_path: Path, kept: KeptJobs) -> Services:
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=database.url, secret_key=SecretStr("k")
-    )
-    return Services(settings=settings, database=database, dispatcher=kept)
+    return kept_services(database, tmp_path / "data", kept)
 
 
 @pytest.fixture
