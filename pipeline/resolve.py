@@ -386,6 +386,15 @@ class _Resolver:
             # Shown beside the main file as the user named it, so positions can be opened.
             shown = str(PurePosixPath(self.shown_dir) / rel) if self.shown_dir else rel
             text = _read_in_repository(self.root_dir, rel, shown)
+        except PipelineError as exc:
+            self.problems.extend(exc.problems)
+            return None
+        return self._parse_included(text, shown, rel, entry)
+
+    def _parse_included(self, text: str, shown: str, named: str, entry: _Include) -> YMap | None:
+        """The included file's mapping (with the include's inputs), or None with the problem
+        recorded; `named` is how the message names the file."""
+        try:
             with given_inputs(None if entry.inputs is None else dict(entry.inputs)):
                 data = parse_yaml(text, shown)
         except PipelineError as exc:
@@ -396,7 +405,7 @@ class _Resolver:
         if not isinstance(data, YMap):
             self.problems.append(
                 IncludeError(
-                    f"included file {rel} must contain a mapping, found {describe(data)}",
+                    f"included file {named} must contain a mapping, found {describe(data)}",
                     entry.location,
                 )
             )
@@ -445,23 +454,7 @@ class _Resolver:
                 IncludeError(f"include: remote {entry.shown}: not UTF-8 text", entry.location)
             )
             return None
-        try:
-            with given_inputs(None if entry.inputs is None else dict(entry.inputs)):
-                data = parse_yaml(text, shown)
-        except PipelineError as exc:
-            self.problems.extend(exc.problems)
-            return None
-        if data is None:
-            return YMap(Location(shown, 1, 1))
-        if not isinstance(data, YMap):
-            self.problems.append(
-                IncludeError(
-                    f"included file {shown} must contain a mapping, found {describe(data)}",
-                    entry.location,
-                )
-            )
-            return None
-        return data
+        return self._parse_included(text, shown, shown, entry)
 
     # extends -------------------------------------------------------------------------------
     def with_extends(self, data: YMap) -> YMap:
