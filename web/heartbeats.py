@@ -14,6 +14,10 @@ jobs of a worker that stopped beating ("worker lost").
                                           queues); a message not lost finds the job claimed
     Heartbeat.stop()    stop the thread, mark the worker stopped
 
+Every time here is the database's clock (`web.db.clock`), never a worker's: workers on machines
+whose clocks differ would otherwise declare a live worker lost (a clock behind) or never notice a
+dead one (a clock ahead).
+
 A worker that is slow but alive keeps beating (the thread does not wait for its jobs), so the
 sweep never fails its jobs. One that cannot write its heartbeat for nearly `worker_lost_after`
 seconds (cut off from the database) cancels its own running jobs before the others declare them
@@ -36,7 +40,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from runner.engine.recorder import JobStatus
-from web.db.models import Job, Worker, utcnow
+from web.db.clock import database_now
+from web.db.models import Job, Worker
 from web.orchestration import JobEnd, Services, finish_job
 from web.routing import WAITING_PREFIX, serves, unserved_reason
 
@@ -64,7 +69,7 @@ def register_worker(
 ) -> None:
     """Record a starting worker (replacing the row of an earlier worker of the same name)."""
     session.execute(delete(Worker).where(Worker.name == name))
-    now = utcnow()
+    now = database_now(session)
     session.add(
         Worker(
             name=name,
@@ -81,7 +86,7 @@ def register_worker(
 
 def live_worker_queues(*, session: Session, lost_after: float) -> list[list[str]]:
     """The queues served by each worker that is running and beat within `lost_after` seconds."""
-    cutoff = utcnow() - timedelta(seconds=lost_after)
+    cutoff = database_now(session) - timedelta(seconds=lost_after)
     rows = session.scalars(
         select(Worker.queues).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)
     )
@@ -127,8 +132,8 @@ def sweep_lost_workers(*, services: Services) -> list[int]:
     """Fail the running jobs whose worker is gone: stopped, silent for `worker_lost_after`
     seconds, or never registered and started that long ago; returns their ids."""
     lost_after = services.settings.worker_lost_after
-    cutoff = utcnow() - timedelta(seconds=lost_after)
     with services.database.transaction() as session:
+        now = database_now(session)
         rows = session.execute(
             select(Job.id, Job.worker, Job.started_at, Worker.heartbeat_at, Worker.stopped_at)
             .outerjoin(Worker, Worker.name == Job.worker)
@@ -137,11 +142,15 @@ def sweep_lost_workers(*, services: Services) -> list[int]:
     lost: list[int] = []
     for job_id, worker, started_at, beat, stopped_at in rows:
         last = beat if beat is not None else started_at
-        if stopped_at is None and last is not None and _aware(last) >= cutoff:
+        if (
+            stopped_at is None
+            and last is not None
+            and now - _aware(last) <= timedelta(seconds=lost_after)
+        ):
             continue
         silent = "stopped" if stopped_at is not None else "sent no heartbeat"
         if stopped_at is None and last is not None:
-            silent += f" for {(utcnow() - _aware(last)).total_seconds():.0f}s"
+            silent += f" for {(now - _aware(last)).total_seconds():.0f}s"
         log.warning(
             "job %s: its worker %s %s; failing it (%s)", job_id, worker, silent, LOST_REASON
         )
@@ -163,7 +172,7 @@ def sweep_lost_workers(*, services: Services) -> list[int]:
 
 def prune_workers(*, session: Session) -> int:
     """Remove the rows of workers stopped or silent for a day; returns how many."""
-    cutoff = utcnow() - PRUNE_AFTER
+    cutoff = database_now(session) - PRUNE_AFTER
     result = session.execute(
         delete(Worker).where(
             (Worker.heartbeat_at < cutoff)
@@ -178,8 +187,8 @@ def resend_lost_messages(
 ) -> list[int]:
     """Send again the jobs a worker serving `queues` runs that have been pending for
     `older_than` seconds (called when that worker has a free slot); returns their ids."""
-    cutoff = utcnow() - timedelta(seconds=older_than)
     with services.database.transaction() as session:
+        cutoff = database_now(session) - timedelta(seconds=older_than)
         rows = session.execute(
             select(Job.id, Job.tags).where(
                 Job.status == "pending",
@@ -264,7 +273,9 @@ class Heartbeat:
         try:
             with self.services.database.transaction() as session:
                 session.execute(
-                    update(Worker).where(Worker.name == self.name).values(stopped_at=utcnow())
+                    update(Worker)
+                    .where(Worker.name == self.name)
+                    .values(stopped_at=database_now(session))
                 )
         except Exception:
             log.warning("worker %s: cannot mark it stopped", self.name, exc_info=True)
@@ -275,7 +286,7 @@ class Heartbeat:
             changed = session.execute(
                 update(Worker)
                 .where(Worker.name == self.name)
-                .values(heartbeat_at=utcnow(), stopped_at=None)
+                .values(heartbeat_at=database_now(session), stopped_at=None)
             )
             if not getattr(changed, "rowcount", 1):
                 register_worker(

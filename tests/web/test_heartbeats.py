@@ -5,7 +5,8 @@ off from the database cancels its own jobs; queue names by tags."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,40 @@ def test_a_worker_restarted_under_its_name_fails_what_the_dead_one_left_running(
     heartbeat.stop()
     assert _job(services, left)[:2] == ("failed", "worker lost: named restarted while it ran")
     assert _job(services, other)[0] == "running"
+
+
+def _clock_off_by(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
+    """This process's clock reads `offset` away from the truth (a worker on another machine)."""
+    import web.db.clock
+    import web.db.models
+
+    def skewed() -> datetime:
+        return datetime.now(UTC) + offset
+
+    monkeypatch.setattr(web.db.clock, "utcnow", skewed)
+    monkeypatch.setattr(web.db.models, "utcnow", skewed)
+
+
+@pytest.mark.parametrize("offset_minutes", [-10, 10])
+def test_workers_on_machines_whose_clocks_differ_are_judged_by_the_database_clock(
+    services: Services, monkeypatch: pytest.MonkeyPatch, offset_minutes: int
+) -> None:
+    if services.database.engine.dialect.name != "postgresql":
+        pytest.skip("the embedded SQLite database lives on one machine: one clock")
+    quick = Services(
+        settings=services.settings.model_copy(update={"worker_lost_after": 2.0}),
+        database=services.database,
+        dispatcher=services.dispatcher,
+    )
+    (job_id,) = _jobs(quick, [])
+    with monkeypatch.context() as worker_machine:
+        _clock_off_by(worker_machine, timedelta(minutes=offset_minutes))
+        Heartbeat(quick, name="far", queues=["kapal"], concurrency=1).beat()
+        _claim(quick, job_id, "far")
+    # beating a moment ago, by the database's clock: alive, whatever the worker's clock said
+    assert sweep_lost_workers(services=quick) == []
+    assert _job(quick, job_id)[0] == "running"
+    # then silent past `worker_lost_after`: lost, even if its clock ran ahead
+    time.sleep(2.5)
+    assert sweep_lost_workers(services=quick) == [job_id]
+    assert _job(quick, job_id)[1].startswith("worker lost: far sent no heartbeat for ")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
+from web.db.clock import database_now, database_now_sql
 from web.db.locks import lock_pipeline
-from web.db.models import Job, Pipeline, UTCDateTime, utcnow
+from web.db.models import Job, Pipeline
 from web.db.schemas import JobCreate, JobRead
 from web.db.session import rowcount
 from web.errors import ConflictError, NotFoundError
@@ -28,7 +29,7 @@ def create_jobs(*, session: Session, pipeline_id: int, jobs: Sequence[JobCreate]
     """Record the jobs of a pipeline (first attempts), returned in the order given."""
     if session.get(Pipeline, pipeline_id) is None:
         raise NotFoundError(f"pipeline {pipeline_id} does not exist")
-    now = utcnow()
+    now = database_now(session)
     rows = [
         Job(
             pipeline_id=pipeline_id,
@@ -69,7 +70,7 @@ def claim_job(*, session: Session, job_id: int, worker: str) -> bool:
     One compare-and-set UPDATE: of any number of workers claiming the same job at once (a
     redelivered message, two processes), exactly one gets True, on SQLite and PostgreSQL alike.
     """
-    now = utcnow()
+    now = database_now_sql(session)
     claimed = rowcount(
         session.execute(
             update(Job)
@@ -93,7 +94,7 @@ def set_job_status(
 
     Returns whether the row changed: a compare-and-set, safe against concurrent writers.
     """
-    now = literal(utcnow(), UTCDateTime())
+    now = database_now_sql(session)
     values: dict[str, Any] = {"status": status}
     if reason is not None:
         values["reason"] = reason
@@ -224,7 +225,11 @@ def request_pipeline_cancel(*, session: Session, pipeline_id: int) -> list[JobRe
     session.execute(
         update(Job)
         .where(*current, Job.status.in_(sorted(WAITING_STATUSES)))
-        .values(status="canceled", reason="canceled before it started", finished_at=utcnow())
+        .values(
+            status="canceled",
+            reason="canceled before it started",
+            finished_at=database_now_sql(session),
+        )
     )
     running = session.scalars(
         select(Job)
@@ -260,7 +265,7 @@ def retry_job(*, session: Session, job_id: int, status: str = "pending") -> JobR
         .where(Job.pipeline_id == old.pipeline_id, Job.name == old.name)
         .values(retried=True)
     )
-    now = utcnow()
+    now = database_now(session)
     new = Job(
         pipeline_id=old.pipeline_id,
         name=old.name,
