@@ -94,9 +94,14 @@ class LayerCache:
 
     @contextlib.contextmanager
     def tmp_dir(self) -> Iterator[Path]:
-        """A fresh work directory on the cache's filesystem, removed on exit."""
+        """A fresh work directory on the cache's filesystem, removed on exit; it records its
+        owner process, so that `kapal gc` removes it (and unmounts a step disk in it) should
+        that process be killed."""
+        from runner.runtime.ownership import Owner, write_owner
+
         path = Path(tempfile.mkdtemp(dir=self.root / "tmp"))
         try:
+            write_owner(path, Owner.current())
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""`kapal gc`: remove what crashed workers left behind (runc state, mounts, cgroups, netns, disks).
+"""`kapal gc`: remove what crashed workers left behind (runc state, mounts, cgroups, netns, disks,
+and the work dirs of killed builds with the step disks mounted in them).
 
 Only directories whose owner process (see `runner.runtime.ownership`) is gone are touched, so
 `gc` is safe to run while other workers use the same data dir.
@@ -19,7 +20,7 @@ from runner.runtime.netns import remove_netns
 from runner.runtime.ownership import read_owner
 from runner.runtime.paths import RuntimePaths
 from runner.runtime.runc import Runc, find_runtime
-from runner.runtime.syscalls import unmount_if_mounted
+from runner.runtime.syscalls import mount_points, unmount_if_mounted
 from runner.runtime.trash import empty_trash
 
 _OWNERLESS_GRACE = 60.0
@@ -32,21 +33,30 @@ class GcReport:
     containers: list[str] = field(default_factory=list)
     sandboxes: list[str] = field(default_factory=list)
     runc_states: list[str] = field(default_factory=list)
+    builds: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for a person."""
         return (
             f"removed {len(self.containers)} container(s), {len(self.sandboxes)} sandbox(es), "
-            f"{len(self.runc_states)} orphaned runc state(s)"
+            f"{len(self.runc_states)} orphaned runc state(s), "
+            f"{len(self.builds)} build work dir(s)"
         )
 
 
 def collect(settings: RuntimeSettings) -> GcReport:
-    """Remove every container and sandbox of `settings.data_dir` whose owner process is gone."""
+    """Remove every container, sandbox and build work dir of `settings.data_dir` whose owner
+    process is gone."""
     report = GcReport()
-    if not settings.containers_dir.is_dir():
-        return report
+    if settings.containers_dir.is_dir():
+        _collect_containers(settings, report)
+    # After the containers: a killed build's RUN step overlay sits on its step disk.
+    _collect_build_work(settings.data_dir / "build-cache" / "tmp", report)
+    return report
+
+
+def _collect_containers(settings: RuntimeSettings, report: GcReport) -> None:
     paths = RuntimePaths.for_settings(settings)
     runc: Runc | None
     try:
@@ -101,7 +111,22 @@ def collect(settings: RuntimeSettings) -> GcReport:
             if container_id not in live:
                 runc.delete(container_id)
                 report.runc_states.append(container_id)
-    return report
+
+
+def _collect_build_work(tmp: Path, report: GcReport) -> None:
+    # `runner.build.cache.LayerCache.tmp_dir` dirs whose build process is gone: unmount what is
+    # mounted beneath (the step disk), deepest first, then delete them.
+    if not tmp.is_dir():
+        return
+    for directory in sorted(tmp.iterdir()):
+        owner = read_owner(directory)
+        if (owner is not None and owner.alive()) or (owner is None and _young(directory)):
+            continue
+        beneath = [p for p in mount_points() if p.startswith(f"{directory}/")]
+        for point in sorted(beneath, key=len, reverse=True):
+            unmount_if_mounted(point)
+        shutil.rmtree(directory, ignore_errors=True)
+        report.builds.append(directory.name)
 
 
 def _young(directory: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,3 +115,49 @@ def test_gc_leaves_live_containers_alone(
         backend.teardown(sandbox)
         backend.drain()
     assert leftovers(kapal_settings, [container.id], [sandbox.id]) == []
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as info:
+        return [line.split()[4] for line in info if line.split()[4].startswith(f"{directory}/")]
+
+
+def test_gc_cleans_after_a_killed_build(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    # A `kapal build` SIGKILLed in a RUN step leaves the step's container and the size-limited
+    # disk it writes on, mounted in the build's work dir: `kapal gc` removes both.
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\nRUN echo started > /proof && sleep 600\n"
+    )
+    work = Path(kapal_env["KAPAL_DATA_DIR"]) / "build-cache" / "tmp"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "web.cli", "build", "--no-cache", str(tmp_path)],
+        env={**kapal_env, "KAPAL_JOB_DISK": "64m"},
+        cwd=Path(__file__).parents[3],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(work.glob("*/disk/step-*/upper/proof")) and time.monotonic() < deadline:
+            assert build.poll() is None, "the build ended before its RUN step was under way"
+            time.sleep(0.1)
+    finally:
+        os.kill(build.pid, signal.SIGKILL)
+        build.wait()
+    assert list(work.glob("*/disk/step-*/upper/proof")), "the RUN step never started"
+    assert _mounts_under(work), "the killed build left no step disk mounted"
+
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "kapal"), "gc"],
+        env=kapal_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 container(s)" in done.stdout
+    assert re.search(r", [1-9][0-9]* build work dir\(s\)", done.stdout), done.stdout
+    assert _mounts_under(work) == []
+    assert list(work.iterdir()) == []
