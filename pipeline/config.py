@@ -7,10 +7,9 @@ item was written, so planning errors can point at the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pipeline.errors import Location, PipelineError
 from pipeline.plan import Job
+from pipeline.records import record
 
 DEFAULT_STAGES = ("build", "test", "deploy")
 
@@ -20,7 +19,7 @@ def shown_list(items: tuple[str, ...]) -> str:
     return "[" + ", ".join(f'"{i}"' if "'" in i else f"'{i}'" for i in items) + "]"
 
 
-@dataclass(frozen=True)
+@record
 class VariableDef:
     """A variable as written in the file (`value` already a string)."""
 
@@ -29,7 +28,7 @@ class VariableDef:
     expand: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class RuleConfig:
     """One entry of `rules:` or `workflow: rules:`."""
 
@@ -61,7 +60,7 @@ class RuleConfig:
         return f"rule {index + 1} ({shown})"
 
 
-@dataclass(frozen=True)
+@record
 class RefFilter:
     """`only:` or `except:` with its refs, variables expressions and changes patterns."""
 
@@ -75,7 +74,7 @@ MatrixEntry = tuple[tuple[str, tuple[str, ...]], ...]
 """One item of `parallel: matrix:`: (variable, values) pairs in the order written."""
 
 
-@dataclass(frozen=True)
+@record
 class NeedConfig:
     """One `needs:` entry by base job name, optionally narrowed to matrix instances."""
 
@@ -88,7 +87,7 @@ class NeedConfig:
     instance: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class JobConfig:
     """One job as written (not yet expanded for `parallel`, not yet filtered by rules)."""
 
@@ -110,7 +109,7 @@ class JobConfig:
     start_in_seconds: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class PipelineConfig:
     """A whole validated pipeline file."""
 

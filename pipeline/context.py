@@ -7,8 +7,9 @@ defaults that suit `kapal run` on a laptop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+from pipeline.records import record
 
 PipelineSource = Literal[
     "push",
@@ -29,7 +30,7 @@ PipelineSource = Literal[
 PIPELINE_SOURCES: tuple[str, ...] = PipelineSource.__args__  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
+@record
 class TriggerContext:
     """The trigger of one pipeline: GitLab's CI_PIPELINE_SOURCE plus the commit it runs on.
 

@@ -28,6 +28,7 @@ from pipeline.errors import (
     PipelineError,
     PipelineWarning,
 )
+from pipeline.records import record
 
 MAX_NODES = 200_000
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -155,7 +156,7 @@ class YList(list[Any]):
         return self.location
 
 
-@dataclass(frozen=True)
+@record
 class Reference:
     """GitLab's `!reference [job, keyword, ...]`: a value to copy from elsewhere in the file."""
 

@@ -21,13 +21,13 @@ the JSON form `kapal lint --json` / `kapal plan --json` print.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline.keywords import GLOBAL_KEYWORDS
+from pipeline.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Location:
     """Where a problem is: file, 1-based line and column, and the keyword path when known."""
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
 from pipeline.errors import ExpressionError
+from pipeline.records import record
 from pipeline.regex import Regex, compile_regex, split_regex_literal
 
 __all__ = [
@@ -51,7 +52,7 @@ MAX_TOKENS = 100
 Operator = Literal["==", "!=", "=~", "!~"]
 
 
-@dataclass(frozen=True)
+@record
 class Variable:
     """`$NAME` or `${NAME}`: the variable's value, or None when it is not defined."""
 
@@ -59,7 +60,7 @@ class Variable:
     column: int
 
 
-@dataclass(frozen=True)
+@record
 class StringLiteral:
     """A quoted string, taken literally."""
 
@@ -67,14 +68,14 @@ class StringLiteral:
     column: int
 
 
-@dataclass(frozen=True)
+@record
 class Null:
     """The `null` keyword: equal to an undefined variable only."""
 
     column: int
 
 
-@dataclass(frozen=True)
+@record
 class Pattern:
     """A `/regex/flags` literal, compiled when parsed."""
 
@@ -85,7 +86,7 @@ class Pattern:
 Value = Variable | StringLiteral | Null | Pattern
 
 
-@dataclass(frozen=True)
+@record
 class Comparison:
     """`left OP right` with one of `==`, `!=`, `=~`, `!~`."""
 
@@ -94,7 +95,7 @@ class Comparison:
     right: Value
 
 
-@dataclass(frozen=True)
+@record
 class And:
     """`left && right`."""
 
@@ -102,7 +103,7 @@ class And:
     right: Node
 
 
-@dataclass(frozen=True)
+@record
 class Or:
     """`left || right`."""
 
@@ -113,7 +114,7 @@ class Or:
 Node = Variable | StringLiteral | Null | Comparison | And | Or
 
 
-@dataclass(frozen=True)
+@record
 class Expression:
     """A parsed expression: its text and syntax tree."""
 
@@ -195,7 +196,7 @@ _SHORT_REGEX = re.compile(r"/(?:\\/|[^/])?/")
 _VALUE_HINT = "a value ($VARIABLE, \"string\", 'string', null or /regex/)"
 
 
-@dataclass(frozen=True)
+@record
 class _Token:
     kind: TokenKind
     text: str

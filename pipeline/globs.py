@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
 from pipeline.errors import ValidationError
+from pipeline.records import record
 
 __all__ = [
     "MAX_BRACE_ALTERNATIVES",
@@ -53,7 +54,7 @@ _VARIABLE_REFERENCE = re.compile(
 _NEVER = "(?!)"
 
 
-@dataclass(frozen=True)
+@record
 class Glob:
     """One compiled glob pattern."""
 

@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline.document import YList, YMap, describe, shown_value
 from pipeline.errors import ExpressionError, LoadError, Location, PipelineError
+from pipeline.records import record
 from pipeline.regex import compile_regex
 
 INPUT_TYPES = ("string", "number", "boolean", "array")
@@ -40,7 +40,7 @@ _ACCESS = re.compile(r"\s*inputs\.([A-Za-z0-9_-]+)\s*")
 _TRUNCATE = re.compile(r"truncate\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 
 
-@dataclass(frozen=True)
+@record
 class InputSpec:
     """One declared input: its type, default (None: required), options and regex."""
 

@@ -11,8 +11,6 @@ Exit codes: 0 valid, 1 the pipeline has problems, 2 usage errors (bad options, n
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,8 @@ from pipeline.remote import command_fetcher
 from pipeline.validate import validate_collecting
 
 if TYPE_CHECKING:
+    import argparse
+
     import typer
 
 LINT_HELP = "Check a pipeline file; print each problem as file:line:col: message."
@@ -58,6 +58,8 @@ def _print_problems(problems: list[PipelineError]) -> None:
 
 def _problems_json(path: Path, problems: list[PipelineError], **extra: object) -> str:
     """The JSON document `--json` prints for a file's problems."""
+    import json  # only for --json
+
     shown = [p.as_dict() for p in problems]
     return json.dumps(
         {
@@ -129,8 +131,52 @@ def lint(file: Path | None, as_json: bool, strict: bool, inputs: list[str] | Non
     return 0
 
 
+LintArgs = tuple[Path | None, bool, bool, list[str] | None]
+"""`kapal lint`'s arguments: FILE, --json, --strict and the --input values."""
+
+
+def plain_lint_args(argv: list[str]) -> LintArgs | None:
+    """ARGV when written plainly (FILE, --json, --strict, --input VALUE), else None.
+
+    argparse (with the help formatter, gettext and shutil it loads) costs more than checking a
+    small file; these forms mean the same to it, and anything else (--help, `--input=X`, an
+    abbreviation, a usage error) goes to `lint_parser()`. tests/test_startup.py checks that both
+    read every argv alike.
+    """
+    file: Path | None = None
+    as_json = strict = False
+    inputs: list[str] | None = None
+    items = iter(argv)
+    for item in items:
+        if item == "--json":
+            as_json = True
+        elif item == "--strict":
+            strict = True
+        elif item == "--input":
+            value = next(items, None)
+            if value is None or value.startswith("-"):
+                return None
+            inputs = [*(inputs or ()), value]
+        elif item.startswith("-") or file is not None:
+            return None
+        else:
+            file = Path(item)
+    return file, as_json, strict, inputs
+
+
 def lint_main(argv: list[str]) -> int:
     """`kapal lint ARGV`: parse the arguments, check the file; return the exit code."""
+    plain = plain_lint_args(argv)
+    if plain is not None:
+        return lint(*plain)
+    args = lint_parser().parse_args(argv)
+    return lint(args.file, args.as_json, args.strict, args.inputs)
+
+
+def lint_parser() -> argparse.ArgumentParser:
+    """`kapal lint`'s argparse parser: its --help and its usage errors."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="kapal lint", description=LINT_HELP)
     parser.add_argument(
         "file",
@@ -144,8 +190,7 @@ def lint_main(argv: list[str]) -> int:
     )
     parser.add_argument("--strict", action="store_true", help="Treat warnings as errors (exit 1).")
     parser.add_argument("--input", dest="inputs", action="append", help=INPUT_HELP)
-    args = parser.parse_args(argv)
-    return lint(args.file, args.as_json, args.strict, args.inputs)
+    return parser
 
 
 # verb -> its `main(argv) -> exit code`, run by `kapal` without Typer

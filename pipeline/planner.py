@@ -38,6 +38,7 @@ from pipeline.globs import expand_variables, matches_changes, matches_exists
 from pipeline.keywords import ONLY_REF_KEYWORDS
 from pipeline.plan import Job, Need, Notice, Plan, Variable
 from pipeline.predefined import job_variables, pipeline_variables
+from pipeline.records import record
 from pipeline.regex import compile_regex, split_ref_pattern
 from pipeline.remote import RemoteFetcher
 from pipeline.validate import find_cycle, validate
@@ -49,7 +50,7 @@ _RULES_SHOWN = 3
 MAX_LISTED_FILES = 100_000
 
 
-@dataclasses.dataclass(frozen=True)
+@record
 class _Instance:
     config: JobConfig
     name: str
@@ -58,7 +59,7 @@ class _Instance:
     matrix: tuple[tuple[str, str], ...]
 
 
-@dataclasses.dataclass(frozen=True)
+@record
 class _Decision:
     """Whether a pipeline or job is created; `reason` says why either way (for `kapal plan`)."""
 

@@ -19,9 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
-
 from pipeline.errors import ExpressionError
+from pipeline.records import record
 
 __all__ = [
     "RE2_MAX_REPEAT",
@@ -69,7 +68,7 @@ _CLASS_SHORTHANDS = {
 _RE2_FLAGS = set("imsU")
 
 
-@dataclass(frozen=True)
+@record
 class Regex:
     """A compiled GitLab regular expression: the text as written and its RE2 program."""
 
@@ -140,6 +139,8 @@ def compile_regex(body: str, flags: str = "") -> Regex:
             expression=body,
             column=0,
         ) from None
+    import re2  # on the first pattern: a file without one is checked without loading RE2
+
     options = re2.Options()
     options.log_errors = False
     try:

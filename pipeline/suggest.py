@@ -9,7 +9,6 @@ dropped or swapped, never a digit (`test1` is not a typo of `test2`, nor `arm64`
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +26,8 @@ _SEPARATORS = re.compile(r"[-_.:/ ]+")
 
 def keyword_hint(word: Any, candidates: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest keyword, or "" when none is close enough."""
+    import difflib  # only for a misspelt word: a valid file never loads it
+
     text = str(word)
     options = sorted(candidates)
     for close in difflib.get_close_matches(text, options, n=3, cutoff=0.6):

@@ -9,15 +9,20 @@ fails here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from pipeline.lint_command import lint_parser, plain_lint_args
 from web.cli import COMMAND_MODULES, COMMAND_SUMMARIES, build_app
 
 # what the installed `kapal` script runs
@@ -168,3 +173,49 @@ def test_run_starts_without_typer_pydantic_or_the_http_client(
     assert [m for m in modules if m.startswith("runner.build")] == []
     assert sorted(m for m in modules if m.split(".")[0] == "web") == ["web", "web.cli"]
     assert "runner.engine.job_runner" in modules  # the check above saw a real run's imports
+
+
+LINT_WORDS = [
+    "--json",
+    "--strict",
+    "--input",
+    "A=1",
+    "B=",
+    "",
+    "-",
+    "--",
+    "-1",
+    "--js",
+    "--input=C=2",
+    "-h",
+    "x.yml",
+    "some dir",
+    "--help",
+    "-x",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(LINT_WORDS), max_size=6))
+def test_lint_reads_plain_argv_as_argparse_does(argv: list[str]) -> None:
+    # `kapal lint` parses the plain forms itself (argparse costs more than checking a small
+    # file) and leaves the rest to argparse: whatever it parses, argparse must read alike.
+    plain = plain_lint_args(argv)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            parsed = lint_parser().parse_args(argv)
+    except SystemExit:
+        assert plain is None, f"{argv}: argparse refuses it, the plain reader took it"
+        return
+    if plain is not None:
+        assert plain == (parsed.file, parsed.as_json, parsed.strict, parsed.inputs)
+
+
+def test_plain_lint_argv_needs_no_argparse() -> None:
+    assert plain_lint_args(["--strict", "x.yml", "--input", "A=1", "--input", "B=2"]) == (
+        Path("x.yml"),
+        False,
+        True,
+        ["A=1", "B=2"],
+    )
+    assert plain_lint_args(["--help"]) is None
