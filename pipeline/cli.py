@@ -205,6 +205,11 @@ def _show(result: Plan, file: Path) -> None:
         console.print("needs edges:")
         for upstream, downstream in edges:
             console.print(f"  {escape(upstream)} → {escape(downstream)}")
+    triggers = [(job.name, job.trigger) for job in result.runnable_jobs() if job.trigger]
+    if triggers:
+        console.print("downstream pipelines:")
+        for name, trigger in triggers:
+            console.print(f"  {escape(name)} triggers {escape(trigger.describe())}")
     runs = len(result.runnable_jobs())
     console.print(f"{runs} job(s) run, {len(result.jobs) - runs} skipped")
 

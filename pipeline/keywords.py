@@ -89,6 +89,7 @@ JOB_KEYWORDS = frozenset(
         "identity",
         "hooks",
         "manual_confirmation",  # recorded on the job for whoever starts it
+        "trigger",  # a downstream pipeline (pipeline/trigger.py)
         # kapal's extensions
         "build",
         "deploy",
@@ -113,11 +114,36 @@ SERVER_KEYWORDS = {
 }
 
 UNSUPPORTED_JOB_KEYWORDS = {
-    "trigger": "`trigger:` (downstream pipelines) is not supported by kapal yet; "
-    "run the other project's pipeline separately",
     "run": "`run:` (CI/CD steps) is not supported by kapal yet; use `script:`",
     "inputs": "`inputs:` (job inputs) is not supported by kapal yet; use variables",
 }
+
+# What a trigger job may hold besides `trigger:` (GitLab's Bridge + Processable entries).
+TRIGGER_JOB_KEYWORDS = frozenset(
+    {
+        "trigger",
+        "stage",
+        "extends",
+        "rules",
+        "only",
+        "except",
+        "variables",
+        "inherit",
+        "allow_failure",
+        "when",
+        "needs",
+        "resource_group",
+        "environment",
+        "interruptible",
+        "parallel",
+    }
+)
+TRIGGER_WHEN = ("on_success", "on_failure", "always", "manual")
+TRIGGER_STRATEGIES = ("depend", "mirror")
+MAX_TRIGGER_INCLUDES = 3
+"""GitLab reads at most this many files for one child pipeline."""
+MAX_CHILD_DEPTH = 2
+"""GitLab nests child pipelines at most this many levels below the parent pipeline."""
 
 WORKFLOW_KEYWORDS = frozenset({"rules", "name", "auto_cancel"})
 UNSUPPORTED_WORKFLOW_KEYWORDS: dict[str, str] = {}

@@ -19,6 +19,7 @@ Shape::
         ├── when, allow_failure (+ exit codes), retry, timeout, artifacts, caches
         ├── needs: Need... (concrete job names) or None for stage ordering; `waits_for` resolved
         ├── environment, interruptible, resource_group, tags, network, build, deploy
+        ├── trigger: TriggerSpec (a downstream pipeline: child files or another project)
         ├── skip_reason: why the job does not run (None when it runs)
         └── run_reason: why it runs (the rule that matched...; None when it does not)
 
@@ -35,10 +36,11 @@ import json
 import types
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
 
 from pipeline.errors import PlanError
+from pipeline.records import record
 
 PLAN_FORMAT = 1
 
@@ -46,7 +48,7 @@ VariableSource = Literal["predefined", "trigger", "pipeline", "job", "matrix", "
 When = Literal["on_success", "on_failure", "always", "manual"]
 
 
-@dataclass(frozen=True)
+@record
 class Variable:
     """One CI variable: its name, its value as written, where it came from, whether to expand it."""
 
@@ -56,7 +58,7 @@ class Variable:
     expand: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class ImageSpec:
     """The image a job runs in; `has_variables` when the name needs `$VAR` expansion."""
 
@@ -67,7 +69,7 @@ class ImageSpec:
     pull_policy: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class ServiceSpec:
     """A service container started beside the job, reachable under each of `aliases`.
 
@@ -84,7 +86,7 @@ class ServiceSpec:
     pull_policy: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class RetrySpec:
     """How often a failed job is retried (0-2) and on which failure kinds (`retry:when`)."""
 
@@ -93,7 +95,7 @@ class RetrySpec:
     exit_codes: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class ReportSpec:
     """One `artifacts: reports:` entry: its GitLab type and the files (globs) it names.
 
@@ -106,7 +108,7 @@ class ReportSpec:
     coverage_format: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class ArtifactsSpec:
     """Files kept after a job: paths/exclude globs, when, for how long, JUnit reports.
 
@@ -129,7 +131,7 @@ class ArtifactsSpec:
     access: Literal["all", "developer", "maintainer", "none"] = "all"
 
 
-@dataclass(frozen=True)
+@record
 class CacheSpec:
     """One cache: a key (a string, or derived from the contents of `key_files`), paths, policy."""
 
@@ -149,7 +151,7 @@ class CacheSpec:
     policy_text: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Need:
     """One `needs:` entry resolved to a concrete job name."""
 
@@ -158,7 +160,7 @@ class Need:
     optional: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class EnvironmentSpec:
     """The environment a job deploys to (`CI_ENVIRONMENT_NAME`), name and url expanded.
 
@@ -175,7 +177,7 @@ class EnvironmentSpec:
     deployment_tier: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class BuildSpec:
     """kapal's `build:` extension: build an image with the embedded builder, maybe push it."""
 
@@ -187,7 +189,7 @@ class BuildSpec:
     push: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class DeployServiceSpec:
     """kapal's `deploy: service:`: run the shipped image as a long-lived service."""
 
@@ -200,7 +202,7 @@ class DeployServiceSpec:
     command: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
+@record
 class DeploySpec:
     """kapal's `deploy:` extension: ship `image` to `to`, maybe run it as a service."""
 
@@ -209,7 +211,67 @@ class DeploySpec:
     service: DeployServiceSpec | None = None
 
 
-@dataclass(frozen=True)
+@record
+class TriggerInclude:
+    """One file of a child pipeline's configuration, as `trigger: include:` names it.
+
+    `kind` is `local` (a file of this repository), `artifact` (a file the job `job` left as an
+    artifact: a dynamic child pipeline), or `remote`, `project`, `template`, `component` (read
+    as `include:` reads them). `path` is the file, URL, template or component; `project` and
+    `ref` belong to `kind == "project"`.
+    """
+
+    kind: Literal["local", "artifact", "remote", "project", "template", "component"]
+    path: str
+    job: str | None = None
+    project: str | None = None
+    ref: str | None = None
+
+
+@record
+class TriggerSpec:
+    """`trigger:`: the job starts a downstream pipeline instead of running a script.
+
+    A child pipeline (`includes`, same project and commit) or another project's pipeline
+    (`project`, `branch`: needs a GitLab server). `strategy` `depend` (or `mirror`, GitLab 18.2)
+    makes the job's status the downstream pipeline's; without it the job succeeds once the
+    pipeline is created. `forward_*` say which variables reach it (GitLab's `forward:`).
+    """
+
+    includes: tuple[TriggerInclude, ...] = ()
+    project: str | None = None
+    branch: str | None = None
+    strategy: Literal["depend", "mirror"] | None = None
+    forward_yaml_variables: bool = True
+    forward_pipeline_variables: bool = False
+
+    @property
+    def depends(self) -> bool:
+        """True when the job's status mirrors the downstream pipeline's."""
+        return self.strategy is not None
+
+    def describe(self) -> str:
+        """What the job triggers, as `kapal plan` shows it."""
+        if self.project is not None:
+            branch = f" (branch {self.branch})" if self.branch else ""
+            what = f"the pipeline of project {self.project}{branch}"
+        else:
+            what = "a child pipeline of " + ", ".join(_shown_include(i) for i in self.includes)
+        return what + (f", strategy: {self.strategy}" if self.strategy else "")
+
+
+def _shown_include(include: TriggerInclude) -> str:
+    if include.kind == "local":
+        return include.path
+    if include.kind == "artifact":
+        return f"{include.path} (artifact of job {include.job}, made at run time)"
+    if include.kind == "project":
+        ref = f"@{include.ref}" if include.ref else ""
+        return f"{include.project}{ref}:{include.path}"
+    return f"{include.kind} {include.path}"
+
+
+@record
 class Job:
     """One concrete job of the pipeline (parallel instances are separate jobs)."""
 
@@ -250,6 +312,8 @@ class Job:
     ignored_keywords: tuple[tuple[str, str], ...] = ()
     # What a person is asked to confirm before starting this manual job
     manual_confirmation: str | None = None
+    # `trigger:`: the job starts a downstream pipeline (it has no script, image or services)
+    trigger: TriggerSpec | None = None
     skip_reason: str | None = None
     run_reason: str | None = None
 
@@ -276,7 +340,7 @@ class Job:
         return {var.name: var.value for var in self.variables}
 
 
-@dataclass(frozen=True)
+@record
 class Notice:
     """A warning about the pipeline file that did not stop the plan, where it was found."""
 
@@ -293,7 +357,7 @@ class Notice:
         return f"{where}: warning: {self.message}" if where else f"warning: {self.message}"
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     """A whole pipeline ready to run: stages, pipeline variables, and every job."""
 

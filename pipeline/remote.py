@@ -1,21 +1,25 @@
-"""`include: remote`: the interface pipeline/ reads remote files through, and `integrity:`.
+"""The interfaces pipeline/ reads `include: remote/project/component/template` through.
 
 pipeline/ does no network I/O. Whoever plans or lints passes a `RemoteFetcher` (kapal's own is
 `runner.remote_includes.HttpFetcher`: httpx, cached under the data dir); without one, each
 `include: remote` is one clear error. The resolver checks `integrity:` itself, so every
-fetcher's bytes are held to it.
+fetcher's bytes are held to it. A fetcher that is also a `GitLabFetcher` reads the files of a
+GitLab instance's projects, its components and its CI/CD templates; the resolver knows GitLab's
+rules (where a component's file is, what a nested `include: local` is relative to) and the
+fetcher only the API.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from pipeline.errors import IncludeError
 
 __all__ = [
+    "NO_GITLAB",
+    "GitLabFetcher",
     "LazyFetcher",
     "RemoteFetcher",
     "command_fetcher",
@@ -23,7 +27,7 @@ __all__ = [
     "set_command_fetcher",
 ]
 
-_ALGORITHMS = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
 class RemoteFetcher(Protocol):
@@ -40,17 +44,54 @@ class RemoteFetcher(Protocol):
         ...
 
 
+NO_GITLAB = (
+    "needs a GitLab instance: set KAPAL_GITLAB_URL (and KAPAL_GITLAB_TOKEN for private "
+    "projects), or copy the file into the repository and use `include: local`"
+)
+
+
+@runtime_checkable
+class GitLabFetcher(Protocol):
+    """Reads files from a GitLab instance for `include: project`, `component` and `template`.
+
+    Lifecycle: the same object as the command's `RemoteFetcher` (one per command). Each method
+    raises `pipeline.errors.IncludeError` saying why (no instance configured, unreachable, the
+    token refused, the project or ref unknown) without a location: the resolver adds the
+    include's position and name. Paths are passed as written; encoding them for the API is the
+    fetcher's job.
+    """
+
+    def project_file(self, project: str, path: str, ref: str | None) -> bytes | None:
+        """The file `path` of `project` at `ref` (None: the default branch); None when the
+        project and ref exist but the file does not."""
+        ...
+
+    def component_ref(self, host: str, project: str, version: str) -> str:
+        """The ref a component version names (`~latest`, `1`, `1.2`: the newest matching
+        release); `host` is the one written ("" for `$CI_SERVER_FQDN`) and must be the
+        instance's."""
+        ...
+
+    def template(self, name: str) -> bytes | None:
+        """The content of the instance's CI/CD template `name` (without `.gitlab-ci.yml`), or
+        None when the instance has no such template."""
+        ...
+
+
 def integrity_problem(content: bytes, integrity: str) -> str | None:
     """What is wrong when `content` does not match GitLab's `integrity: sha256-BASE64`, or None."""
     algorithm, sep, digest = integrity.partition("-")
-    hasher = _ALGORITHMS.get(algorithm)
-    if not sep or hasher is None:
+    if not sep or algorithm not in _ALGORITHMS:
         return (
             f"integrity {integrity!r} is not a subresource integrity hash; write it as "
             "sha256-<base64 of the SHA-256 digest> (`openssl dgst -sha256 -binary FILE | "
             "openssl base64 -A`)"
         )
-    actual = base64.b64encode(hasher(content).digest()).decode()
+    import base64  # hashing: only for a file that has an `integrity:` (`kapal lint` starts faster)
+    import hashlib
+    import hmac
+
+    actual = base64.b64encode(hashlib.new(algorithm, content).digest()).decode()
     if not hmac.compare_digest(actual, digest):
         return (
             f"the file does not match its integrity hash (expected {algorithm}-{digest}, the "
@@ -75,6 +116,25 @@ class LazyFetcher:
         if self._real is None:
             self._real = self._factory()
         return self._real.fetch(url)
+
+    def _gitlab(self) -> GitLabFetcher:
+        if self._real is None:
+            self._real = self._factory()
+        if not isinstance(self._real, GitLabFetcher):
+            raise IncludeError(NO_GITLAB)
+        return self._real
+
+    def project_file(self, project: str, path: str, ref: str | None) -> bytes | None:
+        """The project's file, through the real fetcher."""
+        return self._gitlab().project_file(project, path, ref)
+
+    def component_ref(self, host: str, project: str, version: str) -> str:
+        """The component version's ref, through the real fetcher."""
+        return self._gitlab().component_ref(host, project, version)
+
+    def template(self, name: str) -> bytes | None:
+        """The CI/CD template, through the real fetcher."""
+        return self._gitlab().template(name)
 
     def close(self) -> None:
         """Close the real fetcher, if it was made and can be closed."""

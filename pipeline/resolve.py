@@ -1,6 +1,9 @@
 """`resolve()`: turn a loaded file into one self-contained configuration.
 
-In GitLab's order: `include: local` files are deep-merged under the main file, then `extends`
+In GitLab's order: included files (`local`, `remote`, and `project`, `component`, `template`
+read from a GitLab instance through the caller's fetcher) are deep-merged under the main file;
+an `include: local` inside a file read from a project is that project's file, at the same ref,
+as in GitLab. Then `extends`
 (multi-level, last parent wins, hashes deep-merged, arrays and scalars replaced), then
 `!reference` tags, then `default:` (and the deprecated top-level `image`, `services`,
 `before_script`, `after_script`, `cache`) copied into jobs that lack the keyword, as `inherit:
@@ -10,8 +13,8 @@ default:` allows. Problems are collected so `kapal lint` can show them all at on
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -42,7 +45,8 @@ from pipeline.errors import (
 from pipeline.expressions import evaluate
 from pipeline.globs import expand_variables, include_wildcard, matches_changes, matches_exists
 from pipeline.keywords import DEFAULT_KEYWORDS, GLOBAL_KEYWORDS, LEGACY_GLOBAL_DEFAULTS
-from pipeline.remote import RemoteFetcher, integrity_problem
+from pipeline.records import record
+from pipeline.remote import GitLabFetcher, RemoteFetcher, integrity_problem
 from pipeline.repofiles import (
     files_in_repository,
     open_in_repository,
@@ -56,13 +60,28 @@ MAX_REFERENCE_DEPTH = 10
 MAX_LISTED_FILES = 100_000
 _INCLUDE_RULE_KEYS = ("if", "exists", "changes", "when")
 
-_UNSUPPORTED_INCLUDES = {
-    "template": "copy GitLab's template into the repository and use `include: local`",
-    "project": "copy the file into this repository and use `include: local`",
-    "component": "copy the component's configuration into the repository",
-    "file": "`include: file` belongs to `include: project`; use `include: local`",
-    "ref": "`include: ref` belongs to `include: project`; use `include: local`",
+_INCLUDE_KINDS = ("local", "remote", "project", "component", "template")
+# what each kind takes beside itself, `rules` and `inputs`
+_INCLUDE_EXTRAS = {
+    "local": (),
+    "remote": ("integrity",),
+    "project": ("file", "ref"),
+    "component": (),
+    "template": (),
 }
+_PROJECT_KEYS = {
+    "file": "`include: file` belongs to `include: project`: add `project: group/name`, or use "
+    "`include: local` for this repository's files",
+    "ref": "`include: ref` belongs to `include: project`: add `project: group/name` and `file:`",
+}
+_PATH_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
+_PROJECT_PATH = re.compile(rf"{_PATH_SEGMENT}(?:/{_PATH_SEGMENT})+")
+_COMPONENT_NAME = re.compile(_PATH_SEGMENT)
+_TEMPLATE_NAME = re.compile(r"(?:[A-Za-z0-9_+-][A-Za-z0-9_.+ -]*/)*[A-Za-z0-9_+-][A-Za-z0-9_.+ -]*")
+_TEMPLATE_SUFFIX = ".gitlab-ci.yml"
+_SERVER_FQDN = ("$CI_SERVER_FQDN", "${CI_SERVER_FQDN}")
+# (project, ref) a file was read from: its `include: local` entries are that project's files
+_Origin = tuple[str, str | None] | None
 
 
 def deep_merge(base: YMap, override: YMap) -> YMap:
@@ -84,7 +103,7 @@ def is_job_key(key: Any, value: Any = None) -> bool:
     return not (isinstance(key, str) and key in GLOBAL_KEYWORDS)
 
 
-@dataclass(frozen=True)
+@record
 class _Include:
     """One `include:` entry: the path (variables expanded), where it is written, its extras."""
 
@@ -93,8 +112,13 @@ class _Include:
     inputs: YMap | None = None
     rules: YList | None = None
     written: str = ""
-    remote: bool = False
+    kind: str = "local"  # or remote, project, component, template
     integrity: str | None = None
+    # include: project's project and ref (None: the default branch); a component's project
+    # and version (its name in `path`) and the host written before it ("": $CI_SERVER_FQDN)
+    project: str = ""
+    ref: str | None = None
+    host: str = ""
 
     @property
     def shown(self) -> str:
@@ -102,6 +126,27 @@ class _Include:
         if self.written and self.written != self.path:
             return f"{self.path!r} (from {self.written!r})"
         return repr(self.path)
+
+    @property
+    def named(self) -> str:
+        """The include for messages: its kind and what it reads."""
+        if self.kind == "project":
+            at = f" (ref {self.ref!r})" if self.ref else ""
+            return f"include: project {self.project!r} file {self.shown}{at}"
+        if self.kind == "component":
+            return f"include: component {self.written!r}"
+        return f"include: {self.kind} {self.shown}"
+
+    @property
+    def key(self) -> str:
+        """What the include reads, for finding cycles."""
+        if self.kind == "project":
+            return f"{self.project}:{self.path}@{self.ref or ''}"
+        if self.kind == "component":
+            return f"{self.host}/{self.project}/{self.path}@{self.ref}"
+        if self.kind == "template":
+            return f"template:{self.path}"
+        return self.path
 
 
 # `_include_rules` answers this for rules it has reported as wrong
@@ -125,29 +170,42 @@ class _Resolver:
 
     # include -------------------------------------------------------------------------------
     def with_includes(
-        self, data: YMap, path: str, stack: tuple[str, ...]
+        self, data: YMap, path: str, stack: tuple[str, ...], origin: _Origin = None
     ) -> tuple[YMap, list[str]]:
-        """The file's mapping with its `include: local` files merged under it."""
+        """The file's mapping with its included files merged under it.
+
+        `origin` is the project (and ref) the file was read from, None for this repository.
+        """
         if "include" not in data:
             return data, []
         entries = self._include_entries(data)
         merged: YMap | None = None
         files: list[str] = []
-        for entry in entries:
-            if not self._rules_admit(entry):
+        for found in entries:
+            if not self._rules_admit(found):
                 continue
-            if entry.remote:
-                if entry.path in stack:
-                    cycle = " → ".join([*stack[stack.index(entry.path) :], entry.path])
+            entry = found if found.kind != "local" or origin is None else self._in(origin, found)
+            if entry is None:
+                continue
+            if entry.kind != "local":
+                key = entry.key
+                if key in stack:
+                    cycle = " → ".join([*stack[stack.index(key) :], key])
                     self.problems.append(IncludeError(f"include cycle: {cycle}", entry.location))
                     continue
                 self.include_count += 1
-                sub = self._load_remote(entry)
-                if sub is None:
+                if self.include_count > MAX_INCLUDES:
+                    self.problems.append(
+                        IncludeError(f"more than {MAX_INCLUDES} included files", entry.location)
+                    )
+                    return data, files
+                loaded = self._load_fetched(entry, origin)
+                if loaded is None:
                     continue
-                sub, nested = self.with_includes(sub, entry.path, (*stack, entry.path))
-                files.extend([entry.path, *nested])
-                merged = sub if merged is None else deep_merge(merged, sub)
+                fetched, shown, sub_origin = loaded
+                fetched, nested = self.with_includes(fetched, key, (*stack, key), sub_origin)
+                files.extend([shown, *nested])
+                merged = fetched if merged is None else deep_merge(merged, fetched)
                 continue
             for target in self._expand_local(entry):
                 rel = str(target.relative_to(self.root_dir))
@@ -186,13 +244,11 @@ class _Resolver:
             if isinstance(item, str):
                 if item.startswith(("http://", "https://")):
                     url = self._expanded(item, where)
-                    out.append(_Include(url, where, written=item, remote=True))
+                    out.append(_Include(url, where, written=item, kind="remote"))
                     continue
                 out.append(_Include(self._expanded(item, where), where, written=item))
             elif isinstance(item, YMap):
-                entry = self._include_mapping(item)
-                if entry is not None:
-                    out.append(entry)
+                out.extend(self._include_mapping(item))
             else:
                 self.problems.append(
                     IncludeError(
@@ -216,41 +272,55 @@ class _Resolver:
             return path
         return expand_variables(path, self.variables)
 
-    def _include_mapping(self, item: YMap) -> _Include | None:
-        for key in item:
-            if key in _UNSUPPORTED_INCLUDES:
-                self.problems.append(
-                    IncludeError(
-                        f"`include: {key}` is not supported by kapal yet; "
-                        + _UNSUPPORTED_INCLUDES[key],
-                        item.key_at(key),
-                    )
+    def _include_mapping(self, item: YMap) -> list[_Include]:
+        kinds = [key for key in item if key in _INCLUDE_KINDS]
+        if len(kinds) > 1:
+            self.problems.append(
+                IncludeError(
+                    f"include: an entry reads one file kind, this one has both {kinds[0]!r} and "
+                    f"{kinds[1]!r}: write them as two list items",
+                    item.key_at(kinds[1]),
                 )
-                return None
-        kind = "remote" if "remote" in item else "local"
-        allowed = [kind, "rules", "inputs", *(["integrity"] if kind == "remote" else [])]
+            )
+            return []
+        if not kinds:
+            for key in item:
+                if key in _PROJECT_KEYS:
+                    self.problems.append(IncludeError(_PROJECT_KEYS[key], item.key_at(key)))
+                    return []
+        kind = kinds[0] if kinds else "local"
+        allowed = [kind, *_INCLUDE_EXTRAS[kind], "rules", "inputs"]
         for key in item:
             if key not in allowed:
                 hint = _suggest(key, allowed)
                 self.problems.append(
                     IncludeError(f"unknown include keyword {key!r}{hint}", item.key_at(key))
                 )
-                return None
+                return []
         if kind not in item:
             self.problems.append(
-                IncludeError("include: a mapping needs `local: path/to/file.yml`", item.location)
+                IncludeError(
+                    "include: a mapping needs `local: path/to/file.yml` (or remote, project, "
+                    "component, template)",
+                    item.location,
+                )
             )
-            return None
-        local = item[kind]
-        if not isinstance(local, str) or not local:
-            what = "an http(s) URL" if kind == "remote" else "a file path"
+            return []
+        value = item[kind]
+        if not isinstance(value, str) or not value:
+            what = {
+                "remote": "an http(s) URL",
+                "project": "a project's full path like group/name",
+                "component": "a component like $CI_SERVER_FQDN/group/project/name@1.0.0",
+                "template": "a GitLab template name like Auto-DevOps.gitlab-ci.yml",
+            }.get(kind, "a file path")
             self.problems.append(
                 IncludeError(
-                    f"include: {kind} expects {what}, found {describe(local)}",
+                    f"include: {kind} expects {what}, found {describe(value)}",
                     item.value_at(kind),
                 )
             )
-            return None
+            return []
         integrity = item.get("integrity")
         if "integrity" in item and not isinstance(integrity, str):
             self.problems.append(
@@ -260,7 +330,7 @@ class _Resolver:
                     item.value_at("integrity"),
                 )
             )
-            return None
+            return []
         inputs = item.get("inputs")
         if "inputs" in item and not isinstance(inputs, YMap):
             self.problems.append(
@@ -270,18 +340,140 @@ class _Resolver:
                     item.value_at("inputs"),
                 )
             )
-            return None
+            return []
         rules = self._include_rules(item) if "rules" in item else None
         if rules is _BAD_RULES:
-            return None
+            return []
         where = item.value_at(kind)
-        path = self._expanded(local, where)
+        entry = _Include(value, where, inputs, rules, value, kind, integrity)
+        if kind == "project":
+            return self._project_includes(item, entry)
+        if kind == "component":
+            component = self._component_include(entry)
+            return [] if component is None else [component]
+        path = self._expanded(value, where)
         if kind == "remote" and not path.startswith(("http://", "https://")):
             self.problems.append(
-                IncludeError(f"include: remote expects an http(s) URL, found {local!r}", where)
+                IncludeError(f"include: remote expects an http(s) URL, found {value!r}", where)
             )
+            return []
+        if kind == "template" and not (
+            path.endswith(_TEMPLATE_SUFFIX) and _TEMPLATE_NAME.fullmatch(path)
+        ):
+            self.problems.append(
+                IncludeError(
+                    "include: template expects a GitLab template name like "
+                    f"Auto-DevOps.gitlab-ci.yml or Jobs/SAST.gitlab-ci.yml, found {value!r}",
+                    where,
+                )
+            )
+            return []
+        return [dataclasses.replace(entry, path=path)]
+
+    def _project_includes(self, item: YMap, entry: _Include) -> list[_Include]:
+        """One entry per `file:` of an `include: project` (variables expanded, paths checked)."""
+        project = self._expanded(entry.written, entry.location)
+        if not _PROJECT_PATH.fullmatch(project):
+            self.problems.append(
+                IncludeError(
+                    "include: project expects a project's full path like group/name (letters, "
+                    f"digits, _ . + - between slashes), found {project!r}",
+                    entry.location,
+                )
+            )
+            return []
+        ref: str | None = None
+        if item.get("ref") is not None:
+            if not isinstance(item["ref"], str) or not item["ref"]:
+                self.problems.append(
+                    IncludeError(
+                        "include: ref expects a branch, tag or commit SHA, found "
+                        + describe(item["ref"]),
+                        item.value_at("ref"),
+                    )
+                )
+                return []
+            ref = self._expanded(item["ref"], item.value_at("ref"))
+        files = item.get("file")
+        if isinstance(files, str) and files:
+            written: list[tuple[str, Location]] = [(files, item.value_at("file"))]
+        elif isinstance(files, YList) and files and all(isinstance(f, str) and f for f in files):
+            written = [(f, files.item_at(i)) for i, f in enumerate(files)]
+        else:
+            found = "nothing" if "file" not in item else describe(files)
+            self.problems.append(
+                IncludeError(
+                    "include: project needs `file:`, a path or a list of paths in the project, "
+                    f"found {found}",
+                    item.value_at("file") if "file" in item else item.location,
+                )
+            )
+            return []
+        out = []
+        for path, where in written:
+            expanded = self._expanded(path, where)
+            one = dataclasses.replace(
+                entry, path=expanded, location=where, written=path, project=project, ref=ref
+            )
+            checked = self._project_path(one)
+            if checked is not None:
+                out.append(checked)
+        return out
+
+    def _project_path(self, entry: _Include) -> _Include | None:
+        """The entry with its path relative to the project root; None when it is refused."""
+        rel = PurePosixPath(entry.path.lstrip("/"))
+        problem = None
+        if not entry.path.strip("/") or ".." in rel.parts:
+            problem = "points outside the project; paths are relative to the project root"
+        elif rel.suffix not in (".yml", ".yaml"):
+            problem = "must be a .yml or .yaml file"
+        elif "*" in str(rel):
+            problem = (
+                "has a wildcard: kapal reads a project's files one by one through GitLab's API "
+                "and cannot list them; name each file"
+            )
+        if problem is not None:
+            self.problems.append(IncludeError(f"{entry.named} {problem}", entry.location))
             return None
-        return _Include(path, where, inputs, rules, local, kind == "remote", integrity)
+        return dataclasses.replace(entry, path=str(rel))
+
+    def _in(self, origin: tuple[str, str | None], entry: _Include) -> _Include | None:
+        """An `include: local` of a file read from a project: that project's file (GitLab)."""
+        return self._project_path(
+            dataclasses.replace(entry, kind="project", project=origin[0], ref=origin[1])
+        )
+
+    def _component_include(self, entry: _Include) -> _Include | None:
+        """The entry with the component's host, project, name and version taken apart."""
+        written = entry.written
+        first, _, rest = written.partition("/")
+        if first in _SERVER_FQDN:
+            host, rest = "", self._expanded(rest, entry.location)
+        else:
+            host, _, rest = self._expanded(written, entry.location).partition("/")
+        path, at, version = rest.rpartition("@")
+        parts = path.split("/")
+        if not at or not version:
+            problem = (
+                "needs a version after @: a release like 1.0.0, ~latest, a partial version "
+                "like 1 or 1.2, a commit SHA or a branch"
+            )
+        elif (
+            (not host and first not in _SERVER_FQDN)
+            or len(parts) < 3
+            or not _PROJECT_PATH.fullmatch("/".join(parts[:-1]))
+            or not _COMPONENT_NAME.fullmatch(parts[-1])
+        ):
+            problem = "expects $CI_SERVER_FQDN/group/project/component-name@version"
+        else:
+            return dataclasses.replace(
+                entry, path=parts[-1], project="/".join(parts[:-1]), ref=version, host=host
+            )
+        self.problems.append(
+            IncludeError(f"include: component {problem}, found {written!r}", entry.location)
+        )
+        return None
 
     def _include_rules(self, item: YMap) -> YList | None:
         rules = item["rules"]
@@ -412,47 +604,93 @@ class _Resolver:
             return None
         return data
 
-    def _load_remote(self, entry: _Include) -> YMap | None:
-        """An `include: remote` file, fetched through the caller's fetcher and checked."""
-        if self.fetcher is None:
-            self.problems.append(
-                IncludeError(
-                    f"include: remote {entry.shown} was not fetched: no fetcher was given "
-                    "(`kapal lint`, `plan` and `run` pass one; a library caller passes "
-                    "`remote=`); or copy the file into the repository and use `include: local`",
-                    entry.location,
-                )
-            )
-            return None
+    def _load_fetched(self, entry: _Include, origin: _Origin) -> tuple[YMap, str, _Origin] | None:
+        """A file read through the caller's fetcher: its mapping, how it is shown, and the
+        project its own `include: local` entries read from (None: this repository)."""
+        fetcher = self.fetcher
+        gitlab = fetcher if isinstance(fetcher, GitLabFetcher) else None
         try:
-            content = self.fetcher.fetch(entry.path)
+            if entry.kind == "remote" and fetcher is not None:
+                content, shown = self._remote(fetcher, entry), entry.path
+            elif entry.kind == "template" and gitlab is not None:
+                content, shown = self._template(gitlab, entry), f"template:{entry.path}"
+            elif gitlab is not None:
+                content, shown, origin = self._project_file(gitlab, entry)
+            else:
+                which = "" if entry.kind == "remote" else "GitLab "
+                self.problems.append(
+                    IncludeError(
+                        f"{entry.named} was not fetched: no {which}fetcher was given (`kapal "
+                        "lint`, `plan` and `run` pass one; kapal's server does not fetch "
+                        "includes yet; a library caller passes `remote=`); or copy the file "
+                        "into the repository and use `include: local`",
+                        entry.location,
+                    )
+                )
+                return None
         except IncludeError as exc:
-            self.problems.append(
-                IncludeError(f"include: remote {entry.shown}: {exc.message}", entry.location)
-            )
+            self.problems.append(IncludeError(f"{entry.named}: {exc.message}", entry.location))
             return None
+        data = self._parsed(content, shown, entry)
+        return None if data is None else (data, shown, origin)
+
+    @staticmethod
+    def _remote(fetcher: RemoteFetcher, entry: _Include) -> bytes:
+        content = fetcher.fetch(entry.path)
         if entry.integrity is not None:
             problem = integrity_problem(content, entry.integrity)
             if problem is not None:
-                self.problems.append(
-                    IncludeError(f"include: remote {entry.shown}: {problem}", entry.location)
-                )
-                return None
-        return self._parsed(content, entry.path, entry)
+                raise IncludeError(problem)
+        return content
+
+    @staticmethod
+    def _template(gitlab: GitLabFetcher, entry: _Include) -> bytes:
+        content = gitlab.template(entry.path.removesuffix(_TEMPLATE_SUFFIX))
+        if content is None:
+            raise IncludeError(
+                "the GitLab instance has no such CI/CD template (GET "
+                "/api/v4/templates/gitlab_ci_ymls lists them; names are case-sensitive)"
+            )
+        return content
+
+    @staticmethod
+    def _project_file(
+        gitlab: GitLabFetcher, entry: _Include
+    ) -> tuple[bytes, str, tuple[str, str | None]]:
+        """A project's file, or a component's (templates/NAME.yml, else
+        templates/NAME/template.yml, at the ref its version names)."""
+        if entry.kind == "project":
+            content = gitlab.project_file(entry.project, entry.path, entry.ref)
+            at = f" at ref {entry.ref!r}" if entry.ref else " on its default branch"
+            if content is None:
+                raise IncludeError(f"project {entry.project!r} has no file {entry.path!r}{at}")
+            shown = f"{entry.project}:{entry.path}" + (f"@{entry.ref}" if entry.ref else "")
+            return content, shown, (entry.project, entry.ref)
+        ref = gitlab.component_ref(entry.host, entry.project, entry.ref or "")
+        candidates = (f"templates/{entry.path}.yml", f"templates/{entry.path}/template.yml")
+        for path in candidates:
+            content = gitlab.project_file(entry.project, path, ref)
+            if content is not None:
+                return content, f"{entry.project}:{path}@{ref}", (entry.project, ref)
+        raise IncludeError(
+            f"project {entry.project!r} has no component {entry.path!r} at {ref!r}: neither "
+            f"{candidates[0]} nor {candidates[1]} exists there"
+        )
 
     def _parsed(self, content: bytes, shown: str, entry: _Include) -> YMap | None:
         """A fetched file as a mapping, parsed with the entry's inputs."""
         if len(content) > MAX_FILE_BYTES:
             self.problems.append(
-                IncludeError(f"include: remote {entry.shown}: larger than 4 MiB", entry.location)
+                IncludeError(
+                    f"{entry.named}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
+                    entry.location,
+                )
             )
             return None
         try:
             text = content.decode("utf-8")
         except UnicodeDecodeError:
-            self.problems.append(
-                IncludeError(f"include: remote {entry.shown}: not UTF-8 text", entry.location)
-            )
+            self.problems.append(IncludeError(f"{entry.named}: not UTF-8 text", entry.location))
             return None
         return self._parse_included(text, shown, shown, entry)
 
@@ -620,7 +858,12 @@ class _Resolver:
                 and key not in GLOBAL_KEYWORDS
                 and isinstance(value, YMap)
             ):
-                out.set(key, _apply_defaults(value, defaults), data.key_at(key), data.value_at(key))
+                given = defaults
+                if "trigger" in value:  # a trigger job runs nothing: GitLab gives it only this
+                    given = YMap(data.location)
+                    if "interruptible" in defaults:
+                        given.copy_entry(defaults, "interruptible")
+                out.set(key, _apply_defaults(value, given), data.key_at(key), data.value_at(key))
             else:
                 out.copy_entry(data, key)
         return out
@@ -729,6 +972,8 @@ def _inherited_defaults(job: YMap) -> set[str] | None:
 
 
 def _suggest(word: Any, candidates: list[str]) -> str:
+    import difflib  # only for a name that is not found
+
     close = difflib.get_close_matches(str(word), candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

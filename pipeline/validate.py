@@ -9,7 +9,6 @@ anything but a `PipelineError`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import re
 from collections.abc import Iterable
@@ -85,6 +84,7 @@ from pipeline.regex import compile_regex, split_ref_pattern
 from pipeline.remote import RemoteFetcher
 from pipeline.resolve import resolve_collecting
 from pipeline.suggest import keyword_hint, name_hint
+from pipeline.trigger import TriggerReader, check_downstream
 
 MAX_PARALLEL = 200
 MAX_NEEDS = 50
@@ -471,6 +471,7 @@ class _Validator(_Checker):
         self.document = document
         self.auto_cancel: tuple[str | None, str | None] = (None, None)
         self.on_stops: list[tuple[str, Location, str]] = []
+        self.triggers = TriggerReader(self)
         # A global keyword set to null is not set (jobs set to null stay, to be reported).
         self.data = YMap(document.data.location)
         for key in document.data:
@@ -882,6 +883,8 @@ class _Validator(_Checker):
         """One job as a `JobConfig`."""
         job = _normalized(job)
         self.keys(job, JOB_KEYWORDS, UNSUPPORTED_JOB_KEYWORDS, name)
+        if "trigger" in job:
+            self.triggers.check_job_keys(job, name)
         stage = self.string(job, "stage", f"{name}: stage") or "test"
         if stage not in stages:
             shown = ", ".join(s for s in stages if s not in (".pre", ".post"))
@@ -963,6 +966,8 @@ class _Validator(_Checker):
                 dependencies = tuple((d, value.item_at(i)) for i, d in enumerate(deps))
         inherit_variables = self.inherit(job, f"{name}: inherit")
         variables = self.variables(job, "variables", f"{name}: variables")
+        if "trigger" in job:
+            values["trigger"] = self.triggers.read(job, name, variables)
         template = Job(name=name, stage=stage, base_name=name, **values)
         return JobConfig(
             name=name,
@@ -988,6 +993,10 @@ class _Validator(_Checker):
         if _INCOMPLETE_MARKERS & set(job):
             return True
         typos = [k for k in job if isinstance(k, str) and k not in JOB_KEYWORDS]
+        if not typos:
+            return False
+        import difflib  # only for a job with a misspelt keyword
+
         return any(
             difflib.get_close_matches(k, ("script", "build", "deploy"), n=1, cutoff=0.6)
             for k in typos
@@ -1928,11 +1937,14 @@ def validate_collecting(
     document: Document,
     context: TriggerContext | None = None,
     remote: RemoteFetcher | None = None,
+    *,
+    depth: int = 0,
 ) -> tuple[PipelineConfig | None, list[PipelineError]]:
     """Resolve (if needed) and validate; the config (None when invalid) and all problems.
 
     `context` is the trigger `include:` variables and rules are read for, `remote` what fetches
-    `include: remote` files (see `resolve`).
+    `include: remote` files (see `resolve`). The child pipelines of trigger jobs are checked
+    too (`pipeline.trigger`); `depth` is how many levels below its parent this pipeline is.
 
     The problems include warnings (`severity == "warning"`), which do not make the config None;
     the config keeps them in `warnings`.
@@ -1941,6 +1953,15 @@ def validate_collecting(
         resolved, problems = resolve_collecting(document, context, remote)
         validator = _Validator(resolved)
         config = validator.run()
+        problems += check_downstream(
+            validator.triggers.sites,
+            config,
+            document=resolved,
+            context=context,
+            remote=remote,
+            depth=depth,
+            validate_child=validate_collecting,
+        )
     except RecursionError:
         loc = Location(document.path)
         return None, [ValidationError("the pipeline is nested too deeply to read", loc)]
