@@ -95,6 +95,7 @@ __all__ = [
     "create_pipeline_for_ref",
     "create_pipeline_from_trigger",
     "finish_job",
+    "pipeline_of_trigger",
     "plan_recorded_pipeline",
     "play_job",
     "record_trigger_pipeline",
@@ -226,7 +227,7 @@ def record_trigger_pipeline(
     to the delivery row; once committed, `start_trigger_pipeline` plans it (the webhook route
     records the delivery and its pipeline in one transaction this way)."""
     created = create_pipeline(
-        session=session, new=_pipeline_of(repository_id, trigger, variables, source)
+        session=session, new=pipeline_of_trigger(repository_id, trigger, variables, source)
     )
     if delivery_row_id is not None:
         finish_delivery(
@@ -377,12 +378,13 @@ def _repository(session: Session, repository_id: int) -> RepositoryRead:
     return repository
 
 
-def _pipeline_of(
+def pipeline_of_trigger(
     repository_id: int,
     trigger: Trigger,
-    variables: Mapping[str, str] | None,
-    source: str | None,
+    variables: Mapping[str, str] | None = None,
+    source: str | None = None,
 ) -> PipelineCreate:
+    """The pipeline row (status `created`) a verified `trigger` records."""
     name, _, email = trigger.author.partition(" <")
     request = trigger.merge_request
     facts: dict[str, Any] = {

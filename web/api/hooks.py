@@ -22,11 +22,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from web.api.deps import DatabaseDep, ServicesDep, SettingsDep
-from web.db.deliveries import finish_delivery, get_delivery, record_delivery
+from web.db.deliveries import finish_delivery, record_delivery_pipeline
 from web.db.encryption import SecretCipher
 from web.db.models import Repository
 from web.db.schemas import DeliveryCreate, Provider
@@ -36,7 +35,7 @@ from web.hooks import Ignored, RepositoryIdentity, Trigger, identify_repository,
 from web.orchestration import (
     Services,
     create_pipeline_from_trigger,
-    record_trigger_pipeline,
+    pipeline_of_trigger,
     start_trigger_pipeline,
 )
 from web.settings import Settings
@@ -48,15 +47,20 @@ _SECRET_HEADERS = frozenset({"x-gitlab-token", "authorization", "cookie"})
 MAX_KEPT_HEADER = 1024
 # The outcome of a delivery kapal failed to turn into a pipeline (a redelivery tries again).
 FAILED_PREFIX = "failed: "
+IGNORED_PREFIX = "ignored: "
 
 
 def _find_repository(
     session: Session, provider: Provider, identity: RepositoryIdentity
-) -> Repository:
-    """The row of the repository a delivery names (its secret read in the same query)."""
+) -> Row[int, str, str, bytes]:
+    """The repository a delivery names: its id, name and (encrypted) secret, in one query."""
     candidates = [
         row
-        for row in session.scalars(select(Repository).where(Repository.provider == provider.value))
+        for row in session.execute(
+            select(
+                Repository.id, Repository.name, Repository.clone_url, Repository.webhook_secret
+            ).where(Repository.provider == provider.value)
+        )
         if identity.matches(name=row.name, clone_url=row.clone_url)
     ]
     # the repository registered under the delivery's name first, then one with its clone URL
@@ -69,10 +73,10 @@ def _find_repository(
     )
 
 
-def _kept_headers(request: Request) -> dict[str, str]:
+def _kept_headers(headers: dict[str, str]) -> dict[str, str]:
     return {
         name: value[:MAX_KEPT_HEADER]
-        for name, value in request.headers.items()
+        for name, value in headers.items()
         if name.lower() not in _SECRET_HEADERS
     }
 
@@ -84,15 +88,14 @@ def _deliver(
     services: Services,
     provider: Provider,
     headers: dict[str, str],
-    kept_headers: dict[str, str],
     body: bytes,
 ) -> tuple[int, dict[str, Any]]:
     """Everything after the body is read (blocking: database, git): the status and JSON."""
     identity = identify_repository(provider.value, headers, body)
     cipher = SecretCipher(settings.encryption_key())
-    # one transaction (one connection, one commit) from the repository's secret to the
-    # delivery and its pipeline: a refused delivery (a bad signature...) rolls back having
-    # written nothing
+    # one transaction from the repository's secret to the delivery and its pipeline (on
+    # PostgreSQL two statements: the repository, then the delivery with its pipeline): a
+    # refused delivery (a bad signature...) writes nothing
     with database.transaction() as session:
         repository = _find_repository(session, provider, identity)
         secret = cipher.decrypt(repository.webhook_secret)
@@ -102,43 +105,29 @@ def _deliver(
             delivery_id=outcome.delivery_id[:255],
             event=outcome.event[:255],
             payload=body,
-            headers=kept_headers,
+            headers=_kept_headers(headers),
             repository_id=repository.id,
         )
-        recorded = record_delivery(session=session, delivery=delivery)
-        if recorded.created and isinstance(outcome, Ignored):
-            finish_delivery(session=session, id=recorded.id, outcome=f"ignored: {outcome.reason}")
-        earlier = (
-            None
-            if recorded.created
-            else get_delivery(session=session, provider=provider, delivery_id=delivery.delivery_id)
-        )
-        # the delivery and its pipeline in one transaction: one commit, and a copy of the
-        # delivery arriving meanwhile waits for it, then answers with the same pipeline
-        made = (
-            record_trigger_pipeline(
-                session=session,
-                repository_id=repository.id,
-                trigger=outcome,
-                delivery_row_id=recorded.id,
-            )
-            if recorded.created and isinstance(outcome, Trigger)
-            else None
+        recorded, made = record_delivery_pipeline(
+            session=session,
+            delivery=delivery,
+            pipeline=pipeline_of_trigger(repository.id, outcome)
+            if isinstance(outcome, Trigger)
+            else None,
+            outcome="pipeline" if isinstance(outcome, Trigger) else IGNORED_PREFIX + outcome.reason,
         )
     row_id = recorded.id
-    if earlier is not None:
-        if earlier.pipeline_id is not None:
-            return 200, {"pipeline_id": earlier.pipeline_id, "redelivery": True}
-        if earlier.outcome.startswith("ignored: "):
-            return 202, {"ignored": earlier.outcome.removeprefix("ignored: ")}
-        if not earlier.outcome.startswith(FAILED_PREFIX):
+    if not recorded.created:
+        if recorded.pipeline_id is not None:
+            return 200, {"pipeline_id": recorded.pipeline_id, "redelivery": True}
+        if recorded.outcome.startswith(IGNORED_PREFIX):
+            return 202, {"ignored": recorded.outcome.removeprefix(IGNORED_PREFIX)}
+        if not recorded.outcome.startswith(FAILED_PREFIX):
             return 200, {"pipeline_id": None, "redelivery": True, "note": "still being processed"}
-        row_id = earlier.id  # the first delivery failed on kapal's side: try again
     if isinstance(outcome, Ignored):
         return 202, outcome.body()
-    assert isinstance(outcome, Trigger)
     try:
-        if made is None:
+        if made is None:  # the first delivery failed on kapal's side: try again
             started = create_pipeline_from_trigger(
                 services=services,
                 repository_id=repository.id,
@@ -165,19 +154,19 @@ def _deliver(
 
 
 def _route(provider: Provider) -> None:
-    async def receive(
-        request: Request, settings: SettingsDep, database: DatabaseDep, services: ServicesDep
-    ) -> JSONResponse:
-        # the app's body limit has already refused an oversized body (413)
+    async def receive(request: Request) -> JSONResponse:
+        # the app's body limit has already refused an oversized body (413); the settings,
+        # database and services are read from the app's state directly, not through FastAPI's
+        # dependencies, which would cost more than the rest of the request
+        state = request.app.state
         body = await request.body()
         status, answer = await run_in_threadpool(
             _deliver,
-            settings=settings,
-            database=database,
-            services=services,
+            settings=state.settings,
+            database=state.database,
+            services=state.services,
             provider=provider,
             headers=dict(request.headers.items()),
-            kept_headers=_kept_headers(request),
             body=body,
         )
         return JSONResponse(answer, status_code=status)

@@ -272,6 +272,7 @@ class DeliveryRecorded(BaseModel):
     id: int
     created: bool
     pipeline_id: int | None
+    outcome: str = ""  # a redelivery's: the first one's (`pipeline`, `ignored: ...`, ...)
 
 
 class DeliveryRead(_Row):
