@@ -88,6 +88,8 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
 def record(cls: _T) -> _T:
     """Make `cls` a frozen dataclass, as `@dataclass(frozen=True)` does, far more cheaply."""
     own = dict(cls.__dict__)  # what the class itself wrote
+    if not cls.__doc__:  # dataclass would write one from inspect.signature (milliseconds)
+        cls.__doc__ = f"{cls.__name__}({', '.join(own.get('__annotations__', ()))})"
     # A subclass of a frozen dataclass must say it is frozen too: then dataclass writes its
     # __setattr__ and __delattr__ (replaced below); otherwise it writes no method at all.
     frozen_base = any(

@@ -174,3 +174,12 @@ def test_the_plan_types_are_records_that_survive_a_round_trip() -> None:
     assert job.retry == RetrySpec()
     assert pickle.loads(pickle.dumps(job)) == job
     assert hash(dataclasses.replace(job)) == hash(job)
+
+
+def test_a_record_without_a_docstring_gets_one_naming_its_fields() -> None:
+    @record
+    class Token:
+        kind: str
+        column: int = 0
+
+    assert Token.__doc__ == "Token(kind, column)"
