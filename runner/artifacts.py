@@ -6,6 +6,8 @@ import os
 import re
 import shutil
 import stat
+import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -13,6 +15,8 @@ from pathlib import Path, PurePosixPath
 from runner.confined import ConfinedTree, CopyReport
 from runner.engine.recorder import TestCase
 from runner.errors import ConfinedPathError
+from runner.objects.store import ObjectStore
+from runner.objects.trees import pack_tree, unpack_tree
 from runner.reports import ReportError, parse_xml
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -146,6 +150,17 @@ def copy_entries(source: Path, files: Iterable[str], destination: Path) -> CopyR
         return src.copy_into(dst, list(files))
 
 
+def restore_tree(source: Path, workspace: Path) -> list[str]:
+    """Copy all of the stored tree `source` into `workspace` (`copy_entries`); return the files.
+
+    Artifacts and caches are restored through here, from a store's directory or from an archive
+    unpacked out of an object store alike.
+    """
+    with ConfinedTree(source) as tree:
+        files = _entries(tree, "")
+    return copy_entries(source, files, workspace).copied
+
+
 def read_workspace_file(workspace: Path, rel: str, limit: int = 64 << 20) -> bytes:
     """Bytes of the file `rel` in `workspace`, symlinks resolved inside it (a JUnit report).
 
@@ -209,16 +224,12 @@ class ArtifactStore:
 
     def has(self, pipeline_id: int, job: str) -> bool:
         """Whether `job` stored artifacts in this pipeline."""
-        return self._job_dir(pipeline_id, job).is_dir()
+        return self.job_dir(pipeline_id, job).is_dir()
 
     def restore(self, pipeline_id: int, job: str, workspace: Path) -> list[str]:
         """Copy `job`'s artifacts into `workspace`; return the files restored (none if absent)."""
-        source = self._job_dir(pipeline_id, job)
-        if not source.is_dir():
-            return []
-        with ConfinedTree(source) as tree:
-            files = _entries(tree, "")
-        return copy_entries(source, files, workspace).copied
+        source = self.job_dir(pipeline_id, job)
+        return restore_tree(source, workspace) if source.is_dir() else []
 
     def prune(self, keep: int) -> list[int]:
         """Remove the artifacts of all but the `keep` most recent pipelines; return those removed.
@@ -235,11 +246,85 @@ class ArtifactStore:
 
     def files(self, pipeline_id: int, job: str) -> list[str]:
         """The files `job` stored, relative to its workspace."""
-        source = self._job_dir(pipeline_id, job)
+        source = self.job_dir(pipeline_id, job)
         if not source.is_dir():
             return []
         with ConfinedTree(source) as tree:
             return _entries(tree, "")
+
+    def close(self) -> None:
+        """Release what this store holds for one attempt (nothing here; see the subclass)."""
+
+
+class SharedArtifactStore(ArtifactStore):
+    """Artifacts kept as `ArtifactStore` keeps them and, packed, in an `ObjectStore` every
+    worker reaches: jobs on machines with no disk in common pass artifacts through it.
+
+    Lifecycle: one per job attempt. `save` writes the local tree (the recorder and the web's
+    download read it), then uploads it packed as `artifacts/<pipeline id>/<job>.tar.gz`; an
+    upload that fails raises `ObjectStoreError`, so the job fails with that reason (nothing is
+    lost silently). The first `has`, `restore`, `files` or `job_dir` of another job downloads
+    its archive into a folder of this attempt under `scratch` and unpacks it there through
+    `runner.confined` (`runner.objects.trees`: the bucket's content is untrusted), then
+    `restore` copies from there with the same code as the directory store. `close()` removes
+    what was fetched.
+    """
+
+    def __init__(self, root: Path, objects: ObjectStore, *, scratch: Path) -> None:
+        super().__init__(root)
+        self.objects = objects
+        self.scratch = scratch
+        self._saved: set[tuple[int, str]] = set()
+        self._asked: set[tuple[int, str]] = set()  # fetched (or found absent) once
+        self._lock = threading.Lock()  # one download of each archive per attempt
+
+    @staticmethod
+    def object_key(pipeline_id: int, job: str) -> str:
+        """The key of `job`'s packed artifacts in the object store."""
+        return f"artifacts/{pipeline_id}/{_safe_name(job)}.tar.gz"
+
+    def job_dir(self, pipeline_id: int, job: str) -> Path:
+        """This worker's tree of `job`'s artifacts: its own, else the one fetched from the store
+        (absent when the store has none)."""
+        if (pipeline_id, job) in self._saved:
+            return self._job_dir(pipeline_id, job)
+        return self._fetched(pipeline_id, job)
+
+    def _fetched(self, pipeline_id: int, job: str) -> Path:
+        tree = self.scratch / "artifacts" / str(pipeline_id) / _safe_name(job)
+        with self._lock:
+            if (pipeline_id, job) not in self._asked:
+                key = self.object_key(pipeline_id, job)
+                tree.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                archive = tree.with_name(f"{tree.name}.tar.gz")
+                try:
+                    if self.objects.get_file(key, archive):
+                        unpack_tree(archive, tree, where=f"{key} in {self.objects.location}")
+                finally:
+                    archive.unlink(missing_ok=True)
+                self._asked.add((pipeline_id, job))
+        return tree
+
+    def save(
+        self, pipeline_id: int, job: str, workspace: Path, files: Sequence[str]
+    ) -> StoredArtifacts:
+        """Store `files` locally, then upload them packed; `ObjectStoreError` if that fails."""
+        stored = super().save(pipeline_id, job, workspace, files)
+        self._saved.add((pipeline_id, job))
+        self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="artifacts-", suffix=".tar.gz", dir=self.scratch)
+        os.close(fd)
+        packed = Path(name)
+        try:
+            pack_tree(self._job_dir(pipeline_id, job), packed)
+            self.objects.put_file(self.object_key(pipeline_id, job), packed)
+        finally:
+            packed.unlink(missing_ok=True)
+        return stored
+
+    def close(self) -> None:
+        """Remove the artifacts fetched for this attempt."""
+        shutil.rmtree(self.scratch / "artifacts", ignore_errors=True)
 
 
 def make_private_dir(path: Path) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import stat
 import tempfile
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 
-from runner.artifacts import collect_paths, copy_entries, make_private_dir
-from runner.confined import ConfinedTree
+from runner.artifacts import collect_paths, copy_entries, make_private_dir, restore_tree
+from runner.objects.store import ObjectStore
+from runner.objects.trees import pack_tree, unpack_tree
 from runner.owners import DEFAULT_OWNER, owner_slug
 
 
@@ -71,11 +71,7 @@ class CacheStore:
         `out -> /host/dir` made by an earlier job never makes a restore write on the host.
         """
         source = self.root / self.dir_name(key)
-        if not source.is_dir():
-            return []
-        with ConfinedTree(source) as tree:
-            files = [rel for rel, st in tree.walk() if not stat.S_ISDIR(st.st_mode)]
-        return copy_entries(source, files, workspace).copied
+        return restore_tree(source, workspace) if source.is_dir() else []
 
     def save(self, key: str, workspace: Path, paths: Sequence[str]) -> list[str]:
         """Replace the cache for `key` with `paths` from `workspace`; return the files saved."""
@@ -93,4 +89,62 @@ class CacheStore:
             shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        return files
+
+
+class SharedCacheStore(CacheStore):
+    """Caches kept packed in an `ObjectStore` every worker reaches, one blob per scope and key.
+
+    The blob `caches/<scope>/<key folder>.tar.gz` is the cache (`CacheStore`'s scopes and
+    protected/non-protected keys are kept); nothing stays on the worker's disk. `save` copies the
+    paths through `runner.confined` into a folder under `scratch`, packs and uploads it (the
+    object store makes the replacement atomic; an upload that fails raises `ObjectStoreError`).
+    `restore` downloads the blob, unpacks the untrusted archive through `runner.confined`
+    (`runner.objects.trees`) and copies it into the workspace with the same code as
+    `CacheStore.restore`. Each call cleans up its own folder under `scratch`.
+    """
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        scope: str = DEFAULT_OWNER,
+        *,
+        scratch: Path,
+        protected: bool = False,
+    ) -> None:
+        super().__init__(scratch, scope, protected=protected)
+        self.objects = objects
+        self.scratch = scratch
+
+    def object_key(self, key: str) -> str:
+        """The key of the blob of the cache `key` in the object store."""
+        return f"caches/{owner_slug(self.scope)}/{self.dir_name(key)}.tar.gz"
+
+    def _folder(self) -> Path:
+        self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="cache-", dir=self.scratch))
+
+    def restore(self, key: str, workspace: Path) -> list[str]:
+        """Copy the cache for `key` from the object store into `workspace` (none on a miss)."""
+        folder = self._folder()
+        try:
+            blob = self.object_key(key)
+            if not self.objects.get_file(blob, folder / "cache.tar.gz"):
+                return []
+            tree = folder / "tree"
+            unpack_tree(folder / "cache.tar.gz", tree, where=f"{blob} in {self.objects.location}")
+            return restore_tree(tree, workspace)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def save(self, key: str, workspace: Path, paths: Sequence[str]) -> list[str]:
+        """Replace the cache for `key` in the object store with `paths` from `workspace`."""
+        folder = self._folder()
+        try:
+            tree = folder / "tree"
+            files = copy_entries(workspace, collect_paths(workspace, paths), tree).copied
+            pack_tree(tree, folder / "cache.tar.gz")
+            self.objects.put_file(self.object_key(key), folder / "cache.tar.gz")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         return files

@@ -17,6 +17,8 @@ non-zero is *not* an error: it is a result, recorded as such.
     │   └── RegistryStatusError     any other error status (404, 5xx...); `.status` holds it
     ├── BootstrapError              mmdebstrap is missing or failed
     ├── ConfinedPathError           a path in a tree a job, repository or image controls is unsafe
+    ├── ObjectStoreError            the store of artifacts and caches (a directory, S3) failed
+    │   └── ObjectKeyError          a key is not a plain relative path (`..`, absolute, empty)
     ├── ContainerRuntimeError       the container runtime (runc missing, bundle failed, ...)
     │   └── ContainerStartError     a container could not be started
     ├── BuildError                  an image build failed
@@ -88,6 +90,14 @@ class BootstrapError(RunnerError):
 
 class ConfinedPathError(RunnerError):
     """A path in a tree that a job, repository or image controls leads outside it or is unusable."""
+
+
+class ObjectStoreError(RunnerError):
+    """The artifact and cache store failed: unreachable, refused credentials, missing bucket."""
+
+
+class ObjectKeyError(ObjectStoreError):
+    """A key names no plain relative path (empty, absolute, `.` or `..` parts, NUL)."""
 
 
 class ContainerRuntimeError(RunnerError):

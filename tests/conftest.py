@@ -15,6 +15,7 @@ import pytest
 from runner.images import ImageStore, bootstrap_busybox, bootstrap_debian
 from runner.settings import RunnerSettings
 from tests.support.registry import run_registry
+from tests.support.s3 import S3Server, run_s3_server
 
 DEBIAN_TARBALL_CACHE = Path("/var/cache/kapal-tests")
 DEBIAN_PACKAGES = ("python3",)
@@ -71,3 +72,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A running docker-registry on 127.0.0.1 with temp storage; yields "127.0.0.1:PORT"."""
     with run_registry(tmp_path_factory.mktemp("registry")) as address:
         yield address
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A running S3-compatible server (moto) on 127.0.0.1 that checks signatures; yields its
+    endpoint and a key pair allowed `s3:*`. Tests make buckets of their own (`make_bucket`)."""
+    with run_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server

@@ -38,10 +38,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pipeline.plan import Plan
-from runner.artifacts import ArtifactStore
-from runner.cache import CacheStore
+from runner.artifacts import ArtifactStore, SharedArtifactStore
+from runner.cache import CacheStore, SharedCacheStore
 from runner.engine.job_runner import JobOptions, JobOutcome, JobRunner
 from runner.engine.recorder import JobStatus
+from runner.errors import ObjectStoreError
 from runner.images.reference import Reference
 from runner.images.resolve import ImageResolver
 from runner.images.store import ImageStore
@@ -67,6 +68,7 @@ from web.heartbeats import LOST_REASON, without_waiting_reason
 from web.mirrors import RepositoryMirror
 from web.orchestration import JobEnd, Services, finish_job
 from web.recording import DatabaseRecorder, with_database_retries
+from web.settings import Settings
 from web.shared_images import RegistryShare
 from web.shipping import approver_of, job_shipper
 
@@ -284,7 +286,11 @@ def run_job_context(
         pipeline_id=context.pipeline_id,
         share=RegistryShare(settings, store, context.owner) if settings.share_registry else None,
     )
-    artifacts = ArtifactStore(settings.artifacts_dir)
+    work_dir = settings.data_dir / "work" / f"job-{context.job_id}"
+    try:
+        artifacts, caches = job_stores(settings, context, scratch=work_dir / "store")
+    except ObjectStoreError as exc:  # a malformed KAPAL_OBJECT_STORE or KAPAL_S3_* setting
+        return JobEnd(JobStatus.FAILED, reason=str(exc), failure_kind="runner_system_failure")
     recorder = DatabaseRecorder(
         services.database,
         job_id=context.job_id,
@@ -301,11 +307,11 @@ def run_job_context(
         job_id=context.job_id,
         attempt=context.attempt,
         source=_MirrorSource(settings.data_dir, context),
-        work_dir=settings.data_dir / "work" / f"job-{context.job_id}",
+        work_dir=work_dir,
         backend=backend,
         images=images,
         artifacts=artifacts,
-        caches=CacheStore(settings.job_caches_dir, context.owner, protected=context.protected),
+        caches=caches,
         recorder=recorder,
         options=JobOptions(
             project_dir=context.project_dir,
@@ -338,6 +344,7 @@ def run_job_context(
             running.remove(context.job_id)
         watcher.stop()
         recorder.close()
+        artifacts.close()
     reason = outcome.reason
     if outcome.status == JobStatus.CANCELED and running is not None and running.stopping.is_set():
         reason = STOPPED_REASON
@@ -347,6 +354,20 @@ def run_job_context(
         reason=reason,
         failure_kind=outcome.failure_kind,
     )
+
+
+def job_stores(
+    settings: Settings, context: JobContext, *, scratch: Path
+) -> tuple[ArtifactStore, CacheStore]:
+    """The artifact and cache stores of one attempt: through the object store when one is set
+    (`KAPAL_OBJECT_STORE`, so workers with no disk in common pass them on; downloads land under
+    `scratch`), else directories (the shared dir when set). `ObjectStoreError` if malformed."""
+    objects = settings.open_object_store()
+    if objects is None:
+        caches = CacheStore(settings.job_caches_dir, context.owner, protected=context.protected)
+        return ArtifactStore(settings.artifacts_dir), caches
+    shared = SharedCacheStore(objects, context.owner, scratch=scratch, protected=context.protected)
+    return SharedArtifactStore(settings.artifacts_dir, objects, scratch=scratch), shared
 
 
 def fail_orphaned_jobs(*, services: Services, host: str | None = None) -> list[int]:

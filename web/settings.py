@@ -12,12 +12,15 @@ import errno
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, model_validator
 
 from runner.settings import RunnerSettings
 from web.errors import SecretKeyError
+
+if TYPE_CHECKING:
+    from runner.objects import ObjectStore
 
 MIB = 1024 * 1024
 SECRET_KEY_FILE = "secret.key"
@@ -68,6 +71,15 @@ class Settings(RunnerSettings):
     # machines): artifacts and caches live there, so a later job on another worker finds them.
     # Unset: the data dir (one machine).
     shared_dir: Path | None = None
+    # Where workers keep artifacts and caches instead, packed one blob each, so workers with no
+    # disk in common pass them on: `s3://bucket/prefix` on an S3-compatible server (the
+    # KAPAL_S3_* settings below), or a directory (`/mnt/kapal-store`). Empty: the shared dir.
+    # The web process reads artifacts from it too; `kapal run` always keeps its own directory.
+    object_store: str = ""
+    s3_endpoint: str = ""  # http(s)://host[:port]; empty: AWS (https://s3.amazonaws.com)
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = ""  # empty: asked of the server (us-east-1 for most S3-compatible ones)
     # A registry path (`host:port/prefix`) the images jobs build are pushed to by digest and
     # pulled from by the workers running later jobs. Empty: they stay on the worker's disk.
     share_registry: str = ""
@@ -123,13 +135,33 @@ class Settings(RunnerSettings):
 
     @property
     def artifacts_dir(self) -> Path:
-        """Root of the artifact archives the server keeps (in the shared dir when set)."""
-        return (self.shared_dir or self.data_dir) / "artifacts"
+        """Root of the artifact trees the server keeps (in the shared dir when set; on this
+        machine's disk, beside the object store's copies, when `object_store` is set)."""
+        base = self.data_dir if self.object_store else self.shared_dir or self.data_dir
+        return base / "artifacts"
 
     @property
     def job_caches_dir(self) -> Path:
-        """Root of the jobs' `cache:` archives (in the shared dir when set)."""
+        """Root of the jobs' `cache:` trees (in the shared dir when set; unused by the workers
+        when `object_store` is set: caches then live there only)."""
         return (self.shared_dir or self.data_dir) / "cache"
+
+    def open_object_store(self) -> ObjectStore | None:
+        """The store `object_store` names (connecting to nothing yet), or None when unset.
+
+        Raises `ObjectStoreError` naming the setting that is malformed.
+        """
+        if not self.object_store:
+            return None
+        from runner.objects import open_object_store
+
+        return open_object_store(
+            self.object_store,
+            endpoint=self.s3_endpoint,
+            access_key=self.s3_access_key.get_secret_value() if self.s3_access_key else "",
+            secret_key=self.s3_secret_key.get_secret_value() if self.s3_secret_key else "",
+            region=self.s3_region,
+        )
 
     @property
     def secret_key_file(self) -> Path:

@@ -38,6 +38,7 @@ def run_worker(
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
+    from runner.errors import RunnerError
     from web.db.migrate import check_migrated
     from web.errors import WebError
     from web.routing import DEFAULT_QUEUE, worker_queues
@@ -55,6 +56,12 @@ def run_worker(
     try:
         check_migrated(settings)  # an unreachable database is a DatabaseError line too
     except WebError as exc:
+        raise _fail(str(exc)) from None
+    try:  # an object store the jobs could not use fails them all: say so once, now
+        objects = settings.open_object_store()
+        if objects is not None:
+            objects.check()
+    except RunnerError as exc:
         raise _fail(str(exc)) from None
 
     from web.execution import RunningJobs
