@@ -4,7 +4,10 @@
 `default_fetcher`, whoever plans) passes to `pipeline.plan`. Each URL is fetched afresh; the last
 good copy is kept in `<data dir>/includes/` and used when the server cannot be reached (offline),
 with the failure named when there is no copy. `integrity:` is checked by pipeline/, whatever
-fetched the bytes.
+fetched the bytes. It is also the `pipeline.remote.GitLabFetcher` for `include: project`,
+`component` and `template`, through `runner.gitlab_includes.GitLabFiles` when KAPAL_GITLAB_URL
+names an instance (one clear error per include when it does not). The two use separate HTTP
+clients: KAPAL_GITLAB_TOKEN is never sent with an `include: remote`.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from typing import TYPE_CHECKING
 
 from pipeline.document import MAX_FILE_BYTES
 from pipeline.errors import IncludeError
+from pipeline.remote import NO_GITLAB
 
 if TYPE_CHECKING:
     import httpx
+
+    from runner.gitlab_includes import GitLabFiles
 
 __all__ = ["HttpFetcher", "default_fetcher"]
 
@@ -35,9 +41,16 @@ class HttpFetcher:
     made on the first fetch only: a pipeline without remote includes never pays for them.
     """
 
-    def __init__(self, cache_dir: Path | None, *, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        cache_dir: Path | None,
+        *,
+        timeout: float = TIMEOUT_SECONDS,
+        gitlab: GitLabFiles | None = None,
+    ) -> None:
         self.cache_dir = cache_dir
         self.timeout = timeout
+        self.gitlab = gitlab
         self._client: httpx.Client | None = None
 
     def _http(self) -> httpx.Client:
@@ -56,10 +69,29 @@ class HttpFetcher:
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP client (when one was made)."""
+        """Close the HTTP clients (when they were made)."""
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self.gitlab is not None:
+            self.gitlab.close()
+
+    def _gitlab(self) -> GitLabFiles:
+        if self.gitlab is None:
+            raise IncludeError(NO_GITLAB)
+        return self.gitlab
+
+    def project_file(self, project: str, path: str, ref: str | None) -> bytes | None:
+        """`include: project`'s file, from KAPAL_GITLAB_URL's instance."""
+        return self._gitlab().project_file(project, path, ref)
+
+    def component_ref(self, host: str, project: str, version: str) -> str:
+        """The ref of a component version, from KAPAL_GITLAB_URL's instance."""
+        return self._gitlab().component_ref(host, project, version)
+
+    def template(self, name: str) -> bytes | None:
+        """A CI/CD template, from KAPAL_GITLAB_URL's instance."""
+        return self._gitlab().template(name)
 
     def fetch(self, url: str) -> bytes:
         """The file at `url`; IncludeError (unreachable without a cached copy, HTTP status)."""
@@ -134,9 +166,21 @@ class HttpFetcher:
 
 
 def default_fetcher() -> HttpFetcher:
-    """A fetcher caching under `KAPAL_DATA_DIR` (or kapal's default data dir)/includes."""
+    """A fetcher caching under `KAPAL_DATA_DIR` (or kapal's default data dir)/includes, reading
+    `include: project/component/template` from `KAPAL_GITLAB_URL` with `KAPAL_GITLAB_TOKEN`.
+
+    A malformed KAPAL_GITLAB_URL is reported by each GitLab include, not here: a pipeline
+    without them plans as before.
+    """
     from runner.runtime.environment import default_data_dir
 
     data_dir = os.environ.get("KAPAL_DATA_DIR")
     base = Path(data_dir) if data_dir else default_data_dir()
-    return HttpFetcher(base / "includes")
+    fetcher = HttpFetcher(base / "includes")
+    url = os.environ.get("KAPAL_GITLAB_URL", "")
+    if url.strip():
+        from runner.gitlab_includes import GitLabFiles
+
+        token = os.environ.get("KAPAL_GITLAB_TOKEN", "")
+        fetcher.gitlab = GitLabFiles(url, token, base / "includes" / "gitlab")
+    return fetcher

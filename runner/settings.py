@@ -53,6 +53,11 @@ class RunnerSettings(BaseSettings):
     # The builder's cache (layers of build steps, RUN --mount=type=cache directories) is pruned to
     # this size, least recently used first, by `kapal image gc` and `kapal build --prune`.
     build_cache_max: str = "20g"
+    # The GitLab instance `include: project`, `component` and `template` read from (its URL,
+    # e.g. https://gitlab.example.com) and the access token (read_api scope) sent to it, and
+    # only to it, for private projects. Empty: those includes are refused, each with one error.
+    gitlab_url: str = ""
+    gitlab_token: str = Field(default="", repr=False)
 
     @property
     def images_dir(self) -> Path:

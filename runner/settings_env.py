@@ -162,6 +162,8 @@ class EnvSettings:
     job_disk: str = "10g"
     allow_host_network: bool = True
     build_cache_max: str = "20g"
+    gitlab_url: str = ""
+    gitlab_token: str = field(default="", repr=False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> EnvSettings:
@@ -209,5 +211,14 @@ class EnvSettings:
 
 
 _TEXT_FIELDS = frozenset(
-    {"runtime", "job_memory", "max_job_memory", "max_job_timeout", "job_disk", "build_cache_max"}
+    {
+        "runtime",
+        "job_memory",
+        "max_job_memory",
+        "max_job_timeout",
+        "job_disk",
+        "build_cache_max",
+        "gitlab_url",
+        "gitlab_token",
+    }
 )

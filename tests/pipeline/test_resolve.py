@@ -144,7 +144,14 @@ def test_problem_in_included_file_names_that_file(tmp_path: Path) -> None:
     assert "ci/a.yml:2:3: job: unknown keyword 'scirpt'" in shown
 
 
-@pytest.mark.parametrize("kind", ["template", "project", "component"])
-def test_other_include_kinds_are_unsupported(kind: str) -> None:
-    with pytest.raises(IncludeError, match=f"`include: {kind}` is not supported by kapal yet"):
-        resolve(loads(f"include:\n  - {kind}: x\njob:\n  script: s\n"))
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "{template: Bash.gitlab-ci.yml}",
+        "{project: group/ci, file: a.yml}",
+        "{component: $CI_SERVER_FQDN/group/ci/lint@1.0.0}",
+    ],
+)
+def test_gitlab_include_kinds_without_a_gitlab_fetcher_are_one_clear_error(entry: str) -> None:
+    with pytest.raises(IncludeError, match="was not fetched: no GitLab fetcher was given"):
+        resolve(loads(f"include:\n  - {entry}\njob:\n  script: s\n"))

@@ -32,6 +32,7 @@ ACCEPTED = [
     *({"KAPAL_ALLOW_HOST_NETWORK": word} for word in ("0", "off", "No", "TRUE", "y", "on", "1")),
     {"KAPAL_SERVICE_HEALTH_TIMEOUT": "5", "KAPAL_SERVICE_DRAIN": "0", "KAPAL_SERVICE_PORTS": "1-9"},
     {"KAPAL_UNRELATED": "x", "OTHER": "y"},
+    {"KAPAL_GITLAB_URL": "https://gitlab.example.com", "kapal_gitlab_token": "glpat-x"},
 ]
 
 REFUSED = [
