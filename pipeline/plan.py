@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -416,6 +415,8 @@ class Plan:
 
     def to_json(self, *, indent: int | None = None) -> str:
         """This plan as a JSON document."""
+        import json  # here: `kapal lint` builds jobs but never serialises a plan
+
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     @classmethod
@@ -434,6 +435,8 @@ class Plan:
     @classmethod
     def from_json(cls, text: str | bytes) -> Plan:
         """Rebuild a plan from `to_json()` output; PlanError when the text is not such a plan."""
+        import json
+
         try:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import PipelineConfig, VariableDef
@@ -37,6 +36,7 @@ from pipeline.keywords import (
     TRIGGER_WHEN,
 )
 from pipeline.plan import Job, Plan, TriggerInclude, TriggerSpec
+from pipeline.records import record
 from pipeline.remote import RemoteFetcher
 from pipeline.suggest import name_hint
 
@@ -72,7 +72,7 @@ _FORWARD_KEYS = ("yaml_variables", "pipeline_variables")
 ValidateChild = Callable[..., tuple[PipelineConfig | None, list[PipelineError]]]
 
 
-@dataclass(frozen=True)
+@record
 class TriggerSite:
     """A trigger job as written: what `check_downstream` needs to check its child pipeline."""
 

@@ -10,6 +10,7 @@ fails here.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
 import io
 import subprocess
@@ -132,6 +133,41 @@ def test_lint_checks_a_file_without_typer_or_the_runner(tmp_path: Path) -> None:
     assert out == f"{tmp_path / '.kapal.yml'}: valid (1 job)\n"
     # a check needs the loader and the validator, not the planner (pipeline/__init__ is lazy)
     assert heavy_in(modules, "runner", "pipeline.planner", "pipeline.predefined") == []
+    # nor what only some files or options need: RE2 (a /regex/), difflib (a misspelt word),
+    # hashing (`integrity:`), JSON (--json), argparse and its formatter's shutil (--help, a
+    # usage error), the installed metadata
+    assert heavy_in(modules, *LINT_LOADS_LATER) == []
+
+
+# what `kapal lint` of a small valid file does not import
+LINT_LOADS_LATER = (
+    "re2",
+    "difflib",
+    "hashlib",
+    "hmac",
+    "json",
+    "argparse",
+    "shutil",
+    "importlib.metadata",
+    "pipeline.inputs",
+)
+
+
+def test_lint_builds_no_dataclass_by_compiling_code(tmp_path: Path) -> None:
+    # `@dataclass(frozen=True)` compiles six methods per class at every start (about 0.5 ms a
+    # class); the pipeline's frozen types are `@record`s instead (pipeline/records.py). A new
+    # frozen dataclass in a module `kapal lint` loads must be one too.
+    (tmp_path / ".kapal.yml").write_text("job:\n  script: [echo hi]\n")
+    modules, _ = imported_by(None, "lint", str(tmp_path))
+    compiled = []
+    for name in sorted(m for m in modules if m.startswith("pipeline.")):
+        for value in vars(importlib.import_module(name)).values():
+            own_class = isinstance(value, type) and value.__module__ == name
+            frozen = getattr(getattr(value, "__dataclass_params__", None), "frozen", False)
+            if own_class and frozen and value.__init__.__module__ != "pipeline.records":
+                compiled.append(f"{name}.{value.__qualname__}")
+    assert compiled == [], "make these @record (pipeline/records.py)"
+    assert "pipeline.plan" in modules  # the check above saw the types a lint builds
 
 
 def test_run_list_starts_without_typer_the_settings_or_the_runtime(tmp_path: Path) -> None:
