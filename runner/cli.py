@@ -390,6 +390,7 @@ def _execute(
     from runner.artifacts import ArtifactStore
     from runner.cache import CacheStore
     from runner.engine import Engine, EngineOptions
+    from runner.engine.downstream import ChildPipelines
     from runner.engine.recorder import PipelineStatus
     from runner.engine.workspace import InPlaceTree, WorkingTreeSource
     from runner.images.resolve import ImageResolver
@@ -460,6 +461,8 @@ def _execute(
         artifacts=artifacts,
         caches=caches,
         options=engine_options,
+        # trigger: jobs plan their child pipelines from the same files and trigger
+        children=ChildPipelines(context, project, the_plan.pipeline_file),
     )
     artifacts.prune(keep=LOCAL_PIPELINES_KEPT - 1)
     live = recorder if isinstance(recorder, LiveRecorder) else nullcontext()

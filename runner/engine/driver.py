@@ -3,12 +3,14 @@
 The in-memory driver over the two parts the server drives from its database: `schedule` decides
 which job moves on, a `JobRunner` runs each attempt. The engine adds what a single process needs:
 threads (at most `concurrency` jobs at a time), retries, the pipeline's source copied once, job
-statuses reported to a `Recorder`, and cancel.
+statuses reported to a `Recorder`, and cancel. A `trigger:` job runs its child pipeline with a
+child `Engine` (see `downstream`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import shutil
 import tempfile
@@ -19,9 +21,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import PipelineError
 from pipeline.plan import Job, Plan
 from runner.artifacts import ArtifactStore
 from runner.cache import CacheStore
+from runner.engine.downstream import ChildPipelines, NestedRecorder, child_pipeline_id
 from runner.engine.job_runner import (
     JobOptions,
     JobOutcome,
@@ -140,6 +144,12 @@ class Engine:
     17.0 and later, a canceled job that was running still runs its `after_script` (with
     `CI_JOB_STATUS=canceled` and its own timeout) and keeps its artifacts as a failed job would
     (`when: always` or `on_failure`); a second `cancel` stops the after_scripts too.
+
+    A `trigger:` job plans its child pipeline through `children` and runs it with a child
+    engine sharing this one's backend, images and stores (its jobs recorded as
+    `job [trigger job]`). With `strategy: depend` the trigger job ends as the child pipeline
+    does; without, it succeeds once the child pipeline is created, as in GitLab, and `run`
+    still waits for the child pipeline before it returns. `cancel` reaches child pipelines.
     """
 
     def __init__(
@@ -152,6 +162,7 @@ class Engine:
         artifacts: ArtifactStore,
         caches: CacheStore,
         options: EngineOptions | None = None,
+        children: ChildPipelines | None = None,
     ) -> None:
         self.backend = backend
         self.images = images
@@ -160,6 +171,10 @@ class Engine:
         self.artifacts = artifacts
         self.caches = caches
         self.options = options or EngineOptions()
+        self.children = children
+        self._child_engines: dict[str, Engine] = {}
+        self._detached: list[tuple[Job, Future[PipelineResult]]] = []
+        self._downstream = ThreadPoolExecutor(thread_name_prefix="kapal-child")
         self._masker = SecretMasker(self.options.secrets.values())
         self._lock = threading.Condition()
         self._canceled = threading.Event()
@@ -190,7 +205,7 @@ class Engine:
                 built |= {_normalise(expand(tag, values)) for tag in job.build.tags}
         missing: dict[str, list[str]] = {}
         for job in jobs:
-            if job.build is not None or job.deploy is not None:
+            if job.build is not None or job.deploy is not None or job.trigger is not None:
                 continue
             if job.manual and not (self.options.manual or job.name in self.options.only):
                 continue  # it will wait for a person; its image is checked when it runs
@@ -247,9 +262,14 @@ class Engine:
                 self._forced.set()
             self._canceled.set()
             runners = list(self._runners.values())
+            children = list(self._child_engines.values())
             self._lock.notify_all()
         for runner in runners:
             runner.cancel(force=self._forced.is_set())
+        for child in children:
+            child.cancel()
+            if self._forced.is_set():
+                child.cancel()  # a second cancel reaches the child's after_scripts too
         return True
 
     def run(self, plan: Plan, source: WorkspaceSource, *, pipeline_id: int = 1) -> PipelineResult:
@@ -272,6 +292,8 @@ class Engine:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(prefix=f"pipeline-{pipeline_id}-", dir=self.work_dir))
         self._cleanup = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kapal-cleanup")
+        # child pipelines of trigger jobs without `strategy: depend` run on beside the parent
+        self._downstream = ThreadPoolExecutor(thread_name_prefix="kapal-child")
         try:
             try:
                 job_source = self._pipeline_source(source, run_dir)
@@ -293,6 +315,7 @@ class Engine:
                 )
             )
         finally:
+            self._wait_for_children()  # before the source they copy from is removed
             self._cleanup.shutdown(wait=True)
             if not self.options.keep_work_dir:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -303,6 +326,8 @@ class Engine:
         self._forced.clear()
         self._auto_canceled = None
         self._scheduled_at = {}
+        self._child_engines = {}
+        self._detached = []
         duration = time.monotonic() - started
         self.recorder.record(PipelineFinished(status=status, duration=duration))
         return PipelineResult(status=status, jobs=dict(self._results), duration=duration)
@@ -445,6 +470,9 @@ class Engine:
     ) -> None:
         """Run `job`'s attempts (retries included) and record how it ended."""
         assert self._plan is not None
+        if job.trigger is not None:
+            self._run_trigger(job, pipeline_id=pipeline_id, source=source)
+            return
         started = time.monotonic()
         outcome = JobOutcome(JobStatus.CANCELED, reason=PIPELINE_CANCELED)
         attempt = 1
@@ -512,11 +540,120 @@ class Engine:
             allowed_failure=allowed,
         )
 
+    # -- downstream pipelines --------------------------------------------------------------
+
+    def _run_trigger(self, job: Job, *, pipeline_id: int, source: WorkspaceSource) -> None:
+        """Plan `job`'s child pipeline and run it with a child engine; record how `job` ended."""
+        assert self._plan is not None and job.trigger is not None
+        started = time.monotonic()
+        self._set_status(job, JobStatus.RUNNING, attempt=1)
+        position = [j.name for j in self._plan.jobs if j.trigger is not None].index(job.name) + 1
+        child_id = child_pipeline_id(pipeline_id, position)
+        try:
+            if self.children is None:
+                raise EngineError("this engine was given no way to plan child pipelines")
+            child_plan = self.children.plan(
+                job, pipeline_id=pipeline_id, child_id=child_id, artifacts=self.artifacts
+            )
+            if not child_plan.created:
+                raise EngineError(
+                    f"the child pipeline is not created: {child_plan.skip_reason} "
+                    "(GitLab fails the trigger job too)"
+                )
+        except (PipelineError, RunnerError) as exc:
+            text = str(exc)  # a PipelineError names the file, line and column
+            for line in text.splitlines():
+                self._log(job, f"kapal: {line}")
+            self._finish_trigger(job, JobStatus.FAILED, text.splitlines()[0], started)
+            return
+        recorder = NestedRecorder(self.recorder, job.name, child_id)
+        engine = Engine(
+            backend=self.backend,
+            images=self.images,
+            recorder=recorder,
+            work_dir=self.work_dir,
+            artifacts=ArtifactStore(self.artifacts.root / str(pipeline_id) / "child pipelines"),
+            caches=self.caches,
+            # --job/--stage choose among the parent's jobs; a child pipeline runs whole
+            options=dataclasses.replace(self.options, only=frozenset(), stage=None),
+            children=self.children.below(),
+        )
+        with self._lock:
+            canceled = self._canceled.is_set()
+            if not canceled:
+                self._child_engines[job.name] = engine
+        if canceled:
+            self._finish_trigger(job, JobStatus.CANCELED, PIPELINE_CANCELED, started)
+            return
+        self._log(
+            job,
+            f"kapal: child pipeline #{child_id}: {len(child_plan.runnable_jobs())} job(s) "
+            f"from {job.trigger.describe()}",
+        )
+        if not job.trigger.depends:
+            future = self._downstream.submit(engine.run, child_plan, source, pipeline_id=child_id)
+            with self._lock:
+                self._detached.append((job, future))
+            self._finish_trigger(
+                job,
+                JobStatus.SUCCESS,
+                f"child pipeline #{child_id} created; it runs on (`strategy: depend` would wait)",
+                started,
+            )
+            return
+        try:
+            result = engine.run(child_plan, source, pipeline_id=child_id)
+        except RunnerError as exc:
+            self._log(job, f"kapal: {exc}")
+            self._finish_trigger(job, JobStatus.FAILED, str(exc).splitlines()[0], started)
+            return
+        status, reason = _mirrored(result, child_id)
+        self._finish_trigger(job, status, reason, started)
+
+    def _finish_trigger(self, job: Job, status: JobStatus, reason: str, started: float) -> None:
+        allowed = status == JobStatus.FAILED and failure_allowed(job, None)
+        self._set_status(
+            job,
+            status,
+            reason=reason,
+            duration=time.monotonic() - started,
+            allowed_failure=allowed,
+        )
+
+    def _wait_for_children(self) -> None:
+        """Wait for the child pipelines that run on by themselves; log how each ended."""
+        for job, future in self._detached:
+            try:
+                result = future.result()
+            except RunnerError as exc:
+                self._log(job, f"kapal: the child pipeline could not run: {exc}")
+                continue
+            self._log(job, f"kapal: {_mirrored(result, 0)[1]} (the trigger job did not wait)")
+        self._downstream.shutdown(wait=True)
+
     def _remove_later(self, path: Path) -> None:
         self._cleanup.submit(shutil.rmtree, path, ignore_errors=True)
 
     def _log(self, job: Job, text: str) -> None:
         self.recorder.record(LogLine(job=job.name, text=self._masker.mask(text)))
+
+
+def _mirrored(result: PipelineResult, child_id: int) -> tuple[JobStatus, str]:
+    """A trigger job's status with `strategy: depend`: its child pipeline's, and why."""
+    failed = [
+        r.name
+        for r in result.jobs.values()
+        if r.status == JobStatus.FAILED and not r.allowed_failure
+    ]
+    shown = f"child pipeline #{child_id}" if child_id else "the child pipeline"
+    if result.status == PipelineStatus.SUCCESS:
+        return JobStatus.SUCCESS, f"{shown} passed"
+    if result.status == PipelineStatus.CANCELED:
+        return JobStatus.CANCELED, f"{shown} was canceled"
+    if result.status == PipelineStatus.FAILED:
+        which = f": {', '.join(failed)} failed" if failed else ""
+        return JobStatus.FAILED, f"{shown} failed{which}"
+    return JobStatus.FAILED, f"{shown} ended {result.status.value}"
 
 
 def _copy_tree(source: Path, destination: Path) -> None:
