@@ -63,6 +63,7 @@ from runner.errors import (
 )
 from runner.images.image import Image, LayerDescriptor
 from runner.images.mediatypes import OCI_LAYER_GZIP, OCI_LAYER_ZSTD
+from runner.images.platforms import SUPPORTED_PLATFORMS
 from runner.images.reference import Reference
 from runner.images.store import ImageStore
 
@@ -98,8 +99,6 @@ PLATFORM_ARGS = {
     "BUILDVARIANT": "",
 }
 DEFAULT_SHELL = ("/bin/sh", "-c")
-# what FROM --platform and `kapal build --platform` accept: the machine kapal builds for
-SUPPORTED_PLATFORMS = ("linux/amd64", "linux/x86_64", "linux")
 _TAIL_LINES = 20
 # heredoc scripts with a shebang are bind-mounted here (on the container's /dev tmpfs, so they
 # never land in the layer)
@@ -140,6 +139,13 @@ class BuildResult:
     cached_steps: int
     run_steps: int
     notes: tuple[str, ...]
+    # what a build memo (runner.build.memo) needs to answer the same build again: the step
+    # number of each layer step (one per layer), the cache entries they used (key, blob, tree),
+    # the base image names looked up in the store, and whether ADD fetched from the network
+    layer_steps: tuple[int, ...] = ()
+    cache_entries: tuple[tuple[str, str, str], ...] = ()
+    bases: tuple[str, ...] = ()
+    remote_sources: bool = False
 
 
 class BuildReporter(Protocol):
@@ -291,6 +297,12 @@ class _Build:
         self.secrets.update(options.secrets)
         # RUN steps that miss the cache write their layers there (made by the first one)
         self.disk = BuildDisk(builder.cache.tmp_dir)
+        # for BuildResult: what a build memo records
+        self.step_number = 0
+        self.layer_steps: list[int] = []
+        self.cache_entries: list[tuple[str, str, str]] = []
+        self.bases: list[str] = []
+        self.remote_sources = False
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -310,12 +322,14 @@ class _Build:
         number = 0
         for stage in steps:
             number += 1
+            self.step_number = number
             self.b.reporter.step(number, total, stage.label, stage.from_inst.source)
             started = time.monotonic()
             state = self.start_stage(stage)
             self.b.reporter.done(time.monotonic() - started)
             for inst in stage.instructions:
                 number += 1
+                self.step_number = number
                 self.b.reporter.step(number, total, stage.label, _short(inst.source))
                 started = time.monotonic()
                 self.step(stage, state, inst)
@@ -327,7 +341,17 @@ class _Build:
             self.b.reporter.note(note)
         final = self.stages[plan.target.index]
         image = self.commit(final)
-        return BuildResult(image, self.o.tags, self.cached_steps, self.run_steps, tuple(self.notes))
+        return BuildResult(
+            image,
+            self.o.tags,
+            self.cached_steps,
+            self.run_steps,
+            tuple(self.notes),
+            layer_steps=tuple(self.layer_steps),
+            cache_entries=tuple(self.cache_entries),
+            bases=tuple(self.bases),
+            remote_sources=self.remote_sources,
+        )
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -430,7 +454,10 @@ class _Build:
 
     def resolve_image(self, name: str, inst: Instruction) -> Image:
         try:
-            return self.b.store.resolve(Reference.parse(name))
+            reference = Reference.parse(name)
+            image = self.b.store.resolve(reference)
+            self.bases.append(str(reference))
+            return image
         except ImageNotFoundError as exc:
             raise self.df.error(inst, str(exc)) from None
         except BuildError:
@@ -858,6 +885,7 @@ class _Build:
         self, inst: Instruction, fetch: Callable[[], None], work: Path
     ) -> None:
         """Run `fetch` where the build's network puts it: a NAT namespace, or the host's."""
+        self.remote_sources = True  # what it fetches may change: no build memo can answer
         from runner.runtime.backend import SandboxSpec
         from runner.runtime.netns import create_netns, remove_netns
         from runner.runtime.policy import PolicyError
@@ -924,6 +952,8 @@ class _Build:
             self.b.reporter.cached()
         state.layers.append(_Layer(hit.diff_id, hit.tree, cached=hit))
         state.key = key
+        self.layer_steps.append(self.step_number)
+        self.cache_entries.append((key, str(hit.blob), str(hit.tree)))
 
     def run_step(self, state: _StageState, inst: Instruction, env: dict[str, str]) -> None:
         network: Literal["host", "nat", "none"] = self.o.network

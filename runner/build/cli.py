@@ -2,8 +2,11 @@
 
 The command parses its own argv (argparse) and `kapal` runs it without Typer (`ARGV_COMMANDS`);
 a warm rebuild takes a few milliseconds in-process, so start-up is most of what a person waits
-for. For the same reason the settings are read without pydantic until a RUN step misses the
-cache or `--push` needs the registry settings (`RunnerSettings`, kapal's one settings class).
+for. Before importing the builder, the command asks the build memo (runner.build.memo) whether
+the same build ran before with nothing changed; if so it prints that build's steps and image
+without loading the builder, the image store or dataclasses (tests/test_startup.py keeps it so).
+For the same reason the settings are read without pydantic until a RUN step misses the cache or
+`--push` needs the registry settings (`RunnerSettings`, kapal's one settings class).
 """
 
 from __future__ import annotations
@@ -13,34 +16,37 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any
 
 from runner.argv_commands import ArgvMain, register_argv_command
-from runner.build.builder import SUPPORTED_PLATFORMS, Builder, BuildOptions
-from runner.build.cache import LayerCache
+from runner.build import memo
 from runner.errors import BuildError, BuildStepError, RunnerError
-from runner.images.image import Image
-from runner.images.reference import Reference
-from runner.images.store import ImageStore
+from runner.images.platforms import SUPPORTED_PLATFORMS
 from runner.runtime.environment import RuntimeEnvironment
 
 if TYPE_CHECKING:
     import typer
 
+    from runner.build.builder import BuildOptions, BuildResult
+    from runner.images.image import Image
     from runner.runtime.backend import Backend, LogLine
 
 BUILD_HELP = "Build an image from a Dockerfile (no Docker daemon needed)."
 
 
 class TerminalReporter:
-    """Prints build progress: `[2/7] RUN …`, CACHED, durations, RUN output indented."""
+    """Prints build progress: `[2/7] RUN …`, CACHED, durations, RUN output indented.
+
+    It keeps each step's line (`steps`), which a build memo replays."""
 
     def __init__(self) -> None:
         self._cached = False
+        self.steps: list[tuple[int, int, str]] = []
 
     def step(self, number: int, total: int, stage: str, text: str) -> None:
         """Print the step line."""
         self._cached = False
+        self.steps.append((number, total, text))
         print(f"[{number}/{total}] {text}", flush=True)
 
     def cached(self) -> None:
@@ -170,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build_options(args: argparse.Namespace) -> BuildOptions:
-    """The `BuildOptions` the command line asks for; UsageError when it cannot be used."""
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    """The build the command line asks for, checked; UsageError when it cannot be used."""
     if args.context is None:
         raise UsageError("Missing argument 'CONTEXT': the build context directory")
     if args.platform not in SUPPORTED_PLATFORMS:
@@ -183,23 +189,42 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         raise UsageError(f"--compression '{args.compression}': use gzip or zstd")
     if args.network not in ("default", "host", "none"):
         raise UsageError(f"--network '{args.network}': use default, host or none")
-    net: Literal["host", "nat", "none"] = (
-        "nat" if args.network == "default" else "host" if args.network == "host" else "none"
-    )
-    tags = tuple(args.tag)
+    tags = list(args.tag)
     if args.push and not tags:
         raise UsageError("--push needs at least one -t NAME:TAG")
+    context = Path(args.context)
+    return {
+        "context": context,
+        "dockerfile": Path(args.file) if args.file else context / "Dockerfile",
+        "tags": tags,
+        "secrets": _secrets(args.secret),
+        # everything else that decides the image, as a build memo compares it
+        "settings": {
+            "build_args": _build_args(args.build_arg),
+            "target": args.target,
+            "network": {"default": "nat"}.get(args.network, args.network),
+            "epoch": _epoch(),
+            "compression": args.compression,
+        },
+    }
+
+
+def _build_options(request: dict[str, Any], no_cache: bool) -> BuildOptions:
+    """The builder's `BuildOptions` for a checked request."""
+    from runner.build.builder import BuildOptions
+
+    settings = request["settings"]
     return BuildOptions(
-        context=Path(args.context),
-        dockerfile=Path(args.file) if args.file else None,
-        tags=tags,
-        build_args=_build_args(args.build_arg),
-        target=args.target,
-        no_cache=args.no_cache,
-        network=net,
-        epoch=_epoch(),
-        secrets=_secrets(args.secret),
-        compression="zstd" if args.compression == "zstd" else "gzip",
+        context=request["context"],
+        dockerfile=request["dockerfile"],
+        tags=tuple(request["tags"]),
+        build_args=settings["build_args"],
+        target=settings["target"],
+        no_cache=no_cache,
+        network=settings["network"],
+        epoch=settings["epoch"],
+        secrets=request["secrets"],
+        compression=settings["compression"],
     )
 
 
@@ -208,23 +233,37 @@ def build_main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        options = _build_options(args)
+        request = _request(args)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"kapal build: error: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    try:
-        data_dir = RuntimeEnvironment.from_environ().data_dir
-        for ref in options.tags:
-            Reference.parse(ref)
-        builder = Builder(
-            store=ImageStore(data_dir / "images"),
-            cache=LayerCache(data_dir / "build-cache"),
-            backend=_embedded_backend,
-            reporter=TerminalReporter(),
+    data_dir = RuntimeEnvironment.from_environ().data_dir
+    snap = None
+    # --secret values are not kept in a memo, nor are builds that push or prune
+    if not (request["secrets"] or args.push or args.prune):
+        snap = memo.snapshot(
+            cache_root=data_dir / "build-cache",
+            images_root=data_dir / "images",
+            context=request["context"],
+            dockerfile=request["dockerfile"],
+            settings=request["settings"],
         )
-        result = builder.build(options)
+    if snap is not None and not args.no_cache:
+        replay = memo.lookup(
+            snap,
+            cache_root=data_dir / "build-cache",
+            images_root=data_dir / "images",
+            tags=request["tags"],
+        )
+        if replay is not None:
+            _print_replay(replay, request["tags"], time.monotonic() - started)
+            return 0
+    try:
+        result, steps = _build(data_dir, _build_options(request, args.no_cache))
+        if snap is not None:
+            _remember(snap, result, steps)
         if args.push:
             _push(result.image, result.tags, args.insecure)
         if args.prune:
@@ -238,15 +277,76 @@ def build_main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("build interrupted", file=sys.stderr)
         return 130
-    elapsed = time.monotonic() - started
-    print(
-        f"built {result.image.digest} in {elapsed:.2f}s "
-        f"({result.run_steps} layer steps run, {result.cached_steps} cached)"
+    _print_result(
+        result.image.digest,
+        result.tags,
+        time.monotonic() - started,
+        run=result.run_steps,
+        cached=result.cached_steps,
     )
-    for name in result.tags:
+    return 0
+
+
+def _build(data_dir: Path, options: BuildOptions) -> tuple[BuildResult, list[tuple[int, int, str]]]:
+    """Run the builder (imported only now: a memo hit never loads it); the result and the
+    step lines it printed."""
+    from runner.build.builder import Builder
+    from runner.build.cache import LayerCache
+    from runner.images.reference import Reference
+    from runner.images.store import ImageStore
+
+    for ref in options.tags:
+        Reference.parse(ref)
+    reporter = TerminalReporter()
+    builder = Builder(
+        store=ImageStore(data_dir / "images"),
+        cache=LayerCache(data_dir / "build-cache"),
+        backend=_embedded_backend,
+        reporter=reporter,
+    )
+    return builder.build(options), reporter.steps
+
+
+def _remember(snap: memo.Snapshot, result: BuildResult, steps: list[tuple[int, int, str]]) -> None:
+    """Record the memo of a finished build, or drop the old one when it cannot answer."""
+    from runner.images.reference import Reference
+
+    tag_keys = {name: str(Reference.parse(name)) for name in result.tags}
+    if result.remote_sources or any("@" in key for key in tag_keys.values()):
+        memo.forget(snap)
+        return
+    memo.record(
+        snap,
+        {
+            "image": result.image.digest,
+            "config": result.image.config_digest,
+            "bases": list(result.bases),
+            "tag_keys": tag_keys,
+            "cache": [list(entry) for entry in result.cache_entries],
+            "steps": [list(step) for step in steps],
+            "layer_steps": list(result.layer_steps),
+            "notes": list(result.notes),
+        },
+    )
+
+
+def _print_replay(replay: dict[str, Any], tags: list[str], elapsed: float) -> None:
+    """What the same build prints when every layer step is a cache hit, from its memo."""
+    layers = set(replay["layer_steps"])
+    for number, total, text in replay["steps"]:
+        print(f"[{number}/{total}] {text}")
+        print(f"  {'CACHED ' if number in layers else ''}0.00s")
+    sys.stdout.flush()
+    for note in replay["notes"]:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    _print_result(replay["image"], tags, elapsed, run=0, cached=len(replay["layer_steps"]))
+
+
+def _print_result(digest: str, tags: Any, elapsed: float, *, run: int, cached: int) -> None:
+    print(f"built {digest} in {elapsed:.2f}s ({run} layer steps run, {cached} cached)")
+    for name in tags:
         print(f"tagged {name}")
     sys.stdout.flush()
-    return 0
 
 
 # verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
@@ -284,7 +384,9 @@ def _prune(cache: Path) -> None:
 
 def _push(image: Image, tags: tuple[str, ...], insecure: bool) -> None:
     """Push the built image to each tag's registry with the images package's client."""
+    from runner.images.reference import Reference
     from runner.images.registry import RegistryClient  # only `--push` needs the HTTP client
+    from runner.images.store import ImageStore
     from runner.settings import RunnerSettings
 
     settings = RunnerSettings()

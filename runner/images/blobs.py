@@ -6,7 +6,6 @@ import errno
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,6 +143,8 @@ class BlobStore:
     def writer(self) -> Iterator[BlobWriter]:
         """A `BlobWriter`; its temp file is removed unless `commit()` moved it into place."""
         self.tmp.mkdir(parents=True, exist_ok=True)
+        import tempfile  # writing only: reading a blob does not pay for it
+
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
         tmp_path = Path(name)
         try:
@@ -182,6 +183,8 @@ class BlobStore:
         if self.has(digest):
             return
         self.tmp.mkdir(parents=True, exist_ok=True)
+        import tempfile  # writing only: reading a blob does not pay for it
+
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
         os.close(fd)
         tmp_path = Path(name)

@@ -8,6 +8,8 @@ from runner.errors import ImageError
 
 WANTED_OS = "linux"
 WANTED_ARCHITECTURE = "amd64"
+# what `FROM --platform` and `kapal build --platform` accept: the machine kapal builds for
+SUPPORTED_PLATFORMS = ("linux/amd64", "linux/x86_64", "linux")
 
 
 def pick_platform(index: dict[str, Any], where: str) -> dict[str, Any]:

@@ -34,8 +34,6 @@ import functools
 import json
 import os
 import shutil
-import tempfile
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,13 +51,15 @@ from runner.errors import (
 from runner.images import mediatypes as mt
 from runner.images.blobs import BlobStore, space_checked
 from runner.images.image import Image, LayerDescriptor
-from runner.images.layers import scan_layer, unpack_layer
 from runner.images.platforms import pick_platform
 from runner.images.reference import Reference
 from runner.owners import owner_slug
 
 if TYPE_CHECKING:
     from filelock import FileLock
+
+# Writing (`tempfile`) and unpacking (`runner.images.layers`, with tarfile) are imported where
+# they happen: reading an image, what `kapal exec` does, needs neither (issue 11).
 
 # the registry part of namespaced tags: a reserved name that never resolves, so nothing is pulled
 NAMESPACE_REGISTRY = "kapal.invalid"
@@ -197,6 +197,8 @@ class ImageStore:
         return {str(k): str(v) for k, v in data.items()}
 
     def _write_tags(self, tags: dict[str, str]) -> None:
+        import tempfile
+
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".tags-")
         try:
             with space_checked(self.root):
@@ -432,6 +434,8 @@ class ImageStore:
     ) -> LayerDescriptor:
         """Store a layer tar (gzip if `compressed`, or as it names: "gzip", "zstd"); return its
         descriptor (digest, diff_id)."""
+        from runner.images.layers import scan_layer
+
         where = f"layer {tar_path}"
         scan = scan_layer(tar_path, compressed, where)
         if expected_digest is not None and expected_digest != scan.digest:
@@ -546,6 +550,8 @@ class ImageStore:
             raise ImageError(f"{where} is missing from the store; remove the image, get it again")
         from filelock import FileLock
 
+        from runner.images.layers import scan_layer, unpack_layer
+
         lock = FileLock(str(self.tmp / f"unpack-{layer.diff_id.partition(':')[2]}.lock"))
         with self.session(), lock:
             if final.is_dir():
@@ -561,7 +567,7 @@ class ImageStore:
                     f"{where}: uncompressed content hashes to {scan.diff_id}, the image config "
                     f"says {layer.diff_id}; the image is corrupt"
                 )
-            work = self.tmp / f"layer-{uuid.uuid4().hex}"
+            work = self.tmp / f"layer-{os.urandom(16).hex()}"
             try:
                 unpack_layer(blob, gzip, work, scan, where)
                 os.rename(work, final)

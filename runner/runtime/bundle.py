@@ -188,5 +188,5 @@ def build_config(config: BundleConfig) -> dict[str, Any]:
 def write_bundle(bundle: Path, config: BundleConfig) -> Path:
     """Write `bundle/config.json` and return its path."""
     path = bundle / "config.json"
-    path.write_text(json.dumps(build_config(config), indent=1))
+    path.write_text(json.dumps(build_config(config), separators=(",", ":")))
     return path

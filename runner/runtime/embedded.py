@@ -26,18 +26,16 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import selectors
 import shutil
 import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from runner.errors import ContainerRuntimeError, ContainerStartError
 from runner.runtime.backend import (
@@ -51,7 +49,6 @@ from runner.runtime.backend import (
 )
 from runner.runtime.bundle import BundleConfig, write_bundle
 from runner.runtime.cgroups import ContainerCgroup
-from runner.runtime.disk import LimitedDisk, remove_disk
 from runner.runtime.environment import RuntimeEnvironment, RuntimeSettings
 from runner.runtime.netns import create_netns, remove_netns
 from runner.runtime.overlay import mount_overlay
@@ -61,8 +58,13 @@ from runner.runtime.policy import ContainerPolicy
 from runner.runtime.runc import Runc, find_runtime
 from runner.runtime.syscalls import unmount_if_mounted
 from runner.runtime.trash import Trash
-from runner.runtime.usernet import UserNetwork, resolv_conf
 from runner.runtime.users import resolve_user
+
+if TYPE_CHECKING:
+    # Imported where used: a sandbox without a disk cap (`kapal exec`) or without NAT never
+    # loads them, and start-up is what a one-off container mostly costs (issue 11).
+    from runner.runtime.disk import LimitedDisk
+    from runner.runtime.usernet import UserNetwork
 
 _READ_SIZE = 65536
 _MAX_LINE = 1 << 20
@@ -73,6 +75,8 @@ _RUNC_FAILURE = b"runc run failed: "
 
 @dataclass
 class _SandboxState:
+    """What the backend keeps of one sandbox while it is set up."""
+
     sandbox: Sandbox
     directory: Path
     netns: Path | None
@@ -85,6 +89,8 @@ class _SandboxState:
 
 @dataclass
 class _ContainerState:
+    """What the backend keeps of one container from `start` until `wait` released it."""
+
     container: Container
     directory: Path
     disk: Path
@@ -121,7 +127,7 @@ class EmbeddedBackend:
 
     def _new_id(self) -> str:
         """A fresh id for a sandbox or container (12 hex digits, like Docker's short ids)."""
-        return uuid.uuid4().hex[:12]
+        return os.urandom(6).hex()  # what uuid4().hex[:12] gave, without importing uuid
 
     @property
     def runc(self) -> Runc:
@@ -154,6 +160,8 @@ class EmbeddedBackend:
                 create_netns(netns)
             if spec.network == "nat":
                 assert netns is not None
+                from runner.runtime.usernet import UserNetwork, resolv_conf
+
                 usernet = UserNetwork.start(netns)
                 resolv = directory / "resolv.conf"
                 resolv.write_text(resolv_conf())
@@ -196,7 +204,10 @@ class EmbeddedBackend:
             finally:
                 try:
                     with state.disk_lock:
-                        remove_disk(self._paths.sandbox_disk_dir(sandbox.id))
+                        if self.policy.disk_bytes is not None or state.disk is not None:
+                            from runner.runtime.disk import remove_disk
+
+                            remove_disk(self._paths.sandbox_disk_dir(sandbox.id))
                         state.disk = None
                 finally:
                     self._remove_sandbox_files(state.directory, state.netns)
@@ -207,6 +218,8 @@ class EmbeddedBackend:
             return None
         with box.disk_lock:
             if box.disk is None:
+                from runner.runtime.disk import LimitedDisk
+
                 mount_point = self._paths.sandbox_disk_dir(box.sandbox.id)
                 box.disk = LimitedDisk.create(mount_point, self.policy.disk_bytes)
             return box.disk
@@ -543,7 +556,9 @@ def _decode(line: bytes) -> str:
 
 
 def _hostname(name: str) -> str:
-    cleaned = re.sub(r"[^a-zA-Z0-9-]+", "-", name).strip("-")[:63]
+    # every run of characters other than letters, digits and '-' becomes one '-'
+    kept = "".join(c if (c.isascii() and c.isalnum()) or c == "-" else " " for c in name)
+    cleaned = "-".join(kept.split()).strip("-")[:63]
     return cleaned or "container"
 
 

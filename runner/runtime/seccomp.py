@@ -15,7 +15,7 @@ are ignored by runc.
 from __future__ import annotations
 
 import errno
-import platform
+import os
 from typing import Any
 
 # Refused with EPERM, grouped by what they reach.
@@ -101,7 +101,7 @@ _ARCHITECTURES: dict[str, list[str]] = {
 
 def default_seccomp(machine: str | None = None) -> dict[str, Any]:
     """The `linux.seccomp` object of every container's config.json."""
-    arch = _ARCHITECTURES.get(machine or platform.machine())
+    arch = _ARCHITECTURES.get(machine or os.uname().machine)  # what platform.machine() reads
     profile: dict[str, Any] = {
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [

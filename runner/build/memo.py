@@ -1,0 +1,248 @@
+"""Build memos: a `kapal build` with nothing changed answered without loading the builder.
+
+A warm rebuild takes the builder a few milliseconds, but importing it (Dockerfile parser, layer
+writer, image store, copying) takes far longer than that: most of what a person waits for
+(issue 11). So after every build the command line records, per context and Dockerfile, what
+went in and what came out, and the next build compares before importing anything heavy:
+
+- inputs: the Dockerfile's text, the build settings (build args, target, network, epoch,
+  compression), and the metadata of every entry in the context (path, type, mode, owner, size,
+  mtime, ctime, inode, link target), read with lstat only (nothing is opened or followed);
+- what the build looked up: each base image name and the digest the tag index gave it, and the
+  build-cache entries (key file, blob, tree) of its layer steps;
+- the result: the image's manifest and config digests, and the steps as the build printed them.
+
+A memo answers only when the inputs are equal, every base name still points where it did,
+every cache entry and the image are still there, and every requested tag already points at the
+image; anything else is a miss and the builder runs (and records a new memo). A change to a
+file always changes its ctime, which no one can set back. What a memo cannot see it is never
+written for: ADD of a URL or a git repository, `--secret`s, builds whose context has more than
+`MAX_ENTRIES` entries, and contexts with an entry changed less than `RACY_NS` before the snapshot
+(a change within the same clock tick could leave the same ctime, as in git's "racy" index).
+
+Layout: `<build cache>/memo/<crc32 of context and Dockerfile paths>.json`, written by rename.
+Lifecycle: `snapshot()` before the build → `lookup()` (a hit ends the command) → on a miss, the
+build → `record()` with the snapshot taken before it (or `forget()` when it cannot be memoized).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MAX_ENTRIES", "RACY_NS", "Snapshot", "forget", "lookup", "record", "snapshot"]
+
+FORMAT = 1
+MAX_ENTRIES = 100_000
+RACY_NS = 100_000_000  # far more than a clock tick of the file timestamps (1-10 ms)
+_MAX_DOCKERFILE = 4 * 1024 * 1024
+
+
+class Snapshot:
+    """The inputs of one build as read before it ran, and whether any was too fresh to trust."""
+
+    __slots__ = ("inputs", "memo_path", "racy", "tags_index")
+
+    def __init__(
+        self, inputs: dict[str, Any], memo_path: Path, racy: bool, tags_index: dict[str, str]
+    ) -> None:
+        self.inputs = inputs
+        self.memo_path = memo_path
+        self.racy = racy
+        self.tags_index = tags_index
+
+
+def snapshot(
+    *,
+    cache_root: Path,
+    images_root: Path,
+    context: Path,
+    dockerfile: Path,
+    settings: dict[str, Any],
+) -> Snapshot | None:
+    """Read the build's inputs (None when they cannot be memoized: an unreadable context or
+    Dockerfile, more than `MAX_ENTRIES` entries)."""
+    started = time.time_ns()
+    try:
+        context = Path(os.path.realpath(context))
+        dockerfile = Path(os.path.realpath(dockerfile))
+        text = _read_dockerfile(dockerfile)
+        tree, newest = _scan(context)
+        tags_index = _read_tags(images_root)
+    except (OSError, ValueError):
+        return None
+    if text is None or tree is None:
+        return None
+    inputs = {
+        "format": FORMAT,
+        "context": str(context),
+        "dockerfile": str(dockerfile),
+        "dockerfile_text": text,
+        "settings": settings,
+        "tree": tree,
+    }
+    where = f"{context}\0{dockerfile}".encode()
+    name = f"{zlib.crc32(where):08x}.json"
+    racy = newest > started - RACY_NS
+    return Snapshot(inputs, cache_root / "memo" / name, racy, tags_index)
+
+
+def lookup(snap: Snapshot, *, cache_root: Path, images_root: Path, tags: list[str]) -> Any:
+    """The recorded result (a dict) when nothing the build depends on changed, else None."""
+    try:
+        memo = json.loads(snap.memo_path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(memo, dict) or memo.get("inputs") != snap.inputs:
+        return None
+    result = memo.get("result")
+    if not isinstance(result, dict):
+        return None
+    try:
+        fresh = _still_valid(result, snap.tags_index, cache_root, images_root, tags)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return result if fresh else None
+
+
+def _still_valid(
+    result: dict[str, Any],
+    tags_index: dict[str, str],
+    cache_root: Path,
+    images_root: Path,
+    tags: list[str],
+) -> bool:
+    blobs = images_root / "blobs" / "sha256"
+    image = str(result["image"])
+    for digest in (image, str(result["config"])):
+        if not (blobs / digest.partition(":")[2]).is_file():
+            return False
+    for name, digest in dict(result["bases"]).items():
+        if "@" in name:  # pinned by digest: the blob must still be there
+            if not (blobs / name.rpartition("@")[2].partition(":")[2]).is_file():
+                return False
+        elif tags_index.get(name) != digest:
+            return False
+    tag_keys = dict(result["tag_keys"])
+    for tag in tags:
+        if tag not in tag_keys or tags_index.get(tag_keys[tag]) != image:
+            return False
+    keys = []
+    for key, blob, tree in result["cache"]:
+        key_file = cache_root / "keys" / f"{key}.json"
+        if not (key_file.is_file() and Path(blob).is_file() and Path(tree).is_dir()):
+            return False
+        keys.append(key_file)
+    for key_file in keys:
+        with contextlib.suppress(OSError):
+            os.utime(key_file)  # a hit is a use, as the builder's cache lookup counts it
+    return True
+
+
+def record(snap: Snapshot, result: dict[str, Any]) -> None:
+    """Write the memo of a build that ran with the inputs of `snap` (skipped when racy)."""
+    if snap.racy:
+        forget(snap)
+        return
+    bases = {}
+    for name in result["bases"]:
+        if "@" not in name:
+            digest = snap.tags_index.get(name)
+            if digest is None:  # tagged while the build ran: what it resolved is unknown
+                forget(snap)
+                return
+            bases[name] = digest
+        else:
+            bases[name] = ""
+    memo = {"inputs": snap.inputs, "result": {**result, "bases": bases}}
+    directory = snap.memo_path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{snap.memo_path.name}.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(json.dumps(memo, separators=(",", ":")))
+        os.replace(tmp, snap.memo_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def forget(snap: Snapshot) -> None:
+    """Remove the memo for the context and Dockerfile of `snap` (a build it cannot answer)."""
+    with contextlib.suppress(OSError):
+        snap.memo_path.unlink()
+
+
+def _read_dockerfile(path: Path) -> str | None:
+    # A regular file only (a fifo would block, a device never end); the builder reads it again.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_DOCKERFILE:
+            return None
+        data = os.read(fd, _MAX_DOCKERFILE + 1)
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _scan(root: Path) -> tuple[list[list[Any]] | None, int]:
+    """Every entry under `root` as [path, mode, uid, gid, size, mtime, ctime, ino, dev, extra],
+    sorted, and the newest mtime or ctime seen (lstat only: nothing is followed or opened)."""
+    top = os.lstat(root)
+    if not stat.S_ISDIR(top.st_mode):
+        return None, 0
+    entries: list[list[Any]] = [_entry("", top, "")]
+    newest = max(top.st_mtime_ns, top.st_ctime_ns)
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        with os.scandir(os.path.join(root, relative) if relative else root) as listing:
+            for item in listing:
+                path = f"{relative}/{item.name}" if relative else item.name
+                info = item.stat(follow_symlinks=False)
+                extra = ""
+                if stat.S_ISDIR(info.st_mode):
+                    pending.append(path)
+                elif stat.S_ISLNK(info.st_mode):
+                    extra = os.readlink(item.path)
+                elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+                    extra = str(info.st_rdev)
+                entries.append(_entry(path, info, extra))
+                newest = max(newest, info.st_mtime_ns, info.st_ctime_ns)
+                if len(entries) > MAX_ENTRIES:
+                    return None, newest
+    entries.sort(key=lambda entry: str(entry[0]))
+    return entries, newest
+
+
+def _entry(path: str, info: os.stat_result, extra: str) -> list[Any]:
+    return [
+        path,
+        info.st_mode,
+        info.st_uid,
+        info.st_gid,
+        info.st_size,
+        info.st_mtime_ns,
+        info.st_ctime_ns,
+        info.st_ino,
+        info.st_dev,
+        extra,
+    ]
+
+
+def _read_tags(images_root: Path) -> dict[str, str]:
+    try:
+        data = json.loads((images_root / "tags.json").read_bytes())
+    except FileNotFoundError:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError("tags.json is not an object")
+    return {str(k): str(v) for k, v in data.items()}
