@@ -13,8 +13,10 @@ import contextlib
 import importlib
 import importlib.metadata
 import io
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.lint_command import lint_parser, plain_lint_args
+from runner.build.memo import RACY_NS
 from web.cli import COMMAND_MODULES, COMMAND_SUMMARIES, build_app
 
 # what the installed `kapal` script runs
@@ -108,9 +111,28 @@ def test_a_verb_still_gets_its_help_and_an_unknown_one_an_error() -> None:
 def test_exec_starts_without_typer_pydantic_or_the_settings(
     kapal_env: dict[str, str], busybox_image: str
 ) -> None:
+    imported_by(kapal_env, "exec", busybox_image, "--", "true")  # unpacks the image if need be
     modules, out = imported_by(kapal_env, "exec", busybox_image, "--", "echo", "ran")
     assert out == "ran\n"
     assert heavy_in(modules, "pipeline", "runner.settings", "runner.engine", "web.client") == []
+    # no disk cap asked for, no NAT, an image already unpacked: none of their code is loaded
+    # (nor uuid, socket or platform, which the runtime does without)
+    assert (
+        heavy_in(
+            modules,
+            "runner.runtime.disk",
+            "runner.runtime.loopdev",
+            "runner.runtime.usernet",
+            "runner.images.layers",
+            "tarfile",
+            "tempfile",
+            "filelock",
+            "uuid",
+            "socket",
+            "platform",
+        )
+        == []
+    )
 
 
 def test_a_warm_build_starts_without_typer_pydantic_or_the_runtime(
@@ -118,10 +140,30 @@ def test_a_warm_build_starts_without_typer_pydantic_or_the_runtime(
 ) -> None:
     (tmp_path / "Dockerfile").write_text(f"FROM {busybox_image}\nCOPY a.txt /a.txt\n")
     (tmp_path / "a.txt").write_text("a\n")
+    time.sleep(RACY_NS / 1e9 + 0.05)  # files a person saved a moment ago: a memo may trust them
     args = ("build", "--network", "none", "-t", "startup-test:1", str(tmp_path))
-    imported_by(kapal_env, *args)  # the first build fills the cache
+    imported_by(kapal_env, *args)  # the first build fills the cache and records its memo
+    unchanged, out = imported_by(kapal_env, *args)
+    assert "CACHED" in out
+    # answered by the build memo: no builder, no image store, not even dataclasses
+    assert heavy_in(unchanged, "pipeline", "runner.settings", "runner.engine", "web.client") == []
+    assert (
+        heavy_in(
+            unchanged,
+            "runner.build.builder",
+            "runner.build.dockerfile",
+            "runner.images.store",
+            "runner.runtime.backend",
+            "dataclasses",
+            "hashlib",
+            "tarfile",
+        )
+        == []
+    )
+    os.utime(tmp_path / "a.txt")  # touched: the memo cannot answer, the builder's cache does
     warm, out = imported_by(kapal_env, *args)
     assert "CACHED" in out
+    assert "runner.build.builder" in warm
     assert heavy_in(warm, "pipeline", "runner.settings", "runner.engine", "web.client") == []
     # nothing to run: the container runtime is not even imported
     assert heavy_in(warm, "runner.runtime.embedded", "runner.runtime.backend", "filelock") == []
