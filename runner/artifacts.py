@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from runner.confined import ConfinedTree, CopyReport
 from runner.engine.recorder import TestCase
 from runner.errors import ConfinedPathError
-from runner.objects.store import ObjectStore
+from runner.objects.store import ObjectStore, object_key
 from runner.objects.trees import pack_tree, unpack_tree
 from runner.reports import ReportError, parse_xml
 
@@ -281,7 +281,7 @@ class SharedArtifactStore(ArtifactStore):
     @staticmethod
     def object_key(pipeline_id: int, job: str) -> str:
         """The key of `job`'s packed artifacts in the object store."""
-        return f"artifacts/{pipeline_id}/{_safe_name(job)}.tar.gz"
+        return artifacts_key(f"{pipeline_id}/{_safe_name(job)}")
 
     def job_dir(self, pipeline_id: int, job: str) -> Path:
         """This worker's tree of `job`'s artifacts: its own, else the one fetched from the store
@@ -294,14 +294,7 @@ class SharedArtifactStore(ArtifactStore):
         tree = self.scratch / "artifacts" / str(pipeline_id) / _safe_name(job)
         with self._lock:
             if (pipeline_id, job) not in self._asked:
-                key = self.object_key(pipeline_id, job)
-                tree.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                archive = tree.with_name(f"{tree.name}.tar.gz")
-                try:
-                    if self.objects.get_file(key, archive):
-                        unpack_tree(archive, tree, where=f"{key} in {self.objects.location}")
-                finally:
-                    archive.unlink(missing_ok=True)
+                fetch_artifacts(self.objects, f"{pipeline_id}/{_safe_name(job)}", tree)
                 self._asked.add((pipeline_id, job))
         return tree
 
@@ -325,6 +318,26 @@ class SharedArtifactStore(ArtifactStore):
     def close(self) -> None:
         """Remove the artifacts fetched for this attempt."""
         shutil.rmtree(self.scratch / "artifacts", ignore_errors=True)
+
+
+def artifacts_key(relative: str) -> str:
+    """The object store key of the artifacts kept locally at `relative` (`<pipeline>/<job>`)."""
+    return object_key(f"artifacts/{relative}.tar.gz")
+
+
+def fetch_artifacts(objects: ObjectStore, relative: str, tree: Path) -> bool:
+    """Download the artifacts kept at `relative` (`<pipeline id>/<job>`, as recorded) from
+    `objects` and unpack them, untrusted, into the new directory `tree`; False if absent."""
+    key = artifacts_key(relative)
+    tree.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    archive = tree.with_name(f"{tree.name}.tar.gz")
+    try:
+        if not objects.get_file(key, archive):
+            return False
+        unpack_tree(archive, tree, where=f"{key} in {objects.location}")
+    finally:
+        archive.unlink(missing_ok=True)
+    return True
 
 
 def make_private_dir(path: Path) -> None:

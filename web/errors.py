@@ -28,6 +28,7 @@ what to do. Subclasses set `status`; the HTTP layer answers `{"error": str(exc)}
     ├── SettingsError                 the service's configuration is unusable (500)
     │   ├── SecretKeyError            the key that encrypts secrets at rest cannot be had
     │   └── WorkerQueuesError         `kapal worker --queues` names queues it cannot serve
+    ├── ArtifactStoreError            the object store holding artifacts cannot serve them (503)
     └── ClientError                   the kapal CLI's request was refused (exit status 1)
         └── ServerUnreachableError    the CLI cannot reach the server at KAPAL_HOST (exit 3)
 
@@ -181,6 +182,12 @@ class SettingsError(WebError):
     """The service's configuration (settings, key files) cannot be used as given."""
 
     status = 500
+
+
+class ArtifactStoreError(WebError):
+    """The object store (KAPAL_OBJECT_STORE) holding artifacts is unreachable or refuses kapal."""
+
+    status = 503
 
 
 class SecretKeyError(SettingsError):

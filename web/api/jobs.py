@@ -27,6 +27,8 @@ from sqlalchemy.exc import OperationalError
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 
+from runner.artifacts import fetch_artifacts
+from runner.errors import RunnerError
 from web.api.auth import Access
 from web.api.deps import (
     MAX_ROW_ID,
@@ -44,8 +46,9 @@ from web.db.pipelines import get_pipeline
 from web.db.results import get_artifact, list_artifacts
 from web.db.schemas import ArtifactRead, JobRead, Scope
 from web.db.session import Database
-from web.errors import InvalidCursorError, NotFoundError
+from web.errors import ArtifactStoreError, InvalidCursorError, NotFoundError
 from web.orchestration import cancel_job, play_job, retry_job
+from web.settings import Settings
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 logger = logging.getLogger(__name__)
@@ -248,6 +251,25 @@ def _artifact_directory(root: Path, relative: str) -> Path:
     return current
 
 
+def _artifact_archive(settings: Settings, relative: str, name: str) -> IO[bytes]:
+    """The .tar.gz of an artifact: from the artifacts directory, else (stored by a worker on
+    another machine) from the object store, its untrusted archive unpacked through
+    `runner.confined` into a temporary directory first."""
+    if not settings.object_store or os.path.lexists(settings.artifacts_dir / relative):
+        return _write_archive(_artifact_directory(settings.artifacts_dir, relative), name)
+    with tempfile.TemporaryDirectory(prefix="kapal-artifact-") as scratch:
+        try:
+            objects = settings.open_object_store()
+            found = objects is not None and fetch_artifacts(
+                objects, relative, Path(scratch) / "tree"
+            )
+        except RunnerError as exc:
+            raise ArtifactStoreError(str(exc)) from None
+        if not found:
+            raise NotFoundError("the artifact's files are gone (expired or deleted)")
+        return _write_archive(Path(scratch) / "tree", name)
+
+
 def _write_archive(directory: Path, name: str) -> IO[bytes]:
     """A gzipped tar of `directory` (links kept as links, never followed), rewound."""
     spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the response, or below)
@@ -300,11 +322,10 @@ async def download_artifact(
         return found
 
     artifact = await anyio.to_thread.run_sync(find)
-    directory = _artifact_directory(settings.artifacts_dir, artifact.path)
     safe_name = (
         "".join(c if c.isalnum() or c in "-_." else "_" for c in artifact.name) or "artifacts"
     )
-    handle = await anyio.to_thread.run_sync(_write_archive, directory, safe_name)
+    handle = await anyio.to_thread.run_sync(_artifact_archive, settings, artifact.path, safe_name)
     return StreamingResponse(
         iterate_in_thread(_chunks(handle)),
         media_type="application/gzip",
