@@ -116,8 +116,8 @@ class RunSummary:
             elapsed = row.elapsed()
             note = "; ".join(part for part in (row.tests, row.coverage, row.reason) if part)
             table.add_row(
-                row.stage,
-                row.name,
+                Text(row.stage),
+                Text(row.name),  # plain text: `job [trigger]` is no markup
                 Text(row.status_text(), style=_STYLE[row.status]),
                 format_duration(elapsed) if elapsed is not None else "",
                 "" if row.exit_code is None else str(row.exit_code),
