@@ -141,7 +141,7 @@ class _Include:
     def key(self) -> str:
         """What the include reads, for finding cycles."""
         if self.kind == "project":
-            return f"{self.project}:{self.path}@{self.ref or ''}"
+            return f"{self.project}:{self.path}" + (f"@{self.ref}" if self.ref else "")
         if self.kind == "component":
             return f"{self.host}/{self.project}/{self.path}@{self.ref}"
         if self.kind == "template":

@@ -689,6 +689,33 @@ _include_entry = st.one_of(
         optional={"integrity": st.sampled_from(["sha256-AAAA", "md5-x", None])},
     ),
     st.fixed_dictionaries(
+        {"project": st.sampled_from(["group/ci", "group/ci/../x", "g%2Fp", "/group/ci/", 3])},
+        optional={
+            "file": st.sampled_from(
+                ["ci/a.yml", ["ci/a.yml", "ci/b.yml"], "../x.yml", [], "a*.yml"]
+            ),
+            "ref": st.sampled_from(["main", "$CI_COMMIT_REF_NAME", None, 1.0]),
+        },
+    ),
+    st.fixed_dictionaries(
+        {
+            "component": st.sampled_from(
+                [
+                    "$CI_SERVER_FQDN/group/ci/lint@1.0.0",
+                    "${CI_SERVER_FQDN}/group/ci/lint@~latest",
+                    "gitlab.example.com/group/ci/lint@1",
+                    "$CI_SERVER_FQDN/group/ci/lint",
+                    "lint@1",
+                    "@",
+                ]
+            )
+        },
+        optional={"inputs": st.sampled_from([{"stage": "build"}, {"nope": 1}])},
+    ),
+    st.fixed_dictionaries(
+        {"template": st.sampled_from(["Bash.gitlab-ci.yml", "../x.gitlab-ci.yml", "Bash", ""])}
+    ),
+    st.fixed_dictionaries(
         {"local": _include_paths},
         optional={
             "rules": st.one_of(st.lists(_include_rule, max_size=3), st.just("x")),
@@ -712,7 +739,36 @@ def test_random_include_entries(entries: list[Any]) -> None:
     text = _dump({"include": entries, "unit": {"script": ["s"]}})
     _check(text, INCLUDE_PROJECT)
     for context in CONTEXTS:  # include: rules and paths read for each trigger
-        try:
-            plan(loads(text, filename=".gitlab-ci.yml", root_dir=INCLUDE_PROJECT), context)
-        except PipelineError:
-            continue
+        for fetcher in (None, _GitLabFiles()):
+            try:
+                document = loads(text, filename=".gitlab-ci.yml", root_dir=INCLUDE_PROJECT)
+                plan(document, context, fetcher)
+            except PipelineError:
+                continue
+
+
+_PROJECT_FILES = {
+    "ci/a.yml": b"include: [ci/b.yml]\nfrom-a:\n  script: [s]\n",
+    "ci/b.yml": b"include: [{project: group/ci, file: ci/a.yml}]\nfrom-b:\n  script: [s]\n",
+    "templates/lint.yml": b"spec:\n  inputs:\n    stage: {default: test}\n---\n"
+    b"lint:\n  stage: $[[ inputs.stage ]]\n  script: [s]\n",
+}
+
+
+class _GitLabFiles:
+    """A GitLab instance in memory (what the resolver reads, not the HTTP client's job):
+    a nested local include, spec inputs, a missing file and a refusal."""
+
+    def fetch(self, url: str) -> bytes:
+        raise IncludeError("offline")
+
+    def project_file(self, project: str, path: str, ref: str | None) -> bytes | None:
+        return _PROJECT_FILES.get(path)
+
+    def component_ref(self, host: str, project: str, version: str) -> str:
+        if host:
+            raise IncludeError("another host")
+        return version
+
+    def template(self, name: str) -> bytes | None:
+        return b"bash:\n  script: [s]\n" if name == "Bash" else None

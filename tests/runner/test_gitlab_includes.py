@@ -72,6 +72,7 @@ def _api() -> GitLabAPI:
         "ci/huge.yml": b"# " + b"x" * (5 * 1024 * 1024) + b"\n",
         "ci/with-template.yml": b"include:\n  - template: Bash.gitlab-ci.yml\n",
         "ci/%2F.yml": b"percent-job:\n  script: [s]\n",
+        "ci/loop.yml": b"include: [{project: group/ci, file: ci/loop.yml}]\n",
     }
     return GitLabAPI(
         projects={
@@ -252,6 +253,14 @@ def test_errors_a_failed_project_include_causes_are_summarised_under_it(
     assert len(problems) == 1, problems
     assert "has no file 'ci/missing.yml' on its default branch" in problems[0].message
     assert "most likely because of it, 5 more problems" in problems[0].message
+
+
+def test_a_project_file_including_itself_is_a_cycle(tmp_path: Path, gitlab: str) -> None:
+    main = _main(tmp_path, "  - project: group/ci\n    file: ci/loop.yml\n")
+    problems = _problems(main, _fetcher(gitlab))
+    assert [str(p) for p in problems] == [
+        "group/ci:ci/loop.yml:1:37: include cycle: group/ci:ci/loop.yml → group/ci:ci/loop.yml"
+    ]
 
 
 def test_without_a_gitlab_instance_each_include_is_one_clear_message(tmp_path: Path) -> None:
