@@ -297,3 +297,13 @@ def test_plain_lint_argv_needs_no_argparse() -> None:
         ["A=1", "B=2"],
     )
     assert plain_lint_args(["--help"]) is None
+
+
+def test_the_readme_lists_every_command_with_its_summary() -> None:
+    # README.md's "Commands" table: one row per verb, saying what `kapal --help` says of it.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `kapal ")]
+    listed = {row[0].split()[2].rstrip("`"): row[1].rstrip(" |") for row in rows}
+    assert len(rows) == len(listed), "a command is listed twice"
+    assert listed == {verb: COMMAND_SUMMARIES[verb] for verb in {*COMMAND_MODULES, "version"}}
