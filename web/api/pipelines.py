@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from web.api.deps import MAX_ROW_ID, AccessDep, RowId, ServicesDep, SessionDep, WriterDep
@@ -67,7 +67,7 @@ def create_pipeline(
     )
 
 
-@router.get("/api/v1/pipelines")
+@router.get("/api/v1/pipelines", response_model=Page[PipelineRead])
 def list_all_pipelines(
     session: SessionDep,
     access: AccessDep,
@@ -77,7 +77,7 @@ def list_all_pipelines(
     source: Annotated[str | None, Query(max_length=32)] = None,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Page[PipelineRead]:
+) -> Response:
     """Pipelines newest first; pass `next_cursor` back as `cursor` for the next page."""
     repository_id = None
     if repo is not None:
@@ -92,7 +92,7 @@ def list_all_pipelines(
     access.need(Scope.READ, repository_id)
     if cursor is not None and decode_cursor(cursor) > MAX_ROW_ID:
         cursor = None  # every id is below it: the first page
-    return list_pipelines(
+    page = list_pipelines(
         session=session,
         repository_id=repository_id,
         ref=ref,
@@ -101,6 +101,9 @@ def list_all_pipelines(
         cursor=cursor,
         limit=limit,
     )
+    # JSON made here, in the route's thread: returned as a model, the page would be checked
+    # against `response_model` again in one more thread hop before being written
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @router.get("/api/v1/pipelines/{pipeline_id}")

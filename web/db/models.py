@@ -145,6 +145,11 @@ class Pipeline(Base):
         Index("ix_pipelines_repository_ref_id", "repository_id", "ref", "id"),
         Index("ix_pipelines_repository_id_id", "repository_id", "id"),
         Index("ix_pipelines_status_id", "status", "id"),
+        # the list's other filters (revision 0004): a branch across repositories, a source,
+        # a repository's pipelines of one status
+        Index("ix_pipelines_ref_id", "ref", "id"),
+        Index("ix_pipelines_source_id", "source", "id"),
+        Index("ix_pipelines_repository_status_id", "repository_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session
 
@@ -11,7 +12,7 @@ from pipeline.plan import Plan
 from web.db.jobs import create_jobs
 from web.db.locks import lock_pipeline
 from web.db.models import Job, Pipeline, UTCDateTime, utcnow
-from web.db.paging import fetch_page
+from web.db.paging import MAX_PAGE, decode_cursor
 from web.db.schemas import JobCreate, JobRead, Page, PipelineCreate, PipelineDetail, PipelineRead
 from web.db.session import rowcount
 from web.errors import NotFoundError
@@ -118,6 +119,11 @@ def record_plan(*, session: Session, pipeline_id: int, plan: Plan) -> list[JobRe
     )
 
 
+# The columns a listed pipeline shows: PipelineRead's, never the plan (kilobytes of JSON each)
+_LISTED = tuple(Pipeline.__table__.c[name] for name in PipelineRead.model_fields)
+_LISTED_ROWS: TypeAdapter[list[PipelineRead]] = TypeAdapter(list[PipelineRead])
+
+
 def list_pipelines(
     *,
     session: Session,
@@ -128,8 +134,14 @@ def list_pipelines(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[PipelineRead]:
-    """Pipelines newest first, filtered; pass `next_cursor` back as `cursor` for the next page."""
-    query = select(Pipeline)
+    """Pipelines newest first, filtered; pass `next_cursor` back as `cursor` for the next page.
+
+    One statement whatever the page size: the listed columns only (a Core select, no ORM rows),
+    `id < cursor` for the page after a cursor, read from an index on the filters and id
+    (`ix_pipelines_*`, revisions 0001 and 0004) and stopped after `limit` + 1 rows.
+    """
+    limit = max(1, min(limit, MAX_PAGE))
+    query = select(*_LISTED)
     if repository_id is not None:
         query = query.where(Pipeline.repository_id == repository_id)
     if ref is not None:
@@ -138,14 +150,12 @@ def list_pipelines(
         query = query.where(Pipeline.status == status)
     if source is not None:
         query = query.where(Pipeline.source == source)
-    return fetch_page(
-        session=session,
-        query=query,
-        id_column=Pipeline.id,
-        schema=PipelineRead,
-        cursor=cursor,
-        limit=limit,
-    )
+    if cursor is not None:
+        query = query.where(Pipeline.id < decode_cursor(cursor))
+    rows = session.execute(query.order_by(Pipeline.id.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    items = _LISTED_ROWS.validate_python([row._asdict() for row in rows[:limit]])
+    return Page[PipelineRead](items=items, next_cursor=str(items[-1].id) if more else None)
 
 
 def latest_pipeline(
