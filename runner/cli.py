@@ -152,6 +152,7 @@ def describe_deploy(spec: pipeline.DeploySpec) -> str:
 
 def _list(the_plan: pipeline.Plan, console: Console) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_edge=False, pad_edge=False)
     for column in ("stage", "job", "when", "needs", "note"):
@@ -161,12 +162,15 @@ def _list(the_plan: pipeline.Plan, console: Console) -> None:
             note = describe_deploy(job.deploy)
         elif job.build is not None:
             note = "build: " + ", ".join(job.build.tags)
+        elif job.trigger is not None:
+            note = "triggers " + job.trigger.describe()
         else:
             note = job.image.name if job.image else ""
         if job.skip_reason:
             note = f"skipped: {job.skip_reason}"
         needs = "" if job.needs is None else ", ".join(n.job for n in job.needs) or "[]"
-        table.add_row(job.stage, job.name, job.when, needs, note)
+        # plain text: `build: [a]` and `job [trigger]` are no markup
+        table.add_row(*(Text(cell) for cell in (job.stage, job.name, job.when, needs, note)))
     console.print(table)
 
 
