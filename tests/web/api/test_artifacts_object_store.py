@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from runner.artifacts import SharedArtifactStore
 from tests.support.registry import free_port
@@ -30,13 +31,13 @@ def settings(tmp_path: Path, database_url: str, s3_server: S3Server) -> Settings
     return Settings(
         data_dir=tmp_path / "web-data",
         database_url=database_url,
-        secret_key="test key",
-        admin_token=ADMIN,
+        secret_key=SecretStr("test key"),
+        admin_token=SecretStr(ADMIN),
         public_url="http://kapal.test",
         object_store=f"s3://{BUCKET}/{secrets.token_hex(6)}",
         s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,
+        s3_access_key=SecretStr(s3_server.access_key),
+        s3_secret_key=SecretStr(s3_server.secret_key),
         s3_region="us-east-1",
     )
 
