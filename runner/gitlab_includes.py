@@ -23,17 +23,17 @@ pipeline, and the last good answer is used only when the instance cannot be reac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from pipeline.document import MAX_FILE_BYTES
 from pipeline.errors import IncludeError
+from runner.remote_includes import keep, read_limited
 
 if TYPE_CHECKING:
     import httpx
@@ -235,7 +235,7 @@ class GitLabFiles:
                     continue
                 if status not in (200, 404):
                     return status, b""
-                return status, _read_limited(response, limit)
+                return status, read_limited(response, limit)
         raise IncludeError(f"GitLab at {self.url} redirected more than {MAX_REDIRECTS} times")
 
     def _ours(self, url: str) -> bool:
@@ -288,20 +288,10 @@ class GitLabFiles:
         if path is None:
             return
         other = self._path(url, 404 if status == 200 else 200)
-        try:
-            if other is not None:
+        if other is not None:
+            with contextlib.suppress(OSError):  # an unwritable cache costs only the offline copy
                 other.unlink(missing_ok=True)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(content)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        except OSError:
-            pass  # a cache that cannot be written only costs the offline fallback
+        keep(path, content)
 
 
 def latest_release(tags: list[str], partial: str | None) -> str | None:
@@ -335,19 +325,6 @@ def _release_tags(body: bytes) -> list[str]:
         for r in releases
         if isinstance(r, dict) and isinstance(r.get("tag_name"), str)
     ]
-
-
-def _read_limited(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise IncludeError(
-                f"larger than {limit // (1024 * 1024)} MiB; a pipeline file that big is a mistake"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _message(body: bytes) -> str:

@@ -120,17 +120,7 @@ class HttpFetcher:
                     f"the server answered HTTP {response.status_code}; GitLab needs a public "
                     "URL that answers 200 with the file"
                 )
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_FILE_BYTES:
-                    raise IncludeError(
-                        f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; "
-                        "a pipeline file that big is a mistake"
-                    )
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return read_limited(response, MAX_FILE_BYTES)
 
     def _path(self, url: str) -> Path | None:
         if self.cache_dir is None:
@@ -149,20 +139,38 @@ class HttpFetcher:
 
     def _store(self, url: str, content: bytes) -> None:
         path = self._path(url)
-        if path is None:
-            return
+        if path is not None:
+            keep(path, content)
+
+
+def read_limited(response: httpx.Response, limit: int) -> bytes:
+    """The body of a streamed response; IncludeError past `limit` bytes (read no further)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise IncludeError(
+                f"larger than {limit // (1024 * 1024)} MiB; a pipeline file that big is a mistake"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def keep(path: Path, content: bytes) -> None:
+    """Write a cached copy whole (a reader never sees half); a write that fails is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(content)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        except OSError:
-            pass  # a cache that cannot be written only costs the offline fallback
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass  # a cache that cannot be written only costs the offline fallback
 
 
 def default_fetcher() -> HttpFetcher:
