@@ -38,6 +38,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pipeline.plan import Plan
+from pipeline.trigger import SERVER_ONLY_TRIGGER
 from runner.artifacts import ArtifactStore, SharedArtifactStore
 from runner.cache import CacheStore, SharedCacheStore
 from runner.engine.job_runner import JobOptions, JobOutcome, JobRunner
@@ -153,6 +154,10 @@ class RunningJobs:
 
 
 STOPPED_REASON = "canceled: the worker running it was stopped; retry the job"
+SERVER_TRIGGER_REASON = (
+    "parent-child pipelines run under `kapal run` only for now: this server does not start "
+    "the child pipeline of a `trigger:` job"
+)
 
 
 def run_claimed_job(
@@ -266,6 +271,13 @@ def run_job_context(
 ) -> JobEnd:
     """Run one claimed attempt (see the module docstring) and say how it ended; never raises
     for what the job does."""
+    trigger = context.plan.job(context.name).trigger
+    if trigger is not None:  # nothing to run in a container: the job would start a pipeline
+        return JobEnd(
+            JobStatus.FAILED,
+            reason=SERVER_TRIGGER_REASON if trigger.project is None else SERVER_ONLY_TRIGGER,
+            failure_kind="runner_unsupported",
+        )
     settings = services.settings
     policy = dataclasses.replace(
         settings.container_policy(),
