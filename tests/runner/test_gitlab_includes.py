@@ -11,8 +11,11 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline import IncludeError, PipelineError, TriggerContext, lint, load, plan
 from runner.gitlab_includes import GitLabFiles, latest_release
@@ -341,6 +344,33 @@ def test_the_client_encodes_each_path_as_one_segment(
     finally:
         files.close()
     assert [r.raw_path for r in api.requests] == [expected]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    path=st.text(min_size=1, max_size=40).filter(lambda t: "\x00" not in t),
+    ref=st.one_of(st.none(), st.text(min_size=1, max_size=20).filter(lambda t: "\x00" not in t)),
+)
+def test_any_path_and_ref_reach_gitlab_as_one_segment_and_the_ref(
+    _served: tuple[GitLabAPI, str], path: str, ref: str | None
+) -> None:
+    """Whatever the path (slashes, dots, %, ?, #, spaces, any letters), GitLab gets exactly
+    that file name as one segment of the files route, and exactly that ref."""
+    served, url = _served
+    served.requests = []
+    files = GitLabFiles(url, TOKEN)
+    try:
+        files.project_file("group/ci", path, ref)
+    except IncludeError as exc:  # an unknown ref: a 404 naming it
+        assert ref is not None and "has no branch, tag or commit" in exc.message
+    finally:
+        files.close()
+    [seen] = served.requests
+    parts = seen.raw_path.split("/")
+    assert parts[:7] == ["", "api", "v4", "projects", "group%2Fci", "repository", "files"]
+    assert len(parts) == 9 and parts[8] == "raw"
+    assert unquote(parts[7]) == path
+    assert seen.query.get("ref") == (None if ref is None else [ref])
 
 
 def test_a_percent_in_a_file_name_reaches_gitlab_as_a_percent(gitlab: str) -> None:
