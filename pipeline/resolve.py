@@ -184,7 +184,11 @@ class _Resolver:
         for found in entries:
             if not self._rules_admit(found):
                 continue
-            entry = found if found.kind != "local" or origin is None else self._in(origin, found)
+            entry = (
+                found
+                if found.kind != "local" or origin is None
+                else self._in_project(origin, found)
+            )
             if entry is None:
                 continue
             if entry.kind != "local":
@@ -438,7 +442,7 @@ class _Resolver:
             return None
         return dataclasses.replace(entry, path=str(rel))
 
-    def _in(self, origin: tuple[str, str | None], entry: _Include) -> _Include | None:
+    def _in_project(self, origin: tuple[str, str | None], entry: _Include) -> _Include | None:
         """An `include: local` of a file read from a project: that project's file (GitLab)."""
         return self._project_path(
             dataclasses.replace(entry, kind="project", project=origin[0], ref=origin[1])
