@@ -80,6 +80,12 @@ class GitLabFiles:
                 f"KAPAL_GITLAB_URL={url!r} is not the http(s) URL of a GitLab instance, e.g. "
                 "https://gitlab.example.com"
             )
+        elif "@" in parts.netloc:  # messages name the URL: it must hold no secret
+            self.problem = (
+                "KAPAL_GITLAB_URL holds a user name or password; give the instance's URL alone "
+                "and the access token in KAPAL_GITLAB_TOKEN"
+            )
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self.api = self.url + "/api/v4"
         self.origin = (parts.scheme, (parts.hostname or "").lower(), port)

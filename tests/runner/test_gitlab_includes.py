@@ -287,6 +287,9 @@ def test_a_malformed_gitlab_url_is_named_by_each_include(tmp_path: Path) -> None
     main = _main(tmp_path, "  - template: Bash.gitlab-ci.yml\n")
     shown = _shown(main, _fetcher("gitlab.example.com"))
     assert "KAPAL_GITLAB_URL='gitlab.example.com' is not the http(s) URL" in shown
+    shown = _shown(main, _fetcher("https://me:hunter2@gitlab.example.com"))
+    assert "KAPAL_GITLAB_URL holds a user name or password" in shown
+    assert "hunter2" not in shown
 
 
 # -- paths cannot leave the API route ------------------------------------------------------------
