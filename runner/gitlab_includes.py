@@ -7,8 +7,9 @@
   project's full path and the file's path URL-encoded whole (`/` as `%2F`), no ref for the
   default branch;
 - a component's `~latest` and partial versions (`1`, `1.2`): `GET /api/v4/projects/<path>/
-  releases`, the highest semantic version among the release tags (pre-releases only when named
-  in full), as GitLab's CI/CD catalog picks it;
+  releases` (100 a page, at most 10 pages: the newest 1,000 releases), the highest semantic
+  version among the release tags (pre-releases only when named in full), as GitLab's CI/CD
+  catalog picks it;
 - a CI/CD template: `GET /api/v4/templates/gitlab_ci_ymls/<key>`, JSON `{name, content}`.
 
 `KAPAL_GITLAB_TOKEN` goes in a `PRIVATE-TOKEN` header to the instance's origin only: redirects
@@ -28,7 +29,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
 from pipeline.document import MAX_FILE_BYTES
@@ -42,6 +43,8 @@ __all__ = ["GitLabFiles", "latest_release"]
 
 TIMEOUT_SECONDS = 10.0
 MAX_REDIRECTS = 5
+RELEASES_PER_PAGE = 100  # GitLab's most per page
+MAX_RELEASE_PAGES = 10
 # a template's JSON escapes its content (a quote or newline takes two bytes)
 MAX_JSON_BYTES = 2 * MAX_FILE_BYTES + 4096
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -126,11 +129,7 @@ class GitLabFiles:
             )
         if version != "~latest" and not _PARTIAL.fullmatch(version):
             return version
-        url = f"{self._project(project)}/releases?per_page=100"
-        status, body = self._get(url, project=project, ref=None, limit=MAX_JSON_BYTES)
-        if status == 404:
-            self._not_found(body, project, None, file_missing_ok=False)
-        tags = _release_tags(body)
+        tags = self._release_tags(project)
         found = latest_release(tags, None if version == "~latest" else version)
         if found is None:
             wanted = "any" if version == "~latest" else f"a {version}.x"
@@ -141,6 +140,20 @@ class GitLabFiles:
                 "releases, as GitLab's CI/CD catalog does"
             )
         return found
+
+    def _release_tags(self, project: str) -> list[str]:
+        """The tags of the project's releases, newest first, at most `MAX_RELEASE_PAGES` pages."""
+        tags: list[str] = []
+        for page in range(1, MAX_RELEASE_PAGES + 1):
+            url = f"{self._project(project)}/releases?per_page={RELEASES_PER_PAGE}&page={page}"
+            status, body = self._get(url, project=project, ref=None, limit=MAX_JSON_BYTES)
+            if status == 404:
+                self._not_found(body, project, None, file_missing_ok=False)
+            found = _release_tags(body)
+            tags.extend(found.tags)
+            if found.size < RELEASES_PER_PAGE:
+                break
+        return tags
 
     def template(self, name: str) -> bytes | None:
         """The content of the instance's CI/CD template `name`, None when there is none."""
@@ -319,18 +332,24 @@ def latest_release(tags: list[str], partial: str | None) -> str | None:
     return None if best is None else best[1]
 
 
-def _release_tags(body: bytes) -> list[str]:
+class _Releases(NamedTuple):
+    tags: list[str]
+    size: int  # releases on the page, with or without a tag
+
+
+def _release_tags(body: bytes) -> _Releases:
     try:
         releases: Any = json.loads(body)
     except ValueError:
         releases = None
     if not isinstance(releases, list):
         raise IncludeError("GitLab's releases API did not answer with a list of releases")
-    return [
+    tags = [
         r["tag_name"]
         for r in releases
         if isinstance(r, dict) and isinstance(r.get("tag_name"), str)
     ]
+    return _Releases(tags, len(releases))
 
 
 def _message(body: bytes) -> str:

@@ -501,6 +501,21 @@ def test_component_failures_name_the_component(
     assert component in problems[0].message
 
 
+def test_latest_reads_every_page_of_releases(tmp_path: Path, gitlab: str, api: GitLabAPI) -> None:
+    # 150 releases, newest first: the highest version was released long ago, on page 2
+    older = [f"0.{n}.0" for n in range(149, 0, -1)]
+    releases = [*older[:120], "3.0.0", *older[120:]]
+    api.projects["group/many"] = Project(refs={"3.0.0": _component("3.0.0")}, releases=releases)
+    main = _main(tmp_path, "  - component: $CI_SERVER_FQDN/group/many/lint@~latest\n")
+    with _fetcher(gitlab) as fetcher:
+        the_plan = plan(load(main), MAIN, fetcher)
+    assert next(job for job in the_plan.jobs if job.name == "lint-test").script == (
+        "echo lint 3.0.0",
+    )
+    pages = [r.query.get("page") for r in api.requests if r.raw_path.endswith("/releases")]
+    assert pages == [["1"], ["2"]]
+
+
 def test_latest_release_skips_pre_releases_and_other_tags() -> None:
     tags = ["v1.9.0", "1.10.0-rc1", "nightly", "1.2.3+build", "v2.0.0-beta"]
     assert latest_release(tags, None) == "v1.9.0"

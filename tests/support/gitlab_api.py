@@ -71,8 +71,11 @@ class GitLabAPI:
             return _json(404, {"message": "404 Project Not Found"})
         if project.forbidden:
             return _json(403, {"message": "403 Forbidden"})
-        if route[2:] == ["releases"]:
-            return _json(200, [{"tag_name": tag, "name": tag} for tag in project.releases])
+        if route[2:] == ["releases"]:  # paginated as GitLab does: 20 a page unless asked
+            per_page = min(int(found.get("per_page", ["20"])[0]), 100)
+            start = (int(found.get("page", ["1"])[0]) - 1) * per_page
+            page = project.releases[start : start + per_page]
+            return _json(200, [{"tag_name": tag, "name": tag} for tag in page])
         if len(route) != 6 or route[2:4] != ["repository", "files"] or route[5] != "raw":
             return _json(404, {"error": "404 Not Found"})
         if project.redirect:
