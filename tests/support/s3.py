@@ -18,10 +18,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+from runner.objects import ObjectStore, open_object_store
 from tests.support.registry import free_port
+
+if TYPE_CHECKING:
+    from minio import Minio
 
 _BOOTSTRAP_REQUESTS = 3  # CreateUser, PutUserPolicy, CreateAccessKey: unsigned, then auth is on
 _ALLOW_S3 = {
@@ -47,6 +52,30 @@ class S3Server:
             "KAPAL_S3_SECRET_KEY": self.secret_key,
             "KAPAL_S3_REGION": "us-east-1",
         }
+
+    def store(self, url: str, **changes: str) -> ObjectStore:
+        """kapal's object store at `url` on this server, `changes` made to its endpoint,
+        access_key or secret_key (a wrong one, for the error tests)."""
+        values = {
+            "endpoint": self.endpoint,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            "region": "us-east-1",
+            **changes,
+        }
+        return open_object_store(url, **values)
+
+    def client(self) -> Minio:
+        """A `minio` client of this server, to look at the buckets from outside kapal."""
+        from minio import Minio
+
+        return Minio(
+            self.endpoint.removeprefix("http://"),
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            secure=False,
+            region="us-east-1",
+        )
 
 
 def _iam(endpoint: str, **form: str) -> str:
@@ -110,15 +139,7 @@ def run_s3_server(workdir: Path) -> Iterator[S3Server]:
 
 
 def make_bucket(server: S3Server, bucket: str) -> None:
-    """Create `bucket` on `server` (with the `minio` client kapal uses)."""
-    from minio import Minio
-
-    client = Minio(
-        server.endpoint.removeprefix("http://"),
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-        secure=False,
-        region="us-east-1",
-    )
+    """Create `bucket` on `server` unless it exists."""
+    client = server.client()
     if not client.bucket_exists(bucket):
         client.make_bucket(bucket)

@@ -39,14 +39,7 @@ def open_store(url: str, request: pytest.FixtureRequest, **changes: str) -> Obje
     if not url.startswith("s3://"):
         return open_object_store(url)
     server: S3Server = request.getfixturevalue("s3_server")
-    values = {
-        "endpoint": server.endpoint,
-        "access_key": server.access_key,
-        "secret_key": server.secret_key,
-        "region": "us-east-1",
-        **changes,
-    }
-    return open_object_store(url, **values)
+    return server.store(url, **changes)
 
 
 def worker_dir(tmp_path: Path, name: str) -> Path:

@@ -32,18 +32,6 @@ def contract_bucket(s3_server: S3Server) -> str:
     return BUCKET
 
 
-def s3_store(server: S3Server, url: str, **changes: str) -> ObjectStore:
-    """An S3 store at `url` on `server`, with `changes` to its endpoint or credentials."""
-    values = {
-        "endpoint": server.endpoint,
-        "access_key": server.access_key,
-        "secret_key": server.secret_key,
-        "region": "us-east-1",
-        **changes,
-    }
-    return open_object_store(url, **values)
-
-
 @pytest.fixture(params=["directory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     """A fresh, empty store of each kind."""
@@ -51,7 +39,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
         return open_object_store(str(tmp_path / "store"))
     server: S3Server = request.getfixturevalue("s3_server")
     bucket: str = request.getfixturevalue("contract_bucket")
-    return s3_store(server, f"s3://{bucket}/t-{secrets.token_hex(6)}")
+    return server.store(f"s3://{bucket}/t-{secrets.token_hex(6)}")
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -138,7 +126,7 @@ ROUND_TRIP = textwrap.dedent(
     store.get_file("big/blob", Path(target))
     after = peak()
     whole = Path(source).read_bytes()  # the control: what holding the blob whole would cost
-    print(after - before, peak() - after, len(whole))
+    print(after - before, peak() - before, len(whole))
     """
 )
 
@@ -273,7 +261,7 @@ def test_wrong_credentials_name_the_credential_settings(
 ) -> None:
     source = write(tmp_path / "x", b"x")
     for changes in ({"secret_key": "wrong-secret"}, {"access_key": "AKIAWRONGWRONGWRONG0"}):
-        store = s3_store(s3_server, f"s3://{contract_bucket}/creds", **changes)
+        store = s3_server.store(f"s3://{contract_bucket}/creds", **changes)
         with pytest.raises(ObjectStoreError) as checked:
             store.check()
         with pytest.raises(ObjectStoreError) as stored:
@@ -285,7 +273,7 @@ def test_wrong_credentials_name_the_credential_settings(
 
 
 def test_a_missing_bucket_is_named(s3_server: S3Server, tmp_path: Path) -> None:
-    store = s3_store(s3_server, "s3://kapal-no-such-bucket/x")
+    store = s3_server.store("s3://kapal-no-such-bucket/x")
     with pytest.raises(ObjectStoreError) as checked:
         store.check()
     with pytest.raises(ObjectStoreError) as stored:

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from minio import Minio
-
 from tests.support.s3 import S3Server, make_bucket
 from tests.web.e2e import test_workers as workers_tests
 from tests.web.e2e.conftest import wait_for
@@ -79,14 +77,8 @@ def test_workers_with_no_shared_disk_pass_artifacts_and_caches_through_s3(
         lines = read_log(session=session, job_id=jobs["use"].id).lines
     assert {"made on builder", "kept", "/etc"} <= set(lines), lines
 
-    client = Minio(
-        s3_server.endpoint.removeprefix("http://"),
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        secure=False,
-        region="us-east-1",
-    )
-    keys = {o.object_name for o in client.list_objects(BUCKET, prefix=prefix, recursive=True)}
+    listed = s3_server.client().list_objects(BUCKET, prefix=prefix, recursive=True)
+    keys = {o.object_name for o in listed}
     assert f"{prefix}/artifacts/{pipeline_id}/make.tar.gz" in keys, keys
     assert any(k.startswith(f"{prefix}/caches/repo-") for k in keys if k), keys
     # nothing went through a directory the two share: the tester kept nothing of the builder's
