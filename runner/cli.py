@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     import pipeline
     from runner.engine import Engine, PipelineResult
+    from runner.remote_includes import HttpFetcher
     from runner.runtime.backend import Limits
     from runner.secrets import Secret
     from runner.settings_env import EnvSettings
@@ -364,6 +365,7 @@ def _run(
         secrets=secrets,
         options=_Options(only, stage, manual, dry_run, concurrency, use_cache, in_place),
         console=console,
+        remote=remote,  # reopened if a child pipeline's files need it
     )
 
 
@@ -389,8 +391,11 @@ def _execute(
     secrets: Mapping[str, Secret],
     options: _Options,
     console: Console,
+    remote: HttpFetcher | None = None,
 ) -> int:
-    """Run the planned pipeline (or with --dry-run check its images); return the exit code."""
+    """Run the planned pipeline (or with --dry-run check its images); return the exit code.
+
+    `remote` fetches the remote files of child pipelines (closed when the run ends)."""
     from runner.artifacts import ArtifactStore
     from runner.cache import CacheStore
     from runner.engine import Engine, EngineOptions
@@ -466,11 +471,11 @@ def _execute(
         caches=caches,
         options=engine_options,
         # trigger: jobs plan their child pipelines from the same files and trigger
-        children=ChildPipelines(context, project, the_plan.pipeline_file),
+        children=ChildPipelines(context, project, the_plan.pipeline_file, remote=remote),
     )
     artifacts.prune(keep=LOCAL_PIPELINES_KEPT - 1)
     live = recorder if isinstance(recorder, LiveRecorder) else nullcontext()
-    with cancel_on_signals(engine, console), live:
+    with cancel_on_signals(engine, console), live, remote or nullcontext():
         result = engine.run(
             the_plan,
             InPlaceTree(project) if options.in_place else WorkingTreeSource(project),
