@@ -176,3 +176,14 @@ def test_only_selects_parent_jobs_and_the_child_runs_whole(harness: Harness) -> 
     _, result = _run(harness, children, only=frozenset({"waits"}))
     assert result.jobs["waits"].status == JobStatus.SUCCESS
     assert harness.recorder.final_status("child-check [waits]") == JobStatus.SUCCESS
+
+
+def test_a_grandchild_runs_named_after_both_trigger_jobs(harness: Harness) -> None:
+    parent = "level-1:\n  trigger: {include: child.yml, strategy: depend}\n"
+    child = "level-2:\n  trigger: {include: grand.yml, strategy: depend}\n"
+    (harness.project / "grand.yml").write_text("leaf:\n  image: busybox\n  script: [echo]\n")
+    children = _setup(harness, parent, child)
+    _, result = _run(harness, children)
+    assert result.status == PipelineStatus.SUCCESS
+    assert harness.recorder.final_status("level-2 [level-1]") == JobStatus.SUCCESS
+    assert harness.recorder.final_status("leaf [level-2] [level-1]") == JobStatus.SUCCESS
