@@ -281,7 +281,10 @@ class GitLabFiles:
         if ("commit" in message or "ref" in message) and ref is not None:
             raise IncludeError(f"project {project!r} has no branch, tag or commit {ref!r}")
         said = _message(body) or "404 Not Found"
-        raise IncludeError(f"GitLab at {self.url} answered {said!r} for project {project!r}")
+        raise IncludeError(
+            f"{self.url} answered {said!r} for project {project!r}; is KAPAL_GITLAB_URL the "
+            "instance's address (with its path, if GitLab is served under one)?"
+        )
 
     # cache -------------------------------------------------------------------------------------
     def _path(self, url: str, status: int) -> Path | None:

@@ -283,6 +283,13 @@ def test_without_a_gitlab_instance_each_include_is_one_clear_message(tmp_path: P
     assert problems[0].message.startswith("include: project 'group/ci' file 'ci/base.yml'")
 
 
+def test_a_url_that_is_not_the_api_says_so(tmp_path: Path, gitlab: str) -> None:
+    main = _main(tmp_path, "  - project: group/ci\n    file: ci/base.yml\n")
+    shown = _shown(main, _fetcher(gitlab + "/gitlab"))
+    assert f"{gitlab}/gitlab answered '404 Not Found' for project 'group/ci'" in shown
+    assert "is KAPAL_GITLAB_URL the instance's address" in shown
+
+
 def test_a_malformed_gitlab_url_is_named_by_each_include(tmp_path: Path) -> None:
     main = _main(tmp_path, "  - template: Bash.gitlab-ci.yml\n")
     shown = _shown(main, _fetcher("gitlab.example.com"))
