@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import resource
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner.runtime.backend import Mount
 from runner.runtime.seccomp import default_seccomp
@@ -53,8 +52,7 @@ READONLY_PATHS = [
 CPU_PERIOD_US = 100_000
 
 
-@dataclass(frozen=True)
-class BundleConfig:
+class BundleConfig(NamedTuple):
     """What goes into one container's config.json besides the defaults."""
 
     argv: Sequence[str]

@@ -15,16 +15,15 @@ import contextlib
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from runner.errors import ContainerStartError
 
 LEAF = "ctr"
 
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(NamedTuple):
     """One mounted cgroup hierarchy and this process's group in it."""
 
     controllers: frozenset[str]

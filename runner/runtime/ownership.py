@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 OWNER_FILE = "owner.json"
 
@@ -22,8 +22,7 @@ def _start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """The process that owns a directory, and the resources behind it."""
 
     pid: int
@@ -31,7 +30,7 @@ class Owner:
     rootfs: str | None = None
     netns: str | None = None
     runc_id: str | None = None
-    cgroups: list[str] = field(default_factory=list)
+    cgroups: tuple[str, ...] = ()
     disk_dir: str | None = None
 
     @classmethod
@@ -46,7 +45,9 @@ class Owner:
     ) -> Owner:
         """An owner record for this process."""
         pid = os.getpid()
-        return cls(pid, _start_time(pid) or 0, rootfs, netns, runc_id, cgroups or [], disk_dir)
+        return cls(
+            pid, _start_time(pid) or 0, rootfs, netns, runc_id, tuple(cgroups or ()), disk_dir
+        )
 
     def alive(self) -> bool:
         """True when the owning process still runs (same pid and start time)."""
@@ -61,7 +62,7 @@ def write_owner(directory: Path, owner: Owner) -> None:
     """
     fd = os.open(directory / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.write(fd, json.dumps(asdict(owner)).encode())
+        os.write(fd, json.dumps(owner._asdict()).encode())
     finally:
         os.close(fd)
 
@@ -70,6 +71,6 @@ def read_owner(directory: Path) -> Owner | None:
     """The owner recorded in `directory`, or None when missing or unreadable."""
     try:
         data = json.loads((directory / OWNER_FILE).read_text())
-        return Owner(**data)
+        return Owner(**{**data, "cgroups": tuple(data.get("cgroups") or ())})
     except (OSError, ValueError, TypeError):
         return None

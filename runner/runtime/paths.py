@@ -19,8 +19,8 @@ import hashlib
 import os
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from runner.errors import ContainerRuntimeError
 from runner.runtime.environment import RuntimeSettings
@@ -69,8 +69,7 @@ def _sweep_abandoned(base: Path, keep: Path) -> None:
         shutil.rmtree(run, ignore_errors=True)
 
 
-@dataclass(frozen=True)
-class RuntimePaths:
+class RuntimePaths(NamedTuple):
     """The run dir (tmpfs) and the disk dir of the embedded backend for one data dir."""
 
     run_root: Path

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from runner.errors import ContainerStartError
 
 
-@dataclass(frozen=True)
-class ProcessUser:
+class ProcessUser(NamedTuple):
     """The numeric identity of a container process."""
 
     uid: int
