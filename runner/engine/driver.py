@@ -175,6 +175,8 @@ class Engine:
         self._child_engines: dict[str, Engine] = {}
         self._detached: list[tuple[Job, Future[PipelineResult]]] = []
         self._downstream = ThreadPoolExecutor(thread_name_prefix="kapal-child")
+        # shared with child engines: containers of the whole run, children included
+        self._slots = threading.BoundedSemaphore(max(1, self.options.concurrency))
         self._masker = SecretMasker(self.options.secrets.values())
         self._lock = threading.Condition()
         self._canceled = threading.Event()
@@ -475,61 +477,68 @@ class Engine:
             return
         started = time.monotonic()
         outcome = JobOutcome(JobStatus.CANCELED, reason=PIPELINE_CANCELED)
-        attempt = 1
-        while True:
-            runner = JobRunner(
-                job,
-                plan=self._plan,
-                pipeline_id=pipeline_id,
-                job_id=job_ids.get(job.name, 0),
-                attempt=attempt,
-                source=source,
-                work_dir=jobs_dir,
-                backend=self.backend,
-                images=self.images,
-                artifacts=self.artifacts,
-                caches=self.caches,
-                recorder=self.recorder,
-                options=self.options,
-                # removing a workspace is slow on some file systems: off the critical path
-                remove_dir=self._remove_later,
-            )
-            with self._lock:
-                if self._canceled.is_set():
-                    outcome = JobOutcome(JobStatus.CANCELED, reason=PIPELINE_CANCELED)
-                    break
-                if self._auto_canceled is not None:
-                    outcome = JobOutcome(JobStatus.CANCELED, reason=self._auto_canceled)
-                    break
-                self._runners[job.name] = runner
-            self._set_status(job, JobStatus.RUNNING, attempt=attempt)
-            try:
-                outcome = runner.run()
-            finally:
-                with self._lock:
-                    self._runners.pop(job.name, None)
-            if self._canceled.is_set() and outcome.status != JobStatus.SUCCESS:
-                outcome = JobOutcome(JobStatus.CANCELED, outcome.exit_code, PIPELINE_CANCELED)
-            elif runner.canceled and outcome.status == JobStatus.CANCELED and self._auto_canceled:
-                outcome = JobOutcome(JobStatus.CANCELED, outcome.exit_code, self._auto_canceled)
-            if outcome.status == JobStatus.FAILED and retry_wanted(
-                job, attempt=attempt, exit_code=outcome.exit_code, failure_kind=outcome.failure_kind
-            ):
-                self._log(job, f"kapal: attempt {attempt} failed ({outcome.reason}); retrying")
-                # reported, but the job stays running for the scheduler until its last attempt
-                self.recorder.record(
-                    JobStatusChanged(
-                        job=job.name,
-                        status=JobStatus.FAILED,
-                        attempt=attempt,
-                        exit_code=outcome.exit_code,
-                        duration=time.monotonic() - started,
-                        reason=self._masker.mask(f"{outcome.reason}; retrying"),
-                    )
+        # at most `concurrency` jobs run at once, those of child pipelines included
+        with self._slots:
+            attempt = 1
+            while True:
+                runner = JobRunner(
+                    job,
+                    plan=self._plan,
+                    pipeline_id=pipeline_id,
+                    job_id=job_ids.get(job.name, 0),
+                    attempt=attempt,
+                    source=source,
+                    work_dir=jobs_dir,
+                    backend=self.backend,
+                    images=self.images,
+                    artifacts=self.artifacts,
+                    caches=self.caches,
+                    recorder=self.recorder,
+                    options=self.options,
+                    # removing a workspace is slow on some file systems: off the critical path
+                    remove_dir=self._remove_later,
                 )
-                attempt += 1
-                continue
-            break
+                with self._lock:
+                    if self._canceled.is_set():
+                        outcome = JobOutcome(JobStatus.CANCELED, reason=PIPELINE_CANCELED)
+                        break
+                    if self._auto_canceled is not None:
+                        outcome = JobOutcome(JobStatus.CANCELED, reason=self._auto_canceled)
+                        break
+                    self._runners[job.name] = runner
+                self._set_status(job, JobStatus.RUNNING, attempt=attempt)
+                try:
+                    outcome = runner.run()
+                finally:
+                    with self._lock:
+                        self._runners.pop(job.name, None)
+                if self._canceled.is_set() and outcome.status != JobStatus.SUCCESS:
+                    outcome = JobOutcome(JobStatus.CANCELED, outcome.exit_code, PIPELINE_CANCELED)
+                elif (
+                    runner.canceled and outcome.status == JobStatus.CANCELED and self._auto_canceled
+                ):
+                    outcome = JobOutcome(JobStatus.CANCELED, outcome.exit_code, self._auto_canceled)
+                if outcome.status == JobStatus.FAILED and retry_wanted(
+                    job,
+                    attempt=attempt,
+                    exit_code=outcome.exit_code,
+                    failure_kind=outcome.failure_kind,
+                ):
+                    self._log(job, f"kapal: attempt {attempt} failed ({outcome.reason}); retrying")
+                    # reported, but the job stays running for the scheduler until its last attempt
+                    self.recorder.record(
+                        JobStatusChanged(
+                            job=job.name,
+                            status=JobStatus.FAILED,
+                            attempt=attempt,
+                            exit_code=outcome.exit_code,
+                            duration=time.monotonic() - started,
+                            reason=self._masker.mask(f"{outcome.reason}; retrying"),
+                        )
+                    )
+                    attempt += 1
+                    continue
+                break
         allowed = outcome.status == JobStatus.FAILED and failure_allowed(job, outcome.exit_code)
         self._set_status(
             job,
@@ -578,6 +587,7 @@ class Engine:
             options=dataclasses.replace(self.options, only=frozenset(), stage=None),
             children=self.children.below(),
         )
+        engine._slots = self._slots  # one `concurrency` for the parent and its children
         with self._lock:
             canceled = self._canceled.is_set()
             if not canceled:

@@ -10,7 +10,13 @@ from typing import Any
 from pipeline import TriggerContext, load, plan
 from runner.engine import Engine, PipelineResult
 from runner.engine.downstream import ChildPipelines
-from runner.engine.recorder import JobStatus, LogLine, MemoryRecorder, PipelineStatus
+from runner.engine.recorder import (
+    JobStatus,
+    JobStatusChanged,
+    LogLine,
+    MemoryRecorder,
+    PipelineStatus,
+)
 from runner.runtime.fake import FakeBehaviour
 from tests.runner.engine.conftest import Harness
 
@@ -187,3 +193,21 @@ def test_a_grandchild_runs_named_after_both_trigger_jobs(harness: Harness) -> No
     assert result.status == PipelineStatus.SUCCESS
     assert harness.recorder.final_status("level-2 [level-1]") == JobStatus.SUCCESS
     assert harness.recorder.final_status("leaf [level-2] [level-1]") == JobStatus.SUCCESS
+
+
+def test_concurrency_bounds_the_jobs_of_parent_and_children_together(harness: Harness) -> None:
+    children = _setup(harness)
+    harness.backend.script(lambda spec: True, FakeBehaviour(delay=0.2))
+    _, result = _run(harness, children, concurrency=2)
+    assert result.status == PipelineStatus.SUCCESS
+    running: set[str] = set()
+    most = 0
+    for event in harness.recorder.events:
+        if not isinstance(event, JobStatusChanged) or event.job in ("waits", "runs-on"):
+            continue  # a trigger job waits for its child, it runs no container
+        if event.status == JobStatus.RUNNING:
+            running.add(event.job)
+        elif event.status.finished:
+            running.discard(event.job)
+        most = max(most, len(running))
+    assert most == 2  # two child pipelines of two jobs each: four at once without the bound
