@@ -136,10 +136,11 @@ class S3ObjectStore:
 
     def check(self) -> None:
         """Raise `ObjectStoreError` unless the bucket exists and the credentials are accepted."""
-        with self._translated("checking the bucket"):
-            found = self._minio().bucket_exists(self.where.bucket)
-        if not found:
-            self._no_bucket()
+        # a listing (GET), not a HEAD: its answer has a body, so a missing bucket, refused
+        # credentials and a server that does not speak S3 each say which they are
+        with self._translated("listing the bucket"):
+            listing = self._minio().list_objects(self.where.bucket, prefix=self.where.prefix)
+            next(iter(listing), None)
 
     def put_file(self, key: str, source: Path) -> int:
         """Upload the file `source` as `key`, a part at a time."""
@@ -225,7 +226,12 @@ class S3ObjectStore:
             raise ObjectStoreError(
                 f"the object store {self.location} failed while {what}: {exc.code}: {exc.message}"
             ) from None
-        except (HTTPError, MinioException, OSError) as exc:
+        except MinioException as exc:  # an answer that is no S3 answer, or a 5xx kept up
+            raise ObjectStoreError(
+                f"the object store {self.location} did not answer as an S3 server while {what} "
+                f"({str(exc).splitlines()[0][:200]}): check KAPAL_S3_ENDPOINT and the server"
+            ) from None
+        except (HTTPError, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise ObjectStoreError(
                 f"cannot reach the object store {self.location} while {what} ({reason}): check "

@@ -314,3 +314,16 @@ def test_the_s3_client_is_imported_only_for_an_s3_store() -> None:
         cwd=Path(__file__).parents[3],
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_an_endpoint_that_is_no_s3_server_is_named(registry: str) -> None:
+    store = open_object_store(
+        "s3://bucket/x",
+        endpoint=f"http://{registry}",  # a container registry: HTTP, but not S3
+        access_key="k",
+        secret_key="s",
+        region="us-east-1",
+    )
+    with pytest.raises(ObjectStoreError, match="KAPAL_S3_ENDPOINT") as checked:
+        store.check()  # what a worker does when it starts
+    assert "did not answer as an S3 server" in str(checked.value)
