@@ -10,12 +10,25 @@ import pytest
 
 from pipeline import Plan, TriggerContext, lint, load, loads, plan
 from pipeline.errors import PipelineError
-from pipeline.plan import TriggerInclude
+from pipeline.plan import Job, TriggerInclude
 from pipeline.trigger import plan_child, trigger_job_variables
 from pipeline.validate import validate_collecting
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trigger"
 MAIN = TriggerContext(source="push", branch="main", variables=(("FROM_CLI", "cli"),))
+
+
+def _child(job: Job, pipeline_id: int, artifacts: dict[tuple[str, str], str] | None = None) -> Plan:
+    """The child pipeline `job` of parent.yml starts, planned as the engine plans it."""
+    return plan_child(
+        job,
+        parent_context=MAIN,
+        root_dir=str(FIXTURES),
+        parent_file=str(FIXTURES / "parent.yml"),
+        depth=1,
+        pipeline_id=pipeline_id,
+        artifacts=artifacts,
+    )
 
 
 def _problems(path: Path) -> list[str]:
@@ -96,14 +109,7 @@ def test_child_variables_source_and_forwarding() -> None:
     shorthand = dict(trigger_job_variables(result.job("shorthand")))
     assert "FROM_CLI" not in shorthand and shorthand["GLOBAL"] == "from-parent"
 
-    child = plan_child(
-        listed,
-        parent_context=MAIN,
-        root_dir=str(FIXTURES),
-        parent_file=str(FIXTURES / "parent.yml"),
-        depth=1,
-        pipeline_id=7,
-    )
+    child = _child(listed, 7)
     assert [j.name for j in child.runnable_jobs()] == ["child-test", "child-mr-only", "child-extra"]
     test = child.job("child-test")
     assert test.variable("CI_PIPELINE_SOURCE") == "parent_pipeline"
@@ -116,39 +122,16 @@ def test_child_variables_source_and_forwarding() -> None:
 def test_a_dynamic_child_is_planned_from_the_artifact_text() -> None:
     result = plan(load(FIXTURES / "parent.yml"), MAIN)
     generated = "include: [ci/extra.yml]\ngen-job:\n  image: x\n  script: [echo $GLOBAL]\n"
-    child = plan_child(
-        result.job("dynamic"),
-        parent_context=MAIN,
-        root_dir=str(FIXTURES),
-        parent_file=str(FIXTURES / "parent.yml"),
-        depth=1,
-        pipeline_id=8,
-        artifacts={("generate", "generated.yml"): generated},
-    )
+    child = _child(result.job("dynamic"), 8, {("generate", "generated.yml"): generated})
     assert [j.name for j in child.runnable_jobs()] == ["child-extra", "gen-job"]
     with pytest.raises(PipelineError, match=r"generated\.yml"):
-        plan_child(
-            result.job("dynamic"),
-            parent_context=MAIN,
-            root_dir=str(FIXTURES),
-            parent_file=str(FIXTURES / "parent.yml"),
-            depth=1,
-            pipeline_id=8,
-            artifacts={("generate", "generated.yml"): "gen-job:\n  scrip: [x]\n"},
-        )
+        _child(result.job("dynamic"), 8, {("generate", "generated.yml"): "gen:\n  scrip: [x]\n"})
 
 
 def test_plan_child_refuses_another_projects_pipeline() -> None:
     result = plan(load(FIXTURES / "project.yml"), MAIN)
     with pytest.raises(PipelineError, match="needs a GitLab server"):
-        plan_child(
-            result.job("downstream"),
-            parent_context=MAIN,
-            root_dir=str(FIXTURES),
-            parent_file="project.yml",
-            depth=1,
-            pipeline_id=2,
-        )
+        _child(result.job("downstream"), 2)
 
 
 def test_a_child_file_linked_out_of_the_repository_is_not_read(tmp_path: Path) -> None:
