@@ -240,27 +240,27 @@ def build_main(argv: list[str]) -> int:
         return 2
     started = time.monotonic()
     data_dir = RuntimeEnvironment.from_environ().data_dir
-    snap = None
-    # --secret values are not kept in a memo, nor are builds that push or prune
-    if not (request["secrets"] or args.push or args.prune):
-        snap = memo.snapshot(
-            cache_root=data_dir / "build-cache",
-            images_root=data_dir / "images",
-            context=request["context"],
-            dockerfile=request["dockerfile"],
-            settings=request["settings"],
-        )
-    if snap is not None and not args.no_cache:
-        replay = memo.lookup(
-            snap,
-            cache_root=data_dir / "build-cache",
-            images_root=data_dir / "images",
-            tags=request["tags"],
-        )
-        if replay is not None:
-            _print_replay(replay, request["tags"], time.monotonic() - started)
-            return 0
     try:
+        snap = None
+        # --secret values are not kept in a memo, nor are builds that push or prune
+        if not (request["secrets"] or args.push or args.prune):
+            snap = memo.snapshot(
+                cache_root=data_dir / "build-cache",
+                images_root=data_dir / "images",
+                context=request["context"],
+                dockerfile=request["dockerfile"],
+                settings=request["settings"],
+            )
+        if snap is not None and not args.no_cache:
+            replay = memo.lookup(
+                snap,
+                cache_root=data_dir / "build-cache",
+                images_root=data_dir / "images",
+                tags=request["tags"],
+            )
+            if replay is not None:
+                _print_replay(replay, request["tags"], time.monotonic() - started)
+                return 0
         result, steps = _build(data_dir, _build_options(request, args.no_cache))
         if snap is not None:
             _remember(snap, result, steps)

@@ -162,13 +162,16 @@ def record(snap: Snapshot, result: dict[str, Any]) -> None:
             bases[name] = ""
     memo = {"inputs": snap.inputs, "result": {**result, "bases": bases}}
     directory = snap.memo_path.parent
-    directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{snap.memo_path.name}.{os.getpid()}.tmp"
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(memo, separators=(",", ":")))
         os.replace(tmp, snap.memo_path)
+    except OSError:
+        forget(snap)  # a memo only saves time: the build itself succeeded
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def forget(snap: Snapshot) -> None:
