@@ -5,23 +5,37 @@ database (the embedded SQLite default migrates itself, any other must already be
 revision: "run `kapal migrate`"); the admin token (KAPAL_ADMIN_TOKEN, else one made and printed
 on the first start); the listening socket (TCP, or a Unix socket made with mode 0660); the
 embedded worker; then uvicorn serves until SIGINT/SIGTERM, and the worker is stopped.
+
+With `--workers N` (N > 1) the listening socket is shared by N forked HTTP processes, each with
+its own database pool and Celery app (a Python process uses one core at a time: webhooks and API
+calls then spread over the machine's cores), and the embedded worker runs in a process of its
+own; this process only supervises them: one that dies is started again, and SIGINT/SIGTERM
+stops them all (each finishing its requests, the worker canceling its jobs) before it exits.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import stat
 import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+log = logging.getLogger(__name__)
+
 UNIX_SOCKET_MODE = 0o660
+# Seconds the processes of `--workers` get to finish once told to stop, and the least time
+# between two restarts of one that died.
+STOP_GRACE = 40.0
+RESTART_PAUSE = 1.0
 # Webhook URLs of a server on a socket without KAPAL_PUBLIC_URL: the TCP default a proxy uses.
 _DEFAULT_PUBLIC = "http://127.0.0.1:8080"
 
@@ -113,6 +127,19 @@ def _check_database(settings: Any) -> None:
         raise _fail(str(exc)) from None
 
 
+def _check_object_store(settings: Any) -> None:
+    """Refuse to start when KAPAL_OBJECT_STORE is set and cannot be used (one line, naming the
+    setting to fix): the jobs' artifacts and caches, and the artifact downloads, need it."""
+    from runner.errors import RunnerError
+
+    try:
+        objects = settings.open_object_store()
+        if objects is not None:
+            objects.check()
+    except RunnerError as exc:
+        raise _fail(str(exc)) from None
+
+
 def serve(
     *,
     host: str | None,
@@ -120,8 +147,11 @@ def serve(
     socket_path: Path | None,
     data_dir: Path | None,
     no_worker: bool,
+    workers: int = 1,
 ) -> None:
     """Run the service until interrupted (see the module docstring)."""
+    if workers < 1:
+        raise _fail(f"--workers is the number of HTTP processes: 1 or more, not {workers}")
     settings = _settings(
         {
             "data_dir": data_dir,
@@ -132,8 +162,7 @@ def serve(
         }
     )
     _check_database(settings)
-    import uvicorn
-
+    _check_object_store(settings)
     from web.api.auth import ensure_admin_token
     from web.db.session import Database
     from web.errors import WebError
@@ -157,6 +186,11 @@ def serve(
             admin = ensure_admin_token(database=database, settings=settings)
         except WebError as exc:
             raise _fail(str(exc)) from None
+        if workers > 1:
+            database.dispose()  # the processes make their own; none inherits a connection
+            _announce(settings, where, admin, settings.embedded_worker, workers)
+            _supervise(settings, listener, workers)
+            return
         from web.app import create_app
         from web.tasks import create_celery, start_embedded_worker
 
@@ -169,18 +203,8 @@ def serve(
             except (TimeoutError, OSError) as exc:
                 raise _fail(f"the embedded worker did not start: {exc}") from None
         _announce(settings, where, admin, worker is not None)
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-        )
         try:
-            # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again
-            # with the handler it found: make that handler end this function, not the process
-            with _stopped_by_signals():
-                uvicorn.Server(config).run(sockets=[listener])
+            _run_uvicorn(app, listener)
         finally:
             if worker is not None:
                 worker.stop(timeout=30)
@@ -189,6 +213,124 @@ def serve(
         if settings.bind_socket is not None:
             Path(settings.bind_socket).unlink(missing_ok=True)
         database.dispose()
+
+
+def _run_uvicorn(app: Any, listener: socket.socket) -> None:
+    """Serve `app` on `listener` until SIGINT/SIGTERM (requests under way finish first)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again with the
+    # handler it found: make that handler end this function, not the process
+    with _stopped_by_signals():
+        uvicorn.Server(config).run(sockets=[listener])
+
+
+def _serve_http(settings: Any, listener: socket.socket) -> None:
+    """One HTTP process of `--workers`: its own database pool and Celery app (no worker)."""
+    from web.app import create_app
+    from web.db.session import Database
+    from web.tasks import create_celery
+
+    database = Database(settings.database_url)
+    try:
+        celery = create_celery(settings, database=database)
+        _run_uvicorn(create_app(settings, services=celery.services), listener)
+    finally:
+        database.dispose()
+
+
+def _run_worker(settings: Any) -> None:
+    """The worker process of `--workers`: the embedded worker until SIGINT/SIGTERM."""
+    from web.tasks import create_celery, start_embedded_worker
+
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # the worker's threads inherit the mask
+    celery = create_celery(settings)
+    try:
+        worker = start_embedded_worker(settings, app=celery)
+        try:
+            signal.sigwait(stops)
+        finally:
+            worker.stop(timeout=30)
+    finally:
+        celery.services.database.dispose()
+
+
+def _fork(target: Any, *args: Any) -> int:
+    """Run `target(*args)` in a forked child that exits when it returns; the child's pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        target(*args)
+    except BaseException:
+        log.exception("kapal serve: process %d failed", os.getpid())
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _supervise(settings: Any, listener: socket.socket, count: int) -> None:
+    """Fork `count` HTTP processes on `listener` (and the worker's, if embedded); start again
+    any that dies; on SIGINT/SIGTERM stop them all and return once they have exited."""
+    starts: dict[int, tuple[Any, tuple[Any, ...]]] = {}
+
+    def start(target: Any, *args: Any) -> None:
+        starts[_fork(target, *args)] = (target, args)
+
+    for _ in range(count):
+        start(_serve_http, settings, listener)
+    if settings.embedded_worker:
+        start(_run_worker, settings)
+    try:
+        with _stopped_by_signals():
+            while True:
+                pid, status = os.wait()
+                ended = starts.pop(pid, None)
+                if ended is None:
+                    continue
+                sys.stderr.write(
+                    f"kapal serve: process {pid} ended ({os.waitstatus_to_exitcode(status)}); "
+                    "starting another\n"
+                )
+                time.sleep(RESTART_PAUSE)
+                start(ended[0], *ended[1])
+    finally:
+        _stop_all(list(starts))
+
+
+def _stop_all(pids: list[int]) -> None:
+    """SIGTERM each process, wait for them (SIGKILL past `STOP_GRACE`)."""
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    waiting = set(pids)
+    while waiting:
+        for pid in list(waiting):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                waiting.discard(pid)
+        if waiting and time.monotonic() > deadline:
+            for pid in waiting:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for pid in waiting:
+                os.waitpid(pid, 0)
+            return
+        time.sleep(0.05)
 
 
 class _Stop(Exception):
@@ -210,18 +352,21 @@ def _stopped_by_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _announce(settings: Any, where: str, admin: str | None, worker: bool) -> None:
+def _announce(settings: Any, where: str, admin: str | None, worker: bool, workers: int = 1) -> None:
     from web.db.migrate import describe
 
+    here = "in this process" if workers == 1 else "in a process of its own"
     lines = [
         f"kapal serve: API on {where} (OpenAPI: {where}/openapi.json)"
         if where.startswith("http")
         else f"kapal serve: API on {where} (set KAPAL_HOST={where} for the kapal CLI)",
         f"  database: {describe(settings.database_url)}",
-        f"  worker: {'in this process' if worker else 'none (run `kapal worker`)'}",
+        f"  worker: {here if worker else 'none (run `kapal worker`)'}",
         "  webhook URLs:",
         *(f"    {settings.server_url}/hooks/{p}" for p in ("github", "gitlab", "gitea")),
     ]
+    if workers > 1:
+        lines.append(f"  HTTP processes: {workers}")
     if not where.startswith("http") and settings.public_url == _DEFAULT_PUBLIC:
         lines.append(
             "    (set KAPAL_PUBLIC_URL to the address a proxy to the socket gives git hosts)"
@@ -256,9 +401,19 @@ def register(app: typer.Typer) -> None:
         no_worker: bool = typer.Option(
             False, "--no-worker", help="Run no worker in this process (use `kapal worker`)."
         ),
+        workers: int = typer.Option(
+            1, "--workers", help="HTTP processes sharing the socket (one per core) [1]."
+        ),
     ) -> None:
         """Run the kapal service: webhooks, REST API and (unless --no-worker) a worker."""
-        serve(host=host, port=port, socket_path=socket_path, data_dir=data_dir, no_worker=no_worker)
+        serve(
+            host=host,
+            port=port,
+            socket_path=socket_path,
+            data_dir=data_dir,
+            no_worker=no_worker,
+            workers=workers,
+        )
 
     token = typer.Typer(help="API tokens (on the server's database).", no_args_is_help=True)
     app.add_typer(token, name="token")

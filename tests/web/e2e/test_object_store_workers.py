@@ -1,9 +1,10 @@
 """Two real `kapal worker` processes with no directory in common pass a job's artifacts and
-cache to a later job through an S3-compatible server (KAPAL_OBJECT_STORE), and a worker whose
-object store cannot be used refuses to start with one line naming the setting to fix."""
+cache to a later job through an S3-compatible server (KAPAL_OBJECT_STORE), and a worker (or
+server) whose object store cannot be used refuses to start with one line naming the setting."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def test_workers_with_no_shared_disk_pass_artifacts_and_caches_through_s3(
     assert not list((tester / "work").glob("job-*/store/artifacts"))
 
 
-def test_a_worker_whose_object_store_refuses_it_does_not_start(
+def test_a_worker_or_server_whose_object_store_refuses_it_does_not_start(
     tmp_path: Path, s3_server: S3Server, migrated_sqlite: Path
 ) -> None:
     import shutil
@@ -101,7 +102,14 @@ def test_a_worker_whose_object_store_refuses_it_does_not_start(
         "KAPAL_S3_SECRET_KEY": {"KAPAL_S3_SECRET_KEY": "not-the-secret"},
         "KAPAL_OBJECT_STORE": {"KAPAL_OBJECT_STORE": "s3://kapal-no-such-bucket"},
     }
-    for named, changes in cases.items():
+    # each verb's own way of refusing its settings: exit status and prefix
+    commands = {
+        ("worker", "-n", "refused"): (2, "error: "),
+        ("serve", "--port", "0"): (1, "kapal serve: "),
+    }
+    for (named, changes), (command, (status, prefix)) in itertools.product(
+        cases.items(), commands.items()
+    ):
         env = {
             **s3_server.settings(f"s3://{BUCKET}/x"),
             **changes,
@@ -110,14 +118,14 @@ def test_a_worker_whose_object_store_refuses_it_does_not_start(
             "PATH": "/usr/bin:/bin",
         }
         done = subprocess.run(
-            [sys.executable, "-m", "web.cli", "worker", "-n", "refused"],
+            [sys.executable, "-m", "web.cli", *command],
             env=env,
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.startswith("error: "), done.stderr
+        assert done.returncode == status, done.stderr
+        assert done.stderr.startswith(prefix), done.stderr
         assert named in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert "not-the-secret" not in done.stderr
