@@ -138,8 +138,15 @@ class CeleryDispatcher:
             log.warning("cannot say which of jobs %s no worker serves", list(job_ids))
 
     def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
-        """Send a `plan_pipeline` message."""
-        self.app.send_task(PLAN_PIPELINE, args=[pipeline_id, request], queue=self.queue)
+        """Send a `plan_pipeline` message (its arguments shown by id in Celery's logs: their
+        `repr`, which Celery would make for every message, costs more than sending it)."""
+        self.app.send_task(
+            PLAN_PIPELINE,
+            args=[pipeline_id, request],
+            queue=self.queue,
+            argsrepr=f"({pipeline_id}, ...)",
+            kwargsrepr="{}",
+        )
 
     def advance_later(self, pipeline_id: int, seconds: float) -> None:
         """Send an `advance_pipeline` message that runs in `seconds` (Celery's countdown)."""

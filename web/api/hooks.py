@@ -24,6 +24,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from web.db.deliveries import finish_delivery, record_delivery_pipeline
 from web.db.encryption import SecretCipher
@@ -153,23 +155,55 @@ def _deliver(
     return 201, {"pipeline_id": started.pipeline.id, "status": started.pipeline.status}
 
 
-def _route(provider: Provider) -> None:
-    async def receive(request: Request) -> JSONResponse:
-        # the app's body limit has already refused an oversized body (413); the settings,
-        # database and services are read from the app's state directly, not through FastAPI's
-        # dependencies, which would cost more than the rest of the request
-        state = request.app.state
-        body = await request.body()
+class HookEndpoint:
+    """The plain ASGI endpoint of `POST /hooks/<provider>`, ahead of FastAPI's route of the
+    same path (which describes it in OpenAPI and answers the same way, through `answer`): no
+    dependency solving, no request object; what it raises goes to the app's error handlers."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    async def answer(self, state: Any, headers: dict[str, str], body: bytes) -> JSONResponse:
+        """The response to one delivery (the database and git run in the thread pool)."""
         status, answer = await run_in_threadpool(
             _deliver,
             settings=state.settings,
             database=state.database,
             services=state.services,
-            provider=provider,
-            headers=dict(request.headers.items()),
+            provider=self.provider,
+            headers=headers,
             body=body,
         )
         return JSONResponse(answer, status_code=status)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the body (the app's body limit has already refused an oversized one: 413)
+        and answer."""
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False))
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        response = await self.answer(scope["app"].state, headers, bytes(body))
+        await response(scope, receive, send)
+
+
+def _route(provider: Provider) -> None:
+    endpoint = HookEndpoint(provider)
+    router.routes.append(
+        Route(f"/hooks/{provider.value}", endpoint, methods=["POST"], include_in_schema=False)
+    )
+
+    async def receive(request: Request) -> JSONResponse:
+        return await endpoint.answer(
+            request.app.state, dict(request.headers.items()), await request.body()
+        )
 
     receive.__name__ = f"receive_{provider.value}_webhook"
     receive.__doc__ = f"Take a {provider.value} webhook delivery (push, tag, merge request, ping)."

@@ -1,0 +1,87 @@
+"""`kapal serve --workers N`: N forked HTTP processes share the socket, the embedded worker runs
+in a process of its own, one that dies is started again, and SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.web.api.test_serve import KAPAL, _env, read_banner
+
+
+def _children(pid: int) -> set[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return {int(child) for child in text.split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_two_http_processes_and_a_worker_process_restarted_and_stopped(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*KAPAL, "serve", "--port", "0", "--workers", "2"],
+        env=_env(tmp_path / "data"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = read_banner(process)
+        assert "HTTP processes: 2" in banner
+        assert "worker: in a process of its own" in banner
+        url = re.search(r"API on (http://127\.0\.0\.1:\d+) ", banner)
+        assert url, banner
+        _wait_for("three processes", lambda: len(_children(process.pid)) == 3)
+        first = _children(process.pid)
+        with httpx.Client(base_url=url.group(1), timeout=30) as client:
+            _wait_for("an answer", lambda: client.get("/healthz").status_code == 200)
+            # a process killed is started again, and the others answer meanwhile
+            victim = min(first)
+            subprocess.run(["kill", "-9", str(victim)], check=True)
+            _wait_for(
+                "a process started again",
+                lambda: victim not in _children(process.pid) and len(_children(process.pid)) == 3,
+            )
+            for _ in range(20):
+                assert client.get("/healthz").status_code == 200
+        running = _children(process.pid)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(90) == 0
+        assert not [pid for pid in running if _alive(pid)]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def test_workers_below_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*KAPAL, "serve", "--port", "0", "--workers", "0"],
+        env=_env(tmp_path / "data"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "kapal serve: --workers is the number of HTTP processes: 1 or more, not 0"
+    ]
