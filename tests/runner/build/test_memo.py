@@ -278,6 +278,7 @@ def test_a_fresh_change_is_never_recorded(
         kapal.build(str(context))
     assert kapal.builder_runs == 2
     assert memo_of(kapal_data_dir, context) is None  # the old one is gone too
+    settle()
     kapal.build(str(context))  # now older than the window: recorded
     assert kapal.builder_runs == 3
     assert memo_of(kapal_data_dir, context) is not None
