@@ -68,6 +68,8 @@ _INCLUDE_KEYS = {
     "component": {"component"},
 }
 _FORWARD_KEYS = ("yaml_variables", "pipeline_variables")
+MAX_CHILDREN_CHECKED = 25
+"""How many different child pipelines of one pipeline `kapal lint` checks (the rest at run time)."""
 
 ValidateChild = Callable[..., tuple[PipelineConfig | None, list[PipelineError]]]
 
@@ -421,9 +423,12 @@ def check_downstream(
 
     Each child made of local (or fetched) files is validated as a pipeline `depth + 1` levels
     below the first; its problems are positioned in its own files. A trigger `depth` levels
-    down that would pass `MAX_CHILD_DEPTH` is an error; `trigger: project` a warning.
+    down that would pass `MAX_CHILD_DEPTH` is an error; `trigger: project` a warning. The same
+    files are checked once (again per variables when their paths hold `$`), and at most
+    `MAX_CHILDREN_CHECKED` children per pipeline: a file cannot make lint check without end.
     """
     problems: list[PipelineError] = []
+    checked: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     names = {job.name for job in config.jobs} if config is not None else set()
     seen: set[tuple[str, str]] = set()
     base = context or TriggerContext(branch=TriggerContext().default_branch)
@@ -461,11 +466,25 @@ def check_downstream(
                 )
         if artifacts:
             continue  # the child's configuration exists once that job has run
+        yaml_vars = [(v.name, v.value) for v in (*globals_, *site.variables)]
+        variables = forwarded_variables(site.spec, yaml_vars, base.variables)
+        written = repr(site.include)
+        key = (written, variables if "$" in written else ())
+        if key in checked:
+            continue
+        if len(checked) == MAX_CHILDREN_CHECKED:
+            problems.append(
+                PipelineWarning(
+                    f"{site.job}: trigger: the child pipelines of more than "
+                    f"{MAX_CHILDREN_CHECKED} trigger jobs are checked when they run, not now",
+                    dataclasses.replace(site.trigger_at, keyword=f"{site.job}: trigger"),
+                )
+            )
+            break
+        checked.add(key)
         data = YMap(site.include_at)
         data.set("include", site.include, site.include_at, site.include_at)
         child = Document(path=document.path, root_dir=document.root_dir, data=data)
-        yaml_vars = [(v.name, v.value) for v in (*globals_, *site.variables)]
-        variables = forwarded_variables(site.spec, yaml_vars, base.variables)
         _, found = validate_child(child, child_context(base, variables), remote, depth=depth + 1)
         for problem in found:
             mark = (str(problem.location), problem.message)

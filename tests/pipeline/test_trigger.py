@@ -11,7 +11,7 @@ import pytest
 from pipeline import Plan, TriggerContext, lint, load, loads, plan
 from pipeline.errors import PipelineError
 from pipeline.plan import Job, TriggerInclude
-from pipeline.trigger import plan_child, trigger_job_variables
+from pipeline.trigger import MAX_CHILDREN_CHECKED, plan_child, trigger_job_variables
 from pipeline.validate import validate_collecting
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trigger"
@@ -199,3 +199,20 @@ def test_invalid_trigger_forms_are_reported_where_written(
 def test_a_job_without_script_names_trigger() -> None:
     _, problems = validate_collecting(loads("j:\n  stage: test\n"))
     assert any("`trigger:`" in p.message for p in problems)
+
+
+def test_lint_checks_each_child_once_and_a_bounded_number_of_children(tmp_path: Path) -> None:
+    (tmp_path / "broken.yml").write_text("x:\n  script: [a]\n  when: sometimes\n")
+    jobs = [f"t{i}:\n  trigger: {{include: broken.yml}}\n" for i in range(3)]
+    for i in range(MAX_CHILDREN_CHECKED + 1):
+        (tmp_path / f"c{i}.yml").write_text(f"c{i}:\n  script: [a]\n")
+        jobs.append(f"u{i}:\n  trigger: {{include: c{i}.yml}}\n")
+    (tmp_path / ".gitlab-ci.yml").write_text("".join(jobs))
+    problems = lint(tmp_path / ".gitlab-ci.yml")
+    assert [p.message for p in problems if p.severity == "error"] == [
+        "x: when: 'sometimes' is not one of on_success, on_failure, always, manual, delayed"
+    ]
+    warnings = [p for p in problems if p.severity == "warning"]
+    assert len(warnings) == 1 and "checked when they run" in warnings[0].message
+    # broken.yml and c0..c23 were checked: the 26th different child is not
+    assert warnings[0].location is not None and warnings[0].location.keyword == "u24: trigger"
