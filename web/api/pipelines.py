@@ -3,12 +3,24 @@ pipelines, and read their test cases."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from web.api.deps import MAX_ROW_ID, AccessDep, RowId, ServicesDep, SessionDep, WriterDep
+from web.api.deps import (
+    MAX_ROW_ID,
+    AccessDep,
+    RowId,
+    ServicesDep,
+    SessionDep,
+    WriterDep,
+    get_access,
+    get_database,
+    get_settings,
+)
 from web.db.paging import decode_cursor
 from web.db.pipelines import get_pipeline, get_pipeline_detail, list_pipelines
 from web.db.repos import get_repository, get_repository_by_name
@@ -21,6 +33,7 @@ from web.orchestration import (
     create_pipeline_for_ref,
     retry_pipeline,
 )
+from web.settings import Settings
 
 router = APIRouter(tags=["pipelines"])
 
@@ -67,43 +80,73 @@ def create_pipeline(
     )
 
 
+@dataclass(frozen=True)
+class ListQuery:
+    """What `GET /api/v1/pipelines` was asked for (its query string, as validated)."""
+
+    repo: str | None
+    ref: str | None
+    status: str | None
+    source: str | None
+    cursor: str | None
+    limit: int
+
+
 @router.get("/api/v1/pipelines", response_model=Page[PipelineRead])
-def list_all_pipelines(
-    session: SessionDep,
-    access: AccessDep,
+async def list_all_pipelines(
+    request: Request,
     repo: Annotated[str | None, Query(description="repository id or name", max_length=255)] = None,
     ref: Annotated[str | None, Query(max_length=255)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
     source: Annotated[str | None, Query(max_length=32)] = None,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Pipelines newest first; pass `next_cursor` back as `cursor` for the next page."""
-    repository_id = None
-    if repo is not None:
-        found = (
-            get_repository(session=session, repository_id=int(repo))
-            if repo.isascii() and repo.isdigit() and int(repo) <= MAX_ROW_ID
-            else get_repository_by_name(session=session, name=repo)
-        )
-        if found is None:
-            raise NotFoundError(f"no repository {repo!r}; list them with GET /api/v1/repos")
-        repository_id = found.id
-    access.need(Scope.READ, repository_id)
-    if cursor is not None and decode_cursor(cursor) > MAX_ROW_ID:
-        cursor = None  # every id is below it: the first page
-    page = list_pipelines(
-        session=session,
-        repository_id=repository_id,
-        ref=ref,
-        status=status,
-        source=source,
-        cursor=cursor,
-        limit=limit,
+    # The token check, the reads and the JSON in one worker thread: as dependencies and a
+    # returned model they took six hops between the event loop and the thread pool, each one
+    # a wait for the GIL on a busy machine (about 1 ms of a 4 ms answer with two cores busy)
+    body = await run_in_threadpool(
+        list_json,
+        get_settings(request),
+        get_database(request),
+        authorization,
+        ListQuery(repo, ref, status, source, cursor, limit),
     )
-    # JSON made here, in the route's thread: returned as a model, the page would be checked
-    # against `response_model` again in one more thread hop before being written
-    return Response(page.model_dump_json(), media_type="application/json")
+    return Response(body, media_type="application/json")
+
+
+def list_json(
+    settings: Settings, database: Database, authorization: str | None, query: ListQuery
+) -> bytes:
+    """The page of pipelines `query` asks for, as JSON, if the token may read it."""
+    access = get_access(settings, database, authorization)
+    repo, cursor = query.repo, query.cursor
+    with database.transaction() as session:
+        repository_id = None
+        if repo is not None:
+            found = (
+                get_repository(session=session, repository_id=int(repo))
+                if repo.isascii() and repo.isdigit() and int(repo) <= MAX_ROW_ID
+                else get_repository_by_name(session=session, name=repo)
+            )
+            if found is None:
+                raise NotFoundError(f"no repository {repo!r}; list them with GET /api/v1/repos")
+            repository_id = found.id
+        access.need(Scope.READ, repository_id)
+        if cursor is not None and decode_cursor(cursor) > MAX_ROW_ID:
+            cursor = None  # every id is below it: the first page
+        page = list_pipelines(
+            session=session,
+            repository_id=repository_id,
+            ref=query.ref,
+            status=query.status,
+            source=query.source,
+            cursor=cursor,
+            limit=query.limit,
+        )
+    return page.model_dump_json().encode()
 
 
 @router.get("/api/v1/pipelines/{pipeline_id}")
