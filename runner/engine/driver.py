@@ -199,41 +199,13 @@ class Engine:
         return select_jobs(plan, only=self.options.only, stage=self.options.stage)
 
     def check_images(self, plan: Plan, jobs: list[Job]) -> None:
-        """Fail before anything runs when a job's image is missing, naming the jobs and the fix."""
-        built: set[str] = set()
-        for job in jobs:
-            if job.build is not None:
-                values = job_variables(job, self.options, job_id=0, attempt=0)
-                built |= {_normalise(expand(tag, values)) for tag in job.build.tags}
+        """Fail before anything runs when a job's image is missing, naming the jobs and the fix.
+
+        The jobs of the child pipelines that trigger jobs start are checked too, when their
+        files can be planned now (not a child made from an artifact at run time).
+        """
         missing: dict[str, list[str]] = {}
-        for job in jobs:
-            if job.build is not None or job.deploy is not None or job.trigger is not None:
-                continue
-            if job.manual and not (self.options.manual or job.name in self.options.only):
-                continue  # it will wait for a person; its image is checked when it runs
-            values = job_variables(job, self.options, job_id=0, attempt=0)
-            if job.image is None:
-                raise EngineError(
-                    f"job {job.name!r} has no image: add `image:` to the job or to `default:`"
-                )
-            # `always` is checked as `if-not-present` here; the job says it if it cannot pull
-            names = [(expand(job.image.name, values), _checked_policy(job.image.pull_policy))]
-            names += [
-                (expand(svc.name, values), _checked_policy(svc.pull_policy)) for svc in job.services
-            ]
-            for name, policy in names:
-                if not name.strip():
-                    raise EngineError(
-                        f"job {job.name!r}: an image name is empty after expanding variables"
-                    )
-                if _normalise(name) in built:
-                    continue
-                try:
-                    found = self.images.available(name, policy)
-                except ImageReferenceError as exc:
-                    raise ImageReferenceError(f"job {job.name!r}: {exc}") from None
-                if not found:
-                    missing.setdefault(name, []).append(job.name)
+        self._find_missing(plan, jobs, missing, set(), self.children, "")
         if missing:
             lines = [
                 f"  {name} (used by {', '.join(sorted(set(u)))})" for name, u in missing.items()
@@ -244,6 +216,70 @@ class Engine:
                 + "\nget them with `kapal image bootstrap NAME [--include PKGS]` or "
                 "`kapal image pull NAME`"
             )
+
+    def _find_missing(
+        self,
+        plan: Plan,
+        jobs: list[Job],
+        missing: dict[str, list[str]],
+        built: set[str],
+        children: ChildPipelines | None,
+        suffix: str,
+    ) -> None:
+        """Add the images `jobs` (named with `suffix` in a child pipeline) lack to `missing`."""
+        for job in jobs:
+            if job.build is not None:
+                values = job_variables(job, self.options, job_id=0, attempt=0)
+                built |= {_normalise(expand(tag, values)) for tag in job.build.tags}
+        for job in jobs:
+            if job.build is not None or job.deploy is not None or job.trigger is not None:
+                continue
+            if job.manual and not (self.options.manual or job.name in self.options.only):
+                continue  # it will wait for a person; its image is checked when it runs
+            shown = job.name + suffix
+            values = job_variables(job, self.options, job_id=0, attempt=0)
+            if job.image is None:
+                raise EngineError(
+                    f"job {shown!r} has no image: add `image:` to the job or to `default:`"
+                )
+            # `always` is checked as `if-not-present` here; the job says it if it cannot pull
+            names = [(expand(job.image.name, values), _checked_policy(job.image.pull_policy))]
+            names += [
+                (expand(svc.name, values), _checked_policy(svc.pull_policy)) for svc in job.services
+            ]
+            for name, policy in names:
+                if not name.strip():
+                    raise EngineError(
+                        f"job {shown!r}: an image name is empty after expanding variables"
+                    )
+                if _normalise(name) in built:
+                    continue
+                try:
+                    found = self.images.available(name, policy)
+                except ImageReferenceError as exc:
+                    raise ImageReferenceError(f"job {shown!r}: {exc}") from None
+                if not found:
+                    missing.setdefault(name, []).append(shown)
+        for job in jobs if children is not None else ():
+            trigger = job.trigger
+            if trigger is None or trigger.project is not None or job.manual:
+                continue
+            if any(include.kind == "artifact" for include in trigger.includes):
+                continue  # made by a job of this run: checked when the trigger job runs
+            assert children is not None
+            try:
+                child = children.plan(job, pipeline_id=0, child_id=0, artifacts=self.artifacts)
+            except (PipelineError, RunnerError):
+                continue  # the trigger job fails with it when it runs
+            if child.created:
+                self._find_missing(
+                    child,
+                    list(child.runnable_jobs()),
+                    missing,
+                    built,
+                    children.below(),
+                    f" [{job.name}]{suffix}",  # as `NestedRecorder` names them
+                )
 
     def cancel(self, *, redundant: bool = False) -> bool:
         """Cancel the running pipeline; return False when nothing was canceled.

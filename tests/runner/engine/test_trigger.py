@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from pipeline import TriggerContext, load, plan
 from runner.engine import Engine, PipelineResult
 from runner.engine.downstream import ChildPipelines
@@ -17,6 +19,7 @@ from runner.engine.recorder import (
     MemoryRecorder,
     PipelineStatus,
 )
+from runner.errors import ImageNotFoundError
 from runner.runtime.fake import FakeBehaviour
 from tests.runner.engine.conftest import Harness
 
@@ -211,3 +214,15 @@ def test_concurrency_bounds_the_jobs_of_parent_and_children_together(harness: Ha
             running.discard(event.job)
         most = max(most, len(running))
     assert most == 2  # two child pipelines of two jobs each: four at once without the bound
+
+
+def test_a_child_pipelines_missing_image_is_found_before_anything_runs(harness: Harness) -> None:
+    child = CHILD.replace("child-check:\n  image: busybox", "child-check:\n  image: nowhere:1")
+    children = _setup(harness, child=child)
+    the_plan = plan(load(harness.project / ".gitlab-ci.yml"), CONTEXT)
+    engine = harness.engine()
+    engine.children = children
+    with pytest.raises(ImageNotFoundError) as caught:
+        engine.check_images(the_plan, engine.selected_jobs(the_plan))
+    assert "nowhere:1 (used by child-check [runs-on], child-check [waits])" in str(caught.value)
+    assert harness.backend.started == []
