@@ -19,7 +19,7 @@ time. Child pipelines nest at most `MAX_CHILD_DEPTH` levels below their parent.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import PipelineConfig, VariableDef
@@ -497,22 +497,27 @@ def check_downstream(
 _YAML_SOURCES = ("pipeline", "job", "matrix", "rule")
 
 
-def trigger_job_variables(job: Job) -> tuple[tuple[str, str], ...]:
+def trigger_job_variables(
+    job: Job, dotenv: Mapping[str, str] | None = None
+) -> tuple[tuple[str, str], ...]:
     """What a planned trigger job forwards to its downstream pipeline, values expanded.
 
     Its YAML variables (the pipeline's `variables:`, its own, matrix and rules ones) expanded
     against all of the job's variables, as GitLab expands a bridge's variables (unless
-    `expand: false`); then the pipeline's trigger variables when `forward: pipeline_variables`.
+    `expand: false`), and the `dotenv` report variables of the jobs it needs (GitLab 16.7+,
+    winning over the file's variables); then the pipeline's trigger variables when
+    `forward: pipeline_variables`.
     """
     assert job.trigger is not None
-    values = job.variables_dict()
+    trigger_vars = [(v.name, v.value) for v in job.variables if v.source == "trigger"]
+    values = {**job.variables_dict(), **(dotenv or {}), **dict(trigger_vars)}
     yaml_vars = [
         (v.name, expand_variables(v.value, values) if v.expand else v.value)
         for v in job.variables
         if v.source in _YAML_SOURCES
     ]
-    pipeline_vars = [(v.name, v.value) for v in job.variables if v.source == "trigger"]
-    return forwarded_variables(job.trigger, yaml_vars, pipeline_vars)
+    yaml_vars += list((dotenv or {}).items())
+    return forwarded_variables(job.trigger, yaml_vars, trigger_vars)
 
 
 def plan_child(
@@ -525,8 +530,12 @@ def plan_child(
     pipeline_id: int,
     artifacts: dict[tuple[str, str], str] | None = None,
     remote: RemoteFetcher | None = None,
+    dotenv: Mapping[str, str] | None = None,
 ) -> Plan:
     """Plan the child pipeline a trigger job starts, `depth` levels below the first pipeline.
+
+    `artifacts` holds the generated files of `artifact` includes, `dotenv` the dotenv report
+    variables of the jobs the trigger job needs (see `trigger_job_variables`).
 
     PipelineError when it cannot be planned: too deep, a file missing or wrong (positioned in
     the child's files), another project's pipeline (needs a GitLab server).
@@ -545,7 +554,7 @@ def plan_child(
             f"child pipelines at most {MAX_CHILD_DEPTH} levels deep",
             where,
         )
-    context = child_context(parent_context, trigger_job_variables(job), pipeline_id)
+    context = child_context(parent_context, trigger_job_variables(job, dotenv), pipeline_id)
     document = child_document(
         spec.includes, root_dir=root_dir, parent_file=parent_file, artifacts=artifacts
     )

@@ -14,6 +14,7 @@ deeper, so the nesting limit holds however deep the children go.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from pipeline.remote import RemoteFetcher
 from pipeline.trigger import plan_child
 from runner.artifacts import ArtifactStore
 from runner.confined import ConfinedTree
+from runner.engine.job_runner import dotenv_variables
 from runner.engine.recorder import (
     ArtifactStored,
     CoverageReport,
@@ -72,13 +74,25 @@ class ChildPipelines:
         """The planner of the child pipelines' own trigger jobs, one level deeper."""
         return dataclasses.replace(self, depth=self.depth + 1)
 
-    def plan(self, job: Job, *, pipeline_id: int, child_id: int, artifacts: ArtifactStore) -> Plan:
-        """Plan the child pipeline `job` starts, as pipeline `child_id`.
+    def plan(
+        self,
+        job: Job,
+        *,
+        parent: Plan,
+        pipeline_id: int,
+        child_id: int,
+        artifacts: ArtifactStore,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> Plan:
+        """Plan the child pipeline `job` of `parent` starts, as pipeline `child_id`.
 
-        Raises `PipelineError` when its configuration is wrong or too deep, `EngineError` when
-        a generated file cannot be read from the artifacts of pipeline `pipeline_id`.
+        The dotenv report variables of the jobs `job` needs reach the child (read from the
+        artifacts of pipeline `pipeline_id`, problems said through `log`). Raises
+        `PipelineError` when its configuration is wrong or too deep, `EngineError` when a
+        generated file cannot be read from those artifacts.
         """
         assert job.trigger is not None
+        dotenv = dotenv_variables(parent, job, artifacts, pipeline_id, log)
         texts: dict[tuple[str, str], str] = {}
         for include in job.trigger.includes:
             if include.kind == "artifact":
@@ -95,6 +109,7 @@ class ChildPipelines:
             pipeline_id=child_id,
             artifacts=texts,
             remote=self.remote,
+            dotenv=dotenv,
         )
 
 

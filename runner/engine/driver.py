@@ -268,7 +268,9 @@ class Engine:
                 continue  # made by a job of this run: checked when the trigger job runs
             assert children is not None
             try:
-                child = children.plan(job, pipeline_id=0, child_id=0, artifacts=self.artifacts)
+                child = children.plan(
+                    job, parent=plan, pipeline_id=0, child_id=0, artifacts=self.artifacts
+                )
             except (PipelineError, RunnerError):
                 continue  # the trigger job fails with it when it runs
             if child.created:
@@ -598,7 +600,12 @@ class Engine:
             if self.children is None:
                 raise EngineError("this engine was given no way to plan child pipelines")
             child_plan = self.children.plan(
-                job, pipeline_id=pipeline_id, child_id=child_id, artifacts=self.artifacts
+                job,
+                parent=self._plan,
+                pipeline_id=pipeline_id,
+                child_id=child_id,
+                artifacts=self.artifacts,
+                log=functools.partial(self._log, job),
             )
             if not child_plan.created:
                 raise EngineError(

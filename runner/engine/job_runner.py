@@ -174,6 +174,37 @@ def job_variables(
     )
 
 
+def dotenv_variables(
+    plan: Plan,
+    job: Job,
+    artifacts: ArtifactStore,
+    pipeline_id: int,
+    log: Callable[[str], None],
+) -> dict[str, str]:
+    """The dotenv report variables of the jobs `job` gets artifacts from, in that order (a
+    later job's value wins), read from their stored artifacts inside the store; what cannot be
+    used is said through `log`. A trigger job passes them to its downstream pipeline."""
+    found: dict[str, str] = {}
+    names = {other.name for other in plan.jobs}
+    for source in artifact_sources(plan, job):
+        spec = plan.job(source).artifacts if source in names else None
+        paths = tuple(
+            p for r in (spec.reports if spec else ()) if r.kind == "dotenv" for p in r.paths
+        )
+        stored = artifacts.job_dir(pipeline_id, source)
+        if not paths or not stored.is_dir():
+            continue
+        with ConfinedTree(stored) as tree:
+            for rel in collect_paths(stored, paths):
+                try:
+                    found.update(parse_dotenv(tree.read_bytes(rel, MAX_DOTENV_BYTES + 1)))
+                except (ReportError, RunnerError) as exc:
+                    log(f"kapal: dotenv report {rel} of {source} not used: {exc}")
+    if found:
+        log(f"kapal: variables from dotenv reports: {', '.join(sorted(found))}")
+    return found
+
+
 def artifact_sources(plan: Plan, job: Job) -> list[str]:
     """The jobs whose artifacts `job` gets: `dependencies`, else its `needs` with artifacts,
     else every job of earlier stages."""
@@ -425,27 +456,8 @@ class JobRunner:
                 self._log(f"kapal: restored {len(files)} artifact file(s) of {source}")
 
     def _dotenv_variables(self) -> dict[str, str]:
-        """The dotenv report variables of the jobs this one gets artifacts from, in that order
-        (a later job's value wins), read from their stored artifacts inside the store."""
-        found: dict[str, str] = {}
-        names = {job.name for job in self.plan.jobs}
-        for source in artifact_sources(self.plan, self.job):
-            spec = self.plan.job(source).artifacts if source in names else None
-            paths = tuple(
-                p for r in (spec.reports if spec else ()) if r.kind == "dotenv" for p in r.paths
-            )
-            stored = self.artifacts.job_dir(self.pipeline_id, source)
-            if not paths or not stored.is_dir():
-                continue
-            with ConfinedTree(stored) as tree:
-                for rel in collect_paths(stored, paths):
-                    try:
-                        found.update(parse_dotenv(tree.read_bytes(rel, MAX_DOTENV_BYTES + 1)))
-                    except (ReportError, RunnerError) as exc:
-                        self._log(f"kapal: dotenv report {rel} of {source} not used: {exc}")
-        if found:
-            self._log(f"kapal: variables from dotenv reports: {', '.join(sorted(found))}")
-        return found
+        """The dotenv report variables of the jobs this one gets artifacts from."""
+        return dotenv_variables(self.plan, self.job, self.artifacts, self.pipeline_id, self._log)
 
     def _save_artifacts(self, workspace: Path, outcome: JobOutcome) -> JobOutcome:
         """Store the job's artifacts: every report's files whatever the result (JUnit cases and

@@ -216,3 +216,17 @@ def test_lint_checks_each_child_once_and_a_bounded_number_of_children(tmp_path: 
     assert len(warnings) == 1 and "checked when they run" in warnings[0].message
     # broken.yml and c0..c23 were checked: the 26th different child is not
     assert warnings[0].location is not None and warnings[0].location.keyword == "u24: trigger"
+
+
+def test_dotenv_variables_win_over_the_files_but_not_over_trigger_variables() -> None:
+    result = plan(load(FIXTURES / "parent.yml"), MAIN)
+    listed = result.job("listed")
+    dotenv = {"GLOBAL": "from-dotenv", "FROM_CLI": "dotenv", "NEW": "n"}
+    forwarded = trigger_job_variables(listed, dotenv)
+    values = dict(forwarded)
+    assert values["NEW"] == "n"
+    assert values["GLOBAL"] == "from-dotenv"
+    assert values["TARGET"] == "from-dotenv-listed"  # $GLOBAL expanded with the dotenv value
+    assert values["FROM_CLI"] == "cli"  # forward: pipeline_variables wins
+    quiet = dict(trigger_job_variables(result.job("quiet"), dotenv))
+    assert quiet == {}  # yaml_variables: false forwards no job variables, dotenv ones neither

@@ -21,7 +21,7 @@ from runner.engine.recorder import (
 )
 from runner.errors import ImageNotFoundError
 from runner.runtime.fake import FakeBehaviour
-from tests.runner.engine.conftest import Harness
+from tests.runner.engine.conftest import Harness, workspace_of
 
 PARENT = """
 stages: [build, test]
@@ -226,3 +226,26 @@ def test_a_child_pipelines_missing_image_is_found_before_anything_runs(harness: 
         engine.check_images(the_plan, engine.selected_jobs(the_plan))
     assert "nowhere:1 (used by child-check [runs-on], child-check [waits])" in str(caught.value)
     assert harness.backend.started == []
+
+
+def test_dotenv_variables_of_needed_jobs_reach_the_child(harness: Harness) -> None:
+    parent = PARENT.replace(
+        "  script: [echo prepare]\n",
+        "  script: [echo prepare]\n  artifacts: {reports: {dotenv: build.env}}\n",
+    ).replace('TARGET: "$GREETING-arm"', 'TARGET: "$GREETING-$BUILD_VERSION"')
+    children = _setup(harness, parent)
+
+    def writes_dotenv(spec: Any) -> FakeBehaviour:
+        (workspace_of(spec) / "build.env").write_text("BUILD_VERSION=1.2.3\n")
+        return FakeBehaviour()
+
+    harness.backend.script(lambda spec: spec.name == "prepare", writes_dotenv)
+    _, result = _run(harness, children)
+    assert result.status == PipelineStatus.SUCCESS
+    envs = [dict(s.env) for s in harness.backend.started]
+    waits = [e for e in envs if e.get("CI_PIPELINE_ID") == "301"]
+    assert waits and all(e["BUILD_VERSION"] == "1.2.3" for e in waits)
+    assert all(e["TARGET"] == "hello-1.2.3" for e in waits)  # expanded in the parent
+    assert any(
+        "variables from dotenv reports: BUILD_VERSION" in t for t in harness.recorder.log("waits")
+    )
