@@ -123,7 +123,7 @@ def list_json(
     """The page of pipelines `query` asks for, as JSON, if the token may read it."""
     access = get_access(settings, database, authorization)
     repo, cursor = query.repo, query.cursor
-    with database.transaction() as session:
+    with database.reading() as session:
         repository_id = None
         if repo is not None:
             found = (

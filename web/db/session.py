@@ -102,6 +102,16 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads that need no one snapshot (a page of a list): each statement
+        commits by itself, which spares the BEGIN and COMMIT round trips of `transaction()`."""
+        with (
+            self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+            Session(bind=connection) as session,
+        ):
+            yield session
+
     def after_fork(self) -> None:
         """In a forked child: forget the parent's pooled connections without closing them."""
         self.engine.dispose(close=False)
