@@ -612,6 +612,11 @@ class Engine:
                     f"the child pipeline is not created: {child_plan.skip_reason} "
                     "(GitLab fails the trigger job too)"
                 )
+            if not child_plan.runnable_jobs():
+                raise EngineError(
+                    "the child pipeline is not created: its rules leave it no job "
+                    "(GitLab fails the trigger job too)"
+                )
         except (PipelineError, RunnerError) as exc:
             text = str(exc)  # a PipelineError names the file, line and column
             for line in text.splitlines():

@@ -249,3 +249,12 @@ def test_dotenv_variables_of_needed_jobs_reach_the_child(harness: Harness) -> No
     assert any(
         "variables from dotenv reports: BUILD_VERSION" in t for t in harness.recorder.log("waits")
     )
+
+
+def test_a_child_left_without_jobs_by_its_rules_fails_the_trigger_job(harness: Harness) -> None:
+    child = "only-tags:\n  image: busybox\n  script: [x]\n  rules: [{if: $CI_COMMIT_TAG}]\n"
+    children = _setup(harness, child=child)
+    _, result = _run(harness, children)
+    assert result.jobs["waits"].status == JobStatus.FAILED
+    assert "leave it no job" in result.jobs["waits"].reason
+    assert result.jobs["runs-on"].status == JobStatus.FAILED  # not created: nothing to run on
