@@ -246,9 +246,15 @@ def main(argv: list[str] | None = None) -> None:
     module_name = COMMAND_MODULES.get(args[0])
     if module_name is not None:
         # A verb whose module parses its own argv (`ARGV_COMMANDS`) runs without Typer.
-        direct = getattr(importlib.import_module(module_name), "ARGV_COMMANDS", {}).get(args[0])
+        module = importlib.import_module(module_name)
+        direct = getattr(module, "ARGV_COMMANDS", {}).get(args[0])
         if direct is not None:
-            raise SystemExit(direct(args[1:]))
+            code = direct(args[1:])
+            if args[0] in getattr(module, "QUICK_EXIT", ()):
+                from runner.argv_commands import exit_now  # see there: no teardown
+
+                exit_now(code)
+            raise SystemExit(code)
     build_app()(args, prog_name="kapal")
 
 

@@ -138,9 +138,12 @@ def exec_main(argv: list[str]) -> int:
         settings = RuntimeEnvironment.from_environ()
         network, spec, disk_bytes = _exec_request(args)
         backend = _exec_backend(settings, disk_bytes)  # first: it checks the data dir
-        layers, rootfs, defaults = image_spec(settings, args.image)
-        spec = dataclasses.replace(spec, layers=layers, rootfs=rootfs, image=defaults)
-        status = _run_interruptible(backend, spec, network)
+        try:
+            layers, rootfs, defaults = image_spec(settings, args.image)
+            spec = dataclasses.replace(spec, layers=layers, rootfs=rootfs, image=defaults)
+            status = _run_interruptible(backend, spec, network)
+        finally:
+            backend.drain()  # the container's dirs deleted: `kapal` may end at once (QUICK_EXIT)
     except RunnerError as err:
         print(f"kapal exec: error: {err}", file=sys.stderr)
         return EXIT_KAPAL_ERROR
@@ -224,6 +227,8 @@ def gc_main(argv: list[str]) -> int:
 
 # verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
 ARGV_COMMANDS: dict[str, ArgvMain] = {"exec": exec_main, "gc": gc_main}
+# verbs whose main leaves nothing behind when it returns (see runner.argv_commands)
+QUICK_EXIT = frozenset({"exec"})
 
 
 def register(app: typer.Typer) -> None:

@@ -41,6 +41,30 @@ def test_exit_code_and_output(kapal_env: dict[str, str], busybox_image: str) -> 
     assert done.stderr == "err\n"
 
 
+def test_a_finished_exec_leaves_nothing_and_loses_no_output(
+    kapal_env: dict[str, str], kapal_settings: RunnerSettings, busybox_image: str
+) -> None:
+    # `kapal` ends `exec` without the interpreter's teardown (runner.argv_commands.exit_now):
+    # every line still arrives, through a pipe, and the container's files are gone already.
+    done = kapal(
+        kapal_env,
+        "exec",
+        busybox_image,
+        "--",
+        "sh",
+        "-c",
+        "seq 1 20000; dd if=/dev/zero of=/written bs=1k count=64 2>/dev/null; echo end >&2",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(n) for n in range(1, 20001)]
+    assert done.stderr == "end\n"
+    paths = RuntimePaths.for_settings(kapal_settings)
+    for root in (paths.run_root, paths.disk_root):
+        assert sorted(p.name for p in root.glob("[cs][tb]-*")) == []
+        assert not [m for m in mount_points() if m.startswith(str(root))]
+    assert list(trash_dir(paths.disk_root).glob("*")) == []
+
+
 def test_command_not_found_is_one_clear_error(
     kapal_env: dict[str, str], busybox_image: str
 ) -> None:
