@@ -15,13 +15,16 @@ uvicorn on 127.0.0.1, a real Celery worker (embedded, threads pool) and the real
   (the container got SIGTERM, its after_script-free job ended, the worker recorded it).
 - a job printing 50 MB of log: how long it takes, and the growth of this process's RSS (the
   worker runs in it) while it runs.
-- throughput: with the worker stopped, `--deliveries` signed deliveries (distinct ids, one
-  commit) are POSTed by two client processes of 8 threads each (apart from the server's
-  process, as a git host is), then 10% of them again; reported are accepted deliveries per
-  second, p50/p99 and whether every one made exactly one pipeline. The hook answers once the
-  delivery and the pipeline are recorded and a plan message is sent (a worker plans); the
-  service layer's same path without HTTP (`plan_now=False`, 16 threads in this process) is
-  timed too (`deferred/s`).
+- throughput: with the worker stopped, `kapal serve --workers 2 --no-worker` is started on the
+  stack's database and broker (then `--workers 1`, for comparison), and `--deliveries` signed
+  deliveries (distinct ids, one commit; signed before the clock starts) are POSTed over 16
+  keep-alive connections by one asyncio client process (raw HTTP/1.1 on streams, so the load
+  generator takes little of the two cores the server shares with it), then 10% of them again;
+  reported are accepted deliveries per second, p50/p99, the load average, and, counted in the
+  database, whether every one made exactly one pipeline and every redelivery was answered with
+  it. The server verifies each signature, records the delivery and its pipeline, and sends a
+  plan message (a worker plans). The service layer's same path without HTTP (`plan_now=False`,
+  16 threads in this process) is timed too (`deferred/s`).
 
 Apart (`--part`, on PostgreSQL + Redis, merged into the same JSON file):
 
@@ -293,7 +296,14 @@ def bench_stack(
             project.commit({".kapal.yml": PIPELINE})
             sha = project.commit({"round.txt": "throughput\n"})
             project.push()
-            result.update(_throughput(base, project, before, sha, deliveries, services))
+            for processes in (2, 1):  # `kapal serve --workers 2`, then one HTTP process
+                with _kapal_serve(settings, processes) as served:
+                    _throughput(served, project, before, sha, 100, services)  # warm up
+                    measured = _throughput(served, project, before, sha, deliveries, services)
+                if processes == 1:
+                    result["deliveries_per_s_1_process"] = measured["deliveries_per_s"]
+                else:
+                    result.update(measured)
             result["deferred_per_s"] = _deferred_throughput(services, sha, deliveries)
     finally:
         worker.stop()
@@ -357,6 +367,54 @@ def _post_deliveries(address: tuple[str, int], requests: list[bytes], connection
     return results
 
 
+@contextmanager
+def _kapal_serve(settings: Settings, workers: int) -> Iterator[str]:
+    """`kapal serve --workers N --no-worker` on a free port over the stack's database and
+    broker, as a server is deployed; yields its base URL once it answers."""
+    import os
+    import re
+    import signal
+    import subprocess
+
+    env = dict(
+        os.environ,
+        KAPAL_DATABASE_URL=settings.database_url,
+        KAPAL_BROKER_URL=settings.broker_url,
+        KAPAL_DATA_DIR=str(settings.data_dir),
+        KAPAL_ENCRYPTION_KEY="bench",
+    )
+    command = ["serve", "--port", "0", "--no-worker", "--workers", str(workers)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "web.cli", *command],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        found = re.search(r"API on (http://\S+:\d+) ", process.stdout.readline())
+        if found is None:
+            raise SystemExit(f"kapal serve did not start ({process.wait()})")
+        base = found.group(1)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=10).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("kapal serve did not answer")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(90)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
 def _throughput(
     base: str, project: Project, before: str, sha: str, deliveries: int, services: Services
 ) -> dict[str, Any]:
@@ -392,6 +450,7 @@ def _throughput(
     first_ids = {delivery: pid for delivery, (_, pid, _) in zip(ids, first, strict=True)}
     return {
         "deliveries": deliveries,
+        "load_average": [round(load, 2) for load in _load_average()],
         "deliveries_per_s": round(len(made) / elapsed, 1),
         "delivery_p50_ms": round(_quantile(first_latencies, 0.5) * 1000, 1),
         "delivery_p99_ms": round(_quantile(first_latencies, 0.99) * 1000, 1),
@@ -405,6 +464,12 @@ def _throughput(
             if status == 200 and pid == first_ids[delivery]
         ),
     }
+
+
+def _load_average() -> tuple[float, float, float]:
+    import os
+
+    return os.getloadavg()
 
 
 def _deferred_throughput(services: Services, sha: str, deliveries: int) -> float:
@@ -759,7 +824,7 @@ def main() -> None:
     """Run the benchmark (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--deliveries", type=int, default=300)
+    parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--stack", choices=["embedded", "postgres", "both"], default="both")
     parser.add_argument(
         "--part",
@@ -856,6 +921,11 @@ def _report(results: list[dict[str, Any]], repeat: int) -> None:
         print(
             f"{'':<18} a job printing 50 MB: {loud['status']} in {loud['seconds']} s, worker "
             f"process RSS growth {loud['rss_growth_mib']} MiB"
+        )
+        print(
+            f"{'':<18} hooks/s: kapal serve --workers 2; {r['deliveries_per_s_1_process']}/s "
+            f"with one HTTP process; p50 {r['delivery_p50_ms']} ms, p99 {r['delivery_p99_ms']} "
+            f"ms; load average {r['load_average'][0]}"
         )
         print(
             f"{'':<18} {r['accepted']}/{r['deliveries']} deliveries accepted, "
