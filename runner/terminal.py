@@ -131,6 +131,12 @@ class RunSummary:
         return f"pipeline {status} in {format_duration(self.duration)}"
 
 
+def _shown(job: str, only: set[str]) -> bool:
+    """Whether `job`'s log lines are shown: all are, else those of `only` and of the child
+    pipelines they trigger (named `job [trigger job]`)."""
+    return not only or job in only or any(job.endswith(f" [{name}]") for name in only)
+
+
 class PlainRecorder:
     """Writes `[job] line` log lines and status changes as plain text (stdout not a terminal).
 
@@ -146,8 +152,9 @@ class PlainRecorder:
         """Print the event as one line when it is worth a line."""
         self.summary.update(event)
         if isinstance(event, LogLine):
-            if not self._only or event.job in self._only:
-                self._write(event.text if len(self._only) == 1 else f"[{event.job}] {event.text}")
+            if _shown(event.job, self._only):
+                bare = self._only == {event.job}
+                self._write(event.text if bare else f"[{event.job}] {event.text}")
         elif isinstance(event, JobStatusChanged) and event.status not in (
             JobStatus.CREATED,
             JobStatus.PENDING,
@@ -199,8 +206,8 @@ class LiveRecorder:
         """Show a log line above the table, or refresh the table."""
         self.summary.update(event)
         if isinstance(event, LogLine):
-            if not self._only or event.job in self._only:
-                prefix = "" if len(self._only) == 1 else f"[bold]{escape(event.job)}[/] "
+            if _shown(event.job, self._only):
+                prefix = "" if self._only == {event.job} else f"[bold]{escape(event.job)}[/] "
                 self._console.print(prefix + escape(event.text), highlight=False)
         elif isinstance(event, JobStatusChanged) and event.status.finished:
             row = self.summary.rows[event.job]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from runner.engine.recorder import (
 )
 from runner.errors import ImageNotFoundError
 from runner.runtime.fake import FakeBehaviour
+from runner.terminal import PlainRecorder
 from tests.runner.engine.conftest import Harness, workspace_of
 
 PARENT = """
@@ -258,3 +260,11 @@ def test_a_child_left_without_jobs_by_its_rules_fails_the_trigger_job(harness: H
     assert result.jobs["waits"].status == JobStatus.FAILED
     assert "leave it no job" in result.jobs["waits"].reason
     assert result.jobs["runs-on"].status == JobStatus.FAILED  # not created: nothing to run on
+
+
+def test_a_selected_trigger_jobs_child_logs_are_shown_with_their_names() -> None:
+    out = io.StringIO()
+    recorder = PlainRecorder(out, only={"waits"})
+    for job, text in (("waits", "mine"), ("child [waits]", "child"), ("other", "hidden")):
+        recorder.record(LogLine(job=job, text=text))
+    assert out.getvalue().splitlines() == ["mine", "[child [waits]] child"]
