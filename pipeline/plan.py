@@ -217,7 +217,7 @@ class TriggerInclude:
     `kind` is `local` (a file of this repository), `artifact` (a file the job `job` left as an
     artifact: a dynamic child pipeline), or `remote`, `project`, `template`, `component` (read
     as `include:` reads them). `path` is the file, URL, template or component; `project` and
-    `ref` belong to `kind == "project"`.
+    `ref` belong to `kind == "project"`; `inputs` is the JSON text of the file's `inputs:`.
     """
 
     kind: Literal["local", "artifact", "remote", "project", "template", "component"]
@@ -225,6 +225,7 @@ class TriggerInclude:
     job: str | None = None
     project: str | None = None
     ref: str | None = None
+    inputs: str | None = None
 
 
 @record

@@ -168,7 +168,14 @@ def test_a_child_file_linked_out_of_the_repository_is_not_read(tmp_path: Path) -
             "'nope' is not a job",
         ),
         ("j:\n  trigger: {include: [{local: a, artifact: b}]}\n", 2, 23, "names one file"),
-        ("j:\n  trigger: {include: [{local: a, inputs: {}}]}\n", 2, 34, "not supported"),
+        ("j:\n  trigger: {include: [{local: a, rules: []}]}\n", 2, 34, "not supported"),
+        ("j:\n  trigger: {include: [{local: a, inputs: 3}]}\n", 2, 42, "a mapping of input"),
+        (
+            "j:\n  trigger: {include: [{artifact: a, job: j, inputs: {}}]}\n",
+            2,
+            45,
+            "unknown keyword",
+        ),
         (
             "j:\n  when: delayed\n  start_in: 1m\n  trigger: a/b\n",
             2,
@@ -230,3 +237,20 @@ def test_dotenv_variables_win_over_the_files_but_not_over_trigger_variables() ->
     assert values["FROM_CLI"] == "cli"  # forward: pipeline_variables wins
     quiet = dict(trigger_job_variables(result.job("quiet"), dotenv))
     assert quiet == {}  # yaml_variables: false forwards no job variables, dotenv ones neither
+
+
+def test_inputs_given_by_the_trigger_reach_the_childs_spec() -> None:
+    result = plan(load(FIXTURES / "inputs_parent.yml"), MAIN)
+    child = plan_child(
+        result.job("deploy"),
+        parent_context=MAIN,
+        root_dir=str(FIXTURES),
+        parent_file=str(FIXTURES / "inputs_parent.yml"),
+        depth=1,
+        pipeline_id=3,
+    )
+    assert [(j.name, j.script) for j in child.jobs] == [("deploy-staging", ("echo scaling to 2",))]
+    problems = lint(FIXTURES / "bad_inputs_parent.yml")
+    assert len(problems) == 1 and "`moon` cannot be used" in problems[0].message
+    assert problems[0].location is not None
+    assert problems[0].location.file.endswith("ci/inputs-child.yml")

@@ -39,7 +39,20 @@ _include_entry = st.one_of(
     ),
     st.fixed_dictionaries({"project": st.just("g/p")}, optional={"file": st.just("a.yml")}),
     st.fixed_dictionaries({"template": st.just("Jobs/Build.gitlab-ci.yml")}),
-    st.fixed_dictionaries({"local": st.just("child.yml")}, optional={"inputs": st.just({})}),
+    st.fixed_dictionaries(
+        {"local": st.just("child.yml")},
+        optional={
+            "inputs": st.one_of(
+                _scalar,
+                st.dictionaries(
+                    st.one_of(st.sampled_from(["env", "n"]), st.integers(0, 2)),
+                    st.one_of(_scalar, st.lists(_scalar, max_size=2)),
+                    max_size=3,
+                ),
+            ),
+            "rules": st.just([{"if": "$CLI"}]),
+        },
+    ),
     _scalar,
 )
 _trigger = st.one_of(
@@ -118,6 +131,7 @@ _child_job = st.fixed_dictionaries(
 )
 _child = st.one_of(
     st.just({"c1": {"image": "busybox", "script": ["echo $A"]}}),
+    st.just("spec:\n  inputs:\n    env: {default: a}\n---\nc-$[[ inputs.env ]]: {script: [x]}\n"),
     st.dictionaries(st.sampled_from(["c1", "c2"]), _child_job, min_size=1, max_size=2),
     st.dictionaries(st.sampled_from(["c1", "c2", "stages"]), _child_job, max_size=3),
     _scalar,
@@ -125,6 +139,8 @@ _child = st.one_of(
 
 
 def _dump(data: Any) -> str:
+    if isinstance(data, str) and data.startswith("spec:"):
+        return data  # a file with a `spec: inputs` header, written as it is
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
