@@ -165,8 +165,20 @@ def test_a_warm_build_starts_without_typer_pydantic_or_the_runtime(
     assert "CACHED" in out
     assert "runner.build.builder" in warm
     assert heavy_in(warm, "pipeline", "runner.settings", "runner.engine", "web.client") == []
-    # nothing to run: the container runtime is not even imported
-    assert heavy_in(warm, "runner.runtime.embedded", "runner.runtime.backend", "filelock") == []
+    # nothing to run: the container runtime is not even imported, nor what only RUN --mount,
+    # ADD of a git repository or a cache miss need
+    assert (
+        heavy_in(
+            warm,
+            "runner.runtime.embedded",
+            "runner.runtime.backend",
+            "filelock",
+            "runner.build.mounts",
+            "runner.build.gitsource",
+            "uuid",
+        )
+        == []
+    )
 
 
 def test_lint_checks_a_file_without_typer_or_the_runner(tmp_path: Path) -> None:

@@ -26,13 +26,12 @@ import os
 import posixpath
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from runner.build import copying, mounts
+from runner.build import copying
 from runner.build.cache import CachedLayer, LayerCache, cache_key
 from runner.build.dockerfile import (
     Dockerfile,
@@ -45,10 +44,8 @@ from runner.build.dockerfile import (
 from runner.build.dockerfile_source import read_dockerfile_within
 from runner.build.dockerignore import DockerIgnore
 from runner.build.expansion import Expander, ExpansionError
-from runner.build.gitsource import GitSource, GitSourceError, fetch_repository, parse_git_source
 from runner.build.imageconfig import DEFAULT_PATH, go_duration_ns, history_entry, rfc3339
 from runner.build.layers import write_layer
-from runner.build.mounts import mounted as mounts_for_step
 from runner.build.stages import Stage, plan_stages
 from runner.build.stepdisk import BuildDisk, StepDisk
 from runner.build.treelinks import link_tree
@@ -70,6 +67,9 @@ from runner.images.store import ImageStore
 if TYPE_CHECKING:
     import httpx
 
+    # imported where used: ADD of a git repository, RUN --mount (a warm build needs neither)
+    from runner.build import mounts
+    from runner.build.gitsource import GitSource
     from runner.runtime.backend import Backend, LogLine
 
 __all__ = ["BuildOptions", "BuildReporter", "BuildResult", "Builder", "NullReporter"]
@@ -798,6 +798,8 @@ class _Build:
 
     def git_source(self, inst: Instruction, source: str) -> GitSource | None:
         """The git repository an ADD source names (None: not one)."""
+        from runner.build.gitsource import GitSourceError, parse_git_source
+
         try:
             return parse_git_source(source)
         except GitSourceError as exc:
@@ -805,6 +807,8 @@ class _Build:
 
     def clone(self, inst: Instruction, source: GitSource, work: Path) -> tuple[Path, str]:
         """Fetch an ADD git source through the build's network: (checkout, subdirectory)."""
+        from runner.build.gitsource import GitSourceError, fetch_repository
+
         if self.o.network == "none":
             raise self.df.error(
                 inst,
@@ -991,11 +995,12 @@ class _Build:
             user,
             cwd,
             network,
-            *([mounts.mount_key(planned)] if planned else []),
+            *([_mount_key(planned)] if planned else []),
         )
 
         def produce(work: Path, disk: StepDisk | None) -> Path:
             # the runtime is loaded by the first RUN that misses the cache, not by every build
+            from runner.build import mounts
             from runner.runtime.backend import ContainerSpec, Mount
             from runner.runtime.oneshot import run_container
             from runner.runtime.policy import PolicyError
@@ -1014,7 +1019,7 @@ class _Build:
                 script.chmod(0o755)
                 script_mounts.append(Mount(script, argv[0], read_only=True))
             try:
-                with mounts_for_step(
+                with mounts.mounted(
                     planned,
                     work=work,
                     cache_root=self.b.cache.root / "mounts",
@@ -1064,6 +1069,10 @@ class _Build:
         self, state: _StageState, inst: Instruction, env: dict[str, str], cwd: str
     ) -> list[mounts.PlannedMount]:
         """The step's `--mount`s parsed, their targets resolved in the image, sources planned."""
+        if not any(flag == "mount" and value is not None for flag, value in inst.flags):
+            return []
+        from runner.build import mounts
+
         image = state.tree()
         out: list[mounts.PlannedMount] = []
 
@@ -1150,7 +1159,7 @@ def _link_blob(store: ImageStore, cached: CachedLayer) -> bool:
     if store.blobs.has(cached.digest):
         return True
     target = store.blobs.path(cached.digest)
-    link = store.tmp / f"build-blob-{uuid.uuid4().hex}"
+    link = store.tmp / f"build-blob-{os.urandom(16).hex()}"
     try:
         os.link(cached.blob, link)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -1170,7 +1179,7 @@ def _link_unpacked(store: ImageStore, cached: CachedLayer) -> None:
     final = store.layer_path(cached.diff_id)
     if final.exists():
         return
-    work = store.tmp / f"build-layer-{uuid.uuid4().hex}"
+    work = store.tmp / f"build-layer-{os.urandom(16).hex()}"
     try:
         link_tree(cached.tree, work)
         os.rename(work, final)  # fails harmlessly when a concurrent unpack got there first
@@ -1251,3 +1260,10 @@ def _split_keeping_quotes(text: str, escape: str) -> list[str]:
     if cur:
         words.append("".join(cur))
     return words
+
+
+def _mount_key(planned: list[mounts.PlannedMount]) -> object:
+    """The part of a RUN step's cache key its `--mount`s make."""
+    from runner.build import mounts
+
+    return mounts.mount_key(planned)
