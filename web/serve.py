@@ -206,6 +206,7 @@ def serve(
         try:
             _run_uvicorn(app, listener)
         finally:
+            celery.send_waiting()
             if worker is not None:
                 worker.stop(timeout=30)
     finally:
@@ -241,7 +242,10 @@ def _serve_http(settings: Any, listener: socket.socket) -> None:
     database = Database(settings.database_url)
     try:
         celery = create_celery(settings, database=database)
-        _run_uvicorn(create_app(settings, services=celery.services), listener)
+        try:
+            _run_uvicorn(create_app(settings, services=celery.services), listener)
+        finally:
+            celery.send_waiting()
     finally:
         database.dispose()
 

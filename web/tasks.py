@@ -1,8 +1,9 @@
 """The Celery app and its thin tasks, which take ids: `run_job(job_id)`, `advance_pipeline(id)`,
-`plan_pipeline(id, request)` (a webhook's pipeline planned off the request), `commit_status(id,
-status)` (a pipeline's status to its git host, `web.statuses`). A `run_job` message goes to the
-queue of its job's `tags:` (`web.routing`); the others to `kapal-service`, which every worker
-takes from.
+`plan_pipeline(id, request)` (a webhook's pipeline planned off the request; a web process sends
+the requests of a burst of webhooks together, `plan_pipelines([[id, request], ...])`, which a
+worker sends on one by one), `commit_status(id, status)` (a pipeline's status to its git host,
+`web.statuses`). A `run_job` message goes to the queue of its job's `tags:` (`web.routing`);
+the others to `kapal-service`, which every worker takes from.
 
 Task policy lives on `KapalTask`, as Read the Docs does for its builds:
 - late acknowledgement (`task_acks_late`, one message prefetched, a message whose worker died
@@ -24,11 +25,13 @@ writes heartbeats from a thread and sweeps the jobs of lost workers (`web.heartb
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
 import threading
 from collections.abc import Sequence
+from queue import SimpleQueue
 from typing import Any
 
 from celery import Celery, Task
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 RUN_JOB = "kapal.run_job"
 ADVANCE_PIPELINE = "kapal.advance_pipeline"
 PLAN_PIPELINE = "kapal.plan_pipeline"
+PLAN_PIPELINES = "kapal.plan_pipelines"
+PLAN_BATCH = 100  # plan requests sent in one message at most
 COMMIT_STATUS = "kapal.commit_status"
 STATUS_MAX_RETRIES = 8  # 1 + 2 + ... + 60 s: a git host down for about four minutes
 RETRY_BACKOFF_MAX = 60.0  # seconds
@@ -63,6 +68,12 @@ class KapalCelery(Celery):  # type: ignore[misc]
     services: Services
     worker_name: str | None = None
     running: Any = None  # the embedded worker's `web.execution.RunningJobs`, when one runs
+
+    def send_waiting(self) -> None:
+        """Send the plan requests still waiting to go (a web process stopping)."""
+        dispatcher = self.services.dispatcher
+        if isinstance(dispatcher, CeleryDispatcher):
+            dispatcher.close()
 
 
 class KapalTask(Task):  # type: ignore[misc]
@@ -107,13 +118,88 @@ class KapalTask(Task):  # type: ignore[misc]
             ) from None
 
 
+class PlanSender:
+    """Sends the plan requests of the pipelines webhooks record from a thread of its own, all
+    those waiting in one `plan_pipelines` message: a webhook is answered once its delivery and
+    pipeline are committed, without waiting for the broker, and a burst of deliveries costs a
+    few messages rather than one each (a worker spreads them out again, see `PlanPipelines`).
+
+    Lifecycle: made by `CeleryDispatcher`; its thread starts with the first request; `close()`
+    sends what waits and ends the thread (`kapal serve` calls it once its HTTP server stopped;
+    an interpreter exiting otherwise calls it too). When no message can be sent (the broker is
+    down), each pipeline is planned in this process rather than never.
+    """
+
+    def __init__(self, app: KapalCelery, queue: str) -> None:
+        self.app = app
+        self.queue = queue
+        self._waiting: SimpleQueue[tuple[int, dict[str, Any]] | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def put(self, pipeline_id: int, request: dict[str, Any]) -> None:
+        """Have the pipeline planned by a worker (sent at once, with whatever else waits)."""
+        self._waiting.put((pipeline_id, request))
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="kapal-plan-sender", daemon=True
+                    )
+                    self._thread.start()
+                    atexit.register(self.close)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Send what waits, then end the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._waiting.put(None)
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            first = self._waiting.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < PLAN_BATCH and not self._waiting.empty():
+                item = self._waiting.get()
+                if item is None:
+                    closing = True
+                    break
+                batch.append(item)
+            self._send(batch)
+
+    def _send(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        try:
+            self.app.send_task(
+                PLAN_PIPELINES,
+                args=[[[pipeline_id, request] for pipeline_id, request in batch]],
+                queue=self.queue,
+                argsrepr=repr([pipeline_id for pipeline_id, _ in batch]),
+                kwargsrepr="{}",
+            )
+        except Exception:  # the broker is down: plan here rather than never
+            log.exception("cannot send pipelines %s to be planned; planning them here", batch)
+            for pipeline_id, request in batch:
+                _plan_quietly(self.app.services, pipeline_id, request)
+
+
 class CeleryDispatcher:
     """A `web.orchestration.Dispatcher` sending `run_job` messages through a Celery app, each
-    to the queue of its job's `tags:` (`web.routing`), and the service's tasks to `queue`."""
+    to the queue of its job's `tags:` (`web.routing`), and the service's tasks to `queue`;
+    plan requests through a `PlanSender` (`close()` sends those still waiting)."""
 
     def __init__(self, app: KapalCelery, queue: str = SERVICE_QUEUE) -> None:
         self.app = app
         self.queue = queue
+        self.plans = PlanSender(app, queue)
+
+    def close(self) -> None:
+        """Send the plan requests still waiting (a web process stopping)."""
+        self.plans.close()
 
     def run_jobs(self, job_ids: Sequence[int]) -> None:
         """Send one `run_job` message per job, to its tags' queue; a job no live worker serves
@@ -138,8 +224,13 @@ class CeleryDispatcher:
             log.warning("cannot say which of jobs %s no worker serves", list(job_ids))
 
     def plan_pipeline(self, pipeline_id: int, request: dict[str, Any]) -> None:
-        """Send a `plan_pipeline` message (its arguments shown by id in Celery's logs: their
-        `repr`, which Celery would make for every message, costs more than sending it)."""
+        """Have a worker plan the pipeline: its request goes out with the next `plan_pipelines`
+        message (`PlanSender`)."""
+        self.plans.put(pipeline_id, request)
+
+    def plan_one(self, pipeline_id: int, request: dict[str, Any]) -> None:
+        """Send a `plan_pipeline` message for one pipeline now (its arguments shown by id in
+        Celery's logs: their `repr`, which Celery would make, costs more than sending it)."""
         self.app.send_task(
             PLAN_PIPELINE,
             args=[pipeline_id, request],
@@ -240,6 +331,41 @@ class PlanPipeline(KapalTask):
         plan_recorded_pipeline(services=self.app.services, pipeline_id=pipeline_id, **request)
 
 
+class PlanPipelines(KapalTask):
+    """`plan_pipelines([[pipeline_id, request], ...])`: the plan requests a web process sent
+    together (`PlanSender`). One alone is planned here; several are each sent on in a
+    `plan_pipeline` message of their own, so the workers' threads plan them side by side (and
+    this task, which then only sends, is never retried: no pipeline is sent twice)."""
+
+    name = PLAN_PIPELINES
+
+    def run(self, batch: list[list[Any]]) -> None:
+        """The task's body."""
+        app: KapalCelery = self.app
+        if len(batch) == 1:
+            [[pipeline_id, request]] = batch
+            plan_recorded_pipeline(services=app.services, pipeline_id=pipeline_id, **request)
+            return
+        dispatcher = app.services.dispatcher
+        if not isinstance(dispatcher, CeleryDispatcher):
+            dispatcher = CeleryDispatcher(app)
+        for pipeline_id, request in batch:
+            try:
+                dispatcher.plan_one(pipeline_id, request)
+            except Exception:  # the broker is gone meanwhile: plan it here
+                log.exception(
+                    "cannot send pipeline %s on to be planned; planning it here", pipeline_id
+                )
+                _plan_quietly(app.services, pipeline_id, request)
+
+
+def _plan_quietly(services: Services, pipeline_id: int, request: dict[str, Any]) -> None:
+    try:
+        plan_recorded_pipeline(services=services, pipeline_id=pipeline_id, **request)
+    except Exception:
+        log.exception("pipeline %s could not be planned", pipeline_id)
+
+
 class CommitStatus(KapalTask):
     """`commit_status(pipeline_id, status)`: report it to the git host (`web.statuses`), tried
     again with exponential backoff while the host fails."""
@@ -269,7 +395,7 @@ class CommitStatus(KapalTask):
 
 
 def _register_tasks(app: KapalCelery) -> None:
-    for task in (RunJob, AdvancePipeline, PlanPipeline, CommitStatus):
+    for task in (RunJob, AdvancePipeline, PlanPipeline, PlanPipelines, CommitStatus):
         app.register_task(task())
 
 
