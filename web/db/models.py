@@ -171,6 +171,11 @@ class Pipeline(Base):
     # What the rules saw besides the ref: merge request fields, changed files...
     trigger: Mapped[dict[str, Any]] = mapped_column(default=dict)
     plan: Mapped[dict[str, Any] | None] = mapped_column()  # the Plan it ran, as JSON
+    # A child pipeline's: the `trigger:` job (attempt) of its parent that started it (revision
+    # 0005); use_alter: pipelines and jobs refer to each other
+    parent_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL", use_alter=True), index=True
+    )
     # Bumped by `lock_pipeline`: advancing a pipeline serialises on this row.
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
