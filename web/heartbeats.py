@@ -11,7 +11,9 @@ jobs of a worker that stopped beating ("worker lost").
                           resend          a worker with a free slot sends again the jobs it
                                           serves pending for `LOST_MESSAGE_AFTER` seconds: their
                                           message was lost (a broker restarted without its
-                                          queues); a message not lost finds the job claimed
+                                          queues); a message not lost finds the job claimed;
+                                          and the plan requests of webhooks' pipelines left
+                                          unplanned (`web.hooks.lost_plans`)
     Heartbeat.stop()    stop the thread, mark the worker stopped
 
 Every time here is the database's clock (`web.db.clock`), never a worker's: workers on machines
@@ -42,6 +44,7 @@ from sqlalchemy.orm import Session
 from runner.engine.recorder import JobStatus
 from web.db.clock import database_now
 from web.db.models import Job, Worker
+from web.hooks.lost_plans import resend_lost_plans
 from web.orchestration import JobEnd, Services, finish_job
 from web.routing import WAITING_PREFIX, serves, unserved_reason
 
@@ -321,6 +324,7 @@ class Heartbeat:
                 prune_workers(session=session)
             if self.running is not None and self.running.count() < self.concurrency:
                 resend_lost_messages(services=self.services, queues=self.queues)
+                resend_lost_plans(services=self.services)
         except Exception:
             log.warning("worker %s: the sweep of lost workers failed", self.name, exc_info=True)
 

@@ -505,6 +505,9 @@ def _record_planned(
     wake: list[float] = []
     with services.database.transaction() as session:
         lock_pipeline(session=session, pipeline_id=pipeline_id)
+        if get_pipeline_plan(session=session, pipeline_id=pipeline_id) is not None:
+            # planned meanwhile (its plan request sent again, `web.hooks.lost_plans`)
+            return TriggerOutcome(get_pipeline(session=session, pipeline_id=pipeline_id))
         record_plan(session=session, pipeline_id=pipeline_id, plan=the_plan)
         started = _advance_locked(session, pipeline_id, wake)
         recorded = get_pipeline(session=session, pipeline_id=pipeline_id)
