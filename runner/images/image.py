@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from pipeline.records import record
 from runner.images.reference import Reference
 
 
-@dataclass(frozen=True)
+@record
 class LayerDescriptor:
     """One layer: the digest of its blob as stored, the digest of its uncompressed tar (diff_id)."""
 
@@ -22,7 +23,7 @@ class LayerDescriptor:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
-@dataclass(frozen=True)
+@record
 class Image:
     """A single-platform image in the store, named by the digest of its manifest.
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from pipeline.records import record
 from runner.errors import ImageReferenceError
 
 DEFAULT_REGISTRY = "docker.io"
@@ -40,7 +40,7 @@ def check_digest(text: str, digest: str) -> str:
     return digest.lower()
 
 
-@dataclass(frozen=True)
+@record
 class Reference:
     """A parsed image reference: registry, repository, and a tag and/or a digest.
 

@@ -36,10 +36,10 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.records import record
 from runner.errors import (
     ArchiveError,
     CorruptBlobError,
@@ -70,7 +70,7 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True)
+@record
 class GcReport:
     """What `ImageStore.gc()` removed."""
 
@@ -79,7 +79,7 @@ class GcReport:
     bytes_freed: int
 
 
-@dataclass(frozen=True)
+@record
 class TaggedImage:
     """A tag in the store and the image it points to."""
 

@@ -47,17 +47,18 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from pipeline.records import record
 from runner.runtime.durations import format_duration
 
 Stream = Literal["stdout", "stderr"]
 NetworkMode = Literal["none", "nat", "host"]
 
 
-@dataclass(frozen=True)
+@record
 class Mount:
     """A bind mount of a host path into the container (the job workspace, a cache dir...)."""
 
@@ -66,7 +67,7 @@ class Mount:
     read_only: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Limits:
     """Resource limits of one container; None means the backend's default (see ContainerPolicy)."""
 
@@ -75,7 +76,7 @@ class Limits:
     pids: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class ImageDefaults:
     """The parts of an OCI image config that shape how a container runs (its `config` object)."""
 
@@ -99,7 +100,7 @@ class ImageDefaults:
         )
 
 
-@dataclass(frozen=True)
+@record
 class ContainerSpec:
     """Everything needed to run one container.
 
@@ -165,7 +166,7 @@ class ContainerSpec:
         return self.user if self.user is not None and self.user != "" else self.image.user or "0"
 
 
-@dataclass(frozen=True)
+@record
 class SandboxSpec:
     """A job's sandbox: its network mode and the service aliases that resolve to 127.0.0.1.
 
@@ -178,7 +179,7 @@ class SandboxSpec:
     aliases: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Sandbox:
     """Handle to a sandbox made by `Backend.setup`; the backend keeps the state behind it."""
 
@@ -186,7 +187,7 @@ class Sandbox:
     spec: SandboxSpec
 
 
-@dataclass(frozen=True)
+@record
 class Container:
     """Handle to a container started by `Backend.start`."""
 
@@ -195,7 +196,7 @@ class Container:
     spec: ContainerSpec
 
 
-@dataclass(frozen=True)
+@record
 class LogLine:
     """One line of a container's output: stream name, time it was read (epoch seconds), text."""
 
@@ -203,8 +204,16 @@ class LogLine:
     timestamp: float
     text: str
 
+    def __init__(self, stream: Stream, timestamp: float, text: str) -> None:
+        # written out, as dataclass would: one is made per line of output, and `@record`'s
+        # general __init__ takes twice as long
+        setattr_ = object.__setattr__
+        setattr_(self, "stream", stream)
+        setattr_(self, "timestamp", timestamp)
+        setattr_(self, "text", text)
 
-@dataclass(frozen=True)
+
+@record
 class ExitStatus:
     """How a container ended. A non-zero exit code is a result, not an error.
 

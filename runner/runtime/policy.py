@@ -13,9 +13,10 @@ to `max_timeout` (`clamp_timeout`: a job's `timeout:` above it, or none, becomes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TypeVar
 
+from pipeline.records import record
 from runner.errors import ContainerStartError
 from runner.runtime.backend import Limits, NetworkMode, format_size
 from runner.runtime.durations import format_duration
@@ -31,7 +32,7 @@ class PolicyError(ContainerStartError):
     """A pipeline or a command line asked for more than the operator allows."""
 
 
-@dataclass(frozen=True)
+@record
 class ContainerPolicy:
     """Default limits, the caps nothing exceeds, whether `network: host` is allowed, disk cap."""
 
