@@ -155,8 +155,8 @@ class RunningJobs:
 
 STOPPED_REASON = "canceled: the worker running it was stopped; retry the job"
 SERVER_TRIGGER_REASON = (
-    "parent-child pipelines run under `kapal run` only for now: this server does not start "
-    "the child pipeline of a `trigger:` job"
+    "a `trigger:` job's child pipeline is started by the service, never by a worker (this job "
+    "was sent to one by mistake); retry the job"
 )
 
 
@@ -272,7 +272,7 @@ def run_job_context(
     """Run one claimed attempt (see the module docstring) and say how it ended; never raises
     for what the job does."""
     trigger = context.plan.job(context.name).trigger
-    if trigger is not None:  # nothing to run in a container: the job would start a pipeline
+    if trigger is not None:  # `trigger: project`: `web.orchestration` starts child pipelines
         return JobEnd(
             JobStatus.FAILED,
             reason=SERVER_TRIGGER_REASON if trigger.project is None else SERVER_ONLY_TRIGGER,

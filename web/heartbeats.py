@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from runner.engine.recorder import JobStatus
 from web.db.clock import database_now
+from web.db.downstream import DOWNSTREAM_WORKER
 from web.db.models import Job, Worker
 from web.hooks.lost_plans import resend_lost_plans
 from web.orchestration import JobEnd, Services, finish_job
@@ -133,14 +134,20 @@ def explain_unserved(*, session: Session, job_ids: Sequence[int] | None, lost_af
 
 def sweep_lost_workers(*, services: Services) -> list[int]:
     """Fail the running jobs whose worker is gone: stopped, silent for `worker_lost_after`
-    seconds, or never registered and started that long ago; returns their ids."""
+    seconds, or never registered and started that long ago; returns their ids. Running
+    `trigger:` jobs (worker `DOWNSTREAM_WORKER`) are left alone: their child pipeline ends them."""
     lost_after = services.settings.worker_lost_after
     with services.database.transaction() as session:
         now = database_now(session)
         rows = session.execute(
             select(Job.id, Job.worker, Job.started_at, Worker.heartbeat_at, Worker.stopped_at)
             .outerjoin(Worker, Worker.name == Job.worker)
-            .where(Job.status == "running", Job.retried.is_(False))
+            .where(
+                Job.status == "running",
+                Job.retried.is_(False),
+                # a trigger: job runs on no worker: its child pipeline ends it
+                Job.worker.is_distinct_from(DOWNSTREAM_WORKER),
+            )
         ).all()
     lost: list[int] = []
     for job_id, worker, started_at, beat, stopped_at in rows:

@@ -38,10 +38,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import git
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pipeline.plan import Plan
+from pipeline.plan import Plan, TriggerSpec
 from runner.engine.recorder import JobStatus
 from runner.engine.schedule import (
     JobState,
@@ -53,11 +53,22 @@ from runner.engine.schedule import (
     retry_wanted,
     start_delay,
 )
+from runner.errors import RunnerError
 from web.db import jobs as job_rows
 from web.db.deliveries import finish_delivery
+from web.db.downstream import (
+    CHILD_SOURCE,
+    DOWNSTREAM_WORKER,
+    create_child_pipeline,
+    pipeline_depth,
+    start_trigger_job,
+    stuck_children,
+    unfinished_children,
+)
 from web.db.encryption import SecretCipher
 from web.db.jobs import get_job, list_jobs, request_job_cancel, request_pipeline_cancel
 from web.db.locks import lock_pipeline, lock_repository
+from web.db.logs import append_log
 from web.db.models import Job, utcnow
 from web.db.models import Pipeline as PipelineRow
 from web.db.pipelines import (
@@ -72,6 +83,7 @@ from web.db.pipelines import (
 from web.db.repos import get_repository
 from web.db.schemas import JobRead, PipelineCreate, PipelineDetail, PipelineRead, RepositoryRead
 from web.db.session import Database
+from web.downstream import child_planner, mirrored_end, parent_artifacts, trigger_of_pipeline
 from web.errors import (
     ConflictError,
     MirrorError,
@@ -270,7 +282,7 @@ def plan_recorded_pipeline(
     *,
     services: Services,
     pipeline_id: int,
-    trigger: Trigger | Mapping[str, Any],
+    trigger: Trigger | Mapping[str, Any] | None = None,
     delivery_row_id: int | None = None,
     variables: Mapping[str, str] | None = None,
     source: str | None = None,
@@ -279,8 +291,9 @@ def plan_recorded_pipeline(
     """Plan a pipeline recorded `created` by `create_pipeline_from_trigger` (`trigger` as a
     `Trigger` or its `dataclasses.asdict` form) and start it; a pipeline already planned (a
     message delivered twice) is left as it is. One that gets no pipeline file is kept
-    `skipped` with the reason when `keep_ignored`, else deleted."""
-    if not isinstance(trigger, Trigger):
+    `skipped` with the reason when `keep_ignored`, else deleted. A child pipeline (recorded by
+    its `trigger:` job's start) is planned from its parent, without `trigger`."""
+    if trigger is not None and not isinstance(trigger, Trigger):
         trigger = trigger_from_dict(trigger)
     with services.database.transaction() as session:
         pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
@@ -290,6 +303,10 @@ def plan_recorded_pipeline(
         planned_before = get_pipeline_plan(session=session, pipeline_id=pipeline_id) is not None
     if planned_before or pipeline.status != "created":
         return TriggerOutcome(pipeline)
+    if pipeline.parent_job_id is not None:
+        return TriggerOutcome(_plan_child(services, pipeline, repository))
+    if trigger is None:
+        raise ValueError(f"pipeline {pipeline_id} is no child pipeline: its trigger is needed")
     try:
         with RepositoryMirror(
             services.settings.data_dir, name=repository.name, clone_url=repository.clone_url
@@ -670,6 +687,7 @@ def _advance_locked(
     wake = [] if wake is None else wake
     started: list[int] = []
     holders: dict[str, tuple[int, str]] | None = None
+    triggers = child_triggers(plan)
     for step in next_steps(plan, states, ScheduleOptions(play_hint=PLAY_HINT, due=due)):
         row = jobs.get(step.job)
         if row is None:
@@ -681,6 +699,13 @@ def _advance_locked(
             if group in holders:
                 _wait_for_resource(session, row, group, holders[group])
                 continue
+        if step.status == JobStatus.PENDING and step.job in triggers:
+            # no worker runs a trigger job: it starts its child pipeline (after the commit)
+            if _start_downstream(session, pipeline, row.id, {row.status}):
+                states[step.job] = JobState(JobStatus.RUNNING)
+                if group:
+                    _now_held(session, pipeline.repository_id, group, (pipeline_id, step.job))
+            continue
         if job_rows.set_job_status(
             session=session,
             job_id=row.id,
@@ -705,12 +730,18 @@ def _advance_locked(
     stop = auto_cancel_reason(plan, states)
     if stop is not None:
         _auto_cancel(session, jobs, states, stop)
+    if triggers:  # a running trigger job asked to stop stops its child pipeline
+        for child in unfinished_children(session=session, pipeline_id=pipeline_id, stopping=True):
+            _note(session, CHILDREN_TO_CANCEL, child)
     status = pipeline_status(plan, states).value
     if status != pipeline.status:
         set_pipeline_status(
             session=session, pipeline_id=pipeline_id, status=status, reason=pipeline.reason
         )
-        _note_status(session, pipeline_id, status)
+        if pipeline.parent_job_id is None:  # a child pipeline's status is its trigger job's
+            _note_status(session, pipeline_id, status)
+        elif status in job_rows.FINISHED_STATUSES:
+            _note(session, CHILDREN_ENDED, pipeline_id)
     return started
 
 
@@ -881,6 +912,8 @@ def _dispatch(services: Services, job_ids: Sequence[int], session: Session | Non
             report(pipeline_id, status)
         except Exception:  # a status is never worth failing the pipeline for
             log.exception("cannot send pipeline %s's commit status", pipeline_id)
+    if session is not None:
+        _downstream_work(services, session)
 
 
 STATUS_CHANGES = "kapal.pipeline_statuses"
@@ -925,6 +958,12 @@ def requeue_pending(*, services: Services, older_than: float = 30.0) -> list[int
         )
     for pipeline_id in waiting:
         advance(services=services, pipeline_id=pipeline_id)
+    with services.database.transaction() as session:
+        unplanned, ended = stuck_children(session=session, before=cutoff)
+    for child in unplanned:  # its plan request lost: planning twice records one plan
+        _send_child_to_plan(services, child)
+    for child in ended:  # its trigger job's end lost
+        _end_trigger_job(services, child)
     return ids
 
 
@@ -992,6 +1031,8 @@ def cancel_pipeline(*, services: Services, pipeline_id: int) -> PipelineDetail:
     with services.database.transaction() as session:
         request_pipeline_cancel(session=session, pipeline_id=pipeline_id)
         started = _advance_locked(session, pipeline_id, wake)
+        for child in unfinished_children(session=session, pipeline_id=pipeline_id):
+            _note(session, CHILDREN_TO_CANCEL, child)  # those running on by themselves too
         detail = get_pipeline_detail(session=session, pipeline_id=pipeline_id)
         freed = _freed_groups(session, pipeline_id)
     _dispatch(services, started, session)
@@ -1009,6 +1050,10 @@ def cancel_job(*, services: Services, job_id: int) -> JobRead:
         lock_pipeline(session=session, pipeline_id=job.pipeline_id)
         request_job_cancel(session=session, job_id=job_id)
         started = _advance_locked(session, job.pipeline_id, wake)
+        for child in unfinished_children(
+            session=session, pipeline_id=job.pipeline_id, job_ids=[job_id]
+        ):
+            _note(session, CHILDREN_TO_CANCEL, child)
         now = _job(session, job_id)
         freed = _freed_groups(session, job.pipeline_id)
     _dispatch(services, started, session)
@@ -1045,7 +1090,8 @@ def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
                 group,
                 (job.pipeline_id, job.name),
             )
-        started = [job_id, *_advance_locked(session, job.pipeline_id, wake)]
+        started = _for_workers(session, job.pipeline_id, [job_id])
+        started += _advance_locked(session, job.pipeline_id, wake)
         now = _job(session, job_id)
     _dispatch(services, started, session)
     _wake_later(services, job.pipeline_id, wake)
@@ -1112,9 +1158,8 @@ def retry_job(*, services: Services, job_id: int) -> JobRead:
             )
         if plan is not None:
             _reopen_skipped_after(session, plan, job.pipeline_id, [job.name])
-        started = _advance_locked(session, job.pipeline_id, wake)
-        if first == "pending":
-            started.insert(0, new.id)
+        started = _for_workers(session, job.pipeline_id, [new.id]) if first == "pending" else []
+        started += _advance_locked(session, job.pipeline_id, wake)
         now = _job(session, new.id)
     _dispatch(services, started, session)
     _wake_later(services, job.pipeline_id, wake)
@@ -1186,3 +1231,287 @@ def _reopen_skipped_after(
                 todo.append(after)
     jobs = _current_jobs(session, pipeline_id)
     _reopen(session, [jobs[name].id for name in seen if name in jobs], {"skipped"})
+
+
+# -- child pipelines (`trigger:` jobs) -------------------------------------------------------
+#
+# A trigger job runs on no worker: when the scheduler would make it pending, it is moved to
+# `running` under `DOWNSTREAM_WORKER` and its child pipeline is recorded, in the transaction that
+# decided it (a compare-and-set on the job: one child per attempt, whoever advances); after the
+# commit the child is sent to be planned at the parent's commit (`plan_recorded_pipeline`). The
+# trigger job then succeeds at once, or with `strategy: depend` ends as its child does (the
+# child's end, after its commit, finishes it through `finish_job`). A trigger job asked to
+# cancel cancels its child; `requeue_pending` picks up what a lost message left.
+
+CHILDREN_TO_PLAN = "kapal.children_to_plan"
+CHILDREN_ENDED = "kapal.children_ended"
+CHILDREN_TO_CANCEL = "kapal.children_to_cancel"
+
+
+def child_triggers(plan: Plan) -> frozenset[str]:
+    """The jobs of `plan` that start a child pipeline (`trigger: include:`); those with
+    `trigger: project` go to a worker, which fails them (they need a GitLab server)."""
+    return frozenset(
+        job.name
+        for job in plan.runnable_jobs()
+        if job.trigger is not None and job.trigger.project is None
+    )
+
+
+def _note(session: Session, key: str, pipeline_id: int) -> None:
+    """Keep, on the session, a child pipeline to act on once the transaction has committed."""
+    session.info.setdefault(key, []).append(pipeline_id)
+
+
+def _start_downstream(
+    session: Session, pipeline: PipelineRead, job_id: int, from_statuses: Collection[str]
+) -> bool:
+    """Start trigger job `job_id` of `pipeline` (locked): running, no worker, its child pipeline
+    recorded and planned after the commit; False when it was not in `from_statuses` any more."""
+    if not start_trigger_job(session=session, job_id=job_id, from_statuses=from_statuses):
+        return False
+    child = create_child_pipeline(session=session, parent=pipeline, job_id=job_id)
+    _note(session, CHILDREN_TO_PLAN, child.id)
+    return True
+
+
+def _for_workers(session: Session, pipeline_id: int, job_ids: list[int]) -> list[int]:
+    """Of jobs just made pending, those a worker runs: the trigger jobs among them start their
+    child pipelines instead (`_start_downstream`)."""
+    plan = _plan(session, pipeline_id)
+    triggers = child_triggers(plan) if plan is not None else frozenset()
+    if not triggers:
+        return job_ids
+    pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
+    assert pipeline is not None
+    kept = []
+    for job_id in job_ids:
+        if _job(session, job_id).name in triggers:
+            _start_downstream(session, pipeline, job_id, {"pending"})
+        else:
+            kept.append(job_id)
+    return kept
+
+
+def _downstream_work(services: Services, session: Session) -> None:
+    """What the committed `session` left for child pipelines: plan the new ones, cancel those
+    whose trigger job stops, end the trigger jobs whose child ended. Never raises (logged):
+    `requeue_pending` finds what was left undone."""
+    work = (
+        (CHILDREN_TO_PLAN, _send_child_to_plan),
+        (CHILDREN_TO_CANCEL, _cancel_child),
+        (CHILDREN_ENDED, _end_trigger_job),
+    )
+    for key, act in work:
+        for child in dict.fromkeys(session.info.pop(key, [])):
+            try:
+                act(services, child)
+            except Exception:
+                log.exception("child pipeline %s: %s failed", child, act.__name__)
+
+
+def _send_child_to_plan(services: Services, child_id: int) -> None:
+    """Have a worker plan the child pipeline (as a webhook's pipeline), or plan it here when
+    the broker cannot be reached."""
+    try:
+        services.dispatcher.plan_pipeline(child_id, {})
+        return
+    except Exception:
+        log.exception("cannot send child pipeline %s to be planned; planning it here", child_id)
+    plan_recorded_pipeline(services=services, pipeline_id=child_id)
+
+
+def _plan_child(
+    services: Services, child: PipelineRead, repository: RepositoryRead
+) -> PipelineRead:
+    """Plan a recorded child pipeline at its parent's commit and start it; when it cannot be
+    (its files missing or wrong, too deep, an artifact unreadable, no job), it is kept failed or
+    skipped with the reason and its trigger job fails saying why."""
+    assert child.parent_job_id is not None
+    with services.database.transaction() as session:
+        job = get_job(session=session, job_id=child.parent_job_id)
+        parent = None if job is None else get_pipeline(session=session, pipeline_id=job.pipeline_id)
+        data = None if parent is None else get_pipeline_plan(session=session, pipeline_id=parent.id)
+        depth = 0 if parent is None else pipeline_depth(session=session, pipeline=parent)
+    if job is None or parent is None or data is None:
+        return _fail_pipeline(services, child.id, "its trigger job no longer exists")
+    if job.status != "running" or job.cancel_requested:
+        return _child_not_created(
+            services,
+            child.id,
+            "canceled",
+            "canceled before it started",
+            JobEnd(JobStatus.CANCELED, reason=f"child pipeline #{child.id} was canceled"),
+        )
+    parent_plan = Plan.from_dict(data)
+    trigger_job = parent_plan.job(job.name)
+    assert trigger_job.trigger is not None
+    lines: list[str] = []
+    planned: PlannedTrigger | None = None
+    try:
+        with (
+            parent_artifacts(services.settings) as artifacts,
+            RepositoryMirror(
+                services.settings.data_dir, name=repository.name, clone_url=repository.clone_url
+            ) as mirror,
+        ):
+            planned = plan_trigger(
+                trigger_of_pipeline(child, repository),
+                mirror,
+                pipeline_id=child.id,
+                default_branch=repository.default_branch,
+                source=CHILD_SOURCE,
+                plan_child=child_planner(
+                    trigger_job,
+                    parent=parent_plan,
+                    parent_id=parent.id,
+                    child_id=child.id,
+                    depth=depth,
+                    artifacts=artifacts,
+                    log=lines.append,
+                ),
+            )
+    except (MirrorError, RunnerError) as exc:
+        problem = str(exc)
+    except Exception as exc:  # kapal's own failure: said, never a trigger job running for good
+        log.exception("child pipeline %s: cannot plan it", child.id)
+        problem = f"kapal could not plan it: {exc}"
+    else:
+        error = planned.error
+        problem = "\n".join(str(p) for p in error.problems) if error is not None else ""
+    if planned is None or planned.plan is None or problem:
+        problem = problem or "no pipeline could be planned"
+        return _child_not_created(
+            services,
+            child.id,
+            "failed",
+            problem,
+            JobEnd(
+                JobStatus.FAILED,
+                reason=f"child pipeline #{child.id} cannot be created: {problem.splitlines()[0]}",
+            ),
+            lines + [f"kapal: {line}" for line in problem.splitlines()],
+        )
+    the_plan = planned.plan
+    if not the_plan.created or not the_plan.runnable_jobs():
+        why = the_plan.skip_reason if not the_plan.created else "its rules leave it no job"
+        return _child_not_created(
+            services,
+            child.id,
+            "skipped",
+            f"not created: {why}",
+            JobEnd(
+                JobStatus.FAILED,
+                reason=f"the child pipeline is not created: {why} (GitLab fails the trigger "
+                "job too)",
+            ),
+            lines,
+        )
+    return _start_child(services, child.id, job, trigger_job.trigger, the_plan, lines)
+
+
+def _start_child(
+    services: Services,
+    child_id: int,
+    job: JobRead,
+    spec: TriggerSpec,
+    the_plan: Plan,
+    lines: list[str],
+) -> PipelineRead:
+    """Record a child pipeline's plan and forwarded variables, and start it; trigger job `job`
+    (`spec` its `trigger:`) succeeds now unless it waits for the child (`strategy: depend`)."""
+    wake: list[float] = []
+    with services.database.transaction() as session:
+        lock_pipeline(session=session, pipeline_id=child_id)
+        child = get_pipeline(session=session, pipeline_id=child_id)
+        assert child is not None
+        if child.status != "created" or get_pipeline_plan(session=session, pipeline_id=child_id):
+            return child  # planned (a request sent twice) or canceled meanwhile
+        record_plan(session=session, pipeline_id=child_id, plan=the_plan)
+        forwarded = {v.name: v.value for v in the_plan.variables if v.source == "trigger"}
+        session.execute(
+            update(PipelineRow).where(PipelineRow.id == child_id).values(variables=forwarded)
+        )
+        count = len(the_plan.runnable_jobs())
+        lines = [
+            *lines,
+            f"kapal: child pipeline #{child_id}: {count} job(s) from {spec.describe()}",
+        ]
+        append_log(session=session, job_id=job.id, lines=lines)
+        started = _advance_locked(session, child_id, wake)
+        recorded = get_pipeline(session=session, pipeline_id=child_id)
+    _dispatch(services, started, session)
+    _wake_later(services, child_id, wake)
+    if not spec.depends:
+        reason = f"child pipeline #{child_id} created; it runs on (`strategy: depend` would wait)"
+        finish_job(services=services, job_id=job.id, end=JobEnd(JobStatus.SUCCESS, reason=reason))
+    assert recorded is not None
+    return recorded
+
+
+def _child_not_created(
+    services: Services,
+    child_id: int,
+    status: str,
+    reason: str,
+    end: JobEnd,
+    lines: Sequence[str] = (),
+) -> PipelineRead:
+    """Keep a child pipeline that will not run `status` with `reason`, and end its trigger job
+    with `end` (`lines` added to its log); a child planned meanwhile is left as it is."""
+    with services.database.transaction() as session:
+        lock_pipeline(session=session, pipeline_id=child_id)
+        child = get_pipeline(session=session, pipeline_id=child_id)
+        assert child is not None and child.parent_job_id is not None
+        unplanned = get_pipeline_plan(session=session, pipeline_id=child_id) is None
+        if unplanned:
+            set_pipeline_status(session=session, pipeline_id=child_id, status=status, reason=reason)
+            if lines:
+                append_log(session=session, job_id=child.parent_job_id, lines=list(lines))
+        child = get_pipeline(session=session, pipeline_id=child_id)
+    assert child is not None and child.parent_job_id is not None
+    if unplanned:
+        finish_job(services=services, job_id=child.parent_job_id, end=end)
+    return child
+
+
+def _end_trigger_job(services: Services, child_id: int) -> None:
+    """A child pipeline ended: its trigger job, if it still runs (`strategy: depend`), ends as
+    the child did."""
+    with services.database.transaction() as session:
+        child = get_pipeline(session=session, pipeline_id=child_id)
+        if child is None or child.parent_job_id is None:
+            return
+        job = get_job(session=session, job_id=child.parent_job_id)
+        if child.status not in job_rows.FINISHED_STATUSES or job is None:
+            return
+        if job.status != "running" or job.worker != DOWNSTREAM_WORKER:
+            return
+        failed = [
+            row.name
+            for row in list_jobs(session=session, pipeline_id=child_id, include_retried=False)
+            if row.status == "failed" and not row.allow_failure
+        ]
+    status, reason = mirrored_end(child_id, child.status, failed)
+    finish_job(services=services, job_id=job.id, end=JobEnd(status, reason=reason))
+
+
+def _cancel_child(services: Services, child_id: int) -> None:
+    """Cancel a child pipeline (its trigger job or its parent was canceled), and so its own
+    children; one not planned yet is canceled at once, with its trigger job."""
+    with services.database.transaction() as session:
+        child = get_pipeline(session=session, pipeline_id=child_id)
+        planned = get_pipeline_plan(session=session, pipeline_id=child_id) is not None
+    if child is None or child.status in job_rows.FINISHED_STATUSES:
+        return
+    if not planned:
+        child = _child_not_created(
+            services,
+            child_id,
+            "canceled",
+            "canceled before it started",
+            JobEnd(JobStatus.CANCELED, reason=f"child pipeline #{child_id} was canceled"),
+        )
+        if child.status in job_rows.FINISHED_STATUSES:
+            return
+    cancel_pipeline(services=services, pipeline_id=child_id)

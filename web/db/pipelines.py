@@ -72,12 +72,28 @@ def get_pipeline_detail(*, session: Session, pipeline_id: int) -> PipelineDetail
     row = session.get(Pipeline, pipeline_id)
     if row is None:
         return None
-    jobs = session.scalars(
-        select(Job).where(Job.pipeline_id == pipeline_id).order_by(Job.position, Job.attempt)
-    )
+    jobs = [
+        JobRead.model_validate(j)
+        for j in session.scalars(
+            select(Job).where(Job.pipeline_id == pipeline_id).order_by(Job.position, Job.attempt)
+        )
+    ]
+    # the child pipelines its `trigger:` jobs started, and the parent of a child pipeline
+    children = {
+        job_id: child_id
+        for job_id, child_id in session.execute(
+            select(Pipeline.parent_job_id, Pipeline.id)
+            .join(Job, Job.id == Pipeline.parent_job_id)
+            .where(Job.pipeline_id == pipeline_id)
+        )
+    }
+    if children:
+        jobs = [j.model_copy(update={"downstream_pipeline_id": children.get(j.id)}) for j in jobs]
+    parent = None
+    if row.parent_job_id is not None:
+        parent = session.scalar(select(Job.pipeline_id).where(Job.id == row.parent_job_id))
     return PipelineDetail(
-        **PipelineRead.model_validate(row).model_dump(),
-        jobs=[JobRead.model_validate(j) for j in jobs],
+        **PipelineRead.model_validate(row).model_dump(), jobs=jobs, parent_pipeline_id=parent
     )
 
 

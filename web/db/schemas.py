@@ -110,6 +110,7 @@ class PipelineCreate(BaseModel):
     variables: dict[str, str] = Field(default_factory=dict)
     trigger: dict[str, Any] = Field(default_factory=dict)
     plan: dict[str, Any] | None = None
+    parent_job_id: int | None = None  # a child pipeline's `trigger:` job
 
 
 class PipelineRead(_Row):
@@ -133,6 +134,7 @@ class PipelineRead(_Row):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    parent_job_id: int | None = None  # a child pipeline's: the `trigger:` job that started it
 
 
 class JobCreate(BaseModel):
@@ -174,12 +176,16 @@ class JobRead(_Row):
     queued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    # a `trigger:` job's: the child pipeline it started (filled where a pipeline is read whole)
+    downstream_pipeline_id: int | None = None
 
 
 class PipelineDetail(PipelineRead):
-    """A pipeline with its jobs (latest attempts and retried ones, in plan order)."""
+    """A pipeline with its jobs (latest attempts and retried ones, in plan order); a child
+    pipeline's parent pipeline (`parent_pipeline_id`, that of its `parent_job_id`)."""
 
     jobs: list[JobRead]
+    parent_pipeline_id: int | None = None
 
 
 class LogSlice(BaseModel):

@@ -16,13 +16,17 @@ Mirror problems (`RepositoryUnreachableError`, `CommitNotFoundError`, `UnsafeTre
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pipeline
 from pipeline.errors import PipelineError
 from web.hooks.context import trigger_context
 from web.hooks.trigger import Trigger
-from web.mirrors import RepositoryMirror
+from web.mirrors import PlanningTree, RepositoryMirror
+
+PlanChild = Callable[[pipeline.TriggerContext, PlanningTree], pipeline.Plan]
+"""Plans a child pipeline from its parent's trigger context and the commit's files."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ def plan_trigger(
     default_branch: str | None = None,
     variables: tuple[tuple[str, str], ...] = (),
     source: str | None = None,
+    plan_child: PlanChild | None = None,
 ) -> PlannedTrigger:
     """Fetch `trigger`'s commit into `mirror`, read its pipeline file there, and plan it.
 
@@ -53,6 +58,8 @@ def plan_trigger(
     previous commit of the branch, for a new branch against `default_branch`, for a merge
     request against its target branch (tags: unknown, so every `changes:` matches).
     `source` replaces the trigger's CI_PIPELINE_SOURCE (`api`, `web` for a pipeline run by hand).
+    `plan_child` plans a child pipeline instead of the commit's pipeline file (a `trigger:`
+    job's, `web.orchestration`), from the context that file would be planned in.
     """
     default = default_branch or trigger.default_branch or "main"
     request = trigger.merge_request
@@ -90,6 +97,8 @@ def plan_trigger(
     try:
         with mirror.planning_tree(sha) as tree:
             planning = context(tree.files)
+            if plan_child is not None:
+                return PlannedTrigger(trigger, planning, plan_child(planning, tree), None)
             document = tree.load()
             if document is None:
                 return PlannedTrigger(trigger, planning, None, None)
