@@ -86,7 +86,7 @@ def status_word(status: str) -> str:
     return STATUS_WORDS.get(status, status)
 
 
-SOURCE_WORDS = {"merge_request_event": "merge request"}
+SOURCE_WORDS = {"merge_request_event": "merge request", "parent_pipeline": "parent pipeline"}
 
 
 def source_word(source: str) -> str:

@@ -19,6 +19,7 @@ from web.dashboard.display import FINISHED_STATUSES
 from web.dashboard.live import pipeline_version
 from web.dashboard.pages import RowId, database_of, page
 from web.dashboard.rendering import render
+from web.db.jobs import get_job
 from web.db.models import Artifact
 from web.db.pipelines import get_pipeline_detail, get_pipeline_plan
 from web.db.repos import get_repository
@@ -141,6 +142,11 @@ def pipeline_page(request: Request, pipeline_id: RowId) -> Response:
                 (names.get(image.job_id, "?"), image.job_id, image)
                 for image in list_built_images(session=session, pipeline_id=pipeline_id)
             ]
+            parent_job = (
+                None
+                if detail.parent_job_id is None
+                else get_job(session=session, job_id=detail.parent_job_id)
+            )
         counts = {status: 0 for status in ("passed", "failed", "error", "skipped")}
         for case in cases:
             counts[case.status] = counts.get(case.status, 0) + 1
@@ -161,6 +167,7 @@ def pipeline_page(request: Request, pipeline_id: RowId) -> Response:
             ),
             artifacts=artifacts,
             images=images,
+            parent_job_name=parent_job.name if parent_job is not None else None,
             can_retry=plan is not None
             and not statuses & {"pending", "running"}
             and bool(statuses & {"success", "failed", "canceled"}),
