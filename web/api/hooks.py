@@ -17,6 +17,8 @@ message can be sent to a worker is the pipeline planned in the request.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -83,6 +85,22 @@ def _kept_headers(headers: dict[str, str]) -> dict[str, str]:
     }
 
 
+@contextmanager
+def _recording(database: Database) -> Iterator[Session]:
+    """Where a delivery is recorded: on PostgreSQL statements committed one by one (the delivery
+    and its pipeline are one statement; no BEGIN and COMMIT round trips), elsewhere (SQLite,
+    whose three statements make them) one transaction."""
+    if database.dialect != "postgresql":
+        with database.transaction() as session:
+            yield session
+        return
+    with (
+        database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+        Session(bind=connection) as session,
+    ):
+        yield session
+
+
 def _deliver(
     *,
     settings: Settings,
@@ -98,7 +116,7 @@ def _deliver(
     # one transaction from the repository's secret to the delivery and its pipeline (on
     # PostgreSQL two statements: the repository, then the delivery with its pipeline): a
     # refused delivery (a bad signature...) writes nothing
-    with database.transaction() as session:
+    with _recording(database) as session:
         repository = _find_repository(session, provider, identity)
         secret = cipher.decrypt(repository.webhook_secret)
         outcome = parse_delivery(provider.value, headers, body, secret=secret)
