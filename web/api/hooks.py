@@ -8,11 +8,16 @@ that asks for nothing). A verified delivery is recorded once per provider + deli
 redelivery answers 200 with the first one's `{"pipeline_id": N}` and makes nothing new.
 
 A push, tag or merge request is answered 201 `{"pipeline_id": N, "status": "created"}` as soon
-as its delivery and pipeline are recorded: git and the planner run on a worker (the
-`plan_pipeline` task), which fails the pipeline with the reason when its file is invalid or the
-commit cannot be fetched, and marks it `skipped` with the reason when the commit has no pipeline
-file or `workflow: rules` create none (the delivery records the same outcome). Only when no
-message can be sent to a worker is the pipeline planned in the request.
+as its delivery and pipeline are recorded (on PostgreSQL in one statement): git and the planner
+run on a worker (the `plan_pipeline` task; the request is sent after the answer, by the web
+process's `web.tasks.PlanSender`, several at once in a burst), which fails the pipeline with the
+reason when its file is invalid or the commit cannot be fetched, and marks it `skipped` with the
+reason when the commit has no pipeline file or `workflow: rules` create none (the delivery
+records the same outcome). When no message can be sent to a worker, the web process plans the
+pipeline itself; a request lost on the way is sent again by a worker (`web.hooks.lost_plans`).
+
+Served by `HookEndpoint`, a plain ASGI route ahead of the FastAPI route that documents it: the
+request path is the body, one thread-pool hop for the database, and the JSON answer.
 """
 
 from __future__ import annotations
@@ -113,9 +118,9 @@ def _deliver(
     """Everything after the body is read (blocking: database, git): the status and JSON."""
     identity = identify_repository(provider.value, headers, body)
     cipher = SecretCipher(settings.encryption_key())
-    # one transaction from the repository's secret to the delivery and its pipeline (on
-    # PostgreSQL two statements: the repository, then the delivery with its pipeline): a
-    # refused delivery (a bad signature...) writes nothing
+    # one connection from the repository's secret to the delivery and its pipeline (on
+    # PostgreSQL two statements: the repository, then the delivery with its pipeline; on
+    # SQLite one transaction): a refused delivery (a bad signature...) writes nothing
     with _recording(database) as session:
         repository = _find_repository(session, provider, identity)
         secret = cipher.decrypt(repository.webhook_secret)
