@@ -600,6 +600,9 @@ def _cancel_if_redundant(services: Services, pipeline_id: int, newer: int) -> bo
             request_job_cancel(session=session, job_id=job.id)
         started = _advance_locked(session, pipeline_id, wake)
         whole = len(chosen) == len(unfinished)
+        if whole:  # with the child pipelines running on by themselves
+            for child in unfinished_children(session=session, pipeline_id=pipeline_id):
+                _note(session, CHILDREN_TO_CANCEL, child)
         set_pipeline_status(
             session=session,
             pipeline_id=pipeline_id,

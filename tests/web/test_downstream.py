@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.artifacts import ArtifactStore
+from runner.artifacts import ArtifactStore, SharedArtifactStore
 from runner.engine.recorder import JobStatus
 from tests.web.service_support import KeptJobs, kept_services, register
 from tests.web.test_mirrors import Project
@@ -483,3 +483,90 @@ def test_a_lost_plan_request_of_a_child_is_sent_again(
     [child] = _plan_children(services, kept)
     assert _jobs(services, parent)["start-child"].status == "success"
     assert _detail(services, child).status in ("pending", "running")
+
+
+def test_a_generated_child_file_linked_out_of_the_artifacts_is_never_read(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead, tmp_path: Path
+) -> None:
+    # the job's artifact is a symlink to a file of the host holding a pipeline: following it
+    # would run what the host file says
+    secret = tmp_path / "host-secret.yml"
+    secret.write_text("image: busybox:latest\nleaked: {script: ['cat /etc/shadow']}\n")
+    parent = _start(services, project, repository, {".kapal.yml": GENERATED})
+    work = tmp_path / "gen-workspace"
+    work.mkdir()
+    (work / "gen.yml").symlink_to(secret)
+    ArtifactStore(services.settings.artifacts_dir).save(parent, "gen", work, ["gen.yml"])
+    _run(services, _jobs(services, parent)["gen"], JobStatus.SUCCESS)
+    [child] = _plan_children(services, kept)
+    trigger = _jobs(services, parent)["start-child"]
+    assert trigger.status == "failed"
+    assert "cannot read the child pipeline's file 'gen.yml'" in trigger.reason
+    assert _detail(services, child).jobs == []
+    assert secret.read_text().startswith("image: busybox")  # the host file untouched
+
+
+def test_the_dotenv_report_of_a_needed_job_reaches_the_child(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead, tmp_path: Path
+) -> None:
+    text = """
+image: busybox:latest
+stages: [build, child]
+version: {stage: build, script: ["true"], artifacts: {reports: {dotenv: build.env}}}
+start-child:
+  stage: child
+  needs: [version]
+  variables: {TAG: "v$VERSION"}
+  trigger: {include: ci/child.yml, strategy: depend}
+"""
+    parent = _start(services, project, repository, {".kapal.yml": text, "ci/child.yml": CHILD})
+    work = tmp_path / "version-workspace"
+    work.mkdir()
+    (work / "build.env").write_text("VERSION=1.2.3\n")
+    ArtifactStore(services.settings.artifacts_dir).save(parent, "version", work, ["build.env"])
+    _run(services, _jobs(services, parent)["version"], JobStatus.SUCCESS)
+    [child] = _plan_children(services, kept)
+    variables = _detail(services, child).variables
+    assert (variables["VERSION"], variables["TAG"]) == ("1.2.3", "v1.2.3")
+
+
+def test_a_generated_child_is_read_from_the_object_store(
+    database: Database, tmp_path: Path, project: Project
+) -> None:
+    # the job that made the file ran on another machine: its artifacts reach the service
+    # through the object store only
+    kept = KeptJobs()
+    base = kept_services(database, tmp_path / "data", kept)
+    settings = base.settings.model_copy(update={"object_store": str(tmp_path / "objects")})
+    services = Services(settings=settings, database=database, dispatcher=kept)
+    repository = register(services, project)
+    parent = _start(services, project, repository, {".kapal.yml": GENERATED})
+    work = tmp_path / "gen-workspace"
+    work.mkdir()
+    (work / "gen.yml").write_text("image: busybox:latest\nmade: {script: ['true']}\n")
+    objects = settings.open_object_store()
+    assert objects is not None
+    elsewhere = SharedArtifactStore(tmp_path / "other-machine", objects, scratch=tmp_path / "s")
+    elsewhere.save(parent, "gen", work, ["gen.yml"])
+    assert not settings.artifacts_dir.exists()
+    _run(services, _jobs(services, parent)["gen"], JobStatus.SUCCESS)
+    [child] = _plan_children(services, kept)
+    assert _jobs(services, parent)["start-child"].status == "running"
+    assert set(_jobs(services, child)) == {"made"}
+    assert not list((settings.data_dir).glob("kapal-child-*"))  # its download removed
+
+
+def test_a_newer_pipeline_auto_cancels_the_older_ones_children(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead
+) -> None:
+    text = NO_STRATEGY.replace(
+        "trigger: {include: ci/child.yml}}",
+        "trigger: {include: ci/child.yml}, interruptible: true}",
+    )
+    text = text.replace('script: ["true"]}', 'script: ["true"], interruptible: true}')
+    older = _start(services, project, repository, {".kapal.yml": text, "ci/child.yml": CHILD})
+    [child] = _plan_children(services, kept)
+    assert _detail(services, child).status in ("pending", "running")
+    _start(services, project, repository, {"README": "a newer commit"})
+    assert _detail(services, older).status == "canceled"
+    assert _detail(services, child).status == "canceled"
