@@ -1,5 +1,6 @@
 """`kapal serve --workers N`: N forked HTTP processes share the socket, the embedded worker runs
-in a process of its own, one that dies is started again, and SIGTERM stops them all."""
+in a process of its own, one that dies is started again, and SIGTERM stops them all; a signed
+push delivered to it runs to success."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.web.api.test_serve import KAPAL, _env, read_banner
+from runner.images import ImageStore
+from tests.web.api.test_hooks import push_of
+from tests.web.api.test_serve import KAPAL, PIPELINE, Served, _env, cli, read_banner, secret_of
+from tests.web.hooks.conftest import delivery
+from tests.web.test_mirrors import Project
 
 
 def _children(pid: int) -> set[int]:
@@ -85,3 +90,54 @@ def test_workers_below_one_is_refused_in_one_line(tmp_path: Path) -> None:
     assert done.stderr.splitlines() == [
         "kapal serve: --workers is the number of HTTP processes: 1 or more, not 0"
     ]
+
+
+def test_a_delivered_push_runs_through_two_http_processes_and_the_worker_process(
+    tmp_path: Path, image_store: ImageStore, busybox_image: str
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "images").symlink_to(image_store.root)
+    socket = tmp_path / "run" / "kapal.sock"
+    process = subprocess.Popen(
+        [*KAPAL, "serve", "--socket", str(socket), "--workers", "2"],
+        env=_env(data_dir),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        served = Served(process, read_banner(process), socket)
+        transport = httpx.HTTPTransport(uds=str(socket))
+        with httpx.Client(transport=transport, base_url="http://kapal", timeout=120) as client:
+            _wait_for("an answer", lambda: socket.exists() and _healthy(client))
+            project = Project(tmp_path / "repos")
+            sha = project.commit({".kapal.yml": PIPELINE})
+            project.push()
+            added = cli(served, "repo", "add", "acme/shop", "--clone-url", str(project.origin))
+            assert added.returncode == 0, added.stderr
+            headers, body = delivery("github", push_of(sha), "push", secret=secret_of(added.stdout))
+            answer = client.post("/hooks/github", content=body, headers=headers)
+            assert answer.status_code == 201, answer.text
+            pipeline_id = answer.json()["pipeline_id"]
+
+            def finished() -> bool:
+                status = client.get(f"/api/v1/pipelines/{pipeline_id}").json()["status"]
+                return status in ("success", "failed", "canceled", "skipped")
+
+            _wait_for("the pipeline to finish", finished, timeout=180)
+            assert client.get(f"/api/v1/pipelines/{pipeline_id}").json()["status"] == "success"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(90) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def _healthy(client: httpx.Client) -> bool:
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
