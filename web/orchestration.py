@@ -1008,7 +1008,7 @@ def finish_job(*, services: Services, job_id: int, end: JobEnd) -> list[int]:
         )
         if changed and again:
             new = job_rows.retry_job(session=session, job_id=job_id, status="pending")
-            started.append(new.id)
+            started += _for_workers(session, job.pipeline_id, [new.id])
         started += _advance_locked(session, job.pipeline_id, wake)
         freed = _freed_groups(session, job.pipeline_id)
     _dispatch(services, started, session)

@@ -40,6 +40,7 @@ from web.api.deps import (
     SettingsDep,
     WriterDep,
 )
+from web.db.downstream import child_pipelines
 from web.db.jobs import FINISHED_STATUSES, get_job
 from web.db.logs import read_log
 from web.db.pipelines import get_pipeline
@@ -73,8 +74,10 @@ def _job(database: Database, job_id: int) -> JobOut:
         if job is None:
             raise NotFoundError(f"job {job_id} does not exist")
         pipeline = get_pipeline(session=session, pipeline_id=job.pipeline_id)
+        child = child_pipelines(session=session, job_ids=[job.id]).get(job.id)
     assert pipeline is not None
-    return JobOut(**job.model_dump(), repository_id=pipeline.repository_id)
+    shown = job.model_dump() | {"downstream_pipeline_id": child}
+    return JobOut(**shown, repository_id=pipeline.repository_id)
 
 
 def _who(access: Access) -> str:

@@ -37,6 +37,8 @@ def test_parent_and_child_pipelines_name_each_other(
         parent["id"],
     )
     assert [job["name"] for job in child["jobs"]] == ["inner"]
+    job = client.get(f"/api/v1/jobs/{trigger['id']}", headers=AUTH).json()
+    assert (job["worker"], job["downstream_pipeline_id"]) == ("downstream", child_id)
     listed = client.get("/api/v1/pipelines", params={"source": "parent_pipeline"}, headers=AUTH)
     assert [(p["id"], p["parent_job_id"]) for p in listed.json()["items"]] == [
         (child_id, trigger["id"])
