@@ -193,13 +193,16 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     if args.push and not tags:
         raise UsageError("--push needs at least one -t NAME:TAG")
     context = Path(args.context)
+    secrets = _secrets(args.secret)
     return {
         "context": context,
         "dockerfile": Path(args.file) if args.file else context / "Dockerfile",
         "tags": tags,
-        "secrets": _secrets(args.secret),
-        # everything else that decides the image, as a build memo compares it
+        "secrets": secrets,
+        # everything else that decides the image, as a build memo compares it (of the secrets,
+        # which were given: a step may require one; their values are in no cache key)
         "settings": {
+            "secret_ids": sorted(secrets),
             "build_args": _build_args(args.build_arg),
             "target": args.target,
             "network": {"default": "nat"}.get(args.network, args.network),
@@ -241,17 +244,16 @@ def build_main(argv: list[str]) -> int:
     started = time.monotonic()
     data_dir = RuntimeEnvironment.from_environ().data_dir
     try:
-        snap = None
-        # --secret values are not kept in a memo, nor are builds that push or prune
-        if not (request["secrets"] or args.push or args.prune):
-            snap = memo.snapshot(
-                cache_root=data_dir / "build-cache",
-                images_root=data_dir / "images",
-                context=request["context"],
-                dockerfile=request["dockerfile"],
-                settings=request["settings"],
-            )
-        if snap is not None and not args.no_cache:
+        # `--secret` values take no part (a RUN step's cache key has none of them either)
+        snap = memo.snapshot(
+            cache_root=data_dir / "build-cache",
+            images_root=data_dir / "images",
+            context=request["context"],
+            dockerfile=request["dockerfile"],
+            settings=request["settings"],
+        )
+        # --push and --prune have work to do after the build: the builder runs (all cached)
+        if snap is not None and not (args.no_cache or args.push or args.prune):
             replay = memo.lookup(
                 snap,
                 cache_root=data_dir / "build-cache",

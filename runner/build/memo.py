@@ -16,9 +16,12 @@ A memo answers only when the inputs are equal, every base name still points wher
 every cache entry and the image are still there, and every requested tag already points at the
 image; anything else is a miss and the builder runs (and records a new memo). A change to a
 file always changes its ctime, which no one can set back. What a memo cannot see it is never
-written for: ADD of a URL or a git repository, `--secret`s, builds whose context has more than
-`MAX_ENTRIES` entries, and contexts with an entry changed less than `RACY_NS` before the snapshot
-(a change within the same clock tick could leave the same ctime, as in git's "racy" index).
+written for: ADD of a URL or a git repository, builds whose context has more than `MAX_ENTRIES`
+entries, and contexts with an entry changed less than `RACY_NS` before the snapshot (a change
+within the same clock tick could leave the same ctime, as in git's "racy" index). Every build
+the command runs records (or forgets) the memo, `--no-cache` ones too, so a memo always answers
+what the builder's cache would: the image of the last build of the same inputs. `--secret`
+values are not inputs, as they are not part of any step's cache key.
 
 Layout: `<build cache>/memo/<crc32 of context and Dockerfile paths>.json`, written by rename.
 Lifecycle: `snapshot()` before the build → `lookup()` (a hit ends the command) → on a miss, the

@@ -315,3 +315,44 @@ def test_snapshot_reads_nothing_it_would_follow(tmp_path: Path) -> None:
         )
         is None
     )
+
+
+def test_a_build_missing_a_required_secret_still_fails(
+    kapal: Kapal,
+    tmp_path: Path,
+    busybox_image: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Secret values are in no cache key, but which secrets were given is an input: a step that
+    # requires one fails without it, memo or not.
+    ctx = tmp_path / "secret-ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {busybox_image}\n"
+        "RUN --mount=type=secret,id=tok,required=true test -s /run/secrets/tok\n"
+    )
+    settle()
+    monkeypatch.setenv("TOK", "s3cret")
+    first, _ = kapal.build("--secret", "id=tok,env=TOK", str(ctx))
+    monkeypatch.setenv("TOK", "another")  # a new value: the step's cache key is the same
+    again, _ = kapal.build("--secret", "id=tok,env=TOK", str(ctx))
+    assert (again, kapal.builder_runs) == (first, 1)
+    capsys.readouterr()
+    assert build_cli.build_main(["--network", "none", str(ctx)]) == 1
+    assert "required but no secret 'tok' was given" in capsys.readouterr().err
+    assert kapal.builder_runs == 2
+
+
+def test_after_a_no_cache_build_the_memo_answers_its_image(kapal: Kapal, context: Path) -> None:
+    # --no-cache builds replace the cache's entries; the memo follows, as the builder would.
+    (context / "Dockerfile").write_text(
+        (context / "Dockerfile").read_text() + "RUN head -c 16 /dev/urandom > /random\n"
+    )
+    settle()
+    first, _ = kapal.build(str(context))
+    fresh, _ = kapal.build("--no-cache", str(context))
+    assert fresh != first  # /random differs
+    again, _ = kapal.build(str(context))
+    assert kapal.builder_runs == 2
+    assert again == fresh
