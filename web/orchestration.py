@@ -1496,6 +1496,11 @@ def _end_trigger_job(services: Services, child_id: int) -> None:
             if row.status == "failed" and not row.allow_failure
         ]
     status, reason = mirrored_end(child_id, child.status, failed)
+    try:
+        with services.database.transaction() as session:
+            append_log(session=session, job_id=job.id, lines=[f"kapal: {reason}"])
+    except Exception:  # a line of its log is never worth leaving the job running for
+        log.exception("trigger job %s: cannot log how its child pipeline ended", job.id)
     finish_job(services=services, job_id=job.id, end=JobEnd(status, reason=reason))
 
 

@@ -140,6 +140,8 @@ def test_a_trigger_job_starts_its_child_pipeline_with_its_variables(
     child = _detail(services, child_id)
     trigger = _jobs(services, parent)["start-child"]
     assert child.source == "parent_pipeline"
+    # what secrets it may receive is decided as for its parent (a fork's stays a fork's)
+    assert child.trigger == _detail(services, parent).trigger
     assert child.parent_job_id == trigger.id and child.parent_pipeline_id == parent
     assert (child.repository_id, child.sha, child.ref) == (
         repository.id,
@@ -171,6 +173,7 @@ def test_strategy_depend_mirrors_a_child_that_passes(
     _run(services, jobs["other"], JobStatus.FAILED)  # allowed to fail
     trigger = _jobs(services, parent)["start-child"]
     assert (trigger.status, trigger.reason) == ("success", f"child pipeline #{child_id} passed")
+    assert f"kapal: child pipeline #{child_id} passed" in _log(services, trigger.id)
     assert _detail(services, child_id).status == "success"
     _run(services, _jobs(services, parent)["after"], JobStatus.SUCCESS)
     assert _detail(services, parent).status == "success"
