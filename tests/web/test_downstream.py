@@ -5,6 +5,7 @@ be made fails its trigger job saying why. The tests play the workers through `fi
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 
@@ -394,6 +395,18 @@ start-child:
 """
 
 
+def _store(store: ArtifactStore, pipeline_id: int, job: str, name: str, text: str | Path) -> None:
+    """Store a file (or, given a path, a symlink to it) as `job`'s artifacts, as its worker
+    would have."""
+    with tempfile.TemporaryDirectory() as workspace:
+        made = Path(workspace) / name
+        if isinstance(text, Path):
+            made.symlink_to(text)
+        else:
+            made.write_text(text)
+        store.save(pipeline_id, job, Path(workspace), [name])
+
+
 def _generated(
     services: Services,
     kept: KeptJobs,
@@ -407,10 +420,7 @@ def _generated(
     parent = _start(services, project, repository, {".kapal.yml": GENERATED, **(files or {})})
     gen = _jobs(services, parent)["gen"]
     if generated is not None:
-        work = Path(services.settings.data_dir) / "gen-workspace"
-        work.mkdir(parents=True)
-        (work / "gen.yml").write_text(generated)
-        ArtifactStore(services.settings.artifacts_dir).save(parent, "gen", work, ["gen.yml"])
+        _store(ArtifactStore(services.settings.artifacts_dir), parent, "gen", "gen.yml", generated)
     _run(services, gen, JobStatus.SUCCESS)
     [child] = _plan_children(services, kept)
     return _jobs(services, parent)["start-child"], child
@@ -496,10 +506,7 @@ def test_a_generated_child_file_linked_out_of_the_artifacts_is_never_read(
     secret = tmp_path / "host-secret.yml"
     secret.write_text("image: busybox:latest\nleaked: {script: ['cat /etc/shadow']}\n")
     parent = _start(services, project, repository, {".kapal.yml": GENERATED})
-    work = tmp_path / "gen-workspace"
-    work.mkdir()
-    (work / "gen.yml").symlink_to(secret)
-    ArtifactStore(services.settings.artifacts_dir).save(parent, "gen", work, ["gen.yml"])
+    _store(ArtifactStore(services.settings.artifacts_dir), parent, "gen", "gen.yml", secret)
     _run(services, _jobs(services, parent)["gen"], JobStatus.SUCCESS)
     [child] = _plan_children(services, kept)
     trigger = _jobs(services, parent)["start-child"]
@@ -510,7 +517,7 @@ def test_a_generated_child_file_linked_out_of_the_artifacts_is_never_read(
 
 
 def test_the_dotenv_report_of_a_needed_job_reaches_the_child(
-    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead, tmp_path: Path
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead
 ) -> None:
     text = """
 image: busybox:latest
@@ -523,10 +530,8 @@ start-child:
   trigger: {include: ci/child.yml, strategy: depend}
 """
     parent = _start(services, project, repository, {".kapal.yml": text, "ci/child.yml": CHILD})
-    work = tmp_path / "version-workspace"
-    work.mkdir()
-    (work / "build.env").write_text("VERSION=1.2.3\n")
-    ArtifactStore(services.settings.artifacts_dir).save(parent, "version", work, ["build.env"])
+    store = ArtifactStore(services.settings.artifacts_dir)
+    _store(store, parent, "version", "build.env", "VERSION=1.2.3\n")
     _run(services, _jobs(services, parent)["version"], JobStatus.SUCCESS)
     [child] = _plan_children(services, kept)
     variables = _detail(services, child).variables
@@ -544,13 +549,10 @@ def test_a_generated_child_is_read_from_the_object_store(
     services = Services(settings=settings, database=database, dispatcher=kept)
     repository = register(services, project)
     parent = _start(services, project, repository, {".kapal.yml": GENERATED})
-    work = tmp_path / "gen-workspace"
-    work.mkdir()
-    (work / "gen.yml").write_text("image: busybox:latest\nmade: {script: ['true']}\n")
     objects = settings.open_object_store()
     assert objects is not None
     elsewhere = SharedArtifactStore(tmp_path / "other-machine", objects, scratch=tmp_path / "s")
-    elsewhere.save(parent, "gen", work, ["gen.yml"])
+    _store(elsewhere, parent, "gen", "gen.yml", "image: busybox:latest\nmade: {script: ['true']}\n")
     assert not settings.artifacts_dir.exists()
     _run(services, _jobs(services, parent)["gen"], JobStatus.SUCCESS)
     [child] = _plan_children(services, kept)
