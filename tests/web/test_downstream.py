@@ -575,3 +575,25 @@ def test_a_newer_pipeline_auto_cancels_the_older_ones_children(
     _start(services, project, repository, {"README": "a newer commit"})
     assert _detail(services, older).status == "canceled"
     assert _detail(services, child).status == "canceled"
+
+
+def test_a_child_file_the_commit_links_out_of_the_repository_is_never_read(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead, tmp_path: Path
+) -> None:
+    # the commit holds ci/linked.yml -> a host file holding a pipeline; the generated child
+    # includes it: the planning tree keeps it a link, and the planner reads no link out
+    secret = tmp_path / "host-pipeline.yml"
+    secret.write_text("image: busybox:latest\nleaked: {script: ['cat /etc/shadow']}\n")
+    (project.work / "ci").mkdir()
+    (project.work / "ci" / "linked.yml").symlink_to(secret)
+    trigger, child = _generated(
+        services,
+        kept,
+        project,
+        repository,
+        "include: ci/linked.yml\nimage: busybox:latest\nmade: {script: ['true']}\n",
+    )
+    assert trigger.status == "failed"
+    assert "ci/linked.yml" in trigger.reason
+    assert "leaked" not in _jobs(services, child)
+    assert _detail(services, child).jobs == []
