@@ -13,7 +13,8 @@ jobs of a worker that stopped beating ("worker lost").
                                           message was lost (a broker restarted without its
                                           queues); a message not lost finds the job claimed;
                                           and the plan requests of webhooks' pipelines left
-                                          unplanned (`web.hooks.lost_plans`)
+                                          unplanned (`web.hooks.lost_plans`) and of child
+                                          pipelines (`web.orchestration.recover_children`)
     Heartbeat.stop()    stop the thread, mark the worker stopped
 
 Every time here is the database's clock (`web.db.clock`), never a worker's: workers on machines
@@ -46,12 +47,13 @@ from web.db.clock import database_now
 from web.db.downstream import DOWNSTREAM_WORKER
 from web.db.models import Job, Worker
 from web.hooks.lost_plans import resend_lost_plans
-from web.orchestration import JobEnd, Services, finish_job
+from web.orchestration import JobEnd, Services, finish_job, recover_children
 from web.routing import WAITING_PREFIX, serves, unserved_reason
 
 log = logging.getLogger(__name__)
 
 LOST_REASON = "worker lost"
+LOST_CHILD_AFTER = 30.0  # seconds a child pipeline waits for its plan before it is sent again
 # a job this long pending while a worker serving it has a free slot lost its message
 LOST_MESSAGE_AFTER = 15.0
 PRUNE_AFTER = timedelta(days=1)  # rows of workers stopped or silent this long are removed
@@ -332,6 +334,7 @@ class Heartbeat:
             if self.running is not None and self.running.count() < self.concurrency:
                 resend_lost_messages(services=self.services, queues=self.queues)
                 resend_lost_plans(services=self.services)
+                recover_children(services=self.services, older_than=LOST_CHILD_AFTER)
         except Exception:
             log.warning("worker %s: the sweep of lost workers failed", self.name, exc_info=True)
 

@@ -104,6 +104,7 @@ __all__ = [
     "advance",
     "cancel_job",
     "cancel_pipeline",
+    "child_triggers",
     "create_pipeline_for_ref",
     "create_pipeline_from_trigger",
     "finish_job",
@@ -111,6 +112,7 @@ __all__ = [
     "plan_recorded_pipeline",
     "play_job",
     "record_trigger_pipeline",
+    "recover_children",
     "requeue_pending",
     "retry_job",
     "retry_pipeline",
@@ -961,13 +963,23 @@ def requeue_pending(*, services: Services, older_than: float = 30.0) -> list[int
         )
     for pipeline_id in waiting:
         advance(services=services, pipeline_id=pipeline_id)
-    with services.database.transaction() as session:
-        unplanned, ended = stuck_children(session=session, before=cutoff)
-    for child in unplanned:  # its plan request lost: planning twice records one plan
-        _send_child_to_plan(services, child)
-    for child in ended:  # its trigger job's end lost
-        _end_trigger_job(services, child)
+    recover_children(services=services, older_than=older_than, once=False)
     return ids
+
+
+def recover_children(*, services: Services, older_than: float, once: bool = True) -> list[int]:
+    """Send again the plan requests of child pipelines still unplanned `older_than` seconds
+    after their trigger job started (with `once`, each only once whoever looks: a worker's
+    heartbeat; a worker starting sends them all), and end the trigger jobs whose child ended
+    meanwhile; returns the child pipelines acted on. Planning twice records one plan."""
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    with services.database.transaction() as session:
+        unplanned, ended = stuck_children(session=session, before=cutoff, once=once)
+    for child in unplanned:
+        _send_child_to_plan(services, child)
+    for child in ended:
+        _end_trigger_job(services, child)
+    return unplanned + ended
 
 
 # -- a job's end -----------------------------------------------------------------------------
@@ -1433,7 +1445,9 @@ def _start_child(
         record_plan(session=session, pipeline_id=child_id, plan=the_plan)
         forwarded = {v.name: v.value for v in the_plan.variables if v.source == "trigger"}
         session.execute(
-            update(PipelineRow).where(PipelineRow.id == child_id).values(variables=forwarded)
+            update(PipelineRow)
+            .where(PipelineRow.id == child_id)
+            .values(variables=forwarded, reason="")  # not "its plan request sent again"
         )
         count = len(the_plan.runnable_jobs())
         lines = [

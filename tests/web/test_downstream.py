@@ -31,6 +31,7 @@ from web.orchestration import (
     finish_job,
     plan_recorded_pipeline,
     play_job,
+    recover_children,
     requeue_pending,
     retry_job,
 )
@@ -597,3 +598,19 @@ def test_a_child_file_the_commit_links_out_of_the_repository_is_never_read(
     assert "ci/linked.yml" in trigger.reason
     assert "leaked" not in _jobs(services, child)
     assert _detail(services, child).jobs == []
+
+
+def test_a_workers_heartbeat_sends_a_lost_child_plan_request_again_once(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead
+) -> None:
+    parent = _start(
+        services, project, repository, {".kapal.yml": NO_STRATEGY, "ci/child.yml": CHILD}
+    )
+    [(child, _)] = kept.plans
+    kept.plans.clear()  # the message was lost
+    assert recover_children(services=services, older_than=-60.0) == [child]
+    assert recover_children(services=services, older_than=-60.0) == []  # sent once
+    assert [pipeline for pipeline, _ in kept.plans] == [child]
+    _plan_children(services, kept)
+    assert _jobs(services, parent)["start-child"].status == "success"
+    assert _detail(services, child).reason == ""

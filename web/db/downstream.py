@@ -23,6 +23,7 @@ from web.db.session import rowcount
 __all__ = [
     "CHILD_SOURCE",
     "DOWNSTREAM_WORKER",
+    "PLAN_SENT_AGAIN",
     "child_pipelines",
     "create_child_pipeline",
     "pipeline_depth",
@@ -131,21 +132,41 @@ def pipeline_depth(*, session: Session, pipeline: PipelineRead, limit: int = 10)
     return depth
 
 
-def stuck_children(*, session: Session, before: datetime) -> tuple[list[int], list[int]]:
-    """What a lost message may have left (see `web.orchestration.requeue_pending`): child
-    pipelines still `created` since before `before`, and the child pipelines that finished
-    while their trigger job still runs."""
-    created = list(
-        session.scalars(
-            select(Pipeline.id)
-            .where(
-                Pipeline.parent_job_id.is_not(None),
-                Pipeline.status == "created",
-                Pipeline.created_at < before,
-            )
-            .order_by(Pipeline.id)
-        )
+PLAN_SENT_AGAIN = "its plan request sent again"
+
+
+def stuck_children(
+    *, session: Session, before: datetime, once: bool = False
+) -> tuple[list[int], list[int]]:
+    """What a lost message may have left (see `web.orchestration.recover_children`): child
+    pipelines still `created` since before `before` (with `once`, those not sent again yet,
+    now marked sent: of several callers at once, one gets each), and the child pipelines that
+    finished while their trigger job still runs."""
+    query = select(Pipeline.id).where(
+        Pipeline.parent_job_id.is_not(None),
+        Pipeline.status == "created",
+        Pipeline.created_at < before,
     )
+    if once:
+        query = query.where(Pipeline.reason != PLAN_SENT_AGAIN)
+    created = list(session.scalars(query.order_by(Pipeline.id)))
+    if once:
+        created = [
+            child
+            for child in created
+            if rowcount(
+                session.execute(
+                    update(Pipeline)
+                    .where(
+                        Pipeline.id == child,
+                        Pipeline.status == "created",
+                        Pipeline.reason != PLAN_SENT_AGAIN,
+                    )
+                    .values(reason=PLAN_SENT_AGAIN)
+                )
+            )
+            == 1
+        ]
     ended = list(
         session.scalars(
             select(Pipeline.id)
