@@ -14,6 +14,7 @@ from web.api.auth import Access
 from web.dashboard.live import pipeline_version
 from web.dashboard.pages import RowId, database_of, job_with_context, page, settings_of, viewer_of
 from web.dashboard.rendering import render
+from web.db.downstream import child_pipelines
 from web.db.paging import MAX_ID
 from web.db.results import list_artifacts
 from web.db.schemas import Scope
@@ -34,6 +35,7 @@ def job_page(request: Request, job_id: RowId) -> Response:
         job, pipeline, repository = job_with_context(database, job_id)
         with database.transaction() as session:
             artifacts = list_artifacts(session=session, job_id=job_id)
+            child = child_pipelines(session=session, job_ids=[job_id]).get(job_id)
         return render(
             request,
             "job.html",
@@ -43,6 +45,7 @@ def job_page(request: Request, job_id: RowId) -> Response:
             p=pipeline,
             repository=repository,
             artifacts=artifacts,
+            child_pipeline_id=child,
             version=version,
         )
 

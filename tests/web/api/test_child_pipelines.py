@@ -49,3 +49,5 @@ def test_parent_and_child_pipelines_name_each_other(
     child_page = client.get(f"/pipelines/{child_id}", headers=AUTH)
     assert f'href="/pipelines/{parent["id"]}#job-start-child"' in child_page.text
     assert "started by start-child" in child_page.text
+    job_page = client.get(f"/jobs/{trigger['id']}", headers=AUTH)
+    assert f'href="/pipelines/{child_id}"' in job_page.text
