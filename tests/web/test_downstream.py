@@ -614,3 +614,50 @@ def test_a_workers_heartbeat_sends_a_lost_child_plan_request_again_once(
     _plan_children(services, kept)
     assert _jobs(services, parent)["start-child"].status == "success"
     assert _detail(services, child).reason == ""
+
+
+DEPTH_CHILD = """
+image: busybox:latest
+stages: [build, child]
+gen: {stage: build, script: ["true"], artifacts: {paths: [gen.yml]}}
+grandchild:
+  stage: child
+  needs: [gen]
+  trigger: {include: [{artifact: gen.yml, job: gen}], strategy: depend}
+"""
+
+
+@pytest.mark.parametrize(
+    ("generated", "allowed"),
+    [
+        ("image: busybox:latest\nbottom: {script: ['true']}\n", True),
+        ("image: busybox:latest\nthird: {trigger: {include: ci/level3.yml}}\n", False),
+    ],
+)
+def test_a_grandchild_made_at_run_time_may_start_no_pipeline_of_its_own(
+    services: Services,
+    kept: KeptJobs,
+    project: Project,
+    repository: RepositoryRead,
+    generated: str,
+    allowed: bool,
+) -> None:
+    files: dict[str, str | None] = {
+        ".kapal.yml": "child: {trigger: {include: ci/child.yml, strategy: depend}}\n",
+        "ci/child.yml": DEPTH_CHILD,
+        "ci/level3.yml": "image: busybox:latest\nbottom: {script: ['true']}\n",
+    }
+    first = _start(services, project, repository, files)
+    [child] = _plan_children(services, kept)
+    store = ArtifactStore(services.settings.artifacts_dir)
+    _store(store, child, "gen", "gen.yml", generated)
+    _run(services, _jobs(services, child)["gen"], JobStatus.SUCCESS)
+    [grandchild] = _plan_children(services, kept)
+    trigger = _jobs(services, child)["grandchild"]
+    if allowed:  # two levels below the first pipeline
+        assert trigger.status == "running"
+        assert _detail(services, grandchild).parent_pipeline_id == child
+        return
+    assert trigger.status == "failed"
+    assert "2 levels below" in trigger.reason
+    assert [_detail(services, p).status for p in (grandchild, child, first)] == ["failed"] * 3
