@@ -21,6 +21,10 @@ again); a worker starting wakes every pipeline with scheduled jobs, in case such
 lost. With `workflow: auto_cancel: on_job_failure: all`, a job failing (not allowed to) cancels
 the pending jobs and asks the running ones' workers to stop them.
 
+A `trigger:` job runs on no worker: where it would be made pending it starts, in the same
+transaction, and records its child pipeline, which is planned after the commit and whose end
+is the job's with `strategy: depend` (see "child pipelines" below).
+
 A new pipeline for a ref auto-cancels the older ones of that ref (`cancel_redundant`, GitLab's
 `workflow: auto_cancel: on_new_commit` with `interruptible:`). Each change of a pipeline's
 status is handed, after its commit, to `dispatcher.commit_status` (reported to the git host by
