@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from pipeline.records import record
 from runner.build import copying
 from runner.build.cache import CachedLayer, LayerCache, cache_key
 from runner.build.dockerfile import (
@@ -105,7 +106,7 @@ _TAIL_LINES = 20
 _SCRIPT_DIR = "/dev/pipes"
 
 
-@dataclass(frozen=True)
+@record
 class BuildOptions:
     """What to build: the context, the Dockerfile, tags, build args, target, cache and network."""
 
@@ -130,7 +131,7 @@ class BuildOptions:
     compression: Literal["gzip", "zstd"] = "gzip"
 
 
-@dataclass(frozen=True)
+@record
 class BuildResult:
     """The committed image, the tags it got, and how many layer steps were cache hits."""
 

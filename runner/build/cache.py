@@ -28,15 +28,15 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.records import record
 from runner.build.layers import LayerTar
 
 __all__ = ["CachedLayer", "LayerCache", "cache_key"]
 
 
-@dataclass(frozen=True)
+@record
 class CachedLayer:
     """A layer held by the cache: blob file, unpacked tree, digests."""
 

@@ -21,10 +21,10 @@ import posixpath
 import shutil
 import stat
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pipeline.records import record
 from runner.build.dockerignore import DockerIgnore
 from runner.build.trees import ContextTree, LayeredTree, SourceTree
 from runner.confined import ConfinedTree, extract_tar
@@ -43,7 +43,7 @@ class ArchiveExtractError(ValueError):
     """ADD could not extract a local archive safely (the caller adds file:line)."""
 
 
-@dataclass(frozen=True)
+@record
 class CopyItem:
     """One entry to create in the layer: `dest` is an absolute image path."""
 
@@ -59,7 +59,7 @@ class CopyItem:
     parents: tuple[int, int] = (0, 0)
 
 
-@dataclass(frozen=True)
+@record
 class Ownership:
     """Owner and mode overrides from `--chown` / `--chmod` (None: keep the default)."""
 

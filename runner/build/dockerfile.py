@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from pipeline.records import record
 from runner.errors import DockerfileError
 
 __all__ = [
@@ -110,7 +111,7 @@ _HEREDOC_INSTRUCTIONS = {"RUN", "COPY", "ADD"}
 _JSON_INSTRUCTIONS = {"RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME"}
 
 
-@dataclass(frozen=True)
+@record
 class Heredoc:
     """One here-document: its delimiter name, body, and whether `$VAR` expands in it."""
 
@@ -120,7 +121,7 @@ class Heredoc:
     fd: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Instruction:
     """One Dockerfile instruction after continuation joining, flags split off.
 
@@ -153,7 +154,7 @@ class Instruction:
         return self.source
 
 
-@dataclass(frozen=True)
+@record
 class Dockerfile:
     """A parsed Dockerfile: its instructions, escape character and notes about ignored input."""
 
@@ -601,7 +602,7 @@ def _parse_words(text: str, escape: str) -> list[str]:
     return words
 
 
-@dataclass(frozen=True)
+@record
 class HeredocOpener:
     """A heredoc opener on an instruction line: `<<[-]NAME`, with its fd and expansion rule."""
 

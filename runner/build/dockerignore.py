@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.records import record
 from runner.confined import ConfinedTree
 from runner.errors import BuildError, ConfinedPathError
 
@@ -28,7 +28,7 @@ __all__ = ["DockerIgnore", "IgnorePattern"]
 _MAX_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@record
 class IgnorePattern:
     """One cleaned pattern, its compiled regex and whether it is an exception (`!`)."""
 
@@ -37,7 +37,7 @@ class IgnorePattern:
     exception: bool
 
 
-@dataclass(frozen=True)
+@record
 class DockerIgnore:
     """The patterns of a .dockerignore file, in order."""
 

@@ -16,9 +16,10 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from pipeline.records import record
 
 __all__ = ["OPAQUE", "WHITEOUT_PREFIX", "LayerTar", "write_layer"]
 
@@ -30,7 +31,7 @@ _KEPT_XATTRS = ("security.capability",)
 _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
-@dataclass(frozen=True)
+@record
 class LayerTar:
     """A layer written to disk: its gzip file, the blob digest, the uncompressed diff_id, size."""
 

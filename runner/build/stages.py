@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 
+from pipeline.records import record
 from runner.build.dockerfile import Dockerfile, Instruction
 from runner.build.expansion import Expander, ExpansionError
 from runner.errors import BuildError
@@ -12,7 +12,7 @@ from runner.errors import BuildError
 __all__ = ["Stage", "StagePlan", "plan_stages"]
 
 
-@dataclass(frozen=True)
+@record
 class Stage:
     """One build stage: its index, optional name, FROM instruction and the instructions after it."""
 
@@ -29,7 +29,7 @@ class Stage:
         return self.name or str(self.index)
 
 
-@dataclass(frozen=True)
+@record
 class StagePlan:
     """The stages to build, in order, and the global ARG instructions before the first FROM."""
 

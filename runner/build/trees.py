@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.records import record
 from runner.build.dockerignore import DockerIgnore
 from runner.confined import ConfinedTree
 
@@ -35,7 +35,7 @@ class SourceTree(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@record
 class ContextTree:
     """The build context directory, with .dockerignore'd paths absent.
 
@@ -117,7 +117,7 @@ class ContextTree:
         return None
 
 
-@dataclass(frozen=True)
+@record
 class LayeredTree:
     """The merged view of unpacked layer directories (bottom-first), read without a mount."""
 
