@@ -202,18 +202,11 @@ class HookEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read the body (the app's body limit has already refused an oversized one: 413)
         and answer."""
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = bool(message.get("more_body", False))
+        body = await Request(scope, receive).body()
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
-        response = await self.answer(scope["app"].state, headers, bytes(body))
+        response = await self.answer(scope["app"].state, headers, body)
         await response(scope, receive, send)
 
 
