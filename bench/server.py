@@ -23,8 +23,8 @@ uvicorn on 127.0.0.1, a real Celery worker (embedded, threads pool) and the real
   reported are accepted deliveries per second, p50/p99, the load average, and, counted in the
   database, whether every one made exactly one pipeline and every redelivery was answered with
   it. The server verifies each signature, records the delivery and its pipeline, and sends a
-  plan message (a worker plans). The service layer's same path without HTTP (`plan_now=False`,
-  16 threads in this process) is timed too (`deferred/s`).
+  plan message (a worker plans). The hook's same recording without HTTP and the signature
+  (16 threads in this process) is timed too (`deferred/s`).
 
 Apart (`--part`, on PostgreSQL + Redis, merged into the same JSON file):
 
@@ -473,22 +473,16 @@ def _load_average() -> tuple[float, float, float]:
 
 
 def _deferred_throughput(services: Services, sha: str, deliveries: int) -> float:
-    """Deliveries per second through the service layer when planning is left to a worker
-    (`plan_now=False`): record the delivery, record the pipeline, send the plan task."""
-    from web.db.deliveries import record_delivery
+    """Deliveries per second through what the hook does past HTTP and the signature, planning
+    left to a worker: the delivery and its pipeline recorded together (one statement on
+    PostgreSQL), the plan request handed to the sender (`web.tasks.PlanSender`)."""
+    from web.db.deliveries import record_delivery_pipeline
     from web.db.schemas import DeliveryCreate
     from web.hooks.trigger import Trigger
-    from web.orchestration import create_pipeline_from_trigger
+    from web.orchestration import pipeline_of_trigger, start_trigger_pipeline
 
     def deliver(index: int) -> None:
         delivery = f"deferred-{index}-{uuid.uuid4()}"
-        with services.database.transaction() as session:
-            recorded = record_delivery(
-                session=session,
-                delivery=DeliveryCreate(
-                    provider=Provider.GITHUB, delivery_id=delivery, event="push", payload=b"{}"
-                ),
-            )
         trigger = Trigger(
             provider="github",
             delivery_id=delivery,
@@ -508,9 +502,19 @@ def _deferred_throughput(services: Services, sha: str, deliveries: int) -> float
             default_branch="main",
             changed_files=(),
         )
-        create_pipeline_from_trigger(
+        with services.database.transaction() as session:
+            recorded, made = record_delivery_pipeline(
+                session=session,
+                delivery=DeliveryCreate(
+                    provider=Provider.GITHUB, delivery_id=delivery, event="push", payload=b"{}"
+                ),
+                pipeline=pipeline_of_trigger(1, trigger),
+                outcome="pipeline",
+            )
+        assert made is not None
+        start_trigger_pipeline(
             services=services,
-            repository_id=1,
+            pipeline=made,
             trigger=trigger,
             delivery_row_id=recorded.id,
             plan_now=False,
