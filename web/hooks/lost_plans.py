@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, or_, select, update
 
 from web.db.clock import database_now
 from web.db.models import Pipeline, WebhookDelivery
@@ -49,7 +49,8 @@ def resend_lost_plans(*, services: Services, older_than: float = LOST_PLAN_AFTER
             .join(WebhookDelivery, WebhookDelivery.pipeline_id == Pipeline.id)
             .where(
                 Pipeline.status == "created",
-                Pipeline.plan.is_(None),
+                # unplanned: SQL NULL (the hook's insert) or JSON null (the ORM's)
+                or_(Pipeline.plan.is_(None), cast(Pipeline.plan, Text) == "null"),
                 Pipeline.created_at < cutoff,
                 WebhookDelivery.outcome == "pipeline",
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import JSON, Text, cast, select, update
 
 from tests.support.threads import run_at_once
 from tests.web.api.conftest import RecordingDispatcher, register
@@ -14,6 +15,7 @@ from tests.web.api.test_hooks import push_of
 from tests.web.hooks.conftest import delivery, payload
 from tests.web.test_mirrors import Project
 from web.db.deliveries import get_delivery
+from web.db.models import Pipeline
 from web.db.pipelines import get_pipeline_detail
 from web.db.schemas import Provider
 from web.hooks.lost_plans import PLAN_SENT_AGAIN, resend_lost_plans
@@ -97,3 +99,19 @@ def test_a_pipeline_planned_twice_at_once_is_planned_once(
     assert not [d for d in done if isinstance(d, BaseException)], done
     assert _jobs(services, pipeline_id)[1] == ["test"]
     assert len(dispatcher.sent) == 1  # its one job sent to run once
+
+
+def test_a_pipeline_the_orm_recorded_unplanned_is_found_too(
+    client: TestClient, services: Services, project: Project, dispatcher: RecordingDispatcher
+) -> None:
+    lost = _lost_deliveries(client, services, project, dispatcher)
+    with services.database.transaction() as session:
+        for pipeline_id in lost:  # as `create_pipeline` stores an unset plan: JSON null
+            session.execute(
+                update(Pipeline).where(Pipeline.id == pipeline_id).values(plan=JSON.NULL)
+            )
+        stored = session.execute(
+            select(cast(Pipeline.plan, Text)).where(Pipeline.id.in_(list(lost)))
+        ).scalars()
+        assert set(stored) == {"null"}
+    assert sorted(resend_lost_plans(services=services, older_than=0)) == sorted(lost)
