@@ -1,7 +1,8 @@
 """Engines and sessions: SQLite (WAL, busy timeout, foreign keys) or PostgreSQL via psycopg 3.
 
 Lifecycle: make one `Database` per process from the URL in Settings, open a `transaction()` per
-unit of work (it commits on success and rolls back on an exception), `dispose()` at shutdown.
+unit of work (it commits on success and rolls back on an exception) or `reading()` for reads
+that need no one snapshot (no BEGIN or COMMIT sent), `dispose()` at shutdown.
 A `Database` is safe to share between threads; a `Session` is not. A process forked with a
 `Database` (a Celery prefork worker) calls `after_fork()` in the child before using it.
 
