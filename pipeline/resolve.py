@@ -569,8 +569,8 @@ class _Resolver:
         if not regular_file_in_repository(self.root_dir, str(rel)):
             self.problems.append(
                 IncludeError(
-                    f"include: file {shown} not found (local includes are relative to "
-                    f"the project root {self.root_dir})",
+                    f"include: file {shown} not found in the repository "
+                    "(local includes are relative to its root)",
                     loc,
                 )
             )
