@@ -193,7 +193,7 @@ def test_include_errors_name_the_file_as_committed(project: Project, data_dir: P
             with pytest.raises(pipeline.PipelineError) as caught:
                 pipeline.plan(document, pipeline.TriggerContext(branch="main"))
     assert str(caught.value).startswith(".kapal.yml:1:")
-    assert "missing.yml not found in the repository" in str(caught.value)
+    assert "'missing.yml' not found in the repository" in str(caught.value)
     assert str(tree.root) not in str(caught.value)  # the server's planning dir is not shown
 
 
