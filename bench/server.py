@@ -300,6 +300,11 @@ def bench_stack(
                 with _kapal_serve(settings, processes) as served:
                     _throughput(served, project, before, sha, 100, services)  # warm up
                     measured = _throughput(served, project, before, sha, deliveries, services)
+                # kapal serve has stopped: each plan request it owed waits in the broker
+                made = measured.pop("pipeline_ids")
+                queued = _queued_plans(settings)
+                if queued is not None:
+                    measured["plan_requests_queued_once"] = sum(queued[p] == 1 for p in made)
                 if processes == 1:
                     result["deliveries_per_s_1_process"] = measured["deliveries_per_s"]
                 else:
@@ -463,7 +468,36 @@ def _throughput(
             for delivery, (status, pid, _) in zip(repeated, again, strict=True)
             if status == 200 and pid == first_ids[delivery]
         ),
+        "pipeline_ids": made,
     }
+
+
+def _queued_plans(settings: Settings) -> dict[int, int] | None:
+    """How many plan requests wait in the broker's service queue for each pipeline (on Redis;
+    None for another broker)."""
+    if not settings.broker_url.startswith("redis://"):
+        return None
+    import base64
+    from collections import Counter
+
+    import redis
+
+    from web.routing import SERVICE_QUEUE
+    from web.tasks import PLAN_PIPELINE, PLAN_PIPELINES
+
+    client = redis.Redis.from_url(settings.broker_url)
+    counts: Counter[int] = Counter()
+    try:
+        for raw in client.lrange(SERVICE_QUEUE, 0, -1):
+            message = json.loads(raw)
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            if message["headers"]["task"] == PLAN_PIPELINES:
+                counts.update(pipeline_id for pipeline_id, _ in args[0])
+            elif message["headers"]["task"] == PLAN_PIPELINE:
+                counts[args[0]] += 1
+    finally:
+        client.close()
+    return counts
 
 
 def _load_average() -> tuple[float, float, float]:
@@ -949,10 +983,12 @@ def _report(results: list[dict[str, Any]], repeat: int) -> None:
             f"with one HTTP process; p50 {r['delivery_p50_ms']} ms, p99 {r['delivery_p99_ms']} "
             f"ms; load average {r['load_average'][0]}"
         )
+        queued = r.get("plan_requests_queued_once")
         print(
             f"{'':<18} {r['accepted']}/{r['deliveries']} deliveries accepted, "
             f"{r['pipelines_made']} pipelines, {r['redeliveries_same_pipeline']}/"
             f"{r['redeliveries']} redeliveries answered with their first pipeline"
+            + ("" if queued is None else f", {queued} plan requests in the broker once each")
         )
     out = ROOT / "bench" / "results" / "server.json"
     out.parent.mkdir(parents=True, exist_ok=True)
