@@ -24,14 +24,8 @@ from web.db.session import rowcount
 from web.errors import NotFoundError
 
 
-def record_delivery(*, session: Session, delivery: DeliveryCreate) -> DeliveryRecorded:
-    """Record a delivery unless this provider + delivery id was recorded before.
-
-    `created` is False for a redelivery, which then carries the first one's `pipeline_id`.
-    An INSERT ... ON CONFLICT DO NOTHING: two concurrent copies of one delivery record one row
-    (on PostgreSQL the second waits for the first's transaction, then sees its row).
-    """
-    values = {
+def _delivery_values(delivery: DeliveryCreate) -> dict[str, Any]:
+    return {
         "provider": delivery.provider.value,
         "delivery_id": delivery.delivery_id,
         "event": delivery.event,
@@ -39,6 +33,16 @@ def record_delivery(*, session: Session, delivery: DeliveryCreate) -> DeliveryRe
         "headers": dict(delivery.headers),
         "repository_id": delivery.repository_id,
     }
+
+
+def record_delivery(*, session: Session, delivery: DeliveryCreate) -> DeliveryRecorded:
+    """Record a delivery unless this provider + delivery id was recorded before.
+
+    `created` is False for a redelivery, which then carries the first one's `pipeline_id`.
+    An INSERT ... ON CONFLICT DO NOTHING: two concurrent copies of one delivery record one row
+    (on PostgreSQL the second waits for the first's transaction, then sees its row).
+    """
+    values = _delivery_values(delivery)
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
         insert(WebhookDelivery)
@@ -71,16 +75,7 @@ def record_delivery_pipeline(
     made, so a copy of the delivery arriving meanwhile waits for the first, then finds the
     pipeline linked. Elsewhere (SQLite, one writer at a time) the same in three statements.
     """
-    values: dict[str, Any] = {
-        "provider": delivery.provider.value,
-        "delivery_id": delivery.delivery_id,
-        "event": delivery.event,
-        "payload": delivery.payload,
-        "headers": dict(delivery.headers),
-        "repository_id": delivery.repository_id,
-        "outcome": outcome,
-        "received_at": utcnow(),
-    }
+    values = {**_delivery_values(delivery), "outcome": outcome, "received_at": utcnow()}
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql" and pipeline is not None and pipeline.plan is None:
         columns = _pipeline_values(pipeline)

@@ -8,7 +8,8 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -40,14 +41,24 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> No
         time.sleep(0.1)
 
 
-def test_two_http_processes_and_a_worker_process_restarted_and_stopped(tmp_path: Path) -> None:
+@contextmanager
+def _kapal_serve(*args: str, data_dir: Path) -> Iterator[subprocess.Popen[str]]:
+    """`kapal serve ARGS` until the block ends (then killed if it is still running)."""
     process = subprocess.Popen(
-        [*KAPAL, "serve", "--port", "0", "--workers", "2"],
-        env=_env(tmp_path / "data"),
-        stdout=subprocess.PIPE,
-        text=True,
+        [*KAPAL, "serve", *args], env=_env(data_dir), stdout=subprocess.PIPE, text=True
     )
     try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def test_two_http_processes_and_a_worker_process_restarted_and_stopped(tmp_path: Path) -> None:
+    with _kapal_serve("--port", "0", "--workers", "2", data_dir=tmp_path / "data") as process:
         banner = read_banner(process)
         assert "HTTP processes: 2" in banner
         assert "worker: in a process of its own" in banner
@@ -70,12 +81,6 @@ def test_two_http_processes_and_a_worker_process_restarted_and_stopped(tmp_path:
         process.send_signal(signal.SIGTERM)
         assert process.wait(90) == 0
         assert not [pid for pid in running if _alive(pid)]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 def test_workers_below_one_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -99,13 +104,7 @@ def test_a_delivered_push_runs_through_two_http_processes_and_the_worker_process
     data_dir.mkdir()
     (data_dir / "images").symlink_to(image_store.root)
     socket = tmp_path / "run" / "kapal.sock"
-    process = subprocess.Popen(
-        [*KAPAL, "serve", "--socket", str(socket), "--workers", "2"],
-        env=_env(data_dir),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with _kapal_serve("--socket", str(socket), "--workers", "2", data_dir=data_dir) as process:
         served = Served(process, read_banner(process), socket)
         transport = httpx.HTTPTransport(uds=str(socket))
         with httpx.Client(transport=transport, base_url="http://kapal", timeout=120) as client:
@@ -128,12 +127,6 @@ def test_a_delivered_push_runs_through_two_http_processes_and_the_worker_process
             assert client.get(f"/api/v1/pipelines/{pipeline_id}").json()["status"] == "success"
         process.send_signal(signal.SIGTERM)
         assert process.wait(90) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 def _healthy(client: httpx.Client) -> bool:
