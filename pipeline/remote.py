@@ -19,6 +19,7 @@ from pipeline.errors import IncludeError
 
 __all__ = [
     "NO_GITLAB",
+    "GitLabDelegate",
     "GitLabFetcher",
     "LazyFetcher",
     "RemoteFetcher",
@@ -100,7 +101,27 @@ def integrity_problem(content: bytes, integrity: str) -> str | None:
     return None
 
 
-class LazyFetcher:
+class GitLabDelegate:
+    """The `GitLabFetcher` calls, passed on to the fetcher `_gitlab()` returns (a subclass says
+    which, and raises IncludeError when there is none)."""
+
+    def _gitlab(self) -> GitLabFetcher:
+        raise NotImplementedError
+
+    def project_file(self, project: str, path: str, ref: str | None) -> bytes | None:
+        """The project's file at `ref` (None: the default branch); None when it has no such file."""
+        return self._gitlab().project_file(project, path, ref)
+
+    def component_ref(self, host: str, project: str, version: str) -> str:
+        """The ref a component version names."""
+        return self._gitlab().component_ref(host, project, version)
+
+    def template(self, name: str) -> bytes | None:
+        """The CI/CD template `name`; None when there is none."""
+        return self._gitlab().template(name)
+
+
+class LazyFetcher(GitLabDelegate):
     """A `RemoteFetcher` whose real fetcher is made by `factory` on the first fetch.
 
     Lifecycle: made per command by `command_fetcher`; `close()` closes the real fetcher when
@@ -123,18 +144,6 @@ class LazyFetcher:
         if not isinstance(self._real, GitLabFetcher):
             raise IncludeError(NO_GITLAB)
         return self._real
-
-    def project_file(self, project: str, path: str, ref: str | None) -> bytes | None:
-        """The project's file, through the real fetcher."""
-        return self._gitlab().project_file(project, path, ref)
-
-    def component_ref(self, host: str, project: str, version: str) -> str:
-        """The component version's ref, through the real fetcher."""
-        return self._gitlab().component_ref(host, project, version)
-
-    def template(self, name: str) -> bytes | None:
-        """The CI/CD template, through the real fetcher."""
-        return self._gitlab().template(name)
 
     def close(self) -> None:
         """Close the real fetcher, if it was made and can be closed."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.document import MAX_FILE_BYTES
 from pipeline.errors import IncludeError
-from pipeline.remote import NO_GITLAB
+from pipeline.remote import NO_GITLAB, GitLabDelegate
 
 if TYPE_CHECKING:
     import httpx
@@ -33,7 +33,7 @@ TIMEOUT_SECONDS = 10.0
 MAX_REDIRECTS = 5
 
 
-class HttpFetcher:
+class HttpFetcher(GitLabDelegate):
     """Fetches remote includes with one httpx client; the cache directory is created on use.
 
     Lifecycle: build one per command, pass it to `pipeline.plan`/`lint`, then `close()` (or use
@@ -77,21 +77,10 @@ class HttpFetcher:
             self.gitlab.close()
 
     def _gitlab(self) -> GitLabFiles:
+        # project, component and template includes: KAPAL_GITLAB_URL's instance
         if self.gitlab is None:
             raise IncludeError(NO_GITLAB)
         return self.gitlab
-
-    def project_file(self, project: str, path: str, ref: str | None) -> bytes | None:
-        """`include: project`'s file, from KAPAL_GITLAB_URL's instance."""
-        return self._gitlab().project_file(project, path, ref)
-
-    def component_ref(self, host: str, project: str, version: str) -> str:
-        """The ref of a component version, from KAPAL_GITLAB_URL's instance."""
-        return self._gitlab().component_ref(host, project, version)
-
-    def template(self, name: str) -> bytes | None:
-        """A CI/CD template, from KAPAL_GITLAB_URL's instance."""
-        return self._gitlab().template(name)
 
     def fetch(self, url: str) -> bytes:
         """The file at `url`; IncludeError (unreachable without a cached copy, HTTP status)."""
