@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import field
 from typing import Any
 
-from pipeline.records import record
+from pipeline.records import field, record
 from runner.images.reference import Reference
 
 

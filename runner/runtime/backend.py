@@ -47,11 +47,10 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pipeline.records import record
+from pipeline.records import field, record
 from runner.runtime.durations import format_duration
 
 Stream = Literal["stdout", "stderr"]

@@ -2,22 +2,23 @@
 
 Both parse their arguments with argparse and are run by `kapal` straight from the command line
 (`ARGV_COMMANDS`), without Typer: Typer builds a pydantic adapter per option, which alone costs
-more than runc takes to run a container. `register` adds them to the Typer application as
+more than runc takes to run a container. `kapal exec` reads its plain forms itself
+(`plain_exec_args`) and imports argparse only for the rest (--help, `--opt=value`, an
+abbreviation, a usage error). `register` adds them to the Typer application as
 pass-through commands, so `build_app()` (the tests' entry) runs the very same code.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from types import FrameType
+from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING
 
+from pipeline import records
 from runner.argv_commands import ArgvMain, register_argv_command
 from runner.errors import RunnerError
 from runner.runtime.backend import ContainerSpec, ExitStatus, ImageDefaults, Limits, LogLine, Mount
@@ -27,6 +28,8 @@ from runner.runtime.oneshot import run_container
 from runner.runtime.quantities import parse_size
 
 if TYPE_CHECKING:
+    import argparse
+
     import typer
 
     from runner.runtime.embedded import EmbeddedBackend
@@ -97,7 +100,9 @@ Disk: a one-shot `kapal exec` writes its container's layer to kapal's data dir w
 
 
 def exec_parser() -> argparse.ArgumentParser:
-    """The arguments of `kapal exec`."""
+    """The arguments of `kapal exec`: its --help, its usage errors and its unusual forms."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="kapal exec",
         usage="kapal exec [OPTIONS] IMAGE [--] [COMMAND]...",
@@ -127,20 +132,89 @@ def exec_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# `kapal exec`'s options that take a value: option -> (attribute, how to read the value)
+_EXEC_VALUES: dict[str, tuple[str, type[str] | type[int] | type[float]]] = {
+    "--memory": ("memory", str),
+    "--cpus": ("cpus", float),
+    "--pids": ("pids", int),
+    "--timeout": ("timeout", str),
+    "--network": ("network", str),
+    "--disk": ("disk", str),
+    "-w": ("workdir", str),
+    "--workdir": ("workdir", str),
+    "-u": ("user", str),
+    "--user": ("user", str),
+    "--entrypoint": ("entrypoint", str),
+}
+# the options that may be given more than once, each adding to a list
+_EXEC_LISTS = {"-e": "env", "--env": "env", "-v": "volume", "--volume": "volume"}
+
+
+def plain_exec_args(argv: list[str]) -> SimpleNamespace | None:
+    """ARGV when written plainly (`--opt VALUE`... IMAGE COMMAND...), read as argparse would.
+
+    None for anything else (--help, `--opt=value`, an abbreviation, a value or IMAGE starting
+    with `-`, a value argparse's type refuses, no IMAGE): `exec_parser()` reads those.
+    argparse, with the gettext it loads, costs a few milliseconds of a command that should take
+    little more than runc's own time; tests/runner/runtime/test_exec_args.py checks that both read
+    every argv alike.
+    """
+    args = SimpleNamespace(
+        image=None,
+        command=[],
+        memory=None,
+        cpus=None,
+        pids=None,
+        timeout=None,
+        network="none",
+        disk=None,
+        env=[],
+        workdir=None,
+        volume=[],
+        user=None,
+        entrypoint=None,
+    )
+    at = 0
+    while at < len(argv):
+        option = argv[at]
+        if not option.startswith("-"):
+            args.image, args.command = option, argv[at + 1 :]
+            if args.command[:1] == ["--"]:  # argparse drops the `--` that ends the options
+                args.command = args.command[1:]
+            return args
+        if at + 1 == len(argv) or argv[at + 1].startswith("-"):
+            return None
+        value = argv[at + 1]
+        if option in _EXEC_LISTS:
+            getattr(args, _EXEC_LISTS[option]).append(value)
+        elif option in _EXEC_VALUES:
+            name, read = _EXEC_VALUES[option]
+            try:
+                setattr(args, name, read(value))
+            except ValueError:
+                return None
+        else:
+            return None
+        at += 2
+    return None
+
+
 def exec_main(argv: list[str]) -> int:
     """`kapal exec ARGV`: run the container; return its exit code (125: kapal failed)."""
-    parser = exec_parser()
-    if not argv:
-        parser.print_help()
-        return 2
-    args = parser.parse_args(argv)
+    args: argparse.Namespace | SimpleNamespace | None = plain_exec_args(argv)
+    if args is None:
+        parser = exec_parser()
+        if not argv:
+            parser.print_help()
+            return 2
+        args = parser.parse_args(argv)
     try:
         settings = RuntimeEnvironment.from_environ()
         network, spec, disk_bytes = _exec_request(args)
         backend = _exec_backend(settings, disk_bytes)  # first: it checks the data dir
         try:
             layers, rootfs, defaults = image_spec(settings, args.image)
-            spec = dataclasses.replace(spec, layers=layers, rootfs=rootfs, image=defaults)
+            spec = records.replace(spec, layers=layers, rootfs=rootfs, image=defaults)
             status = _run_interruptible(backend, spec, network)
         finally:
             backend.drain()  # the container's dirs deleted: `kapal` may end at once (QUICK_EXIT)
@@ -158,7 +232,9 @@ def exec_main(argv: list[str]) -> int:
     return status.exit_code
 
 
-def _exec_request(args: argparse.Namespace) -> tuple[str, ContainerSpec, int | None]:
+def _exec_request(
+    args: argparse.Namespace | SimpleNamespace,
+) -> tuple[str, ContainerSpec, int | None]:
     """The network, container spec (image not yet read) and disk cap `kapal exec` asked for.
 
     RunnerError when an option is malformed.
@@ -211,6 +287,8 @@ GC_HELP = "Remove containers, mounts, cgroups and namespaces that crashed worker
 
 def gc_main(argv: list[str]) -> int:
     """`kapal gc ARGV`: collect what crashed workers left; return the exit code."""
+    import argparse
+
     argparse.ArgumentParser(prog="kapal gc", description=GC_HELP).parse_args(argv)
     from runner.runtime.gc import collect
 

@@ -23,7 +23,6 @@ exit), and a sandbox disk goes whole, at teardown; what a killed worker left is 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import selectors
@@ -36,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from pipeline import records
 from runner.errors import ContainerRuntimeError, ContainerStartError
 from runner.runtime.backend import (
     Container,
@@ -263,7 +263,7 @@ class EmbeddedBackend:
         if box is None:
             raise ContainerRuntimeError(f"sandbox {sandbox.id} was torn down or never set up")
         policy = self.policy
-        spec = dataclasses.replace(
+        spec = records.replace(
             spec, limits=policy.limits_for(spec.limits), timeout=policy.clamp_timeout(spec.timeout)
         )
         container = Container(id=self._new_id(), sandbox_id=sandbox.id, spec=spec)

@@ -13,10 +13,9 @@ to `max_timeout` (`clamp_timeout`: a job's `timeout:` above it, or none, becomes
 
 from __future__ import annotations
 
-from dataclasses import field
 from typing import TypeVar
 
-from pipeline.records import record
+from pipeline.records import field, record
 from runner.errors import ContainerStartError
 from runner.runtime.backend import Limits, NetworkMode, format_size
 from runner.runtime.durations import format_duration
