@@ -2,7 +2,9 @@
 
 `database` is parametrized: a test taking it runs on SQLite and on PostgreSQL. Both are migrated
 once per session with kapal's own migrations; each test gets a fresh SQLite copy, or the
-PostgreSQL database with every table truncated after the test.
+PostgreSQL database with every table truncated after the test. On it, the service layer
+(`services`, its dispatcher keeping what it is sent in `kept`) and a bare git `project`
+registered as `repository`, for the modules that do not make their own.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import pytest
 from sqlalchemy import text
 
 from tests.support.services import PostgresServer, run_redis, start_postgres
+from tests.web.service_support import KeptJobs, kept_services, register
+from tests.web.test_mirrors import Project
 from web.db.encryption import SecretCipher
 from web.db.migrate import upgrade
 from web.db.models import Base
+from web.db.schemas import RepositoryRead
 from web.db.session import Database
+from web.orchestration import Services
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +108,27 @@ def database(database_url: str) -> Iterator[Database]:
 def cipher() -> SecretCipher:
     """A cipher with a fixed test key."""
     return SecretCipher("a test key, not a secret")
+
+
+@pytest.fixture
+def kept() -> KeptJobs:
+    """What the service layer's dispatcher was sent."""
+    return KeptJobs()
+
+
+@pytest.fixture
+def services(database: Database, tmp_path: Path, kept: KeptJobs) -> Services:
+    """The service layer on the test database, its data dir under tmp_path."""
+    return kept_services(database, tmp_path / "data", kept)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A git project with its bare origin, under tmp_path."""
+    return Project(tmp_path / "repos")
+
+
+@pytest.fixture
+def repository(services: Services, project: Project) -> RepositoryRead:
+    """`project` registered with the service layer (a GitHub repository)."""
+    return register(services, project)

@@ -37,26 +37,6 @@ from web.orchestration import (
 )
 
 
-@pytest.fixture
-def kept() -> KeptJobs:
-    return KeptJobs()
-
-
-@pytest.fixture
-def services(database: Database, tmp_path: Path, kept: KeptJobs) -> Services:
-    return kept_services(database, tmp_path / "data", kept)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path / "repos")
-
-
-@pytest.fixture
-def repository(services: Services, project: Project) -> RepositoryRead:
-    return register(services, project)
-
-
 def _start(
     services: Services, project: Project, repository: RepositoryRead, files: dict[str, str | None]
 ) -> int:

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
 from runner.engine.recorder import JobStatus
-from tests.web.service_support import KeptJobs, kept_services, register
+from tests.web.service_support import KeptJobs
 from tests.web.test_mirrors import Project
 from web.db.deliveries import get_delivery, record_delivery
 from web.db.jobs import claim_job, list_jobs
@@ -21,7 +20,6 @@ from web.db.schemas import (
     Provider,
     RepositoryRead,
 )
-from web.db.session import Database
 from web.errors import ConflictError, NotFoundError, PipelineNotCreatedError
 from web.hooks.trigger import Trigger
 from web.orchestration import (
@@ -34,26 +32,6 @@ from web.orchestration import (
     play_job,
     retry_pipeline,
 )
-
-
-@pytest.fixture
-def kept() -> KeptJobs:
-    return KeptJobs()
-
-
-@pytest.fixture
-def services(database: Database, tmp_path: Path, kept: KeptJobs) -> Services:
-    return kept_services(database, tmp_path / "data", kept)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path / "repos")
-
-
-@pytest.fixture
-def repository(services: Services, project: Project) -> RepositoryRead:
-    return register(services, project)
 
 
 def _pipeline(services: Services, project: Project, repository: RepositoryRead, text: str) -> int:

@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import update
 
 from runner.engine.recorder import JobStatus
-from tests.web.service_support import KeptJobs, kept_services, register
+from tests.web.service_support import KeptJobs, register
 from tests.web.test_mirrors import Project
 from web.db.jobs import claim_job, list_jobs
 from web.db.models import Job, utcnow
 from web.db.pipelines import get_pipeline
 from web.db.schemas import JobRead, RepositoryRead
-from web.db.session import Database
 from web.orchestration import (
     JobEnd,
     Services,
@@ -47,16 +46,6 @@ lint: {stage: test, script: ["true"]}
 slow: {stage: test, script: ["sleep 60"]}
 ship: {stage: deploy, script: ["true"]}
 """
-
-
-@pytest.fixture
-def kept() -> KeptJobs:
-    return KeptJobs()
-
-
-@pytest.fixture
-def services(database: Database, tmp_path: Path, kept: KeptJobs) -> Services:
-    return kept_services(database, tmp_path / "data", kept)
 
 
 @pytest.fixture

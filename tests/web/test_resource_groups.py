@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from runner.engine.recorder import JobStatus
-from tests.web.service_support import KeptJobs, kept_services, register
+from tests.web.service_support import KeptJobs, register
 from tests.web.test_mirrors import Project
 from web.db.jobs import claim_job, get_job, list_jobs, set_job_status
 from web.db.schemas import JobRead, RepositoryRead
-from web.db.session import Database
 from web.errors import ConflictError
 from web.orchestration import (
     JobEnd,
@@ -51,26 +50,6 @@ deploy: {stage: deploy, resource_group: production, when: manual, script: ["true
 """
 
 _commits = count()
-
-
-@pytest.fixture
-def kept() -> KeptJobs:
-    return KeptJobs()
-
-
-@pytest.fixture
-def services(database: Database, tmp_path: Path, kept: KeptJobs) -> Services:
-    return kept_services(database, tmp_path / "data", kept)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path / "repos")
-
-
-@pytest.fixture
-def repository(services: Services, project: Project) -> RepositoryRead:
-    return register(services, project)
 
 
 def _pipeline(services: Services, project: Project, repository: RepositoryRead, text: str) -> int:
