@@ -20,6 +20,16 @@ import httpx
 import yaml
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server the tests started: SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -70,10 +80,5 @@ def run_registry(workdir: Path, auth: dict[str, Any] | None = None) -> Iterator[
             raise RuntimeError(f"docker-registry did not answer on {address}")
         yield address
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()

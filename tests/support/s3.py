@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from runner.objects import ObjectStore, open_object_store
-from tests.support.registry import free_port
+from tests.support.registry import free_port, stop_process
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -129,12 +129,7 @@ def run_s3_server(workdir: Path) -> Iterator[S3Server]:
         assert key and secret, created
         yield S3Server(endpoint, key.group(1), secret.group(1))
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 

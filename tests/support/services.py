@@ -24,6 +24,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from tests.support.registry import stop_process
+
 LOCK = Path("/tmp/kapal-test-services.lock")
 PASSWORD_FILE = Path("/tmp/kapal-test-postgres.password")
 ROLE = "kapal_test"
@@ -208,10 +210,5 @@ def run_redis(workdir: Path) -> Iterator[str]:
             raise RuntimeError(f"redis-server does not listen on 127.0.0.1:{port}")
         yield f"redis://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
