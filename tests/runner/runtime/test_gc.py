@@ -73,16 +73,21 @@ def test_gc_cleans_after_a_killed_worker(
         time.sleep(0.1)
     assert not _slirp_serving(sandbox_id)
 
+    done = _kapal_gc(kapal_env)
+    assert "removed 1 container(s), 1 sandbox(es)" in done.stdout
+    assert leftovers(kapal_settings, [container_id], [sandbox_id]) == []
+
+
+def _kapal_gc(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [str(Path(sys.executable).parent / "kapal"), "gc"],
-        env=kapal_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "removed 1 container(s), 1 sandbox(es)" in done.stdout
-    assert leftovers(kapal_settings, [container_id], [sandbox_id]) == []
+    return done
 
 
 def _slirp_serving(sandbox_id: str) -> bool:
@@ -149,14 +154,7 @@ def test_gc_cleans_after_a_killed_build(
     assert list(work.glob("*/disk/step-*/upper/proof")), "the RUN step never started"
     assert _mounts_under(work), "the killed build left no step disk mounted"
 
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "kapal"), "gc"],
-        env=kapal_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _kapal_gc(kapal_env)
     assert "removed 1 container(s)" in done.stdout
     assert re.search(r", [1-9][0-9]* build work dir\(s\)", done.stdout), done.stdout
     assert _mounts_under(work) == []
