@@ -1,13 +1,16 @@
-"""Helpers of the service-layer tests: register a repository, keep what a dispatcher is sent."""
+"""Helpers of the service-layer tests: register a repository, keep what a dispatcher is sent,
+see the statements sent to the database."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
+from sqlalchemy import event
 
 from tests.web.test_mirrors import Project
 from web.db.repos import create_repository
@@ -70,3 +73,18 @@ def register(
                 **fields,
             ),
         )
+
+
+@contextmanager
+def sent_statements(database: Database) -> Iterator[list[str]]:
+    """Every statement the engine sends while the block runs."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine, "before_cursor_execute", note)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import func, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from pipeline.plan import Plan
 from web.db.jobs import create_jobs
@@ -68,32 +68,44 @@ def get_pipeline(*, session: Session, pipeline_id: int) -> PipelineRead | None:
 
 
 def get_pipeline_detail(*, session: Session, pipeline_id: int) -> PipelineDetail | None:
-    """The pipeline with every job attempt, in plan order, or None."""
-    row = session.get(Pipeline, pipeline_id)
-    if row is None:
+    """The pipeline with every job attempt, in plan order, or None.
+
+    One statement, so one snapshot: on PostgreSQL each statement of a READ COMMITTED
+    transaction sees the database anew, and a pipeline read apart from its jobs could show
+    them finished while it still runs.
+    """
+    child, by_job = aliased(Pipeline), aliased(Job)
+    # the child pipeline a `trigger:` job started, and the parent of a child pipeline
+    downstream = (
+        select(child.id)
+        .where(child.parent_job_id == Job.id)
+        .order_by(child.id.desc())
+        .limit(1)
+        .correlate(Job)
+        .scalar_subquery()
+    )
+    parent = (
+        select(by_job.pipeline_id)
+        .where(by_job.id == Pipeline.parent_job_id)
+        .correlate(Pipeline)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Pipeline, parent, Job, downstream)
+        .outerjoin(Job, Job.pipeline_id == Pipeline.id)
+        .where(Pipeline.id == pipeline_id)
+        .order_by(Job.position, Job.attempt)
+    ).all()
+    if not rows:
         return None
+    row, parent_id = rows[0][0], rows[0][1]
     jobs = [
-        JobRead.model_validate(j)
-        for j in session.scalars(
-            select(Job).where(Job.pipeline_id == pipeline_id).order_by(Job.position, Job.attempt)
-        )
+        JobRead.model_validate(job).model_copy(update={"downstream_pipeline_id": child_id})
+        for _, _, job, child_id in rows
+        if job is not None
     ]
-    # the child pipelines its `trigger:` jobs started, and the parent of a child pipeline
-    children = {
-        job_id: child_id
-        for job_id, child_id in session.execute(
-            select(Pipeline.parent_job_id, Pipeline.id)
-            .join(Job, Job.id == Pipeline.parent_job_id)
-            .where(Job.pipeline_id == pipeline_id)
-        )
-    }
-    if children:
-        jobs = [j.model_copy(update={"downstream_pipeline_id": children.get(j.id)}) for j in jobs]
-    parent = None
-    if row.parent_job_id is not None:
-        parent = session.scalar(select(Job.pipeline_id).where(Job.id == row.parent_job_id))
     return PipelineDetail(
-        **PipelineRead.model_validate(row).model_dump(), jobs=jobs, parent_pipeline_id=parent
+        **PipelineRead.model_validate(row).model_dump(), jobs=jobs, parent_pipeline_id=parent_id
     )
 
 

@@ -4,16 +4,13 @@ per job, through the API and the dashboard's list page (counted as SQLAlchemy se
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 
 from tests.web.api.conftest import add_pipeline, register
-from web.db.session import Database
+from tests.web.service_support import sent_statements
 from web.orchestration import Services
 
 JOBS = {"build": "success", "unit": "failed", "lint": "success", "deploy": "created"}
@@ -23,21 +20,6 @@ LISTS = {
     "dashboard": "/",
     "dashboard-filtered": "/?repo=acme/shop&branch=main&status=running",
 }
-
-
-@contextmanager
-def _statements(database: Database) -> Iterator[list[str]]:
-    """Every statement the engine sends while the block runs."""
-    seen: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    event.listen(database.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(database.engine, "before_cursor_execute", note)
 
 
 def _listed(path: str, answer: Any) -> int:
@@ -60,7 +42,7 @@ def test_listing_sends_no_statement_per_pipeline(
             add_pipeline(services, other.id, ref="main", status="failed", jobs=JOBS)
             made += 1
         client.get(path)  # whatever a first request prepares once
-        with _statements(services.database) as seen:
+        with sent_statements(services.database) as seen:
             answer = client.get(path)
         assert answer.status_code == 200, answer.text
         assert _listed(path, answer) in (total, 2 * total)

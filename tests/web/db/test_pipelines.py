@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import Plan, TriggerContext, loads, plan
 from tests.web.db.factories import make_jobs, make_pipeline, make_repository
+from tests.web.service_support import sent_statements
 from web.db.deliveries import finish_delivery, get_delivery, record_delivery
 from web.db.encryption import SecretCipher
 from web.db.jobs import list_jobs
@@ -77,6 +78,34 @@ def test_detail_lists_jobs_in_plan_order(database: Database, cipher: SecretCiphe
     assert detail is not None
     assert [j.name for j in detail.jobs] == ["build", "test", "deploy"]
     assert detail.id == pipeline.id
+
+
+def test_detail_is_read_in_one_statement_with_children_and_parent(
+    database: Database, cipher: SecretCipher
+) -> None:
+    # one statement, one snapshot: a pipeline is never shown beside jobs of another moment
+    with database.transaction() as session:
+        repo = make_repository(session, cipher)
+        parent = make_pipeline(session, repo.id)
+        _, trigger = make_jobs(session, parent.id, "build", "trigger")
+        child = make_pipeline(session, repo.id, source="parent_pipeline", parent_job_id=trigger.id)
+        make_jobs(session, child.id, "inner")
+    with database.transaction() as session, sent_statements(database) as sent:
+        detail = get_pipeline_detail(session=session, pipeline_id=parent.id)
+        child_detail = get_pipeline_detail(session=session, pipeline_id=child.id)
+        empty = make_pipeline(session, repo.id)
+        sent.clear()
+        no_jobs = get_pipeline_detail(session=session, pipeline_id=empty.id)
+        assert len(sent) == 1
+    assert detail is not None and child_detail is not None and no_jobs is not None
+    assert [(j.name, j.downstream_pipeline_id) for j in detail.jobs] == [
+        ("build", None),
+        ("trigger", child.id),
+    ]
+    assert detail.parent_pipeline_id is None
+    assert [j.name for j in child_detail.jobs] == ["inner"]
+    assert child_detail.parent_pipeline_id == parent.id
+    assert (no_jobs.jobs, no_jobs.parent_pipeline_id) == ([], None)
 
 
 def test_plan_is_kept_as_json(database: Database, cipher: SecretCipher) -> None:
