@@ -258,7 +258,7 @@ def load_context(*, services: Services, job_id: int) -> JobContext:
         project_dir=project_dir,
         repository_id=repository.id,
         user=pipeline.author_name or pipeline.source,
-        approved_by=approver_of(job.when, job.reason),
+        approved_by=approver_of(job.when, job.played_by),
     )
 
 

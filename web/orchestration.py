@@ -95,7 +95,7 @@ from web.errors import (
     PipelineNotCreatedError,
     RepositoryUnreachableError,
 )
-from web.hooks.planning import PlannedTrigger, plan_trigger
+from web.hooks.planning import PlannedTrigger, include_fetcher, plan_trigger
 from web.hooks.trigger import ZERO_SHA, MergeRequest, Trigger
 from web.mirrors import GIT_ENV, RepositoryMirror, shown_url
 from web.settings import Settings
@@ -314,9 +314,12 @@ def plan_recorded_pipeline(
     if trigger is None:
         raise ValueError(f"pipeline {pipeline_id} is no child pipeline: its trigger is needed")
     try:
-        with RepositoryMirror(
-            services.settings.data_dir, name=repository.name, clone_url=repository.clone_url
-        ) as mirror:
+        with (
+            RepositoryMirror(
+                services.settings.data_dir, name=repository.name, clone_url=repository.clone_url
+            ) as mirror,
+            include_fetcher(services.settings) as remote,
+        ):
             planned = plan_trigger(
                 trigger,
                 mirror,
@@ -324,6 +327,8 @@ def plan_recorded_pipeline(
                 default_branch=repository.default_branch,
                 variables=tuple((variables or {}).items()),
                 source=source,
+                server_url=services.settings.gitlab_url,
+                remote=remote,
             )
     except MirrorError as exc:
         return TriggerOutcome(_fail_pipeline(services, pipeline_id, str(exc)))
@@ -1102,6 +1107,7 @@ def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
                 "played or a delayed one waiting to start can be played (retry a finished one "
                 "instead)"
             )
+        session.execute(update(Job).where(Job.id == job_id).values(played_by=who[:500]))
         if group:
             _now_held(
                 session,
@@ -1373,6 +1379,7 @@ def _plan_child(
             RepositoryMirror(
                 services.settings.data_dir, name=repository.name, clone_url=repository.clone_url
             ) as mirror,
+            include_fetcher(services.settings) as remote,
         ):
             planned = plan_trigger(
                 trigger_of_pipeline(child, repository),
@@ -1380,6 +1387,8 @@ def _plan_child(
                 pipeline_id=child.id,
                 default_branch=repository.default_branch,
                 source=CHILD_SOURCE,
+                server_url=services.settings.gitlab_url,
+                remote=remote,
                 plan_child=child_planner(
                     trigger_job,
                     parent=parent_plan,

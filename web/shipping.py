@@ -29,14 +29,10 @@ from web.errors import ConflictError, NotFoundError
 from web.orchestration import Services
 from web.settings import Settings
 
-PLAYED_BY = "played by "
 
-
-def approver_of(when: str, reason: str) -> str | None:
-    """Who played a manual job, from the reason `play_job` wrote (`played by NAME`)."""
-    if when == "manual" and reason.startswith(PLAYED_BY):
-        return reason[len(PLAYED_BY) :] or None
-    return None
+def approver_of(when: str, played_by: str | None) -> str | None:
+    """Who approved a deployment: whoever played its manual job (`play_job`)."""
+    return (played_by or None) if when == "manual" else None
 
 
 def push_settings(settings: Settings) -> PushSettings:

@@ -141,9 +141,14 @@ def test_a_manual_job_holds_the_pipeline_until_played(
     assert _detail(services, pipeline_id).status == "manual"
     assert _current(services, pipeline_id)["verify"].status == "created"
     played = play_job(services=services, job_id=jobs["ship"].id, who="ada")
-    assert (played.status, played.reason) == ("pending", "played by ada")
+    assert (played.status, played.reason, played.played_by) == ("pending", "played by ada", "ada")
     assert kept.sent[-1] == jobs["ship"].id
     assert _detail(services, pipeline_id).status == "running"
+    # who played it stays on record once the job has ended (its reason says something else)
+    _run(services, played, JobStatus.FAILED)
+    ended = _current(services, pipeline_id)["ship"]
+    assert (ended.status, ended.played_by) == ("failed", "ada")
+    assert ended.reason != "played by ada"
 
 
 def test_canceling_a_waiting_job_cancels_the_jobs_after_it(

@@ -210,6 +210,8 @@ class Job(Base):
     image: Mapped[str | None] = mapped_column(CleanText())
     image_digest: Mapped[str | None] = mapped_column(CleanText())
     log_lines: Mapped[int] = mapped_column(Integer, default=0)  # lines appended so far
+    # who played this manual (or delayed) attempt: kept when its reason changes (revision 0006)
+    played_by: Mapped[str | None] = mapped_column(CleanText())
     # the job's `tags:`: only a worker serving every one of them runs it (`web.routing`)
     tags: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -172,6 +172,7 @@ class JobRead(_Row):
     image_digest: str | None
     log_lines: int
     tags: list[str] = Field(default_factory=list)
+    played_by: str | None = None
     created_at: datetime
     queued_at: datetime | None
     started_at: datetime | None
