@@ -35,7 +35,7 @@ from pipeline.lint_command import (
 )
 from pipeline.plan import Plan
 from pipeline.planner import plan as plan_pipeline
-from pipeline.remote import command_fetcher
+from pipeline.remote import command_fetcher, command_server_url
 from pipeline.validate import validate_collecting
 
 __all__ = ["ARGV_COMMANDS", "register"]
@@ -136,6 +136,7 @@ def plan_command(
         project_dir=f"/builds/{root.name or 'project'}",
         changed_files=tuple(changed) if changed else None,
         variables=tuple(variables),
+        server_url=command_server_url(),
     )
     try:
         # include: paths and rules are read for this trigger; remote includes fetched

@@ -39,6 +39,8 @@ class TriggerContext:
     unknown (then `exists:` looks at the files under the pipeline file's directory).
     `variables` are extra variables in order (`--var`, CI_MERGE_REQUEST_*, a schedule's
     variables); they override file variables like GitLab's trigger/schedule variables do.
+    `server_url` is the GitLab instance's URL (KAPAL_GITLAB_URL, passed in by runner/ or web/),
+    giving CI_SERVER_URL, _HOST, _PORT, _PROTOCOL and _FQDN; empty: they are not set.
     """
 
     source: str = "push"
@@ -57,6 +59,7 @@ class TriggerContext:
     changed_files: tuple[str, ...] | None = None
     project_files: tuple[str, ...] | None = None
     variables: tuple[tuple[str, str], ...] = ()
+    server_url: str = ""
 
     @property
     def ref(self) -> str:

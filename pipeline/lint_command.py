@@ -16,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from pipeline.context import TriggerContext
 from pipeline.document import PIPELINE_FILE_NAMES, Document, load
 from pipeline.errors import PipelineError
-from pipeline.remote import command_fetcher
+from pipeline.remote import command_fetcher, command_server_url
 from pipeline.validate import validate_collecting
 
 if TYPE_CHECKING:
@@ -112,8 +113,10 @@ def lint(file: Path | None, as_json: bool, strict: bool, inputs: list[str] | Non
     """Check a pipeline file; print each problem as file:line:col: message; the exit code."""
     path = _pipeline_path(file)
     document = _load(path, as_json, inputs)
+    server_url = command_server_url()  # CI_SERVER_* for include paths, when an instance is set
+    context = TriggerContext(branch=TriggerContext().default_branch, server_url=server_url)
     with command_fetcher() as remote:  # include: remote, when the `kapal` entry set one
-        config, problems = validate_collecting(document, None, remote)
+        config, problems = validate_collecting(document, context if server_url else None, remote)
     failing = _blocking(problems, strict) or config is None
     if as_json:
         jobs = {"jobs": len(config.jobs)} if config is not None else {}

@@ -83,7 +83,40 @@ def pipeline_variables(
         values.append(("CI_COMMIT_BRANCH", context.branch))
     if workflow_name is not None:
         values.append(("CI_PIPELINE_NAME", workflow_name))
+    values += server_variables(context.server_url)
     return tuple(Variable(name, value, "predefined") for name, value in values)
+
+
+def server_variables(url: str) -> list[tuple[str, str]]:
+    """GitLab's CI_SERVER_* variables of the instance at `url` (none when it is no http(s) URL).
+
+    As GitLab sets them: CI_SERVER_URL the base URL with the protocol, a port only when it is
+    not the protocol's own, and the path GitLab is served under (https://gitlab.example.com:8080);
+    CI_SERVER_HOST the host alone; CI_SERVER_PORT the port (443 or 80 when none is written);
+    CI_SERVER_PROTOCOL http or https; CI_SERVER_FQDN the host with a non-standard port
+    (gitlab.example.com:8080), the form `component:` paths start with.
+    """
+    from urllib.parse import urlsplit  # only when an instance is configured
+
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return []
+    host = parts.hostname
+    if scheme not in ("http", "https") or not host:
+        return []
+    standard = 443 if scheme == "https" else 80
+    shown_host = f"[{host}]" if ":" in host else host
+    fqdn = shown_host if port in (None, standard) else f"{shown_host}:{port}"
+    return [
+        ("CI_SERVER_URL", f"{scheme}://{fqdn}{parts.path.rstrip('/')}"),
+        ("CI_SERVER_HOST", host),
+        ("CI_SERVER_PORT", str(port or standard)),
+        ("CI_SERVER_PROTOCOL", scheme),
+        ("CI_SERVER_FQDN", fqdn),
+    ]
 
 
 def job_variables(

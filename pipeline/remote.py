@@ -24,6 +24,7 @@ __all__ = [
     "LazyFetcher",
     "RemoteFetcher",
     "command_fetcher",
+    "command_server_url",
     "integrity_problem",
     "set_command_fetcher",
 ]
@@ -154,15 +155,24 @@ class LazyFetcher(GitLabDelegate):
 
 
 _COMMAND_FACTORY: list[Callable[[], RemoteFetcher]] = []
+_COMMAND_SERVER_URL: list[str] = []
 
 
-def set_command_fetcher(factory: Callable[[], RemoteFetcher]) -> None:
+def set_command_fetcher(factory: Callable[[], RemoteFetcher], *, server_url: str = "") -> None:
     """What `kapal lint` and `kapal plan` fetch remote includes with (the `kapal` entry sets it).
 
     pipeline/ cannot import the runner's HTTP client; the entry point that wires the packages
-    names it here, and the commands take it through `command_fetcher`.
+    names it here, and the commands take it through `command_fetcher`. `server_url` is the
+    GitLab instance (KAPAL_GITLAB_URL) the commands' CI_SERVER_* variables name: pipeline/
+    reads no environment.
     """
     _COMMAND_FACTORY[:] = [factory]
+    _COMMAND_SERVER_URL[:] = [server_url]
+
+
+def command_server_url() -> str:
+    """The GitLab instance's URL `set_command_fetcher` was given ("" when none)."""
+    return _COMMAND_SERVER_URL[0] if _COMMAND_SERVER_URL else ""
 
 
 @contextlib.contextmanager

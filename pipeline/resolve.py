@@ -625,9 +625,9 @@ class _Resolver:
                 self.problems.append(
                     IncludeError(
                         f"{entry.named} was not fetched: no {which}fetcher was given (`kapal "
-                        "lint`, `plan` and `run` pass one; kapal's server does not fetch "
-                        "includes yet; a library caller passes `remote=`); or copy the file "
-                        "into the repository and use `include: local`",
+                        "lint`, `plan`, `run` and kapal's server pass one; a library caller "
+                        "passes `remote=`); or copy the file into the repository and use "
+                        "`include: local`",
                         entry.location,
                     )
                 )

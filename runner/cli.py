@@ -61,8 +61,10 @@ def trigger_for(
     source: str,
     variables: list[tuple[str, str]],
     pipeline_id: int,
+    server_url: str = "",
 ) -> pipeline.TriggerContext:
-    """The trigger of a local run: the working tree's branch and commit, or sensible defaults."""
+    """The trigger of a local run: the working tree's branch and commit, or sensible defaults
+    (`server_url`: the GitLab instance CI_SERVER_* name)."""
     import pipeline
     from runner.engine.workspace import working_tree_files
 
@@ -82,6 +84,7 @@ def trigger_for(
         pipeline_id=pipeline_id,
         project_files=tuple(str(p) for p in working_tree_files(project)),
         variables=tuple(variables),
+        server_url=server_url,
     )
 
 
@@ -342,7 +345,12 @@ def _run(
     secrets = load_secrets(os.environ, secrets_file)
     pipeline_id = next_pipeline_id(settings.data_dir) if settings and not dry_run else 0
     context = trigger_for(
-        project, branch=branch, source=source, variables=variables, pipeline_id=pipeline_id
+        project,
+        branch=branch,
+        source=source,
+        variables=variables,
+        pipeline_id=pipeline_id,
+        server_url=os.environ.get("KAPAL_GITLAB_URL", ""),  # CI_SERVER_*
     )
     from runner.remote_includes import default_fetcher  # httpx: on the first remote include
 

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     import httpx
 
     from runner.gitlab_includes import GitLabFiles
+    from runner.include_addresses import AddressPolicy
 
-__all__ = ["HttpFetcher", "default_fetcher"]
+__all__ = ["HttpFetcher", "default_fetcher", "fetcher_for"]
 
 TIMEOUT_SECONDS = 10.0
 MAX_REDIRECTS = 5
@@ -47,18 +48,30 @@ class HttpFetcher(GitLabDelegate):
         *,
         timeout: float = TIMEOUT_SECONDS,
         gitlab: GitLabFiles | None = None,
+        addresses: AddressPolicy | None = None,
     ) -> None:
         self.cache_dir = cache_dir
         self.timeout = timeout
         self.gitlab = gitlab
+        # the server's: each connection (every redirect hop) only to addresses this allows
+        self.addresses = addresses
         self._client: httpx.Client | None = None
 
     def _http(self) -> httpx.Client:
         if self._client is None:
             import httpx
 
+            transport = None
+            if self.addresses is not None:
+                from runner.include_addresses import guarded_transport
+
+                transport = guarded_transport(self.addresses)
             self._client = httpx.Client(
-                timeout=self.timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS
+                timeout=self.timeout,
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+                transport=transport,
+                trust_env=self.addresses is None,  # no proxy between the check and the host
             )
         return self._client
 
@@ -97,7 +110,7 @@ class HttpFetcher(GitLabDelegate):
                 "cached copy: check the network (kapal is offline?) or copy the file into the "
                 "repository and use `include: local`"
             ) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise IncludeError(f"cannot be fetched: {exc}") from None
         self._store(url, content)
         return content
@@ -172,12 +185,25 @@ def default_fetcher() -> HttpFetcher:
     from runner.runtime.environment import default_data_dir
 
     data_dir = os.environ.get("KAPAL_DATA_DIR")
-    base = Path(data_dir) if data_dir else default_data_dir()
-    fetcher = HttpFetcher(base / "includes")
-    url = os.environ.get("KAPAL_GITLAB_URL", "")
-    if url.strip():
+    return fetcher_for(
+        Path(data_dir) if data_dir else default_data_dir(),
+        gitlab_url=os.environ.get("KAPAL_GITLAB_URL", ""),
+        gitlab_token=os.environ.get("KAPAL_GITLAB_TOKEN", ""),
+    )
+
+
+def fetcher_for(
+    data_dir: Path,
+    *,
+    gitlab_url: str = "",
+    gitlab_token: str = "",
+    addresses: AddressPolicy | None = None,
+) -> HttpFetcher:
+    """A fetcher caching under `data_dir`/includes, reading GitLab includes from `gitlab_url`
+    (when set) and, given `addresses`, connecting for `include: remote` only where it allows."""
+    fetcher = HttpFetcher(data_dir / "includes", addresses=addresses)
+    if gitlab_url.strip():
         from runner.gitlab_includes import GitLabFiles
 
-        token = os.environ.get("KAPAL_GITLAB_TOKEN", "")
-        fetcher.gitlab = GitLabFiles(url, token, base / "includes" / "gitlab")
+        fetcher.gitlab = GitLabFiles(gitlab_url, gitlab_token, data_dir / "includes" / "gitlab")
     return fetcher

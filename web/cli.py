@@ -138,7 +138,7 @@ def _wire_remote_includes() -> None:
     """`kapal lint` and `kapal plan` fetch `include: remote` with the runner's HTTP fetcher."""
     from pipeline.remote import set_command_fetcher
 
-    set_command_fetcher(_remote_fetcher)
+    set_command_fetcher(_remote_fetcher, server_url=os.environ.get("KAPAL_GITLAB_URL", ""))
 
 
 def build_app() -> typer.Typer:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipeline.context import TriggerContext
 from pipeline.plan import Job, Plan
+from pipeline.remote import RemoteFetcher
 from runner.artifacts import ArtifactStore, SharedArtifactStore
 from runner.engine.downstream import ChildPipelines
 from runner.engine.recorder import JobStatus
@@ -108,12 +109,13 @@ def child_planner(
     starts, `depth` being how deep below its first pipeline `parent` is; raises
     `PipelineError` (files wrong, too deep) or `EngineError` (an artifact not readable)."""
 
-    def plan(context: TriggerContext, tree: PlanningTree) -> Plan:
+    def plan(context: TriggerContext, tree: PlanningTree, remote: RemoteFetcher | None) -> Plan:
         children = ChildPipelines(
             context=context,
             root_dir=tree.root,
             pipeline_file=parent.pipeline_file or ".kapal.yml",
             depth=depth,
+            remote=remote,
         )
         return children.plan(
             job,

@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from runner.settings import RunnerSettings
 from web.errors import SecretKeyError
@@ -87,10 +87,24 @@ class Settings(RunnerSettings):
     log_flush_interval: float = Field(default=0.25, gt=0)
     log_flush_bytes: int = Field(default=64 * 1024, gt=0)
 
+    # `include: remote` on the server connects only to public addresses (runner.include_addresses
+    # says which); these host names, IP addresses and CIDR networks are allowed too (an internal
+    # file server, 10.1.2.0/24), comma- or space-separated. KAPAL_GITLAB_URL's origin always is.
+    include_allowed_hosts: str = ""
+
     # The CLI's side (`kapal trigger`, `kapal logs`...): the server it talks to and its token.
     # `unix:///path/kapal.sock` or `http://host:port`. Empty: the local server's bind address.
     host: str = ""
     token: SecretStr | None = None
+
+    @field_validator("include_allowed_hosts")
+    @classmethod
+    def _allowed_hosts_parse(cls, value: str) -> str:
+        """Refuse an allow-list entry that is neither a host name nor an address or network."""
+        from runner.include_addresses import parse_allowed
+
+        parse_allowed(value)
+        return value
 
     @model_validator(mode="before")
     @classmethod

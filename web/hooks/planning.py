@@ -11,6 +11,13 @@ One call does what a delivery needs after it is verified and recorded::
 Mirror problems (`RepositoryUnreachableError`, `CommitNotFoundError`, `UnsafeTreeError`,
 `MirrorBusyError`) are raised; problems of the pipeline file are results in `error`.
 (Not imported by `web.hooks` itself: `web.mirrors` imports `web.hooks`.)
+
+`include: remote/project/component/template` are fetched through `remote`, the fetcher
+`include_fetcher(settings)` makes: cached under the data dir as `kapal run` does,
+`include: remote` connecting only to the addresses `runner.include_addresses` allows (the
+pipeline file is untrusted here), GitLab includes read from KAPAL_GITLAB_URL. Planning runs in
+the worker's planning step (`web.orchestration.plan_recorded_pipeline`), never while a webhook
+is answered; a file that cannot be fetched is the pipeline's positioned plan error.
 """
 
 from __future__ import annotations
@@ -21,12 +28,30 @@ from dataclasses import dataclass
 
 import pipeline
 from pipeline.errors import PipelineError
+from pipeline.remote import RemoteFetcher
+from runner.remote_includes import HttpFetcher, fetcher_for
 from web.hooks.context import trigger_context
 from web.hooks.trigger import Trigger
 from web.mirrors import PlanningTree, RepositoryMirror
+from web.settings import Settings
 
-PlanChild = Callable[[pipeline.TriggerContext, PlanningTree], pipeline.Plan]
-"""Plans a child pipeline from its parent's trigger context and the commit's files."""
+PlanChild = Callable[[pipeline.TriggerContext, PlanningTree, RemoteFetcher | None], pipeline.Plan]
+"""Plans a child pipeline from its parent's trigger context, the commit's files and the
+fetcher of its remote and GitLab includes."""
+
+
+def include_fetcher(settings: Settings) -> HttpFetcher:
+    """The server's fetcher of includes: cached under `settings.data_dir`/includes, GitLab
+    includes from KAPAL_GITLAB_URL, `include: remote` only to public addresses, the allow-list
+    (KAPAL_INCLUDE_ALLOWED_HOSTS) and KAPAL_GITLAB_URL's origin. Close it after planning."""
+    from runner.include_addresses import AddressPolicy
+
+    return fetcher_for(
+        settings.data_dir,
+        gitlab_url=settings.gitlab_url,
+        gitlab_token=settings.gitlab_token,
+        addresses=AddressPolicy.from_settings(settings.include_allowed_hosts, settings.gitlab_url),
+    )
 
 
 @dataclass(frozen=True)
@@ -50,7 +75,9 @@ def plan_trigger(
     default_branch: str | None = None,
     variables: tuple[tuple[str, str], ...] = (),
     source: str | None = None,
+    server_url: str = "",
     plan_child: PlanChild | None = None,
+    remote: RemoteFetcher | None = None,
 ) -> PlannedTrigger:
     """Fetch `trigger`'s commit into `mirror`, read its pipeline file there, and plan it.
 
@@ -59,7 +86,9 @@ def plan_trigger(
     request against its target branch (tags: unknown, so every `changes:` matches).
     `source` replaces the trigger's CI_PIPELINE_SOURCE (`api`, `web` for a pipeline run by hand).
     `plan_child` plans a child pipeline instead of the commit's pipeline file (a `trigger:`
-    job's, `web.orchestration`), from the context that file would be planned in.
+    job's, `web.orchestration`), from the context that file would be planned in. `remote`
+    fetches remote and GitLab includes (`include_fetcher`); without one they are errors.
+    The context's CI_SERVER_* variables name `server_url` (KAPAL_GITLAB_URL).
     """
     default = default_branch or trigger.default_branch or "main"
     request = trigger.merge_request
@@ -92,16 +121,19 @@ def plan_trigger(
             merge_base_sha=merge_base,
             variables=variables,
         )
+        made = dataclasses.replace(made, server_url=server_url)
         return made if source is None else dataclasses.replace(made, source=source)
 
     try:
         with mirror.planning_tree(sha) as tree:
             planning = context(tree.files)
             if plan_child is not None:
-                return PlannedTrigger(trigger, planning, plan_child(planning, tree), None)
+                planned = plan_child(planning, tree, remote)
+                return PlannedTrigger(trigger, planning, planned, None)
             document = tree.load()
             if document is None:
                 return PlannedTrigger(trigger, planning, None, None)
-            return PlannedTrigger(trigger, planning, pipeline.plan(document, planning), None)
+            planned = pipeline.plan(document, planning, remote)
+            return PlannedTrigger(trigger, planning, planned, None)
     except PipelineError as exc:
         return PlannedTrigger(trigger, context(None), None, exc)
