@@ -265,7 +265,7 @@ def guarded_transport(policy: AddressPolicy) -> httpx.HTTPTransport:
     """An httpx transport whose connections go through `GuardedBackend(policy)` (no proxy)."""
     import httpx
 
-    transport = httpx.HTTPTransport(trust_env=False)
+    transport = httpx.HTTPTransport()  # the environment's CA files; proxies are the client's
     # httpx builds its pool without a way to name the network backend: the same pool with ours
     ssl_context = transport._pool._ssl_context
     transport._pool = httpcore.ConnectionPool(

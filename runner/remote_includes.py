@@ -101,6 +101,8 @@ class HttpFetcher(GitLabDelegate):
 
         try:
             content = self._download(url)
+        except httpx.UnsupportedProtocol as exc:  # a redirect to ftp:, file:...: not offline
+            raise IncludeError(f"cannot be fetched: {exc}; only http and https are") from None
         except httpx.TransportError as exc:
             cached = self._cached(url)
             if cached is not None:

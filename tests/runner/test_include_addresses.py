@@ -189,3 +189,14 @@ def test_an_unresolvable_name_falls_back_to_the_cached_copy(tmp_path: Path) -> N
     cached._store("https://files.example/ci.yml", b"kept: {script: [x]}\n")
     with _fetcher(tmp_path, policy) as fetcher:
         assert fetcher.fetch("https://files.example/ci.yml") == b"kept: {script: [x]}\n"
+
+
+def test_a_redirect_out_of_http_is_refused(tmp_path: Path) -> None:
+    outer = Files(redirects={"/ci.yml": "file:///etc/passwd"})
+    policy = AddressPolicy(networks=[ipaddress.ip_network("127.0.0.1/32")])
+    with (
+        serve_files(outer) as port,
+        _fetcher(tmp_path, policy) as fetcher,
+        pytest.raises(IncludeError, match="only http and https are"),
+    ):
+        fetcher.fetch(f"http://127.0.0.1:{port}/ci.yml")
