@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.errors import IncludeError
 from runner.include_addresses import AddressPolicy, parse_allowed
@@ -200,3 +203,31 @@ def test_a_redirect_out_of_http_is_refused(tmp_path: Path) -> None:
         pytest.raises(IncludeError, match="only http and https are"),
     ):
         fetcher.fetch(f"http://127.0.0.1:{port}/ci.yml")
+
+
+@given(st.ip_addresses(v=4))
+def test_an_ipv4_address_and_its_mapped_ipv6_form_are_judged_alike(address: Any) -> None:
+    policy = AddressPolicy()
+    mapped = ipaddress.IPv6Address(f"::ffff:{address}")
+    assert (policy.refusal(str(address)) is None) == (policy.refusal(str(mapped)) is None)
+    if policy.refusal(str(address)) is None:
+        assert address.is_global and not address.is_multicast
+
+
+@given(st.ip_addresses())
+def test_only_global_unicast_addresses_are_allowed(address: Any) -> None:
+    allowed = AddressPolicy().refusal(str(address)) is None
+    if allowed:
+        assert address.is_global and not address.is_multicast
+        assert not (address.is_private or address.is_loopback or address.is_link_local)
+
+
+@given(st.text(max_size=60))
+def test_the_allow_list_parser_answers_any_text_or_says_what_is_wrong(text: str) -> None:
+    try:
+        networks, hosts = parse_allowed(text)
+    except ValueError as exc:
+        assert "KAPAL_INCLUDE_ALLOWED_HOSTS" in str(exc)
+    else:
+        assert all("/" not in h and ":" not in h for h in hosts)
+        assert len(networks) + len(hosts) <= len(text.split()) + text.count(",")
