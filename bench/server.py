@@ -23,9 +23,9 @@ uvicorn on 127.0.0.1, a real Celery worker (embedded, threads pool) and the real
   reported are accepted deliveries per second, p50/p99, the load average, and, counted in the
   database, whether every one made exactly one pipeline and every redelivery was answered with
   it, and (on Redis, once `kapal serve` stopped) whether each pipeline's plan request waits in
-  the broker exactly once. The server verifies each signature, records the delivery and its pipeline, and sends a
-  plan message (a worker plans). The hook's same recording without HTTP and the signature
-  (16 threads in this process) is timed too (`deferred/s`).
+  the broker exactly once. The server verifies each signature, records the delivery and its
+  pipeline, and sends a plan message (a worker plans). The hook's same recording without HTTP
+  and the signature (16 threads in this process) is timed too (`deferred/s`).
 
 Apart (`--part`, on PostgreSQL + Redis, merged into the same JSON file):
 
