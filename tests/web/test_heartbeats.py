@@ -223,12 +223,13 @@ def _clock_off_by(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
     monkeypatch.setattr(web.db.models, "utcnow", skewed)
 
 
+# PostgreSQL only: the embedded SQLite database lives on one machine, so it has one clock
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("offset_minutes", [-10, 10])
 def test_workers_on_machines_whose_clocks_differ_are_judged_by_the_database_clock(
     services: Services, monkeypatch: pytest.MonkeyPatch, offset_minutes: int
 ) -> None:
-    if services.database.engine.dialect.name != "postgresql":
-        pytest.skip("the embedded SQLite database lives on one machine: one clock")
+    assert services.database.engine.dialect.name == "postgresql"
     quick = Services(
         settings=services.settings.model_copy(update={"worker_lost_after": 2.0}),
         database=services.database,
