@@ -44,6 +44,10 @@ EXIT_CANCELED = 130
 LOCAL_PIPELINES_KEPT = 20  # artifacts of older local runs are removed
 
 
+# the commit's sha, committer date, author and message, NUL-separated
+COMMIT_FORMAT = "%H%x00%cI%x00%an <%ae>%x00%B"
+
+
 def _git(directory: Path, *args: str) -> str:
     try:
         done = subprocess.run(
@@ -68,16 +72,19 @@ def trigger_for(
     import pipeline
     from runner.engine.workspace import working_tree_files
 
-    sha = _git(project, "rev-parse", "HEAD") or "0" * 40
+    # one `git log` for the commit's fields (the message last: it is the one free-form field);
+    # none of them when there is no commit (not a repository, or no commit yet)
+    commit = _git(project, "log", "-1", "--no-show-signature", f"--format={COMMIT_FORMAT}")
+    sha, timestamp, author, message = [*commit.split("\0", 3), "", "", "", ""][:4]
     current = _git(project, "rev-parse", "--abbrev-ref", "HEAD")
     name = project.resolve().name or "project"
     return pipeline.TriggerContext(
         source=source,
         branch=branch or (current if current and current != "HEAD" else "main"),
-        commit_sha=sha,
-        commit_message=_git(project, "log", "-1", "--format=%B"),
-        commit_timestamp=_git(project, "log", "-1", "--format=%cI"),
-        commit_author=_git(project, "log", "-1", "--format=%an <%ae>"),
+        commit_sha=sha.strip() or "0" * 40,
+        commit_message=message.strip(),
+        commit_timestamp=timestamp.strip(),
+        commit_author=author.strip(),
         project_name=name,
         project_path=name,
         project_dir=f"/builds/{name}",
@@ -105,17 +112,33 @@ def parse_vars(entries: list[str]) -> list[tuple[str, str]]:
 
 def next_pipeline_id(data_dir: Path) -> int:
     """A pipeline number for a local run, counting up per data dir."""
-    from filelock import FileLock
+    import fcntl  # the stdlib lock: filelock costs ~15 ms to import at every run
 
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # artifacts and caches live here
     counter = data_dir / "local-pipelines"
-    with FileLock(str(counter) + ".lock"):
+    fd = os.open(str(counter) + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held while the counter is read and written
         try:
             last = int(counter.read_text().strip() or "0")
         except (FileNotFoundError, ValueError):
             last = 0
         counter.write_text(f"{last + 1}\n")
+    finally:
+        os.close(fd)  # releases the lock
     return last + 1
+
+
+def ships(plan: pipeline.Plan) -> bool:
+    """Whether a job of `plan` may need the shipper: a build (its push), a deploy, an
+    environment's deployment record, or a child pipeline (which may hold any of those)."""
+    return any(
+        job.build is not None
+        or job.deploy is not None
+        or job.environment is not None
+        or job.trigger is not None
+        for job in plan.jobs
+    )
 
 
 @contextmanager
@@ -415,7 +438,6 @@ def _execute(
     from runner.job_images import StoreImageProvider, embedded_builder
     from runner.owners import local_owner
     from runner.secrets import PipelineAccess, secrets_for
-    from runner.ship.local import local_shipper
     from runner.terminal import LiveRecorder, PlainRecorder
 
     policy = settings.container_policy()
@@ -423,6 +445,11 @@ def _execute(
     store = ImageStore(settings.images_dir)
     # a local run belongs to its project; the default branch counts as protected, as in GitLab
     owner, access = local_owner(project), PipelineAccess.of_trigger(context)
+    ship = None
+    if ships(the_plan):  # only a pipeline that ships (or may, in a child) imports the shipper
+        from runner.ship.local import local_shipper
+
+        ship = local_shipper(settings, store, owner, pipeline_id, secrets_for(access, secrets))
     only = options.only
     engine_options = EngineOptions(
         concurrency=options.concurrency,
@@ -434,7 +461,7 @@ def _execute(
         secrets=secrets_for(access, secrets),
         limits=policy.limits_for(asked),
         workspace_disk_bytes=policy.disk_bytes,
-        ship=local_shipper(settings, store, owner, pipeline_id, secrets_for(access, secrets)),
+        ship=ship,
     )
     interactive = sys.stdout.isatty()
     if interactive:

@@ -275,6 +275,9 @@ def test_run_starts_without_typer_pydantic_or_the_http_client(
     assert {"typer", "click", "pydantic", "httpx", "sqlalchemy"}.isdisjoint(modules)
     # no `build:` job: the Dockerfile builder is not imported
     assert [m for m in modules if m.startswith("runner.build")] == []
+    # nothing ships: neither the shipper (with its HTTP client) nor filelock is imported
+    assert [m for m in modules if m.startswith("runner.ship")] == []
+    assert {"filelock", "http.client"}.isdisjoint(modules)
     assert sorted(m for m in modules if m.split(".")[0] == "web") == ["web", "web.cli"]
     assert "runner.engine.job_runner" in modules  # the check above saw a real run's imports
 

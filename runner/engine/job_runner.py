@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.plan import CacheSpec, Job, Plan, ServiceSpec, Variable
 from runner.artifacts import ArtifactStore, collect_paths, parse_junit
@@ -66,7 +67,9 @@ from runner.runtime.backend import (
 )
 from runner.runtime.disk import LimitedDisk
 from runner.runtime.durations import format_duration
-from runner.ship.deploy import Shipper
+
+if TYPE_CHECKING:  # the shipper is made (and imported) only for a pipeline that ships
+    from runner.ship.deploy import Shipper
 
 SCRIPT_DIR = "/kapal"
 

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import textwrap
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,15 @@ def test_stored_artifacts_lose_setuid_bits_and_device_nodes(
 def test_a_new_data_dir_is_private(tmp_path: Path) -> None:
     next_pipeline_id(tmp_path / "data")
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+
+
+def test_runs_at_once_get_distinct_pipeline_ids(tmp_path: Path) -> None:
+    # each call takes the counter's lock through its own open file, as two `kapal run` do
+    data = tmp_path / "data"
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        ids = list(pool.map(lambda _: next_pipeline_id(data), range(60)))
+    assert sorted(ids) == list(range(1, 61))
+    assert next_pipeline_id(data) == 61
 
 
 def test_artifact_and_cache_stores_are_private(tmp_path: Path) -> None:
