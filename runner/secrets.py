@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import TriggerContext
+from pipeline.records import record
 from runner.errors import SecretsError
 from runner.masking import MIN_SECRET_LENGTH
 
@@ -25,7 +25,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PROTECTED_MARK = "protected "
 
 
-@dataclass(frozen=True)
+@record
 class Secret:
     """A secret's value, and whether only pipelines of protected refs receive it."""
 
@@ -53,7 +53,7 @@ def ref_matches(pattern: str, ref: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
+@record
 class PipelineAccess:
     """What decides which secrets (and which caches) a pipeline gets: its ref and its origin.
 

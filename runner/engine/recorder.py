@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
+from pipeline.records import record
+
 _E = TypeVar("_E")
 
 
@@ -50,7 +52,7 @@ class PipelineStatus(StrEnum):
     CANCELED = "canceled"
 
 
-@dataclass(frozen=True)
+@record
 class PipelineStarted:
     """The pipeline began: its id and its jobs with their stages, in plan order."""
 
@@ -58,7 +60,7 @@ class PipelineStarted:
     jobs: tuple[tuple[str, str], ...]  # (job name, stage)
 
 
-@dataclass(frozen=True)
+@record
 class JobStatusChanged:
     """A job moved to a new status; `reason` explains skips, failures and manual gates."""
 
@@ -71,7 +73,7 @@ class JobStatusChanged:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class LogLine:
     """One line of a job's output (masked, without the trailing newline)."""
 
@@ -79,7 +81,7 @@ class LogLine:
     text: str
 
 
-@dataclass(frozen=True)
+@record
 class ArtifactStored:
     """A job's artifacts were collected into the artifact store."""
 
@@ -88,7 +90,7 @@ class ArtifactStored:
     size: int
 
 
-@dataclass(frozen=True)
+@record
 class TestCase:
     """One test case from a JUnit report."""
 
@@ -101,7 +103,7 @@ class TestCase:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class TestReport:
     """Test cases parsed from a job's JUnit reports."""
 
@@ -116,7 +118,7 @@ class TestReport:
         return sum(1 for c in self.cases if c.status in ("failed", "error"))
 
 
-@dataclass(frozen=True)
+@record
 class CoverageReport:
     """The line coverage read from a job's `coverage_report` files (Cobertura), in percent."""
 
@@ -127,7 +129,7 @@ class CoverageReport:
     lines_valid: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class PipelineFinished:
     """The pipeline ended with `status` after `duration` seconds."""
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.records import record
 from runner.errors import WorkspaceError
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def _remote_unreachable(exc: git.GitCommandError) -> bool:
     )
 
 
-@dataclass(frozen=True)
+@record
 class WorkingTreeSource:
     """A `WorkspaceSource` for `kapal run`: the working tree at `path`, committed or not."""
 
@@ -153,7 +153,7 @@ class WorkingTreeSource:
         copy_working_tree(self.path, destination)
 
 
-@dataclass(frozen=True)
+@record
 class GitCommitSource:
     """A `WorkspaceSource` for server runs: `url` cloned at `commit` (shallow where possible)."""
 
@@ -166,7 +166,7 @@ class GitCommitSource:
         clone_at_commit(self.url, self.commit, destination, submodules=self.submodules).close()
 
 
-@dataclass(frozen=True)
+@record
 class InPlaceTree:
     """The working tree at `path` used as every job's workspace, uncopied (`kapal run
     --in-place`): what jobs write, delete or restore (artifacts, caches) changes the tree."""
