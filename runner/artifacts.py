@@ -9,9 +9,9 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pipeline.records import record
 from runner.confined import ConfinedTree, CopyReport
 from runner.engine.recorder import TestCase
 from runner.errors import ConfinedPathError
@@ -176,7 +176,7 @@ def read_workspace_file(workspace: Path, rel: str, limit: int = 64 << 20) -> byt
     return data
 
 
-@dataclass(frozen=True)
+@record
 class StoredArtifacts:
     """The artifacts of one job as kept in the store."""
 

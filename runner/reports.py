@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass
 from xml.parsers import expat
+
+from pipeline.records import record
 
 MAX_XML_BYTES = 30 * 1024 * 1024  # a report larger than this is not read
 # GitLab's default limits for `artifacts: reports: dotenv` (the `dotenv_size` and
@@ -56,7 +57,7 @@ def parse_xml(data: bytes | str) -> ElementTree.Element:
         raise ReportError("not well-formed XML: no element") from None
 
 
-@dataclass(frozen=True)
+@record
 class Coverage:
     """The figures of a Cobertura report: line rate (0 to 1), lines covered and valid."""
 

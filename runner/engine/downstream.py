@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.context import TriggerContext
 from pipeline.document import MAX_FILE_BYTES
 from pipeline.plan import Job, Plan
+from pipeline.records import record
 from pipeline.remote import RemoteFetcher
 from pipeline.trigger import plan_child
 from runner.artifacts import ArtifactStore
@@ -55,7 +55,7 @@ def nested_name(job: str, trigger: str) -> str:
     return f"{job} [{trigger}]"
 
 
-@dataclass(frozen=True)
+@record
 class ChildPipelines:
     """Plans the child pipelines of one pipeline's trigger jobs.
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.plan import CacheSpec, Job, Plan, ServiceSpec, Variable
+from pipeline.records import record
 from runner.artifacts import ArtifactStore, collect_paths, parse_junit
 from runner.cache import CachePolicy, CacheStore
 from runner.confined import ConfinedTree
@@ -98,7 +99,7 @@ class JobOptions:
     ship: Shipper | None = None
 
 
-@dataclass(frozen=True)
+@record
 class JobOutcome:
     """How one attempt of a job ended.
 
