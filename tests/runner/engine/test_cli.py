@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.plan import BuildSpec, DeploySpec, EnvironmentSpec, TriggerSpec
+from runner.cli import ships
 from runner.images import ImageStore, bootstrap_busybox
 from runner.settings import RunnerSettings
+from tests.runner.engine.conftest import job, plan
 from web.cli import build_app
 
 PIPELINE = """
@@ -83,3 +86,19 @@ def test_missing_pipeline_file_and_secrets_file(project: Path, tmp_path: Path) -
     assert code == 2 and ".kapal.yml" in err
     code, _, err = kapal("run", str(project), "--list", "--secrets-file", str(tmp_path / "nope"))
     assert code == 2 and "cannot read the secrets file" in err
+
+
+@pytest.mark.parametrize(
+    ("fields", "needed"),
+    [
+        ({}, False),
+        ({"environment": EnvironmentSpec(name="review")}, True),  # its deployment record
+        ({"deploy": DeploySpec(image="app:1")}, True),
+        ({"build": BuildSpec(push=True)}, True),
+        ({"trigger": TriggerSpec()}, True),  # a child pipeline may deploy
+    ],
+)
+def test_only_a_pipeline_that_may_ship_gets_the_shipper(
+    fields: dict[str, object], needed: bool
+) -> None:
+    assert ships(plan(job("a"), job("b", **fields))) is needed
