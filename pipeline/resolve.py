@@ -193,15 +193,9 @@ class _Resolver:
                 continue
             if entry.kind != "local":
                 key = entry.key
-                if key in stack:
-                    cycle = " → ".join([*stack[stack.index(key) :], key])
-                    self.problems.append(IncludeError(f"include cycle: {cycle}", entry.location))
+                if self._in_cycle(key, stack, entry):
                     continue
-                self.include_count += 1
-                if self.include_count > MAX_INCLUDES:
-                    self.problems.append(
-                        IncludeError(f"more than {MAX_INCLUDES} included files", entry.location)
-                    )
+                if self._over_limit(entry):
                     return data, files
                 loaded = self._load_fetched(entry, origin)
                 if loaded is None:
@@ -213,15 +207,9 @@ class _Resolver:
                 continue
             for target in self._expand_local(entry):
                 rel = str(target.relative_to(self.root_dir))
-                if rel in stack:
-                    cycle = " → ".join([*stack[stack.index(rel) :], rel])
-                    self.problems.append(IncludeError(f"include cycle: {cycle}", entry.location))
+                if self._in_cycle(rel, stack, entry):
                     continue
-                self.include_count += 1
-                if self.include_count > MAX_INCLUDES:
-                    self.problems.append(
-                        IncludeError(f"more than {MAX_INCLUDES} included files", entry.location)
-                    )
+                if self._over_limit(entry):
                     return data, files
                 sub = self._load_included(target, rel, entry)
                 if sub is None:
@@ -497,6 +485,24 @@ class _Resolver:
                 self.problems.append(IncludeError(problem[0], at or rules.item_at(i)))
                 return _BAD_RULES
         return rules
+
+    def _in_cycle(self, key: str, stack: tuple[str, ...], entry: _Include) -> bool:
+        """Whether including `key` under `stack` closes a cycle (reported)."""
+        if key not in stack:
+            return False
+        cycle = " → ".join([*stack[stack.index(key) :], key])
+        self.problems.append(IncludeError(f"include cycle: {cycle}", entry.location))
+        return True
+
+    def _over_limit(self, entry: _Include) -> bool:
+        """Count one more included file; whether that is more than MAX_INCLUDES (reported)."""
+        self.include_count += 1
+        if self.include_count <= MAX_INCLUDES:
+            return False
+        self.problems.append(
+            IncludeError(f"more than {MAX_INCLUDES} included files", entry.location)
+        )
+        return True
 
     def _rules_admit(self, entry: _Include) -> bool:
         """GitLab's `include: rules`: the first rule that matches decides; none matching skips."""
