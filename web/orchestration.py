@@ -115,7 +115,6 @@ __all__ = [
     "pipeline_of_trigger",
     "plan_recorded_pipeline",
     "play_job",
-    "record_trigger_pipeline",
     "recover_children",
     "requeue_pending",
     "retry_job",
@@ -213,14 +212,13 @@ def create_pipeline_from_trigger(
     """
     with services.database.transaction() as session:
         _repository(session, repository_id)
-        created = record_trigger_pipeline(
-            session=session,
-            repository_id=repository_id,
-            trigger=trigger,
-            delivery_row_id=delivery_row_id,
-            variables=variables,
-            source=source,
+        created = create_pipeline(
+            session=session, new=pipeline_of_trigger(repository_id, trigger, variables, source)
         )
+        if delivery_row_id is not None:
+            finish_delivery(
+                session=session, id=delivery_row_id, outcome="pipeline", pipeline_id=created.id
+            )
     return start_trigger_pipeline(
         services=services,
         pipeline=created,
@@ -230,28 +228,6 @@ def create_pipeline_from_trigger(
         source=source,
         plan_now=plan_now,
     )
-
-
-def record_trigger_pipeline(
-    *,
-    session: Session,
-    repository_id: int,
-    trigger: Trigger,
-    delivery_row_id: int | None = None,
-    variables: Mapping[str, str] | None = None,
-    source: str | None = None,
-) -> PipelineRead:
-    """Record the pipeline of `trigger` (status `created`) in the caller's transaction, linked
-    to the delivery row; once committed, `start_trigger_pipeline` plans it (the webhook route
-    records the delivery and its pipeline in one transaction this way)."""
-    created = create_pipeline(
-        session=session, new=pipeline_of_trigger(repository_id, trigger, variables, source)
-    )
-    if delivery_row_id is not None:
-        finish_delivery(
-            session=session, id=delivery_row_id, outcome="pipeline", pipeline_id=created.id
-        )
-    return created
 
 
 def start_trigger_pipeline(
@@ -264,8 +240,9 @@ def start_trigger_pipeline(
     source: str | None = None,
     plan_now: bool = True,
 ) -> TriggerOutcome:
-    """Plan a pipeline `record_trigger_pipeline` recorded (committed): here, or with
-    `plan_now=False` by a worker (see `create_pipeline_from_trigger`)."""
+    """Plan a recorded (committed) pipeline of `trigger`: here, or with `plan_now=False` by a
+    worker (see `create_pipeline_from_trigger`; the webhook route records the delivery and its
+    pipeline with `web.db.deliveries.record_delivery_pipeline`)."""
     created = pipeline
     request: dict[str, Any] = {
         "trigger": dataclasses.asdict(trigger),

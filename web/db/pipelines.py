@@ -99,14 +99,17 @@ def get_pipeline_detail(*, session: Session, pipeline_id: int) -> PipelineDetail
     if not rows:
         return None
     row, parent_id = rows[0][0], rows[0][1]
-    jobs = [
-        JobRead.model_validate(job).model_copy(update={"downstream_pipeline_id": child_id})
-        for _, _, job, child_id in rows
-        if job is not None
-    ]
+    jobs = [_job_read(job, child_id) for _, _, job, child_id in rows if job is not None]
     return PipelineDetail(
         **PipelineRead.model_validate(row).model_dump(), jobs=jobs, parent_pipeline_id=parent_id
     )
+
+
+def _job_read(job: Job, downstream: int | None) -> JobRead:
+    read = JobRead.model_validate(job)
+    if downstream is None:
+        return read
+    return read.model_copy(update={"downstream_pipeline_id": downstream})
 
 
 def get_pipeline_plan(*, session: Session, pipeline_id: int) -> dict[str, Any] | None:
