@@ -68,6 +68,33 @@ def checked(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], 
     return run
 
 
+def protocol_name(gap: float) -> str:
+    """How a table's runs were spaced: `cold` (idle before each run) or `back-to-back`."""
+    return f"cold ({gap * 1000:.0f} ms idle before each run)" if gap else "back-to-back"
+
+
+def table(times: dict[str, list[float]], gap: float, runs: int) -> dict[str, dict[str, float]]:
+    """Print one protocol's table (medians, p90s, ratios) and return its figures."""
+    results = {name: summary(values) for name, values in times.items()}
+    runc = results["runc"]["median_ms"]
+    docker = results.get("docker", {}).get("median_ms")
+    print(
+        f"\n{protocol_name(gap)}: container start, `true` in busybox, {runs} runs (ms), "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(f"{'variant':<16}{'median':>10}{'p90':>10}{'x runc':>10}{'docker/x':>10}")
+    for name, figures in results.items():
+        figures["vs_runc"] = figures["median_ms"] / runc
+        if docker is not None:
+            figures["docker_speedup"] = docker / figures["median_ms"]
+        speedup = f"{figures['docker_speedup']:.2f}" if docker is not None else "-"
+        print(
+            f"{name:<16}{figures['median_ms']:>10.1f}{figures['p90_ms']:>10.1f}"
+            f"{figures['vs_runc']:>10.2f}{speedup:>10}"
+        )
+    return results
+
+
 def main() -> None:
     """Run the benchmark, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,7 +103,16 @@ def main() -> None:
     parser.add_argument(
         "--skip", action="append", default=[], help="leave out a variant (e.g. exec-disk)"
     )
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=0.1,
+        help="seconds of idle before each run in the cold table (default 0.1)",
+    )
+    parser.add_argument("--cold-only", action="store_true", help="leave out the back-to-back table")
     args = parser.parse_args()
+    protocols = [args.gap] if args.cold_only else [args.gap, 0.0]
+    tables: dict[float, dict[str, list[float]]] = {}
 
     variants: dict[str, Callable[[], None]] = {}
     times: dict[str, list[float]] = {}
@@ -158,30 +194,17 @@ def main() -> None:
         for run in variants.values():
             for _ in range(WARMUP):
                 run()
-        times = {name: [] for name in variants}
-        for _ in range(args.runs):
-            for name, run in variants.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+        for gap in protocols:
+            times = {name: [] for name in variants}
+            for _ in range(args.runs):
+                for name, run in variants.items():
+                    time.sleep(gap)
+                    start = time.perf_counter()
+                    run()
+                    times[name].append(time.perf_counter() - start)
+            tables[gap] = times
 
-    results = {name: summary(values) for name, values in times.items()}
-    runc = results["runc"]["median_ms"]
-    docker = results.get("docker", {}).get("median_ms")
-    print(
-        f"container start overhead, `true` in busybox, {args.runs} runs (ms), "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
-    )
-    print(f"{'variant':<16}{'median':>10}{'p90':>10}{'x runc':>10}{'docker/x':>10}")
-    for name, figures in results.items():
-        figures["vs_runc"] = figures["median_ms"] / runc
-        if docker is not None:
-            figures["docker_speedup"] = docker / figures["median_ms"]
-        speedup = f"{figures['docker_speedup']:.2f}" if docker is not None else "-"
-        print(
-            f"{name:<16}{figures['median_ms']:>10.1f}{figures['p90_ms']:>10.1f}"
-            f"{figures['vs_runc']:>10.2f}{speedup:>10}"
-        )
+    results = {protocol_name(gap): table(times, gap, args.runs) for gap, times in tables.items()}
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {
@@ -190,6 +213,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": results,
+        "gap_s": args.gap,
         "load_average": os.getloadavg()[0],
         "targets": {
             "backend_vs_runc_max": 2.0,

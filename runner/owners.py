@@ -10,9 +10,10 @@ Images a pipeline builds are tagged in its owner's namespace of the image store
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
+
+from runner.text_digest import text_sha256
 
 __all__ = ["DEFAULT_OWNER", "local_owner", "owner_slug"]
 
@@ -29,7 +30,7 @@ def owner_slug(owner: str) -> str:
     """
     readable = re.sub(r"[^a-z0-9]+", "-", owner.lower()).strip("-")
     readable = readable[-_SLUG_CHARS:].strip("-") or "owner"
-    digest = hashlib.sha256(owner.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    digest = text_sha256(owner)[:_HASH_CHARS]
     return f"{readable}-{digest}"
 
 

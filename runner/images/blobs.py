@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -13,17 +12,25 @@ from typing import BinaryIO
 
 from runner.errors import CorruptBlobError, StoreFullError
 from runner.images.reference import check_digest
+from runner.text_digest import small_sha256
 
 CHUNK = 1 << 20
+_SMALL = 1 << 16  # digests of up to 64 KiB use CPython's own SHA-256 (runner.text_digest)
 
 
 def sha256_digest(data: bytes) -> str:
     """The `sha256:<hex>` digest of `data`."""
+    if len(data) <= _SMALL:  # a manifest or config: no OpenSSL (runner.text_digest)
+        return "sha256:" + small_sha256(data)
+    import hashlib
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def file_digest(path: Path) -> tuple[str, int]:
     """The `sha256:<hex>` digest and size of the file at `path`."""
+    import hashlib
+
     with path.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
         size = f.tell()
@@ -56,6 +63,8 @@ class BlobWriter:
         self._store = store
         self._file = file
         self.tmp_path = tmp_path
+        import hashlib
+
         self._hash = hashlib.sha256()
         self.size = 0
 

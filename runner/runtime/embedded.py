@@ -390,6 +390,7 @@ class EmbeddedBackend:
                 pids=spec.limits.pids,
             ),
         )
+        cgroup.warm_attach()
         return subprocess.Popen(
             self._runc.run_command(container.id, directory, directory / "runc.log"),
             stdin=subprocess.DEVNULL,

@@ -15,7 +15,6 @@ swept away.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -24,6 +23,7 @@ from typing import NamedTuple
 
 from runner.errors import ContainerRuntimeError
 from runner.runtime.environment import RuntimeSettings
+from runner.text_digest import text_sha256
 
 
 def _tmpfs_mounts() -> set[str]:
@@ -86,7 +86,7 @@ class RuntimePaths(NamedTuple):
                 f"cannot create {disk} for containers ({err.strerror}): KAPAL_DATA_DIR "
                 f"({settings.data_dir}) must be a directory kapal can write to"
             ) from err
-        key = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:16]
+        key = text_sha256(str(settings.data_dir.resolve()))[:16]
         tmpfs = _tmpfs_mounts()
         base = next(
             (
