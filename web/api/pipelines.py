@@ -25,7 +25,14 @@ from web.db.paging import decode_cursor
 from web.db.pipelines import get_pipeline, get_pipeline_detail, list_pipelines
 from web.db.repos import get_repository, get_repository_by_name
 from web.db.results import list_test_cases
-from web.db.schemas import Page, PipelineDetail, PipelineRead, Scope, TestCaseRead
+from web.db.schemas import (
+    MAX_REF_LENGTH,
+    Page,
+    PipelineDetail,
+    PipelineRead,
+    Scope,
+    TestCaseRead,
+)
 from web.db.session import Database
 from web.errors import NotFoundError
 from web.orchestration import (
@@ -43,7 +50,7 @@ MAX_VARIABLES = 200
 class PipelineIn(BaseModel):
     """A pipeline to run by hand: the branch or tag, and variables for its jobs."""
 
-    ref: str = Field(min_length=1, max_length=255, examples=["main"])
+    ref: str = Field(min_length=1, max_length=MAX_REF_LENGTH, examples=["main"])
     variables: dict[str, str] = Field(default_factory=dict, max_length=MAX_VARIABLES)
 
 
@@ -96,7 +103,7 @@ class ListQuery:
 async def list_all_pipelines(
     request: Request,
     repo: Annotated[str | None, Query(description="repository id or name", max_length=255)] = None,
-    ref: Annotated[str | None, Query(max_length=255)] = None,
+    ref: Annotated[str | None, Query(max_length=MAX_REF_LENGTH)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
     source: Annotated[str | None, Query(max_length=32)] = None,
     cursor: Annotated[str | None, Query(max_length=40)] = None,

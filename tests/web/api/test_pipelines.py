@@ -13,7 +13,7 @@ from tests.web.test_mirrors import Project
 from web.db.jobs import set_job_status
 from web.db.logs import append_log
 from web.db.results import add_test_cases
-from web.db.schemas import Scope, TestCaseCreate
+from web.db.schemas import MAX_REF_LENGTH, Scope, TestCaseCreate
 from web.db.tokens import create_token
 from web.orchestration import Services
 
@@ -75,6 +75,29 @@ def test_an_unknown_ref_is_422_and_an_unknown_repository_404(
     missing = client.post("/api/v1/repos/999/pipelines", json={"ref": "main"}, headers=AUTH)
     assert missing.status_code == 404
     error_of(missing)
+
+
+def test_a_ref_as_long_as_a_push_may_bring_is_listed_and_run_by_hand(
+    client: TestClient, services: Services, project: Project
+) -> None:
+    # a push records refs of up to 1024 characters; the API filters and runs them alike
+    long_ref = "feature/" + "x" * 300
+    repo = register(services, clone_url=str(project.origin))
+    pipeline_id, _ = add_pipeline(services, repo.id, ref=long_ref)
+    listed = client.get("/api/v1/pipelines", params={"ref": long_ref}).json()
+    assert [p["id"] for p in listed["items"]] == [pipeline_id]
+    unknown = client.post(
+        f"/api/v1/repos/{repo.id}/pipelines", json={"ref": long_ref}, headers=AUTH
+    )
+    assert unknown.status_code == 422  # no such branch in the repository: not a length error
+    assert long_ref in error_of(unknown)
+    too_long = "x" * (MAX_REF_LENGTH + 1)
+    assert client.get("/api/v1/pipelines", params={"ref": too_long}).status_code == 422
+    refused = client.post(
+        f"/api/v1/repos/{repo.id}/pipelines", json={"ref": too_long}, headers=AUTH
+    )
+    assert refused.status_code == 422
+    assert "1024" in error_of(refused)
 
 
 def test_list_filters_and_pages_with_cursors(client: TestClient, services: Services) -> None:
