@@ -15,7 +15,7 @@ from web.dashboard.pages import RowId, database_of, page, settings_of, viewer_of
 from web.dashboard.rendering import render
 from web.dashboard.stages import stage_summaries
 from web.db.encryption import SecretCipher
-from web.db.pipelines import latest_pipeline, list_pipelines
+from web.db.pipelines import latest_pipeline, latest_pipelines, list_pipelines
 from web.db.repos import (
     get_repository,
     get_repository_by_name,
@@ -39,10 +39,8 @@ def repositories_page(request: Request) -> Response:
     def build(access: Access) -> Response:
         access.need(Scope.READ)
         with database.transaction() as session:
-            rows = [
-                (r, latest_pipeline(session=session, repository_id=r.id))
-                for r in list_repositories(session=session)
-            ]
+            newest = latest_pipelines(session=session)
+            rows = [(r, newest.get(r.id)) for r in list_repositories(session=session)]
         return render(request, "repos.html", viewer=access, section="repos", repositories=rows)
 
     return page(request, build)

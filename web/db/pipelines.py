@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, aliased
 from pipeline.plan import Plan
 from web.db.jobs import create_jobs
 from web.db.locks import lock_pipeline
-from web.db.models import Job, Pipeline, UTCDateTime, utcnow
+from web.db.models import Job, Pipeline, Repository, UTCDateTime, utcnow
 from web.db.paging import MAX_PAGE, decode_cursor
 from web.db.schemas import JobCreate, JobRead, Page, PipelineCreate, PipelineDetail, PipelineRead
 from web.db.session import rowcount
@@ -24,6 +24,7 @@ __all__ = [
     "get_pipeline_detail",
     "get_pipeline_plan",
     "latest_pipeline",
+    "latest_pipelines",
     "list_pipelines",
     "lock_pipeline",
     "record_plan",
@@ -195,6 +196,25 @@ def latest_pipeline(
     """The newest pipeline of a repository (of one branch or tag when `ref` is given)."""
     page = list_pipelines(session=session, repository_id=repository_id, ref=ref, limit=1)
     return page.items[0] if page.items else None
+
+
+def latest_pipelines(*, session: Session) -> dict[int, PipelineRead]:
+    """Each repository's newest pipeline, by repository id (none for a repository without any).
+
+    One statement for any number of repositories: per repository, the highest pipeline id (the
+    newest, as `list_pipelines` orders them) read from the index on (repository_id, id), then
+    that pipeline's listed columns.
+    """
+    other = aliased(Pipeline)
+    newest = (
+        select(func.max(other.id))
+        .where(other.repository_id == Repository.id)
+        .correlate(Repository)
+        .scalar_subquery()
+    )
+    query = select(*_LISTED).select_from(Repository).join(Pipeline, Pipeline.id == newest)
+    items = _LISTED_ROWS.validate_python([row._asdict() for row in session.execute(query)])
+    return {item.repository_id: item for item in items}
 
 
 def set_pipeline_status(
