@@ -138,7 +138,7 @@ def table(times: dict[str, list[float]], gap: float, runs: int) -> dict[str, dic
 
 
 def main() -> None:
-    """Run the benchmark, print the table, write the JSON."""
+    """Run the benchmark, print the tables, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--no-docker", action="store_true")
@@ -157,7 +157,6 @@ def main() -> None:
     tables: dict[float, dict[str, list[float]]] = {}
 
     variants: dict[str, Callable[[], None]] = {}
-    times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="kapal-bench-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         settings = RunnerSettings(data_dir=tmp / "data")
@@ -237,7 +236,7 @@ def main() -> None:
             for _ in range(WARMUP):
                 run()
         for gap in protocols:
-            times = {name: [] for name in variants}
+            times: dict[str, list[float]] = {name: [] for name in variants}
             for _ in range(args.runs):
                 for name, run in variants.items():
                     time.sleep(gap)
