@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,6 +94,26 @@ def check_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def _next_version(versions: Path) -> str:
+    """A new version name that sorts after every name in `versions`; call under the service lock.
+
+    The name is the time to the second and a counter within that second, so two rollouts in one
+    second (or a clock set back) still sort in the order they happened, which pruning relies on.
+    """
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    names = sorted(p.name for p in versions.iterdir()) if versions.is_dir() else []
+    newest_stamp, _, counter = (names[-1] if names else "").partition("-")
+    if newest_stamp < stamp:
+        return f"{stamp}-000000"
+    try:
+        following = f"{int(counter, 16) + 1:0{len(counter)}x}"
+    except ValueError:
+        following = ""
+    if not following or len(following) != len(counter):  # not a counter, or it overflowed: extend it instead
+        following = counter + "0"
+    return f"{newest_stamp}-{following}"
 
 
 _children: list[subprocess.Popen[bytes]] = []  # keepers and proxies this process started
@@ -209,7 +228,7 @@ class Services:
                 raise ShipError(
                     f"service {request.name} belongs to another repository; pick another name"
                 )
-            version = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            version = _next_version(directory / "versions")
             vdir = directory / "versions" / version
             vdir.mkdir(parents=True)
             write_json(
@@ -359,6 +378,7 @@ class Services:
             _terminate(int(proxy["pid"]))
 
     def _prune(self, directory: Path, keep: set[str]) -> None:
+        # Version names sort in the order they were rolled out (see _next_version).
         versions = sorted((directory / "versions").iterdir())
         for old in versions[:-_KEPT_VERSIONS]:
             status = read_json(old / "status.json") or {}
