@@ -1,6 +1,12 @@
 """Sub-commands of `kapal` for this package (registered by `web.cli`): `lint` and `plan`.
 
-`lint` itself lives in `pipeline.lint_command` (argparse, no Typer, for start-up); `plan` here.
+`lint` itself lives in `pipeline.lint_command`; `plan` here. Both parse their own argv (argparse)
+and `kapal` runs them straight from the command line (`ARGV_COMMANDS`, see web/cli.py), without
+Typer: Typer builds a pydantic adapter per option and its `--help` loads rich's Markdown, which
+together cost several times what planning a pipeline file does. `kapal plan --help` and a usage
+error import neither the loader nor the planner; rich is imported only to print the table (not
+with `--json`). `register(app)` adds the same `main(argv)` functions to a Typer application, so
+`web.cli.build_app()` runs the very same code.
 
 Exit codes: 0 valid, 1 the pipeline has problems, 2 usage errors (bad options, no such file).
 Warnings (a duplicate key, an ignored keyword) are printed but keep exit code 0 unless
@@ -10,37 +16,25 @@ keyword, message, severity).
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:
+    import typer
 
-from pipeline.context import PIPELINE_SOURCES, TriggerContext
-from pipeline.errors import PipelineError
-from pipeline.lint_command import (
-    ARGV_COMMANDS,
-    INPUT_HELP,
-    LINT_HELP,
-    _blocking,
-    _load,
-    _pipeline_path,
-    _print_problems,
-    _problems_json,
-    _usage,
-    lint_main,
+    from pipeline.plan import Plan
+
+__all__ = ["ARGV_COMMANDS", "PLAN_HELP", "plan_main", "plan_parser", "register"]
+
+PLAN_HELP = (
+    "Show what a pipeline would run for a trigger: stages, jobs, skipped jobs and why, needs."
 )
-from pipeline.plan import Plan
-from pipeline.planner import plan as plan_pipeline
-from pipeline.remote import command_fetcher, command_server_url
-from pipeline.validate import validate_collecting
 
-__all__ = ["ARGV_COMMANDS", "register"]
-
-_INPUT_OPTION = typer.Option("--input", help=INPUT_HELP)
+_INPUT_HELP = "A value for the file's `spec: inputs`, NAME=VALUE (repeatable)."
 
 _VAR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 
@@ -69,56 +63,110 @@ def _git_head(root: Path) -> tuple[str | None, str | None]:
     return branch, None
 
 
-def plan_command(
-    path: Annotated[
-        Path | None,
-        typer.Argument(help="Pipeline file or project directory (default: the current one)."),
-    ] = None,
-    branch: Annotated[str | None, typer.Option(help="Plan for a push to this branch.")] = None,
-    tag: Annotated[str | None, typer.Option(help="Plan for this tag.")] = None,
-    source: Annotated[
-        str,
-        typer.Option(
-            help="CI_PIPELINE_SOURCE: push, web, api, schedule, merge_request_event, ... "
-            "(merge_request_event: a merge request from --branch into --default-branch, "
-            "with GitLab's CI_MERGE_REQUEST_* variables)"
-        ),
-    ] = "push",
-    var: Annotated[
-        list[str] | None, typer.Option("--var", help="Extra variable NAME=VALUE (repeatable).")
-    ] = None,
-    changed: Annotated[
-        list[str] | None,
-        typer.Option("--changed", help="A changed file, for rules: changes (repeatable)."),
-    ] = None,
-    default_branch: Annotated[str, typer.Option(help="CI_DEFAULT_BRANCH.")] = "main",
-    as_json: Annotated[
-        bool,
-        typer.Option("--json", help="Print the plan (or the errors and warnings) as JSON."),
-    ] = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Treat warnings as errors: no plan when any.")
-    ] = False,
-    inputs: Annotated[list[str] | None, _INPUT_OPTION] = None,
-) -> None:
-    """Show what a pipeline would run for a trigger: stages, jobs, skipped jobs and why, needs."""
-    if branch is not None and tag is not None:
-        _usage("give --branch or --tag, not both")
-    if branch == "" or tag == "":
-        _usage("--branch and --tag need a name, like --branch main or --tag v1.0")
-    if source not in PIPELINE_SOURCES:
-        _usage(f"unknown --source {source!r}; use one of {', '.join(PIPELINE_SOURCES)}")
+def plan_parser() -> argparse.ArgumentParser:
+    """The arguments of `kapal plan`."""
+    parser = argparse.ArgumentParser(
+        prog="kapal plan", usage="kapal plan [OPTIONS] [PATH]", description=PLAN_HELP
+    )
+    add = parser.add_argument
+    add(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        type=Path,
+        help="Pipeline file or project directory (default: the current one).",
+    )
+    add("--branch", metavar="NAME", help="Plan for a push to this branch.")
+    add("--tag", metavar="NAME", help="Plan for this tag.")
+    add(
+        "--source",
+        default="push",
+        help="CI_PIPELINE_SOURCE: push (the default), web, api, schedule, merge_request_event, "
+        "... (merge_request_event: a merge request from --branch into --default-branch, with "
+        "GitLab's CI_MERGE_REQUEST_* variables)",
+    )
+    add(
+        "--var",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="Extra variable NAME=VALUE (repeatable).",
+    )
+    add(
+        "--changed",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="A changed file, for rules: changes (repeatable).",
+    )
+    add(
+        "--default-branch",
+        metavar="NAME",
+        default="main",
+        help="CI_DEFAULT_BRANCH (default: main).",
+    )
+    add(
+        "--json",
+        dest="as_json",
+        action="store_true",
+        help="Print the plan (or the errors and warnings) as JSON.",
+    )
+    add("--strict", action="store_true", help="Treat warnings as errors: no plan when any.")
+    # the text of pipeline.lint_command.INPUT_HELP; importing that module loads the YAML loader
+    add("--input", dest="inputs", metavar="NAME=VALUE", action="append", help=_INPUT_HELP)
+    return parser
+
+
+def _variables(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The --var values as (name, value); a usage error (exit 2) for an argument plan cannot use."""
+    from pipeline.context import PIPELINE_SOURCES
+
+    if args.branch is not None and args.tag is not None:
+        parser.error("give --branch or --tag, not both")
+    if args.branch == "" or args.tag == "":
+        parser.error("--branch and --tag need a name, like --branch main or --tag v1.0")
+    if args.source not in PIPELINE_SOURCES:
+        parser.error(f"unknown --source {args.source!r}; use one of {', '.join(PIPELINE_SOURCES)}")
     variables: list[tuple[str, str]] = []
-    for item in var or []:
+    for item in args.var:
         match = _VAR.fullmatch(item)
         if match is None:
-            _usage(f"--var {item!r} must look like NAME=VALUE")
-        else:
-            variables.append((match[1], match[2]))
-    if source == "merge_request_event" and tag is not None:
-        _usage("a merge request pipeline runs on a branch: give --branch, not --tag")
-    file = _pipeline_path(path)
-    document = _load(file, as_json, inputs)
+            parser.error(f"--var {item!r} must look like NAME=VALUE")
+        variables.append((match[1], match[2]))
+    if args.source == "merge_request_event" and args.tag is not None:
+        parser.error("a merge request pipeline runs on a branch: give --branch, not --tag")
+    return variables
+
+
+def plan_main(argv: list[str]) -> int:
+    """`kapal plan ARGV`: show what the pipeline would run for the trigger; the exit code."""
+    parser = plan_parser()
+    args = parser.parse_args(argv)  # a usage error exits 2
+    variables = _variables(parser, args)
+    return _plan(args, variables)
+
+
+def _plan(args: argparse.Namespace, variables: list[tuple[str, str]]) -> int:
+    """Load, check and plan the file for the trigger `args` describe; print it; the exit code."""
+    from pipeline.context import TriggerContext
+    from pipeline.errors import PipelineError
+    from pipeline.lint_command import (
+        _blocking,
+        _load,
+        _pipeline_path,
+        _print_problems,
+        _problems_json,
+    )
+    from pipeline.planner import plan as plan_pipeline
+    from pipeline.remote import command_fetcher, command_server_url
+    from pipeline.validate import validate_collecting
+
+    branch: str | None = args.branch
+    tag: str | None = args.tag
+    source: str = args.source
+    default_branch: str = args.default_branch
+    file = _pipeline_path(args.path)
+    document = _load(file, args.as_json, args.inputs)
     root = Path(document.root_dir)
     head_branch, head_sha = _git_head(root)
     if branch is None and tag is None:
@@ -134,7 +182,7 @@ def plan_command(
         default_branch=default_branch,
         project_name=root.name or "project",
         project_dir=f"/builds/{root.name or 'project'}",
-        changed_files=tuple(changed) if changed else None,
+        changed_files=tuple(args.changed) if args.changed else None,
         variables=tuple(variables),
         server_url=command_server_url(),
     )
@@ -142,22 +190,23 @@ def plan_command(
         # include: paths and rules are read for this trigger; remote includes fetched
         with command_fetcher() as remote:
             config, problems = validate_collecting(document, context, remote)
-        if config is None or _blocking(problems, strict):
+        if config is None or _blocking(problems, args.strict):
             raise PipelineError("the pipeline has problems", problems=problems)
         result = plan_pipeline(config, context)
     except PipelineError as exc:
         found = exc.problems
-        if as_json:
-            typer.echo(_problems_json(file, found, planned=False))
+        if args.as_json:
+            print(_problems_json(file, found, planned=False))
         else:
             _print_problems(found)
-        raise typer.Exit(1) from None
-    if as_json:
-        typer.echo(result.to_json(indent=2))
-        return
+        return 1
+    if args.as_json:
+        print(result.to_json(indent=2))
+        return 0
     for warning in result.warnings:
-        typer.echo(str(warning), err=True)
+        print(str(warning), file=sys.stderr)
     _show(result, file)
+    return 0
 
 
 def _merge_request_variables(source_branch: str, target_branch: str) -> list[tuple[str, str]]:
@@ -173,6 +222,11 @@ def _merge_request_variables(source_branch: str, target_branch: str) -> list[tup
 
 
 def _show(result: Plan, file: Path) -> None:
+    """Print the plan as a table (rich: imported only for this, the human-readable output)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     console = Console(width=max(120, Console().width), highlight=False)
     ref = f"tag {result.ref!r}" if result.is_tag else f"branch {result.ref!r}"
     console.print(f"[bold]{escape(str(file))}[/bold]: {result.source} pipeline for {escape(ref)}")
@@ -225,22 +279,49 @@ def _duration(seconds: int) -> str:
     return "".join(parts) or "0s"
 
 
-def lint_command(ctx: typer.Context) -> None:
-    """Check a pipeline file; print each problem as file:line:col: message."""
-    raise typer.Exit(lint_main(list(ctx.args)))
+def _lint_main(argv: list[str]) -> int:
+    """`kapal lint ARGV` (pipeline.lint_command, imported when it runs)."""
+    from pipeline.lint_command import lint_main
+
+    return lint_main(argv)
 
 
-def register(app: typer.Typer) -> None:
-    """Add this package's sub-commands to the `kapal` application."""
-    # `lint` parses its own arguments (pipeline.lint_command, also run without Typer by `kapal`)
+# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
+ARGV_COMMANDS: dict[str, Callable[[list[str]], int]] = {"plan": plan_main, "lint": _lint_main}
+
+
+def _register_argv_command(
+    app: typer.Typer, name: str, main: Callable[[list[str]], int], help: str
+) -> None:
+    """Add `name` to `app`: every argument after it goes to `main`, whose result is the exit.
+
+    runner.argv_commands.register_argv_command does the same for the runner's verbs; pipeline/
+    may not import runner, hence this one.
+    """
+    import typer
+
+    def command(ctx: typer.Context) -> None:
+        raise typer.Exit(main(list(ctx.args)))
+
+    # Typer finds the context parameter by its annotation; under `from __future__ import
+    # annotations` that is a string naming `typer`, which this module imports only here.
+    command.__annotations__ = {"ctx": typer.Context, "return": None}
     app.command(
-        "lint",
-        help=LINT_HELP,
+        name,
+        help=help,
         add_help_option=False,
         context_settings={
             "allow_extra_args": True,
             "ignore_unknown_options": True,
+            "allow_interspersed_args": False,
             "help_option_names": [],
         },
-    )(lint_command)
-    app.command("plan")(plan_command)
+    )(command)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `kapal lint` and `kapal plan` to the `kapal` application (as argv pass-throughs)."""
+    from pipeline.lint_command import LINT_HELP
+
+    _register_argv_command(app, "lint", _lint_main, LINT_HELP)
+    _register_argv_command(app, "plan", plan_main, PLAN_HELP)
