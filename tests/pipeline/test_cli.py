@@ -1,7 +1,8 @@
-"""`kapal lint` and `kapal plan` through typer's runner: output and exit codes."""
+"""`kapal lint` and `kapal plan` (through typer's runner, and from argv): output, exit codes."""
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -326,3 +327,61 @@ def test_plan_table_shows_delayed_jobs_with_their_wait(app: typer.Typer, tmp_pat
     )
     code, out, _ = _run(app, "plan", str(tmp_path), "--branch", "main")
     assert code == 0 and "delayed 1h30m" in out
+
+
+def test_plan_help_starts_with_its_summary_and_lists_every_option(app: typer.Typer) -> None:
+    code, out, _ = _run(app, "plan", "--help")
+    assert code == 0
+    usage, summary = out.split("\n\n")[:2]
+    assert usage == "usage: kapal plan [OPTIONS] [PATH]"
+    assert " ".join(summary.split()) == cli.PLAN_HELP
+    for option in ("--branch", "--tag", "--source", "--var", "--changed", "--default-branch"):
+        assert f"{option} " in out
+    assert "--json" in out and "--strict" in out and "--input NAME=VALUE" in out
+
+
+def test_plan_usage_errors_show_the_usage_and_name_the_command(app: typer.Typer) -> None:
+    path = str(FIXTURES / "valid" / "only_except.yml")
+    for args, message in (
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--branch"], "argument --branch: expected one argument"),
+        (["--branch", "a", "--tag", "b"], "give --branch or --tag, not both"),
+    ):
+        code, out, err = _run(app, "plan", path, *args)
+        assert (code, out) == (2, ""), args
+        assert err == f"usage: kapal plan [OPTIONS] [PATH]\nkapal plan: error: {message}\n"
+
+
+def test_plan_changed_files_and_default_branch(app: typer.Typer, tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text(
+        "docs:\n  script: s\n  rules:\n    - changes: [docs/**/*]\n"
+        "release:\n  script: r\n  rules:\n    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH\n"
+    )
+    args = ["plan", str(tmp_path), "--branch", "trunk", "--json"]
+    code, out, _ = _run(app, *args, "--default-branch", "trunk", "--changed=src/a.py")
+    assert code == 0
+    jobs = {job["name"]: job for job in json.loads(out)["jobs"]}
+    assert jobs["release"]["skip_reason"] is None
+    assert jobs["docs"]["skip_reason"] == (
+        "rules: no rule matched (rule 1: changes ['docs/**/*'] match no changed file)"
+    )
+    code, out, _ = _run(app, *args, "--changed", "src/a.py", "--changed", "docs/x/y.md")
+    jobs = {job["name"]: job for job in json.loads(out)["jobs"]}
+    assert jobs["docs"]["run_reason"] == "rules: rule 1 (changes: ['docs/**/*']) matched"
+    assert jobs["release"]["skip_reason"] is not None  # the default branch is main
+
+
+def test_kapal_runs_plan_from_argv_as_typer_does(
+    app: typer.Typer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web.cli import main
+
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")  # main sets it for the process
+    args = ["plan", str(FIXTURES / "valid" / "parallel_needs.yml"), "--branch", "main", "--json"]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+    finally:
+        gc.unfreeze()  # main freezes what importing the verb made; the tests go on
+    assert exited.value.code == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(_run(app, *args)[1])
