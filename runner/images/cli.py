@@ -1,59 +1,61 @@
-"""`kapal image ...`: list, pull, push, import, export, bootstrap, remove, inspect, tag, gc."""
+"""`kapal image ...`: list, pull, push, import, export, bootstrap, remove, inspect, tag, gc.
+
+The verb parses its own argv (argparse, one sub-parser per sub-command) and `kapal` runs it
+without Typer (`ARGV_COMMANDS`, see web/cli.py): Typer builds a pydantic adapter per option and
+draws its help with rich, which together cost several times what `kapal image ls` or
+`kapal image tag` take to do their work. For the same reason each sub-command imports only what
+it uses: the local ones (ls, rm, inspect, tag, import, export, bootstrap) read nothing but the
+data dir (`RuntimeEnvironment`, without pydantic) and load the image store; `gc`, `pull` and
+`push` read `RunnerSettings`' variables without pydantic (`runner.settings_env.EnvSettings`, held
+equal to it by a test), and only `pull` and `push` load the registry client (httpx) and the
+progress display. `--help` and usage errors load none of them.
+
+Exit codes: 0 done, 1 kapal could not do it (one `error: ...` line on stderr), 2 a usage error.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from functools import wraps
+import argparse
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
-import typer
-from rich.console import Console
-from rich.table import Table
-
+from runner.argv_commands import ArgvMain, register_argv_command
 from runner.errors import RunnerError
-from runner.images.archives import export_images, import_archive
-from runner.images.bootstrap import bootstrap_busybox, bootstrap_debian
-from runner.images.progress import TransferProgress
-from runner.images.reference import Reference
-from runner.images.registry import RegistryClient
-from runner.images.store import ImageStore
-from runner.settings import RunnerSettings
+from runner.runtime.environment import RuntimeEnvironment
 
-P = ParamSpec("P")
-R = TypeVar("R")
+if TYPE_CHECKING:
+    import typer
 
-Insecure = Annotated[
-    bool, typer.Option("--insecure", help="Allow plain HTTP to this registry (not only localhost).")
-]
+    from runner.images.progress import TransferProgress
+    from runner.images.reference import Reference
+    from runner.images.registry import RegistryClient
+    from runner.images.store import ImageStore
+    from runner.settings_env import EnvSettings
+
+IMAGE_HELP = "Manage the local OCI image store."
 
 
-def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn kapal errors into one `error:` message and exit code 1, never a traceback."""
+def _local_store() -> ImageStore:
+    """The store under `KAPAL_DATA_DIR`, for the sub-commands that need no other setting."""
+    from runner.images.store import ImageStore
 
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except RunnerError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-        except OSError as exc:  # a file the user named: missing, unreadable, a directory...
-            where = f": {exc.filename}" if exc.filename else ""
-            typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
+    return ImageStore(RuntimeEnvironment.from_environ().images_dir)
 
 
-def _store(settings: RunnerSettings) -> ImageStore:
-    return ImageStore(settings.images_dir)
+def _settings() -> EnvSettings:
+    """Every `KAPAL_*` setting (RunnerError if one is malformed), for gc, pull and push."""
+    from runner.settings_env import EnvSettings
+
+    return EnvSettings.from_environ()
 
 
 def _client(
-    settings: RunnerSettings, insecure: bool, ref: Reference, progress: TransferProgress
+    settings: EnvSettings, insecure: bool, ref: Reference, progress: TransferProgress
 ) -> RegistryClient:
+    from runner.images.registry import RegistryClient  # httpx: only pull and push need it
+
     allowed = [*settings.insecure_registries, *([ref.registry] if insecure else [])]
     return RegistryClient(
         insecure=allowed, auth_file=settings.registry_auth_file, progress=progress
@@ -68,163 +70,253 @@ def _human(size: int) -> str:
     return str(size)
 
 
-def register(app: typer.Typer) -> None:
-    """Add `kapal image ...` to the `kapal` application."""
-    image_app = typer.Typer(
-        name="image", help="Manage the local OCI image store.", no_args_is_help=True
-    )
-    app.add_typer(image_app)
+def _printable(text: str) -> str:
+    """`text` with control characters escaped: an image's config (its `created`) is anyone's."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
-    @image_app.command("ls")
-    @_fail_cleanly
-    def list_images(
-        quiet: Annotated[
-            bool, typer.Option("-q", "--quiet", help="Print references only.")
-        ] = False,
-    ) -> None:
-        """List tagged images."""
-        entries = _store(RunnerSettings()).list_images()
-        if quiet:
-            for entry in entries:
-                typer.echo(entry.reference.familiar)
-            return
-        table = Table(box=None, pad_edge=False)
-        for column in ("IMAGE", "DIGEST", "ID", "SIZE", "CREATED"):
-            table.add_column(column)
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, bold: bool) -> str:
+    """Columns padded to their widest cell, two spaces apart (the layout rich drew before)."""
+    cells = [header, *[tuple(_printable(cell) for cell in row) for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = []
+    for number, row in enumerate(cells):
+        padded = []
+        for cell, width in zip(row, widths, strict=True):
+            shown = f"\033[1m{cell}\033[0m" if bold and number == 0 else cell
+            padded.append(shown + " " * (width - len(cell)))
+        lines.append("  ".join(padded))
+    return "\n".join(lines)
+
+
+def _ls(args: argparse.Namespace) -> None:
+    entries = _local_store().list_images()
+    if args.quiet:
         for entry in entries:
-            image = entry.image
-            table.add_row(
-                entry.reference.familiar,
-                image.digest[:19],
-                image.id,
-                _human(image.size),
-                image.created or "-",
-            )
-        Console(width=200).print(table)
-
-    @image_app.command("pull")
-    @_fail_cleanly
-    def pull(name: str, insecure: Insecure = False) -> None:
-        """Pull an image (linux/amd64) from its registry into the store."""
-        settings = RunnerSettings()
-        ref = Reference.parse(name)
-        progress = TransferProgress("pulled")
-        with progress, _client(settings, insecure, ref, progress) as client:
-            image = client.pull(ref, _store(settings))
-        typer.echo(f"{ref.familiar} {image.digest}")
-
-    @image_app.command("push")
-    @_fail_cleanly
-    def push(
-        name: str,
-        destination: Annotated[
-            str | None, typer.Argument(help="Where to push (default: NAME itself).")
-        ] = None,
-        insecure: Insecure = False,
-    ) -> None:
-        """Push a local image to its registry (or to DESTINATION)."""
-        settings = RunnerSettings()
-        store = _store(settings)
-        image = store.resolve(name)
-        ref = Reference.parse(destination or name)
-        progress = TransferProgress("pushed")
-        with progress, _client(settings, insecure, ref, progress) as client:
-            digest = client.push(store, image, ref)
-        typer.echo(f"{ref.familiar} {digest}")
-
-    @image_app.command("import")
-    @_fail_cleanly
-    def import_(
-        file: Path,
-        tag: Annotated[
-            str | None,
-            typer.Option("--tag", "-t", help="Name for an image the archive leaves unnamed."),
-        ] = None,
-    ) -> None:
-        """Import a `docker save` archive or an OCI layout (directory or tar)."""
-        for image in import_archive(_store(RunnerSettings()), file, tag):
-            name = image.reference.familiar if image.reference else "(untagged)"
-            typer.echo(f"{name} {image.digest}")
-
-    @image_app.command("export")
-    @_fail_cleanly
-    def export(
-        names: Annotated[list[str], typer.Argument(help="Images to export.")],
-        output: Annotated[
-            Path, typer.Option("--output", "-o", help="File (or directory) to write.")
-        ],
-        fmt: Annotated[
-            str, typer.Option("--format", help="docker (docker save/load) or oci (image layout).")
-        ] = "docker",
-        directory: Annotated[
-            bool, typer.Option("--dir", help="With --format oci: write a layout directory.")
-        ] = False,
-    ) -> None:
-        """Export images as a docker-save archive or an OCI image layout."""
-        export_images(_store(RunnerSettings()), names, output, fmt, as_directory=directory)
-        typer.echo(str(output))
-
-    @image_app.command("bootstrap")
-    @_fail_cleanly
-    def bootstrap(
-        name: Annotated[
-            str, typer.Argument(help="busybox, debian:bookworm, debian:bookworm-slim...")
-        ],
-        include: Annotated[
-            str, typer.Option("--include", help="Extra Debian packages, comma-separated.")
-        ] = "",
-        tag: Annotated[str | None, typer.Option("--tag", "-t", help="Tag (default: NAME).")] = None,
-        mirror: Annotated[str | None, typer.Option("--mirror", help="Debian mirror URL.")] = None,
-    ) -> None:
-        """Make a base image offline: Debian with mmdebstrap, or busybox from busybox-static."""
-        store = _store(RunnerSettings())
-        if Reference.parse(name).repository == "library/busybox":
-            image = bootstrap_busybox(store, tag or name)
-        else:
-            packages = [p for p in include.split(",") if p.strip()]
-            image = bootstrap_debian(store, name, include=packages, tag=tag, mirror=mirror)
-        typer.echo(f"{Reference.parse(tag or name).familiar} {image.digest}")
-
-    @image_app.command("rm")
-    @_fail_cleanly
-    def remove(names: list[str]) -> None:
-        """Remove images (a digest reference removes every tag of that image)."""
-        store = _store(RunnerSettings())
-        for name in names:
-            for ref in store.remove(name):
-                typer.echo(f"untagged {ref.familiar}")
-
-    @image_app.command("inspect")
-    @_fail_cleanly
-    def inspect(name: str) -> None:
-        """Print an image's digests, config and layers as JSON."""
-        typer.echo(json.dumps(_store(RunnerSettings()).inspect(name), indent=2))
-
-    @image_app.command("tag")
-    @_fail_cleanly
-    def tag_(source: str, target: str) -> None:
-        """Give the image SOURCE the additional name TARGET."""
-        store = _store(RunnerSettings())
-        ref = store.tag(store.resolve(source), target)
-        typer.echo(ref.familiar)
-
-    @image_app.command("gc")
-    @_fail_cleanly
-    def gc() -> None:
-        """Delete blobs and unpacked layers that no tag uses; prune the build cache to its limit."""
-        from runner.build.cache_prune import prune_build_cache
-        from runner.runtime.quantities import parse_size
-
-        settings = RunnerSettings()
-        report = _store(settings).gc()
-        typer.echo(
-            f"removed {report.blobs} blobs and {report.layers} unpacked layers, "
-            f"freed {_human(report.bytes_freed)}"
+            print(entry.reference.familiar)
+        return
+    rows = [
+        (
+            entry.reference.familiar,
+            entry.image.digest[:19],
+            entry.image.id,
+            _human(entry.image.size),
+            entry.image.created or "-",
         )
-        limit = parse_size(settings.build_cache_max, what="KAPAL_BUILD_CACHE_MAX")
-        pruned = prune_build_cache(settings.build_cache_dir, limit)
-        typer.echo(
-            f"build cache: removed {pruned.entries} step layers and {pruned.mounts} cache "
-            f"mounts, freed {_human(pruned.bytes_freed)}, {_human(pruned.bytes_kept)} kept "
-            f"(limit {_human(limit)})"
+        for entry in entries
+    ]
+    header = ("IMAGE", "DIGEST", "ID", "SIZE", "CREATED")
+    print(_table(header, rows, bold=sys.stdout.isatty()))
+
+
+def _pull(args: argparse.Namespace) -> None:
+    from runner.images.progress import TransferProgress
+    from runner.images.reference import Reference
+    from runner.images.store import ImageStore
+
+    settings = _settings()
+    ref = Reference.parse(args.name)
+    progress = TransferProgress("pulled")
+    with progress, _client(settings, args.insecure, ref, progress) as client:
+        image = client.pull(ref, ImageStore(settings.images_dir))
+    print(f"{ref.familiar} {image.digest}")
+
+
+def _push(args: argparse.Namespace) -> None:
+    from runner.images.progress import TransferProgress
+    from runner.images.reference import Reference
+    from runner.images.store import ImageStore
+
+    settings = _settings()
+    store = ImageStore(settings.images_dir)
+    image = store.resolve(args.name)
+    ref = Reference.parse(args.destination or args.name)
+    progress = TransferProgress("pushed")
+    with progress, _client(settings, args.insecure, ref, progress) as client:
+        digest = client.push(store, image, ref)
+    print(f"{ref.familiar} {digest}")
+
+
+def _import(args: argparse.Namespace) -> None:
+    from runner.images.archives import import_archive
+
+    for image in import_archive(_local_store(), Path(args.file), args.tag):
+        name = image.reference.familiar if image.reference else "(untagged)"
+        print(f"{name} {image.digest}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from runner.images.archives import export_images
+
+    output = Path(args.output)
+    export_images(_local_store(), args.names, output, args.format, as_directory=args.dir)
+    print(output)
+
+
+def _bootstrap(args: argparse.Namespace) -> None:
+    from runner.images.bootstrap import bootstrap_busybox, bootstrap_debian
+    from runner.images.reference import Reference
+
+    store = _local_store()
+    name, tag = args.name, args.tag
+    if Reference.parse(name).repository == "library/busybox":
+        image = bootstrap_busybox(store, tag or name)
+    else:
+        packages = [p for p in args.include.split(",") if p.strip()]
+        image = bootstrap_debian(store, name, include=packages, tag=tag, mirror=args.mirror)
+    print(f"{Reference.parse(tag or name).familiar} {image.digest}")
+
+
+def _rm(args: argparse.Namespace) -> None:
+    store = _local_store()
+    for name in args.names:
+        for ref in store.remove(name):
+            print(f"untagged {ref.familiar}")
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    import json
+
+    print(json.dumps(_local_store().inspect(args.name), indent=2))
+
+
+def _tag(args: argparse.Namespace) -> None:
+    store = _local_store()
+    print(store.tag(store.resolve(args.source), args.target).familiar)
+
+
+def _gc(args: argparse.Namespace) -> None:
+    from runner.build.cache_prune import prune_build_cache
+    from runner.images.store import ImageStore
+    from runner.runtime.quantities import parse_size
+
+    settings = _settings()
+    report = ImageStore(settings.images_dir).gc()
+    print(
+        f"removed {report.blobs} blobs and {report.layers} unpacked layers, "
+        f"freed {_human(report.bytes_freed)}"
+    )
+    limit = parse_size(settings.build_cache_max, what="KAPAL_BUILD_CACHE_MAX")
+    pruned = prune_build_cache(settings.build_cache_dir, limit)
+    print(
+        f"build cache: removed {pruned.entries} step layers and {pruned.mounts} cache "
+        f"mounts, freed {_human(pruned.bytes_freed)}, {_human(pruned.bytes_kept)} kept "
+        f"(limit {_human(limit)})"
+    )
+
+
+_INSECURE_HELP = "Allow plain HTTP to this registry (not only localhost)."
+
+# sub-command -> (its help, the code that does it), in the order `kapal image --help` lists them
+SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], None]]] = {
+    "ls": ("List tagged images.", _ls),
+    "pull": ("Pull an image (linux/amd64) from its registry into the store.", _pull),
+    "push": ("Push a local image to its registry (or to DESTINATION).", _push),
+    "import": ("Import a `docker save` archive or an OCI layout (directory or tar).", _import),
+    "export": ("Export images as a docker-save archive or an OCI image layout.", _export),
+    "bootstrap": (
+        "Make a base image offline: Debian with mmdebstrap, or busybox from busybox-static.",
+        _bootstrap,
+    ),
+    "rm": ("Remove images (a digest reference removes every tag of that image).", _rm),
+    "inspect": ("Print an image's digests, config and layers as JSON.", _inspect),
+    "tag": ("Give the image SOURCE the additional name TARGET.", _tag),
+    "gc": (
+        "Delete blobs and unpacked layers that no tag uses; prune the build cache to its limit.",
+        _gc,
+    ),
+}
+
+
+def _add_arguments(name: str, sub: argparse.ArgumentParser) -> None:
+    """The options and arguments of `kapal image NAME`."""
+    if name == "ls":
+        sub.add_argument("-q", "--quiet", action="store_true", help="Print references only.")
+    elif name == "pull":
+        sub.add_argument("name", metavar="NAME", help="The image to pull, e.g. debian:bookworm.")
+        sub.add_argument("--insecure", action="store_true", help=_INSECURE_HELP)
+    elif name == "push":
+        sub.add_argument("name", metavar="NAME", help="The local image to push.")
+        sub.add_argument(
+            "destination",
+            metavar="DESTINATION",
+            nargs="?",
+            help="Where to push (default: NAME itself).",
         )
+        sub.add_argument("--insecure", action="store_true", help=_INSECURE_HELP)
+    elif name == "import":
+        sub.add_argument("file", metavar="FILE", help="The archive, or an OCI layout directory.")
+        sub.add_argument("-t", "--tag", help="Name for an image the archive leaves unnamed.")
+    elif name == "export":
+        sub.add_argument("names", metavar="NAMES", nargs="+", help="Images to export.")
+        sub.add_argument("-o", "--output", required=True, help="File (or directory) to write.")
+        sub.add_argument(
+            "--format", default="docker", help="docker (docker save/load) or oci (image layout)."
+        )
+        sub.add_argument(
+            "--dir", action="store_true", help="With --format oci: write a layout directory."
+        )
+    elif name == "bootstrap":
+        sub.add_argument(
+            "name", metavar="NAME", help="busybox, debian:bookworm, debian:bookworm-slim..."
+        )
+        sub.add_argument("--include", default="", help="Extra Debian packages, comma-separated.")
+        sub.add_argument("-t", "--tag", help="Tag (default: NAME).")
+        sub.add_argument("--mirror", help="Debian mirror URL.")
+    elif name == "rm":
+        sub.add_argument("names", metavar="NAMES", nargs="+", help="Images to remove.")
+    elif name == "inspect":
+        sub.add_argument("name", metavar="NAME", help="The image to show.")
+    elif name == "tag":
+        sub.add_argument("source", metavar="SOURCE", help="A local image.")
+        sub.add_argument("target", metavar="TARGET", help="Its additional name.")
+
+
+def image_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The arguments of `kapal image`, and each sub-command's own parser by name."""
+    parser = argparse.ArgumentParser(prog="kapal image", description=IMAGE_HELP)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+    subs = {}
+    for name, (text, _run) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, prog=f"kapal image {name}", help=text, description=text)
+        _add_arguments(name, sub)
+        subs[name] = sub
+    return parser, subs
+
+
+def image_main(argv: list[str]) -> int:
+    """`kapal image ARGV`: run one sub-command; return the exit code."""
+    parser, subs = image_parser()
+    if not argv:
+        parser.print_help()
+        return 2  # as before: no sub-command is a usage error that shows the help
+    sub = subs.get(argv[0])
+    if sub is None:
+        parser.parse_args(argv)  # --help (exit 0), or the usage error of an unknown command
+        parser.error("a COMMAND is needed")
+    # options may come between the names (`export a -o x.tar b`), as they could before
+    args = sub.parse_intermixed_args(argv[1:])
+    try:
+        SUBCOMMANDS[argv[0]][1](args)
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file the user named: missing, unreadable, a directory...
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nAborted!", file=sys.stderr)  # what `kapal image` printed under click
+        return 1
+    return 0
+
+
+# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
+ARGV_COMMANDS: dict[str, ArgvMain] = {"image": image_main}
+
+
+def register(app: typer.Typer) -> None:
+    """Add `kapal image ...` to the `kapal` application (as an argv pass-through)."""
+    register_argv_command(app, "image", image_main, IMAGE_HELP)
