@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from pipeline import cli
+from pipeline.lint_command import INPUT_HELP
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -338,6 +339,7 @@ def test_plan_help_starts_with_its_summary_and_lists_every_option(app: typer.Typ
     for option in ("--branch", "--tag", "--source", "--var", "--changed", "--default-branch"):
         assert f"{option} " in out
     assert "--json" in out and "--strict" in out and "--input NAME=VALUE" in out
+    assert INPUT_HELP in " ".join(out.split())  # the same words as `kapal lint --help`
 
 
 def test_plan_usage_errors_show_the_usage_and_name_the_command(app: typer.Typer) -> None:
