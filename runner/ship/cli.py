@@ -1,128 +1,227 @@
-"""`kapal services` (list, stop), `kapal deployments [ENV]`, and `kapal rollback ENV [--to N]` here.
+"""`kapal services` (list, stop, restart) and `kapal deployments [ENV]`; `kapal rollback` here.
 
 These read and change the local data dir (`KAPAL_DATA_DIR`): the services `kapal run` (or a
 worker on this host) deployed, and the deployments `kapal run` recorded.
+
+Both verbs parse their own argv (argparse) and `kapal` runs them without Typer (`ARGV_COMMANDS`):
+they read a few small files, and Typer (a pydantic adapter per option), rich (the tables and
+`--help`) and pydantic-settings (for the data dir alone) cost several times that. The data dir
+is read with `RuntimeEnvironment` (`kapal services`: with `EnvSettings`, the reader `kapal run`
+uses, which checks every `KAPAL_*` variable as `RunnerSettings` does); the tables are printed
+as rich printed them (each column as wide as its widest cell, two spaces apart); the services
+and deployments modules are imported only once the arguments are good.
+(`kapal rollback` itself lives in `web.client_cli`, which calls `rollback_here` without a server.)
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import sys
 import time
-from typing import Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import typer
-from rich.console import Console
-from rich.table import Table
-
+from runner.argv_commands import ArgvMain, register_argv_command
 from runner.errors import RunnerError
-from runner.images.store import ImageStore
-from runner.owners import DEFAULT_OWNER
-from runner.secrets import load_secrets
-from runner.settings import RunnerSettings
-from runner.ship.deployments import LocalDeployments, current
-from runner.ship.keeper import read_json
-from runner.ship.settings import deployments_dir, local_shipper, services_for
+
+if TYPE_CHECKING:
+    import typer
+
+    from runner.ship.deployments import LocalDeployments
+    from runner.ship.services import ServiceInfo, Services
+
+SERVICES_HELP = "Services deployed by `deploy: service:` jobs."
+SERVICES_EPILOG = "Without a command: list the services and whether they run."
+STOP_HELP = "Stop a service (every version and its port)."
+RESTART_HELP = "Run a service's current version again (after a reboot, or once it exited)."
+DEPLOYMENTS_HELP = "List environments with their current deployment, or one environment's history."
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(1)
+def services_parser() -> argparse.ArgumentParser:
+    """The arguments of `kapal services`: no command (list), `stop NAME`, `restart NAME`."""
+    parser = argparse.ArgumentParser(
+        prog="kapal services",
+        usage="kapal services [stop NAME | restart NAME]",
+        description=SERVICES_HELP,
+        epilog=SERVICES_EPILOG,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, text in (("stop", STOP_HELP), ("restart", RESTART_HELP)):
+        command = commands.add_parser(
+            name, prog=f"kapal services {name}", help=text, description=text
+        )
+        command.add_argument("name", metavar="NAME", help="The service's name.")
+    return parser
+
+
+def deployments_parser() -> argparse.ArgumentParser:
+    """The arguments of `kapal deployments`."""
+    parser = argparse.ArgumentParser(prog="kapal deployments", description=DEPLOYMENTS_HELP)
+    parser.add_argument("environment", metavar="ENV", nargs="?", help="Show this one's history.")
+    return parser
+
+
+def services_main(argv: list[str]) -> int:
+    """`kapal services ARGV`: list, stop or restart services; return the exit code."""
+    args = services_parser().parse_args(argv)
+    try:
+        services = _services()
+        if args.command is None:
+            _print_services(services.list())
+        elif args.command == "stop":
+            if not services.stop(args.name):
+                raise RunnerError(f"there is no service {args.name!r} (see `kapal services`)")
+            print(f"stopped {args.name}")
+        else:
+            done = services.restart(args.name, _say)
+            print(f"{args.name} runs version {done.version} on {done.address or 'no host port'}")
+    except (RunnerError, OSError) as exc:
+        return _error(exc)
+    return 0
+
+
+def deployments_main(argv: list[str]) -> int:
+    """`kapal deployments [ENV]`: print the environments, or ENV's history; the exit code."""
+    args = deployments_parser().parse_args(argv)
+    from runner.runtime.environment import RuntimeEnvironment
+    from runner.ship.deployments import LocalDeployments
+    from runner.ship.local import deployments_dir
+
+    log = LocalDeployments(deployments_dir(RuntimeEnvironment.from_environ().data_dir))
+    try:
+        if args.environment is None:
+            _print_environments(log)
+        else:
+            _print_history(log, args.environment)
+    except (RunnerError, OSError) as exc:
+        return _error(exc)
+    return 0
+
+
+# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
+ARGV_COMMANDS: dict[str, ArgvMain] = {"services": services_main, "deployments": deployments_main}
+
+
+def register(app: typer.Typer) -> None:
+    """Add `services` and `deployments` to the `kapal` application (`rollback`: web.client_cli)."""
+    register_argv_command(app, "services", services_main, SERVICES_HELP)
+    register_argv_command(app, "deployments", deployments_main, DEPLOYMENTS_HELP)
+
+
+def _services() -> Services:
+    """The services of the data dir, with the rollout settings; RunnerError if one is malformed."""
+    from runner.settings_env import EnvSettings
+    from runner.ship.local import services_for
+
+    return services_for(EnvSettings.from_environ())
+
+
+def _print_services(found: list[ServiceInfo]) -> None:
+    rows = [
+        (
+            info.name,
+            info.state,
+            info.address or "-",
+            info.image,
+            info.digest[:19],
+            info.version or "-",
+        )
+        for info in found
+    ]
+    _print_table(("name", "state", "address", "image", "digest", "version"), rows)
+
+
+def _print_environments(log: LocalDeployments) -> None:
+    """Each environment with its current deployment (or dashes when none succeeded)."""
+    from runner.ship.deployments import current
+
+    rows: list[Sequence[object]] = []
+    for name in log.environments():
+        now = current(log.history(name))
+        if now is None:
+            rows.append((name, "-", "-", "-", "-", "-"))
+        else:
+            rows.append((name, now.id, now.kind, now.digest, now.target, _when(now.created_at)))
+    _print_table(("environment", "deployment", "kind", "digest", "target", "when"), rows)
+
+
+def _print_history(log: LocalDeployments, environment: str) -> None:
+    """Every deployment of `environment`, oldest first; RunnerError when there is none."""
+    history = log.history(environment)
+    if not history:
+        raise RunnerError(f"nothing was deployed to {environment!r}")
+    rows: list[Sequence[object]] = []
+    for item in history:
+        note = f"rollback to {item.rollback_of}" if item.rollback_of else item.message
+        job = f"#{item.pipeline_id} {item.job}" if item.pipeline_id else item.job
+        when = _when(item.created_at)
+        rows.append(
+            (item.id, item.status, item.digest, item.target, when, item.user, job, note[:80])
+        )
+    _print_table(("id", "status", "digest", "target", "when", "who", "job", "note"), rows)
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A header line and a line per row: every column as wide as its widest cell (padded, the
+    last one too), two spaces apart; never wrapped, whatever the terminal's width."""
+    cells = [[_printable(str(cell)) for cell in row] for row in (headers, *rows)]
+    widths = [max(_width(row[at]) for row in cells) for at in range(len(headers))]
+    out = []
+    for row in cells:
+        out.append("  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True)))
+    print("\n".join(out), flush=True)
+
+
+def _printable(text: str) -> str:
+    """`text` with each control character written as an escape: a job, a message or an
+    environment name comes from a pipeline, and none may move the cursor or recolour the
+    terminal of the person reading the table."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _width(text: str) -> int:
+    """Terminal cells `text` takes: wide (East Asian) letters two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+        for c in text
+    )
 
 
 def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
-def register(app: typer.Typer) -> None:
-    """Add `services` and `deployments` to the `kapal` application (`rollback`: web.client_cli)."""
-    services_app = typer.Typer(help="Services deployed by `deploy: service:` jobs.")
-    app.add_typer(services_app, name="services")
+def _say(text: str) -> None:
+    print(text, flush=True)
 
-    @services_app.callback(invoke_without_command=True)
-    def list_services(ctx: typer.Context) -> None:
-        """List the services and whether they run."""
-        if ctx.invoked_subcommand is not None:
-            return
-        table = Table(box=None, pad_edge=False)
-        for column in ("name", "state", "address", "image", "digest", "version"):
-            table.add_column(column)
-        for info in services_for(RunnerSettings()).list():
-            table.add_row(
-                info.name,
-                info.state,
-                info.address or "-",
-                info.image,
-                info.digest[:19],
-                info.version or "-",
-            )
-        Console(width=200).print(table)
 
-    @services_app.command("stop")
-    def stop(name: str) -> None:
-        """Stop a service (every version and its port)."""
-        try:
-            found = services_for(RunnerSettings()).stop(name)
-        except RunnerError as exc:
-            raise _fail(exc) from None
-        if not found:
-            raise _fail(RunnerError(f"there is no service {name!r} (see `kapal services`)"))
-        typer.echo(f"stopped {name}")
-
-    @services_app.command("restart")
-    def restart(name: str) -> None:
-        """Run a service's current version again (after a reboot, or once it exited)."""
-        try:
-            done = services_for(RunnerSettings()).restart(name, typer.echo)
-        except RunnerError as exc:
-            raise _fail(exc) from None
-        typer.echo(f"{name} runs version {done.version} on {done.address or 'no host port'}")
-
-    @app.command("deployments")
-    def deployments(
-        environment: Annotated[str | None, typer.Argument(help="Show this one's history.")] = None,
-    ) -> None:
-        """List environments with their current deployment, or one environment's history."""
-        log = LocalDeployments(deployments_dir(RunnerSettings().data_dir))
-        table = Table(box=None, pad_edge=False)
-        if environment is None:
-            for column in ("environment", "deployment", "kind", "digest", "target", "when"):
-                table.add_column(column)
-            for name in log.environments():
-                now = current(log.history(name))
-                if now is None:
-                    table.add_row(name, "-", "-", "-", "-", "-")
-                    continue
-                table.add_row(
-                    name, str(now.id), now.kind, now.digest, now.target, _when(now.created_at)
-                )
-        else:
-            history = log.history(environment)
-            if not history:
-                raise _fail(RunnerError(f"nothing was deployed to {environment!r}"))
-            for column in ("id", "status", "digest", "target", "when", "who", "job", "note"):
-                table.add_column(column)
-            for item in history:
-                note = f"rollback to {item.rollback_of}" if item.rollback_of else item.message
-                job = f"#{item.pipeline_id} {item.job}" if item.pipeline_id else item.job
-                table.add_row(
-                    str(item.id),
-                    item.status,
-                    item.digest,
-                    item.target,
-                    _when(item.created_at),
-                    item.user,
-                    job,
-                    note[:80],
-                )
-        Console(width=220).print(table)
+def _error(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+    return 1
 
 
 def rollback_here(environment: str, to: int | None) -> None:
     """`kapal rollback` without a server: re-deploy an earlier deployment this host recorded.
 
     (The verb itself lives in `web.client_cli`, which talks to a server when `KAPAL_HOST` is set
-    and calls this otherwise.)
+    and calls this otherwise.) Ends with `SystemExit(1)` after printing why when it cannot.
     """
+    import os
+
+    from runner.images.store import ImageStore
+    from runner.owners import DEFAULT_OWNER
+    from runner.secrets import load_secrets
+    from runner.settings import RunnerSettings
+    from runner.ship.deployments import LocalDeployments, current
+    from runner.ship.keeper import read_json
+    from runner.ship.local import deployments_dir, local_shipper
+
     settings = RunnerSettings()
     log = LocalDeployments(deployments_dir(settings.data_dir))
     owner = DEFAULT_OWNER
@@ -132,11 +231,8 @@ def rollback_here(environment: str, to: int | None) -> None:
         owner = str((config or {}).get("owner") or DEFAULT_OWNER)
     try:
         secrets = {k: s.value for k, s in load_secrets(os.environ).items()}
+        shipper = local_shipper(settings, ImageStore(settings.images_dir), owner, None, secrets)
+        done = shipper.rollback(environment, _say, to=to)
     except RunnerError as exc:
-        raise _fail(exc) from None
-    shipper = local_shipper(settings, ImageStore(settings.images_dir), owner, None, secrets)
-    try:
-        done = shipper.rollback(environment, typer.echo, to=to)
-    except RunnerError as exc:
-        raise _fail(exc) from None
-    typer.echo(f"{environment}: deployment {done.id} rolls back to {done.rollback_of}")
+        raise SystemExit(_error(exc)) from None
+    print(f"{environment}: deployment {done.id} rolls back to {done.rollback_of}")
