@@ -50,6 +50,10 @@ class RunnerSettings(BaseSettings):
     # `network: host` shares the host's network (and its loopback services) with a job.
     # `kapal run` allows it; the service's settings turn it off by default.
     allow_host_network: bool = True
+    # Networks (CIDRs, comma-separated, e.g. "192.0.2.10/32,10.20.0.0/16") jobs on the default
+    # network may reach although they are the host's own addresses or link-local (169.254.0.0/16:
+    # the cloud metadata service), which are refused otherwise (runner.runtime.firewall).
+    job_allowed_networks: str = ""
     # The builder's cache (layers of build steps, RUN --mount=type=cache directories) is pruned to
     # this size, least recently used first, by `kapal image gc` and `kapal build --prune`.
     build_cache_max: str = "20g"

@@ -78,6 +78,11 @@ class PolicySettings(Protocol):
         """Whether `network: host` is allowed."""
         ...
 
+    @property
+    def job_allowed_networks(self) -> str:
+        """CIDRs (comma-separated) jobs may reach though they are the host's or link-local."""
+        ...
+
 
 def container_policy(settings: PolicySettings) -> ContainerPolicy:
     """The limits, caps, disk cap and network rule of `settings`; RunnerError if malformed."""
@@ -103,12 +108,32 @@ def container_policy(settings: PolicySettings) -> ContainerPolicy:
         ),
         max_timeout=max_timeout,
         allow_host_network=settings.allow_host_network,
+        allowed_networks=allowed_networks(settings.job_allowed_networks),
         disk_bytes=(
             None
             if settings.job_disk.strip().lower() == "none"
             else parse_size(settings.job_disk, what="KAPAL_JOB_DISK")
         ),
     )
+
+
+def allowed_networks(text: str) -> tuple[str, ...]:
+    """`KAPAL_JOB_ALLOWED_NETWORKS` (comma-separated CIDRs) normalized; RunnerError if bad."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        return ()
+    import ipaddress  # only when an operator opened holes: `kapal run` starts without it
+
+    found: list[str] = []
+    for item in items:
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise RunnerError(
+                f"KAPAL_JOB_ALLOWED_NETWORKS: {item!r} is not an address or a network: write "
+                "CIDRs separated by commas, e.g. 192.0.2.10/32,10.20.0.0/16"
+            ) from None
+    return tuple(found)
 
 
 def _number(kind: Callable[[str], T], text: str, name: str, *, minimum: float) -> T:
@@ -161,6 +186,7 @@ class EnvSettings:
     max_job_timeout: str = "24h"
     job_disk: str = "10g"
     allow_host_network: bool = True
+    job_allowed_networks: str = ""
     build_cache_max: str = "20g"
     gitlab_url: str = ""
     gitlab_token: str = field(default="", repr=False)
@@ -217,6 +243,7 @@ _TEXT_FIELDS = frozenset(
         "max_job_memory",
         "max_job_timeout",
         "job_disk",
+        "job_allowed_networks",
         "build_cache_max",
         "gitlab_url",
         "gitlab_token",

@@ -909,7 +909,9 @@ class _Build:
         pin = work / "add-netns"
         create_netns(pin)
         try:
-            network = UserNetwork.start(pin)
+            # the backend's policy holds the operator's holes in the firewall (allowed networks)
+            policy = getattr(self.b.backend, "policy", None)
+            network = UserNetwork.start(pin, getattr(policy, "allowed_networks", ()))
             try:
                 run_in_network(pin, fetch)
             finally:

@@ -12,14 +12,15 @@ from runner.runtime.backend import Mount
 from runner.runtime.seccomp import default_seccomp
 from runner.runtime.users import ProcessUser
 
-# Docker's default capability set: enough for package managers (setuid/setgid, chown).
+# Docker's default capability set, enough for package managers (setuid/setgid, chown), less
+# CAP_NET_RAW (as Podman): raw and packet sockets would write frames beneath the sandbox's
+# firewall (runner.runtime.firewall); `ping` uses ICMP datagram sockets instead.
 DEFAULT_CAPABILITIES = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
     "CAP_FOWNER",
     "CAP_MKNOD",
-    "CAP_NET_RAW",
     "CAP_SETGID",
     "CAP_SETUID",
     "CAP_SETFCAP",

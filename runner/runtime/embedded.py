@@ -184,7 +184,7 @@ class EmbeddedBackend:
                 assert netns is not None
                 from runner.runtime.usernet import UserNetwork, resolv_conf
 
-                usernet = UserNetwork.start(netns)
+                usernet = UserNetwork.start(netns, self.policy.allowed_networks)
                 resolv = directory / "resolv.conf"
                 resolv.write_text(resolv_conf())
             elif spec.network == "host":

@@ -8,7 +8,9 @@ build RUN steps, `kapal exec`), so no caller can forget it, and cuts every conta
 to `max_timeout` (`clamp_timeout`: a job's `timeout:` above it, or none, becomes the maximum).
 `kapal run --memory/--cpus/--pids` are checked with `check_limits` and refused above a cap.
 `network: host` is refused by the backend (`check_network`) unless the operator allows it
-(`KAPAL_ALLOW_HOST_NETWORK`: on for `kapal run`, off for the service).
+(`KAPAL_ALLOW_HOST_NETWORK`: on for `kapal run`, off for the service). A `"nat"` sandbox is
+kept off the host's addresses and link-local ones (runner.runtime.firewall) except the networks
+in `allowed_networks` (`KAPAL_JOB_ALLOWED_NETWORKS`).
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ class PolicyError(ContainerStartError):
 
 @record
 class ContainerPolicy:
-    """Default limits, the caps nothing exceeds, whether `network: host` is allowed, disk cap."""
+    """Default limits, the caps nothing exceeds, the network rules, the disk cap."""
 
     defaults: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
     caps: Limits = field(default_factory=lambda: DEFAULT_CAPS)
     max_timeout: float | None = DEFAULT_MAX_TIMEOUT
     allow_host_network: bool = True
     disk_bytes: int | None = DEFAULT_DISK  # writable layers of one sandbox's containers
+    # CIDRs a `"nat"` sandbox may reach though they are the host's or link-local
+    allowed_networks: tuple[str, ...] = ()
 
     def limits_for(self, asked: Limits) -> Limits:
         """`asked`, its gaps filled from the defaults, each limit clamped to its cap."""

@@ -28,11 +28,12 @@ import select
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from runner.errors import ContainerRuntimeError
+from runner.runtime.firewall import install_firewall
 from runner.runtime.syscalls import CLONE_NEWNET, setns
 
 SLIRP4NETNS = "slirp4netns"
@@ -61,8 +62,12 @@ class UserNetwork:
         return self._proc.pid
 
     @classmethod
-    def start(cls, pin: Path) -> UserNetwork:
-        """Start slirp4netns on the namespace pinned at `pin` and wait until it is configured."""
+    def start(cls, pin: Path, allowed_networks: Sequence[str] = ()) -> UserNetwork:
+        """Firewall the namespace pinned at `pin`, start slirp4netns on it, wait until configured.
+
+        The rules (runner.runtime.firewall) go in first: no packet leaves without them, and
+        when they cannot be installed nothing starts.
+        """
         binary = shutil.which(SLIRP4NETNS)
         if binary is None:
             raise ContainerRuntimeError(
@@ -75,6 +80,7 @@ class UserNetwork:
                 "jobs' networks need unshare(1) to start slirp4netns in a mount namespace of its "
                 "own: apt-get install util-linux"
             )
+        install_firewall(pin, allowed_networks)
         ready_r, ready_w = os.pipe()
         exit_r, exit_w = os.pipe()
         try:

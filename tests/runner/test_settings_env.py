@@ -33,6 +33,7 @@ ACCEPTED = [
     {"KAPAL_SERVICE_HEALTH_TIMEOUT": "5", "KAPAL_SERVICE_DRAIN": "0", "KAPAL_SERVICE_PORTS": "1-9"},
     {"KAPAL_UNRELATED": "x", "OTHER": "y"},
     {"KAPAL_GITLAB_URL": "https://gitlab.example.com", "kapal_gitlab_token": "glpat-x"},
+    {"KAPAL_JOB_ALLOWED_NETWORKS": "192.0.2.10/32, 10.20.0.0/16"},
 ]
 
 REFUSED = [

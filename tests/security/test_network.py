@@ -1,8 +1,12 @@
-"""Issue 8 item 9: jobs and builds reach the outside world but not the host's loopback services.
+"""Issue 8 item 9: jobs and builds reach the outside world but not the host's services.
 
 Each test starts an HTTP server on the host's 127.0.0.1 (what a CI worker's database, Redis or
 admin port looks like) and plays a pipeline trying to reach it: a job on the default network,
 `network: host` where the operator forbids it, a build RUN step, and `ADD http://127.0.0.1/...`.
+The firewall of a `"nat"` sandbox (runner.runtime.firewall) gets the same treatment: servers on
+the host's non-loopback address and on a metadata address (169.254.169.254, on a dummy interface
+the tests add) that no job may reach, unless the operator allows their networks, and jobs
+trying to lift the rules (nftables, raw and packet sockets).
 """
 
 from __future__ import annotations
@@ -10,19 +14,21 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runner.build.builder import Builder, BuildOptions
 from runner.build.cache import LayerCache
-from runner.errors import BuildStepError, DockerfileError
+from runner.errors import BuildStepError, ContainerRuntimeError, DockerfileError
 from runner.images import ImageStore
-from runner.runtime.backend import NetworkMode
+from runner.runtime import firewall
+from runner.runtime.backend import ContainerSpec, LogLine, Mount, NetworkMode, SandboxSpec
 from runner.runtime.oneshot import run_container
 from runner.runtime.policy import ContainerPolicy, PolicyError
 from tests.runner.runtime.conftest import BusyboxImage
-from tests.security.containers import HOST_SECRET, BackendFactory
+from tests.security.containers import HOST_SECRET, BackendFactory, host_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -242,3 +248,257 @@ def test_kapal_run_job_default_network_is_nat(
     assert code == 0, out
     assert "lo tap0" in out
     assert "[probe] refused" in out
+
+
+# -- the firewall of "nat" sandboxes ---------------------------------------------------------
+
+METADATA = "169.254.169.254"
+DUMMY = "kapaltest0"
+HOST_LIB = Path("/lib64/ld-linux-x86-64.so.2").resolve().parent
+
+
+@pytest.fixture(scope="module")
+def host_address() -> str:
+    """The host's address on its default route: where a service bound to 0.0.0.0 answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("203.0.113.1", 9))  # sends nothing: only picks the source address
+        except OSError:
+            pytest.skip("this machine has no default route")
+        address: str = probe.getsockname()[0]
+    if address.startswith("127."):
+        pytest.skip("this machine has no address but loopback")
+    return address
+
+
+@pytest.fixture(scope="module")
+def lan_server(host_address: str) -> Iterator[int]:
+    """A server on the host's non-loopback address that no job may reach; yields its port."""
+    with host_server(host_address) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def metadata_server() -> Iterator[int]:
+    """A server at 169.254.169.254 (a cloud's metadata service) on an interface of its own."""
+
+    def ip(*args: str, check: bool = True) -> None:
+        subprocess.run(["ip", *args], check=check, capture_output=True)
+
+    ip("link", "del", DUMMY, check=False)  # a killed run's
+    try:
+        try:
+            ip("link", "add", DUMMY, "type", "dummy")
+        except subprocess.CalledProcessError:  # no dummy driver: a bridge without ports will do
+            ip("link", "add", DUMMY, "type", "bridge")
+        ip("addr", "add", f"{METADATA}/32", "dev", DUMMY)
+        ip("link", "set", DUMMY, "up")
+        with host_server(METADATA) as port:
+            yield port
+    finally:
+        ip("link", "del", DUMMY, check=False)
+
+
+def _run(
+    factory: BackendFactory, policy: ContainerPolicy, spec: ContainerSpec, network: NetworkMode
+) -> str:
+    lines: list[str] = []
+
+    def on_line(line: LogLine) -> None:
+        lines.append(line.text)
+
+    run_container(factory(policy), spec, on_line=on_line, network=network)
+    return "\n".join(lines)
+
+
+def _fetch_each(targets: list[tuple[str, int]]) -> str:
+    """A script fetching each target, printing the answer (or nc's error) then `done <host>`."""
+    return "".join(
+        rf"printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 {host} {port} 2>&1; echo; echo done {host}; "
+        for host, port in targets
+    )
+
+
+def _answers(out: str) -> dict[str, str]:
+    """What each target of `_fetch_each` answered, by host."""
+    answers: dict[str, str] = {}
+    said: list[str] = []
+    for line in out.splitlines():
+        if line.startswith("done "):
+            answers[line.removeprefix("done ")] = "\n".join(said)
+            said = []
+        else:
+            said.append(line)
+    return answers
+
+
+def test_nat_refuses_the_host_addresses_and_metadata(
+    policy_backend: BackendFactory,
+    busybox: BusyboxImage,
+    host_address: str,
+    lan_server: int,
+    metadata_server: int,
+) -> None:
+    script = _fetch_each([(host_address, lan_server), (METADATA, metadata_server)])
+    # The control: on the host's network both answer, so the attack below is real.
+    host = _answers(
+        _run(policy_backend, ContainerPolicy(), busybox.spec("sh", "-c", script), "host")
+    )
+    assert HOST_SECRET in host[host_address] and HOST_SECRET in host[METADATA], host
+    nat = _answers(_run(policy_backend, ContainerPolicy(), busybox.spec("sh", "-c", script), "nat"))
+    for target in (host_address, METADATA):
+        assert HOST_SECRET not in nat[target], nat
+        # refused at once (a reset), not left to time out
+        assert "Connection refused" in nat[target], nat
+
+
+def test_allowed_networks_open_only_their_holes(
+    policy_backend: BackendFactory,
+    busybox: BusyboxImage,
+    host_address: str,
+    lan_server: int,
+    metadata_server: int,
+) -> None:
+    policy = ContainerPolicy(allowed_networks=(f"{host_address}/32",))
+    script = _fetch_each([(host_address, lan_server), (METADATA, metadata_server)])
+    nat = _answers(_run(policy_backend, policy, busybox.spec("sh", "-c", script), "nat"))
+    assert HOST_SECRET in nat[host_address], nat
+    assert HOST_SECRET not in nat[METADATA] and "Connection refused" in nat[METADATA], nat
+
+
+def _host_python(code: str) -> tuple[list[str], tuple[Mount, ...]]:
+    """argv and mounts running this interpreter (and its libraries) inside a busybox container."""
+    prefix = Path(sys.base_prefix)
+    executable = Path(sys.executable).resolve().relative_to(prefix)
+    argv = [
+        f"/hostlib/{_loader()}",
+        "--library-path",
+        "/hostlib:/hostpython/lib",
+        f"/hostpython/{executable}",
+        "-I",
+        "-c",
+        code,
+    ]
+    mounts = (Mount(HOST_LIB, "/hostlib", True), Mount(prefix, "/hostpython", True))
+    return argv, mounts
+
+
+def _loader() -> str:
+    """The dynamic loader's name in the host's library directory."""
+    loader = Path("/lib64/ld-linux-x86-64.so.2")
+    if not loader.exists():
+        pytest.skip("the probes run the host's binaries with its x86-64 loader")
+    return loader.name
+
+
+_SOCKETS = r"""
+import errno, socket
+for name, family, kind, proto in (
+    ("packet", socket.AF_PACKET, socket.SOCK_RAW, 0),
+    ("raw", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+):
+    try:
+        socket.socket(family, kind, proto).close()
+        print(name, "opened")
+    except OSError as err:
+        print(name, errno.errorcode[err.errno])
+"""
+
+_PING = r"""
+import socket
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP) as ping:
+    print("ping socket opened")
+    ping.settimeout(5)
+    ping.sendto(b"\x08\x00\x00\x00\x00\x01\x00\x01kapal", ("10.0.2.2", 0))
+    reply = ping.recv(64)
+    print("echo reply" if reply[:1] == b"\x00" else f"unexpected {reply!r}")
+"""
+
+
+def _quoted(argv: list[str]) -> str:
+    return " ".join("'" + arg.replace("'", "'\\''") + "'" for arg in argv)
+
+
+def test_job_cannot_lift_the_firewall(
+    policy_backend: BackendFactory,
+    busybox: BusyboxImage,
+    host_address: str,
+    lan_server: int,
+) -> None:
+    python, mounts = _host_python(_SOCKETS)
+    nft = [f"/hostlib/{_loader()}", "--library-path", "/hostlib", "/hostnft"]
+    script = (
+        f"{_quoted(python)}; "
+        f"{_quoted(nft)} flush ruleset 2>&1 | head -1; "
+        f"{_quoted(nft)} delete table inet kapal 2>&1 | head -1; "
+        + _fetch_each([(host_address, lan_server)])
+    )
+    mounts += (Mount(Path("/usr/sbin/nft"), "/hostnft", True),)
+    backend = policy_backend(ContainerPolicy())
+    sandbox = backend.setup(SandboxSpec(name="lift", network="nat"))
+    try:
+        lines: list[str] = []
+        container = backend.start(sandbox, busybox.spec("sh", "-c", script, mounts=mounts))
+        lines.extend(line.text for line in backend.logs(container))
+        backend.wait(container)
+        out = "\n".join(lines)
+        # No CAP_NET_RAW: no frames written beneath the rules; no CAP_NET_ADMIN: rules stay.
+        assert lines[:2] == ["packet EPERM", "raw EPERM"], out
+        assert lines[2].startswith("Error:") and "Operation not permitted" in lines[2], out
+        assert "Operation not permitted" in lines[3], out
+        assert "Connection refused" in _answers(out)[host_address], out
+        # Seen from the host, the sandbox's table is whole.
+        pin = backend.paths.sandbox_dir(sandbox.id) / "netns"
+        listed = subprocess.run(
+            ["nsenter", f"--net={pin}", "/usr/sbin/nft", "list", "table", "inet", "kapal"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert f"{host_address}" in listed and "169.254.0.0/16" in listed, listed
+    finally:
+        backend.teardown(sandbox)
+
+
+def test_ping_works_without_raw_sockets(
+    policy_backend: BackendFactory, busybox: BusyboxImage
+) -> None:
+    # ICMP datagram sockets (net.ipv4.ping_group_range) are what iputils' ping falls back to.
+    argv, mounts = _host_python(_PING)
+    spec = busybox.spec(*argv, mounts=mounts, entrypoint=())
+    out = _run(policy_backend, ContainerPolicy(), spec, "nat")
+    assert out.splitlines() == ["ping socket opened", "echo reply"], out
+
+
+@pytest.mark.parametrize("broken", ["missing", "failing"])
+def test_sandbox_does_not_start_without_its_firewall(
+    policy_backend: BackendFactory,
+    busybox: BusyboxImage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    broken: str,
+) -> None:
+    # What a host without nftables, or a kernel without nf_tables, looks like to kapal.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("slirp4netns", "unshare"):
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True)
+        (bin_dir / tool).symlink_to(found.stdout.strip())
+    if broken == "failing":
+        fake = bin_dir / "nft"
+        fake.write_text(
+            "#!/bin/sh\necho 'Error: Could not process rule: No such file' >&2\nexit 1\n"
+        )
+        fake.chmod(0o755)
+    backend = policy_backend(ContainerPolicy())
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(firewall, "_NFT_FALLBACK", str(tmp_path / "no-nft"))
+    expected = (
+        r"`nft` is not installed: apt-get install nftables"
+        if broken == "missing"
+        else r"nft -f failed: Error: Could not process rule.*modprobe nf_tables"
+    )
+    with pytest.raises(ContainerRuntimeError, match=expected):
+        backend.setup(SandboxSpec(name="job", network="nat"))
+    assert backend.sandbox_ids  # it was tried; policy_backend checks nothing was left behind
+    assert not backend.paths.sandbox_dir(backend.sandbox_ids[0]).exists()
