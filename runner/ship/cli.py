@@ -84,8 +84,7 @@ def deployments_main(argv: list[str]) -> int:
     """`kapal deployments [ENV]`: print the environments, or ENV's history; the exit code."""
     args = deployments_parser().parse_args(argv)
     from runner.runtime.environment import RuntimeEnvironment
-    from runner.ship.deployments import LocalDeployments
-    from runner.ship.local import deployments_dir
+    from runner.ship.deployments import LocalDeployments, deployments_dir
 
     log = LocalDeployments(deployments_dir(RuntimeEnvironment.from_environ().data_dir))
     try:
@@ -218,9 +217,9 @@ def rollback_here(environment: str, to: int | None) -> None:
     from runner.owners import DEFAULT_OWNER
     from runner.secrets import load_secrets
     from runner.settings import RunnerSettings
-    from runner.ship.deployments import LocalDeployments, current
+    from runner.ship.deployments import LocalDeployments, current, deployments_dir
     from runner.ship.keeper import read_json
-    from runner.ship.local import deployments_dir, local_shipper
+    from runner.ship.local import local_shipper
 
     settings = RunnerSettings()
     log = LocalDeployments(deployments_dir(settings.data_dir))

@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from filelock import FileLock
-
 from runner.errors import ShipError
 
 
@@ -70,6 +68,11 @@ def environment_file_name(environment: str) -> str:
     return f"{safe}~{digest}.jsonl"
 
 
+def deployments_dir(data_dir: Path) -> Path:
+    """Where `kapal run` records deployments."""
+    return data_dir / "deployments"
+
+
 class LocalDeployments:
     """Deployments of `kapal run`, JSON lines under `root` (one file per environment)."""
 
@@ -82,6 +85,8 @@ class LocalDeployments:
     def record(self, deployment: Deployment) -> Deployment:
         """Append `deployment` with the next id of its environment."""
         self.root.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock  # only a writer locks: `kapal deployments` goes without
+
         path = self._file(deployment.environment)
         with FileLock(str(path) + ".lock"):
             done = self.history(deployment.environment)

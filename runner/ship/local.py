@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from runner.errors import RunnerError, ShipError
 from runner.images.store import ImageStore
 from runner.ship.deploy import ShipContext, Shipper
-from runner.ship.deployments import LocalDeployments
+from runner.ship.deployments import LocalDeployments, deployments_dir
 from runner.ship.push import PushSettings
 from runner.ship.services import Services
 
@@ -102,11 +101,6 @@ def services_for(
         drain=ship.service_drain,
         ports=ship.port_range(),
     )
-
-
-def deployments_dir(data_dir: Path) -> Path:
-    """Where `kapal run` records deployments."""
-    return data_dir / "deployments"
 
 
 def local_shipper(

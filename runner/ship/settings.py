@@ -6,7 +6,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # what a local run ships with lives in runner.ship.local (no pydantic); importers find it here too
-from runner.ship.local import deployments_dir, local_shipper, port_range, services_for
+from runner.ship.deployments import deployments_dir
+from runner.ship.local import local_shipper, port_range, services_for
 
 __all__ = ["ShipSettings", "deployments_dir", "local_shipper", "services_for"]
 
