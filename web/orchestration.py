@@ -68,6 +68,7 @@ from web.db.downstream import (
     start_trigger_job,
     stuck_children,
     unfinished_children,
+    wait_again_for_child,
 )
 from web.db.encryption import SecretCipher
 from web.db.jobs import get_job, list_jobs, request_job_cancel, request_pipeline_cancel
@@ -733,6 +734,8 @@ def _advance_locked(
             _note_status(session, pipeline_id, status)
         elif status in job_rows.FINISHED_STATUSES:
             _note(session, CHILDREN_ENDED, pipeline_id)
+        elif pipeline.status in job_rows.FINISHED_STATUSES:  # an ended child retried
+            started += _wait_again_for_child(session, pipeline, pipeline.parent_job_id)
     return started
 
 
@@ -1069,7 +1072,7 @@ def play_job(*, services: Services, job_id: int, who: str) -> JobRead:
     wake: list[float] = []
     with services.database.transaction() as session:
         job = _job(session, job_id)
-        lock_pipeline(session=session, pipeline_id=job.pipeline_id)
+        _lock_with_ancestors(session, job.pipeline_id)
         group = _take_group_to_play(session, job)
         if not job_rows.set_job_status(
             session=session,
@@ -1139,7 +1142,7 @@ def retry_job(*, services: Services, job_id: int) -> JobRead:
     wake: list[float] = []
     with services.database.transaction() as session:
         job = _job(session, job_id)
-        lock_pipeline(session=session, pipeline_id=job.pipeline_id)
+        _lock_with_ancestors(session, job.pipeline_id)
         latest = _current_jobs(session, job.pipeline_id).get(job.name, job)
         if latest.status not in RETRYABLE:
             raise ConflictError(
@@ -1175,7 +1178,7 @@ def retry_pipeline(
     `failed_only`), with the jobs they skipped; ConflictError when there is nothing to retry."""
     wake: list[float] = []
     with services.database.transaction() as session:
-        lock_pipeline(session=session, pipeline_id=pipeline_id)
+        _lock_with_ancestors(session, pipeline_id)
         plan = _plan(session, pipeline_id)
         if plan is None:
             raise ConflictError(
@@ -1480,6 +1483,54 @@ def _child_not_created(
     if unplanned:
         finish_job(services=services, job_id=child.parent_job_id, end=end)
     return child
+
+
+def _lock_with_ancestors(session: Session, pipeline_id: int) -> None:
+    """Lock a pipeline that a retry or a play may reopen, its parent pipelines first (outermost
+    first): reopening a child reopens its trigger job (`_wait_again_for_child`), and taking
+    every pipeline lock in one order, before any repository lock, keeps two transactions from
+    waiting for each other."""
+    lineage = [pipeline_id]
+    while (pipeline := get_pipeline(session=session, pipeline_id=lineage[-1])) is not None:
+        job = (
+            None
+            if pipeline.parent_job_id is None
+            else get_job(session=session, job_id=pipeline.parent_job_id)
+        )
+        if job is None or job.pipeline_id in lineage:
+            break
+        lineage.append(job.pipeline_id)
+    for each in reversed(lineage):
+        lock_pipeline(session=session, pipeline_id=each)
+
+
+def _wait_again_for_child(session: Session, child: PipelineRead, job_id: int) -> list[int]:
+    """Child pipeline `child` ended and now runs again (its jobs retried): its `strategy:
+    depend` trigger job `job_id`, if still the current attempt, runs again and ends as the child
+    will, with the parent's jobs it skipped reopened (GitLab's status sync of a retried
+    downstream pipeline); the jobs this made pending. In the retry's own transaction, so no
+    crash leaves the child running under a trigger job that already ended; the retry locked the
+    parent before the child (`_lock_with_ancestors`)."""
+    job = get_job(session=session, job_id=job_id)
+    if job is None:
+        return []
+    lock_pipeline(session=session, pipeline_id=job.pipeline_id)
+    plan = _plan(session, job.pipeline_id)
+    trigger = None
+    if plan is not None and job.name in {j.name for j in plan.jobs}:
+        trigger = plan.job(job.name).trigger
+    if plan is None or trigger is None or not trigger.depends:
+        return []  # without `strategy: depend` the trigger job's end does not follow the child
+    if not wait_again_for_child(session=session, job_id=job.id):
+        return []  # retried itself since (a newer child), canceled, or not started by kapal
+    append_log(
+        session=session,
+        job_id=job.id,
+        lines=[f"kapal: child pipeline #{child.id} runs again (retried); waiting for its end"],
+    )
+    _reopen_skipped_after(session, plan, job.pipeline_id, [job.name])
+    # a reopened job waits for this trigger job, so none of the parent's is made scheduled here
+    return _advance_locked(session, job.pipeline_id)
 
 
 def _end_trigger_job(services: Services, child_id: int) -> None:

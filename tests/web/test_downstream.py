@@ -176,6 +176,55 @@ def test_strategy_depend_mirrors_a_child_that_fails(
     assert _jobs(services, parent)["after"].status == "skipped"
 
 
+def test_retrying_a_failed_child_makes_its_trigger_job_wait_for_it_again(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead
+) -> None:
+    parent, child_id = _through_build(services, kept, project, repository)
+    jobs = _jobs(services, child_id)
+    _run(services, jobs["other"], JobStatus.SUCCESS)
+    _run(services, jobs["inner"], JobStatus.FAILED)
+    failed = _jobs(services, parent)["start-child"]
+    assert failed.status == "failed" and _detail(services, parent).status == "failed"
+    assert _jobs(services, parent)["after"].status == "skipped"
+
+    again = retry_job(services=services, job_id=jobs["inner"].id)
+    trigger = _jobs(services, parent)["start-child"]
+    assert trigger.id == failed.id  # the same attempt, waiting again
+    assert (trigger.status, trigger.reason, trigger.finished_at) == ("running", "", None)
+    assert trigger.worker == DOWNSTREAM_WORKER and trigger.id not in kept.sent
+    assert f"child pipeline #{child_id} runs again" in _log(services, trigger.id)
+    assert _detail(services, parent).status == "running"
+    assert _jobs(services, parent)["after"].status == "created"  # waits for the trigger job
+
+    _run(services, again, JobStatus.SUCCESS)
+    trigger = _jobs(services, parent)["start-child"]
+    assert (trigger.status, trigger.reason) == ("success", f"child pipeline #{child_id} passed")
+    after = _jobs(services, parent)["after"]
+    assert after.status == "pending" and after.id in kept.sent
+    _run(services, after, JobStatus.SUCCESS)
+    assert _detail(services, parent).status == "success"
+
+
+def test_retrying_an_older_child_leaves_the_newer_trigger_attempt_alone(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead
+) -> None:
+    parent, first = _through_build(services, kept, project, repository)
+    for job in _jobs(services, first).values():
+        _run(services, job, JobStatus.FAILED)
+    newer = retry_job(services=services, job_id=_jobs(services, parent)["start-child"].id)
+    [second] = _plan_children(services, kept)
+    for job in _jobs(services, second).values():
+        _run(services, job, JobStatus.SUCCESS)
+    assert _jobs(services, parent)["start-child"].status == "success"
+    _run(services, _jobs(services, parent)["after"], JobStatus.SUCCESS)
+    assert _detail(services, parent).status == "success"
+    retry_job(services=services, job_id=_jobs(services, first)["inner"].id)
+    assert _detail(services, first).status != "failed"  # the old child runs again, on its own
+    current = _jobs(services, parent)["start-child"]
+    assert (current.id, current.status) == (newer.id, "success")
+    assert _detail(services, parent).status == "success"
+
+
 NO_STRATEGY = """
 image: busybox:latest
 stages: [child, after]
@@ -204,6 +253,22 @@ def test_without_strategy_the_trigger_job_succeeds_once_the_child_is_created(
     child = _detail(services, child_id)
     assert child.status == "canceled"
     assert {job.status for job in child.jobs} == {"canceled"}
+
+
+def test_retrying_a_child_without_strategy_leaves_its_trigger_job_as_it_ended(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead
+) -> None:
+    parent = _start(
+        services, project, repository, {".kapal.yml": NO_STRATEGY, "ci/child.yml": CHILD}
+    )
+    [child_id] = _plan_children(services, kept)
+    for job in _jobs(services, child_id).values():
+        _run(services, job, JobStatus.FAILED)
+    _run(services, _jobs(services, parent)["after"], JobStatus.SUCCESS)
+    assert _detail(services, parent).status == "success"
+    retry_job(services=services, job_id=_jobs(services, child_id)["inner"].id)
+    assert _jobs(services, parent)["start-child"].status == "success"
+    assert _detail(services, parent).status == "success"
 
 
 def test_canceling_the_parent_cancels_the_child_and_its_trigger_job(
@@ -362,6 +427,20 @@ def test_a_grandchild_pipeline_runs_and_its_end_reaches_the_first_pipeline(
     assert _detail(services, grandchild).parent_pipeline_id == child
     _run(services, _jobs(services, child)["one"], JobStatus.SUCCESS)
     _run(services, _jobs(services, grandchild)["two"], JobStatus.SUCCESS)
+    assert [_detail(services, p).status for p in (grandchild, child, first)] == ["success"] * 3
+
+
+def test_retrying_a_failed_grandchild_reopens_every_pipeline_above_it(
+    services: Services, kept: KeptJobs, project: Project, repository: RepositoryRead
+) -> None:
+    first = _start(services, project, repository, NESTED)
+    [child, grandchild] = _plan_children(services, kept)
+    _run(services, _jobs(services, child)["one"], JobStatus.SUCCESS)
+    _run(services, _jobs(services, grandchild)["two"], JobStatus.FAILED)
+    assert [_detail(services, p).status for p in (grandchild, child, first)] == ["failed"] * 3
+    again = retry_job(services=services, job_id=_jobs(services, grandchild)["two"].id)
+    assert [_detail(services, p).status for p in (child, first)] == ["running"] * 2
+    _run(services, again, JobStatus.SUCCESS)
     assert [_detail(services, p).status for p in (grandchild, child, first)] == ["success"] * 3
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "start_trigger_job",
     "stuck_children",
     "unfinished_children",
+    "wait_again_for_child",
 ]
 
 DOWNSTREAM_WORKER = "downstream"
@@ -56,6 +57,26 @@ def start_trigger_job(*, session: Session, job_id: int, from_statuses: Collectio
                 queued_at=func.coalesce(Job.queued_at, now),
                 started_at=now,
             )
+        )
+    )
+    return moved == 1
+
+
+def wait_again_for_child(*, session: Session, job_id: int) -> bool:
+    """Move a finished trigger job (its child pipeline was retried) back to `running` under
+    `DOWNSTREAM_WORKER`, its end and exit code cleared; whether it moved. Only the current
+    attempt moves, and only when no one asked to cancel it."""
+    moved = rowcount(
+        session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.status.in_(sorted(FINISHED_STATUSES)),
+                Job.worker == DOWNSTREAM_WORKER,
+                Job.retried.is_(False),
+                Job.cancel_requested.is_(False),
+            )
+            .values(status="running", reason="", exit_code=None, finished_at=None)
         )
     )
     return moved == 1
