@@ -10,10 +10,16 @@ What the container can and cannot reach (checked by tests/security/test_network.
 - refused: the host's loopback, by `--disable-host-loopback` (127.0.0.1:* and the gateway
   10.0.2.2, which slirp would otherwise map to the host's 127.0.0.1);
 - refused: the other sandboxes (each has its own namespace and slirp4netns);
-- reachable, as from any process on the host: the host's *other* addresses (a service listening
-  on 0.0.0.0 is reachable at the host's LAN address), the host's LAN and whatever the host's
-  routes reach (e.g. a cloud metadata address 169.254.169.254 when the host has one). Services a
-  CI worker must keep from jobs belong on 127.0.0.1 or behind a firewall rule for the worker.
+- refused, by the namespace's nftables rules (runner.runtime.firewall, installed before
+  slirp4netns starts): every address the host has when the sandbox starts (a service on 0.0.0.0
+  is not reachable at the host's LAN address) and link-local 169.254.0.0/16 and fe80::/10 (a
+  cloud's metadata service), except the networks the operator allows
+  (`KAPAL_JOB_ALLOWED_NETWORKS`); TCP gets a reset, the rest ICMP "prohibited": tools fail at once;
+- reachable: DNS through 10.0.2.3, and what the host's routes reach beyond the host itself
+  (the internet, the host's LAN: other machines there are the operator's firewall's to guard).
+
+The containers have neither CAP_NET_ADMIN nor CAP_NET_RAW, so they can neither change the rules
+nor write frames beneath them; `ping` works through ICMP datagram sockets.
 
 slirp4netns runs with `--enable-sandbox` (its own mount namespace, capabilities dropped) and
 `--enable-seccomp`, because it parses packets a job writes. It ends with the sandbox (`stop`), and
