@@ -288,12 +288,16 @@ def repo_parser() -> argparse.ArgumentParser:
     """`kapal repo`'s arguments: the sub-commands `add` and `list`."""
     parser = _parser("repo")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add = commands.add_parser(
-        "add",
-        help="Register a repository; prints its webhook URL (and secret, when made here).",
-        description="Register a repository; prints its webhook URL (and secret, when made here).",
-        epilog=SERVER_EPILOG,
-        allow_abbrev=False,
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        made = commands.add_parser(
+            name, help=summary, description=summary, epilog=SERVER_EPILOG, allow_abbrev=False
+        )
+        _json_flag(made)
+        return made
+
+    add = command(
+        "add", "Register a repository; prints its webhook URL (and secret, when made here)."
     )
     add.add_argument("name", metavar="NAME", help="owner/name, as the git host names it.")
     add.add_argument(
@@ -308,15 +312,7 @@ def repo_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--default-branch", metavar="BRANCH", default="main", help="Its default branch [main]."
     )
-    _json_flag(add)
-    listing = commands.add_parser(
-        "list",
-        help="List the registered repositories.",
-        description="List the registered repositories.",
-        epilog=SERVER_EPILOG,
-        allow_abbrev=False,
-    )
-    _json_flag(listing)
+    command("list", "List the registered repositories.")
     return parser
 
 

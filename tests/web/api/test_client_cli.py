@@ -3,7 +3,11 @@ what they print, their exit status, and one-line errors (never a traceback)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -333,3 +337,45 @@ def test_a_call_imports_httpx_but_not_typer_pydantic_or_the_settings(
 def test_help_and_usage_errors_import_nothing_heavy(args: list[str]) -> None:
     modules, _ = imported_by({**os.environ, "KAPAL_HOST": "unix:///nowhere.sock"}, *args)
     assert heavy_in(modules, "web.settings", "runner.settings", "web.client") == []
+
+
+def test_ctrl_c_while_following_a_log_ends_it_with_130_and_no_traceback(
+    live_server: LiveServer, services: Services
+) -> None:
+    repo = register(services)
+    _, (job_id,) = add_pipeline(services, repo.id, jobs={"a": "running"})
+    with services.database.transaction() as session:
+        append_log(session=session, job_id=job_id, lines=["first"])
+    env = dict(os.environ, KAPAL_HOST=live_server.unix, KAPAL_TOKEN=ADMIN)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "web.cli", "logs", "-f", str(job_id)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "first\n"  # following: the job still runs
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+        follower.wait()
+    assert follower.returncode == 130
+    assert err == "kapal logs: interrupted\n"
+
+
+def test_an_empty_secret_gets_one_made_and_shown(
+    live_server: LiveServer, services: Services, tmp_path: Path
+) -> None:
+    args = ["repo", "add", "acme/blank", "--clone-url", "/srv/none.git", "--secret", "", "--json"]
+    code, out, err = kapal(live_server, *args, tmp=tmp_path)
+    assert code == 0, err
+    made = json.loads(out)
+    assert len(made["secret"]) >= 32
+    with services.database.transaction() as session:
+        stored = get_repository_credentials(
+            session=session, cipher=services.cipher(), repository_id=made["id"]
+        )
+    assert stored.webhook_secret == made["secret"]
