@@ -207,6 +207,35 @@ def test_add_url_on_host_network_refused_unless_allowed(
         )
 
 
+def test_build_steps_do_not_reach_the_host_addresses(
+    policy_backend: BackendFactory,
+    image_store: ImageStore,
+    busybox_image: str,
+    host_address: str,
+    lan_server: int,
+    tmp_path: Path,
+) -> None:
+    # RUN steps run in the backend's sandboxes; `ADD <url>` fetches from a namespace of its own.
+    url = f"http://{host_address}:{lan_server}/x"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "add").mkdir()
+    run = _context(
+        tmp_path / "run",
+        f"FROM {busybox_image}\nRUN nc -w 5 {host_address} {lan_server} </dev/null\n",
+    )
+    add = _context(tmp_path / "add", f"FROM {busybox_image}\nADD {url} /x\n")
+    builder = _builder(image_store, policy_backend(ContainerPolicy()), tmp_path)
+    with pytest.raises(BuildStepError, match="exited with code 1"):
+        builder.build(BuildOptions(context=run, no_cache=True))
+    with pytest.raises(DockerfileError, match=f"downloading {url} failed"):
+        builder.build(BuildOptions(context=add))
+    # The operator's allowed networks hold for both.
+    allowed = ContainerPolicy(allowed_networks=(f"{host_address}/32",))
+    builder = _builder(image_store, policy_backend(allowed), tmp_path / "allowed")
+    assert builder.build(BuildOptions(context=run, no_cache=True)).run_steps == 1
+    assert builder.build(BuildOptions(context=add)).image is not None
+
+
 def _kapal_run(env: dict[str, str], project: Path, pipeline_text: str) -> tuple[int, str]:
     project.mkdir()
     (project / ".kapal.yml").write_text(pipeline_text)
@@ -339,17 +368,26 @@ def test_nat_refuses_the_host_addresses_and_metadata(
     lan_server: int,
     metadata_server: int,
 ) -> None:
-    script = _fetch_each([(host_address, lan_server), (METADATA, metadata_server)])
-    # The control: on the host's network both answer, so the attack below is real.
-    host = _answers(
-        _run(policy_backend, ContainerPolicy(), busybox.spec("sh", "-c", script), "host")
-    )
-    assert HOST_SECRET in host[host_address] and HOST_SECRET in host[METADATA], host
-    nat = _answers(_run(policy_backend, ContainerPolicy(), busybox.spec("sh", "-c", script), "nat"))
-    for target in (host_address, METADATA):
-        assert HOST_SECRET not in nat[target], nat
-        # refused at once (a reset), not left to time out
-        assert "Connection refused" in nat[target], nat
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind((host_address, 0))
+        udp.settimeout(2)
+        python, mounts = _host_python(_SEND_UDP.format(host_address, udp.getsockname()[1]))
+        script = f"{_quoted(python)}; " + _fetch_each(
+            [(host_address, lan_server), (METADATA, metadata_server)]
+        )
+        spec = busybox.spec("sh", "-c", script, mounts=mounts)
+        # The control: on the host's network all answer, so the attack below is real.
+        host = _answers(_run(policy_backend, ContainerPolicy(), spec, "host"))
+        assert HOST_SECRET in host[host_address] and HOST_SECRET in host[METADATA], host
+        assert udp.recv(64) == b"probe"
+        nat = _answers(_run(policy_backend, ContainerPolicy(), spec, "nat"))
+        for target in (host_address, METADATA):
+            assert HOST_SECRET not in nat[target], nat
+            # refused at once (a reset), not left to time out
+            assert "Connection refused" in nat[target], nat
+        udp.settimeout(0.5)  # sent before the fetches above: it would be here by now
+        with pytest.raises(TimeoutError):  # UDP too
+            udp.recv(64)
 
 
 def test_allowed_networks_open_only_their_holes(
@@ -390,6 +428,12 @@ def _loader() -> str:
         pytest.skip("the probes run the host's binaries with its x86-64 loader")
     return loader.name
 
+
+_SEND_UDP = """
+import socket
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+    udp.sendto(b"probe", ("{}", {}))
+"""
 
 _SOCKETS = r"""
 import errno, socket
@@ -502,3 +546,34 @@ def test_sandbox_does_not_start_without_its_firewall(
         backend.setup(SandboxSpec(name="job", network="nat"))
     assert backend.sandbox_ids  # it was tried; policy_backend checks nothing was left behind
     assert not backend.paths.sandbox_dir(backend.sandbox_ids[0]).exists()
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_kapal_run_firewall_and_allowed_networks(
+    kapal_env: dict[str, str],
+    busybox_image: str,
+    host_address: str,
+    lan_server: int,
+    tmp_path: Path,
+    allowed: bool,
+) -> None:
+    # KAPAL_JOB_ALLOWED_NETWORKS goes from kapal run's settings to the job's sandbox.
+    pipeline_text = (
+        "probe:\n  image: busybox:latest\n  script:\n"
+        f"    - nc -w 5 {host_address} {lan_server} </dev/null && echo reached || echo refused\n"
+    )
+    env = dict(kapal_env)
+    if allowed:
+        env["KAPAL_JOB_ALLOWED_NETWORKS"] = f"{host_address}/32"
+    code, out = _kapal_run(env, tmp_path / "project", pipeline_text)
+    assert code == 0, out
+    assert ("[probe] reached" if allowed else "[probe] refused") in out, out
+
+
+def test_kapal_run_refuses_a_malformed_allow_list(
+    kapal_env: dict[str, str], busybox_image: str, tmp_path: Path
+) -> None:
+    env = {**kapal_env, "KAPAL_JOB_ALLOWED_NETWORKS": "10.0.0.0/8,intranet"}
+    code, out = _kapal_run(env, tmp_path / "project", "probe:\n  script: [true]\n")
+    assert code != 0 and "Traceback" not in out, out
+    assert "KAPAL_JOB_ALLOWED_NETWORKS: 'intranet' is not an address or a network" in out, out
