@@ -177,5 +177,9 @@ def test_rollout_keeps_the_port_answering_failed_rollout_keeps_old_rollback(
 
     code, out = kapal("services")
     assert code == 0 and project.name in out and "running" in out
+    with Poller(project.port) as poller:
+        code, out = kapal("services", "restart", project.name)
+    assert code == 0 and f"{project.name} runs version" in out, out
+    assert poller.failures == [] and get(project.port) == "v1"
     code, out = kapal("deployments", project.env)
     assert code == 0 and f"rollback to {first.id}" in out
