@@ -65,7 +65,7 @@ def services_main(argv: list[str]) -> int:
     """`kapal services ARGV`: list, stop or restart services; return the exit code."""
     args = services_parser().parse_args(argv)
     try:
-        services = _services()
+        services = _services(rolling_out=args.command == "restart")
         if args.command is None:
             _print_services(services.list())
         elif args.command == "stop":
@@ -107,12 +107,22 @@ def register(app: typer.Typer) -> None:
     register_argv_command(app, "deployments", deployments_main, DEPLOYMENTS_HELP)
 
 
-def _services() -> Services:
-    """The services of the data dir, with the rollout settings; RunnerError if one is malformed."""
-    from runner.settings_env import EnvSettings
-    from runner.ship.local import services_for
+def _services(*, rolling_out: bool) -> Services:
+    """The services of the data dir; RunnerError when a setting it reads is malformed.
 
-    return services_for(EnvSettings.from_environ())
+    A rollout (`restart`) reads the rollout settings (`KAPAL_SERVICE_*`) as `kapal run` does, with
+    the shipper's module; listing and stopping only read and signal what is there, without them.
+    """
+    if rolling_out:
+        from runner.settings_env import EnvSettings
+        from runner.ship.local import services_for
+
+        return services_for(EnvSettings.from_environ())
+    from runner.runtime.environment import RuntimeEnvironment
+    from runner.ship.services import Services
+
+    data_dir = RuntimeEnvironment.from_environ().data_dir
+    return Services(data_dir / "services", data_dir)  # as services_for makes them
 
 
 def _print_services(found: list[ServiceInfo]) -> None:
