@@ -228,8 +228,8 @@ def rollback_here(environment: str, to: int | None) -> None:
     from runner.secrets import load_secrets
     from runner.settings import RunnerSettings
     from runner.ship.deployments import LocalDeployments, current, deployments_dir
-    from runner.ship.keeper import read_json
     from runner.ship.local import local_shipper
+    from runner.ship.state_files import read_json
 
     settings = RunnerSettings()
     log = LocalDeployments(deployments_dir(settings.data_dir))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
-import json
 import os
 import signal
 import sys
@@ -32,26 +31,11 @@ from runner.errors import RunnerError
 from runner.runtime.backend import ContainerSpec, ImageDefaults, SandboxSpec
 from runner.runtime.embedded import EmbeddedBackend
 from runner.runtime.usernet import run_in_network
+from runner.ship.state_files import defaults_from_json, read_json, write_json
 
 _LOG_CAP = 4 << 20
 _CHECK_INTERVAL = 0.25
 _CHECK_TIMEOUT = 5.0
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` to `path` atomically (readers see the old or the new file, whole)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object written by `write_json`, or None when it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def http_check(port: int, path: str) -> tuple[bool, str]:
@@ -238,14 +222,6 @@ def _listening(port: int) -> tuple[bool, str]:
         except OSError as exc:
             return False, f"port {port}: {exc}"
     return True, f"port {port} accepts connections"
-
-
-def defaults_from_json(data: Any) -> ImageDefaults:
-    """The `ImageDefaults` a spec.json holds (`dataclasses.asdict` of one, lists for tuples)."""
-    fields: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in dict(data or {}).items()
-    }
-    return ImageDefaults(**fields)
 
 
 def main(argv: list[str]) -> int:

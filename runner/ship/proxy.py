@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.runtime.syscalls import CLONE_NEWNET, setns
-from runner.ship.keeper import read_json, write_json
+from runner.ship.state_files import read_json, write_json
 
 _BUFFER = 65536
 _CONNECT_TIMEOUT = 5.0

@@ -29,11 +29,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from runner.errors import RolloutError, ShipError
 from runner.runtime.backend import ImageDefaults
-from runner.ship.keeper import defaults_from_json, read_json, write_json
+from runner.ship.state_files import defaults_from_json, read_json, write_json
 
 Log = Callable[[str], None]
 
@@ -222,6 +220,8 @@ class Services:
                 f"services may use here ({low}-{high}, KAPAL_SERVICE_PORTS)"
             )
         directory.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock  # a listing locks nothing: `kapal services` goes without
+
         with FileLock(str(directory / "lock")):
             config = read_json(directory / "service.json") or {}
             if config.get("owner") not in (None, request.owner):
@@ -449,6 +449,8 @@ class Services:
         directory = self._dir(name)
         if not (directory / "service.json").exists():
             return False
+        from filelock import FileLock
+
         with FileLock(str(directory / "lock")):
             self._stop_proxy(directory)
             versions = directory / "versions"
