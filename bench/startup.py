@@ -1,6 +1,12 @@
 """CLI start-up: `kapal version`, `kapal --help` and `kapal lint` of a small file, as run by a user.
 
-Run: `.venv/bin/python bench/startup.py [--runs N]`.
+Run: `.venv/bin/python bench/startup.py [--runs N] [--no-everyday]`.
+
+A second table (unless `--no-everyday`) times the other commands a person types all day, doing
+real work: `kapal plan` of a small file, `kapal image ls` of the data dir's store, `kapal deployments`,
+and `kapal pipelines` / `kapal repo list` against a `kapal serve --no-worker` the bench starts on
+a Unix socket of its own (SQLite in a temporary data dir; stopped at the end). The issue names
+no target for them; the table shows what each costs over the interpreter.
 
 Each command runs N times (after 3 warm-ups; the commands take turns, round by round, so that
 load from elsewhere hits them alike) as a subprocess of the installed `kapal` script; the
@@ -17,15 +23,18 @@ time does not, so the CPU column stays near the quiet machine's wall time when t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import resource
+import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,10 +78,50 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(ordered) * 1000, "p90_ms": p90 * 1000}
 
 
+def everyday_variants(kapal: str, pipeline_file: Path) -> dict[str, list[str]]:
+    """The everyday commands of the second table, doing real work."""
+    return {
+        "kapal plan": [kapal, "plan", str(pipeline_file), "--branch", "main"],
+        "kapal image ls": [kapal, "image", "ls"],
+        "kapal deployments": [kapal, "deployments"],
+        "kapal pipelines": [kapal, "pipelines"],
+        "kapal repo list": [kapal, "repo", "list"],
+    }
+
+
+@contextlib.contextmanager
+def kapal_server(kapal: str, tmp: Path) -> Iterator[dict[str, str]]:
+    """A `kapal serve --no-worker` on a Unix socket, with one repository; the client's env."""
+    token = secrets.token_hex(16)
+    socket_path = tmp / "kapal.sock"
+    client_env = {"KAPAL_HOST": f"unix://{socket_path}", "KAPAL_TOKEN": token}
+    server_env = installed_env(KAPAL_DATA_DIR=str(tmp / "server"), KAPAL_ADMIN_TOKEN=token)
+    log = (tmp / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [kapal, "serve", "--socket", str(socket_path), "--no-worker"],
+        env=server_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        add = [kapal, "repo", "add", "acme/shop", "--clone-url", str(tmp / "shop.git")]
+        deadline = time.monotonic() + 60
+        while subprocess.run(add, capture_output=True, env={**server_env, **client_env}).returncode:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"kapal serve did not start; see {tmp / 'serve.log'}")
+            time.sleep(0.3)
+        yield client_env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
 def main() -> None:
     """Run the benchmark, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--no-everyday", action="store_true", help="only the first table")
     args = parser.parse_args()
     python = str(Path(sys.executable))
     kapal = str(Path(sys.executable).parent / "kapal")
@@ -86,21 +135,28 @@ def main() -> None:
             "kapal --help": [kapal, "--help"],
             "kapal lint": [kapal, "lint", str(pipeline_file)],
         }
-        env = installed_env(KAPAL_DATA_DIR=str(Path(tmp_name) / "data"))
-        for argv in variants.values():
-            for _ in range(WARMUP):
-                subprocess.run(argv, capture_output=True, env=env, check=True)
-        load_before = os.getloadavg()
-        times: dict[str, list[float]] = {name: [] for name in variants}
-        cpu: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.runs):
-            for name, argv in variants.items():
-                used = children_cpu()
-                start = time.perf_counter()
-                subprocess.run(argv, capture_output=True, env=env, check=True)
-                times[name].append(time.perf_counter() - start)
-                cpu[name].append(children_cpu() - used)
-        load_after = os.getloadavg()
+        # the user's data dir (KAPAL_DATA_DIR or the default): `kapal image ls` lists the real
+        # store and `kapal deployments` the real records; none of the commands writes there
+        env = installed_env()
+        with contextlib.ExitStack() as stack:
+            if not args.no_everyday:
+                server_env = stack.enter_context(kapal_server(kapal, Path(tmp_name)))
+                env = {**env, **server_env}
+                variants.update(everyday_variants(kapal, pipeline_file))
+            for argv in variants.values():
+                for _ in range(WARMUP):
+                    subprocess.run(argv, capture_output=True, env=env, check=True)
+            load_before = os.getloadavg()
+            times: dict[str, list[float]] = {name: [] for name in variants}
+            cpu: dict[str, list[float]] = {name: [] for name in variants}
+            for _ in range(args.runs):
+                for name, argv in variants.items():
+                    used = children_cpu()
+                    start = time.perf_counter()
+                    subprocess.run(argv, capture_output=True, env=env, check=True)
+                    times[name].append(time.perf_counter() - start)
+                    cpu[name].append(children_cpu() - used)
+            load_after = os.getloadavg()
     results = {name: summary(values) for name, values in times.items()}
     for name, values in cpu.items():
         results[name]["cpu_median_ms"] = statistics.median(values) * 1000
