@@ -4,7 +4,7 @@
 (`ARGV_COMMANDS`, see web/cli.py), without Typer or rich: a person runs it on every edit, and
 Typer alone (it builds a pydantic adapter per option) costs more than checking a file. Output goes
 to stdout/stderr with `print`; a usage error or a failed check ends the command with
-`SystemExit(code)`, which Typer's `kapal plan` passes through unchanged.
+`SystemExit(code)`, which `kapal plan` (pipeline/cli.py, its own argv too) passes through.
 
 Exit codes: 0 valid, 1 the pipeline has problems, 2 usage errors (bad options, no such file).
 """
@@ -202,6 +202,6 @@ ARGV_COMMANDS: dict[str, Callable[[list[str]], int]] = {"lint": lint_main}
 
 def register(app: typer.Typer) -> None:
     """Add `kapal lint` (and `kapal plan`, its neighbour) to a Typer application."""
-    from pipeline import cli  # Typer and rich: imported only when Typer runs the command
+    from pipeline import cli  # plan's table (rich) is imported only when it runs
 
     cli.register(app)

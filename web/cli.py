@@ -10,9 +10,10 @@ Start-up is what a person feels on every command, so `main` answers `kapal versi
 `kapal --help` without importing Typer or any verb's module (the list of verbs and their one-line
 summaries are below; tests/test_startup.py keeps the summaries equal to the commands' own help).
 A verb whose module lists it in `ARGV_COMMANDS` (verb -> `main(argv) -> exit code`) is run
-straight from argv, for the commands that must start as fast as the tools they stand in for
-(`kapal exec`, `kapal build`); everything else goes through Typer with only the asked-for verb's
-module imported.
+straight from argv: every verb a person types all day (`exec`, `build`, `lint`, `plan`, `image`,
+the server client's verbs...), which must start as fast as the tools they stand in for. The
+server's own verbs (`serve`, `worker`, `migrate`, `token`) go through Typer, with only the
+asked-for verb's module imported.
 """
 
 from __future__ import annotations
