@@ -3,9 +3,10 @@
 Run: `.venv/bin/python bench/startup.py [--runs N] [--no-everyday]`.
 
 A second table (unless `--no-everyday`) times the other commands a person types all day, doing
-real work: `kapal plan` of a small file, `kapal image ls` of the data dir's store, `kapal deployments`,
-and `kapal pipelines` / `kapal repo list` against a `kapal serve --no-worker` the bench starts on
-a Unix socket of its own (SQLite in a temporary data dir; stopped at the end). The issue names
+real work: `kapal plan` of a small file, `kapal image ls` of the data dir's store,
+`kapal deployments`, and `kapal pipelines` / `kapal repo list` against a
+`kapal serve --no-worker` the bench starts on a Unix socket of its own (SQLite in a temporary
+data dir; stopped at the end). The issue names
 no target for them; the table shows what each costs over the interpreter.
 
 Each command runs N times (after 3 warm-ups; the commands take turns, round by round, so that

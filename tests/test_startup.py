@@ -339,3 +339,95 @@ def test_the_readme_lists_every_command_with_its_summary() -> None:
     listed = {row[0].split()[2].rstrip("`"): row[1].rstrip(" |") for row in rows}
     assert len(rows) == len(listed), "a command is listed twice"
     assert listed == {verb: COMMAND_SUMMARIES[verb] for verb in {*COMMAND_MODULES, "version"}}
+
+
+# the verbs that talk to a kapal server (web/client_cli.py)
+CLIENT_VERBS = (
+    "repo",
+    "trigger",
+    "pipelines",
+    "pipeline",
+    "logs",
+    "cancel",
+    "retry",
+    "play",
+    "rollback",
+)
+# Every verb a person types at a terminal answers `--help` (and a usage error) without Typer,
+# pydantic or rich; the long-running server verbs (serve, worker, migrate, token) keep Typer.
+EVERYDAY_HELP = [
+    ["plan", "--help"],
+    ["plan", "--source", "pigeon"],
+    ["image", "--help"],
+    ["image", "ls", "--help"],
+    ["image"],
+    ["services", "--help"],
+    ["services", "stop", "--help"],
+    ["services", "bogus"],
+    ["deployments", "--help"],
+    ["deployments", "a", "b"],
+    *([verb, "--help"] for verb in CLIENT_VERBS),
+    ["repo"],
+    ["pipelines", "--limit", "0"],
+    ["logs"],
+    ["repo", "add", "acme/shop"],
+]
+
+
+@pytest.mark.parametrize("args", EVERYDAY_HELP, ids=" ".join)
+def test_everyday_verbs_answer_help_without_typer_or_pydantic(
+    args: list[str], tmp_path: Path
+) -> None:
+    env = {**os.environ, "KAPAL_DATA_DIR": str(tmp_path / "data")}
+    modules, _ = imported_by(env, *args)
+    assert (
+        heavy_in(
+            modules,
+            "runner.settings",
+            "runner.settings_env",
+            "yaml",
+            "web.settings",
+            "web.client",
+            "runner.ship",
+            "filelock",
+        )
+        == []
+    )
+
+
+def test_plan_loads_the_planner_but_no_runner_typer_or_pydantic(tmp_path: Path) -> None:
+    (tmp_path / ".kapal.yml").write_text("job:\n  script: [echo hi]\n")
+    modules, out = imported_by(None, "plan", str(tmp_path), "--branch", "main", "--json")
+    assert '"job"' in out
+    assert heavy_in(modules, "runner") == []
+    assert "pipeline.planner" in modules  # the check above saw a real plan's imports
+    table, out = imported_by(None, "plan", str(tmp_path), "--branch", "main")
+    assert "job" in out
+    # the table is rich's; nothing else heavy
+    assert [m for m in heavy_in(table, "runner") if m.split(".")[0] != "rich"] == []
+
+
+def test_image_ls_reads_the_store_without_the_settings_or_the_registry_client(
+    kapal_env: dict[str, str], busybox_image: str
+) -> None:
+    modules, out = imported_by(kapal_env, "image", "ls")
+    assert busybox_image.split(":")[0] in out
+    assert (
+        heavy_in(
+            modules,
+            "runner.settings",
+            "runner.settings_env",
+            "runner.images.registry",
+            "runner.images.progress",
+            "filelock",
+        )
+        == []
+    )
+    assert "runner.images.store" in modules  # the check above saw a real listing's imports
+
+
+def test_deployments_reads_the_records_without_the_shipper(
+    kapal_env: dict[str, str],
+) -> None:
+    modules, _ = imported_by(kapal_env, "deployments")
+    assert heavy_in(modules, "runner.settings", "runner.ship.services", "filelock") == []

@@ -109,8 +109,8 @@ def _next_version(versions: Path) -> str:
         following = f"{int(counter, 16) + 1:0{len(counter)}x}"
     except ValueError:
         following = ""
-    if not following or len(following) != len(counter):  # not a counter, or it overflowed: extend it instead
-        following = counter + "0"
+    if not following or len(following) != len(counter):  # not a counter, or it overflowed:
+        following = counter + "0"  # a longer name sorts after its own prefix
     return f"{newest_stamp}-{following}"
 
 
