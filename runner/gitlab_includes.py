@@ -12,7 +12,8 @@
   catalog picks it;
 - a CI/CD template: `GET /api/v4/templates/gitlab_ci_ymls/<key>`, JSON `{name, content}`.
 
-`KAPAL_GITLAB_TOKEN` goes in a `PRIVATE-TOKEN` header to the instance's origin only: redirects
+`KAPAL_GITLAB_TOKEN` goes in a `PRIVATE-TOKEN` header to the instance's origin only (over https,
+or http to a loopback address; a plain-http URL elsewhere is refused when a token is set): redirects
 are followed only within that origin (another origin is refused, never sent the token), and
 `include: remote` URLs are fetched by another client that has no token.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -89,6 +91,12 @@ class GitLabFiles:
                 "and the access token in KAPAL_GITLAB_TOKEN"
             )
             parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        elif parts.scheme == "http" and token and not _loopback(parts.hostname or ""):
+            self.problem = (
+                f"KAPAL_GITLAB_URL={url!r} is plain http: the access token in KAPAL_GITLAB_TOKEN "
+                "would cross the network unencrypted; use the instance's https:// URL (http is "
+                "accepted for a loopback address only)"
+            )
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self.api = self.url + "/api/v4"
         self.origin = (parts.scheme, (parts.hostname or "").lower(), port)
@@ -372,6 +380,16 @@ def _segment(text: str) -> str:
     if encoded.strip(".") == "":
         return encoded.replace(".", "%2E")
     return encoded
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` (a URL's host name) names this machine's loopback interface."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _port(scheme: str, port: int | None) -> int:

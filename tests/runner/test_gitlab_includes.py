@@ -408,6 +408,29 @@ def test_the_token_is_never_sent_with_an_include_remote(
     assert tokens["ci%2Fbase.yml"] == TOKEN
 
 
+@pytest.mark.parametrize(
+    ("url", "token", "refused"),
+    [
+        ("http://gitlab.example.com", TOKEN, True),
+        ("http://10.0.0.5:8080/gitlab", TOKEN, True),
+        ("http://gitlab.example.com", "", False),  # a public instance, no token to leak
+        ("https://gitlab.example.com", TOKEN, False),
+        ("http://127.0.0.1:8929", TOKEN, False),
+        ("http://localhost", TOKEN, False),
+        ("http://[::1]:8080", TOKEN, False),
+    ],
+)
+def test_a_token_is_never_sent_over_plain_http_off_this_machine(
+    url: str, token: str, refused: bool
+) -> None:
+    files = GitLabFiles(url, token)
+    assert bool(files.problem) == refused
+    if refused:
+        with pytest.raises(IncludeError, match=r"plain http.*use the instance's https:// URL"):
+            files.project_file("group/ci", "ci/base.yml", None)  # refused before any request
+        assert files._client is None
+
+
 def test_a_redirect_to_another_origin_is_refused_without_sending_the_token(
     tmp_path: Path, gitlab: str, api: GitLabAPI
 ) -> None:
