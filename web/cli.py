@@ -249,8 +249,29 @@ def _import_verb(module_name: str) -> ModuleType:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the `kapal` command line."""
-    args = sys.argv[1:] if argv is None else argv
+    """Run the `kapal` command line.
+
+    A reader that goes away (`kapal logs 7 | head`) ends the command quietly, with the status a
+    shell gives a tool killed by SIGPIPE (141), not a traceback: the output is flushed here,
+    where a broken pipe can still be caught, rather than at the interpreter's exit.
+    """
+    try:
+        try:
+            _dispatch(sys.argv[1:] if argv is None else argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # what is still buffered cannot be written; send it, and any later flush, nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise SystemExit(SIGPIPE_STATUS) from None
+
+
+SIGPIPE_STATUS = 128 + 13  # a shell's status for a process ended by SIGPIPE
+
+
+def _dispatch(args: list[str]) -> None:
     # The answers a person asks for most, without Typer: it alone costs more than the target.
     if args in ([], ["--help"]):
         print(root_help())

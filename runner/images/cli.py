@@ -303,6 +303,8 @@ def image_main(argv: list[str]) -> int:
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # the reader went away: `kapal` ends quietly (web/cli.py)
     except OSError as exc:  # a file the user named: missing, unreadable, a directory...
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)

@@ -75,6 +75,8 @@ def services_main(argv: list[str]) -> int:
         else:
             done = services.restart(args.name, _say)
             print(f"{args.name} runs version {done.version} on {done.address or 'no host port'}")
+    except BrokenPipeError:
+        raise  # the reader went away: `kapal` ends quietly (web/cli.py)
     except (RunnerError, OSError) as exc:
         return _error(exc)
     return 0
@@ -92,6 +94,8 @@ def deployments_main(argv: list[str]) -> int:
             _print_environments(log)
         else:
             _print_history(log, args.environment)
+    except BrokenPipeError:
+        raise  # the reader went away: `kapal` ends quietly (web/cli.py)
     except (RunnerError, OSError) as exc:
         return _error(exc)
     return 0
