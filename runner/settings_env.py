@@ -88,7 +88,7 @@ def container_policy(settings: PolicySettings) -> ContainerPolicy:
     """The limits, caps, disk cap and network rule of `settings`; RunnerError if malformed."""
     from runner.runtime.backend import Limits
     from runner.runtime.durations import parse_duration
-    from runner.runtime.policy import ContainerPolicy
+    from runner.runtime.policy import ContainerPolicy, allowed_networks
     from runner.runtime.quantities import parse_size
 
     try:
@@ -115,25 +115,6 @@ def container_policy(settings: PolicySettings) -> ContainerPolicy:
             else parse_size(settings.job_disk, what="KAPAL_JOB_DISK")
         ),
     )
-
-
-def allowed_networks(text: str) -> tuple[str, ...]:
-    """`KAPAL_JOB_ALLOWED_NETWORKS` (comma-separated CIDRs) normalized; RunnerError if bad."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        return ()
-    import ipaddress  # only when an operator opened holes: `kapal run` starts without it
-
-    found: list[str] = []
-    for item in items:
-        try:
-            found.append(str(ipaddress.ip_network(item, strict=False)))
-        except ValueError:
-            raise RunnerError(
-                f"KAPAL_JOB_ALLOWED_NETWORKS: {item!r} is not an address or a network: write "
-                "CIDRs separated by commas, e.g. 192.0.2.10/32,10.20.0.0/16"
-            ) from None
-    return tuple(found)
 
 
 def _number(kind: Callable[[str], T], text: str, name: str, *, minimum: float) -> T:

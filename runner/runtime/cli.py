@@ -29,6 +29,7 @@ from runner.runtime.quantities import parse_size
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping
 
     import typer
 
@@ -96,7 +97,11 @@ Options go before IMAGE; everything after IMAGE (or after --) is the command.
 
 Disk: a one-shot `kapal exec` writes its container's layer to kapal's data dir with no size cap
 (the operator runs it). Jobs, services and build steps get a size-limited disk of their own
-(KAPAL_JOB_DISK); pass --disk SIZE to give `kapal exec` one too (about 60 ms more to start)."""
+(KAPAL_JOB_DISK); pass --disk SIZE to give `kapal exec` one too (about 60 ms more to start).
+
+Network: --network nat reaches the outside world but not the host's loopback, its own addresses
+nor link-local ones (the cloud metadata service), except the CIDRs KAPAL_JOB_ALLOWED_NETWORKS
+lists (comma-separated, e.g. 192.0.2.10/32), as for jobs."""
 
 
 def exec_parser() -> argparse.ArgumentParser:
@@ -211,7 +216,8 @@ def exec_main(argv: list[str]) -> int:
     try:
         settings = RuntimeEnvironment.from_environ()
         network, spec, disk_bytes = _exec_request(args)
-        backend = _exec_backend(settings, disk_bytes)  # first: it checks the data dir
+        allowed = _allowed_networks(os.environ) if network == "nat" else ()
+        backend = _exec_backend(settings, disk_bytes, allowed)  # first: it checks the data dir
         try:
             layers, rootfs, defaults = image_spec(settings, args.image)
             spec = records.replace(spec, layers=layers, rootfs=rootfs, image=defaults)
@@ -274,12 +280,27 @@ def _exec_request(
     return args.network, spec, disk_bytes
 
 
-def _exec_backend(settings: RuntimeSettings, disk_bytes: int | None) -> EmbeddedBackend:
-    """The embedded backend with the default policy, and a disk cap only when asked for."""
+def _allowed_networks(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """`KAPAL_JOB_ALLOWED_NETWORKS` (any case, as the settings read it); RunnerError if bad.
+
+    The one setting of `RunnerSettings` that `kapal exec` reads (for `--network nat` only):
+    the settings class costs more to import than runc takes to run the container.
+    """
+    from runner.runtime.policy import allowed_networks
+
+    wanted = "kapal_job_allowed_networks"
+    return allowed_networks(next((v for k, v in environ.items() if k.lower() == wanted), ""))
+
+
+def _exec_backend(
+    settings: RuntimeSettings, disk_bytes: int | None, allowed: tuple[str, ...]
+) -> EmbeddedBackend:
+    """The embedded backend: the default policy, a disk cap if asked, `nat`'s allowed networks."""
     from runner.runtime.embedded import EmbeddedBackend
     from runner.runtime.policy import ContainerPolicy
 
-    return EmbeddedBackend(settings, ContainerPolicy(disk_bytes=disk_bytes))
+    policy = ContainerPolicy(disk_bytes=disk_bytes, allowed_networks=allowed)
+    return EmbeddedBackend(settings, policy)
 
 
 GC_HELP = "Remove containers, mounts, cgroups and namespaces that crashed workers left behind."

@@ -10,7 +10,8 @@ to `max_timeout` (`clamp_timeout`: a job's `timeout:` above it, or none, becomes
 `network: host` is refused by the backend (`check_network`) unless the operator allows it
 (`KAPAL_ALLOW_HOST_NETWORK`: on for `kapal run`, off for the service). A `"nat"` sandbox is
 kept off the host's addresses and link-local ones (runner.runtime.firewall) except the networks
-in `allowed_networks` (`KAPAL_JOB_ALLOWED_NETWORKS`).
+in `allowed_networks` (`KAPAL_JOB_ALLOWED_NETWORKS`, read by `allowed_networks()` for the settings'
+policy and for `kapal exec --network nat`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from pipeline.records import field, record
-from runner.errors import ContainerStartError
+from runner.errors import ContainerStartError, RunnerError
 from runner.runtime.backend import Limits, NetworkMode, format_size
 from runner.runtime.durations import format_duration
 
@@ -93,6 +94,25 @@ class ContainerPolicy:
     def describe_timeout(self) -> str:
         """The maximum timeout for a person ("24h"), or "none"."""
         return format_duration(self.max_timeout) if self.max_timeout is not None else "none"
+
+
+def allowed_networks(text: str) -> tuple[str, ...]:
+    """`KAPAL_JOB_ALLOWED_NETWORKS` (comma-separated CIDRs) normalized; RunnerError if bad."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        return ()
+    import ipaddress  # only when an operator opened holes: `kapal run`, `exec` start without it
+
+    found: list[str] = []
+    for item in items:
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise RunnerError(
+                f"KAPAL_JOB_ALLOWED_NETWORKS: {item!r} is not an address or a network: write "
+                "CIDRs separated by commas, e.g. 192.0.2.10/32,10.20.0.0/16"
+            ) from None
+    return tuple(found)
 
 
 _Number = TypeVar("_Number", int, float)

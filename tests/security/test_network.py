@@ -577,3 +577,32 @@ def test_kapal_run_refuses_a_malformed_allow_list(
     code, out = _kapal_run(env, tmp_path / "project", "probe:\n  script: [true]\n")
     assert code != 0 and "Traceback" not in out, out
     assert "KAPAL_JOB_ALLOWED_NETWORKS: 'intranet' is not an address or a network" in out, out
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_kapal_exec_nat_firewall_and_allowed_networks(
+    kapal_env: dict[str, str],
+    busybox_image: str,
+    host_address: str,
+    lan_server: int,
+    allowed: bool,
+) -> None:
+    # `kapal exec --network nat` gets a job's firewall, and the operator's allow list opens it.
+    env = dict(kapal_env)
+    if allowed:
+        env["KAPAL_JOB_ALLOWED_NETWORKS"] = f"{host_address}/32"
+    exec_nat = [sys.executable, "-m", "web.cli", "exec", "--network", "nat", busybox_image]
+    done = subprocess.run(
+        [*exec_nat, "--", "sh", "-c", _fetch_each([(host_address, lan_server)])],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    answer = _answers(done.stdout)[host_address]
+    if allowed:
+        assert HOST_SECRET in answer, done.stdout
+    else:
+        assert HOST_SECRET not in answer and "Connection refused" in answer, done.stdout

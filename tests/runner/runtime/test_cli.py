@@ -265,3 +265,26 @@ def test_disk_cap_only_with_the_disk_option(
     assert 32 * 1024 < capped <= 64 * 1024
     stats = os.statvfs(kapal_data_dir)
     assert _root_kib(kapal_env, busybox_image) == stats.f_blocks * stats.f_frsize // 1024
+
+
+@pytest.mark.parametrize("name", ["KAPAL_JOB_ALLOWED_NETWORKS", "kapal_job_allowed_networks"])
+def test_a_malformed_allow_list_is_one_clear_error_on_nat(
+    kapal_env: dict[str, str], busybox_image: str, name: str
+) -> None:
+    # `--network nat` reads the operator's allow list (any case, as the settings do) with the
+    # settings' own parser; the firewall of tests/security/test_network.py shows it applied.
+    env = {**kapal_env, name: "10.0.0.0/8,intranet"}
+    done = kapal(env, "exec", "--network", "nat", busybox_image, "--", "echo", "ran")
+    assert done.returncode == 125
+    assert done.stdout == ""
+    assert done.stderr == (
+        "kapal exec: error: KAPAL_JOB_ALLOWED_NETWORKS: 'intranet' is not an address or a "
+        "network: write CIDRs separated by commas, e.g. 192.0.2.10/32,10.20.0.0/16\n"
+    )
+
+
+def test_the_allow_list_is_read_only_for_nat(kapal_env: dict[str, str], busybox_image: str) -> None:
+    # Without a NAT sandbox there is no firewall to open: the setting is not even read.
+    env = {**kapal_env, "KAPAL_JOB_ALLOWED_NETWORKS": "intranet"}
+    done = kapal(env, "exec", busybox_image, "--", "echo", "ran")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ran\n", "")

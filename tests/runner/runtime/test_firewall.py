@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from runner.errors import RunnerError
 from runner.runtime.firewall import LINK_LOCAL, host_addresses, ruleset
-from runner.settings_env import EnvSettings, allowed_networks
+from runner.runtime.policy import allowed_networks
+from runner.settings_env import EnvSettings
 
 FIB_TRIE = """\
 Main:
