@@ -30,11 +30,29 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel picks outgoing connections' local ports from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the kernel's ephemeral
+    range: a port from `bind(0)` is handed out again to the next outgoing connection (a
+    database client, a registry pull), which then holds it when the test's server binds."""
+    low, high = _ephemeral_ports()
+    candidates = [p for p in range(20000, 30000) if not low <= p <= high]
+    for port in secrets.SystemRandom().sample(candidates, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port in 20000-29999 on 127.0.0.1")
 
 
 def registry_config(storage: Path, port: int, auth: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from runner.runtime.backend import ImageDefaults
 from runner.settings import RunnerSettings
 from runner.ship.keeper import read_json
 from runner.ship.services import RolloutResult, ServiceRequest, Services, check_name
-from tests.runner.ship.test_services_runtime import DOCKERFILE, free_port, get
+from tests.runner.ship.test_services_runtime import DOCKERFILE, get
+from tests.support.registry import free_port
 
 KAPAL = [sys.executable, "-m", "web.cli"]
 REPO = Path(__file__).resolve().parents[3]

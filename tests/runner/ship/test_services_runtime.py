@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from runner.owners import local_owner
 from runner.settings import RunnerSettings
 from runner.ship.deployments import LocalDeployments
 from runner.ship.settings import deployments_dir, services_for
+from tests.support.registry import free_port
 from web.cli import build_app
 
 DOCKERFILE = """\
@@ -46,12 +46,6 @@ ship:
 def kapal(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(build_app(), list(args))
     return result.exit_code, result.stdout + result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(port: int, path: str = "/index.html") -> str:

@@ -22,7 +22,8 @@ from runner.images.reference import Reference
 from runner.images.registry import RegistryClient
 from runner.images.store import ImageStore
 from runner.ship.settings import services_for
-from tests.runner.ship.test_services_runtime import DOCKERFILE, free_port, get
+from tests.runner.ship.test_services_runtime import DOCKERFILE, get
+from tests.support.registry import free_port
 from tests.web.api.conftest import LiveServer
 from tests.web.e2e.conftest import wait_for
 from tests.web.test_mirrors import Project
