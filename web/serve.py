@@ -4,7 +4,9 @@ Start-up, in order, each failure one line on stderr and exit status 1: the setti
 database (the embedded SQLite default migrates itself, any other must already be at this kapal's
 revision: "run `kapal migrate`"); the admin token (KAPAL_ADMIN_TOKEN, else one made and printed
 on the first start); the listening socket (TCP, or a Unix socket made with mode 0660); the
-embedded worker; then uvicorn serves until SIGINT/SIGTERM, and the worker is stopped.
+embedded worker; then uvicorn serves until SIGINT/SIGTERM, and the worker is stopped. A Unix
+socket's path is removed at the stop only while it is still the socket this server bound: in a
+restart that overlaps (a new server binding the path while this one drains) the new one keeps it.
 
 With `--workers N` (N > 1) the listening socket is shared by N forked HTTP processes, each with
 its own database pool and Celery app (a Python process uses one core at a time: webhooks and API
@@ -15,6 +17,7 @@ stops them all (each finishing its requests, the worker canceling its jobs) befo
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -25,7 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -49,41 +52,87 @@ def _fail(message: str, verb: str = "serve") -> typer.Exit:
     return typer.Exit(1)
 
 
-def unix_socket(path: Path) -> socket.socket:
-    """A listening Unix socket at `path`, mode 0660 from its creation on.
+class SocketFile(NamedTuple):
+    """The file a Unix socket was bound to: its path and identity (st_dev, st_ino) then."""
 
-    A stale socket left by an earlier server is replaced; anything else at `path` (a file, a
-    directory, a symlink) is refused rather than removed.
+    path: Path
+    device: int
+    inode: int
+
+    def remove(self) -> None:
+        """Unlink the path only while it is still this socket's file (lstat, never followed)
+        and nobody listens on it: a server that has bound the path since (an overlapping
+        restart) keeps its socket, even one whose file got this one's inode number again."""
+        with suppress(FileNotFoundError):
+            found = os.lstat(self.path)
+            mine = (found.st_dev, found.st_ino) == (self.device, self.inode)
+            if stat.S_ISSOCK(found.st_mode) and mine and _connect(self.path) == errno.ECONNREFUSED:
+                self.path.unlink()
+
+
+def _connect(path: Path) -> int:
+    """The errno of connecting to the socket at `path` (0: a server listens); never waits."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)  # a live server's full backlog: EAGAIN, not a wait
+        return probe.connect_ex(str(path))
+
+
+def unix_socket(path: Path) -> socket.socket:
+    """A listening Unix socket at `path`, mode 0660 (see `unix_socket_file`)."""
+    return unix_socket_file(path)[0]
+
+
+def unix_socket_file(path: Path) -> tuple[socket.socket, SocketFile]:
+    """A listening Unix socket at `path`, mode 0660 from its creation on, and its file.
+
+    A socket file nobody listens on (connecting is refused: a server that died) is replaced; a
+    live one, a symlink, or any other file at `path` is refused (ServeError), never removed or
+    followed. The caller removes the path with `SocketFile.remove` once it stops listening.
     """
     try:
-        mode = os.lstat(path).st_mode
+        found = os.lstat(path)
     except FileNotFoundError:
         pass
     else:
-        if not stat.S_ISSOCK(mode):
+        if stat.S_ISLNK(found.st_mode):
+            raise ServeError(f"{path} is a symlink; give the socket's own path, not a link to it")
+        if not stat.S_ISSOCK(found.st_mode):
             raise ServeError(f"{path} exists and is not a socket; remove it or pick another path")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # nobody listens: a stale socket
-        else:
-            raise ServeError(f"another server already listens on {path}")
-        finally:
-            probe.close()
+        refused = _connect(path)
+        if refused in (0, errno.EAGAIN):
+            raise ServeError(
+                f"another server already listens on {path}; stop it first, or pick another path"
+            )
+        if refused != errno.ECONNREFUSED:
+            raise ServeError(
+                f"cannot tell whether a server listens on {path} ({os.strerror(refused)}); "
+                "remove it if none does, or pick another path"
+            )
+        SocketFile(path, found.st_dev, found.st_ino).remove()  # a stale socket
     path.parent.mkdir(parents=True, exist_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     previous = os.umask(0o777 & ~UNIX_SOCKET_MODE)
     try:
         listener.bind(str(path))
+        # its file as bound, the mode set through it: never through a link put there since
+        handle = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+        try:
+            bound = os.fstat(handle)
+            if not stat.S_ISSOCK(bound.st_mode):
+                raise ServeError(f"{path} was replaced while kapal serve bound it; start again")
+            os.chmod(f"/proc/self/fd/{handle}", UNIX_SOCKET_MODE)
+        finally:
+            os.close(handle)
     except OSError as exc:
         listener.close()
         raise ServeError(f"cannot listen on {path}: {exc.strerror}") from None
+    except ServeError:
+        listener.close()
+        raise
     finally:
         os.umask(previous)
-    os.chmod(path, UNIX_SOCKET_MODE)
     listener.listen(128)
-    return listener
+    return listener, SocketFile(path, bound.st_dev, bound.st_ino)
 
 
 def tcp_socket(host: str, port: int) -> socket.socket:
@@ -167,9 +216,10 @@ def serve(
     from web.db.session import Database
     from web.errors import WebError
 
+    bound: SocketFile | None = None
     try:
         if settings.bind_socket is not None:
-            listener = unix_socket(Path(settings.bind_socket))
+            listener, bound = unix_socket_file(Path(settings.bind_socket))
             where = f"unix://{settings.bind_socket}"
             if not settings.public_url:
                 settings.public_url = _DEFAULT_PUBLIC
@@ -211,8 +261,8 @@ def serve(
                 worker.stop(timeout=30)
     finally:
         listener.close()
-        if settings.bind_socket is not None:
-            Path(settings.bind_socket).unlink(missing_ok=True)
+        if bound is not None:
+            bound.remove()  # unless a server started since has bound the path
         database.dispose()
 
 
