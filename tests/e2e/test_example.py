@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import REPO, kapal
+from tests.support.registry import free_port
 
 EXAMPLE = REPO / "examples" / "hello-app"
 
 
 @pytest.mark.slow
 def test_the_example_pipeline_passes(debian_image: str, kapal_env: dict[str, str]) -> None:
-    with socket.socket() as sock:  # not 18080: a demo may be serving there
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # not 18080: a demo may be serving there
     try:
         done = kapal("run", str(EXAMPLE), "--var", f"STAGING_PORT={port}", env=kapal_env)
         _check_example_output(done.stdout, done.stderr, done.returncode, port)

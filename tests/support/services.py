@@ -24,7 +24,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from tests.support.registry import stop_process
+from tests.support.registry import free_port, stop_process
 
 LOCK = Path("/tmp/kapal-test-services.lock")
 PASSWORD_FILE = Path("/tmp/kapal-test-postgres.password")
@@ -178,9 +178,7 @@ def run_redis(workdir: Path) -> Iterator[str]:
     if binary is None:
         raise RuntimeError("redis-server is not installed; run `bash .ci/setup`")
     workdir.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     log = (workdir / "redis.log").open("w")
     process = subprocess.Popen(
         [

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from runner.images import ImageStore, bootstrap_busybox
 from runner.runtime.environment import RuntimeEnvironment
 from runner.runtime.paths import RuntimePaths
+from tests.support.registry import free_port
 from tests.web.e2e.conftest import wait_for
 from tests.web.service_support import register
 from tests.web.test_mirrors import Project
@@ -405,13 +406,10 @@ class RestartableRedis:
     lost, as a Redis restarted without persistence loses them)."""
 
     def __init__(self, root: Path) -> None:
-        import socket
 
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
