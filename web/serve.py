@@ -176,6 +176,18 @@ def _check_database(settings: Any) -> None:
         raise _fail(str(exc)) from None
 
 
+def _check_rollout_settings() -> None:
+    """Refuse to start when a KAPAL_SERVICE_* setting is malformed (one line naming it): every
+    pipeline that ships would fail on it, long after the server started."""
+    from runner.errors import RunnerError
+    from runner.ship.local import ShipEnv
+
+    try:
+        ShipEnv.check()
+    except RunnerError as exc:
+        raise _fail(str(exc)) from None
+
+
 def _check_object_store(settings: Any) -> None:
     """Refuse to start when KAPAL_OBJECT_STORE is set and cannot be used (one line, naming the
     setting to fix): the jobs' artifacts and caches, and the artifact downloads, need it."""
@@ -212,6 +224,7 @@ def serve(
     )
     _check_database(settings)
     _check_object_store(settings)
+    _check_rollout_settings()
     from web.api.auth import ensure_admin_token
     from web.db.session import Database
     from web.errors import WebError

@@ -39,6 +39,7 @@ def run_worker(
     from sqlalchemy.exc import SQLAlchemyError
 
     from runner.errors import RunnerError
+    from runner.ship.local import ShipEnv
     from web.db.migrate import check_migrated
     from web.errors import WebError
     from web.routing import DEFAULT_QUEUE, worker_queues
@@ -61,6 +62,10 @@ def run_worker(
         objects = settings.open_object_store()
         if objects is not None:
             objects.check()
+    except RunnerError as exc:
+        raise _fail(str(exc)) from None
+    try:  # a malformed KAPAL_SERVICE_* would fail every pipeline that ships: say so now
+        ShipEnv.check()
     except RunnerError as exc:
         raise _fail(str(exc)) from None
 

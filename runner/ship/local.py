@@ -74,6 +74,12 @@ class ShipEnv:
         """`service_ports` as (first, last); ShipError when it is not FIRST-LAST."""
         return port_range(self.service_ports)
 
+    @classmethod
+    def check(cls, environ: Mapping[str, str] | None = None) -> None:
+        """Read and check every rollout setting; RunnerError naming the bad one. A server and
+        a worker call it as they start, so a typo fails there, once, not each shipping job."""
+        cls.from_environ(environ).port_range()
+
 
 def _seconds(found: Mapping[str, str], name: str, default: float, *, positive: bool) -> float:
     text = found.get(f"kapal_{name}")

@@ -325,3 +325,33 @@ def sockets_free_port() -> Iterator[int]:
     with sockets.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         yield probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("KAPAL_SERVICE_PORTS", "80"), ("KAPAL_SERVICE_DRAIN", "-1")],
+)
+def test_serve_and_worker_refuse_a_malformed_rollout_setting_at_start(
+    tmp_path: Path, migrated_sqlite: Path, setting: str, value: str
+) -> None:
+    # without the check, each would start and every pipeline that ships would fail on it
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copyfile(migrated_sqlite, data / "kapal.db")
+    commands = {
+        ("serve", "--port", "0", "--no-worker"): (1, "kapal serve: "),
+        ("worker", "-n", "refused"): (2, "error: "),
+    }
+    for command, (status, prefix) in commands.items():
+        done = subprocess.run(
+            [*KAPAL, *command],
+            env=_env(data, **{setting: value}),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == status, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(prefix), done.stderr
+        assert f"{setting}={value!r}" in lines[0]
