@@ -5,8 +5,8 @@ and `kapal` runs them straight from the command line (`ARGV_COMMANDS`, see web/c
 Typer: Typer builds a pydantic adapter per option and its `--help` loads rich's Markdown, which
 together cost several times what planning a pipeline file does. `kapal plan --help` and a usage
 error import neither the loader nor the planner; rich is imported only to print the table (not
-with `--json`). `register(app)` adds the same `main(argv)` functions to a Typer application, so
-`web.cli.build_app()` runs the very same code.
+with `--json`). `web.cli.build_app()`, the Typer application the tests drive, adds the same
+`main(argv)` functions as pass-through commands (with `ARGV_HELP`), so it runs the very same code.
 
 Exit codes: 0 valid, 1 the pipeline has problems, 2 usage errors (bad options, no such file).
 Warnings (a duplicate key, an ignored keyword) are printed but keep exit code 0 unless
@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import typer
-
     from pipeline.plan import Plan
 
-__all__ = ["ARGV_COMMANDS", "PLAN_HELP", "plan_main", "plan_parser", "register"]
+__all__ = ["ARGV_COMMANDS", "ARGV_HELP", "PLAN_HELP", "plan_main", "plan_parser"]
 
 PLAN_HELP = (
     "Show what a pipeline would run for a trigger: stages, jobs, skipped jobs and why, needs."
@@ -279,49 +277,7 @@ def _duration(seconds: int) -> str:
     return "".join(parts) or "0s"
 
 
-def _lint_main(argv: list[str]) -> int:
-    """`kapal lint ARGV` (pipeline.lint_command, imported when it runs)."""
-    from pipeline.lint_command import lint_main
-
-    return lint_main(argv)
-
-
-# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
-ARGV_COMMANDS: dict[str, Callable[[list[str]], int]] = {"plan": plan_main, "lint": _lint_main}
-
-
-def _register_argv_command(
-    app: typer.Typer, name: str, main: Callable[[list[str]], int], help: str
-) -> None:
-    """Add `name` to `app`: every argument after it goes to `main`, whose result is the exit.
-
-    runner.argv_commands.register_argv_command does the same for the runner's verbs; pipeline/
-    may not import runner, hence this one.
-    """
-    import typer
-
-    def command(ctx: typer.Context) -> None:
-        raise typer.Exit(main(list(ctx.args)))
-
-    # Typer finds the context parameter by its annotation; under `from __future__ import
-    # annotations` that is a string naming `typer`, which this module imports only here.
-    command.__annotations__ = {"ctx": typer.Context, "return": None}
-    app.command(
-        name,
-        help=help,
-        add_help_option=False,
-        context_settings={
-            "allow_extra_args": True,
-            "ignore_unknown_options": True,
-            "allow_interspersed_args": False,
-            "help_option_names": [],
-        },
-    )(command)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `kapal lint` and `kapal plan` to the `kapal` application (as argv pass-throughs)."""
-    from pipeline.lint_command import LINT_HELP
-
-    _register_argv_command(app, "lint", _lint_main, LINT_HELP)
-    _register_argv_command(app, "plan", plan_main, PLAN_HELP)
+# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer; `kapal`'s Typer
+# application (web.cli.build_app, what tests drive) passes the same argv to it, with this help
+ARGV_COMMANDS: dict[str, Callable[[list[str]], int]] = {"plan": plan_main}
+ARGV_HELP = {"plan": PLAN_HELP}

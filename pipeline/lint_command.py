@@ -25,7 +25,6 @@ from pipeline.validate import validate_collecting
 if TYPE_CHECKING:
     import argparse
 
-    import typer
 
 LINT_HELP = "Check a pipeline file; print each problem as file:line:col: message."
 
@@ -196,12 +195,7 @@ def lint_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
+# verb -> its `main(argv) -> exit code`, run by `kapal` without Typer (and by its Typer
+# application, web.cli.build_app, as a pass-through command with this help)
 ARGV_COMMANDS: dict[str, Callable[[list[str]], int]] = {"lint": lint_main}
-
-
-def register(app: typer.Typer) -> None:
-    """Add `kapal lint` (and `kapal plan`, its neighbour) to a Typer application."""
-    from pipeline import cli  # plan's table (rich) is imported only when it runs
-
-    cli.register(app)
+ARGV_HELP = {"lint": LINT_HELP}

@@ -101,7 +101,14 @@ def _package_commands(module_name: str) -> TyperGroup:
     def group() -> None:
         """Commands of one package."""
 
-    module.register(app)
+    register = getattr(module, "register", None)
+    if register is not None:
+        register(app)
+    else:  # a package below runner's (pipeline/): its argv commands, added here
+        from runner.argv_commands import register_argv_command
+
+        for verb, main in module.ARGV_COMMANDS.items():
+            register_argv_command(app, verb, main, module.ARGV_HELP[verb])
     command = typer.main.get_command(app)
     if not isinstance(command, TyperGroup):  # a callback always makes a group
         raise TypeError(f"{module_name}.register() did not produce a command group")

@@ -12,20 +12,14 @@ from typer.testing import CliRunner
 
 from pipeline import cli
 from pipeline.lint_command import INPUT_HELP
+from web.cli import build_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """kapal (the pipeline commands only)."""
-
-    cli.register(app)
-    return app
+    return build_app()  # the `kapal` application: lint and plan pass argv through
 
 
 def _run(app: typer.Typer, *args: str) -> tuple[int, str, str]:

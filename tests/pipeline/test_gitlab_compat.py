@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from pipeline import (
@@ -18,12 +17,12 @@ from pipeline import (
     PlanError,
     TriggerContext,
     ValidationError,
-    cli,
     lint,
     load,
     loads,
     plan,
 )
+from web.cli import build_app
 
 MAIN = TriggerContext(source="push", branch="main")
 MR = TriggerContext(source="merge_request_event", branch="feature", changed_files=())
@@ -605,13 +604,7 @@ def test_id_tokens_in_default_warn_once_not_per_job() -> None:
 
 
 def test_strict_lint_refuses_server_keywords(tmp_path: Path) -> None:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """kapal (the pipeline commands only)."""
-
-    cli.register(app)
+    app = build_app()  # the `kapal` application: lint and plan pass argv through
     path = tmp_path / ".gitlab-ci.yml"
     path.write_text("job:\n  script: s\n  release:\n    tag_name: v1\n    description: d\n")
     assert CliRunner().invoke(app, ["lint", str(path)]).exit_code == 0

@@ -6,11 +6,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from pipeline import LoadError, TriggerContext, cli, lint, load, loads, plan
+from pipeline import LoadError, TriggerContext, lint, load, loads, plan
 from pipeline.document import given_inputs, parse_yaml
+from web.cli import build_app
 
 MAIN = TriggerContext(source="push", branch="main")
 
@@ -131,13 +131,7 @@ def test_an_included_file_with_a_header_uses_its_defaults(tmp_path: Path) -> Non
 
 
 def test_plan_takes_inputs_on_the_command_line(tmp_path: Path) -> None:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """kapal (the pipeline commands only)."""
-
-    cli.register(app)
+    app = build_app()  # the `kapal` application: lint and plan pass argv through
     (tmp_path / ".gitlab-ci.yml").write_text(DEPLOY)
     runner = CliRunner()
     missing = runner.invoke(app, ["lint", str(tmp_path)])
