@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Update, func, select, update
 from sqlalchemy.orm import Session
 
 from web.db.clock import database_now, database_now_sql
@@ -13,6 +13,7 @@ from web.db.locks import lock_pipeline
 from web.db.models import Job, Pipeline
 from web.db.schemas import JobCreate, JobRead
 from web.db.session import rowcount
+from web.db.stats import count_job_end
 from web.errors import ConflictError, NotFoundError
 
 FINISHED_STATUSES = frozenset({"success", "failed", "canceled", "skipped"})
@@ -109,10 +110,31 @@ def set_job_status(
     query = update(Job).where(Job.id == job_id)
     if only_from is not None:
         query = query.where(Job.status.in_(sorted(only_from)))
-    changed = rowcount(session.execute(query.values(**values)))
+    if status not in FINISHED_STATUSES or (only_from is not None and "running" not in only_from):
+        changed = rowcount(session.execute(query.values(**values)))
+    else:
+        changed = _end_job(session, job_id, status, query.values(**values))
     if changed == 0:
         _row(session, job_id)  # NotFoundError for an unknown id
     return changed == 1
+
+
+def _end_job(session: Session, job_id: int, status: str, move: Update) -> int:
+    """Run `move` (an end status); an attempt it moves out of `running` counts in the run-time
+    histogram (`count_job_end`), once: the move from `running` and the others are two
+    compare-and-sets, and a job that started running between them is tried again."""
+    while True:
+        ended = session.execute(
+            move.where(Job.status == "running").returning(Job.started_at, Job.finished_at)
+        ).first()
+        if ended is not None:
+            count_job_end(
+                session=session, status=status, started=ended.started_at, finished=ended.finished_at
+            )
+            return 1
+        changed = rowcount(session.execute(move.where(Job.status != "running")))
+        if changed or session.scalar(select(Job.status).where(Job.id == job_id)) != "running":
+            return changed
 
 
 def busy_jobs_of_repository(

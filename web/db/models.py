@@ -220,6 +220,34 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
 
 
+# Upper bounds (seconds) of the `kapal_job_duration_seconds` histogram's buckets: each is a
+# column `le_<bound>` of `JobDurations` (changing them takes a migration that refills them).
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class JobDurations(Base):
+    """The run-time histogram of the job attempts that ended in one status (revision 0007):
+    counters that only grow, bumped when an attempt moves from `running` to its end
+    (`web.db.stats.count_job_end`). `count` is also the `+Inf` bucket; each `le_<bound>` counts
+    the attempts that ran at most that many seconds (cumulative, as Prometheus's buckets)."""
+
+    __tablename__ = "job_durations"
+
+    status: Mapped[str] = mapped_column(CleanString(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    sum_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    le_1: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_5: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_15: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_30: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_60: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_120: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_300: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_600: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_1800: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_3600: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Worker(Base):
     """A worker process (`kapal worker`, or `kapal serve`'s own): the queues it serves and its
     last heartbeat, by which a worker that died is told from one that is busy."""

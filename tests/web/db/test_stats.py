@@ -11,7 +11,6 @@ from web.db.stats import (
     count_jobs_by_status,
     count_pipelines_by_status,
     list_jobs_by_status,
-    recent_job_durations,
 )
 
 
@@ -49,21 +48,3 @@ def test_jobs_queued_before(database: Database, cipher: SecretCipher) -> None:
         every = list_jobs_by_status(session=session, statuses={"pending"})
     assert [j.id for j in stale] == [old.id]
     assert [j.id for j in every] == [old.id, new.id]
-
-
-def test_recent_job_durations(database: Database, cipher: SecretCipher) -> None:
-    with database.transaction() as session:
-        repo = make_repository(session, cipher)
-        pipeline = make_pipeline(session, repo.id)
-        ran, failed, never_started, running = make_jobs(session, pipeline.id, "a", "b", "c", "d")
-        for job in (ran, failed, running):
-            claim_job(session=session, job_id=job.id, worker="w")
-        set_job_status(session=session, job_id=ran.id, status="success")
-        set_job_status(session=session, job_id=failed.id, status="failed")
-        set_job_status(session=session, job_id=never_started.id, status="canceled")
-    with database.transaction() as session:
-        durations = recent_job_durations(session=session)
-        one = recent_job_durations(session=session, limit=1)
-    assert sorted(status for status, _ in durations) == ["failed", "success"]
-    assert all(0.0 <= seconds < 3600 for _, seconds in durations)
-    assert len(one) == 1
