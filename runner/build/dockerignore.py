@@ -11,6 +11,9 @@ Docker's rules ("Dockerfile reference", .dockerignore file):
   `docs/public/` (moby/patternmatcher's `MatchesOrParentMatches`).
 The Dockerfile and .dockerignore are still read by the builder when excluded, but COPY and ADD do
 not see them then, as in Docker.
+
+The module is light (no dataclasses, no `runner.confined` until `load`): the build memo
+(`runner.build.memo`) matches its snapshot with this same code before the builder is imported.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ from __future__ import annotations
 import posixpath
 import re
 from pathlib import Path
+from typing import NamedTuple
 
-from pipeline.records import record
-from runner.confined import ConfinedTree
 from runner.errors import BuildError, ConfinedPathError
 
 __all__ = ["DockerIgnore", "IgnorePattern"]
@@ -28,8 +30,7 @@ __all__ = ["DockerIgnore", "IgnorePattern"]
 _MAX_BYTES = 4 * 1024 * 1024
 
 
-@record
-class IgnorePattern:
+class IgnorePattern(NamedTuple):
     """One cleaned pattern, its compiled regex and whether it is an exception (`!`)."""
 
     text: str
@@ -37,11 +38,28 @@ class IgnorePattern:
     exception: bool
 
 
-@record
 class DockerIgnore:
-    """The patterns of a .dockerignore file, in order."""
+    """The patterns of a .dockerignore file, in order (an immutable value)."""
 
-    patterns: tuple[IgnorePattern, ...] = ()
+    __slots__ = ("patterns",)
+    patterns: tuple[IgnorePattern, ...]
+
+    def __init__(self, patterns: tuple[IgnorePattern, ...] = ()) -> None:
+        object.__setattr__(self, "patterns", tuple(patterns))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"DockerIgnore is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DockerIgnore):
+            return NotImplemented
+        return self.patterns == other.patterns
+
+    def __hash__(self) -> int:
+        return hash(self.patterns)
+
+    def __repr__(self) -> str:
+        return f"DockerIgnore(patterns={self.patterns!r})"
 
     @classmethod
     def parse(cls, text: str) -> DockerIgnore:
@@ -67,6 +85,8 @@ class DockerIgnore:
         Read inside the context (`runner.confined`): a link to a host file, a fifo or a device
         is not read (BuildError), and the file may hold at most 4 MiB.
         """
+        from runner.confined import ConfinedTree  # heavy: only the builder loads a context
+
         with ConfinedTree(context) as tree:
             if tree.stat(".dockerignore") is None:
                 return cls()

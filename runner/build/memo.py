@@ -5,9 +5,15 @@ writer, image store, copying) takes far longer than that: most of what a person 
 (issue 11). So after every build the command line records, per context and Dockerfile, what
 went in and what came out, and the next build compares before importing anything heavy:
 
-- inputs: the Dockerfile's text, the build settings (build args, target, network, epoch,
-  compression), and the metadata of every entry in the context (path, type, mode, owner, size,
-  mtime, ctime, inode, link target), read with lstat only (nothing is opened or followed);
+- inputs: the Dockerfile's and the .dockerignore's text, the build settings (build args,
+  target, network, epoch, compression), and the metadata of every entry of the context the
+  builder can see (path, type, mode, owner, size, mtime, ctime, inode, link target), read with
+  lstat only (nothing is opened or followed). What .dockerignore excludes is left out, decided
+  by the builder's own matcher (`runner.build.dockerignore`) as the builder's context view
+  (`runner.build.trees.ContextTree`) decides it, so `git status`, a commit or an editor's swap
+  file in an excluded path leaves the memo answering (see `_scan` for the symlink and `!` cases
+  where everything is kept instead). A directory's size and times are not inputs: what changes
+  them is its list of names, which its entries are, and no build copies them;
 - what the build looked up: each base image name and the digest the tag index gave it, and the
   build-cache entries (key file, blob, tree) of its layer steps;
 - the result: the image's manifest and config digests, and the steps as the build printed them.
@@ -39,9 +45,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from runner.build.dockerignore import DockerIgnore
+
 __all__ = ["MAX_ENTRIES", "RACY_NS", "Snapshot", "forget", "lookup", "record", "snapshot"]
 
-FORMAT = 1
+FORMAT = 2
 MAX_ENTRIES = 100_000
 RACY_NS = 100_000_000  # far more than a clock tick of the file timestamps (1-10 ms)
 _MAX_DOCKERFILE = 4 * 1024 * 1024
@@ -76,7 +84,8 @@ def snapshot(
         context = Path(os.path.realpath(context))
         dockerfile = Path(os.path.realpath(dockerfile))
         text = _read_dockerfile(dockerfile)
-        tree, newest = _scan(context)
+        ignore, ignore_text = _read_dockerignore(context)
+        tree, newest = _scan(context, ignore)
         tags_index = _read_tags(images_root)
     except (OSError, ValueError):
         return None
@@ -87,6 +96,7 @@ def snapshot(
         "context": str(context),
         "dockerfile": str(dockerfile),
         "dockerfile_text": text,
+        "dockerignore_text": ignore_text,
         "settings": settings,
         "tree": tree,
     }
@@ -199,14 +209,52 @@ def _read_dockerfile(path: Path) -> str | None:
         return None
 
 
-def _scan(root: Path) -> tuple[list[list[Any]] | None, int]:
-    """Every entry under `root` as [path, mode, uid, gid, size, mtime, ctime, ino, dev, extra],
-    sorted, and the newest mtime or ctime seen (lstat only: nothing is followed or opened)."""
+def _read_dockerignore(root: Path) -> tuple[DockerIgnore | None, str | None]:
+    """The context's .dockerignore (its patterns and text); (None, None) when it is not a plain
+    file the memo can read without following anything: then no entry is left out."""
+    try:
+        fd = os.open(
+            root / ".dockerignore", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        )
+    except FileNotFoundError:
+        return DockerIgnore(), None
+    except OSError:
+        return None, None  # a symlink (ELOOP) or unreadable: the builder decides what it means
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_DOCKERFILE:
+            return None, None
+        raw = os.read(fd, _MAX_DOCKERFILE + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > _MAX_DOCKERFILE:
+        return None, None
+    text = raw.decode("utf-8", errors="replace")  # as DockerIgnore.load decodes it
+    return DockerIgnore.parse(text), text
+
+
+def _scan(root: Path, ignore: DockerIgnore | None) -> tuple[list[list[Any]] | None, int]:
+    """The entries of the context the builder can see, sorted, and the newest mtime or ctime of
+    a non-directory among them (lstat only: nothing is followed or opened).
+
+    An entry is [path, mode, uid, gid, size, mtime, ctime, ino, dev, extra]; a directory's
+    size and times are 0 (what changes them, its list of names, is the entries below it; the
+    builder never copies a directory's times). Entries `ignore` excludes are left out as the
+    builder leaves them out (`runner.build.trees.ContextTree`): an excluded directory is not
+    even read unless a `!` pattern may bring back something below it, and then it stays only
+    when something below it is included. Where the builder could see through a symlink what
+    the patterns exclude, nothing is left out: a symlink anywhere when there are `!`
+    patterns, or one that leads to a directory or through an excluded path.
+    """
     top = os.lstat(root)
     if not stat.S_ISDIR(top.st_mode):
         return None, 0
-    entries: list[list[Any]] = [_entry("", top, "")]
-    newest = max(top.st_mtime_ns, top.st_ctime_ns)
+    if ignore is not None and not ignore.patterns:
+        ignore = None
+    exceptions = ignore is not None and ignore.has_exceptions()
+    entries: dict[str, list[Any]] = {"": _entry("", top, "")}
+    excluded: set[str] = set()
+    links: list[str] = []
     pending = [""]
     while pending:
         relative = pending.pop()
@@ -214,30 +262,92 @@ def _scan(root: Path) -> tuple[list[list[Any]] | None, int]:
             for item in listing:
                 path = f"{relative}/{item.name}" if relative else item.name
                 info = item.stat(follow_symlinks=False)
+                if ignore is not None and ignore.excluded(path):
+                    if not exceptions:
+                        continue  # nothing below can come back: not even read
+                    excluded.add(path)
                 extra = ""
                 if stat.S_ISDIR(info.st_mode):
                     pending.append(path)
                 elif stat.S_ISLNK(info.st_mode):
                     extra = os.readlink(item.path)
+                    links.append(path)
                 elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
                     extra = str(info.st_rdev)
-                entries.append(_entry(path, info, extra))
-                newest = max(newest, info.st_mtime_ns, info.st_ctime_ns)
+                entries[path] = _entry(path, info, extra)
                 if len(entries) > MAX_ENTRIES:
-                    return None, newest
-    entries.sort(key=lambda entry: str(entry[0]))
-    return entries, newest
+                    return None, 0
+    if ignore is not None and links and (exceptions or not _links_stay_inside(entries, ignore)):
+        return _scan(root, None)  # the builder may see excluded paths: keep every entry
+    if excluded:
+        _drop_excluded(entries, excluded)
+    newest = max(
+        (max(e[5], e[6]) for e in entries.values() if not stat.S_ISDIR(e[1])),
+        default=0,
+    )
+    return sorted(entries.values(), key=lambda entry: str(entry[0])), newest
+
+
+def _drop_excluded(entries: dict[str, list[Any]], excluded: set[str]) -> None:
+    """Remove the excluded entries, but an excluded directory with an included entry below
+    (a `!` pattern), which the builder lists, copies and walks through."""
+    needed: set[str] = set()
+    for path in entries:
+        if path in excluded:
+            continue
+        parent = path.rpartition("/")[0]
+        while parent and parent not in needed:
+            needed.add(parent)
+            parent = parent.rpartition("/")[0]
+    for path in excluded - needed:
+        del entries[path]
+
+
+def _links_stay_inside(entries: dict[str, list[Any]], ignore: DockerIgnore) -> bool:
+    """Whether every symlink among `entries` (none excluded) resolves, component by component
+    as `runner.confined` resolves it, through included entries only, ending at a non-directory
+    or nowhere: then no path the builder looks up reaches an excluded entry."""
+    for path, entry in entries.items():
+        if not stat.S_ISLNK(entry[1]):
+            continue
+        target = str(entry[9])
+        parts = [] if target.startswith("/") else path.split("/")[:-1]
+        names = [name for name in target.split("/") if name not in ("", ".")]
+        if not names:
+            return False  # the directory it is in, or the root
+        for index, name in enumerate(names):
+            last = index == len(names) - 1
+            if name == "..":
+                if parts:
+                    parts.pop()
+                if last:
+                    return False  # a directory
+                continue
+            parts.append(name)
+            here = "/".join(parts)
+            found = entries.get(here)
+            if found is None:
+                if ignore.excluded(here):
+                    return False
+                continue  # absent: the lookup ends here (followed on, to be safe)
+            mode = found[1]
+            if stat.S_ISLNK(mode) and not last:
+                return False  # its own target is checked as an entry; what follows is not
+            if stat.S_ISDIR(mode) and last:
+                return False  # a directory: paths below the link alias paths below it
+    return True
 
 
 def _entry(path: str, info: os.stat_result, extra: str) -> list[Any]:
+    directory = stat.S_ISDIR(info.st_mode)
     return [
         path,
         info.st_mode,
         info.st_uid,
         info.st_gid,
-        info.st_size,
-        info.st_mtime_ns,
-        info.st_ctime_ns,
+        0 if directory else info.st_size,
+        0 if directory else info.st_mtime_ns,
+        0 if directory else info.st_ctime_ns,
         info.st_ino,
         info.st_dev,
         extra,
