@@ -4,7 +4,8 @@
 scrape: a histogram whose counts stopped growing once more jobs had run, read row by row. The
 counters grow in the transaction that ends each attempt (`web.db.stats`); this revision makes
 them and counts every attempt already ended after it started: finished, with a start and an
-end time (the runs before this revision left no trace of the status they ended from).
+end time (the runs before this revision left no trace of the status they ended from). And a
+partial index of the current attempts' statuses, from which `kapal_jobs` is counted.
 
 Revision ID: 0007
 Revises: 0006
@@ -80,8 +81,17 @@ def upgrade() -> None:
     )
     names = ["status", "count", "sum_seconds", *(f"le_{bound}" for bound in BUCKETS)]
     op.execute(durations.insert().from_select(names, ran))
+    # `kapal_jobs` (current attempts by status) from an index alone
+    op.create_index(
+        "ix_jobs_status_current",
+        "jobs",
+        ["status", "retried"],
+        postgresql_where=sa.text("retried IS false"),
+        sqlite_where=sa.text("retried IS 0"),
+    )
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.drop_index("ix_jobs_status_current", table_name="jobs")
     op.drop_table("job_durations")

@@ -220,6 +220,18 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
 
 
+# `/metrics`'s `kapal_jobs` (current attempts by status, `web.db.stats.count_jobs_by_status`)
+# read from this index alone, not the table (revision 0007); `retried` in it too, or SQLite
+# reads each row to check it
+Index(
+    "ix_jobs_status_current",
+    Job.status,
+    Job.retried,
+    postgresql_where=Job.retried.is_(False),
+    sqlite_where=Job.retried.is_(False),
+)
+
+
 # Upper bounds (seconds) of the `kapal_job_duration_seconds` histogram's buckets: each is a
 # column `le_<bound>` of `JobDurations` (changing them takes a migration that refills them).
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
