@@ -31,11 +31,13 @@ _MAX_BYTES = 4 * 1024 * 1024
 
 
 class IgnorePattern(NamedTuple):
-    """One cleaned pattern, its compiled regex and whether it is an exception (`!`)."""
+    """One cleaned pattern, its compiled regex, whether it is an exception (`!`), and `scope`:
+    the regex of the paths it decides, itself or one of its parents matching `regex`."""
 
     text: str
     regex: re.Pattern[str]
     exception: bool
+    scope: re.Pattern[str]
 
 
 class DockerIgnore:
@@ -75,7 +77,11 @@ class DockerIgnore:
             if not line:
                 continue
             cleaned = _clean(line)
-            out.append(IgnorePattern(cleaned, _compile(cleaned), exception))
+            regex = _compile(cleaned)
+            # one match instead of one per parent: `x` or `x/...` where `x` matches (parents of
+            # a cleaned path are exactly its prefixes that end before a `/`)
+            scope = re.compile(f"(?:{regex.pattern})(?:/.*)?", re.DOTALL)
+            out.append(IgnorePattern(cleaned, regex, exception, scope))
         return cls(tuple(out))
 
     @classmethod
@@ -103,12 +109,11 @@ class DockerIgnore:
         path = _clean(relpath)
         if path in ("", "."):
             return False
-        parents = _parents(path)
         result = False
         for pattern in self.patterns:
             if pattern.exception != result:
                 continue  # it could not change the answer (moby's MatchesOrParentMatches)
-            if pattern.regex.fullmatch(path) or any(pattern.regex.fullmatch(p) for p in parents):
+            if pattern.scope.fullmatch(path):  # the path or a parent (MatchesOrParentMatches)
                 result = not pattern.exception
         return result
 
@@ -121,11 +126,6 @@ def _clean(path: str) -> str:
     cleaned = posixpath.normpath(path)
     cleaned = cleaned.lstrip("/")
     return "." if cleaned == "" else cleaned
-
-
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _compile(pattern: str) -> re.Pattern[str]:

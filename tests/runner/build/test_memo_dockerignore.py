@@ -332,3 +332,24 @@ def test_the_memo_sees_exactly_what_the_builder_sees(
         assert builder <= seen  # nothing the builder sees is left out
         if not made:
             assert seen == builder  # and without symlinks, nothing else is in
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=patterns,
+    path=st.lists(
+        st.text(alphabet="ab*?.k\\[]^\n", min_size=1, max_size=3), min_size=1, max_size=4
+    ),
+)
+def test_a_pattern_decides_a_path_when_it_matches_the_path_or_a_parent(
+    lines: list[str], path: list[str]
+) -> None:
+    # `scope`, the one match the memo's snapshot makes per entry, is the pattern matched
+    # against the path and each of its parents (moby's MatchesOrParentMatches)
+    relpath = "/".join(path)
+    cleaned = os.path.normpath(relpath).lstrip("/")
+    parts = cleaned.split("/")
+    candidates = [cleaned, *("/".join(parts[:i]) for i in range(1, len(parts)))]
+    for pattern in DockerIgnore.parse("\n".join(lines)).patterns:
+        expected = any(pattern.regex.fullmatch(c) for c in candidates)
+        assert bool(pattern.scope.fullmatch(cleaned)) == expected, (pattern.text, cleaned)
