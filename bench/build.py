@@ -1,11 +1,14 @@
 """Benchmark: `kapal build` vs `docker build` (legacy builder) on a small Python app, same machine.
 
-Three scenarios, each run by both builders from the same base image (debian:bookworm minbase with
+Five scenarios, each run by both builders from the same base image (debian:bookworm minbase with
 python3, bootstrapped by kapal and `docker load`ed into a private dockerd):
 
 - cold: no build cache (`--no-cache` for both);
 - warm: nothing changed, everything cached (`kapal build` answers from its build memo,
   runner.build.memo, without loading the builder);
+- after a commit: the context is a git repository with `.git` in its .dockerignore, and
+  `git commit --allow-empty` changed only `.git`, which no build sees: still all cached, and
+  kapal's memo still answers (it leaves out what .dockerignore excludes);
 - touched: one source file's timestamps changed, not its content: every step is still a cache
   hit, but kapal's memo cannot tell, so its builder runs (what a warm build costs without it);
 - one file changed: one source file of the app edited, so COPY and the steps after it rerun.
@@ -94,7 +97,7 @@ def main() -> None:
 
 
 def run(work: Path, repeat: int) -> None:
-    """Set up the base in both builders and measure the three scenarios."""
+    """Set up the base in both builders and measure the scenarios."""
     data = work / "data"
     settings = RunnerSettings(data_dir=data)
     store = ImageStore(settings.images_dir)
@@ -108,6 +111,11 @@ def run(work: Path, repeat: int) -> None:
     for name, content in APP.items():
         (ctx / name).parent.mkdir(parents=True, exist_ok=True)
         (ctx / name).write_text(content)
+    (ctx / ".dockerignore").write_text(".git\n")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "-C", str(ctx)]
+    _run([*git, "init", "-q"], dict(os.environ))
+    _run([*git, "add", "-A"], dict(os.environ))
+    _run([*git, "commit", "-q", "-m", "app"], dict(os.environ))
     kapal_env = installed_env(KAPAL_DATA_DIR=str(data))
     # RUN steps without a network for both builders (dockerd here runs with --bridge=none)
     kapal = [str(ROOT / ".venv" / "bin" / "kapal"), "build", "--network", "none"]
@@ -115,6 +123,9 @@ def run(work: Path, repeat: int) -> None:
     backend = EmbeddedBackend(settings)
     builder = Builder(store=store, cache=LayerCache(settings.build_cache_dir), backend=backend)
     edits = iter(range(10_000))
+
+    def commit() -> None:
+        _run([*git, "commit", "-q", "--allow-empty", "-m", "bench"], dict(os.environ))
 
     def touch() -> None:
         os.utime(ctx / "app" / "util" / "strings.py")
@@ -150,12 +161,15 @@ def run(work: Path, repeat: int) -> None:
             timings: dict[str, list[float]] = {
                 "cold": [],
                 "warm": [],
+                "after a commit": [],
                 "touched": [],
                 "one file changed": [],
             }
             for _ in range(repeat):
                 timings["cold"].append(_timed(lambda b=build: b(True)))
                 timings["warm"].append(_timed(lambda b=build: b(False)))
+                commit()
+                timings["after a commit"].append(_timed(lambda b=build: b(False)))
                 touch()
                 timings["touched"].append(_timed(lambda b=build: b(False)))
                 edit()
@@ -167,7 +181,7 @@ def run(work: Path, repeat: int) -> None:
     medians = {n: {s: statistics.median(v) for s, v in t.items()} for n, t in results.items()}
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'scenario':<18}" + "".join(f"{n:>20}" for n in medians) + "  ratio CLI/docker")
-    for scenario in ("cold", "warm", "touched", "one file changed"):
+    for scenario in ("cold", "warm", "after a commit", "touched", "one file changed"):
         row = "".join(f"{medians[n][scenario]:>19.3f}s" for n in medians)
         ratio = medians["kapal (CLI)"][scenario] / medians["docker build"][scenario]
         inproc = medians["kapal (in-process)"][scenario] / medians["docker build"][scenario]
