@@ -179,6 +179,31 @@ def test_what_the_build_sees_still_misses(
     assert kept == ("kept, changed" if "! pattern" in change else "keep")
 
 
+def test_a_dockerfile_in_an_excluded_directory_is_still_watched(
+    kapal: Kapal, tmp_path: Path, busybox_image: str
+) -> None:
+    ctx = tmp_path / "ctx"
+    write(
+        ctx,
+        {
+            "ci/Dockerfile": COPY_ALL.format(base=busybox_image),
+            "ci/notes.txt": "notes\n",
+            ".dockerignore": "ci\n",
+            "a.txt": "a\n",
+        },
+    )
+    settle()
+    first, _ = kapal.build("-f", str(ctx / "ci" / "Dockerfile"), str(ctx))
+    (ctx / "ci" / "notes.txt").write_text("other notes\n")  # excluded: not an input
+    assert kapal.build("-f", str(ctx / "ci" / "Dockerfile"), str(ctx))[0] == first
+    assert kapal.builder_runs == 1
+    (ctx / "ci" / "Dockerfile").write_text(COPY_ALL.format(base=busybox_image) + "ENV CI=1\n")
+    second, _ = kapal.build("-f", str(ctx / "ci" / "Dockerfile"), str(ctx))  # at once
+    assert kapal.builder_runs == 2
+    assert second != first
+    assert kapal.build("--no-cache", "-f", str(ctx / "ci" / "Dockerfile"), str(ctx))[0] == second
+
+
 def test_a_symlink_into_an_excluded_path_keeps_every_entry_watched(
     kapal: Kapal,
     tmp_path: Path,
@@ -353,3 +378,19 @@ def test_a_pattern_decides_a_path_when_it_matches_the_path_or_a_parent(
     for pattern in DockerIgnore.parse("\n".join(lines)).patterns:
         expected = any(pattern.regex.fullmatch(c) for c in candidates)
         assert bool(pattern.scope.fullmatch(cleaned)) == expected, (pattern.text, cleaned)
+
+
+def test_with_exceptions_a_symlink_anywhere_keeps_every_entry(tmp_path: Path) -> None:
+    # With `!` patterns the builder walks excluded directories and resolves logical paths
+    # through links (`l/x/keep` below `l -> a`): what it then sees of an excluded path cannot be
+    # told apart without its own walk, so the memo leaves nothing out.
+    ctx = tmp_path / "ctx"
+    write(ctx, {"Dockerfile": "FROM scratch\n", "a/x/keep": "k\n", "a/y": "y\n"})
+    (ctx / ".dockerignore").write_text("a/x\nl/x\n!l/x/keep\n")
+    assert snapshot_paths(ctx) == {"", "Dockerfile", ".dockerignore", "a", "a/y"}
+    (ctx / "l").symlink_to("a")
+    assert {"a/x", "a/x/keep", "l"} <= snapshot_paths(ctx)
+    (ctx / "l").unlink()
+    (ctx / "a" / "y").unlink()
+    (ctx / "a" / "x" / "in").symlink_to("../y")  # an excluded link alone: the same
+    assert "a/x/in" in snapshot_paths(ctx)
