@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from tests.support.services import PostgresServer
@@ -277,3 +277,38 @@ def _check_backfill(url: str) -> None:
     assert found["canceled"].count == 1
     assert _buckets(found["canceled"])[1] == 0
     assert _buckets(found["canceled"])[5] == 1
+
+
+def test_an_open_transaction_that_ended_a_job_holds_no_counter(
+    postgres_url: str, cipher: SecretCipher
+) -> None:
+    """On PostgreSQL: the counters are written at commit, so a transaction that ended a job and
+    goes on (locking a pipeline, say) does not make every other job's end wait for it, nor
+    deadlock with one that holds what it waits for."""
+    upgrade(postgres_url)
+    database = Database(postgres_url)
+    try:
+        first, second = _pipeline(database, cipher, "a", "b")
+        with database.transaction() as session:
+            for job_id in (first, second):
+                claim_job(session=session, job_id=job_id, worker="w")
+        errors: list[BaseException] = []
+
+        def end_second() -> None:
+            try:
+                with database.transaction() as session:
+                    # fail rather than wait on the open transaction below
+                    session.execute(text("SET LOCAL lock_timeout = '20s'"))
+                    set_job_status(session=session, job_id=second, status="success")
+            except BaseException as exc:  # reported by the test's thread
+                errors.append(exc)
+
+        with database.transaction() as session:
+            assert set_job_status(session=session, job_id=first, status="success")
+            other = threading.Thread(target=end_second)
+            other.start()
+            other.join()
+        assert not errors
+        assert _histograms(database)["success"].count == 2
+    finally:
+        database.dispose()
