@@ -63,6 +63,9 @@ class DockerIgnore:
     def __repr__(self) -> str:
         return f"DockerIgnore(patterns={self.patterns!r})"
 
+    def __reduce__(self) -> tuple[type[DockerIgnore], tuple[tuple[IgnorePattern, ...]]]:
+        return (DockerIgnore, (self.patterns,))  # copied and pickled through __init__
+
     @classmethod
     def parse(cls, text: str) -> DockerIgnore:
         """Parse the text of a .dockerignore file."""
