@@ -173,11 +173,9 @@ def plan_copy(
             pivot = posixpath.normpath(head.lstrip("/") or ".").lstrip(".").strip("/")
         matches = _glob(tree, source, globstar=parents)
         if not matches:
-            where = "the build context" if isinstance(tree, ContextTree) else "the source image"
-            excluded = (
-                " (or it is excluded by .dockerignore)" if isinstance(tree, ContextTree) else ""
-            )
-            raise CopyPlanError(f"'{source}' was not found in {where}{excluded}")
+            if isinstance(tree, ContextTree):
+                raise CopyPlanError(_missing_from_context(tree, source, globstar=parents))
+            raise CopyPlanError(f"'{source}' was not found in the source image")
         for match in matches:
             found = _locate(tree, match)
             assert found is not None
@@ -216,8 +214,64 @@ def plan_copy(
     return items
 
 
+def _missing_from_context(tree: ContextTree, source: str, *, globstar: bool) -> str:
+    """Why `source` matched nothing in the context: absent, or what .dockerignore excludes."""
+    if _has_magic(source) or (globstar and "**" in source):
+        everything = ContextTree(tree.root, DockerIgnore())
+        hidden = _glob(everything, source, globstar=globstar)
+        if hidden:
+            return (
+                f"'{source}' matches only paths .dockerignore excludes (such as '{hidden[0]}'), "
+                f"which are not in the build context docker build sends; change .dockerignore "
+                f"or the {source!r} pattern"
+            )
+        fixed = []
+        for part in _clean(source).split("/"):
+            if _has_magic(part):
+                break
+            fixed.append(part)
+        excluded = tree.lookup("/".join(fixed), follow=True).excluded if fixed else ""
+        if excluded:
+            return _excluded_message(source, excluded)
+        return f"'{source}' was not found in the build context (nothing matches it)"
+    excluded = tree.lookup(source, follow=True).excluded
+    if not excluded:
+        return f"'{source}' was not found in the build context"
+    return _excluded_message(source, excluded)
+
+
+def _excluded_message(source: str, excluded: str) -> str:
+    cleaned = _clean(source)
+    if excluded == cleaned:
+        what = f"'{source}' is excluded by .dockerignore"
+    elif cleaned.startswith(excluded + "/"):
+        what = f"'{source}' is inside '{excluded}', which .dockerignore excludes"
+    else:
+        what = f"'{source}' resolves through symlinks to '{excluded}', which .dockerignore excludes"
+    return (
+        f"{what}, so it is not in the build context docker build sends; remove the pattern "
+        "from .dockerignore (or add a '!' exception for the path), or copy another path"
+    )
+
+
+def _clean(path: str) -> str:
+    return posixpath.normpath("/" + path).lstrip("/")
+
+
 def _follow_top(tree: SourceTree, logical: str, host: Path) -> Path:
-    """A source named explicitly that is a symlink is followed (inside the tree)."""
+    """A source named explicitly that is a symlink is followed (inside the tree).
+
+    In the context every hop must stay in what .dockerignore keeps (`ContextTree.lookup`);
+    one that reaches an excluded entry is a CopyPlanError, as docker build, which never sent
+    that entry, fails there. A link leading nowhere is copied as the link.
+    """
+    if isinstance(tree, ContextTree):
+        if not host.is_symlink():
+            return host
+        found = tree.lookup(logical, follow=True)
+        if found.excluded:
+            raise CopyPlanError(_excluded_message(logical, found.excluded))
+        return host if found.path is None else tree.root / found.path
     for _ in range(20):
         if not host.is_symlink():
             return host

@@ -280,10 +280,16 @@ def plan_mount(spec: RunMount, tree_for: Callable[[str | None], SourceTree]) -> 
         if isinstance(tree, LayeredTree):
             source = "/" + tree.resolve(source, follow_last=True)
         elif isinstance(tree, ContextTree) and source != "/":
-            # symlinks in the context are followed inside it, as `docker build` follows them
-            with ConfinedTree(tree.root) as context:
-                resolved = context.resolve(source)
-            source = "/" + resolved if resolved else source
+            # symlinks in the context are followed inside it, as `docker build` follows them,
+            # through entries .dockerignore keeps only (the context docker build sends)
+            found = tree.lookup(source, follow=True)
+            if found.excluded:
+                raise MountError(
+                    f"--mount source={spec.source}: .dockerignore excludes '{found.excluded}', "
+                    "so it is not in the build context docker build sends; change .dockerignore "
+                    "or the source"
+                )
+            source = "/" + found.path if found.path is not None else source
         host = tree.locate(source.lstrip("/")) if source != "/" else Path("/")
         if host is None:
             where = "the build context" if isinstance(tree, ContextTree) else "the source"

@@ -17,8 +17,9 @@ from typing import Protocol
 from pipeline.records import record
 from runner.build.dockerignore import DockerIgnore
 from runner.confined import ConfinedTree
+from runner.errors import ConfinedPathError
 
-__all__ = ["ContextTree", "LayeredTree", "SourceTree"]
+__all__ = ["ContextLookup", "ContextTree", "LayeredTree", "SourceTree"]
 
 _MAX_LINKS = 40
 
@@ -36,85 +37,142 @@ class SourceTree(Protocol):
 
 
 @record
-class ContextTree:
-    """The build context directory, with .dockerignore'd paths absent.
+class ContextLookup:
+    """Where a path in the build context leads: `path`, its canonical path, or None when it is
+    absent; `excluded` is then the entry .dockerignore excludes that the lookup met, if any."""
 
-    Paths resolve as `docker build` resolves them: symlinks in the context are followed inside
-    it, as if the context were `/` (`runner.confined`), so `d -> /etc` names the context's own
-    `etc`, never the host's.
+    path: str | None
+    excluded: str = ""
+
+
+@record
+class ContextTree:
+    """The build context directory as `docker build` sends it: .dockerignore'd entries absent.
+
+    Paths resolve as `docker build` resolves them, in the context it sent: symlinks are followed
+    inside it, as if the context were `/` (`runner.confined`), so `d -> /etc` names the context's
+    own `etc`, never the host's; and every step of a lookup, each symlink hop included, passes
+    only through entries .dockerignore keeps. An excluded entry is absent even when a path
+    reaches it through a symlink (`alias/ex/f` with `alias -> src` and `src/ex` excluded), except
+    a directory holding an entry a `!` pattern brings back, which is present with only those.
+    The decision is made on canonical paths (no symlink in them), as Docker's client makes it
+    on the paths of the tree it walks.
     """
 
     root: Path
     ignore: DockerIgnore
 
-    def _host(self, rel: str, *, follow: bool = False) -> tuple[str, Path] | None:
-        """(path in the context, host path) of `rel`, its directories resolved in the context."""
+    def lookup(self, path: str, *, follow: bool = False) -> ContextLookup:
+        """Resolve `path` (the last component too when `follow`) in the context as sent."""
+        rel = _clean(path)
         if not rel:
-            return "", self.root
-        parent, _, name = rel.rpartition("/")
+            return ContextLookup("")
         with ConfinedTree(self.root) as tree:
-            where = tree.resolve(rel) if follow else tree.resolve(parent) if parent else ""
-        if where is None:
-            return None
-        if not follow:
-            where = f"{where}/{name}" if where else name
-        return where, self.root / where if where else self.root
+            if self._direct(tree, rel, follow):
+                return ContextLookup(rel)
+            return self._walk(tree, rel, follow)
+
+    def _direct(self, tree: ConfinedTree, rel: str, follow: bool) -> bool:
+        """Whether `rel` is present with no symlink on the way (one lookup: the common case).
+
+        An included entry reached through real directories only is present: each directory
+        above it holds it, so each is sent even when a pattern excludes it.
+        """
+        try:
+            opened = tree.open_beneath(rel)  # refuses any symlink on the way
+        except ConfinedPathError:
+            return False
+        if opened is None:
+            return False
+        fd, st = opened
+        os.close(fd)
+        if follow and stat.S_ISLNK(st.st_mode):
+            return False
+        return not self.ignore.excluded(rel)
+
+    def _walk(self, tree: ConfinedTree, rel: str, follow: bool) -> ContextLookup:
+        """Resolve `rel` one component at a time, refusing absent and excluded entries."""
+        todo = [p for p in rel.split("/") if p and p != "."]
+        done: list[str] = []
+        hops = 0
+        while todo:
+            name = todo.pop(0)
+            if name == "..":
+                if done:
+                    done.pop()
+                continue
+            here = "/".join([*done, name])
+            try:
+                opened = tree.open_beneath(here)  # `here` is canonical: no symlink in it
+            except ConfinedPathError:
+                return ContextLookup(None)  # changed under us (a directory now a link)
+            if opened is None:
+                return ContextLookup(None)
+            fd, st = opened
+            try:
+                target = os.readlink("", dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+            finally:
+                os.close(fd)
+            if not self._present(tree, here, st):
+                return ContextLookup(None, excluded=here)
+            if target is not None and (todo or follow):
+                hops += 1
+                if hops > _MAX_LINKS:
+                    return ContextLookup(None)
+                if target.startswith("/"):
+                    done = []
+                todo[:0] = [p for p in target.split("/") if p and p != "."]
+                continue
+            if todo and not stat.S_ISDIR(st.st_mode):
+                return ContextLookup(None)
+            done.append(name)
+        return ContextLookup("/".join(done))
+
+    def _present(self, tree: ConfinedTree, rel: str, st: os.stat_result) -> bool:
+        """Whether the entry at canonical `rel` (lstat `st`) is in the context as sent."""
+        if not self.ignore.excluded(rel):
+            return True
+        return stat.S_ISDIR(st.st_mode) and self._has_included_below(tree, rel)
+
+    def _has_included_below(self, tree: ConfinedTree, rel: str) -> bool:
+        # an excluded directory is sent when a `!` pattern brings back something in it
+        if not self.ignore.has_exceptions():
+            return False
+        try:
+            return any(not self.ignore.excluded(path) for path, _ in tree.walk(rel))
+        except ConfinedPathError:
+            return False
 
     def locate(self, path: str) -> Path | None:
-        """Host path of `path` in the context, None when absent or excluded."""
-        rel = _clean(path)
-        if rel and self.ignore.excluded(rel):
-            return None
-        found = self._host(rel)
+        """Host path of `path` in the context (last component not followed), None when absent
+        or excluded."""
+        found = self.lookup(path).path
         if found is None:
             return None
-        where, host = found
-        if where != rel and where and self.ignore.excluded(where):
-            return None
-        return host if os.path.lexists(host) else None
-
-    def listdir(self, path: str) -> list[str]:
-        """Names in the context directory `path` (a symlink to one followed inside the context)."""
-        rel = _clean(path)
-        if self.locate_any(rel) is None:
-            return []
-        found = self._host(rel, follow=True)
-        if found is None:
-            return []
-        _, host = found
-        if host.is_symlink() or not host.is_dir():
-            return []
-        keep = []
-        for name in sorted(os.listdir(host)):
-            child = f"{rel}/{name}" if rel else name
-            if not self.ignore.excluded(child) or self._has_included_below(child, host / name):
-                keep.append(name)
-        return keep
-
-    def _has_included_below(self, rel: str, host: Path) -> bool:
-        # an excluded directory is still walked when a `!` pattern may re-include something in it
-        if not self.ignore.has_exceptions() or host.is_symlink() or not host.is_dir():
-            return False
-        for dirpath, dirnames, filenames in os.walk(host):
-            base = rel + dirpath[len(str(host)) :]
-            for name in dirnames + filenames:
-                if not self.ignore.excluded(f"{base}/{name}"):
-                    return True
-        return False
+        return self.root / found if found else self.root
 
     def locate_any(self, path: str) -> Path | None:
-        """Like `locate`, but a directory that is excluded yet holds included files is present."""
-        host = self.locate(path)
-        if host is not None:
-            return host
-        rel = _clean(path)
-        found = self._host(rel)
+        """The same as `locate`: a directory that is excluded yet holds included files is
+        present in both."""
+        return self.locate(path)
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in the context directory `path` (a symlink to one followed inside the context)
+        that the context as sent holds."""
+        found = self.lookup(path, follow=True).path
         if found is None:
-            return None
-        _, candidate = found
-        if self._has_included_below(rel, candidate):
-            return candidate
-        return None
+            return []
+        keep = []
+        with ConfinedTree(self.root) as tree:
+            for name in tree.listdir(found):
+                child = f"{found}/{name}" if found else name
+                if not self.ignore.excluded(child):
+                    keep.append(name)
+                    continue
+                st = tree.stat(child, follow=False)
+                if st is not None and self._present(tree, child, st):
+                    keep.append(name)
+        return keep
 
 
 @record
