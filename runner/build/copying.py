@@ -216,7 +216,7 @@ def plan_copy(
 
 def _missing_from_context(tree: ContextTree, source: str, *, globstar: bool) -> str:
     """Why `source` matched nothing in the context: absent, or what .dockerignore excludes."""
-    if _has_magic(source) or (globstar and "**" in source):
+    if _has_magic(source):
         everything = ContextTree(tree.root, DockerIgnore())
         hidden = _glob(everything, source, globstar=globstar)
         if hidden:
