@@ -244,6 +244,20 @@ class ArtifactStore:
             shutil.rmtree(self.root / str(pipeline_id), ignore_errors=True)
         return removed
 
+    def remove(self, pipeline_id: int, job: str) -> bool:
+        """Remove `job`'s artifacts of pipeline `pipeline_id` (and the pipeline's directory once
+        empty); True when there were some here. Idempotent; confined (`runner.confined`): a
+        symlink is removed as a link, never followed."""
+        if not os.path.isdir(self.root) or os.path.islink(self.root):
+            return False
+        relative = f"{pipeline_id}/{_safe_name(job)}"
+        with ConfinedTree(self.root) as tree:
+            if tree.stat(relative, follow=False) is None:
+                return False
+            tree.remove(relative)
+        _remove_if_empty(self.root, str(pipeline_id))
+        return True
+
     def files(self, pipeline_id: int, job: str) -> list[str]:
         """The files `job` stored, relative to its workspace."""
         source = self.job_dir(pipeline_id, job)
@@ -315,6 +329,13 @@ class SharedArtifactStore(ArtifactStore):
             packed.unlink(missing_ok=True)
         return stored
 
+    def remove(self, pipeline_id: int, job: str) -> bool:
+        """Remove `job`'s artifacts from this machine's tree and from the object store; True
+        when this machine had them. Idempotent (deleting an absent blob does nothing);
+        `ObjectStoreError` when the store refuses."""
+        self.objects.delete(self.object_key(pipeline_id, job))
+        return super().remove(pipeline_id, job)
+
     def close(self) -> None:
         """Remove the artifacts fetched for this attempt."""
         shutil.rmtree(self.scratch / "artifacts", ignore_errors=True)
@@ -346,6 +367,18 @@ def make_private_dir(path: Path) -> None:
         if not directory.is_dir():
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(directory, 0o700)
+
+
+def _remove_if_empty(root: Path, name: str) -> None:
+    """Remove the directory `name` right under `root` if it is empty (a save may have just
+    filled it: then it stays), never through a symlink."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.rmdir(name, dir_fd=fd)
+    except OSError:
+        pass  # not empty, gone already, or not a directory: left as it is
+    finally:
+        os.close(fd)
 
 
 def _safe_name(name: str) -> str:

@@ -29,6 +29,7 @@ what to do. Subclasses set `status`; the HTTP layer answers `{"error": str(exc)}
     │   ├── SecretKeyError            the key that encrypts secrets at rest cannot be had
     │   └── WorkerQueuesError         `kapal worker --queues` names queues it cannot serve
     ├── ArtifactStoreError            the object store holding artifacts cannot serve them (503)
+    ├── ArtifactsExpiredError         a job's artifacts expired and were removed (410)
     └── ClientError                   the kapal CLI's request was refused (exit status 1)
         └── ServerUnreachableError    the CLI cannot reach the server at KAPAL_HOST (exit 3)
 
@@ -188,6 +189,13 @@ class ArtifactStoreError(WebError):
     """The object store (KAPAL_OBJECT_STORE) holding artifacts is unreachable or refuses kapal."""
 
     status = 503
+
+
+class ArtifactsExpiredError(WebError):
+    """A job's artifacts expired (`artifacts: expire_in:`, or KAPAL_ARTIFACTS_EXPIRE_IN) and
+    the expiry sweep removed them."""
+
+    status = 410
 
 
 class SecretKeyError(SettingsError):

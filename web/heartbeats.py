@@ -15,7 +15,11 @@ jobs of a worker that stopped beating ("worker lost").
                                           and the plan requests of webhooks' pipelines left
                                           unplanned (`web.hooks.lost_plans`) and of child
                                           pipelines (`web.orchestration.recover_children`)
-    Heartbeat.stop()    stop the thread, mark the worker stopped
+                          expire          every `SWEEP_INTERVAL` seconds (the first a minute
+                                          after start), in a thread of its own so a long one
+                                          never delays a beat: remove the artifacts past their
+                                          time (`web.artifact_expiry`)
+    Heartbeat.stop()    stop the thread (and a sweep between two removals), mark the worker stopped
 
 Every time here is the database's clock (`web.db.clock`), never a worker's: workers on machines
 whose clocks differ would otherwise declare a live worker lost (a clock behind) or never notice a
@@ -43,6 +47,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from runner.engine.recorder import JobStatus
+from web.artifact_expiry import SWEEP_INTERVAL, expire_artifacts
 from web.db.clock import database_now
 from web.db.downstream import DOWNSTREAM_WORKER
 from web.db.models import Job, Worker
@@ -57,6 +62,8 @@ LOST_CHILD_AFTER = 30.0  # seconds a child pipeline waits for its plan before it
 # a job this long pending while a worker serving it has a free slot lost its message
 LOST_MESSAGE_AFTER = 15.0
 PRUNE_AFTER = timedelta(days=1)  # rows of workers stopped or silent this long are removed
+FIRST_EXPIRY_AFTER = 60.0  # seconds from a worker's start to its first artifact expiry sweep
+EXPIRY_STOP_WAIT = 10.0  # seconds a stopping worker waits for its sweep to stop
 
 
 class RunningCount(Protocol):
@@ -234,6 +241,7 @@ class Heartbeat:
         concurrency: int,
         fence: Callable[[], object] | None = None,
         running: RunningCount | None = None,
+        first_expiry_after: float = FIRST_EXPIRY_AFTER,
     ) -> None:
         self.services = services
         self.name = name
@@ -246,6 +254,8 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, name="kapal-heartbeat", daemon=True)
         self._last_beat = time.monotonic()
         self._fenced = False
+        self._next_expiry = time.monotonic() + first_expiry_after
+        self._expiry: threading.Thread | None = None
 
     def start(self) -> Heartbeat:
         """Register the worker and start beating; returns self. Jobs left running under this
@@ -282,6 +292,8 @@ class Heartbeat:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self._expiry is not None:
+            self._expiry.join(EXPIRY_STOP_WAIT)  # it stops between two removals
         try:
             with self.services.database.transaction() as session:
                 session.execute(
@@ -337,6 +349,28 @@ class Heartbeat:
                 recover_children(services=self.services, older_than=LOST_CHILD_AFTER)
         except Exception:
             log.warning("worker %s: the sweep of lost workers failed", self.name, exc_info=True)
+        self.expire_artifacts_when_due()
+
+    def expire_artifacts_when_due(self) -> threading.Thread | None:
+        """Start the artifact expiry sweep in a thread when it is due and none runs; returns
+        that thread."""
+        now = time.monotonic()
+        if now < self._next_expiry or (self._expiry is not None and self._expiry.is_alive()):
+            return None
+        self._next_expiry = now + SWEEP_INTERVAL
+        self._expiry = threading.Thread(
+            target=self._expire_artifacts, name="kapal-artifact-expiry", daemon=True
+        )
+        self._expiry.start()
+        return self._expiry
+
+    def _expire_artifacts(self) -> None:
+        try:
+            expire_artifacts(
+                settings=self.services.settings, database=self.services.database, stop=self._stop
+            )
+        except Exception:
+            log.warning("worker %s: the artifact expiry sweep failed", self.name, exc_info=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

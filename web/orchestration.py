@@ -58,7 +58,9 @@ from runner.engine.schedule import (
     start_delay,
 )
 from runner.errors import RunnerError
+from web.artifact_expiry import job_expire_seconds
 from web.db import jobs as job_rows
+from web.db.artifact_expiry import stamp_artifacts_expiry
 from web.db.deliveries import finish_delivery
 from web.db.downstream import (
     CHILD_SOURCE,
@@ -1007,6 +1009,9 @@ def finish_job(*, services: Services, job_id: int, end: JobEnd) -> list[int]:
             exit_code=end.exit_code,
             only_from={"running"},
         )
+        if changed:  # its artifacts expire counting from now, its end (`web.artifact_expiry`)
+            seconds = job_expire_seconds(plan, job.name, services.settings)
+            stamp_artifacts_expiry(session=session, job_id=job_id, seconds=seconds)
         if changed and again:
             new = job_rows.retry_job(session=session, job_id=job_id, status="pending")
             started += _for_workers(session, job.pipeline_id, [new.id])

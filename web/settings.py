@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from pipeline.durations import parse_duration
 from runner.settings import RunnerSettings
 from web.errors import SecretKeyError
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 SECRET_KEY_FILE = "secret.key"
 DATABASE_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
+MAX_EXPIRE_SECONDS = 10**10  # what `artifacts: expire_in:` takes at most (about 317 years)
 
 
 class Settings(RunnerSettings):
@@ -80,6 +82,10 @@ class Settings(RunnerSettings):
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
     s3_region: str = ""  # empty: asked of the server (us-east-1 for most S3-compatible ones)
+    # How long a job's artifacts are kept after it ended when its `artifacts: expire_in:` says
+    # nothing: a GitLab duration ("30 days", "1 week") or "never". The artifacts of each ref's
+    # latest successful pipeline are kept even when expired (`web.artifact_expiry`).
+    artifacts_expire_in: str = "30 days"
     # A registry path (`host:port/prefix`) the images jobs build are pushed to by digest and
     # pulled from by the workers running later jobs. Empty: they stay on the worker's disk.
     share_registry: str = ""
@@ -105,6 +111,24 @@ class Settings(RunnerSettings):
 
         parse_allowed(value)
         return value
+
+    @field_validator("artifacts_expire_in")
+    @classmethod
+    def _expire_in_parse(cls, value: str) -> str:
+        """Refuse an artifacts expiry that is neither a duration nor `never`."""
+        if value.strip().lower() != "never" and not expire_in_seconds(value):
+            raise ValueError(
+                f"KAPAL_ARTIFACTS_EXPIRE_IN={value!r} is not a duration; "
+                'write it like "30 days", "1 week" or "never"'
+            )
+        return value
+
+    @property
+    def artifacts_expire_seconds(self) -> int | None:
+        """`artifacts_expire_in` in seconds; None for `never`."""
+        if self.artifacts_expire_in.strip().lower() == "never":
+            return None
+        return expire_in_seconds(self.artifacts_expire_in)
 
     @model_validator(mode="before")
     @classmethod
@@ -202,6 +226,15 @@ class Settings(RunnerSettings):
                 )
             return value
         return _read_or_create_key(self.secret_key_file)
+
+
+def expire_in_seconds(text: str) -> int | None:
+    """Seconds in a duration as `artifacts: expire_in:` takes it (the pipeline's parser), or None
+    when it is not one, not positive, or beyond what a timestamp holds (`never` is not one)."""
+    seconds = parse_duration(text)
+    if seconds is None or not 0 < seconds <= MAX_EXPIRE_SECONDS:
+        return None
+    return seconds
 
 
 def _read_or_create_key(path: Path) -> str:

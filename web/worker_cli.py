@@ -8,6 +8,8 @@ database and broker, run more jobs at once; SIGTERM or Ctrl-C lets the running j
 `--queues` names the job tags it serves, `kapal` standing for untagged jobs (the default):
 `--queues kapal,docker` runs untagged jobs and jobs tagged `docker` (`web.routing`). It writes a
 heartbeat every few seconds (`web.heartbeats`): killed, its running jobs fail "worker lost".
+`--expire-artifacts` removes the artifacts past their expiry once and exits, as the workers'
+periodic sweep does (`web.artifact_expiry`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,36 @@ def run_worker(
         raise typer.Exit(worker.exitcode)
 
 
+def expire_artifacts_once(*, data_dir: Path | None) -> int:
+    """Remove the artifacts past their expiry now (`web.artifact_expiry`), as the workers'
+    periodic sweep does; returns how many job attempts' artifacts were removed."""
+    from pydantic import ValidationError
+
+    from runner.errors import RunnerError
+    from web.artifact_expiry import expire_artifacts
+    from web.db.migrate import check_migrated
+    from web.db.session import Database
+    from web.errors import WebError
+    from web.settings import Settings
+
+    try:
+        settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
+    except ValidationError as exc:
+        raise _fail(f"bad settings: {exc.errors()[0]['msg']}") from None
+    try:
+        check_migrated(settings)
+        objects = settings.open_object_store()
+        if objects is not None:
+            objects.check()
+    except (WebError, RunnerError) as exc:
+        raise _fail(str(exc)) from None
+    database = Database(settings.database_url)
+    try:
+        return len(expire_artifacts(settings=settings, database=database))
+    finally:
+        database.dispose()
+
+
 def register(app: typer.Typer) -> None:
     """Add `kapal worker` to the `kapal` application."""
 
@@ -136,8 +168,19 @@ def register(app: typer.Typer) -> None:
         hostname: Annotated[
             str | None, typer.Option("--hostname", "-n", help="This worker's name.")
         ] = None,
+        expire_artifacts: Annotated[
+            bool,
+            typer.Option(
+                "--expire-artifacts",
+                help="Remove the artifacts past their expiry once, then exit (takes no jobs).",
+            ),
+        ] = False,
     ) -> None:
         """Run a worker: take jobs from the broker and run them on this machine."""
+        if expire_artifacts:
+            removed = expire_artifacts_once(data_dir=data_dir)
+            typer.echo(f"removed the expired artifacts of {removed} job attempt(s)")
+            return
         if loglevel.lower() not in ("debug", "info", "warning", "error"):
             raise typer.BadParameter(
                 f"{loglevel!r}: use debug, info, warning or error", param_hint="--loglevel"

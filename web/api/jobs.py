@@ -40,6 +40,7 @@ from web.api.deps import (
     SettingsDep,
     WriterDep,
 )
+from web.artifact_expiry import expired_message
 from web.db.downstream import child_pipelines
 from web.db.jobs import FINISHED_STATUSES, get_job
 from web.db.logs import read_log
@@ -47,7 +48,12 @@ from web.db.pipelines import get_pipeline
 from web.db.results import get_artifact, list_artifacts
 from web.db.schemas import ArtifactRead, JobRead, Scope
 from web.db.session import Database
-from web.errors import ArtifactStoreError, InvalidCursorError, NotFoundError
+from web.errors import (
+    ArtifactsExpiredError,
+    ArtifactStoreError,
+    InvalidCursorError,
+    NotFoundError,
+)
 from web.orchestration import cancel_job, play_job, retry_job
 from web.settings import Settings
 
@@ -325,6 +331,13 @@ async def download_artifact(
         return found
 
     artifact = await anyio.to_thread.run_sync(find)
+    if job.artifacts_expired:
+
+        def why() -> str:
+            found = expired_message(database=database, settings=settings, job_id=job_id)
+            return found or f"the artifacts of job {job_id} expired and were removed"
+
+        raise ArtifactsExpiredError(await anyio.to_thread.run_sync(why))
     safe_name = (
         "".join(c if c.isalnum() or c in "-_." else "_" for c in artifact.name) or "artifacts"
     )

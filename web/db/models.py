@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -218,6 +219,10 @@ class Job(Base):
     queued_at: Mapped[datetime | None] = mapped_column()
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # when this attempt's artifacts expire (its end + `expire_in`, else KAPAL_ARTIFACTS_EXPIRE_IN;
+    # None: never, or no artifacts), and whether the expiry sweep removed them (revision 0008)
+    artifacts_expire_at: Mapped[datetime | None] = mapped_column()
+    artifacts_expired: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 # `/metrics`'s `kapal_jobs` (current attempts by status, `web.db.stats.count_jobs_by_status`)
@@ -229,6 +234,15 @@ Index(
     Job.retried,
     postgresql_where=Job.retried.is_(False),
     sqlite_where=Job.retried.is_(False),
+)
+
+# the attempts whose artifacts are kept and will expire, by expiry time: what the expiry sweep
+# reads (`web.db.artifact_expiry`, revision 0008)
+Index(
+    "ix_jobs_artifacts_kept",
+    Job.artifacts_expire_at,
+    postgresql_where=Job.artifacts_expired.is_(False) & Job.artifacts_expire_at.is_not(None),
+    sqlite_where=Job.artifacts_expired.is_(False) & Job.artifacts_expire_at.is_not(None),
 )
 
 

@@ -177,6 +177,9 @@ class JobRead(_Row):
     queued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    # when its artifacts expire (None: never, or it kept none) and whether they are gone
+    artifacts_expire_at: datetime | None = None
+    artifacts_expired: bool = False
     # a `trigger:` job's: the child pipeline it started (filled where a pipeline is read whole)
     downstream_pipeline_id: int | None = None
 
