@@ -4,6 +4,7 @@ from the store, keeping the latest successful pipeline of each ref and unfinishe
 
 from __future__ import annotations
 
+import secrets
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import update
 
-from runner.artifacts import ArtifactStore
+from runner.artifacts import ArtifactStore, SharedArtifactStore
 from runner.engine.recorder import JobStatus
+from tests.support.s3 import S3Server, make_bucket
 from tests.web.service_support import KeptJobs
 from tests.web.test_mirrors import Project
 from web.artifact_expiry import expire_artifacts
@@ -28,6 +30,7 @@ from web.orchestration import JobEnd, Services, create_pipeline_for_ref, finish_
 from web.settings import Settings
 
 PAST = timedelta(hours=1)
+BUCKET = "kapal-expiry"
 
 
 def _services(services: Services, *, artifacts_expire_in: str) -> Services:
@@ -316,3 +319,47 @@ def test_a_workers_heartbeat_sweeps_in_a_thread_of_its_own(
     assert _job(services, job.id).artifacts_expired
     assert not scene.tree(job).exists()
     assert heartbeat.expire_artifacts_when_due() is None  # not due again for a while
+
+
+def test_with_an_object_store_one_worker_removes_the_blob_and_each_its_own_copy(
+    services: Services, repository: RepositoryRead, s3_server: S3Server, tmp_path: Path
+) -> None:
+    make_bucket(s3_server, BUCKET)
+    url = f"s3://{BUCKET}/run-{secrets.token_hex(6)}"
+
+    def machine(name: str) -> Services:
+        settings = Settings(
+            data_dir=tmp_path / name,
+            database_url=services.database.url,
+            secret_key=SecretStr("k"),
+            object_store=url,
+            s3_endpoint=s3_server.endpoint,
+            s3_access_key=SecretStr(s3_server.access_key),
+            s3_secret_key=SecretStr(s3_server.secret_key),
+            s3_region="us-east-1",
+        )
+        return Services(settings=settings, database=services.database, dispatcher=KeptJobs())
+
+    ran_it, other = machine("worker-a"), machine("worker-b")
+    scene = Scene(ran_it, repository.id)
+    (job,) = scene.pipeline(status="success", expire_in=timedelta(days=1))
+    objects = s3_server.store(url)
+    store = SharedArtifactStore(
+        ran_it.settings.artifacts_dir, objects, scratch=tmp_path / "scratch"
+    )
+    workspace = tmp_path / "workspace"
+    (workspace / "out").mkdir(parents=True)
+    (workspace / "out" / "app.txt").write_text("uploaded")
+    store.save(job.pipeline_id, job.name, workspace, ["out/app.txt"])  # as worker A's job did
+    key = SharedArtifactStore.object_key(job.pipeline_id, job.name)
+    scene.pipeline(status="success", expire_in=timedelta(days=1))  # a newer success on main
+    scene.expire(job.id, -PAST)
+    assert objects.exists(key)
+
+    swept = expire_artifacts(settings=other.settings, database=other.database)
+
+    assert swept == [job.id]
+    assert not objects.exists(key)
+    assert scene.tree(job).is_dir()  # worker A's own copy: A removes it
+    assert expire_artifacts(settings=ran_it.settings, database=ran_it.database) == []
+    assert not scene.tree(job).exists()
