@@ -83,3 +83,27 @@ def test_a_download_of_expired_artifacts_answers_410_saying_why(
     # the list still says what there was
     listed = client.get(f"/api/v1/jobs/{job_id}/artifacts", headers=AUTH).json()
     assert [a["id"] for a in listed] == [artifact_id]
+
+
+def test_the_dashboard_shows_expired_artifacts_with_no_download_link(
+    client: TestClient, services: Services, settings: Settings
+) -> None:
+    job_id, artifact_id = _kept_artifacts(services, settings, expire_in=None)
+    link = f'href="/jobs/{job_id}/artifacts/{artifact_id}"'
+    page = client.get(f"/jobs/{job_id}", headers=AUTH)
+    assert page.status_code == 200 and link in page.text
+    assert ", expire 20" in page.text
+    pipeline_id = client.get(f"/api/v1/jobs/{job_id}", headers=AUTH).json()["pipeline_id"]
+    assert link in client.get(f"/pipelines/{pipeline_id}", headers=AUTH).text
+
+    expire_artifacts(settings=settings, database=services.database)
+
+    job_page = client.get(f"/jobs/{job_id}", headers=AUTH)
+    assert job_page.status_code == 200
+    assert link not in job_page.text
+    assert '<span class="artifact-expired">build</span>' in job_page.text
+    assert "(expired 20" in job_page.text
+    pipeline_page = client.get(f"/pipelines/{pipeline_id}", headers=AUTH)
+    assert pipeline_page.status_code == 200
+    assert link not in pipeline_page.text
+    assert 'class="muted artifact-expired">expired<' in pipeline_page.text
