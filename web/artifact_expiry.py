@@ -37,6 +37,7 @@ from pipeline.plan import ArtifactsSpec, Plan
 from runner.artifacts import ArtifactStore, SharedArtifactStore
 from runner.errors import RunnerError
 from web.db.artifact_expiry import (
+    DueArtifacts,
     claim_expired,
     due_artifacts,
     expired_artifacts_of,
@@ -101,37 +102,47 @@ def expire_artifacts(
     store refuses is logged and left for a later sweep. `stop` ends it between attempts."""
     expired: list[int] = []
     with artifact_store(settings) as store:
-        after = 0
-        while stop is None or not stop.is_set():
+        after: int | None = 0
+        while after is not None and (stop is None or not stop.is_set()):
             with database.transaction() as session:
                 due, last = due_artifacts(session=session, after=after, limit=BATCH)
+            after = last
             for item in due:
                 if stop is not None and stop.is_set():
                     break
-                with database.transaction() as session:
-                    if not claim_expired(session=session, job_id=item.job_id):
-                        continue  # another sweep has it, or the pipeline runs again
-                if item.owner:
-                    try:
-                        store.remove(item.pipeline_id, item.name)
-                    except (RunnerError, OSError) as exc:
-                        log.warning(
-                            "job %s: cannot remove its expired artifacts (%s); trying later",
-                            item.job_id,
-                            exc,
-                        )
-                        with database.transaction() as session:
-                            release_claim(session=session, job_id=item.job_id)
-                        continue
-                expired.append(item.job_id)
-            if last is None:
-                break
-            after = last
+                outcome = _expire(store, database, item)
+                if outcome is None:  # the store refuses now: the rest waits for a later sweep
+                    after = None
+                    break
+                if outcome:
+                    expired.append(item.job_id)
         if settings.object_store and (stop is None or not stop.is_set()):
             _remove_local_leftovers(settings, database)
     if expired:
         log.info("removed the expired artifacts of %d job attempts", len(expired))
     return expired
+
+
+def _expire(store: ArtifactStore, database: Database, item: DueArtifacts) -> bool | None:
+    """Claim the attempt's artifacts and remove them when they are its own; False when another
+    sweep claimed them first (or its pipeline runs again), None when the store refused (the
+    claim released, so a later sweep tries again)."""
+    with database.transaction() as session:
+        if not claim_expired(session=session, job_id=item.job_id):
+            return False
+    if item.owner:
+        try:
+            store.remove(item.pipeline_id, item.name)
+        except (RunnerError, OSError) as exc:
+            log.warning(
+                "job %s: cannot remove its expired artifacts (%s); trying again later",
+                item.job_id,
+                exc,
+            )
+            with database.transaction() as session:
+                release_claim(session=session, job_id=item.job_id)
+            return None
+    return True
 
 
 def _remove_local_leftovers(settings: Settings, database: Database) -> None:

@@ -363,3 +363,23 @@ def test_with_an_object_store_one_worker_removes_the_blob_and_each_its_own_copy(
     assert scene.tree(job).is_dir()  # worker A's own copy: A removes it
     assert expire_artifacts(settings=ran_it.settings, database=ran_it.database) == []
     assert not scene.tree(job).exists()
+
+
+def test_a_store_that_refuses_leaves_the_artifacts_for_a_later_sweep(
+    scene: Scene, services: Services, tmp_path: Path
+) -> None:
+    jobs = [job for _ in range(2) for job in scene.pipeline(status="failed")]
+    refusing = Settings(
+        data_dir=services.settings.data_dir,
+        database_url=services.database.url,
+        secret_key=SecretStr("k"),
+        object_store=str(tmp_path / "not-a-store"),
+    )
+    (tmp_path / "not-a-store").write_text("a file where the store's directory should be")
+
+    assert expire_artifacts(settings=refusing, database=services.database) == []
+    for job in jobs:  # the claim released: nothing marked, nothing lost
+        assert not _job(services, job.id).artifacts_expired
+        assert scene.tree(job).is_dir()
+
+    assert sorted(scene.sweep()) == sorted(job.id for job in jobs)
