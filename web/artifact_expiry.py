@@ -26,15 +26,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.plan import ArtifactsSpec, Plan
-from runner.artifacts import ArtifactStore, SharedArtifactStore
+from runner.artifacts import ArtifactStore
 from runner.errors import RunnerError
 from web.db.artifact_expiry import (
     DueArtifacts,
@@ -45,6 +41,7 @@ from web.db.artifact_expiry import (
     release_claim,
 )
 from web.db.session import Database
+from web.downstream import parent_artifacts
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,24 +73,6 @@ def _is_never(text: str) -> bool:
     return text.strip().lower() == "never"
 
 
-@contextmanager
-def artifact_store(settings: Settings) -> Iterator[ArtifactStore]:
-    """The server's artifact store as this machine opens it: its tree and, when one is set, the
-    object store (`SharedArtifactStore`, scratch in the data dir, removed afterwards).
-    `ObjectStoreError` when the object store setting is malformed."""
-    objects = settings.open_object_store()
-    if objects is None:
-        yield ArtifactStore(settings.artifacts_dir)
-        return
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="kapal-expiry-", dir=settings.data_dir) as scratch:
-        store = SharedArtifactStore(settings.artifacts_dir, objects, scratch=Path(scratch))
-        try:
-            yield store
-        finally:
-            store.close()
-
-
 def expire_artifacts(
     *, settings: Settings, database: Database, stop: threading.Event | None = None
 ) -> list[int]:
@@ -101,7 +80,7 @@ def expire_artifacts(
     this sweep marked expired. Safe to run from any number of workers at once; a removal the
     store refuses is logged and left for a later sweep. `stop` ends it between attempts."""
     expired: list[int] = []
-    with artifact_store(settings) as store:
+    with parent_artifacts(settings) as store:  # the store as workers open it
         after: int | None = 0
         while after is not None and (stop is None or not stop.is_set()):
             with database.transaction() as session:

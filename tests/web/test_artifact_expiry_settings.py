@@ -3,10 +3,8 @@ else refused at start with one line; and `kapal worker --expire-artifacts`, the 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,14 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.web.api.test_serve import KAPAL, _env
 from tests.web.service_support import kept_services
 from tests.web.test_artifact_expiry import Scene
 from web.db.repos import create_repository
 from web.db.schemas import Provider, RepositoryCreate
 from web.db.session import Database
 from web.settings import Settings
-
-KAPAL = [sys.executable, "-m", "web.cli"]
 
 
 @pytest.mark.parametrize(
@@ -56,11 +53,6 @@ def test_any_text_is_a_duration_never_or_refused(value: str) -> None:
         return
     seconds = settings.artifacts_expire_seconds
     assert seconds is None if value.strip().lower() == "never" else seconds and seconds > 0
-
-
-def _env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAPAL_")}
-    return env | {"KAPAL_DATA_DIR": str(data_dir), "KAPAL_ENCRYPTION_KEY": "test key"} | extra
 
 
 def test_serve_and_worker_refuse_a_bad_value_with_one_line(

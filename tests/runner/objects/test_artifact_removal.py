@@ -4,16 +4,14 @@ store, and from the object store too, idempotent, never following a symlink out 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import pytest
 
 from runner.artifacts import ArtifactStore, SharedArtifactStore
-from runner.objects import open_object_store
-from tests.support.s3 import S3Server, make_bucket
+from tests.runner.objects.test_shared_stores import open_store, store_url
 
-BUCKET = "kapal-removal"
+__all__ = ["store_url"]  # the fixture, shared with the shared-store tests
 
 
 def _workspace(root: Path, outside: Path) -> Path:
@@ -68,24 +66,10 @@ def test_a_job_directory_swapped_for_a_symlink_is_removed_as_a_link(
     assert (outside / "precious").read_text() == "host data"
 
 
-@pytest.fixture(params=["s3", "directory"])
-def objects_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An object store: a fresh prefix of a bucket on the S3 server, or a directory."""
-    if request.param == "directory":
-        return str(tmp_path / "object-store")
-    server: S3Server = request.getfixturevalue("s3_server")
-    make_bucket(server, BUCKET)
-    return f"s3://{BUCKET}/run-{secrets.token_hex(6)}"
-
-
 def test_the_shared_store_removes_the_packed_copy_too(
-    objects_url: str, request: pytest.FixtureRequest, tmp_path: Path, outside: Path
+    store_url: str, request: pytest.FixtureRequest, tmp_path: Path, outside: Path
 ) -> None:
-    if objects_url.startswith("s3://"):
-        server: S3Server = request.getfixturevalue("s3_server")
-        objects = server.store(objects_url)
-    else:
-        objects = open_object_store(objects_url)
+    objects = open_store(store_url, request)
     store = SharedArtifactStore(tmp_path / "artifacts", objects, scratch=tmp_path / "scratch")
     store.save(12, "build", _workspace(tmp_path, outside), ["dist/app.bin", "dist/host-dir"])
     key = SharedArtifactStore.object_key(12, "build")
