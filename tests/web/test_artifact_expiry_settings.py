@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tests.web.api.test_serve import KAPAL, _env
+from tests.web.api.test_serve import KAPAL, START_COMMANDS, _env, refused_at_start
 from tests.web.service_support import kept_services
 from tests.web.test_artifact_expiry import Scene
 from web.db.repos import create_repository
@@ -61,24 +61,10 @@ def test_serve_and_worker_refuse_a_bad_value_with_one_line(
     data = tmp_path / "data"
     data.mkdir()
     shutil.copyfile(migrated_sqlite, data / "kapal.db")
-    commands = {
-        ("serve", "--port", "0", "--no-worker"): (1, "kapal serve: "),
-        ("worker", "-n", "refused"): (2, "error: "),
-        ("worker", "--expire-artifacts"): (2, "error: "),
-    }
-    for command, (status, prefix) in commands.items():
-        done = subprocess.run(
-            [*KAPAL, *command],
-            env=_env(data, KAPAL_ARTIFACTS_EXPIRE_IN="a while"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == status, done.stderr
-        lines = done.stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith(prefix), done.stderr
-        assert "KAPAL_ARTIFACTS_EXPIRE_IN='a while' is not a duration" in lines[0]
+    commands = {**START_COMMANDS, ("worker", "--expire-artifacts"): (2, "error: ")}
+    env = {"KAPAL_ARTIFACTS_EXPIRE_IN": "a while"}
+    for line in refused_at_start(data, env, commands):
+        assert "KAPAL_ARTIFACTS_EXPIRE_IN='a while' is not a duration" in line
 
 
 def test_expire_artifacts_once_sweeps_and_exits(tmp_path: Path, migrated_sqlite: Path) -> None:

@@ -327,6 +327,35 @@ def sockets_free_port() -> Iterator[int]:
         yield probe.getsockname()[1]
 
 
+# how `kapal serve` and `kapal worker` each refuse a bad setting: exit status and prefix
+START_COMMANDS = {
+    ("serve", "--port", "0", "--no-worker"): (1, "kapal serve: "),
+    ("worker", "-n", "refused"): (2, "error: "),
+}
+
+
+def refused_at_start(
+    data: Path, env: dict[str, str], commands: dict[tuple[str, ...], tuple[int, str]]
+) -> list[str]:
+    """Run each command on `data` (a migrated data dir) with `env`; each must refuse to start
+    with one line, its own status and prefix. The lines, in order."""
+    said = []
+    for command, (status, prefix) in commands.items():
+        done = subprocess.run(
+            [*KAPAL, *command],
+            env=_env(data, **env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == status, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(prefix), done.stderr
+        said.append(lines[0])
+    return said
+
+
 @pytest.mark.parametrize(
     ("setting", "value"),
     [("KAPAL_SERVICE_PORTS", "80"), ("KAPAL_SERVICE_DRAIN", "-1")],
@@ -338,20 +367,5 @@ def test_serve_and_worker_refuse_a_malformed_rollout_setting_at_start(
     data = tmp_path / "data"
     data.mkdir()
     shutil.copyfile(migrated_sqlite, data / "kapal.db")
-    commands = {
-        ("serve", "--port", "0", "--no-worker"): (1, "kapal serve: "),
-        ("worker", "-n", "refused"): (2, "error: "),
-    }
-    for command, (status, prefix) in commands.items():
-        done = subprocess.run(
-            [*KAPAL, *command],
-            env=_env(data, **{setting: value}),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == status, done.stderr
-        lines = done.stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith(prefix), done.stderr
-        assert f"{setting}={value!r}" in lines[0]
+    for line in refused_at_start(data, {setting: value}, START_COMMANDS):
+        assert f"{setting}={value!r}" in line
