@@ -191,6 +191,8 @@ def test_retrying_a_failed_child_makes_its_trigger_job_wait_for_it_again(
     trigger = _jobs(services, parent)["start-child"]
     assert trigger.id == failed.id  # the same attempt, waiting again
     assert (trigger.status, trigger.reason, trigger.finished_at) == ("running", "", None)
+    assert failed.finished_at is not None and trigger.started_at is not None
+    assert trigger.started_at >= failed.finished_at  # its time runs from the retry
     assert trigger.worker == DOWNSTREAM_WORKER and trigger.id not in kept.sent
     assert f"child pipeline #{child_id} runs again" in _log(services, trigger.id)
     assert _detail(services, parent).status == "running"

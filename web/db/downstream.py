@@ -64,8 +64,10 @@ def start_trigger_job(*, session: Session, job_id: int, from_statuses: Collectio
 
 def wait_again_for_child(*, session: Session, job_id: int) -> bool:
     """Move a finished trigger job (its child pipeline was retried) back to `running` under
-    `DOWNSTREAM_WORKER`, its end and exit code cleared; whether it moved. Only the current
-    attempt moves, and only when no one asked to cancel it."""
+    `DOWNSTREAM_WORKER`, its end and exit code cleared and its start now (its duration is the
+    retried child's wait, not the pause before it); whether it moved. Only the current attempt
+    moves, and only when no one asked to cancel it."""
+    now = database_now_sql(session)
     moved = rowcount(
         session.execute(
             update(Job)
@@ -76,7 +78,7 @@ def wait_again_for_child(*, session: Session, job_id: int) -> bool:
                 Job.retried.is_(False),
                 Job.cancel_requested.is_(False),
             )
-            .values(status="running", reason="", exit_code=None, finished_at=None)
+            .values(status="running", reason="", exit_code=None, started_at=now, finished_at=None)
         )
     )
     return moved == 1
