@@ -56,7 +56,7 @@ COMMAND_MODULES: dict[str, str] = {
     "retry": "web.client_cli",
     "play": "web.client_cli",
     "services": "runner.ship.cli",
-    "deployments": "runner.ship.cli",
+    "deployments": "web.client_cli",
     "rollback": "web.client_cli",
 }
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runner.argv_commands import ArgvMain, register_argv_command
+from runner.terminal_text import cell_width, printable
 
 if TYPE_CHECKING:
     import argparse
@@ -48,6 +49,7 @@ SUMMARIES: dict[str, str] = {
     "retry": "Retry a pipeline's failed jobs (every job with --all; one job with --job).",
     "play": "Start a manual job.",
     "rollback": "Re-deploy an earlier deployment's exact digest (by default the one before).",
+    "deployments": "List environments with their current deployment, or one environment's history.",
 }
 
 SERVER_EPILOG = (
@@ -59,6 +61,8 @@ ROLLBACK_EPILOG = (
     "With KAPAL_HOST set, the environment on that server (KAPAL_TOKEN: an API token); without "
     "it, the deployments `kapal run` recorded on this machine (KAPAL_DATA_DIR)."
 )
+# the verbs that act on this machine's records when KAPAL_HOST is unset
+LOCAL_TOO = frozenset({"rollback", "deployments"})
 
 # What `Settings` takes when KAPAL_BIND_* are unset (tests/web/api/test_client_cli.py compares).
 DEFAULT_BIND_HOST = "127.0.0.1"
@@ -149,7 +153,7 @@ def _talk(verb: str, work: Callable[[KapalClient], None]) -> int:
             work(client)
     except ClientError as exc:
         one_line = " ".join(str(exc).split())
-        print(f"kapal {verb}: {one_line}", file=sys.stderr)
+        print(f"kapal {verb}: {printable(one_line)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stdout.flush()
@@ -186,10 +190,13 @@ def _print_json(value: Any) -> None:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    """Columns two spaces apart; every cell printed safe (names, refs, messages and reasons come
+    from pipelines and commits: runner.terminal_text)."""
+    cells = [[printable("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h), *(cell_width(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     for row in [list(headers), *cells]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        padded = (c + " " * (w - cell_width(c)) for c, w in zip(row, widths, strict=True))
+        print("  ".join(padded).rstrip())
 
 
 def _when(value: str | None) -> str:
@@ -211,13 +218,13 @@ def _duration(started: str | None, finished: str | None) -> str:
 
 def _show_pipeline(detail: dict[str, Any]) -> None:
     print(
-        f"pipeline {detail['id']}  {detail['status']}  {detail['ref']} @ {detail['sha'][:12]}"
-        f"  ({detail['source']})"
+        f"pipeline {detail['id']}  {detail['status']}  {printable(detail['ref'])} @ "
+        f"{detail['sha'][:12]}  ({detail['source']})"
     )
     if detail.get("reason"):
-        print(f"  {detail['reason']}")
+        print(f"  {printable(detail['reason'])}")
     if detail.get("message"):
-        print(f"  {detail['message'].splitlines()[0][:100]}")
+        print(f"  {printable(detail['message'].splitlines()[0][:100])}")
     jobs = detail.get("jobs", [])
     if jobs:
         print("")
@@ -249,7 +256,7 @@ def _parser(verb: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         prog=f"kapal {verb}",
         description=SUMMARIES[verb],
-        epilog=ROLLBACK_EPILOG if verb == "rollback" else SERVER_EPILOG,
+        epilog=ROLLBACK_EPILOG if verb in LOCAL_TOO else SERVER_EPILOG,
         allow_abbrev=False,
     )
 
@@ -406,6 +413,17 @@ def rollback_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--repo", dest="repository", metavar="REPO", help="Repository name or id (server)."
     )
+    return parser
+
+
+def deployments_parser() -> argparse.ArgumentParser:
+    """`kapal deployments`'s arguments on a server (without one: runner.ship.cli's)."""
+    parser = _parser("deployments")
+    parser.add_argument("environment", metavar="ENV", nargs="?", help="Show this one's history.")
+    parser.add_argument(
+        "--repo", dest="repository", metavar="REPO", help="Repository name or id (server)."
+    )
+    parser.add_argument("--json", dest="as_json", action="store_true", help="Print JSON.")
     return parser
 
 
@@ -575,7 +593,7 @@ def _act(verb: str, target: int, job: bool, params: dict[str, Any] | None = None
         if "jobs" in answer:
             _show_pipeline(answer)
         else:
-            print(f"job {answer['id']} ({answer['name']}) {answer['status']}")
+            print(f"job {answer['id']} ({printable(answer['name'])}) {answer['status']}")
 
     return _talk(verb, work)
 
@@ -627,25 +645,96 @@ def rollback_main(argv: list[str]) -> int:
             {} if args.to is None else {"to": args.to},
         )
         print(
-            f"{args.environment}: deployment {done['id']} rolls back to {done.get('rollback_of')}"
+            f"{printable(args.environment)}: deployment {done['id']} rolls back to "
+            f"{done.get('rollback_of')}"
         )
 
     return _talk("rollback", work)
 
 
+def deployments_main(argv: list[str]) -> int:
+    """`kapal deployments ARGV`: the environments (or ENV's history) of the server KAPAL_HOST
+    names, else those `kapal run` recorded on this machine; the exit status."""
+    if not os.environ.get("KAPAL_HOST"):
+        from runner.ship.cli import deployments_main as here
+
+        return here(argv)
+    args = deployments_parser().parse_args(argv)
+
+    def work(client: KapalClient) -> None:
+        from web.errors import ClientError
+
+        repo = None if args.repository is None else _repository_id(client, args.repository)
+        environments = client.get("/api/v1/environments", repo=repo)
+        if args.environment is None:
+            if args.as_json:
+                _print_json(environments)
+                return
+            _table(
+                ["ENVIRONMENT", "REPO", "DEPLOYMENT", "KIND", "DIGEST", "TARGET", "WHEN"],
+                [_environment_row(e) for e in environments],
+            )
+            return
+        found = [e for e in environments if e["name"] == args.environment]
+        if not found:
+            raise ClientError(f"no environment named {args.environment!r} on this server")
+        if len(found) > 1:
+            raise ClientError(
+                f"{len(found)} repositories have an environment {args.environment!r}: "
+                "name one with --repo"
+            )
+        history = client.get(f"/api/v1/environments/{found[0]['id']}/deployments")
+        if args.as_json:
+            _print_json(history)
+            return
+        _table(
+            ["ID", "STATUS", "DIGEST", "TARGET", "WHEN", "WHO", "PIPELINE", "NOTE"],
+            [_deployment_row(d) for d in reversed(history)],  # oldest first, as on this machine
+        )
+
+    return _talk("deployments", work)
+
+
+def _environment_row(environment: dict[str, Any]) -> list[Any]:
+    now = environment.get("current")
+    if not now:
+        return [environment["name"], environment["repository_id"], "-", "-", "-", "-", "-"]
+    return [
+        environment["name"],
+        environment["repository_id"],
+        now["id"],
+        now["kind"],
+        now["digest"],
+        now["target"],
+        _when(now["created_at"]),
+    ]
+
+
+def _deployment_row(deployment: dict[str, Any]) -> list[Any]:
+    note = (
+        f"rollback to {deployment['rollback_of']}"
+        if deployment.get("rollback_of")
+        else deployment.get("message") or ""
+    )
+    who = deployment.get("approved_by") or deployment.get("user") or ""
+    pipeline = f"#{deployment['pipeline_id']}" if deployment.get("pipeline_id") else ""
+    return [
+        deployment["id"],
+        deployment["status"],
+        deployment["digest"],
+        deployment["target"],
+        _when(deployment["created_at"]),
+        who,
+        pipeline,
+        note.splitlines()[0][:80] if note else "",
+    ]
+
+
 def _rollback_here(environment: str, to: int | None) -> int:
     """`kapal rollback` without a server: runner.ship's rollback of this host's deployments."""
-    import click  # runner.ship.cli reports a failure as Typer's Exit (a click exception)
-
     from runner.ship.cli import rollback_here
 
-    # it returns None (failing through Exit); should it return an exit status, that is taken
-    here: Callable[[str, int | None], object] = rollback_here
-    try:
-        answer = here(environment, to)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    return answer if isinstance(answer, int) else 0
+    return rollback_here(environment, to)
 
 
 # verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
@@ -659,6 +748,7 @@ ARGV_COMMANDS: dict[str, ArgvMain] = {
     "retry": retry_main,
     "play": play_main,
     "rollback": rollback_main,
+    "deployments": deployments_main,
 }
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from runner.argv_commands import ArgvMain, register_argv_command
 from runner.errors import RunnerError
 from runner.runtime.environment import RuntimeEnvironment
+from runner.terminal_text import cell_width, printable
 
 if TYPE_CHECKING:
     import typer
@@ -70,23 +71,16 @@ def _human(size: int) -> str:
     return str(size)
 
 
-def _printable(text: str) -> str:
-    """`text` with control characters escaped: an image's config (its `created`) is anyone's."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, bold: bool) -> str:
     """Columns padded to their widest cell, two spaces apart (the layout rich drew before)."""
-    cells = [header, *[tuple(_printable(cell) for cell in row) for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    cells = [header, *[tuple(printable(cell) for cell in row) for row in rows]]
+    widths = [max(cell_width(row[i]) for row in cells) for i in range(len(header))]
     lines = []
     for number, row in enumerate(cells):
         padded = []
         for cell, width in zip(row, widths, strict=True):
             shown = f"\033[1m{cell}\033[0m" if bold and number == 0 else cell
-            padded.append(shown + " " * (width - len(cell)))
+            padded.append(shown + " " * (width - cell_width(cell)))
         lines.append("  ".join(padded))
     return "\n".join(lines)
 

@@ -10,7 +10,8 @@ is read with `RuntimeEnvironment` (`kapal services`: with `EnvSettings`, the rea
 uses, which checks every `KAPAL_*` variable as `RunnerSettings` does); the tables are printed
 as rich printed them (each column as wide as its widest cell, two spaces apart); the services
 and deployments modules are imported only once the arguments are good.
-(`kapal rollback` itself lives in `web.client_cli`, which calls `rollback_here` without a server.)
+(`kapal deployments` and `kapal rollback` themselves live in `web.client_cli`, which asks the
+server KAPAL_HOST names, or calls `deployments_main` and `rollback_here` here without one.)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from runner.argv_commands import ArgvMain, register_argv_command
 from runner.errors import RunnerError
+from runner.terminal_text import cell_width, printable
 
 if TYPE_CHECKING:
     import typer
@@ -102,13 +104,13 @@ def deployments_main(argv: list[str]) -> int:
 
 
 # verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
-ARGV_COMMANDS: dict[str, ArgvMain] = {"services": services_main, "deployments": deployments_main}
+ARGV_COMMANDS: dict[str, ArgvMain] = {"services": services_main}
 
 
 def register(app: typer.Typer) -> None:
-    """Add `services` and `deployments` to the `kapal` application (`rollback`: web.client_cli)."""
+    """Add `services` to the `kapal` application (`deployments` and `rollback` are
+    web.client_cli's, which call `deployments_main` and `rollback_here` without a server)."""
     register_argv_command(app, "services", services_main, SERVICES_HELP)
-    register_argv_command(app, "deployments", deployments_main, DEPLOYMENTS_HELP)
 
 
 def _services(*, rolling_out: bool) -> Services:
@@ -177,33 +179,14 @@ def _print_history(log: LocalDeployments, environment: str) -> None:
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """A header line and a line per row: every column as wide as its widest cell (padded, the
     last one too), two spaces apart; never wrapped, whatever the terminal's width."""
-    cells = [[_printable(str(cell)) for cell in row] for row in (headers, *rows)]
-    widths = [max(_width(row[at]) for row in cells) for at in range(len(headers))]
+    cells = [[printable(str(cell)) for cell in row] for row in (headers, *rows)]
+    widths = [max(cell_width(row[at]) for row in cells) for at in range(len(headers))]
     out = []
     for row in cells:
-        out.append("  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True)))
+        out.append(
+            "  ".join(c + " " * (w - cell_width(c)) for c, w in zip(row, widths, strict=True))
+        )
     print("\n".join(out), flush=True)
-
-
-def _printable(text: str) -> str:
-    """`text` with each control character written as an escape: a job, a message or an
-    environment name comes from a pipeline, and none may move the cursor or recolour the
-    terminal of the person reading the table."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _width(text: str) -> int:
-    """Terminal cells `text` takes: wide (East Asian) letters two, combining marks none."""
-    if text.isascii():
-        return len(text)
-    import unicodedata
-
-    return sum(
-        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
-        for c in text
-    )
 
 
 def _when(stamp: float) -> str:
@@ -219,33 +202,35 @@ def _error(exc: Exception) -> int:
     return 1
 
 
-def rollback_here(environment: str, to: int | None) -> None:
+def rollback_here(environment: str, to: int | None) -> int:
     """`kapal rollback` without a server: re-deploy an earlier deployment this host recorded.
 
     (The verb itself lives in `web.client_cli`, which talks to a server when `KAPAL_HOST` is set
-    and calls this otherwise.) Ends with `SystemExit(1)` after printing why when it cannot.
+    and calls this otherwise.) The exit status: 1 after printing why when it cannot (a
+    malformed KAPAL_* setting too: read without pydantic, as `kapal run` reads them).
     """
     import os
 
     from runner.images.store import ImageStore
     from runner.owners import DEFAULT_OWNER
     from runner.secrets import load_secrets
-    from runner.settings import RunnerSettings
+    from runner.settings_env import EnvSettings
     from runner.ship.deployments import LocalDeployments, current, deployments_dir
     from runner.ship.local import local_shipper
     from runner.ship.state_files import read_json
 
-    settings = RunnerSettings()
-    log = LocalDeployments(deployments_dir(settings.data_dir))
-    owner = DEFAULT_OWNER
-    now = current(log.history(environment))
-    if now is not None and now.kind == "service":
-        config = read_json(settings.data_dir / "services" / now.target / "service.json")
-        owner = str((config or {}).get("owner") or DEFAULT_OWNER)
     try:
+        settings = EnvSettings.from_environ()
+        log = LocalDeployments(deployments_dir(settings.data_dir))
+        owner = DEFAULT_OWNER
+        now = current(log.history(environment))
+        if now is not None and now.kind == "service":
+            config = read_json(settings.data_dir / "services" / now.target / "service.json")
+            owner = str((config or {}).get("owner") or DEFAULT_OWNER)
         secrets = {k: s.value for k, s in load_secrets(os.environ).items()}
         shipper = local_shipper(settings, ImageStore(settings.images_dir), owner, None, secrets)
         done = shipper.rollback(environment, _say, to=to)
     except RunnerError as exc:
-        raise SystemExit(_error(exc)) from None
-    print(f"{environment}: deployment {done.id} rolls back to {done.rollback_of}")
+        return _error(exc)
+    print(f"{printable(environment)}: deployment {done.id} rolls back to {done.rollback_of}")
+    return 0

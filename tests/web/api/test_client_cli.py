@@ -379,3 +379,40 @@ def test_an_empty_secret_gets_one_made_and_shown(
             session=session, cipher=services.cipher(), repository_id=made["id"]
         )
     assert stored.webhook_secret == made["secret"]
+
+
+def test_tables_and_pipeline_details_print_what_a_pipeline_wrote_harmlessly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from web.client_cli import _show_pipeline
+
+    hostile = "deploy\x1b]0;owned\x07\x1b[2J"
+    detail = {
+        "id": 7,
+        "status": "failed",
+        "ref": "main\x1b[31m",
+        "sha": "0" * 40,
+        "source": "push",
+        "reason": f"job {hostile} failed",
+        "message": f"fix {hostile}\nsecond line",
+        "jobs": [
+            {
+                "id": 1,
+                "name": hostile,
+                "attempt": 1,
+                "stage": "test",
+                "status": "failed",
+                "exit_code": 1,
+                "started_at": None,
+                "finished_at": None,
+                "worker": "w",
+                "reason": hostile,
+                "retried": False,
+            }
+        ],
+    }
+    _show_pipeline(detail)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert out.count("deploy\\x1b]0;owned\\x07\\x1b[2J") == 4  # reason, message, name, reason
+    assert "main\\x1b[31m" in out and "second line" not in out

@@ -5,6 +5,7 @@ their current deployment and history, and a rollback through the API restores an
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -179,6 +180,34 @@ def test_manual_gate_deployments_api_and_rollback(
         assert unknown.returncode == 1
         assert "no environment named 'staging'" in unknown.stderr
         assert "Traceback" not in unknown.stderr
+        # `kapal deployments` against the server: the environment and its history
+        listed = subprocess.run(
+            [*cli[:-2], "deployments"], env=env_vars, capture_output=True, text=True
+        )
+        assert listed.returncode == 0, listed.stderr
+        [header, row] = listed.stdout.splitlines()
+        assert header.split()[:3] == ["ENVIRONMENT", "REPO", "DEPLOYMENT"]
+        assert row.split()[:2] == ["production", str(repository.id)] and second in row
+        shown = subprocess.run(
+            [*cli[:-2], "deployments", "production", "--repo", str(repository.id), "--json"],
+            env=env_vars,
+            capture_output=True,
+            text=True,
+        )
+        assert shown.returncode == 0, shown.stderr
+        # newest first: the CLI's rollback, the API's, then the two shipped
+        assert [d["digest"] for d in json.loads(shown.stdout)] == [second, first, second, first]
+        table = subprocess.run(
+            [*cli[:-2], "deployments", "production"], env=env_vars, capture_output=True, text=True
+        )
+        lines = table.stdout.splitlines()
+        assert lines[0].split()[:2] == ["ID", "STATUS"] and len(lines) == 5  # oldest first
+        assert f"rollback to {history[0]['id']}" in lines[-1]
+        missing_env = subprocess.run(
+            [*cli[:-2], "deployments", "staging"], env=env_vars, capture_output=True, text=True
+        )
+        assert missing_env.returncode == 1
+        assert "no environment named 'staging' on this server" in missing_env.stderr
     finally:
         server.stop()
     (env,) = client.get("/api/v1/environments", headers=AUTH).json()
