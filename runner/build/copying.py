@@ -103,8 +103,6 @@ def _subdirs(tree: SourceTree, base: str) -> list[str]:
 
 
 def _locate(tree: SourceTree, path: str) -> Path | None:
-    if isinstance(tree, ContextTree):
-        return tree.locate_any(path)
     if isinstance(tree, LayeredTree):
         return tree.locate(tree.resolve(path))  # /bin/sh in a merged-/usr image is /usr/bin/sh
     return tree.locate(path)

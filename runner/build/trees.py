@@ -145,16 +145,11 @@ class ContextTree:
 
     def locate(self, path: str) -> Path | None:
         """Host path of `path` in the context (last component not followed), None when absent
-        or excluded."""
+        or excluded (a directory that is excluded yet holds included files is present)."""
         found = self.lookup(path).path
         if found is None:
             return None
         return self.root / found if found else self.root
-
-    def locate_any(self, path: str) -> Path | None:
-        """The same as `locate`: a directory that is excluded yet holds included files is
-        present in both."""
-        return self.locate(path)
 
     def listdir(self, path: str) -> list[str]:
         """Names in the context directory `path` (a symlink to one followed inside the context)

@@ -309,7 +309,7 @@ def builder_view(context: Path) -> set[str]:
         relative = pending.pop()
         for name in tree.listdir(relative):
             child = f"{relative}/{name}" if relative else name
-            host = tree.locate_any(child)
+            host = tree.locate(child)
             if host is None:
                 continue
             seen.add(child)
