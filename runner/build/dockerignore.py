@@ -131,6 +131,16 @@ def _clean(path: str) -> str:
     return "." if cleaned == "" else cleaned
 
 
+def _class_body(body: str) -> str:
+    """A `[...]` class's body for Python's re, meaning what it means to Go: a backslash stays
+    literal, and `[`, `&&`, `~~`, `||` and `--` (which re reserves for nested sets and set
+    operations, warning about them today) are literal characters, `--` still closing a range."""
+    body = body.replace("\\", "\\\\")
+    for special in "[&~|":
+        body = body.replace(special, "\\" + special)
+    return body.replace("--", "-\\-")
+
+
 def _compile(pattern: str) -> re.Pattern[str]:
     """Translate Go filepath.Match syntax plus `**` into a regex over `/`-separated paths."""
     out: list[str] = []
@@ -156,9 +166,9 @@ def _compile(pattern: str) -> re.Pattern[str]:
             else:
                 body = pattern[i + 1 : end]
                 if body.startswith(("^", "!")):
-                    body = "^" + body[1:].replace("\\", "\\\\")
+                    body = "^" + _class_body(body[1:])
                 else:
-                    body = body.replace("\\", "\\\\").replace("^", "\\^")
+                    body = _class_body(body).replace("^", "\\^")
                 out.append(f"[{body}]")
                 i = end
         elif ch == "\\" and i + 1 < n:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -41,10 +42,22 @@ from runner.build.trees import ContextTree
         ("docs/**\n!docs/public", "docs/publicity/c.txt", True),
         ("docs\n!docs/public\ndocs/public/secret", "docs/public/secret/k", True),
         ("!docs/public\ndocs", "docs/public/a.txt", True),  # the exception came first
+        # what Python's re keeps for nested sets and set operations is literal to Go
+        ("[[]", "[", True),
+        ("[[]", "a", False),
+        ("[a&&b]", "&", True),
+        ("[a&&b]", "c", False),
+        ("[x||y]", "|", True),
+        ("[a~~b]", "~", True),
+        ("[+--]", ",", True),  # a range from + to -
+        ("[+--]", ".", False),
+        ("[!a-c]", "d", True),
     ],
 )
 def test_patterns(patterns: str, path: str, excluded: bool) -> None:
-    assert DockerIgnore.parse(patterns).excluded(path) is excluded
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # re warns about `[[` and `&&` it would read otherwise
+        assert DockerIgnore.parse(patterns).excluded(path) is excluded
 
 
 def test_exception_inside_excluded_directory_is_walked(tmp_path: Path) -> None:
