@@ -193,9 +193,12 @@ def forget(snap: Snapshot) -> None:
         snap.memo_path.unlink()
 
 
-def _read_dockerfile(path: Path) -> str | None:
-    # A regular file only (a fifo would block, a device never end); the builder reads it again.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+def _read_small_file(path: Path, *, follow: bool = True) -> bytes | None:
+    """A regular file's bytes, None when it is not one (a fifo would block, a device never end)
+    or holds more than `_MAX_DOCKERFILE`; OSError when it cannot be opened (with `follow`
+    False, a symlink among them). The builder reads the file again."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_DOCKERFILE:
@@ -203,8 +206,13 @@ def _read_dockerfile(path: Path) -> str | None:
         data = os.read(fd, _MAX_DOCKERFILE + 1)
     finally:
         os.close(fd)
+    return None if len(data) > _MAX_DOCKERFILE else data
+
+
+def _read_dockerfile(path: Path) -> str | None:
+    data = _read_small_file(path)
     try:
-        return data.decode("utf-8")
+        return None if data is None else data.decode("utf-8")
     except UnicodeDecodeError:
         return None
 
@@ -213,21 +221,12 @@ def _read_dockerignore(root: Path) -> tuple[DockerIgnore | None, str | None]:
     """The context's .dockerignore (its patterns and text); (None, None) when it is not a plain
     file the memo can read without following anything: then no entry is left out."""
     try:
-        fd = os.open(
-            root / ".dockerignore", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        )
+        raw = _read_small_file(root / ".dockerignore", follow=False)
     except FileNotFoundError:
         return DockerIgnore(), None
     except OSError:
         return None, None  # a symlink (ELOOP) or unreadable: the builder decides what it means
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_DOCKERFILE:
-            return None, None
-        raw = os.read(fd, _MAX_DOCKERFILE + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > _MAX_DOCKERFILE:
+    if raw is None:
         return None, None
     text = raw.decode("utf-8", errors="replace")  # as DockerIgnore.load decodes it
     return DockerIgnore.parse(text), text
