@@ -403,6 +403,12 @@ def play_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _repo_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repo", dest="repository", metavar="REPO", help="Repository name or id (server)."
+    )
+
+
 def rollback_parser() -> argparse.ArgumentParser:
     """`kapal rollback`'s arguments."""
     parser = _parser("rollback")
@@ -410,9 +416,7 @@ def rollback_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--to", metavar="ID", type=_whole_number(1), help="The deployment to go back to (its id)."
     )
-    parser.add_argument(
-        "--repo", dest="repository", metavar="REPO", help="Repository name or id (server)."
-    )
+    _repo_flag(parser)
     return parser
 
 
@@ -420,10 +424,8 @@ def deployments_parser() -> argparse.ArgumentParser:
     """`kapal deployments`'s arguments on a server (without one: runner.ship.cli's)."""
     parser = _parser("deployments")
     parser.add_argument("environment", metavar="ENV", nargs="?", help="Show this one's history.")
-    parser.add_argument(
-        "--repo", dest="repository", metavar="REPO", help="Repository name or id (server)."
-    )
-    parser.add_argument("--json", dest="as_json", action="store_true", help="Print JSON.")
+    _repo_flag(parser)
+    _json_flag(parser)
     return parser
 
 
@@ -456,6 +458,23 @@ def repo_main(argv: list[str]) -> int:
 
         args.secret = secrets.token_urlsafe(24)
     return _talk("repo add", lambda client: _repo_add(client, args, made_secret))
+
+
+def _environment_named(client: KapalClient, name: str, repository: str | None) -> dict[str, Any]:
+    """The environment called `name` on the server, within `repository` when given;
+    ClientError when none or several repositories have one of that name."""
+    from web.errors import ClientError
+
+    repo = None if repository is None else _repository_id(client, repository)
+    environments = client.get("/api/v1/environments", repo=repo)
+    found = [e for e in environments if e["name"] == name]
+    if not found:
+        raise ClientError(f"no environment named {name!r} on this server; see `kapal deployments`")
+    if len(found) > 1:
+        raise ClientError(
+            f"{len(found)} repositories have an environment {name!r}: name one with --repo"
+        )
+    return dict(found[0])
 
 
 def _repo_add(client: KapalClient, args: argparse.Namespace, made_secret: bool) -> None:
@@ -622,26 +641,14 @@ def rollback_main(argv: list[str]) -> int:
     """`kapal rollback ARGV`: on the server KAPAL_HOST names, else here; the exit status."""
     args = rollback_parser().parse_args(argv)
     if not os.environ.get("KAPAL_HOST"):
-        return _rollback_here(args.environment, args.to)
+        from runner.ship.cli import rollback_here
+
+        return rollback_here(args.environment, args.to)
 
     def work(client: KapalClient) -> None:
-        from web.errors import ClientError
-
-        repo = None if args.repository is None else _repository_id(client, args.repository)
-        found = [
-            e
-            for e in client.get("/api/v1/environments", repo=repo)
-            if e["name"] == args.environment
-        ]
-        if not found:
-            raise ClientError(f"no environment named {args.environment!r}; see `kapal deployments`")
-        if len(found) > 1:
-            raise ClientError(
-                f"{len(found)} repositories have an environment {args.environment!r}: "
-                "name one with --repo"
-            )
+        environment = _environment_named(client, args.environment, args.repository)
         done = client.post(
-            f"/api/v1/environments/{found[0]['id']}/rollback",
+            f"/api/v1/environments/{environment['id']}/rollback",
             {} if args.to is None else {"to": args.to},
         )
         print(
@@ -662,11 +669,9 @@ def deployments_main(argv: list[str]) -> int:
     args = deployments_parser().parse_args(argv)
 
     def work(client: KapalClient) -> None:
-        from web.errors import ClientError
-
-        repo = None if args.repository is None else _repository_id(client, args.repository)
-        environments = client.get("/api/v1/environments", repo=repo)
         if args.environment is None:
+            repo = None if args.repository is None else _repository_id(client, args.repository)
+            environments = client.get("/api/v1/environments", repo=repo)
             if args.as_json:
                 _print_json(environments)
                 return
@@ -675,15 +680,8 @@ def deployments_main(argv: list[str]) -> int:
                 [_environment_row(e) for e in environments],
             )
             return
-        found = [e for e in environments if e["name"] == args.environment]
-        if not found:
-            raise ClientError(f"no environment named {args.environment!r} on this server")
-        if len(found) > 1:
-            raise ClientError(
-                f"{len(found)} repositories have an environment {args.environment!r}: "
-                "name one with --repo"
-            )
-        history = client.get(f"/api/v1/environments/{found[0]['id']}/deployments")
+        environment = _environment_named(client, args.environment, args.repository)
+        history = client.get(f"/api/v1/environments/{environment['id']}/deployments")
         if args.as_json:
             _print_json(history)
             return
@@ -728,13 +726,6 @@ def _deployment_row(deployment: dict[str, Any]) -> list[Any]:
         pipeline,
         note.splitlines()[0][:80] if note else "",
     ]
-
-
-def _rollback_here(environment: str, to: int | None) -> int:
-    """`kapal rollback` without a server: runner.ship's rollback of this host's deployments."""
-    from runner.ship.cli import rollback_here
-
-    return rollback_here(environment, to)
 
 
 # verb -> its `main(argv) -> exit code`, run by `kapal` without Typer
