@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runner.argv_commands import ArgvMain, register_argv_command
-from runner.terminal_text import cell_width, printable
+from runner.terminal_text import aligned, printable
 
 if TYPE_CHECKING:
     import argparse
@@ -192,11 +192,9 @@ def _print_json(value: Any) -> None:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Columns two spaces apart; every cell printed safe (names, refs, messages and reasons come
     from pipelines and commits: runner.terminal_text)."""
-    cells = [[printable("" if c is None else str(c)) for c in row] for row in rows]
-    widths = [max([len(h), *(cell_width(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    for row in [list(headers), *cells]:
-        padded = (c + " " * (w - cell_width(c)) for c, w in zip(row, widths, strict=True))
-        print("  ".join(padded).rstrip())
+    cells = [["" if c is None else c for c in row] for row in rows]
+    for row in aligned([headers, *cells]):
+        print("  ".join(text + pad for text, pad in row).rstrip())
 
 
 def _when(value: str | None) -> str:

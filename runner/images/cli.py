@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from runner.argv_commands import ArgvMain, register_argv_command
 from runner.errors import RunnerError
 from runner.runtime.environment import RuntimeEnvironment
-from runner.terminal_text import cell_width, printable
+from runner.terminal_text import aligned
 
 if TYPE_CHECKING:
     import typer
@@ -73,15 +73,10 @@ def _human(size: int) -> str:
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, bold: bool) -> str:
     """Columns padded to their widest cell, two spaces apart (the layout rich drew before)."""
-    cells = [header, *[tuple(printable(cell) for cell in row) for row in rows]]
-    widths = [max(cell_width(row[i]) for row in cells) for i in range(len(header))]
     lines = []
-    for number, row in enumerate(cells):
-        padded = []
-        for cell, width in zip(row, widths, strict=True):
-            shown = f"\033[1m{cell}\033[0m" if bold and number == 0 else cell
-            padded.append(shown + " " * (width - cell_width(cell)))
-        lines.append("  ".join(padded))
+    for number, row in enumerate(aligned([header, *rows])):
+        bolden = bold and number == 0
+        lines.append("  ".join((f"\033[1m{t}\033[0m" if bolden else t) + pad for t, pad in row))
     return "\n".join(lines)
 
 

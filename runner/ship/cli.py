@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from runner.argv_commands import ArgvMain, register_argv_command
 from runner.errors import RunnerError
-from runner.terminal_text import cell_width, printable
+from runner.terminal_text import aligned, printable
 
 if TYPE_CHECKING:
     import typer
@@ -179,14 +179,8 @@ def _print_history(log: LocalDeployments, environment: str) -> None:
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """A header line and a line per row: every column as wide as its widest cell (padded, the
     last one too), two spaces apart; never wrapped, whatever the terminal's width."""
-    cells = [[printable(str(cell)) for cell in row] for row in (headers, *rows)]
-    widths = [max(cell_width(row[at]) for row in cells) for at in range(len(headers))]
-    out = []
-    for row in cells:
-        out.append(
-            "  ".join(c + " " * (w - cell_width(c)) for c, w in zip(row, widths, strict=True))
-        )
-    print("\n".join(out), flush=True)
+    lines = ["  ".join(text + pad for text, pad in row) for row in aligned([headers, *rows])]
+    print("\n".join(lines), flush=True)
 
 
 def _when(stamp: float) -> str:
